@@ -1,0 +1,186 @@
+//! The one owner of series state. A series (a label set) is the sum of its live kernel
+//! entries and of the retired values of finished processes, so counters never go backwards
+//! when the kernel entries of an exited process are freed. Retired-only series expire once
+//! idle for the TTL. Pure: the kernel maps are read elsewhere and passed in.
+use std::{
+    collections::HashMap,
+    hash::Hash,
+    time::{Duration, Instant},
+};
+
+use monitor_common::SyscallStats;
+
+/// A value that can be summed across CPUs, processes and time.
+pub trait Observations: Clone + Default {
+    fn add(&mut self, other: &Self);
+    /// Events observed so far: a change means the series is active.
+    fn observations(&self) -> u64;
+}
+
+impl Observations for u64 {
+    fn add(&mut self, other: &Self) {
+        *self += other;
+    }
+    fn observations(&self) -> u64 {
+        *self
+    }
+}
+
+impl Observations for SyscallStats {
+    fn add(&mut self, other: &Self) {
+        for (mine, theirs) in self.buckets.iter_mut().zip(other.buckets) {
+            *mine += theirs;
+        }
+        self.sum_ns += other.sum_ns;
+    }
+    fn observations(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+}
+
+#[derive(Debug)]
+struct Series<V> {
+    retired: V,
+    last_observations: u64,
+    last_change: Instant,
+}
+
+#[derive(Debug)]
+pub struct SeriesTable<L, V> {
+    series: HashMap<L, Series<V>>,
+    expired_total: u64,
+}
+
+impl<L, V> Default for SeriesTable<L, V> {
+    fn default() -> Self {
+        Self { series: HashMap::new(), expired_total: 0 }
+    }
+}
+
+impl<L: Clone + Eq + Hash, V: Observations> SeriesTable<L, V> {
+    /// Folds the final value of a finished process into its series.
+    pub fn retire(&mut self, labels: L, value: &V, now: Instant) {
+        self.entry(labels, now).retired.add(value);
+    }
+
+    /// The exported values: retired + `live` per label set. Series with no live part that have
+    /// not changed for `ttl` are dropped.
+    pub fn publish(&mut self, live: HashMap<L, V>, now: Instant, ttl: Duration) -> Vec<(L, V)> {
+        for labels in live.keys() {
+            self.entry(labels.clone(), now);
+        }
+        let before = self.series.len();
+        let mut out = Vec::with_capacity(before);
+        self.series.retain(|labels, series| {
+            let mut total = series.retired.clone();
+            let live_part = live.get(labels);
+            if let Some(value) = live_part {
+                total.add(value);
+            }
+            let observations = total.observations();
+            if observations != series.last_observations {
+                series.last_observations = observations;
+                series.last_change = now;
+            }
+            let keep = live_part.is_some() || now.duration_since(series.last_change) < ttl;
+            if keep {
+                out.push((labels.clone(), total));
+            }
+            keep
+        });
+        self.expired_total += (before - self.series.len()) as u64;
+        out
+    }
+
+    pub fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty()
+    }
+
+    pub fn expired_total(&self) -> u64 {
+        self.expired_total
+    }
+
+    fn entry(&mut self, labels: L, now: Instant) -> &mut Series<V> {
+        self.series.entry(labels).or_insert_with(|| Series {
+            retired: V::default(),
+            last_observations: 0,
+            last_change: now,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TTL: Duration = Duration::from_secs(60);
+
+    fn live(pairs: &[(&'static str, u64)]) -> HashMap<&'static str, u64> {
+        pairs.iter().copied().collect()
+    }
+
+    fn sorted(mut values: Vec<(&'static str, u64)>) -> Vec<(&'static str, u64)> {
+        values.sort();
+        values
+    }
+
+    #[test]
+    fn retiring_a_process_keeps_the_counter_monotonic() {
+        let t0 = Instant::now();
+        let mut table = SeriesTable::default();
+        assert_eq!(table.publish(live(&[("bash", 5)]), t0, TTL), [("bash", 5)]);
+        // The process exits: its kernel entry (5) is retired and freed; another bash runs on.
+        table.retire("bash", &5, t0);
+        assert_eq!(table.publish(live(&[("bash", 2)]), t0, TTL), [("bash", 7)]);
+    }
+
+    #[test]
+    fn retired_only_series_expire_after_ttl_of_idleness() {
+        let t0 = Instant::now();
+        let mut table = SeriesTable::default();
+        table.publish(live(&[("gone", 3), ("stays", 1)]), t0, TTL);
+        table.retire("gone", &3, t0);
+        let t1 = t0 + TTL / 2;
+        assert_eq!(
+            sorted(table.publish(live(&[("stays", 1)]), t1, TTL)),
+            [("gone", 3), ("stays", 1)]
+        );
+        let t2 = t0 + TTL;
+        assert_eq!(table.publish(live(&[("stays", 1)]), t2, TTL), [("stays", 1)]);
+        assert_eq!(table.expired_total(), 1);
+        assert_eq!(table.len(), 1);
+    }
+
+    #[test]
+    fn a_change_restarts_the_ttl() {
+        let t0 = Instant::now();
+        let mut table = SeriesTable::default();
+        table.retire("late", &1, t0);
+        table.publish(HashMap::new(), t0, TTL);
+        let t1 = t0 + TTL - Duration::from_secs(1);
+        table.retire("late", &1, t1); // a late orphan entry of the same process, swept later
+        assert_eq!(table.publish(HashMap::new(), t1, TTL), [("late", 2)]);
+        assert_eq!(table.publish(HashMap::new(), t0 + TTL, TTL), [("late", 2)]);
+        assert!(table.publish(HashMap::new(), t1 + TTL, TTL).is_empty());
+    }
+
+    #[test]
+    fn histogram_values_add_bucketwise() {
+        let mut a = SyscallStats::ZERO;
+        a.buckets[3] = 2;
+        a.sum_ns = 100;
+        let mut b = SyscallStats::ZERO;
+        b.buckets[3] = 1;
+        b.buckets[5] = 4;
+        b.sum_ns = 50;
+        a.add(&b);
+        assert_eq!(a.buckets[3], 3);
+        assert_eq!(a.buckets[5], 4);
+        assert_eq!(a.sum_ns, 150);
+        assert_eq!(a.observations(), 7);
+    }
+}

@@ -1,0 +1,157 @@
+//! Wiring: privileges, listener, probes, readers, registry, server; then a clean shutdown.
+use std::{
+    sync::{Arc, Mutex},
+    time::Instant,
+};
+
+use anyhow::Context as _;
+use log::{LevelFilter, info, warn};
+use tokio::io::unix::AsyncFd;
+
+use crate::{
+    config::Config,
+    metrics::MonitorCollector,
+    monitor::Monitor,
+    privileges,
+    probes::{self, LoadSettings, kernel_maps::KernelMaps, process_events::ProcessEvents},
+    server::{self, Endpoints},
+};
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    privileges::check()?;
+    let listener = server::bind(config.listen_address)?;
+    let mut loaded = probes::load(LoadSettings {
+        syscall_stats_entries: config.syscall_stats_entries,
+        syscall_errors_entries: config.syscall_errors_entries,
+        kernel_log_level: kernel_log_level(config.log_level),
+    })?;
+    if loaded.probes.iter().all(|state| !state.attached()) {
+        anyhow::bail!("no probe could be attached (see the warnings above)");
+    }
+    info!("per-thread maps sized for pid_max = {}", loaded.pid_slots);
+
+    let kernel_logs = match aya_log::EbpfLogger::init(&mut loaded.ebpf) {
+        Ok(logger) => Some(logger),
+        Err(err) => {
+            warn!("probe logs unavailable: {err}");
+            None
+        }
+    };
+    let maps = KernelMaps::take(&mut loaded.ebpf, loaded.capacities.clone())?;
+    let events = ProcessEvents::take(&mut loaded.ebpf)?;
+    let events_ready = watch_readable(events.fd().context("duplicating the ring buffer fd")?)
+        .context("polling the process-event ring buffer")?;
+    let monitor = Arc::new(Mutex::new(Monitor::new(
+        maps,
+        events,
+        config.with_pid_label(),
+        config.series_ttl,
+    )));
+
+    let registry = prometheus::Registry::new();
+    registry
+        .register(Box::new(MonitorCollector::new(
+            Arc::clone(&monitor),
+            loaded.probes.clone(),
+            config.with_pid_label(),
+        )))
+        .context("registering the collector")?;
+
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(read_process_events(events_ready, Arc::clone(&monitor)));
+    tasks.spawn(sweep(Arc::clone(&monitor), config.sweep_interval));
+    if let Some(logger) = kernel_logs {
+        tasks.spawn(forward_kernel_logs(logger));
+    }
+
+    let endpoints = Arc::new(Endpoints { registry, probes: loaded.probes.clone() });
+    server::serve(listener, endpoints, shutdown_signal()).await?;
+
+    info!("shutting down: detaching probes");
+    tasks.shutdown().await;
+    drop(loaded);
+    info!("probes detached, bye");
+    Ok(())
+}
+
+/// Applies exec/exit events as they come, so names are known before their processes' entries
+/// are retired.
+async fn read_process_events(ready: AsyncFd<std::os::fd::OwnedFd>, monitor: Arc<Mutex<Monitor>>) {
+    loop {
+        let mut guard = match ready.readable().await {
+            Ok(guard) => guard,
+            Err(err) => {
+                warn!("process-event ring buffer polling failed, names may lag: {err}");
+                return;
+            }
+        };
+        lock(&monitor).drain_events(Instant::now());
+        guard.clear_ready();
+    }
+}
+
+/// Folds and frees finished processes' kernel entries even when nobody scrapes.
+async fn sweep(monitor: Arc<Mutex<Monitor>>, every: std::time::Duration) {
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        lock(&monitor).refresh(Instant::now());
+    }
+}
+
+async fn forward_kernel_logs(logger: aya_log::EbpfLogger<&'static dyn log::Log>) {
+    let mut ready = match watch_readable(logger) {
+        Ok(ready) => ready,
+        Err(err) => {
+            warn!("probe logs unavailable: {err}");
+            return;
+        }
+    };
+    loop {
+        let Ok(mut guard) = ready.readable_mut().await else { return };
+        guard.get_inner_mut().flush();
+        guard.clear_ready();
+    }
+}
+
+/// Registers a ring buffer's fd with the runtime's reactor for read readiness.
+fn watch_readable<T: std::os::fd::AsRawFd>(inner: T) -> std::io::Result<AsyncFd<T>> {
+    // SAFETY: `inner` owns its fd (an `OwnedFd`, or aya's `MapData` inside the logger) and
+    // keeps it open, unchanged, for as long as the `AsyncFd` owns `inner`.
+    unsafe { AsyncFd::register_with_interest(inner, tokio::io::Interest::READABLE) }
+        .map_err(std::io::Error::from)
+}
+
+fn lock(monitor: &Mutex<Monitor>) -> std::sync::MutexGuard<'_, Monitor> {
+    // A panic elsewhere must not stop the metrics: the state is still consistent per call.
+    monitor.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(terminate) => terminate,
+        Err(err) => {
+            warn!("cannot listen for SIGTERM ({err}); only SIGINT stops the agent cleanly");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = terminate.recv() => info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
+    }
+}
+
+/// aya-log's levels: 1 error … 5 trace; 0 silences the probes' logging entirely.
+fn kernel_log_level(level: LevelFilter) -> u8 {
+    match level {
+        LevelFilter::Off => 0,
+        LevelFilter::Error => 1,
+        LevelFilter::Warn => 2,
+        LevelFilter::Info => 3,
+        LevelFilter::Debug => 4,
+        LevelFilter::Trace => 5,
+    }
+}

@@ -1,0 +1,388 @@
+//! Every metric family the agent exports, defined once, and how a `Snapshot` becomes them.
+//! Families are built at scrape time from the kernel maps (a custom `Collector`), not
+//! copied on a timer, so a scrape always sees the kernel's current counts.
+use std::sync::{Arc, Mutex};
+
+use monitor_common::{Counter, SyscallStats, hist, map};
+use prometheus::{
+    core::{Collector, Desc},
+    proto::{self, MetricFamily, MetricType},
+};
+
+use crate::{
+    monitor::{Monitor, Snapshot},
+    names,
+    probes::ProbeState,
+};
+
+pub mod label {
+    pub const COMM: &str = "comm";
+    pub const PID: &str = "pid";
+    pub const SYSCALL: &str = "syscall";
+    pub const ERRNO: &str = "errno";
+    pub const PROBE: &str = "probe";
+    pub const TRACEPOINT: &str = "tracepoint";
+    pub const RINGBUF: &str = "ringbuf";
+    pub const MAP: &str = "map";
+    pub const FAMILY: &str = "family";
+    pub const VERSION: &str = "version";
+    pub const KERNEL: &str = "kernel";
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Family {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: MetricType,
+    /// Fixed labels; workload families also get `pid` when `--labels pid` is set.
+    pub labels: &'static [&'static str],
+    pub workload: bool,
+}
+
+pub mod family {
+    use super::{Family, MetricType, label};
+
+    pub const SYSCALL_DURATION: Family = Family {
+        name: "monitor_syscall_duration_seconds",
+        help: "Time from syscall entry to exit, per process name and syscall. Buckets are the \
+               kernel's log2 nanosecond buckets; _count is the call rate (traffic).",
+        kind: MetricType::HISTOGRAM,
+        labels: &[label::COMM, label::SYSCALL],
+        workload: true,
+    };
+    pub const SYSCALL_ERRORS: Family = Family {
+        name: "monitor_syscall_errors_total",
+        help: "Syscalls that returned an error, per process name, syscall and errno.",
+        kind: MetricType::COUNTER,
+        labels: &[label::COMM, label::SYSCALL, label::ERRNO],
+        workload: true,
+    };
+    pub const SYSCALL_UNMATCHED_EXITS: Family = Family {
+        name: "monitor_syscall_unmatched_exits_total",
+        help: "Syscall exits with no recorded entry (fork children's first return, calls in \
+               flight at start-up); not in any latency series.",
+        kind: MetricType::COUNTER,
+        labels: &[],
+        workload: false,
+    };
+    pub const BUILD_INFO: Family = Family {
+        name: "monitor_build_info",
+        help: "Always 1; the agent's version and the kernel it runs on.",
+        kind: MetricType::GAUGE,
+        labels: &[label::VERSION, label::KERNEL],
+        workload: false,
+    };
+    pub const PROBE_ATTACHED: Family = Family {
+        name: "monitor_probe_attached",
+        help: "1 if the probe is attached, 0 if the kernel refused it (see the agent's log).",
+        kind: MetricType::GAUGE,
+        labels: &[label::PROBE, label::TRACEPOINT],
+        workload: false,
+    };
+    pub const RINGBUF_PRODUCED: Family = Family {
+        name: "monitor_ringbuf_events_produced_total",
+        help: "Events the probes wrote into the ring buffer.",
+        kind: MetricType::COUNTER,
+        labels: &[label::RINGBUF],
+        workload: false,
+    };
+    pub const RINGBUF_READ: Family = Family {
+        name: "monitor_ringbuf_events_read_total",
+        help: "Events the agent read from the ring buffer.",
+        kind: MetricType::COUNTER,
+        labels: &[label::RINGBUF],
+        workload: false,
+    };
+    pub const RINGBUF_LOST: Family = Family {
+        name: "monitor_ringbuf_events_lost_total",
+        help: "Events lost in the kernel because the ring buffer was full.",
+        kind: MetricType::COUNTER,
+        labels: &[label::RINGBUF],
+        workload: false,
+    };
+    pub const RINGBUF_MALFORMED: Family = Family {
+        name: "monitor_ringbuf_events_malformed_total",
+        help: "Events read but not decodable (skipped).",
+        kind: MetricType::COUNTER,
+        labels: &[label::RINGBUF],
+        workload: false,
+    };
+    pub const MAP_ENTRIES: Family = Family {
+        name: "monitor_kernel_map_entries",
+        help: "Entries in use in a kernel hash map.",
+        kind: MetricType::GAUGE,
+        labels: &[label::MAP],
+        workload: false,
+    };
+    pub const MAP_MAX_ENTRIES: Family = Family {
+        name: "monitor_kernel_map_max_entries",
+        help: "Capacity of a kernel map.",
+        kind: MetricType::GAUGE,
+        labels: &[label::MAP],
+        workload: false,
+    };
+    pub const MAP_INSERT_FAILURES: Family = Family {
+        name: "monitor_kernel_map_insert_failures_total",
+        help: "New keys a full kernel map refused; their events went uncounted.",
+        kind: MetricType::COUNTER,
+        labels: &[label::MAP],
+        workload: false,
+    };
+    pub const SERIES: Family = Family {
+        name: "monitor_series",
+        help: "Label sets currently exported, per metric family.",
+        kind: MetricType::GAUGE,
+        labels: &[label::FAMILY],
+        workload: false,
+    };
+    pub const SERIES_EXPIRED: Family = Family {
+        name: "monitor_series_expired_total",
+        help: "Label sets dropped after the series TTL of idleness, per metric family.",
+        kind: MetricType::COUNTER,
+        labels: &[label::FAMILY],
+        workload: false,
+    };
+
+    pub const ALL: [Family; 14] = [
+        SYSCALL_DURATION,
+        SYSCALL_ERRORS,
+        SYSCALL_UNMATCHED_EXITS,
+        BUILD_INFO,
+        PROBE_ATTACHED,
+        RINGBUF_PRODUCED,
+        RINGBUF_READ,
+        RINGBUF_LOST,
+        RINGBUF_MALFORMED,
+        MAP_ENTRIES,
+        MAP_MAX_ENTRIES,
+        MAP_INSERT_FAILURES,
+        SERIES,
+        SERIES_EXPIRED,
+    ];
+}
+
+/// The ring buffer's name as exported.
+const PROCESS_EVENTS_RINGBUF: &str = "process_events";
+
+/// Static facts for `monitor_build_info`.
+#[derive(Clone, Debug)]
+pub struct BuildInfo {
+    pub version: &'static str,
+    pub kernel: String,
+}
+
+impl BuildInfo {
+    pub fn current() -> Self {
+        let kernel = nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Self { version: env!("CARGO_PKG_VERSION"), kernel }
+    }
+}
+
+impl Family {
+    fn label_names(&self, pid_label: bool) -> Vec<&'static str> {
+        let mut labels = self.labels.to_vec();
+        if self.workload && pid_label {
+            labels.push(label::PID);
+        }
+        labels
+    }
+
+    fn build(&self, metrics: Vec<proto::Metric>) -> MetricFamily {
+        let mut family = MetricFamily::default();
+        family.set_name(self.name.to_owned());
+        family.set_help(self.help.to_owned());
+        family.set_field_type(self.kind);
+        family.set_metric(metrics);
+        family
+    }
+
+    /// A single-valued (counter or gauge) sample.
+    fn sample(&self, label_values: &[&str], value: f64) -> proto::Metric {
+        let mut metric = metric_with_labels(self.labels, label_values);
+        if self.kind == MetricType::COUNTER {
+            let mut counter = proto::Counter::default();
+            counter.set_value(value);
+            metric.set_counter(counter);
+        } else {
+            let mut gauge = proto::Gauge::default();
+            gauge.set_value(value);
+            metric.set_gauge(gauge);
+        }
+        metric
+    }
+}
+
+fn metric_with_labels(names: &[&str], values: &[&str]) -> proto::Metric {
+    let pairs = names
+        .iter()
+        .zip(values)
+        .map(|(name, value)| {
+            let mut pair = proto::LabelPair::default();
+            pair.set_name((*name).to_owned());
+            pair.set_value((*value).to_owned());
+            pair
+        })
+        .collect();
+    let mut metric = proto::Metric::default();
+    metric.set_label(pairs);
+    metric
+}
+
+fn histogram(stats: &SyscallStats) -> proto::Histogram {
+    let mut cumulative = 0;
+    let buckets = (0..hist::LAST)
+        .map(|index| {
+            cumulative += stats.buckets[index];
+            let mut bucket = proto::Bucket::default();
+            bucket.set_cumulative_count(cumulative);
+            let upper_ns = hist::upper_bound_ns(index).unwrap_or(u64::MAX);
+            bucket.set_upper_bound(upper_ns as f64 / 1e9);
+            bucket
+        })
+        .collect();
+    let mut histogram = proto::Histogram::default();
+    histogram.set_bucket(buckets);
+    histogram.set_sample_count(cumulative + stats.buckets[hist::LAST]);
+    histogram.set_sample_sum(stats.sum_ns as f64 / 1e9);
+    histogram
+}
+
+/// Renders one scrape. Pure: the golden test feeds it a hand-made snapshot.
+pub fn render(
+    snapshot: &Snapshot,
+    probes: &[ProbeState],
+    pid_label: bool,
+    build: &BuildInfo,
+) -> Vec<MetricFamily> {
+    use family::*;
+    let pid_string = |pid: Option<u32>| pid.map(|p| p.to_string());
+    let workload_labels = |family: &Family, mut values: Vec<String>, pid: Option<u32>| {
+        values.extend(pid_string(pid));
+        metric_with_labels(&family.label_names(pid_label), &values.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+
+    let durations = snapshot
+        .syscalls
+        .iter()
+        .map(|(labels, stats)| {
+            let values = vec![labels.comm.clone(), names::syscall(labels.nr)];
+            let mut metric = workload_labels(&SYSCALL_DURATION, values, labels.pid);
+            metric.set_histogram(histogram(stats));
+            metric
+        })
+        .collect();
+    let errors = snapshot
+        .errors
+        .iter()
+        .map(|(labels, count)| {
+            let values =
+                vec![labels.comm.clone(), names::syscall(labels.nr), names::errno(labels.errno)];
+            let mut metric = workload_labels(&SYSCALL_ERRORS, values, labels.pid);
+            let mut counter = proto::Counter::default();
+            counter.set_value(*count as f64);
+            metric.set_counter(counter);
+            metric
+        })
+        .collect();
+
+    let counter = |which: Counter| {
+        snapshot.kernel_counters.iter().find(|(c, _)| *c == which).map_or(0, |&(_, v)| v) as f64
+    };
+    let ringbuf = [PROCESS_EVENTS_RINGBUF];
+    let mut families = vec![
+        SYSCALL_DURATION.build(durations),
+        SYSCALL_ERRORS.build(errors),
+        SYSCALL_UNMATCHED_EXITS.build(vec![
+            SYSCALL_UNMATCHED_EXITS.sample(&[], counter(Counter::UnmatchedExits)),
+        ]),
+        BUILD_INFO.build(vec![BUILD_INFO.sample(&[build.version, &build.kernel], 1.0)]),
+        PROBE_ATTACHED.build(
+            probes
+                .iter()
+                .map(|state| {
+                    let labels = [state.program, state.probe.tracepoint];
+                    PROBE_ATTACHED.sample(&labels, f64::from(u8::from(state.attached())))
+                })
+                .collect(),
+        ),
+        RINGBUF_PRODUCED.build(vec![
+            RINGBUF_PRODUCED.sample(&ringbuf, counter(Counter::ProcessEventsSubmitted)),
+        ]),
+        RINGBUF_READ.build(vec![RINGBUF_READ.sample(&ringbuf, snapshot.events_read as f64)]),
+        RINGBUF_LOST.build(vec![
+            RINGBUF_LOST.sample(&ringbuf, counter(Counter::ProcessEventsDropped)),
+        ]),
+        RINGBUF_MALFORMED.build(vec![
+            RINGBUF_MALFORMED.sample(&ringbuf, snapshot.events_malformed as f64),
+        ]),
+        MAP_INSERT_FAILURES.build(vec![
+            MAP_INSERT_FAILURES.sample(&[map::SYSCALL_STATS], counter(Counter::SyscallStatsFull)),
+            MAP_INSERT_FAILURES
+                .sample(&[map::SYSCALL_ERRORS], counter(Counter::SyscallErrorsFull)),
+        ]),
+    ];
+    families.push(MAP_ENTRIES.build(
+        snapshot
+            .map_fill
+            .iter()
+            .filter_map(|fill| Some(MAP_ENTRIES.sample(&[fill.map], fill.entries? as f64)))
+            .collect(),
+    ));
+    families.push(MAP_MAX_ENTRIES.build(
+        snapshot
+            .map_fill
+            .iter()
+            .map(|fill| MAP_MAX_ENTRIES.sample(&[fill.map], fill.capacity as f64))
+            .collect(),
+    ));
+    families.push(SERIES.build(
+        snapshot.series.iter().map(|&(name, len, _)| SERIES.sample(&[name], len as f64)).collect(),
+    ));
+    families.push(SERIES_EXPIRED.build(
+        snapshot
+            .series
+            .iter()
+            .map(|&(name, _, expired)| SERIES_EXPIRED.sample(&[name], expired as f64))
+            .collect(),
+    ));
+    families
+}
+
+/// The registry's view of the running monitor: refreshes and renders at every scrape.
+pub struct MonitorCollector {
+    monitor: Arc<Mutex<Monitor>>,
+    probes: Vec<ProbeState>,
+    pid_label: bool,
+    build: BuildInfo,
+    descs: Vec<Desc>,
+}
+
+impl MonitorCollector {
+    pub fn new(monitor: Arc<Mutex<Monitor>>, probes: Vec<ProbeState>, pid_label: bool) -> Self {
+        let descs = family::ALL
+            .iter()
+            .filter_map(|family| {
+                let labels = family.label_names(pid_label).into_iter().map(str::to_owned).collect();
+                Desc::new(family.name.to_owned(), family.help.to_owned(), labels, Default::default())
+                    .ok()
+            })
+            .collect();
+        Self { monitor, probes, pid_label, build: BuildInfo::current(), descs }
+    }
+}
+
+impl Collector for MonitorCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let snapshot = {
+            let mut monitor = self.monitor.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            monitor.refresh(std::time::Instant::now())
+        };
+        render(&snapshot, &self.probes, self.pid_label, &self.build)
+    }
+}

@@ -1,0 +1,202 @@
+//! The running pipeline's state, behind one lock: kernel maps and ring buffer in, named and
+//! aggregated series out. Scrapes and the periodic sweep both go through `refresh`.
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use monitor_common::{Counter, SyscallErrorKey, SyscallKey, SyscallStats};
+
+use crate::{
+    aggregate::SeriesTable,
+    probes::{
+        kernel_maps::{KernelMaps, MapFill},
+        process_events::ProcessEvents,
+    },
+    process_names::{Incarnation, ProcessNames, read_proc_comm},
+};
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SyscallLabels {
+    pub comm: String,
+    pub pid: Option<u32>,
+    pub nr: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ErrorLabels {
+    pub comm: String,
+    pub pid: Option<u32>,
+    pub nr: u32,
+    pub errno: u32,
+}
+
+/// Everything one scrape exports, read under the lock and rendered outside it.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub syscalls: Vec<(SyscallLabels, SyscallStats)>,
+    pub errors: Vec<(ErrorLabels, u64)>,
+    pub kernel_counters: Vec<(Counter, u64)>,
+    pub map_fill: Vec<MapFill>,
+    pub events_read: u64,
+    pub events_malformed: u64,
+    /// (family, series in use, series expired so far).
+    pub series: Vec<(&'static str, u64, u64)>,
+}
+
+pub struct Monitor {
+    maps: KernelMaps,
+    events: ProcessEvents,
+    names: ProcessNames,
+    syscalls: SeriesTable<SyscallLabels, SyscallStats>,
+    errors: SeriesTable<ErrorLabels, u64>,
+    pid_label: bool,
+    ttl: Duration,
+}
+
+/// A kernel key is finished once its generation no longer holds the PID: the process
+/// exec'd or exited, so nothing will add to it again (bar a racing exit, swept next time).
+struct Generations<'a> {
+    maps: &'a KernelMaps,
+    cache: HashMap<u32, Option<u32>>,
+}
+
+impl Generations<'_> {
+    fn is_current(&mut self, tgid: u32, generation: u32) -> bool {
+        let maps = self.maps;
+        *self.cache.entry(tgid).or_insert_with(|| maps.generation(tgid)) == Some(generation)
+    }
+}
+
+/// A kernel map key: whose it is, and the label set it adds to.
+trait KernelKey: Copy {
+    type Labels: Clone + Eq + std::hash::Hash;
+    fn incarnation(&self) -> Incarnation;
+    fn labels(&self, comm: String, pid: Option<u32>) -> Self::Labels;
+}
+
+impl KernelKey for SyscallKey {
+    type Labels = SyscallLabels;
+    fn incarnation(&self) -> Incarnation {
+        Incarnation { tgid: self.tgid, generation: self.generation }
+    }
+    fn labels(&self, comm: String, pid: Option<u32>) -> SyscallLabels {
+        SyscallLabels { comm, pid, nr: self.nr }
+    }
+}
+
+impl KernelKey for SyscallErrorKey {
+    type Labels = ErrorLabels;
+    fn incarnation(&self) -> Incarnation {
+        Incarnation { tgid: self.tgid, generation: self.generation }
+    }
+    fn labels(&self, comm: String, pid: Option<u32>) -> ErrorLabels {
+        ErrorLabels { comm, pid, nr: self.nr, errno: self.errno }
+    }
+}
+
+/// Splits kernel rows into live series values and finished keys (retired into `table`).
+struct Sorter<'a> {
+    generations: Generations<'a>,
+    names: &'a mut ProcessNames,
+    pid_label: bool,
+    now: Instant,
+}
+
+impl Sorter<'_> {
+    fn sort<K: KernelKey, V: crate::aggregate::Observations>(
+        &mut self,
+        rows: Vec<(K, V)>,
+        table: &mut SeriesTable<K::Labels, V>,
+    ) -> (HashMap<K::Labels, V>, Vec<K>) {
+        let mut live: HashMap<K::Labels, V> = HashMap::new();
+        let mut finished = Vec::new();
+        for (key, value) in rows {
+            let incarnation = key.incarnation();
+            let current = self.generations.is_current(incarnation.tgid, incarnation.generation);
+            let comm = self.names.resolve(incarnation, current, self.now, read_proc_comm);
+            let labels = key.labels(comm, self.pid_label.then_some(incarnation.tgid));
+            if current {
+                live.entry(labels).or_default().add(&value);
+            } else {
+                table.retire(labels, &value, self.now);
+                finished.push(key);
+            }
+        }
+        (live, finished)
+    }
+}
+
+impl Monitor {
+    pub fn new(maps: KernelMaps, events: ProcessEvents, pid_label: bool, ttl: Duration) -> Self {
+        Self {
+            maps,
+            events,
+            names: ProcessNames::default(),
+            syscalls: SeriesTable::default(),
+            errors: SeriesTable::default(),
+            pid_label,
+            ttl,
+        }
+    }
+
+    pub fn events(&self) -> &ProcessEvents {
+        &self.events
+    }
+
+    /// Applies pending exec/exit events; called whenever the ring buffer is readable.
+    pub fn drain_events(&mut self, now: Instant) {
+        let names = &mut self.names;
+        self.events.drain(|event| names.apply(&event, now));
+    }
+
+    /// Names every kernel entry, folds and frees those of finished generations, and returns
+    /// the exported series.
+    pub fn refresh(&mut self, now: Instant) -> Snapshot {
+        // Events first: an exit must name its process before its entries are retired.
+        self.drain_events(now);
+        let stat_rows = self.maps.syscall_rows();
+        let error_rows = self.maps.error_rows();
+        let (stat_rows_len, error_rows_len) = (stat_rows.len(), error_rows.len());
+        let mut sorter = Sorter {
+            generations: Generations { maps: &self.maps, cache: HashMap::new() },
+            names: &mut self.names,
+            pid_label: self.pid_label,
+            now,
+        };
+        let (live_stats, finished_stats) = sorter.sort(stat_rows, &mut self.syscalls);
+        let (live_errors, finished_errors) = sorter.sort(error_rows, &mut self.errors);
+        for key in &finished_stats {
+            self.maps.remove_syscall(key);
+        }
+        for key in &finished_errors {
+            self.maps.remove_error(key);
+        }
+        self.names.prune(now, self.ttl);
+        let map_fill = self.maps.fill(
+            stat_rows_len - finished_stats.len(),
+            error_rows_len - finished_errors.len(),
+        );
+
+        Snapshot {
+            syscalls: self.syscalls.publish(live_stats, now, self.ttl),
+            errors: self.errors.publish(live_errors, now, self.ttl),
+            kernel_counters: Counter::ALL.iter().map(|&c| (c, self.maps.counter(c))).collect(),
+            map_fill,
+            events_read: self.events.read(),
+            events_malformed: self.events.malformed(),
+            series: vec![
+                (
+                    crate::metrics::family::SYSCALL_DURATION.name,
+                    self.syscalls.len() as u64,
+                    self.syscalls.expired_total(),
+                ),
+                (
+                    crate::metrics::family::SYSCALL_ERRORS.name,
+                    self.errors.len() as u64,
+                    self.errors.expired_total(),
+                ),
+            ],
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! Reading and freeing the kernel's aggregation maps. Values are per CPU in the kernel and
+//! summed here; entries of finished process generations are deleted once folded.
+use anyhow::Context as _;
+use aya::{
+    Ebpf,
+    maps::{Array, MapData, PerCpuArray, PerCpuHashMap},
+};
+use log::debug;
+use monitor_common::{Counter, ProcessState, SyscallErrorKey, SyscallKey, SyscallStats, map};
+
+
+/// A kernel map's fill, for the self-metrics.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapFill {
+    pub map: &'static str,
+    /// Entries in use; `None` for arrays, which are always full by construction.
+    pub entries: Option<u64>,
+    pub capacity: u64,
+}
+
+pub struct KernelMaps {
+    stats: PerCpuHashMap<MapData, SyscallKey, SyscallStats>,
+    errors: PerCpuHashMap<MapData, SyscallErrorKey, u64>,
+    generations: Array<MapData, ProcessState>,
+    counters: PerCpuArray<MapData, u64>,
+    capacities: Vec<(&'static str, u64)>,
+}
+
+fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+) -> anyhow::Result<T> {
+    let map = ebpf.take_map(name).with_context(|| format!("map {name} missing from the object"))?;
+    T::try_from(map).with_context(|| format!("map {name} has an unexpected type"))
+}
+
+impl KernelMaps {
+    /// `capacities`: each map's `max_entries` as loaded, for the fill self-metrics.
+    pub fn take(ebpf: &mut Ebpf, capacities: Vec<(&'static str, u64)>) -> anyhow::Result<Self> {
+        Ok(Self {
+            stats: take(ebpf, map::SYSCALL_STATS)?,
+            errors: take(ebpf, map::SYSCALL_ERRORS)?,
+            generations: take(ebpf, map::PROCESS_STATE)?,
+            counters: take(ebpf, map::COUNTERS)?,
+            capacities,
+        })
+    }
+
+    /// Every (process generation, syscall) with its histogram summed over CPUs.
+    pub fn syscall_rows(&self) -> Vec<(SyscallKey, SyscallStats)> {
+        rows(&self.stats)
+    }
+
+    pub fn error_rows(&self) -> Vec<(SyscallErrorKey, u64)> {
+        rows(&self.errors)
+    }
+
+    pub fn remove_syscall(&mut self, key: &SyscallKey) {
+        if let Err(err) = self.stats.remove(key) {
+            debug!("removing {key:?} from {}: {err}", map::SYSCALL_STATS);
+        }
+    }
+
+    pub fn remove_error(&mut self, key: &SyscallErrorKey) {
+        if let Err(err) = self.errors.remove(key) {
+            debug!("removing {key:?} from {}: {err}", map::SYSCALL_ERRORS);
+        }
+    }
+
+    /// The generation that currently holds `tgid`.
+    pub fn generation(&self, tgid: u32) -> Option<u32> {
+        self.generations.get(&tgid, 0).ok().map(|state| state.generation)
+    }
+
+    pub fn counter(&self, counter: Counter) -> u64 {
+        self.counters
+            .get(&(counter as u32), 0)
+            .map(|per_cpu| per_cpu.iter().sum())
+            .unwrap_or(0)
+    }
+
+    pub fn fill(&self, stats_entries: usize, error_entries: usize) -> Vec<MapFill> {
+        self.capacities
+            .iter()
+            .map(|&(name, capacity)| MapFill {
+                map: name,
+                entries: match name {
+                    map::SYSCALL_STATS => Some(stats_entries as u64),
+                    map::SYSCALL_ERRORS => Some(error_entries as u64),
+                    _ => None,
+                },
+                capacity,
+            })
+            .collect()
+    }
+}
+
+/// Keys first, then values: the kernel inserts concurrently and a key deleted meanwhile is
+/// simply skipped (it was a finished generation, already folded).
+fn rows<K: aya::Pod + Eq, V: aya::Pod + crate::aggregate::Observations>(
+    map: &PerCpuHashMap<MapData, K, V>,
+) -> Vec<(K, V)> {
+    let keys: Vec<K> = map.keys().filter_map(Result::ok).collect();
+    keys.into_iter()
+        .filter_map(|key| {
+            let per_cpu = map.get(&key, 0).ok()?;
+            let mut total = V::default();
+            for value in per_cpu.iter() {
+                total.add(value);
+            }
+            Some((key, total))
+        })
+        .collect()
+}

@@ -1,0 +1,141 @@
+//! Who a (TGID, generation) is: its `comm`, from exec/exit events, else from `/proc`.
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use crate::decode::{ProcessEvent, ProcessEventKind};
+
+/// One run of one program under one PID: the unit the kernel aggregates by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Incarnation {
+    pub tgid: u32,
+    pub generation: u32,
+}
+
+/// Shown when an incarnation ended before anything named it (its events were lost).
+pub const UNKNOWN_COMM: &str = "[unknown]";
+
+#[derive(Debug)]
+struct Known {
+    comm: String,
+    finished: Option<Instant>,
+}
+
+#[derive(Debug, Default)]
+pub struct ProcessNames {
+    known: HashMap<Incarnation, Known>,
+}
+
+impl ProcessNames {
+    pub fn apply(&mut self, event: &ProcessEvent, now: Instant) {
+        let incarnation = Incarnation { tgid: event.tgid, generation: event.generation };
+        match event.kind {
+            ProcessEventKind::Exec => {
+                let previous = Incarnation {
+                    tgid: event.tgid,
+                    generation: event.generation.wrapping_sub(1),
+                };
+                if let Some(previous) = self.known.get_mut(&previous) {
+                    previous.finished.get_or_insert(now);
+                }
+                self.known.insert(incarnation, Known { comm: event.comm.clone(), finished: None });
+            }
+            ProcessEventKind::Seen => {
+                self.known
+                    .entry(incarnation)
+                    .or_insert_with(|| Known { comm: event.comm.clone(), finished: None });
+            }
+            ProcessEventKind::Exit => {
+                // Keep the name it was first seen under: its series are already exported so.
+                let known = self
+                    .known
+                    .entry(incarnation)
+                    .or_insert_with(|| Known { comm: event.comm.clone(), finished: None });
+                known.finished.get_or_insert(now);
+            }
+        }
+    }
+
+    /// The comm of `incarnation`; `read_comm` asks `/proc` for a TGID, which speaks for the
+    /// incarnation only while it is the `current` one.
+    pub fn resolve(
+        &mut self,
+        incarnation: Incarnation,
+        current: bool,
+        now: Instant,
+        read_comm: impl FnOnce(u32) -> Option<String>,
+    ) -> String {
+        if let Some(known) = self.known.get(&incarnation) {
+            return known.comm.clone();
+        }
+        let comm = read_comm(incarnation.tgid).unwrap_or_else(|| UNKNOWN_COMM.to_owned());
+        let finished = (!current).then_some(now);
+        self.known.insert(incarnation, Known { comm: comm.clone(), finished });
+        comm
+    }
+
+    /// Forgets incarnations finished longer than `keep` ago (their series are retired by then).
+    pub fn prune(&mut self, now: Instant, keep: Duration) {
+        self.known.retain(|_, known| known.finished.is_none_or(|at| now.duration_since(at) < keep));
+    }
+
+    pub fn len(&self) -> usize {
+        self.known.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.known.is_empty()
+    }
+}
+
+/// `/proc/<tgid>/comm` without its newline; `None` once the process is reaped.
+pub fn read_proc_comm(tgid: u32) -> Option<String> {
+    let bytes = std::fs::read(format!("/proc/{tgid}/comm")).ok()?;
+    let bytes = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+    Some(crate::decode::comm(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(kind: ProcessEventKind, generation: u32, comm: &str) -> ProcessEvent {
+        ProcessEvent { kind, tgid: 10, generation, timestamp_ns: 0, comm: comm.into() }
+    }
+
+    fn at(generation: u32) -> Incarnation {
+        Incarnation { tgid: 10, generation }
+    }
+
+    #[test]
+    fn exec_names_the_new_generation_and_finishes_the_old() {
+        let now = Instant::now();
+        let mut names = ProcessNames::default();
+        let proc_says = |_| Some("bash".to_owned());
+        assert_eq!(names.resolve(at(0), true, now, proc_says), "bash");
+        names.apply(&event(ProcessEventKind::Exec, 1, "curl"), now);
+        assert_eq!(names.resolve(at(1), true, now, |_| panic!("no /proc read")), "curl");
+        assert_eq!(names.resolve(at(0), false, now, |_| panic!("no /proc read")), "bash");
+        names.prune(now + Duration::from_secs(10), Duration::from_secs(5));
+        assert_eq!(names.len(), 1, "finished generation 0 pruned, live 1 kept");
+    }
+
+    #[test]
+    fn exit_keeps_the_first_name() {
+        let now = Instant::now();
+        let mut names = ProcessNames::default();
+        names.apply(&event(ProcessEventKind::Exec, 3, "worker"), now);
+        names.apply(&event(ProcessEventKind::Exit, 3, "renamed"), now);
+        assert_eq!(names.resolve(at(3), false, now, |_| None), "worker");
+    }
+
+    #[test]
+    fn exit_names_an_unseen_process_and_unknown_is_explicit() {
+        let now = Instant::now();
+        let mut names = ProcessNames::default();
+        names.apply(&event(ProcessEventKind::Exit, 5, "short"), now);
+        assert_eq!(names.resolve(at(5), false, now, |_| None), "short");
+        assert_eq!(names.resolve(at(6), false, now, |_| None), UNKNOWN_COMM);
+    }
+}

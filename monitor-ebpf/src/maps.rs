@@ -1,0 +1,74 @@
+//! Every kernel map of the monitor, with its sizing rationale. Sizes marked "at load" are
+//! overridden by the agent (`EbpfLoader::map_max_entries`); the values here are defaults.
+use aya_ebpf::{
+    Global,
+    helpers::{bpf_get_current_comm, bpf_ktime_get_ns},
+    bindings::BPF_F_NO_PREALLOC,
+    macros::map,
+    maps::{Array, PerCpuArray, PerCpuHashMap, RingBuf},
+};
+use monitor_common::{
+    Counter, ProcessEvent, ProcessState, SyscallErrorKey, SyscallKey, SyscallStats, ThreadStart, capacity,
+};
+
+/// The agent's own TGID (set at load): its scrapes and map reads are not what users watch.
+#[unsafe(no_mangle)]
+pub static AGENT_TGID: Global<u32> = Global::new(0);
+
+/// Indexed by thread id, sized to `pid_max` at load so no two live threads share a slot.
+/// Overwritten at every `sys_enter`, cleared at `sys_exit` and thread exit: it never fills,
+/// and an array lookup is inlined by the verifier (no helper call, no hashing, no delete).
+#[map]
+pub static THREAD_START: Array<ThreadStart> =
+    Array::with_max_entries(capacity::PID_MAX_FALLBACK, 0);
+
+/// Indexed by TGID, sized to `pid_max` at load: the generation of the process that holds
+/// that PID now, and whether an event has named it (see `SyscallKey`).
+#[map]
+pub static PROCESS_STATE: Array<ProcessState> =
+    Array::with_max_entries(capacity::PID_MAX_FALLBACK, 0);
+
+/// Hot path, aggregated in the kernel. No prealloc: memory follows the keys in use, not
+/// `max_entries × CPUs`. The agent folds and deletes keys of finished generations.
+#[map]
+pub static SYSCALL_STATS: PerCpuHashMap<SyscallKey, SyscallStats> =
+    PerCpuHashMap::with_max_entries(capacity::SYSCALL_STATS, BPF_F_NO_PREALLOC);
+
+#[map]
+pub static SYSCALL_ERRORS: PerCpuHashMap<SyscallErrorKey, u64> =
+    PerCpuHashMap::with_max_entries(capacity::SYSCALL_ERRORS, BPF_F_NO_PREALLOC);
+
+/// Discrete process lifecycle events (exec, exit): names and clean-up.
+#[map]
+pub static PROCESS_EVENTS: RingBuf = RingBuf::with_byte_size(capacity::PROCESS_EVENTS_BYTES, 0);
+
+#[map]
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::LEN, 0);
+
+#[inline(always)]
+pub fn bump(counter: Counter) {
+    if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
+        // SAFETY: a per-CPU array slot, written only by this CPU with preemption disabled.
+        unsafe { *slot += 1 };
+    }
+}
+
+/// Writes one `PROCESS_EVENTS` record for the current task; a full buffer is counted.
+#[inline(always)]
+pub fn emit_process_event(kind: u32, tgid: u32, generation: u32) {
+    let Some(mut entry) = PROCESS_EVENTS.reserve::<ProcessEvent>(0) else {
+        bump(Counter::ProcessEventsDropped);
+        return;
+    };
+    entry.write(ProcessEvent {
+        kind,
+        tgid,
+        generation,
+        _pad: 0,
+        // SAFETY: no preconditions; a plain helper call.
+        timestamp_ns: unsafe { bpf_ktime_get_ns() },
+        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+    });
+    entry.submit(0);
+    bump(Counter::ProcessEventsSubmitted);
+}

@@ -1,0 +1,69 @@
+//! Process lifecycle: generation bumps, and exec/exit events for naming and clean-up.
+//!
+//! Raw tracepoints, so no tracefs and no record offsets: `sched_process_exec` and
+//! `sched_process_exit` both run in the context of the task concerned, which gives its
+//! TGID and comm through helpers without reading `task_struct`.
+use aya_ebpf::{
+    helpers::bpf_get_current_pid_tgid, macros::raw_tracepoint, programs::RawTracePointContext,
+};
+use monitor_common::{ThreadStart, event_kind};
+
+use crate::maps::{PROCESS_STATE, THREAD_START, emit_process_event};
+
+#[raw_tracepoint(tracepoint = "sched_process_exec")]
+pub fn mon_proc_exec(_ctx: RawTracePointContext) -> i32 {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // The new program starts a new generation: its syscalls must not add to the old name's.
+    // The event names it, so it counts as announced.
+    let generation = next_generation(tgid, 1);
+    emit_process_event(event_kind::EXEC, tgid, generation);
+    0
+}
+
+/// `sched_process_exit(task, group_dead)` (6.16+): the generation ends with the last thread,
+/// so no straggler thread can add to it afterwards.
+#[raw_tracepoint(tracepoint = "sched_process_exit")]
+pub fn mon_proc_exit(ctx: RawTracePointContext) -> i32 {
+    let group_dead: u64 = ctx.arg(1);
+    process_exit(group_dead & 0xff != 0)
+}
+
+/// Older kernels pass no `group_dead` (attaching `mon_proc_exit` fails there): end the
+/// generation with the leader. Threads outliving their leader then count under the next one.
+#[raw_tracepoint(tracepoint = "sched_process_exit")]
+pub fn mon_proc_exit_leader(_ctx: RawTracePointContext) -> i32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    process_exit((pid_tgid >> 32) as u32 == pid_tgid as u32)
+}
+
+#[inline(always)]
+fn process_exit(process_ends: bool) -> i32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    // A thread that dies inside a syscall (exit_group, a fatal signal) never reaches
+    // sys_exit: clear its slot so the next thread with this id does not inherit it.
+    if let Some(slot) = THREAD_START.get_ptr_mut(pid_tgid as u32) {
+        // SAFETY: pointer into an array map value, valid for the program's duration.
+        unsafe { *slot = ThreadStart::default() };
+    }
+    if process_ends {
+        let tgid = (pid_tgid >> 32) as u32;
+        let generation = PROCESS_STATE.get(tgid).map_or(0, |state| state.generation);
+        emit_process_event(event_kind::EXIT, tgid, generation);
+        next_generation(tgid, 0);
+    }
+    0
+}
+
+/// Bumps the generation of `tgid` and returns the new one.
+#[inline(always)]
+fn next_generation(tgid: u32, announced: u32) -> u32 {
+    match PROCESS_STATE.get_ptr_mut(tgid) {
+        // SAFETY: pointer into an array map value; exec and exit of one TGID are serialised.
+        Some(state) => unsafe {
+            (*state).generation = (*state).generation.wrapping_add(1);
+            (*state).announced = announced;
+            (*state).generation
+        },
+        None => 0,
+    }
+}

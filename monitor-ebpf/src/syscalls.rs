@@ -1,0 +1,134 @@
+//! Syscall latency and errors, aggregated in the kernel per (process generation, syscall).
+//!
+//! Raw tracepoints `sys_enter`/`sys_exit`: the cheapest syscall hook here and independent of
+//! tracefs record layouts. The enter side does one inlined array store; the exit side one
+//! inlined array read, one per-CPU hash lookup and, for failures only, one more.
+use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    macros::raw_tracepoint,
+    programs::RawTracePointContext,
+};
+use aya_log_ebpf::warn;
+use monitor_common::{
+    Counter, SyscallErrorKey, SyscallKey, SyscallStats, ThreadStart, event_kind, hist,
+};
+
+use crate::maps::{
+    AGENT_TGID, PROCESS_STATE, SYSCALL_ERRORS, SYSCALL_STATS, THREAD_START, bump,
+    emit_process_event,
+};
+
+/// The kernel's `MAX_ERRNO`: return values in `[-4095, -1]` are errors, anything else is not.
+const MAX_ERRNO: i64 = 4095;
+const EEXIST: i64 = 17;
+
+#[raw_tracepoint(tracepoint = "sys_enter")]
+pub fn mon_sys_enter(ctx: RawTracePointContext) -> i32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if (pid_tgid >> 32) as u32 == AGENT_TGID.load() {
+        return 0;
+    }
+    if let Some(slot) = THREAD_START.get_ptr_mut(pid_tgid as u32) {
+        let nr: i64 = ctx.arg(1);
+        // SAFETY: pointer into an array map value; only this thread writes its own slot.
+        unsafe {
+            *slot = ThreadStart { start_ns: bpf_ktime_get_ns(), nr: nr as u32, _pad: 0 };
+        }
+    }
+    0
+}
+
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn mon_sys_exit(ctx: RawTracePointContext) -> i32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    if tgid == AGENT_TGID.load() {
+        return 0;
+    }
+    let Some(slot) = THREAD_START.get_ptr_mut(pid_tgid as u32) else {
+        return 0;
+    };
+    // SAFETY: pointer into an array map value; only this thread writes its own slot.
+    let start = unsafe { core::ptr::replace(slot, ThreadStart::default()) };
+    if start.start_ns == 0 {
+        bump(Counter::UnmatchedExits);
+        return 0;
+    }
+    // SAFETY: no preconditions; a plain helper call.
+    let duration_ns = unsafe { bpf_ktime_get_ns() }.wrapping_sub(start.start_ns);
+    let generation = current_generation(tgid, pid_tgid as u32 == tgid);
+    let key = SyscallKey { tgid, generation, nr: start.nr };
+    record_latency(&ctx, &key, duration_ns);
+
+    let ret: i64 = ctx.arg(1);
+    if (-MAX_ERRNO..0).contains(&ret) {
+        let key = SyscallErrorKey { tgid, generation, nr: start.nr, errno: (-ret) as u32 };
+        record_error(&key);
+    }
+    0
+}
+
+/// The generation keying this call. The first call a generation's leader makes names it,
+/// once: fork children and processes older than the agent get their name from the kernel at
+/// first sight, not from a `/proc` read that may come after they are gone.
+#[inline(always)]
+fn current_generation(tgid: u32, leader: bool) -> u32 {
+    let Some(state) = PROCESS_STATE.get_ptr_mut(tgid) else {
+        return 0;
+    };
+    // SAFETY: pointer into an array map value; only the leader thread writes `announced`
+    // outside exec/exit, which it cannot be running concurrently with.
+    let state = unsafe { &mut *state };
+    if leader && state.announced == 0 {
+        state.announced = 1;
+        emit_process_event(event_kind::SEEN, tgid, state.generation);
+    }
+    state.generation
+}
+
+#[inline(always)]
+fn record_latency(ctx: &RawTracePointContext, key: &SyscallKey, duration_ns: u64) {
+    let stats = match SYSCALL_STATS.get_ptr_mut(key) {
+        Some(stats) => stats,
+        None => {
+            if let Err(err) = SYSCALL_STATS.insert(key, SyscallStats::ZERO, BPF_NOEXIST.into()) {
+                // EEXIST: another CPU created the key between our lookup and insert.
+                if i64::from(err) != -EEXIST {
+                    bump(Counter::SyscallStatsFull);
+                    warn!(ctx, "SYSCALL_STATS refused a key (error {}): raise its size", err);
+                    return;
+                }
+            }
+            match SYSCALL_STATS.get_ptr_mut(key) {
+                Some(stats) => stats,
+                None => return,
+            }
+        }
+    };
+    // SAFETY: pointer into this CPU's copy of a per-CPU hash value.
+    let stats = unsafe { &mut *stats };
+    if let Some(bucket) = stats.buckets.get_mut(hist::bucket(duration_ns)) {
+        *bucket += 1;
+    }
+    stats.sum_ns += duration_ns;
+}
+
+#[inline(always)]
+fn record_error(key: &SyscallErrorKey) {
+    if let Some(count) = SYSCALL_ERRORS.get_ptr_mut(key) {
+        // SAFETY: pointer into this CPU's copy of a per-CPU hash value.
+        unsafe { *count += 1 };
+        return;
+    }
+    match SYSCALL_ERRORS.insert(key, 1u64, BPF_NOEXIST.into()) {
+        Ok(()) => {}
+        Err(err) if i64::from(err) == -EEXIST => {
+            if let Some(count) = SYSCALL_ERRORS.get_ptr_mut(key) {
+                // SAFETY: as above.
+                unsafe { *count += 1 };
+            }
+        }
+        Err(_) => bump(Counter::SyscallErrorsFull),
+    }
+}

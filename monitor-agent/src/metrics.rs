@@ -386,3 +386,93 @@ impl Collector for MonitorCollector {
         render(&snapshot, &self.probes, self.pid_label, &self.build)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use monitor_common::program;
+    use prometheus::Encoder as _;
+
+    use super::*;
+    use crate::{
+        monitor::{ErrorLabels, SyscallLabels},
+        probes::{PROBES, kernel_maps::MapFill},
+    };
+
+    const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/metrics.prom");
+
+    fn snapshot() -> Snapshot {
+        let mut sleeps = SyscallStats::ZERO;
+        sleeps.buckets[hist::bucket(20_000_000)] = 5;
+        sleeps.buckets[hist::LAST] = 1; // one call beyond the last finite bound
+        sleeps.sum_ns = 100_000_000 + 40_000_000_000;
+        let mut opens = SyscallStats::ZERO;
+        opens.buckets[0] = 2;
+        opens.buckets[3] = 1;
+        opens.sum_ns = 2_500;
+        Snapshot {
+            syscalls: vec![
+                (SyscallLabels { comm: "sleeper".into(), pid: Some(7), nr: 35 }, sleeps),
+                (SyscallLabels { comm: "q\"b\\n\nl".into(), pid: Some(8), nr: 257 }, opens),
+            ],
+            errors: vec![(
+                ErrorLabels { comm: "q\"b\\n\nl".into(), pid: Some(8), nr: 257, errno: 2 },
+                2,
+            )],
+            kernel_counters: vec![
+                (Counter::ProcessEventsSubmitted, 12),
+                (Counter::ProcessEventsDropped, 1),
+                (Counter::UnmatchedExits, 3),
+            ],
+            map_fill: vec![
+                MapFill { map: map::SYSCALL_STATS, entries: Some(2), capacity: 10_240 },
+                MapFill { map: map::THREAD_START, entries: None, capacity: 32_768 },
+            ],
+            events_read: 11,
+            events_malformed: 0,
+            series: vec![(family::SYSCALL_DURATION.name, 2, 4)],
+        }
+    }
+
+    fn probes() -> Vec<ProbeState> {
+        PROBES
+            .iter()
+            .map(|probe| ProbeState {
+                probe: *probe,
+                program: probe.program,
+                error: (probe.program == program::SYS_EXIT).then(|| "refused".to_owned()),
+            })
+            .collect()
+    }
+
+    /// The exposition format, byte for byte. Regenerate with `UPDATE_GOLDEN=1 cargo test`
+    /// after an intended change, and review the diff.
+    #[test]
+    fn golden_exposition() {
+        let build = BuildInfo { version: "0.0.0-test", kernel: "6.18.0".into() };
+        let mut families = render(&snapshot(), &probes(), true, &build);
+        families.sort_by(|a, b| a.name().cmp(b.name()));
+        let mut text = Vec::new();
+        prometheus::TextEncoder::new().encode(&families, &mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(GOLDEN, &text).unwrap();
+        }
+        let golden = std::fs::read_to_string(GOLDEN).expect("golden file (UPDATE_GOLDEN=1)");
+        assert_eq!(text, golden);
+    }
+
+    #[test]
+    fn histogram_buckets_are_the_kernel_bounds_and_cumulative() {
+        let (_, stats) = &snapshot().syscalls[0];
+        let histogram = histogram(stats);
+        let buckets = histogram.get_bucket();
+        assert_eq!(buckets.len(), hist::LAST);
+        assert_eq!(buckets[0].upper_bound(), 256e-9);
+        assert_eq!(buckets[17].upper_bound(), (1u64 << 25) as f64 / 1e9);
+        assert_eq!(buckets[16].cumulative_count(), 0);
+        assert_eq!(buckets[17].cumulative_count(), 5);
+        assert_eq!(buckets[hist::LAST - 1].cumulative_count(), 5);
+        assert_eq!(histogram.get_sample_count(), 6, "the overflow bucket counts in +Inf only");
+        assert_eq!(histogram.get_sample_sum(), 40.1);
+    }
+}

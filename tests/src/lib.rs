@@ -1,0 +1,259 @@
+//! Harness for the root integration tests: start the real agent binary, scrape its real
+//! endpoint, run workloads under a chosen `comm`, and read Prometheus text exactly.
+use std::{
+    collections::BTreeMap,
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    time::{Duration, Instant},
+};
+
+/// The agent under test: `MONITOR_AGENT_BIN` (set by `cargo xtask test`), else the debug build.
+pub fn agent_bin() -> PathBuf {
+    let bin = std::env::var_os("MONITOR_AGENT_BIN").map(PathBuf::from).unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/monitor-agent")
+    });
+    assert!(bin.exists(), "{} missing: run `cargo xtask test`", bin.display());
+    bin
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct Agent {
+    child: Option<Child>,
+    pub address: SocketAddr,
+    log: PathBuf,
+}
+
+impl Agent {
+    /// Starts the agent on a free loopback port and waits until `/healthz` answers 200.
+    pub fn start(extra_args: &[&str]) -> Agent {
+        let address: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let log = std::env::temp_dir().join(format!("monitor-agent-{}.log", address.port()));
+        let log_file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(agent_bin())
+            .arg("--web.listen-address")
+            .arg(address.to_string())
+            .args(extra_args)
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawning the agent");
+        let mut agent = Agent { child: Some(child), address, log };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok((200, _)) = http_get(agent.address, "/healthz") {
+                return agent;
+            }
+            if let Some(status) = agent.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("agent exited during start-up ({status}):\n{}", agent.log());
+            }
+            assert!(Instant::now() < deadline, "agent not healthy after 30 s:\n{}", agent.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn scrape(&self) -> Scrape {
+        let (status, body) = http_get(self.address, "/metrics").expect("scraping /metrics");
+        assert_eq!(status, 200, "{body}");
+        Scrape::parse(&body)
+    }
+
+    /// Sends `signal`, waits for the exit, and returns the exit status and the whole log.
+    pub fn stop_with(mut self, signal: i32) -> (ExitStatus, String) {
+        let mut child = self.child.take().unwrap();
+        // SAFETY: plain kill(2) on our own child, which has not been reaped yet.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let status =
+            wait_timeout(&mut child, Duration::from_secs(20)).expect("agent did not stop in 20 s");
+        (status, self.log())
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// A minimal HTTP/1.0 GET: status and body.
+pub fn http_get(address: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no status line in {response:?}")))?;
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, body)| body).to_owned();
+    Ok((status, body))
+}
+
+/// A `comm` no other process on the host has: `prefix` plus this test process's PID.
+pub fn unique_comm(prefix: &str) -> String {
+    let comm = format!("{prefix}{}", std::process::id());
+    assert!(comm.len() <= 15, "comm {comm} longer than the kernel's 15 bytes");
+    comm
+}
+
+/// Runs `binary` so that its `comm` is `comm`: the kernel names a task after the basename
+/// of the path it was exec'd through, so a symlink does it without touching the binary.
+/// Returns the workload's PID and its output; panics if it failed.
+pub fn run_as(comm: &str, binary: &Path, args: &[String]) -> (u32, std::process::Output) {
+    let dir = std::env::temp_dir().join(format!("monitor-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let link = dir.join(comm);
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(binary, &link).unwrap();
+    let child = Command::new(&link)
+        .args(args)
+        // cargo test sets LD_LIBRARY_PATH to a dozen directories; the dynamic loader's failing
+        // openat(2)s through them would be real, counted, and not the workload's ground truth.
+        .env_remove("LD_LIBRARY_PATH")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running the workload");
+    let pid = child.id();
+    let output = child.wait_with_output().expect("waiting for the workload");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(output.status.success(), "workload {comm} failed: {output:?}");
+    (pid, output)
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
+pub fn eventually<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// A parsed Prometheus text exposition.
+#[derive(Clone, Debug)]
+pub struct Scrape {
+    pub text: String,
+    pub samples: Vec<Sample>,
+}
+
+impl Scrape {
+    pub fn parse(text: &str) -> Scrape {
+        let samples = text
+            .lines()
+            .filter(|line| !line.is_empty() && !line.starts_with('#'))
+            .map(|line| parse_sample(line).unwrap_or_else(|| panic!("bad sample line {line:?}")))
+            .collect();
+        Scrape { text: text.to_owned(), samples }
+    }
+
+    /// Samples of `name` carrying at least the given labels.
+    pub fn matching<'a>(&'a self, name: &'a str, labels: &'a [(&str, &str)]) -> impl Iterator<Item = &'a Sample> + 'a {
+        self.samples.iter().filter(move |sample| {
+            sample.name == name
+                && labels.iter().all(|(k, v)| sample.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+    }
+
+    /// The value of the one sample of `name` with the given labels; `None` if there is none.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let found: Vec<&Sample> = self.matching(name, labels).collect();
+        assert!(found.len() <= 1, "{name}{labels:?} is ambiguous: {found:#?}");
+        found.first().map(|sample| sample.value)
+    }
+}
+
+fn parse_sample(line: &str) -> Option<Sample> {
+    let (name_and_labels, value) = line.rsplit_once(' ')?;
+    let value = match value {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        other => other.parse().ok()?,
+    };
+    let Some((name, rest)) = name_and_labels.split_once('{') else {
+        return Some(Sample { name: name_and_labels.to_owned(), labels: BTreeMap::new(), value });
+    };
+    let mut labels = BTreeMap::new();
+    let mut chars = rest.strip_suffix('}')?.chars().peekable();
+    loop {
+        let key: String = chars.by_ref().take_while(|&c| c != '=').collect();
+        if key.is_empty() {
+            break;
+        }
+        if chars.next()? != '"' {
+            return None;
+        }
+        let mut value = String::new();
+        loop {
+            match chars.next()? {
+                '"' => break,
+                '\\' => match chars.next()? {
+                    'n' => value.push('\n'),
+                    other => value.push(other),
+                },
+                c => value.push(c),
+            }
+        }
+        labels.insert(key, value);
+        if chars.peek() == Some(&',') {
+            chars.next();
+        }
+    }
+    Some(Sample { name: name.to_owned(), labels, value })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_escaped_labels_and_special_values() {
+        let scrape = Scrape::parse(
+            "# HELP x y\nx{a=\"q\\\"uo\\\\te\\n\",b=\"2\"} 3\ny 4.5\nz{le=\"+Inf\"} +Inf\n",
+        );
+        assert_eq!(scrape.value("x", &[("a", "q\"uo\\te\n")]), Some(3.0));
+        assert_eq!(scrape.value("y", &[]), Some(4.5));
+        assert_eq!(scrape.value("z", &[("le", "+Inf")]), Some(f64::INFINITY));
+        assert_eq!(scrape.value("x", &[("b", "3")]), None);
+    }
+}

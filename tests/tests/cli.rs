@@ -1,0 +1,128 @@
+//! Bad input and lifecycle: usage errors exit 2 and start nothing; missing privileges and a
+//! taken port are one line and a non-zero exit; SIGTERM/SIGINT exit cleanly and detach.
+use std::{
+    net::TcpListener,
+    process::{Command, Output},
+    time::Duration,
+};
+
+use tests::{Agent, agent_bin, free_port};
+
+fn agent(args: &[&str]) -> Output {
+    Command::new(agent_bin()).args(args).output().unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Nothing was loaded: the log line of the first attached probe never appears.
+fn assert_started_nothing(output: &Output) {
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), stderr(output));
+    assert!(!text.contains("attached"), "something started: {text}");
+}
+
+fn assert_one_line_error(output: &Output, expected: &[&str]) {
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let text = stderr(output);
+    assert_eq!(text.trim_end().lines().count(), 1, "one line expected: {text}");
+    for needle in expected {
+        assert!(text.contains(needle), "{needle:?} missing from {text:?}");
+    }
+}
+
+#[test]
+fn unknown_flag_is_a_usage_error() {
+    let output = agent(&["--no-such-flag"]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(stderr(&output).contains("--no-such-flag"));
+    assert!(stderr(&output).contains("Usage:"));
+    assert_started_nothing(&output);
+}
+
+#[test]
+fn bad_values_are_usage_errors() {
+    for args in [
+        &["--web.listen-address", "not-an-address"][..],
+        &["--web.listen-address", "127.0.0.1:99999"],
+        &["--series.ttl", "5"],
+        &["--labels", "uid"],
+        &["--kernel.syscall-stats-entries", "0"],
+        &["--log.level", "loud"],
+    ] {
+        let output = agent(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {output:?}");
+        assert!(stderr(&output).contains(args[0]), "{args:?} not named: {}", stderr(&output));
+        assert_started_nothing(&output);
+    }
+}
+
+#[test]
+fn help_explains_the_flags() {
+    let output = agent(&["--help"]);
+    assert_eq!(output.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&output.stdout);
+    for flag in ["--web.listen-address", "--labels", "--series.ttl", "0.0.0.0:9655", "CAP_BPF"] {
+        assert!(help.contains(flag), "{flag} missing from --help");
+    }
+}
+
+#[test]
+fn not_root_names_the_missing_capabilities() {
+    let address = format!("127.0.0.1:{}", free_port());
+    let output = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(agent_bin())
+        .args(["--web.listen-address", &address])
+        .output()
+        .expect("setpriv (util-linux)");
+    assert_one_line_error(&output, &["CAP_BPF", "CAP_PERFMON"]);
+    assert_started_nothing(&output);
+}
+
+#[test]
+fn root_without_bpf_capabilities_names_them() {
+    let address = format!("127.0.0.1:{}", free_port());
+    let output = Command::new("setpriv")
+        .args(["--bounding-set=-bpf,-perfmon,-sys_admin", "--inh-caps=-all"])
+        .arg(agent_bin())
+        .args(["--web.listen-address", &address])
+        .output()
+        .expect("setpriv (util-linux)");
+    assert_one_line_error(&output, &["CAP_BPF + CAP_PERFMON"]);
+}
+
+#[test]
+fn port_in_use_is_one_line_and_loads_nothing() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let output = agent(&["--web.listen-address", &address]);
+    assert_one_line_error(&output, &["cannot listen on", &address, "in use"]);
+    assert_started_nothing(&output);
+}
+
+/// Our programs currently loaded, by `bpftool prog show` (its lines name each program).
+fn loaded_programs() -> usize {
+    let output = Command::new("bpftool").args(["prog", "show"]).output().expect("bpftool");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|line| line.contains(" name mon_"))
+        .count()
+}
+
+#[test]
+fn sigterm_and_sigint_exit_cleanly_and_detach() {
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        let before = loaded_programs();
+        let agent = Agent::start(&[]);
+        assert_eq!(loaded_programs(), before + 4, "four probes while running");
+        let (status, log) = agent.stop_with(signal);
+        assert!(status.success(), "signal {signal}: {status}\n{log}");
+        assert!(log.contains("probes detached"), "{log}");
+        // The kernel frees programs after an RCU grace period, not at close(2).
+        tests::eventually(Duration::from_secs(10), "the agent's programs to be freed", || {
+            (loaded_programs() == before).then_some(())
+        });
+    }
+}

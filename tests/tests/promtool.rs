@@ -1,0 +1,33 @@
+//! A live scrape, including a process with a hostile name, passes `promtool check metrics`.
+use std::{io::Write as _, process::Stdio};
+
+use tests::{Agent, eventually, run_as};
+
+#[test]
+fn live_scrape_passes_promtool_check_metrics() {
+    let agent = Agent::start(&[]);
+    // Quotes, a backslash and a newline in the comm must be escaped, not break the format.
+    let hostile = format!("q\"b\\n\nl{}", std::process::id() % 10_000);
+    run_as(&hostile, env!("CARGO_BIN_EXE_gt-workload").as_ref(), &["1", "1", "0", "0"].map(String::from));
+    let scrape = eventually(std::time::Duration::from_secs(10), "the hostile comm's series", || {
+        let scrape = agent.scrape();
+        scrape.matching("monitor_syscall_errors_total", &[("comm", hostile.as_str())]).next()?;
+        Some(scrape)
+    });
+
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (cargo xtask setup installs it)");
+    promtool.stdin.take().unwrap().write_all(scrape.text.as_bytes()).unwrap();
+    let output = promtool.wait_with_output().unwrap();
+    let findings = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success() && findings.trim().is_empty(), "promtool: {findings}");
+}

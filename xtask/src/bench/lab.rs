@@ -1,0 +1,315 @@
+//! One measurement under one condition: start what the condition attaches, wait until it
+//! is really attached, time the syscall loop, tear it down.
+use std::{
+    fs::{self, File},
+    io::{Read as _, Write as _},
+    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use super::report::{BPFTRACE_SCRIPT, Condition};
+use crate::process::{Supervised, log_tail, output, target_dir, wait_for_line, watch_lines};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
+/// bpftrace parses kernel BTF before attaching, which can take a while on a cold cache.
+const BPFTRACE_ATTACH_TIMEOUT: Duration = Duration::from_secs(60);
+/// bpftrace prints "Attaching N probes..." before it has attached them all.
+const BPFTRACE_SETTLE: Duration = Duration::from_secs(1);
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// On SIGINT bpftrace prints every histogram before exiting.
+const BPFTRACE_STOP_GRACE: Duration = Duration::from_secs(30);
+
+pub enum Measured {
+    NsPerCall(f64),
+    Unavailable(String),
+}
+
+/// The release binaries under test and where their logs go.
+pub struct Lab {
+    syscall_loop: PathBuf,
+    hook_floor: PathBuf,
+    agent: PathBuf,
+    logs: PathBuf,
+    iterations: u64,
+}
+
+/// A helper's stdout/stderr file: kept out of the benchmark's output, quoted on failure.
+struct Log {
+    name: &'static str,
+    path: PathBuf,
+    file: File,
+}
+
+impl Log {
+    /// Turns a helper failure into an error that carries the helper's own last words.
+    fn explain(&self) -> String {
+        let tail = log_tail(&self.path, 5);
+        if tail.is_empty() {
+            format!("{} failed (log: {})", self.name, self.path.display())
+        } else {
+            format!(
+                "{} failed (log: {}): {tail}",
+                self.name,
+                self.path.display()
+            )
+        }
+    }
+}
+
+impl Lab {
+    pub fn new(iterations: u64) -> Result<Self> {
+        let release = target_dir()?.join("release");
+        let binary = |name: &str| -> Result<PathBuf> {
+            let path = release.join(name);
+            if !path.is_file() {
+                bail!(
+                    "{} is missing: the release build did not produce it",
+                    path.display()
+                );
+            }
+            Ok(path)
+        };
+        let logs = target_dir()?.join("xtask-bench");
+        fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+        Ok(Self {
+            syscall_loop: binary("syscall-loop")?,
+            hook_floor: binary("hook-floor")?,
+            agent: binary("monitor-agent")?,
+            logs,
+            iterations,
+        })
+    }
+
+    pub fn logs(&self) -> &Path {
+        &self.logs
+    }
+
+    pub fn measure(&self, condition: Condition) -> Result<Measured> {
+        match condition {
+            Condition::None => self.syscall_loop().map(Measured::NsPerCall),
+            Condition::Empty => self.with_hook_floor(),
+            Condition::Agent => self.with_agent(),
+            Condition::Bpftrace => self.with_bpftrace(),
+        }
+    }
+
+    fn syscall_loop(&self) -> Result<f64> {
+        let stdout = output(Command::new(&self.syscall_loop).arg(self.iterations.to_string()))?;
+        parse_ns_per_call(&stdout)
+    }
+
+    fn log(&self, name: &'static str) -> Result<Log> {
+        let path = self.logs.join(format!("{name}.log"));
+        let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(Log { name, path, file })
+    }
+
+    fn with_hook_floor(&self) -> Result<Measured> {
+        let log = self.log("hook-floor")?;
+        let mut floor = Supervised::spawn(
+            "hook-floor",
+            Command::new(&self.hook_floor)
+                // Held open by us: hook-floor exits at EOF, so it cannot outlive xtask.
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(log.file.try_clone()?),
+        )?;
+        let stdout = floor
+            .child_mut()
+            .stdout
+            .take()
+            .context("hook-floor stdout not piped")?;
+        let lines = watch_lines(stdout);
+        wait_for_line(
+            &lines,
+            |line| line.trim() == "ready",
+            READY_TIMEOUT,
+            "`ready`",
+        )
+        .with_context(|| log.explain())?;
+        let ns = self.syscall_loop()?;
+        floor.ensure_running().with_context(|| log.explain())?;
+        floor.stop(libc::SIGTERM, STOP_GRACE)?;
+        Ok(Measured::NsPerCall(ns))
+    }
+
+    fn with_agent(&self) -> Result<Measured> {
+        let log = self.log("agent")?;
+        let port = free_port()?;
+        let mut agent = Supervised::spawn(
+            "monitor-agent",
+            Command::new(&self.agent)
+                .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
+                .stdin(Stdio::null())
+                .stdout(log.file.try_clone()?)
+                .stderr(log.file.try_clone()?),
+        )?;
+        wait_until_healthy(&mut agent, port).with_context(|| log.explain())?;
+        let ns = self.syscall_loop()?;
+        agent.ensure_running().with_context(|| log.explain())?;
+        match agent.stop(libc::SIGTERM, STOP_GRACE)? {
+            Some(status) if !status.success() => {
+                eprintln!(
+                    "bench: warning: agent exited with {status} on SIGTERM ({})",
+                    log.explain()
+                );
+            }
+            _ => {}
+        }
+        Ok(Measured::NsPerCall(ns))
+    }
+
+    /// bpftrace is a point of comparison, not the subject: if it cannot run here the
+    /// condition is reported as unavailable instead of failing the whole benchmark.
+    fn with_bpftrace(&self) -> Result<Measured> {
+        let log = self.log("bpftrace")?;
+        let mut bpftrace = match start_bpftrace(&log) {
+            Ok(bpftrace) => bpftrace,
+            Err(err) => return Ok(Measured::Unavailable(format!("{err:#}"))),
+        };
+        let ns = self.syscall_loop()?;
+        if let Err(err) = bpftrace.ensure_running().with_context(|| log.explain()) {
+            return Ok(Measured::Unavailable(format!("{err:#}")));
+        }
+        bpftrace.stop(libc::SIGINT, BPFTRACE_STOP_GRACE)?;
+        Ok(Measured::NsPerCall(ns))
+    }
+}
+
+fn start_bpftrace(log: &Log) -> Result<Supervised> {
+    let mut bpftrace = Supervised::spawn(
+        "bpftrace",
+        Command::new("bpftrace")
+            .args(["-e", BPFTRACE_SCRIPT])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log.file.try_clone()?),
+    )?;
+    let stdout = bpftrace
+        .child_mut()
+        .stdout
+        .take()
+        .context("bpftrace stdout not piped")?;
+    // The watcher keeps draining stdout, so the maps printed at exit never fill the pipe.
+    let lines = watch_lines(stdout);
+    wait_for_line(
+        &lines,
+        |line| line.starts_with("Attaching"),
+        BPFTRACE_ATTACH_TIMEOUT,
+        "`Attaching` line",
+    )
+    .with_context(|| log.explain())?;
+    thread::sleep(BPFTRACE_SETTLE);
+    bpftrace.ensure_running().with_context(|| log.explain())?;
+    Ok(bpftrace)
+}
+
+/// The kernel picks a free port; the agent binds it right after (a race we accept).
+fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("finding a free port")?;
+    Ok(listener
+        .local_addr()
+        .context("reading the free port")?
+        .port())
+}
+
+/// The agent answers /healthz once its probes are attached and it is serving.
+fn wait_until_healthy(agent: &mut Supervised, port: u16) -> Result<()> {
+    let deadline = Instant::now() + HEALTH_TIMEOUT;
+    loop {
+        agent.ensure_running()?;
+        if healthz_ok(port) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("/healthz on port {port} did not answer 200 within {HEALTH_TIMEOUT:?}");
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn healthz_ok(port: u16) -> bool {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+        return false;
+    };
+    let request = b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    if stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .is_err()
+        || stream.write_all(request).is_err()
+    {
+        return false;
+    }
+    let mut response = Vec::new();
+    // A timeout still leaves whatever arrived, and the status line comes first.
+    let _ = stream.take(4096).read_to_end(&mut response);
+    status_is_ok(&String::from_utf8_lossy(&response))
+}
+
+fn status_is_ok(response: &str) -> bool {
+    let mut status_line = response
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace();
+    status_line
+        .next()
+        .is_some_and(|version| version.starts_with("HTTP/"))
+        && status_line.next() == Some("200")
+}
+
+fn parse_ns_per_call(stdout: &str) -> Result<f64> {
+    let text = stdout.trim();
+    let ns: f64 = text
+        .parse()
+        .with_context(|| format!("syscall-loop printed {text:?}, not a number of ns per call"))?;
+    if !ns.is_finite() || ns <= 0.0 {
+        bail!("syscall-loop printed an implausible {ns} ns per call");
+    }
+    Ok(ns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_a_200_status_line_only() {
+        assert!(status_is_ok(
+            "HTTP/1.0 200 OK\r\ncontent-length: 3\r\n\r\nok\n"
+        ));
+        assert!(status_is_ok("HTTP/1.1 200 OK\r\n"));
+        assert!(!status_is_ok("HTTP/1.1 503 Service Unavailable\r\n"));
+        assert!(!status_is_ok(""));
+        assert!(!status_is_ok("200 HTTP/1.1\r\n"));
+    }
+
+    #[test]
+    fn parses_the_loop_output() {
+        assert_eq!(parse_ns_per_call("123.4\n").unwrap(), 123.4);
+        assert!(parse_ns_per_call("").is_err());
+        assert!(parse_ns_per_call("NaN").is_err());
+        assert!(parse_ns_per_call("-1.0").is_err());
+    }
+
+    #[test]
+    fn healthz_against_a_fake_server() {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut request = [0u8; 256];
+            let _ = conn.read(&mut request).unwrap();
+            conn.write_all(b"HTTP/1.0 200 OK\r\n\r\nok\n").unwrap();
+        });
+        assert!(healthz_ok(port));
+        server.join().unwrap();
+    }
+}

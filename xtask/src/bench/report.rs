@@ -1,0 +1,307 @@
+//! Statistics and the markdown report of `cargo xtask bench`.
+use std::fmt::Write as _;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Condition {
+    None,
+    Empty,
+    Agent,
+    Bpftrace,
+}
+
+impl Condition {
+    /// Also the order within each round.
+    pub const ALL: [Condition; 4] = [
+        Condition::None,
+        Condition::Empty,
+        Condition::Agent,
+        Condition::Bpftrace,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Condition::None => "none",
+            Condition::Empty => "empty",
+            Condition::Agent => "agent",
+            Condition::Bpftrace => "bpftrace",
+        }
+    }
+
+    fn description(self) -> &'static str {
+        match self {
+            Condition::None => "nothing attached.",
+            Condition::Empty => {
+                "two empty raw-tracepoint programs on `sys_enter` and `sys_exit` \
+                 (`hook-floor`): the floor cost of any per-syscall hook."
+            }
+            Condition::Agent => "the release agent with its default settings.",
+            Condition::Bpftrace => {
+                "a bpftrace script keeping a per-(comm, syscall) latency histogram, \
+                 the usual ad-hoc alternative:"
+            }
+        }
+    }
+}
+
+/// The bpftrace condition's script, also quoted in the report.
+pub const BPFTRACE_SCRIPT: &str = "tracepoint:raw_syscalls:sys_enter { @start[tid] = nsecs; } \
+    tracepoint:raw_syscalls:sys_exit /@start[tid]/ { @lat[comm, args->id] = \
+    hist(nsecs - @start[tid]); delete(@start[tid]); }";
+
+/// All measurements of one condition, in ns per call.
+pub struct Series {
+    pub condition: Condition,
+    pub runs: Vec<f64>,
+    /// Why the condition could not be measured (only bpftrace may be missing).
+    pub unavailable: Option<String>,
+}
+
+impl Series {
+    pub fn new(condition: Condition) -> Self {
+        Self {
+            condition,
+            runs: Vec::new(),
+            unavailable: None,
+        }
+    }
+
+    pub fn median(&self) -> Option<f64> {
+        match self.unavailable {
+            Some(_) => None,
+            None => median(&self.runs),
+        }
+    }
+}
+
+/// The median resists the odd run disturbed by unrelated activity better than the mean.
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    match sorted.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(sorted[mid]),
+        _ => Some((sorted[mid - 1] + sorted[mid]) / 2.0),
+    }
+}
+
+/// Where and how the numbers were taken.
+pub struct Environment {
+    pub date: String,
+    pub kernel: String,
+    pub cpu: String,
+    pub nproc: String,
+    pub command: String,
+}
+
+pub struct Report {
+    pub environment: Environment,
+    pub iterations: u64,
+    pub runs: u32,
+    pub series: Vec<Series>,
+}
+
+/// The agent may cost at most this many empty hooks per syscall.
+const TARGET_RATIO: f64 = 2.0;
+
+impl Report {
+    fn median_of(&self, condition: Condition) -> Option<f64> {
+        self.series
+            .iter()
+            .find(|s| s.condition == condition)
+            .and_then(Series::median)
+    }
+
+    /// (condition − none) / (empty − none): the condition's cost in units of an empty hook.
+    pub fn ratio(&self, condition: Condition) -> Result<f64, String> {
+        let none = self.median_of(Condition::None).ok_or("no baseline")?;
+        let empty = self
+            .median_of(Condition::Empty)
+            .ok_or("no empty-hook measurement")?;
+        let value = self.median_of(condition).ok_or_else(|| {
+            let reason = self.series.iter().find(|s| s.condition == condition);
+            match reason.and_then(|s| s.unavailable.as_deref()) {
+                Some(reason) => format!("{} unavailable: {reason}", condition.name()),
+                None => format!("no {} measurement", condition.name()),
+            }
+        })?;
+        if empty <= none {
+            return Err("the empty hook measured no slower than none; raise --iterations".into());
+        }
+        Ok((value - none) / (empty - none))
+    }
+
+    pub fn table(&self) -> String {
+        let none = self.median_of(Condition::None);
+        let mut out = String::from(
+            "| condition | median ns/call | overhead over none (ns) | all runs (ns/call) |\n\
+             |---|---:|---:|---|\n",
+        );
+        for series in &self.series {
+            let name = series.condition.name();
+            let row = match (&series.unavailable, series.median()) {
+                (Some(reason), _) => format!("| {name} | n/a | n/a | n/a: {} |", cell(reason)),
+                (None, Some(median)) => {
+                    let overhead = match (series.condition, none) {
+                        (Condition::None, _) => "baseline".to_owned(),
+                        (_, Some(none)) => format!("{:.1}", median - none),
+                        (_, None) => "n/a".to_owned(),
+                    };
+                    format!(
+                        "| {name} | {median:.1} | {overhead} | {} |",
+                        runs_list(&series.runs)
+                    )
+                }
+                (None, None) => format!("| {name} | n/a | n/a | no runs |"),
+            };
+            out.push_str(&row);
+            out.push('\n');
+        }
+        out
+    }
+
+    pub fn ratios(&self) -> String {
+        let mut out = String::new();
+        for condition in [Condition::Agent, Condition::Bpftrace] {
+            let name = condition.name();
+            let value = match self.ratio(condition) {
+                Ok(ratio) => format!("**{ratio:.2}**"),
+                Err(reason) => format!("n/a ({reason})"),
+            };
+            let _ = writeln!(out, "- {name}: ({name} − none) / (empty − none) = {value}");
+        }
+        let verdict = match self.ratio(Condition::Agent) {
+            Ok(ratio) if ratio <= TARGET_RATIO => "met by this run",
+            Ok(_) => "missed by this run",
+            Err(_) => "not assessable in this run",
+        };
+        let _ = write!(
+            out,
+            "\nTarget: agent ratio ≤ {TARGET_RATIO:.1}, i.e. the agent adds at most twice the cost \
+             of an empty hook to each system call ({verdict}). This is a measurement, not a \
+             test: nothing fails when it is missed.\n"
+        );
+        out
+    }
+
+    pub fn markdown(&self) -> String {
+        let env = &self.environment;
+        let mut out = String::from("# Syscall overhead benchmark\n\n");
+        let _ = writeln!(out, "- Date: {}", env.date);
+        let _ = writeln!(out, "- Kernel: {}", env.kernel);
+        let _ = writeln!(out, "- CPU: {} (nproc: {})", env.cpu, env.nproc);
+        let _ = writeln!(out, "- Command: `{}` (as root)\n", env.command);
+        let _ = writeln!(
+            out,
+            "Each run times {} `getppid` system calls in a tight loop (`syscall-loop`, after a \
+             warm-up of a tenth as many) and reports nanoseconds per call. Each condition was \
+             run {} times, interleaved round by round so that drift affects all conditions \
+             alike; the table shows the median.\n",
+            self.iterations, self.runs
+        );
+        out.push_str(&self.table());
+        out.push_str("\nConditions:\n\n");
+        for condition in Condition::ALL {
+            let _ = writeln!(out, "- `{}`: {}", condition.name(), condition.description());
+        }
+        let _ = writeln!(out, "\n  ```\n  {BPFTRACE_SCRIPT}\n  ```\n");
+        out.push_str("## Ratios\n\n");
+        out.push_str(&self.ratios());
+        out
+    }
+}
+
+fn runs_list(runs: &[f64]) -> String {
+    let shown: Vec<String> = runs.iter().map(|ns| format!("{ns:.1}")).collect();
+    shown.join(", ")
+}
+
+/// Keeps free text (error messages) from breaking the table.
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(condition: Condition, runs: &[f64]) -> Series {
+        Series {
+            condition,
+            runs: runs.to_vec(),
+            unavailable: None,
+        }
+    }
+
+    fn report(bpftrace: Series) -> Report {
+        Report {
+            environment: Environment {
+                date: "Thu Nov 27 12:00:00 UTC 2025".into(),
+                kernel: "6.18.0".into(),
+                cpu: "Test CPU".into(),
+                nproc: "2".into(),
+                command: "cargo xtask bench --iterations 1000 --runs 3".into(),
+            },
+            iterations: 1000,
+            runs: 3,
+            series: vec![
+                series(Condition::None, &[100.0, 102.0, 101.0]),
+                series(Condition::Empty, &[111.0, 110.0, 130.0]),
+                series(Condition::Agent, &[120.0, 125.0, 121.0]),
+                bpftrace,
+            ],
+        }
+    }
+
+    #[test]
+    fn median_of_odd_even_and_empty() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
+    }
+
+    #[test]
+    fn ratio_is_in_units_of_the_empty_hook() {
+        let report = report(series(Condition::Bpftrace, &[201.0]));
+        // none 101, empty 111, agent 121, bpftrace 201.
+        assert_eq!(report.ratio(Condition::Agent), Ok(2.0));
+        assert_eq!(report.ratio(Condition::Bpftrace), Ok(10.0));
+        assert!(
+            report
+                .ratios()
+                .contains("agent: (agent − none) / (empty − none) = **2.00**")
+        );
+        assert!(report.ratios().contains("met by this run"));
+    }
+
+    #[test]
+    fn ratio_needs_the_empty_hook_above_none() {
+        let mut report = report(series(Condition::Bpftrace, &[201.0]));
+        report.series[1].runs = vec![100.0];
+        assert!(
+            report
+                .ratio(Condition::Agent)
+                .unwrap_err()
+                .contains("no slower")
+        );
+    }
+
+    #[test]
+    fn unavailable_bpftrace_is_reported_not_fatal() {
+        let mut bpftrace = Series::new(Condition::Bpftrace);
+        bpftrace.unavailable = Some("no | tracefs\nhere".into());
+        let report = report(bpftrace);
+        let markdown = report.markdown();
+        assert!(markdown.contains("| bpftrace | n/a | n/a | n/a: no \\| tracefs here |"));
+        assert!(markdown.contains("bpftrace: (bpftrace − none) / (empty − none) = n/a"));
+        assert!(markdown.contains("**2.00**"));
+    }
+
+    #[test]
+    fn table_rows_show_median_overhead_and_runs() {
+        let table = report(series(Condition::Bpftrace, &[201.0])).table();
+        assert!(table.contains("| none | 101.0 | baseline | 100.0, 102.0, 101.0 |"));
+        assert!(table.contains("| empty | 111.0 | 10.0 | 111.0, 110.0, 130.0 |"));
+        assert!(table.contains("| agent | 121.0 | 20.0 |"));
+    }
+}

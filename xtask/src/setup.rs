@@ -1,0 +1,298 @@
+//! `cargo xtask setup`: check everything first, install only what is missing.
+use std::{
+    env, fs,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::process::{find_program, is_root, output, run, succeeds};
+
+const BPF_LINKER: &str = "bpf-linker@0.13.0";
+
+/// Commands the integration tests and the benchmark shell out to, with their Debian package.
+const SYSTEM_TOOLS: [(&str, &str); 4] = [
+    ("promtool", "prometheus"),
+    ("bpftrace", "bpftrace"),
+    ("bpftool", "bpftool"),
+    ("setpriv", "util-linux"),
+];
+
+fn progress(what: &str, state: &str) {
+    println!("setup: {what} ... {state}");
+}
+
+/// Toolchain and system packages: what `test` and `bench` need.
+pub fn full() -> Result<()> {
+    toolchain()?;
+    system_packages()
+}
+
+/// Only what building the agent needs (its build script compiles the eBPF probes).
+pub fn toolchain() -> Result<()> {
+    nightly()?;
+    rust_src()?;
+    bpf_linker()
+}
+
+fn cargo_home() -> Result<PathBuf> {
+    if let Some(home) = env::var_os("CARGO_HOME") {
+        return Ok(PathBuf::from(home));
+    }
+    let home = env::var_os("HOME").context("neither CARGO_HOME nor HOME is set")?;
+    Ok(Path::new(&home).join(".cargo"))
+}
+
+/// Prepends $CARGO_HOME/bin to PATH when missing, for this process and its children.
+/// Must run before any thread is spawned.
+pub fn put_cargo_bin_on_path() -> Result<()> {
+    let bin = cargo_home()?.join("bin");
+    let path = env::var_os("PATH").unwrap_or_default();
+    if env::split_paths(&path).any(|dir| dir == bin) {
+        return Ok(());
+    }
+    let joined = env::join_paths(std::iter::once(bin).chain(env::split_paths(&path)))
+        .context("cannot add $CARGO_HOME/bin to PATH")?;
+    // SAFETY: called first thing in main, while the process is still single-threaded.
+    unsafe { env::set_var("PATH", joined) };
+    Ok(())
+}
+
+fn nightly() -> Result<()> {
+    let what = "nightly toolchain";
+    let list = output(Command::new("rustup").args(["toolchain", "list"]))?;
+    if lists_nightly(&list) {
+        progress(what, "present");
+        return Ok(());
+    }
+    progress(what, "installing");
+    run(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))
+}
+
+/// Whether `rustup toolchain list` shows the floating `nightly` channel; a dated nightly
+/// (`nightly-2025-01-01-…`) is not what `+nightly` selects.
+fn lists_nightly(list: &str) -> bool {
+    list.lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .any(|name| {
+            name == "nightly"
+                || name
+                    .strip_prefix("nightly-")
+                    .is_some_and(|rest| !rest.starts_with(|c: char| c.is_ascii_digit()))
+        })
+}
+
+/// The eBPF crate is built with `-Z build-std=core`, which needs the standard library source.
+fn rust_src() -> Result<()> {
+    let what = "rust-src for nightly";
+    let installed = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--toolchain",
+        "nightly",
+        "--installed",
+    ]))?;
+    if lists_rust_src(&installed) {
+        progress(what, "present");
+        return Ok(());
+    }
+    progress(what, "installing");
+    run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+}
+
+fn lists_rust_src(installed: &str) -> bool {
+    installed.lines().any(|line| {
+        line.split_whitespace()
+            .next()
+            .is_some_and(|name| name == "rust-src" || name.starts_with("rust-src-"))
+    })
+}
+
+/// Checked by running it, not just finding it: bpf-linker loads nightly's libLLVM through a
+/// RUNPATH into the prefix folder, so a removed folder or an updated nightly breaks it.
+fn bpf_linker() -> Result<()> {
+    let what = "bpf-linker";
+    if succeeds(Command::new("bpf-linker").arg("--version")) {
+        progress(what, "present");
+        return Ok(());
+    }
+    progress(what, "installing (builds from source, a few minutes)");
+    let llvm = LlvmPrefix::prepare()?;
+    run(Command::new("cargo")
+        .args([
+            "+nightly",
+            "install",
+            BPF_LINKER,
+            "--locked",
+            "--force",
+            "--no-default-features",
+        ])
+        .args(["--features", &format!("llvm-{}", llvm.major)])
+        .env("LLVM_PREFIX", &llvm.prefix))?;
+    if !succeeds(Command::new("bpf-linker").arg("--version")) {
+        bail!("bpf-linker was installed but `bpf-linker --version` still fails");
+    }
+    Ok(())
+}
+
+/// An LLVM "installation" made of symlinks to the libLLVM that ships with nightly rustc,
+/// so bpf-linker emits bitcode the nightly compiler's LLVM can read, with no system LLVM.
+struct LlvmPrefix {
+    prefix: PathBuf,
+    major: String,
+}
+
+impl LlvmPrefix {
+    fn prepare() -> Result<Self> {
+        let sysroot = output(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))?;
+        let library = find_libllvm(&Path::new(sysroot.trim()).join("lib"))?;
+        let file_name = library
+            .file_name()
+            .and_then(|name| name.to_str())
+            .context("libLLVM path has no UTF-8 file name")?
+            .to_owned();
+        let major = llvm_major(&file_name)
+            .with_context(|| format!("no LLVM major version in {file_name}"))?
+            .to_owned();
+        let prefix = cargo_home()?.join("llvm-prefix-nightly");
+        let lib = prefix.join("lib");
+        fs::create_dir_all(&lib).with_context(|| format!("creating {}", lib.display()))?;
+        // `libLLVM.so` is what the build links against; the rust-shipped library's soname is
+        // its own file name, which is what the dynamic loader looks for at run time.
+        for link in ["libLLVM.so", file_name.as_str()] {
+            replace_symlink(&library, &lib.join(link))?;
+        }
+        Ok(Self { prefix, major })
+    }
+}
+
+fn find_libllvm(lib_dir: &Path) -> Result<PathBuf> {
+    let entries =
+        fs::read_dir(lib_dir).with_context(|| format!("reading {}", lib_dir.display()))?;
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| {
+            path.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.starts_with("libLLVM.so."))
+        })
+        .collect();
+    found.sort();
+    found
+        .pop()
+        .with_context(|| format!("no libLLVM.so.* in {}", lib_dir.display()))
+}
+
+/// `libLLVM.so.22.1-rust-1.97.0-nightly` → `22`.
+fn llvm_major(file_name: &str) -> Option<&str> {
+    let version = file_name.strip_prefix("libLLVM.so.")?;
+    let major = version.split(['.', '-']).next()?;
+    (!major.is_empty() && major.chars().all(|c| c.is_ascii_digit())).then_some(major)
+}
+
+/// Re-pointed every time: after a nightly update the old target no longer exists.
+fn replace_symlink(target: &Path, link: &Path) -> Result<()> {
+    if link.symlink_metadata().is_ok() {
+        fs::remove_file(link).with_context(|| format!("removing {}", link.display()))?;
+    }
+    std::os::unix::fs::symlink(target, link)
+        .with_context(|| format!("linking {} -> {}", link.display(), target.display()))
+}
+
+/// Installs the Debian packages of any missing tool; kept apart so `build` and `run`, which
+/// need none of them, never touch apt.
+pub fn system_packages() -> Result<()> {
+    let mut missing = Vec::new();
+    for (program, package) in SYSTEM_TOOLS {
+        let what = format!("{program} (package {package})");
+        if find_program(program).is_some() {
+            progress(&what, "present");
+        } else {
+            progress(&what, "missing");
+            missing.push(package);
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !is_root() {
+        bail!(
+            "missing packages {}: run `cargo xtask setup` as root, or install them yourself",
+            missing.join(" ")
+        );
+    }
+    progress(&format!("packages {}", missing.join(" ")), "installing");
+    apt_install(&missing)?;
+    let still_missing: Vec<&str> = SYSTEM_TOOLS
+        .iter()
+        .filter(|(program, _)| find_program(program).is_none())
+        .map(|(program, _)| *program)
+        .collect();
+    if !still_missing.is_empty() {
+        bail!(
+            "installed packages but {} still not found",
+            still_missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn apt_install(packages: &[&str]) -> Result<()> {
+    let apt = |args: &[&str]| {
+        let mut cmd = Command::new("apt-get");
+        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        cmd
+    };
+    run(&mut apt(&["update"]))?;
+    run(apt(&["install", "-y", "--no-install-recommends"]).args(packages))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nightly_is_recognised_in_toolchain_list() {
+        let list = "stable-x86_64-unknown-linux-gnu (active, default)\n\
+                    nightly-x86_64-unknown-linux-gnu\n";
+        assert!(lists_nightly(list));
+        assert!(!lists_nightly(
+            "stable-x86_64-unknown-linux-gnu (default)\n"
+        ));
+        assert!(!lists_nightly(
+            "nightly-2025-01-01-x86_64-unknown-linux-gnu\n"
+        ));
+    }
+
+    #[test]
+    fn rust_src_is_recognised_in_component_list() {
+        assert!(lists_rust_src(
+            "cargo-x86_64-unknown-linux-gnu\nrust-src\nrustc-x86_64\n"
+        ));
+        assert!(!lists_rust_src(
+            "rust-std-x86_64-unknown-linux-gnu\nrustc-x86_64\n"
+        ));
+    }
+
+    #[test]
+    fn llvm_major_comes_from_the_library_file_name() {
+        assert_eq!(
+            llvm_major("libLLVM.so.22.1-rust-1.97.0-nightly"),
+            Some("22")
+        );
+        assert_eq!(llvm_major("libLLVM.so.23-rust-1.99.0-nightly"), Some("23"));
+        assert_eq!(llvm_major("libLLVM.so.x"), None);
+    }
+
+    #[test]
+    fn replace_symlink_repoints_a_stale_link() {
+        let dir = env::temp_dir().join(format!("xtask-symlink-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let link = dir.join("libLLVM.so");
+        replace_symlink(Path::new("/nonexistent/old"), &link).unwrap();
+        replace_symlink(Path::new("/nonexistent/new"), &link).unwrap();
+        assert_eq!(fs::read_link(&link).unwrap(), Path::new("/nonexistent/new"));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

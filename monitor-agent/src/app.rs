@@ -15,14 +15,22 @@ use crate::{
     privileges,
     probes::{self, LoadSettings, kernel_maps::KernelMaps, process_events::ProcessEvents},
     server::{self, Endpoints},
+    web_config::WebConfig,
 };
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     privileges::check()?;
     let listener = server::bind(config.listen_address)?;
-    let mut loaded = probes::load(LoadSettings {
+    // The web config is checked in full here, before any probe is loaded.
+    let web = match &config.web_config_file {
+        Some(path) => WebConfig::load(path)?,
+        None => WebConfig::none(),
+    };
+    let mut loaded = probes::load(&LoadSettings {
         syscall_stats_entries: config.syscall_stats_entries,
         syscall_errors_entries: config.syscall_errors_entries,
+        process_events_bytes: config.process_events_bytes,
+        disabled: config.disabled_probes.clone(),
         kernel_log_level: kernel_log_level(config.log_level),
     })?;
     if loaded.probes.iter().all(|state| !state.attached()) {
@@ -41,12 +49,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let events = ProcessEvents::take(&mut loaded.ebpf)?;
     let events_ready = watch_readable(events.fd().context("duplicating the ring buffer fd")?)
         .context("polling the process-event ring buffer")?;
-    let monitor = Arc::new(Mutex::new(Monitor::new(
-        maps,
-        events,
-        config.with_pid_label(),
-        config.series_ttl,
-    )));
+    let mut monitor = Monitor::new(maps, events, config.with_pid_label(), config.series_ttl);
+    if let Some(pause) = config.pause_event_reader {
+        warn!("test switch: reading no process events for {pause:?}");
+        monitor.pause_events_until(Instant::now() + pause);
+    }
+    let monitor = Arc::new(Mutex::new(monitor));
 
     let registry = prometheus::Registry::new();
     registry
@@ -65,7 +73,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
 
     let endpoints = Arc::new(Endpoints { registry, probes: loaded.probes.clone() });
-    server::serve(listener, endpoints, shutdown_signal()).await?;
+    let settings = server::Settings {
+        web,
+        max_requests: config.web_max_requests,
+        header_timeout: config.web_read_header_timeout,
+    };
+    server::serve(listener, endpoints, settings, shutdown_signal()).await?;
 
     info!("shutting down: detaching probes");
     tasks.shutdown().await;

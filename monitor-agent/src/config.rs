@@ -27,6 +27,26 @@ pub struct Config {
     )]
     pub listen_address: SocketAddr,
 
+    /// Web configuration file enabling TLS and/or basic authentication, in the format the
+    /// Prometheus exporters share (tls_server_config, basic_auth_users with bcrypt hashes,
+    /// http_server_config.headers). Checked in full before anything is loaded; relative paths in
+    /// it are relative to the file. Authentication applies to every path except /healthz, which
+    /// stays open for liveness probes (it tells only which probes are attached).
+    #[arg(long = "web.config.file", env = "MONITOR_WEB_CONFIG_FILE", value_name = "PATH")]
+    pub web_config_file: Option<std::path::PathBuf>,
+
+    /// Maximum number of requests in flight (authenticating, rendering or sending), /healthz
+    /// aside; more get 503 at once. 0 means no limit.
+    #[arg(long = "web.max-requests", env = "MONITOR_WEB_MAX_REQUESTS", value_name = "N",
+          default_value_t = 40)]
+    pub web_max_requests: usize,
+
+    /// Time a client has for the TLS handshake, then for each request's headers (an idle
+    /// keep-alive connection included); slower clients are disconnected.
+    #[arg(long = "web.read-header-timeout", value_name = "DURATION", default_value = "10s",
+          value_parser = parse_nonzero_duration)]
+    pub web_read_header_timeout: Duration,
+
     /// Extra labels on workload series, comma-separated. `pid` splits every series per process
     /// instead of aggregating per `comm`: only for hosts with few, long-lived processes.
     #[arg(long = "labels", env = "MONITOR_LABELS", value_enum, value_delimiter = ',')]
@@ -53,6 +73,24 @@ pub struct Config {
     #[arg(long = "kernel.syscall-errors-entries", value_name = "N",
           default_value_t = capacity::SYSCALL_ERRORS, value_parser = clap::value_parser!(u32).range(1..))]
     pub syscall_errors_entries: u32,
+
+    /// Bytes of the process-event ring buffer: a power of two, at least one page (4096).
+    #[arg(long = "kernel.process-events-bytes", value_name = "BYTES",
+          default_value_t = capacity::PROCESS_EVENTS_BYTES, value_parser = parse_ring_bytes)]
+    pub process_events_bytes: u32,
+
+    /// Probes not to attach, comma-separated. Their metrics stay empty and /healthz reports
+    /// the agent as degraded.
+    #[arg(long = "probes.disable", value_name = "PROBE", value_delimiter = ',',
+          value_parser = clap::builder::PossibleValuesParser::new(
+              crate::probes::PROBES.iter().map(|probe| probe.program)))]
+    pub disabled_probes: Vec<String>,
+
+    /// For tests only: read no process events for this long after start-up, so that a test
+    /// can overfill the ring buffer and check the loss accounting.
+    #[arg(long = "testing.pause-event-reader", hide = true, value_name = "DURATION",
+          value_parser = parse_duration)]
+    pub pause_event_reader: Option<Duration>,
 
     /// Log level: error, warn, info, debug or trace. RUST_LOG refines it per module.
     #[arg(long = "log.level", env = "MONITOR_LOG_LEVEL", value_name = "LEVEL", default_value = "info")]
@@ -88,6 +126,23 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(number * seconds_per_unit))
 }
 
+/// A duration that must not be zero (a zero timeout would cut every client off).
+fn parse_nonzero_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        Duration::ZERO => Err(format!("`{text}` must be more than zero")),
+        duration => Ok(duration),
+    }
+}
+
+/// The kernel requires a BPF ring buffer's size to be a power-of-two multiple of the page.
+fn parse_ring_bytes(text: &str) -> Result<u32, String> {
+    let bytes: u32 = text.parse().map_err(|_| format!("`{text}` is not a whole number of bytes"))?;
+    if bytes < 4096 || !bytes.is_power_of_two() {
+        return Err(format!("{bytes} is not a power of two of at least 4096"));
+    }
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,6 +164,23 @@ mod tests {
         assert_eq!(config.listen_address.port(), 9655);
         assert!(!config.with_pid_label());
         assert_eq!(config.series_ttl, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn ring_buffer_sizes() {
+        assert_eq!(parse_ring_bytes("4096"), Ok(4096));
+        assert_eq!(parse_ring_bytes("262144"), Ok(262_144));
+        for bad in ["0", "2048", "5000", "x"] {
+            assert!(parse_ring_bytes(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn probes_to_disable_are_known_names() {
+        let config =
+            Config::try_parse_from(["monitor-agent", "--probes.disable", "mon_sys_exit"]).unwrap();
+        assert_eq!(config.disabled_probes, ["mon_sys_exit"]);
+        assert!(Config::try_parse_from(["monitor-agent", "--probes.disable", "nope"]).is_err());
     }
 
     #[test]

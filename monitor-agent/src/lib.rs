@@ -20,3 +20,4 @@ pub mod privileges;
 pub mod probes;
 pub mod process_names;
 pub mod server;
+pub mod web_config;

@@ -81,7 +81,7 @@ pub mod family {
     };
     pub const RINGBUF_PRODUCED: Family = Family {
         name: "monitor_ringbuf_events_produced_total",
-        help: "Events the probes wrote into the ring buffer.",
+        help: "Events the probes tried to write into the ring buffer (read + lost, once drained).",
         kind: MetricType::COUNTER,
         labels: &[label::RINGBUF],
         workload: false,
@@ -308,7 +308,7 @@ pub fn render(
                 .collect(),
         ),
         RINGBUF_PRODUCED.build(vec![
-            RINGBUF_PRODUCED.sample(&ringbuf, counter(Counter::ProcessEventsSubmitted)),
+            RINGBUF_PRODUCED.sample(&ringbuf, counter(Counter::ProcessEventsProduced)),
         ]),
         RINGBUF_READ.build(vec![RINGBUF_READ.sample(&ringbuf, snapshot.events_read as f64)]),
         RINGBUF_LOST.build(vec![
@@ -419,7 +419,7 @@ mod tests {
                 2,
             )],
             kernel_counters: vec![
-                (Counter::ProcessEventsSubmitted, 12),
+                (Counter::ProcessEventsProduced, 12),
                 (Counter::ProcessEventsDropped, 1),
                 (Counter::UnmatchedExits, 3),
             ],

@@ -52,6 +52,7 @@ pub struct Monitor {
     errors: SeriesTable<ErrorLabels, u64>,
     pid_label: bool,
     ttl: Duration,
+    events_paused_until: Option<Instant>,
 }
 
 /// A kernel key is finished once its generation no longer holds the PID: the process
@@ -120,6 +121,7 @@ impl Sorter<'_> {
                 live.entry(labels).or_default().add(&value);
             } else {
                 table.retire(labels, &value, self.now);
+                self.names.finish(incarnation, self.now);
                 finished.push(key);
             }
         }
@@ -137,7 +139,13 @@ impl Monitor {
             errors: SeriesTable::default(),
             pid_label,
             ttl,
+            events_paused_until: None,
         }
+    }
+
+    /// `--testing.pause-event-reader`: leave the ring buffer alone until `until`.
+    pub fn pause_events_until(&mut self, until: Instant) {
+        self.events_paused_until = Some(until);
     }
 
     pub fn events(&self) -> &ProcessEvents {
@@ -146,6 +154,9 @@ impl Monitor {
 
     /// Applies pending exec/exit events; called whenever the ring buffer is readable.
     pub fn drain_events(&mut self, now: Instant) {
+        if self.events_paused_until.is_some_and(|until| now < until) {
+            return;
+        }
         let names = &mut self.names;
         self.events.drain(|event| names.apply(&event, now));
     }

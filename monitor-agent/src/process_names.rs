@@ -75,6 +75,14 @@ impl ProcessNames {
         comm
     }
 
+    /// Marks an incarnation finished (its generation is over) when no exit event said so,
+    /// e.g. because the ring buffer dropped it: its name is then pruned like any other.
+    pub fn finish(&mut self, incarnation: Incarnation, now: Instant) {
+        if let Some(known) = self.known.get_mut(&incarnation) {
+            known.finished.get_or_insert(now);
+        }
+    }
+
     /// Forgets incarnations finished longer than `keep` ago (their series are retired by then).
     pub fn prune(&mut self, now: Instant, keep: Duration) {
         self.known.retain(|_, known| known.finished.is_none_or(|at| now.duration_since(at) < keep));
@@ -119,6 +127,18 @@ mod tests {
         assert_eq!(names.resolve(at(0), false, now, |_| panic!("no /proc read")), "bash");
         names.prune(now + Duration::from_secs(10), Duration::from_secs(5));
         assert_eq!(names.len(), 1, "finished generation 0 pruned, live 1 kept");
+    }
+
+    #[test]
+    fn a_lost_exit_event_does_not_keep_the_name_forever() {
+        let now = Instant::now();
+        let mut names = ProcessNames::default();
+        names.apply(&event(ProcessEventKind::Seen, 2, "daemon"), now);
+        names.prune(now + Duration::from_secs(3600), Duration::from_secs(5));
+        assert_eq!(names.len(), 1, "live: kept");
+        names.finish(at(2), now);
+        names.prune(now + Duration::from_secs(10), Duration::from_secs(5));
+        assert!(names.is_empty());
     }
 
     #[test]

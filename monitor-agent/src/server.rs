@@ -1,25 +1,53 @@
-//! The HTTP endpoint: `/metrics` (Prometheus text format), `/healthz`, and a landing page.
-use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time::Duration};
+//! The HTTP endpoint: `/metrics` (Prometheus text format), `/healthz`, and a landing page;
+//! nothing else (no debug or profiling endpoints). With `--web.config.file`: TLS, basic auth
+//! and extra response headers. Always: a deadline for the TLS handshake and the request
+//! headers (slow clients are cut off), and a cap on requests in flight (503 beyond).
+use std::{
+    convert::Infallible,
+    future::Future,
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{
-    Method, Request, Response, StatusCode, body::Incoming, header, server::conn::http1,
+    Method, Request, Response, StatusCode,
+    body::{Body as HttpBody, Frame, SizeHint},
+    header::{self, HeaderName, HeaderValue},
+    server::conn::http1,
     service::service_fn,
 };
 use hyper_util::rt::{TokioIo, TokioTimer};
 use log::{debug, info, warn};
 use prometheus::{Encoder as _, Registry, TextEncoder};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    sync::{OwnedSemaphorePermit, Semaphore},
+};
 
-use crate::probes::ProbeState;
-
-/// A client that has not sent its request headers by then is cut off.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::{
+    probes::ProbeState,
+    web_config::{BasicAuth, WebConfig, basic_credentials},
+};
 
 pub struct Endpoints {
     pub registry: Registry,
     pub probes: Vec<ProbeState>,
+}
+
+/// How the endpoint is served: `--web.config.file`, `--web.max-requests`,
+/// `--web.read-header-timeout`.
+pub struct Settings {
+    pub web: WebConfig,
+    /// Requests in flight at once, `/healthz` aside; 0: no limit.
+    pub max_requests: usize,
+    /// For the TLS handshake, then for each request's headers (idle keep-alive included).
+    pub header_timeout: Duration,
 }
 
 /// Binds before anything is loaded, so a taken port fails fast and changes nothing.
@@ -30,13 +58,45 @@ pub fn bind(address: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
     Ok(listener)
 }
 
+/// What every connection shares.
+struct State {
+    endpoints: Arc<Endpoints>,
+    auth: Option<Arc<BasicAuth>>,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    limit: Option<Arc<Semaphore>>,
+    header_timeout: Duration,
+}
+
+impl State {
+    fn new(endpoints: Arc<Endpoints>, settings: Settings) -> (State, Option<tokio_rustls::TlsAcceptor>) {
+        let tls = settings.web.tls.map(tokio_rustls::TlsAcceptor::from);
+        let state = State {
+            endpoints,
+            auth: settings.web.auth,
+            headers: settings.web.headers,
+            limit: (settings.max_requests > 0).then(|| Arc::new(Semaphore::new(settings.max_requests))),
+            header_timeout: settings.header_timeout,
+        };
+        (state, tls)
+    }
+}
+
 pub async fn serve(
     listener: std::net::TcpListener,
     endpoints: Arc<Endpoints>,
+    settings: Settings,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener).context("registering the listener")?;
-    info!("serving http://{}/metrics", listener.local_addr().context("listener address")?);
+    let (state, tls) = State::new(endpoints, settings);
+    let state = Arc::new(state);
+    let address = listener.local_addr().context("listener address")?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let auth = if state.auth.is_some() { ", basic auth required (not on /healthz)" } else { "" };
+    info!("serving {scheme}://{address}/metrics{auth}");
+    if state.auth.is_some() && tls.is_none() {
+        warn!("basic auth without TLS: passwords cross the network in the clear");
+    }
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -51,24 +111,126 @@ pub async fn serve(
                 }
             },
         };
-        let endpoints = Arc::clone(&endpoints);
+        let state = Arc::clone(&state);
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |request| {
-                let endpoints = Arc::clone(&endpoints);
-                async move { Ok::<_, Infallible>(respond(&request, &endpoints)) }
-            });
-            let connection = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(err) = connection.await {
-                debug!("connection from {peer}: {err}");
+            let Some(acceptor) = tls else {
+                return serve_connection(stream, state, peer).await;
+            };
+            // The handshake is the TLS slow-loris: it gets the header deadline too.
+            match tokio::time::timeout(state.header_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => serve_connection(stream, state, peer).await,
+                Ok(Err(err)) => debug!("TLS handshake with {peer} failed: {err}"),
+                Err(_) => debug!("TLS handshake with {peer} timed out"),
             }
         });
     }
 }
 
-fn respond(request: &Request<Incoming>, endpoints: &Endpoints) -> Response<Full<Bytes>> {
+async fn serve_connection<S>(stream: S, state: Arc<State>, peer: SocketAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let header_timeout = state.header_timeout;
+    let service = service_fn(move |request| {
+        let state = Arc::clone(&state);
+        async move { Ok::<_, Infallible>(handle(&request, &state).await) }
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(TokioIo::new(stream), service);
+    if let Err(err) = connection.await {
+        debug!("connection from {peer}: {err}");
+    }
+}
+
+/// Request bodies are never read: every endpoint is a GET.
+async fn handle<B>(request: &Request<B>, state: &State) -> Response<Body> {
+    let mut response = authorize_and_respond(request, state).await;
+    for (name, value) in &state.headers {
+        response.headers_mut().insert(name.clone(), value.clone());
+    }
+    response
+}
+
+async fn authorize_and_respond<B>(request: &Request<B>, state: &State) -> Response<Body> {
+    // Liveness probes carry no credentials, and health tells only which probes are attached.
+    if request.uri().path() == "/healthz" {
+        return respond(request, &state.endpoints).map(Body::from);
+    }
+    // The permit is taken first, so that beyond the limit a request costs nothing (no bcrypt,
+    // no rendering); it is held until the response body is sent.
+    let permit = match &state.limit {
+        None => None,
+        Some(limit) => match Arc::clone(limit).try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                debug!("request refused: --web.max-requests in flight already");
+                return text(StatusCode::SERVICE_UNAVAILABLE, "too many requests in flight, retry later\n".into())
+                    .map(Body::from);
+            }
+        },
+    };
+    if let Some(auth) = &state.auth {
+        if !authorized(auth, request.headers().get(header::AUTHORIZATION)).await {
+            let mut response = text(StatusCode::UNAUTHORIZED, "unauthorized\n".into());
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"monitor-agent\", charset=\"UTF-8\""),
+            );
+            return response.map(|body| Body { inner: body, _permit: permit });
+        }
+    }
+    respond(request, &state.endpoints).map(|body| Body { inner: body, _permit: permit })
+}
+
+/// A cached success costs a SHA-256; anything else one bcrypt, off the runtime's thread.
+async fn authorized(auth: &Arc<BasicAuth>, header: Option<&HeaderValue>) -> bool {
+    let Some((user, password)) = header.and_then(basic_credentials) else {
+        return false;
+    };
+    if auth.cached(&user, &password) {
+        return true;
+    }
+    let auth = Arc::clone(auth);
+    tokio::task::spawn_blocking(move || auth.verify(&user, &password)).await.unwrap_or(false)
+}
+
+/// A response body that holds its request's `--web.max-requests` permit until it is sent, so
+/// slow readers count as in flight.
+pub struct Body {
+    inner: Full<Bytes>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl From<Full<Bytes>> for Body {
+    fn from(inner: Full<Bytes>) -> Body {
+        Body { inner, _permit: None }
+    }
+}
+
+impl HttpBody for Body {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+fn respond<B>(request: &Request<B>, endpoints: &Endpoints) -> Response<Full<Bytes>> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n".into());
     }
@@ -127,4 +289,97 @@ fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
         .headers_mut()
         .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; charset=utf-8"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt as _;
+
+    use super::*;
+
+    fn state(max_requests: usize, web: &str) -> State {
+        let endpoints = Arc::new(Endpoints { registry: Registry::new(), probes: Vec::new() });
+        let web = WebConfig::parse(web, std::path::Path::new(".")).unwrap();
+        let settings = Settings { web, max_requests, header_timeout: Duration::from_secs(1) };
+        State::new(endpoints, settings).0
+    }
+
+    fn get(path: &str, authorization: Option<&str>) -> Request<()> {
+        let mut request = Request::get(path);
+        if let Some(value) = authorization {
+            request = request.header(header::AUTHORIZATION, value);
+        }
+        request.body(()).unwrap()
+    }
+
+    fn basic(user: &str, password: &str) -> String {
+        use base64::Engine as _;
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+    }
+
+    async fn body_text(response: Response<Body>) -> String {
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn requests_beyond_the_limit_get_503_until_a_body_is_sent() {
+        let state = state(2, "");
+        let first = handle(&get("/metrics", None), &state).await;
+        let second = handle(&get("/", None), &state).await;
+        assert_eq!((first.status(), second.status()), (StatusCode::OK, StatusCode::OK));
+        let refused = handle(&get("/metrics", None), &state).await;
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+        // /healthz is never refused: it is cheap and liveness must not flap under load.
+        assert_eq!(handle(&get("/healthz", None), &state).await.status(), StatusCode::OK);
+        // Sending a body (here: collecting it) releases its permit.
+        body_text(first).await;
+        assert_eq!(handle(&get("/metrics", None), &state).await.status(), StatusCode::OK);
+        drop(second);
+    }
+
+    #[tokio::test]
+    async fn zero_means_no_limit() {
+        let state = state(0, "");
+        let mut held = Vec::new();
+        for _ in 0..100 {
+            held.push(handle(&get("/metrics", None), &state).await);
+        }
+        assert!(held.iter().all(|response| response.status() == StatusCode::OK));
+    }
+
+    #[tokio::test]
+    async fn basic_auth_everywhere_but_healthz() {
+        let hash = bcrypt::hash("right", 4).unwrap();
+        let state = state(40, &format!("basic_auth_users:\n  alice: '{hash}'\n"));
+        for authorization in [None, Some(basic("alice", "wrong")), Some(basic("bob", "right")), Some("Basic !!".into())] {
+            for path in ["/metrics", "/", "/nowhere"] {
+                let response = handle(&get(path, authorization.as_deref()), &state).await;
+                assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{path} {authorization:?}");
+                let challenge = response.headers().get(header::WWW_AUTHENTICATE).unwrap();
+                assert!(challenge.to_str().unwrap().starts_with("Basic realm="));
+            }
+        }
+        let right = basic("alice", "right");
+        for _ in 0..2 {
+            // The second time from the cache.
+            let response = handle(&get("/metrics", Some(&right)), &state).await;
+            assert_eq!(response.status(), StatusCode::OK);
+        }
+        assert!(state.auth.as_ref().unwrap().cached("alice", "right"));
+        assert_eq!(handle(&get("/healthz", None), &state).await.status(), StatusCode::OK);
+        // No debug endpoints, even for an authenticated client.
+        for path in ["/debug/pprof/", "/debug/vars", "/metrics/extra"] {
+            assert_eq!(handle(&get(path, Some(&right)), &state).await.status(), StatusCode::NOT_FOUND);
+        }
+    }
+
+    #[tokio::test]
+    async fn configured_headers_are_on_every_response() {
+        let state = state(40, "http_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\n");
+        for path in ["/metrics", "/healthz", "/nowhere"] {
+            let response = handle(&get(path, None), &state).await;
+            assert_eq!(response.headers().get("x-content-type-options").unwrap(), "nosniff", "{path}");
+        }
+    }
 }

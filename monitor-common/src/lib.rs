@@ -51,8 +51,9 @@ pub mod capacity {
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Counter {
-    /// Process events written to `PROCESS_EVENTS`.
-    ProcessEventsSubmitted = 0,
+    /// Process events the probes tried to write to `PROCESS_EVENTS`: once drained,
+    /// produced = read by the agent + dropped, exactly.
+    ProcessEventsProduced = 0,
     /// Process events lost because `PROCESS_EVENTS` had no room (failed reserve).
     ProcessEventsDropped = 1,
     /// `SYSCALL_STATS` refused a new key (full): that syscall exit went uncounted.
@@ -66,7 +67,7 @@ pub enum Counter {
 
 impl Counter {
     pub const ALL: [Counter; 5] = [
-        Counter::ProcessEventsSubmitted,
+        Counter::ProcessEventsProduced,
         Counter::ProcessEventsDropped,
         Counter::SyscallStatsFull,
         Counter::SyscallErrorsFull,

@@ -56,6 +56,7 @@ pub fn bump(counter: Counter) {
 /// Writes one `PROCESS_EVENTS` record for the current task; a full buffer is counted.
 #[inline(always)]
 pub fn emit_process_event(kind: u32, tgid: u32, generation: u32) {
+    bump(Counter::ProcessEventsProduced);
     let Some(mut entry) = PROCESS_EVENTS.reserve::<ProcessEvent>(0) else {
         bump(Counter::ProcessEventsDropped);
         return;
@@ -70,5 +71,4 @@ pub fn emit_process_event(kind: u32, tgid: u32, generation: u32) {
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
     });
     entry.submit(0);
-    bump(Counter::ProcessEventsSubmitted);
 }

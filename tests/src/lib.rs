@@ -32,10 +32,23 @@ pub struct Agent {
 impl Agent {
     /// Starts the agent on a free loopback port and waits until `/healthz` answers 200.
     pub fn start(extra_args: &[&str]) -> Agent {
+        Agent::start_via(&[], extra_args)
+    }
+
+    /// Like `start`, with the agent run through `wrapper` (e.g. `setpriv …`, `unshare …`).
+    pub fn start_via(wrapper: &[&str], extra_args: &[&str]) -> Agent {
         let address: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let log = std::env::temp_dir().join(format!("monitor-agent-{}.log", address.port()));
         let log_file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(agent_bin())
+        let mut command = match wrapper {
+            [] => Command::new(agent_bin()),
+            [program, args @ ..] => {
+                let mut command = Command::new(program);
+                command.args(args).arg(agent_bin());
+                command
+            }
+        };
+        let child = command
             .arg("--web.listen-address")
             .arg(address.to_string())
             .args(extra_args)
@@ -129,7 +142,12 @@ pub fn unique_comm(prefix: &str) -> String {
 /// Runs `binary` so that its `comm` is `comm`: the kernel names a task after the basename
 /// of the path it was exec'd through, so a symlink does it without touching the binary.
 /// Returns the workload's PID and its output; panics if it failed.
-pub fn run_as(comm: &str, binary: &Path, args: &[String]) -> (u32, std::process::Output) {
+pub fn run_as(
+    comm: impl AsRef<std::ffi::OsStr>,
+    binary: &Path,
+    args: &[String],
+) -> (u32, std::process::Output) {
+    let comm = comm.as_ref();
     let dir = std::env::temp_dir().join(format!("monitor-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let link = dir.join(comm);
@@ -147,7 +165,7 @@ pub fn run_as(comm: &str, binary: &Path, args: &[String]) -> (u32, std::process:
     let pid = child.id();
     let output = child.wait_with_output().expect("waiting for the workload");
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(output.status.success(), "workload {comm} failed: {output:?}");
+    assert!(output.status.success(), "workload {comm:?} failed: {output:?}");
     (pid, output)
 }
 
@@ -160,6 +178,91 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> O
         }
         assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The ground-truth workload (`gt-workload`) and what the agent must report for it.
+pub mod ground_truth {
+    use std::{path::Path, time::Duration};
+
+    use super::{Agent, Scrape, eventually, run_as};
+
+    pub const OPENAT_ENOENT: u64 = 37;
+    pub const CLOSE_EBADF: u64 = 23;
+    pub const NANOSLEEPS: u64 = 5;
+    pub const SLEEP_MS: u64 = 20;
+    const DURATION: &str = "monitor_syscall_duration_seconds";
+    const ERRORS: &str = "monitor_syscall_errors_total";
+
+    pub fn args() -> Vec<String> {
+        [OPENAT_ENOENT, CLOSE_EBADF, NANOSLEEPS, SLEEP_MS].map(|n| n.to_string()).to_vec()
+    }
+
+    /// Scrapes until the workload's nanosleep series is complete (its exit may be in flight).
+    pub fn scrape_when_reported(agent: &Agent, comm: &str) -> Scrape {
+        eventually(Duration::from_secs(10), "the workload's series", || {
+            let scrape = agent.scrape();
+            let count = scrape.value(
+                &format!("{DURATION}_count"),
+                &[("comm", comm), ("syscall", "nanosleep")],
+            )?;
+            (count >= NANOSLEEPS as f64).then_some(scrape)
+        })
+    }
+
+    /// Runs the workload as `comm` and asserts the exact counts, errnos and latency buckets.
+    pub fn run_and_check(agent: &Agent, comm: &str, workload: &Path) -> Scrape {
+        run_as(comm, workload, &args());
+        let scrape = scrape_when_reported(agent, comm);
+        let errors = |syscall, errno| {
+            scrape.value(ERRORS, &[("comm", comm), ("syscall", syscall), ("errno", errno)])
+        };
+        assert_eq!(errors("openat", "ENOENT"), Some(OPENAT_ENOENT as f64), "{}", agent.log());
+        assert_eq!(errors("close", "EBADF"), Some(CLOSE_EBADF as f64));
+        let all_openat_errors: f64 = scrape
+            .matching(ERRORS, &[("comm", comm), ("syscall", "openat")])
+            .map(|s| s.value)
+            .sum();
+        assert_eq!(all_openat_errors, OPENAT_ENOENT as f64, "no other openat failed");
+
+        let sleep = [("comm", comm), ("syscall", "nanosleep")];
+        let count = scrape.value(&format!("{DURATION}_count"), &sleep);
+        assert_eq!(count, Some(NANOSLEEPS as f64));
+        assert!(scrape.value(ERRORS, &sleep).is_none(), "no nanosleep failed");
+
+        // All K sleeps in the one bucket whose bounds contain 20 ms, none below it.
+        let buckets = buckets(&scrape, &sleep);
+        let target = SLEEP_MS as f64 / 1000.0;
+        let upper = buckets.iter().position(|&(le, _)| le >= target).expect("a bucket ≥ 20 ms");
+        assert!(upper > 0, "20 ms must not be in the first bucket");
+        let (lower_le, below) = buckets[upper - 1];
+        let (upper_le, at_or_below) = buckets[upper];
+        assert!(lower_le < target && target <= upper_le);
+        assert_eq!(below, 0.0, "no sleep finished in under {lower_le} s: {buckets:?}");
+        assert_eq!(at_or_below, NANOSLEEPS as f64, "every sleep ≤ {upper_le} s: {buckets:?}");
+        // Exactly the kernel's log2 bounds: 2^25 ns holds 20 ms.
+        assert_eq!(upper_le, (1u64 << 25) as f64 / 1e9);
+        let sum = scrape.value(&format!("{DURATION}_sum"), &sleep).unwrap();
+        assert!(sum >= target * NANOSLEEPS as f64, "sum {sum} below {NANOSLEEPS} × 20 ms");
+        assert_eq!(
+            scrape.value("monitor_ringbuf_events_lost_total", &[("ringbuf", "process_events")]),
+            Some(0.0)
+        );
+        scrape
+    }
+
+    /// Cumulative counts of a histogram series as (le, count), ascending.
+    fn buckets(scrape: &Scrape, labels: &[(&str, &str)]) -> Vec<(f64, f64)> {
+        let name = format!("{DURATION}_bucket");
+        let mut buckets: Vec<(f64, f64)> = scrape
+            .matching(&name, labels)
+            .map(|sample| {
+                let le = &sample.labels["le"];
+                (if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap() }, sample.value)
+            })
+            .collect();
+        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        buckets
     }
 }
 
@@ -255,5 +358,82 @@ mod tests {
         assert_eq!(scrape.value("y", &[]), Some(4.5));
         assert_eq!(scrape.value("z", &[("le", "+Inf")]), Some(f64::INFINITY));
         assert_eq!(scrape.value("x", &[("b", "3")]), None);
+    }
+}
+
+/// The workspace root, where `deploy/` lives.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// A program the deployment tests need, found on PATH (sbin included), or a failure that
+/// says which package `cargo xtask setup` installs it from.
+pub fn require_program(name: &str, package: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| panic!("{name} not found: `cargo xtask setup` installs it (package {package})"))
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("{prefix}-{}-{}", std::process::id(), free_port()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A helper server (Prometheus, dockerd) killed by PID when dropped: SIGTERM, then SIGKILL
+/// after `grace`.
+pub struct Server {
+    pub name: String,
+    child: Option<Child>,
+    grace: Duration,
+}
+
+impl Server {
+    pub fn spawn(name: &str, command: &mut Command, grace: Duration) -> Server {
+        let child = command.spawn().unwrap_or_else(|err| panic!("starting {name}: {err}"));
+        Server { name: name.to_owned(), child: Some(child), grace }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Panics if the server has exited.
+    pub fn ensure_running(&mut self, log: &str) {
+        if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+            panic!("{} exited ({status}):\n{log}", self.name);
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill(2) on our own child, not reaped yet.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            if wait_timeout(&mut child, self.grace).is_none() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
     }
 }

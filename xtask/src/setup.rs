@@ -12,11 +12,24 @@ use crate::process::{find_program, is_root, output, run, succeeds};
 const BPF_LINKER: &str = "bpf-linker@0.13.0";
 
 /// Commands the integration tests and the benchmark shell out to, with their Debian package.
-const SYSTEM_TOOLS: [(&str, &str); 4] = [
+const SYSTEM_TOOLS: &[(&str, &str)] = &[
     ("promtool", "prometheus"),
     ("bpftrace", "bpftrace"),
     ("bpftool", "bpftool"),
     ("setpriv", "util-linux"),
+    // The deployment tests (tests/tests/{deploy,prometheus_e2e,image}.rs): a real Prometheus
+    // server, `systemd-analyze verify`/`security` for the unit, strace for the syscalls the
+    // agent makes under the unit's filter, and a Docker engine for the image.
+    ("prometheus", "prometheus"),
+    ("systemd-analyze", "systemd"),
+    ("strace", "strace"),
+    ("dockerd", "docker.io"),
+];
+
+/// Python packages the deployment tests import, pinned: (import name, pip requirement).
+const PYTHON_PACKAGES: &[(&str, &str)] = &[
+    ("kubernetes_validate", "kubernetes-validate==1.37.0"),
+    ("helm_python", "helm-python-sdk==0.2.2"),
 ];
 
 fn progress(what: &str, state: &str) {
@@ -26,7 +39,9 @@ fn progress(what: &str, state: &str) {
 /// Toolchain and system packages: what `test` and `bench` need.
 pub fn full() -> Result<()> {
     toolchain()?;
-    system_packages()
+    musl_target()?;
+    system_packages()?;
+    python_packages()
 }
 
 /// Only what building the agent needs (its build script compiles the eBPF probes).
@@ -204,7 +219,7 @@ fn replace_symlink(target: &Path, link: &Path) -> Result<()> {
 /// need none of them, never touch apt.
 pub fn system_packages() -> Result<()> {
     let mut missing = Vec::new();
-    for (program, package) in SYSTEM_TOOLS {
+    for &(program, package) in SYSTEM_TOOLS {
         let what = format!("{program} (package {package})");
         if find_program(program).is_some() {
             progress(&what, "present");
@@ -234,6 +249,47 @@ pub fn system_packages() -> Result<()> {
             "installed packages but {} still not found",
             still_missing.join(", ")
         );
+    }
+    Ok(())
+}
+
+/// The standard library for the static (musl) agent that `cargo xtask image` puts in the
+/// container image; the eBPF part does not depend on it.
+pub fn musl_target() -> Result<()> {
+    let target = crate::image::MUSL_TARGET;
+    let what = format!("rust target {target}");
+    let installed = output(Command::new("rustup").args(["target", "list", "--installed"]))?;
+    if installed.lines().any(|line| line.trim() == target) {
+        progress(&what, "present");
+        return Ok(());
+    }
+    progress(&what, "installing");
+    run(Command::new("rustup").args(["target", "add", target]))
+}
+
+/// PyPI packages for the Kubernetes manifest and Helm chart tests, with `python3 -m pip`.
+pub fn python_packages() -> Result<()> {
+    let mut missing = Vec::new();
+    for (module, requirement) in PYTHON_PACKAGES {
+        let what = format!("python module {module} ({requirement})");
+        if succeeds(Command::new("python3").args(["-c", &format!("import {module}")])) {
+            progress(&what, "present");
+        } else {
+            progress(&what, "missing");
+            missing.push(*requirement);
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    progress(&format!("pip {}", missing.join(" ")), "installing");
+    run(Command::new("python3")
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+        .args(&missing))?;
+    for (module, _) in PYTHON_PACKAGES {
+        if !succeeds(Command::new("python3").args(["-c", &format!("import {module}")])) {
+            bail!("installed the Python packages but `import {module}` still fails");
+        }
     }
     Ok(())
 }

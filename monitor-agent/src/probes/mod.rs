@@ -68,10 +68,13 @@ impl ProbeState {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct LoadSettings {
     pub syscall_stats_entries: u32,
     pub syscall_errors_entries: u32,
+    pub process_events_bytes: u32,
+    /// Programs of `PROBES` not to attach (`--probes.disable`).
+    pub disabled: Vec<String>,
     /// `aya-log` level inside the kernel (1 error … 5 trace), so disabled logs cost nothing.
     pub kernel_log_level: u8,
 }
@@ -87,7 +90,7 @@ pub struct Loaded {
 
 /// Loads the object; attaches every probe independently, so one the kernel refuses is
 /// logged and reported while the others run.
-pub fn load(settings: LoadSettings) -> anyhow::Result<Loaded> {
+pub fn load(settings: &LoadSettings) -> anyhow::Result<Loaded> {
     let pid_slots = pid_max();
     let agent_tgid = std::process::id();
     let mut ebpf = EbpfLoader::new()
@@ -97,15 +100,27 @@ pub fn load(settings: LoadSettings) -> anyhow::Result<Loaded> {
         .map_max_entries(map::PROCESS_STATE, pid_slots)
         .map_max_entries(map::SYSCALL_STATS, settings.syscall_stats_entries)
         .map_max_entries(map::SYSCALL_ERRORS, settings.syscall_errors_entries)
+        .map_max_entries(map::PROCESS_EVENTS, settings.process_events_bytes)
         .load(object())
         .context("loading the eBPF object (maps and BTF) into the kernel")?;
 
-    let probes = PROBES.iter().map(|probe| attach_probe(&mut ebpf, probe)).collect();
+    let probes = PROBES
+        .iter()
+        .map(|probe| {
+            if settings.disabled.iter().any(|name| name == probe.program) {
+                warn!("probe {} disabled by --probes.disable: its metrics stay empty", probe.program);
+                let error = Some("disabled by --probes.disable".to_owned());
+                return ProbeState { probe: *probe, program: probe.program, error };
+            }
+            attach_probe(&mut ebpf, probe)
+        })
+        .collect();
     let capacities = vec![
         (map::THREAD_START, u64::from(pid_slots)),
         (map::PROCESS_STATE, u64::from(pid_slots)),
         (map::SYSCALL_STATS, u64::from(settings.syscall_stats_entries)),
         (map::SYSCALL_ERRORS, u64::from(settings.syscall_errors_entries)),
+        (map::PROCESS_EVENTS, u64::from(settings.process_events_bytes)),
     ];
     Ok(Loaded { ebpf, probes, pid_slots, capacities })
 }

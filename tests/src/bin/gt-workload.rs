@@ -8,9 +8,10 @@ use std::ffi::CStr;
 const MISSING: &CStr = c"/nonexistent-monitor-ground-truth/missing";
 
 fn main() {
-    let args: Vec<u64> = std::env::args()
+    // args_os: argv[0] may be a hostile, non-UTF-8 name (the hostile-names test runs us so).
+    let args: Vec<u64> = std::env::args_os()
         .skip(1)
-        .map(|arg| arg.parse().expect("arguments are whole numbers"))
+        .map(|arg| arg.to_str().and_then(|a| a.parse().ok()).expect("arguments are whole numbers"))
         .collect();
     let &[openat_enoent, close_ebadf, nanosleeps, sleep_ms] = args.as_slice() else {
         eprintln!("usage: gt-workload <failing-openat> <close(-1)> <nanosleeps> <sleep-ms>");

@@ -2,21 +2,21 @@
 //! is really attached, time the syscall loop, tear it down.
 use std::{
     fs::{self, File},
-    io::{Read as _, Write as _},
-    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
     path::{Path, PathBuf},
     process::{Command, Stdio},
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{Context as _, Result, bail};
 
 use super::report::{BPFTRACE_SCRIPT, Condition};
-use crate::process::{Supervised, log_tail, output, target_dir, wait_for_line, watch_lines};
+use crate::{
+    agent_http::{free_port, wait_until_healthy},
+    process::{Supervised, log_tail, output, target_dir, wait_for_line, watch_lines},
+};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
-const HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
 /// bpftrace parses kernel BTF before attaching, which can take a while on a cold cache.
 const BPFTRACE_ATTACH_TIMEOUT: Duration = Duration::from_secs(60);
 /// bpftrace prints "Attaching N probes..." before it has attached them all.
@@ -210,61 +210,6 @@ fn start_bpftrace(log: &Log) -> Result<Supervised> {
     Ok(bpftrace)
 }
 
-/// The kernel picks a free port; the agent binds it right after (a race we accept).
-fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("finding a free port")?;
-    Ok(listener
-        .local_addr()
-        .context("reading the free port")?
-        .port())
-}
-
-/// The agent answers /healthz once its probes are attached and it is serving.
-fn wait_until_healthy(agent: &mut Supervised, port: u16) -> Result<()> {
-    let deadline = Instant::now() + HEALTH_TIMEOUT;
-    loop {
-        agent.ensure_running()?;
-        if healthz_ok(port) {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            bail!("/healthz on port {port} did not answer 200 within {HEALTH_TIMEOUT:?}");
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn healthz_ok(port: u16) -> bool {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
-        return false;
-    };
-    let request = b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-    if stream
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .is_err()
-        || stream.write_all(request).is_err()
-    {
-        return false;
-    }
-    let mut response = Vec::new();
-    // A timeout still leaves whatever arrived, and the status line comes first.
-    let _ = stream.take(4096).read_to_end(&mut response);
-    status_is_ok(&String::from_utf8_lossy(&response))
-}
-
-fn status_is_ok(response: &str) -> bool {
-    let mut status_line = response
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace();
-    status_line
-        .next()
-        .is_some_and(|version| version.starts_with("HTTP/"))
-        && status_line.next() == Some("200")
-}
-
 fn parse_ns_per_call(stdout: &str) -> Result<f64> {
     let text = stdout.trim();
     let ns: f64 = text
@@ -281,35 +226,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn recognises_a_200_status_line_only() {
-        assert!(status_is_ok(
-            "HTTP/1.0 200 OK\r\ncontent-length: 3\r\n\r\nok\n"
-        ));
-        assert!(status_is_ok("HTTP/1.1 200 OK\r\n"));
-        assert!(!status_is_ok("HTTP/1.1 503 Service Unavailable\r\n"));
-        assert!(!status_is_ok(""));
-        assert!(!status_is_ok("200 HTTP/1.1\r\n"));
-    }
-
-    #[test]
     fn parses_the_loop_output() {
         assert_eq!(parse_ns_per_call("123.4\n").unwrap(), 123.4);
         assert!(parse_ns_per_call("").is_err());
         assert!(parse_ns_per_call("NaN").is_err());
         assert!(parse_ns_per_call("-1.0").is_err());
-    }
-
-    #[test]
-    fn healthz_against_a_fake_server() {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let server = thread::spawn(move || {
-            let (mut conn, _) = listener.accept().unwrap();
-            let mut request = [0u8; 256];
-            let _ = conn.read(&mut request).unwrap();
-            conn.write_all(b"HTTP/1.0 200 OK\r\n\r\nok\n").unwrap();
-        });
-        assert!(healthz_ok(port));
-        server.join().unwrap();
     }
 }

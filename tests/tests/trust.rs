@@ -1,0 +1,280 @@
+//! Trust: no silent loss when a ring buffer or a map overflows, no leaked kernel objects
+//! after crashes, degraded runs that say so, the documented minimal privileges, no secrets.
+use std::{
+    process::Command,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use tests::{Agent, agent_bin, eventually, free_port, ground_truth, http_get, unique_comm};
+
+const FLOOD: &str = env!("CARGO_BIN_EXE_fork-flood");
+const WORKLOAD: &str = env!("CARGO_BIN_EXE_gt-workload");
+const RINGBUF: [(&str, &str); 1] = [("ringbuf", "process_events")];
+
+fn ringbuf(scrape: &tests::Scrape, counter: &str) -> f64 {
+    scrape.value(&format!("monitor_ringbuf_events_{counter}_total"), &RINGBUF).unwrap()
+}
+
+fn flood(children: u32) {
+    let status = Command::new(FLOOD).arg(children.to_string()).status().unwrap();
+    assert!(status.success(), "fork-flood: {status}");
+}
+
+#[test]
+fn ring_buffer_overflow_is_counted_and_produced_equals_read_plus_lost() {
+    // One page holds 4096 / 48 = 85 records; 1000 children produce ≥ 2000 events, over
+    // 20 times the capacity, while the reader is paused.
+    const CHILDREN: u32 = 1000;
+    let pause = Duration::from_secs(8);
+    let started = Instant::now();
+    let agent = Agent::start(&[
+        "--kernel.process-events-bytes",
+        "4096",
+        "--testing.pause-event-reader",
+        "8s",
+    ]);
+    flood(CHILDREN);
+    let during = agent.scrape();
+    assert!(started.elapsed() < pause, "the flood outlasted the pause; the test proves nothing");
+    assert_eq!(ringbuf(&during, "read"), 0.0, "the reader is paused");
+    assert!(ringbuf(&during, "lost") > 0.0, "a full buffer must count its losses");
+
+    let after = eventually(Duration::from_secs(30), "produced == read + lost", || {
+        let scrape = agent.scrape();
+        let (produced, read, lost) =
+            (ringbuf(&scrape, "produced"), ringbuf(&scrape, "read"), ringbuf(&scrape, "lost"));
+        (started.elapsed() > pause && read > 0.0 && produced == read + lost).then_some(scrape)
+    });
+    let produced = ringbuf(&after, "produced");
+    assert!(produced >= f64::from(2 * CHILDREN), "{produced} events from {CHILDREN} children");
+    assert!(ringbuf(&after, "lost") >= ringbuf(&during, "lost"));
+}
+
+#[test]
+fn full_kernel_maps_count_refusals_and_the_agent_keeps_working() {
+    let agent = Agent::start(&[
+        "--kernel.syscall-stats-entries",
+        "8",
+        "--kernel.syscall-errors-entries",
+        "1",
+    ]);
+    // The workload alone needs more than 8 (process, syscall) keys and 2 error keys.
+    tests::run_as(unique_comm("full"), WORKLOAD.as_ref(), &ground_truth::args());
+    let failures = |scrape: &tests::Scrape, map| {
+        scrape.value("monitor_kernel_map_insert_failures_total", &[("map", map)]).unwrap()
+    };
+    let scrape = eventually(Duration::from_secs(10), "refusals to be counted", || {
+        let scrape = agent.scrape();
+        (failures(&scrape, "SYSCALL_STATS") > 0.0 && failures(&scrape, "SYSCALL_ERRORS") > 0.0)
+            .then_some(scrape)
+    });
+    for (map, capacity) in [("SYSCALL_STATS", 8.0), ("SYSCALL_ERRORS", 1.0)] {
+        let labels = [("map", map)];
+        assert_eq!(scrape.value("monitor_kernel_map_max_entries", &labels), Some(capacity));
+        assert!(scrape.value("monitor_kernel_map_entries", &labels).unwrap() <= capacity);
+    }
+    assert_eq!(http_get(agent.address, "/healthz").unwrap().0, 200);
+    // Still serving, still counting what fits.
+    assert!(agent.scrape().value("monitor_probe_attached", &[("probe", "mon_sys_exit")]) == Some(1.0));
+}
+
+/// IDs of the BPF objects that some process holds through an fd (`prog_id:`/`map_id:` in
+/// fdinfo; a link's fd names its program).
+fn ids_held_by_fds() -> (Vec<u32>, Vec<u32>) {
+    let (mut programs, mut maps) = (Vec::new(), Vec::new());
+    for fdinfo in std::fs::read_dir("/proc").unwrap().flatten().filter_map(|process| {
+        std::fs::read_dir(process.path().join("fdinfo")).ok()
+    }) {
+        for fd in fdinfo.flatten() {
+            let Ok(text) = std::fs::read_to_string(fd.path()) else { continue };
+            for line in text.lines() {
+                let id = |prefix| line.strip_prefix(prefix).and_then(|id: &str| id.trim().parse::<u32>().ok());
+                programs.extend(id("prog_id:"));
+                maps.extend(id("map_id:"));
+            }
+        }
+    }
+    (programs, maps)
+}
+
+/// Our programs and maps that nothing holds any more: what a crash would leak. (A map is
+/// held by an fd or by a held program; agents running meanwhile do not count.)
+fn orphaned_kernel_objects() -> Vec<String> {
+    let names = [
+        "mon_sys_enter", "mon_sys_exit", "mon_proc_exec", "mon_proc_exit", "THREAD_START",
+        "PROCESS_STATE", "SYSCALL_STATS", "SYSCALL_ERRORS", "PROCESS_EVENTS", "COUNTERS",
+    ];
+    let (held_programs, mut held_maps) = ids_held_by_fds();
+    let mut orphans = Vec::new();
+    for what in ["prog", "map"] {
+        let output = Command::new("bpftool").args([what, "show"]).output().expect("bpftool");
+        assert!(output.status.success(), "{output:?}");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        // Each object starts with "<id>: <type>  name <name> ..." and continues indented.
+        let mut objects: Vec<(u32, String, String)> = Vec::new();
+        for line in text.lines() {
+            match line.split_once(':') {
+                Some((id, _)) if id.bytes().all(|b| b.is_ascii_digit()) && !id.is_empty() => {
+                    objects.push((id.parse().unwrap(), line.to_owned(), String::new()));
+                }
+                _ => {
+                    if let Some(object) = objects.last_mut() {
+                        object.2.push_str(line);
+                    }
+                }
+            }
+        }
+        for (id, head, rest) in objects {
+            if what == "prog" && held_programs.contains(&id) {
+                // A held program holds its maps: "map_ids 1,2,3".
+                let map_ids = rest.split("map_ids ").nth(1).and_then(|s| s.split_whitespace().next());
+                held_maps.extend(map_ids.into_iter().flat_map(|ids| ids.split(',')).filter_map(|id| id.parse::<u32>().ok()));
+            }
+            let ours = names.iter().any(|name| head.contains(&format!(" name {name} ")));
+            let held = if what == "prog" { held_programs.contains(&id) } else { held_maps.contains(&id) };
+            if ours && !held {
+                orphans.push(head);
+            }
+        }
+    }
+    orphans
+}
+
+#[test]
+fn a_hundred_sigkills_under_load_leak_no_kernel_objects() {
+    // Agents of earlier tests may still be in their RCU grace period.
+    eventually(Duration::from_secs(30), "no orphaned objects before the test", || {
+        orphaned_kernel_objects().is_empty().then_some(())
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                flood(50);
+            }
+        })
+    };
+    for round in 0..100 {
+        let agent = Agent::start(&[]);
+        let (status, log) = agent.stop_with(libc::SIGKILL);
+        assert!(!status.success(), "round {round}: SIGKILL must kill it\n{log}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    load.join().unwrap();
+    // Objects are freed once their last fd closes, after an RCU grace period.
+    eventually(Duration::from_secs(30), "every object of the killed agents to be freed", || {
+        orphaned_kernel_objects().is_empty().then_some(())
+    });
+    let agent = Agent::start(&[]);
+    assert_eq!(agent.scrape().value("monitor_probe_attached", &[("probe", "mon_sys_exit")]), Some(1.0));
+}
+
+fn assert_all_probes_attached(agent: &Agent) {
+    let scrape = agent.scrape();
+    let attached: Vec<_> = scrape.matching("monitor_probe_attached", &[]).collect();
+    assert_eq!(attached.len(), 4, "{}", scrape.text);
+    assert!(attached.iter().all(|sample| sample.value == 1.0), "{attached:?}\n{}", agent.log());
+    assert_eq!(http_get(agent.address, "/healthz").unwrap(), (200, "ok\n".to_owned()));
+}
+
+/// In a private mount namespace, run `setup` (a shell snippet), then the agent.
+fn in_mount_namespace(setup: &str) -> Vec<String> {
+    let script = format!("{setup} && exec \"$0\" \"$@\"");
+    ["unshare", "--mount", "--propagation", "private", "sh", "-c", &script]
+        .map(String::from)
+        .to_vec()
+}
+
+#[test]
+fn runs_without_tracefs_even_where_it_cannot_be_mounted() {
+    // An empty read-only tmpfs where tracefs would be: absent, and nothing can be mounted.
+    let wrapper = in_mount_namespace("mount -t tmpfs -o ro,size=4k none /sys/kernel/tracing");
+    let agent = Agent::start_via(&wrapper.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    assert_all_probes_attached(&agent);
+}
+
+#[test]
+fn runs_without_kernel_btf() {
+    let wrapper = in_mount_namespace("mount --bind /dev/null /sys/kernel/btf/vmlinux");
+    let agent = Agent::start_via(&wrapper.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    assert_all_probes_attached(&agent);
+    ground_truth::run_and_check(&agent, &unique_comm("nobtf"), WORKLOAD.as_ref());
+}
+
+#[test]
+fn a_probe_that_does_not_attach_degrades_visibly() {
+    let agent = Agent::start(&["--probes.disable", "mon_sys_exit"]);
+    let scrape = agent.scrape();
+    assert_eq!(scrape.value("monitor_probe_attached", &[("probe", "mon_sys_exit")]), Some(0.0));
+    assert_eq!(scrape.value("monitor_probe_attached", &[("probe", "mon_sys_enter")]), Some(1.0));
+    let (status, body) = http_get(agent.address, "/healthz").unwrap();
+    assert_eq!(status, 200, "degraded still serves: a liveness probe must not restart it");
+    assert!(body.starts_with("degraded") && body.contains("mon_sys_exit"), "{body}");
+    assert!(agent.log().contains("mon_sys_exit disabled"), "{}", agent.log());
+}
+
+#[test]
+fn no_probe_at_all_is_a_one_line_error() {
+    let output = Command::new(agent_bin())
+        .args(["--web.listen-address", &format!("127.0.0.1:{}", free_port())])
+        .args(["--probes.disable", "mon_sys_enter,mon_sys_exit,mon_proc_exec,mon_proc_exit"])
+        .args(["--log.level", "off"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("no probe could be attached"), "{stderr}");
+}
+
+/// Root with only these capabilities: what the README documents as sufficient.
+fn with_only_capabilities(caps: &str) -> Vec<String> {
+    ["setpriv", &format!("--bounding-set=-all,{caps}"), "--inh-caps=-all"].map(String::from).to_vec()
+}
+
+#[test]
+fn cap_bpf_and_cap_perfmon_suffice_and_each_is_needed() {
+    let wrapper = with_only_capabilities("+bpf,+perfmon");
+    let agent = Agent::start_via(&wrapper.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    ground_truth::run_and_check(&agent, &unique_comm("lpriv"), WORKLOAD.as_ref());
+    drop(agent);
+
+    for (caps, missing) in [("+bpf", "CAP_PERFMON"), ("+perfmon", "CAP_BPF")] {
+        let output = Command::new("setpriv")
+            .args([&format!("--bounding-set=-all,{caps}"), "--inh-caps=-all"])
+            .arg(agent_bin())
+            .args(["--web.listen-address", &format!("127.0.0.1:{}", free_port())])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1), "{caps}: {output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(&format!("missing capabilities {missing}:")), "{stderr}");
+    }
+}
+
+#[test]
+fn secrets_in_arguments_environment_and_query_strings_stay_out() {
+    let agent = Agent::start(&["--log.level", "trace"]);
+    let secret = |kind: &str| format!("s3cr3t-{kind}-{}", std::process::id());
+    let status = Command::new("sh")
+        .args(["-c", "exit 0", &secret("ARG")])
+        .env("API_TOKEN", secret("ENV"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (status, _) = http_get(agent.address, &format!("/metrics?token={}", secret("QUERY"))).unwrap();
+    assert_eq!(status, 200);
+    let scrape = agent.scrape();
+    assert!(scrape.matching("monitor_syscall_duration_seconds_count", &[("comm", "sh")]).next().is_some());
+    let log = agent.log();
+    for kind in ["ARG", "ENV", "QUERY"] {
+        assert!(!scrape.text.contains(&secret(kind)), "{kind} secret in /metrics");
+        assert!(!log.contains(&secret(kind)), "{kind} secret in the log");
+    }
+}

@@ -1,0 +1,321 @@
+//! The secure endpoint, end to end with the real agent: a self-signed certificate and a bcrypt
+//! hash made here, a web config file, HTTPS with and without the right credentials, plain HTTP
+//! against the TLS port, slow-loris clients, the in-flight limit, and bad config files.
+use std::{
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use base64::Engine as _;
+use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject as _};
+use tests::{agent_bin, free_port, wait_timeout};
+
+/// A directory with `server.crt`/`server.key` (self-signed for localhost) and a web config.
+struct Setup {
+    dir: PathBuf,
+    cert_pem: String,
+}
+
+impl Setup {
+    fn new(name: &str) -> Setup {
+        let dir = std::env::temp_dir().join(format!("monitor-web-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        std::fs::write(dir.join("server.crt"), cert.cert.pem()).unwrap();
+        std::fs::write(dir.join("server.key"), cert.key_pair.serialize_pem()).unwrap();
+        Setup { dir, cert_pem: cert.cert.pem() }
+    }
+
+    /// Writes `web.yml` (relative cert paths: resolved against the file's directory).
+    fn config(&self, yaml: &str) -> PathBuf {
+        let path = self.dir.join("web.yml");
+        std::fs::write(&path, yaml).unwrap();
+        path
+    }
+
+    fn tls_client(&self) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from_pem_slice(self.cert_pem.as_bytes()).unwrap()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Arc::new(config)
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+const TLS_AND_AUTH: &str = "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n";
+
+fn users(user: &str, password: &str, cost: u32) -> String {
+    format!("basic_auth_users:\n  {user}: '{}'\n", bcrypt::hash(password, cost).unwrap())
+}
+
+/// The agent, started with a web config; ready once its TCP port accepts and `/healthz`
+/// (exempt from auth) answers over HTTPS.
+struct Agent {
+    child: Child,
+    address: SocketAddr,
+    log: PathBuf,
+}
+
+impl Agent {
+    fn start(setup: &Setup, config: &Path, extra: &[&str]) -> Agent {
+        let address: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let log = setup.dir.join(format!("agent-{}.log", address.port()));
+        let child = Command::new(agent_bin())
+            .args(["--web.listen-address", &address.to_string()])
+            .arg("--web.config.file")
+            .arg(config)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut agent = Agent { child, address, log };
+        let tls = setup.tls_client();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok((200, _)) = https_get(&tls, agent.address, "/healthz", None) {
+                return agent;
+            }
+            if let Some(status) = agent.child.try_wait().unwrap() {
+                panic!("agent exited during start-up ({status}):\n{}", agent.log());
+            }
+            assert!(Instant::now() < deadline, "agent not healthy after 30 s:\n{}", agent.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTPS/1.1 request on its own connection: status and body.
+fn https_get(
+    tls: &Arc<rustls::ClientConfig>,
+    address: SocketAddr,
+    path: &str,
+    credentials: Option<(&str, &str)>,
+) -> std::io::Result<(u16, String)> {
+    let tcp = TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(20)))?;
+    let name = ServerName::try_from("localhost").unwrap();
+    let connection = rustls::ClientConnection::new(Arc::clone(tls), name).map_err(std::io::Error::other)?;
+    let mut stream = rustls::StreamOwned::new(connection, tcp);
+    let authorization = credentials.map_or(String::new(), |(user, password)| {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        format!("Authorization: Basic {encoded}\r\n")
+    });
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n{authorization}Connection: close\r\n\r\n")?;
+    let mut response = Vec::new();
+    match stream.read_to_end(&mut response) {
+        Ok(_) => {}
+        // A peer that closes without close_notify: what arrived is still the whole response.
+        Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof && !response.is_empty() => {}
+        Err(err) => return Err(err),
+    }
+    parse_response(&String::from_utf8_lossy(&response))
+}
+
+fn parse_response(response: &str) -> std::io::Result<(u16, String)> {
+    let status = response
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no HTTP status line in {response:?}")))?;
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, body)| body).to_owned();
+    Ok((status, body))
+}
+
+#[test]
+fn https_with_basic_auth() {
+    let setup = Setup::new("auth");
+    let config = setup.config(&format!("{TLS_AND_AUTH}{}", users("prometheus", "s3cret", 4)));
+    let agent = Agent::start(&setup, &config, &[]);
+    let tls = setup.tls_client();
+    let get = |credentials| https_get(&tls, agent.address, "/metrics", credentials).unwrap();
+
+    let (status, _) = get(None);
+    assert_eq!(status, 401, "no credentials");
+    for wrong in [("prometheus", "S3cret"), ("prometheus", ""), ("nobody", "s3cret")] {
+        assert_eq!(get(Some(wrong)).0, 401, "{wrong:?}");
+    }
+    for _ in 0..3 {
+        let (status, body) = get(Some(("prometheus", "s3cret")));
+        assert_eq!(status, 200);
+        assert!(body.contains("monitor_build_info"), "{body}");
+    }
+    assert!(agent.log().contains("serving https://"), "{}", agent.log());
+}
+
+#[test]
+fn plain_http_to_the_tls_port_gets_no_http_response() {
+    let setup = Setup::new("plain");
+    let config = setup.config(TLS_AND_AUTH);
+    let agent = Agent::start(&setup, &config, &[]);
+    match tests::http_get(agent.address, "/metrics") {
+        Ok((status, body)) => panic!("plain HTTP answered {status}: {body}"),
+        Err(err) => eprintln!("plain HTTP refused as expected: {err}"),
+    }
+    // Still serving HTTPS afterwards.
+    assert_eq!(https_get(&setup.tls_client(), agent.address, "/metrics", None).unwrap().0, 200);
+}
+
+/// Reads until the server closes the connection; returns how long that took (or panics after
+/// `limit`).
+fn time_until_closed(stream: &mut dyn std::io::Read, started: Instant, limit: Duration) -> Duration {
+    let mut buffer = [0u8; 4096];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => return started.elapsed(),
+            Ok(_) => {}
+            Err(err) if matches!(err.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                assert!(started.elapsed() < limit, "still connected after {:?}", started.elapsed());
+            }
+            // A reset, or TLS noticing the missing close_notify: closed all the same.
+            Err(_) => return started.elapsed(),
+        }
+    }
+}
+
+#[test]
+fn slow_loris_clients_are_cut_off() {
+    let setup = Setup::new("loris");
+    let config = setup.config(TLS_AND_AUTH);
+    let agent = Agent::start(&setup, &config, &["--web.read-header-timeout", "1s"]);
+    let limit = Duration::from_secs(5);
+
+    // 1. Connects and never starts the TLS handshake.
+    let mut tcp = TcpStream::connect(agent.address).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let took = time_until_closed(&mut tcp, Instant::now(), limit);
+    eprintln!("closed after {took:?}");
+    assert!(took >= Duration::from_millis(900), "closed too early: {took:?}");
+
+    // 2. Completes the handshake, then sends half a request line and stops.
+    let tcp = TcpStream::connect(agent.address).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let connection = rustls::ClientConnection::new(setup.tls_client(), name).unwrap();
+    let mut stream = rustls::StreamOwned::new(connection, tcp);
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: local").unwrap();
+    stream.flush().unwrap();
+    let started = Instant::now();
+    let took = time_until_closed(&mut stream, started, limit);
+    eprintln!("closed after {took:?}");
+    assert!(took >= Duration::from_millis(900), "closed too early: {took:?}");
+
+    // The agent is unharmed.
+    assert_eq!(https_get(&setup.tls_client(), agent.address, "/healthz", None).unwrap().0, 200);
+}
+
+/// `--web.max-requests 1`: a request whose bcrypt check is slow (cost 14, over 1 s even
+/// optimised) holds the only permit; a request arriving meanwhile is refused with 503 at once,
+/// before any authentication, and the next one after it is served.
+#[test]
+fn requests_beyond_the_limit_get_503() {
+    let setup = Setup::new("limit");
+    let config = setup.config(&format!("{TLS_AND_AUTH}{}", users("prometheus", "s3cret", 14)));
+    let agent = Agent::start(&setup, &config, &["--web.max-requests", "1"]);
+    let tls = setup.tls_client();
+
+    let address = agent.address;
+    let slow_tls = Arc::clone(&tls);
+    let slow = std::thread::spawn(move || {
+        let started = Instant::now();
+        let result = https_get(&slow_tls, address, "/metrics", Some(("prometheus", "wrong"))).unwrap();
+        (result.0, started.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let (status, body) = https_get(&tls, address, "/metrics", Some(("prometheus", "s3cret"))).unwrap();
+    let refused_in = started.elapsed();
+    let (slow_status, slow_took) = slow.join().unwrap();
+    eprintln!("503 in {refused_in:?}; the slow check took {slow_took:?}");
+    assert!(
+        slow_took > Duration::from_millis(300) + refused_in,
+        "the bcrypt check ({slow_took:?}) was too fast to hold the permit: raise the cost"
+    );
+    assert_eq!((status, body.as_str()), (503, "too many requests in flight, retry later\n"));
+    assert_eq!(slow_status, 401);
+    // /healthz is never limited; and with the permit back, the right password gets in.
+    assert_eq!(https_get(&tls, address, "/healthz", None).unwrap().0, 200);
+    assert_eq!(https_get(&tls, address, "/metrics", Some(("prometheus", "s3cret"))).unwrap().0, 200);
+}
+
+fn run_with_config(config: &Path) -> Output {
+    Command::new(agent_bin())
+        .args(["--web.listen-address", &format!("127.0.0.1:{}", free_port())])
+        .arg("--web.config.file")
+        .arg(config)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn bad_config_files_are_one_line_and_start_nothing() {
+    let setup = Setup::new("bad");
+    let missing = setup.dir.join("missing.yml");
+    for (yaml, expected) in [
+        (None, &["cannot read web config", "missing.yml"][..]),
+        (Some("tls_server_config: [unclosed\n"), &["web.yml", "line"][..]),
+        (Some("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  cert_flie: x\n"), &["web.yml", "unknown field `cert_flie`", "line 4"][..]),
+        (Some("tls_server_config:\n  cert_file: nowhere.crt\n  key_file: server.key\n"), &["web.yml", "cert_file", "nowhere.crt", "No such file"][..]),
+        (Some("basic_auth_users:\n  alice: not-a-hash\n"), &["web.yml", "bcrypt", "line 2"][..]),
+    ] {
+        let path = match yaml {
+            Some(yaml) => setup.config(yaml),
+            None => missing.clone(),
+        };
+        let output = run_with_config(&path);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{yaml:?}: {output:?}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{yaml:?}: one line expected: {stderr}");
+        for needle in expected {
+            assert!(stderr.contains(needle), "{yaml:?}: {needle:?} missing from {stderr:?}");
+        }
+        assert!(!stderr.contains("attached"), "{yaml:?}: something started: {stderr}");
+    }
+}
+
+#[test]
+fn empty_config_file_serves_plain_http() {
+    let setup = Setup::new("empty");
+    let config = setup.config("# nothing: plain HTTP, no auth\n");
+    let address = format!("127.0.0.1:{}", free_port());
+    let mut child = Command::new(agent_bin())
+        .args(["--web.listen-address", &address, "--web.config.file"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let address: SocketAddr = address.parse().unwrap();
+    let answered = tests::eventually(Duration::from_secs(30), "plain /metrics", || {
+        tests::http_get(address, "/metrics").ok().filter(|(status, _)| *status == 200)
+    });
+    assert!(answered.1.contains("monitor_build_info"));
+    let _ = child.kill();
+    let _ = wait_timeout(&mut child, Duration::from_secs(10));
+}

@@ -7,9 +7,15 @@ fn main() -> anyhow::Result<()> {
         .parent()
         .context("monitor-agent has no parent directory")?
         .join("monitor-ebpf");
-    let root = root.to_str().ok_or_else(|| anyhow!("non-UTF-8 path {}", root.display()))?;
+    let root = root
+        .to_str()
+        .ok_or_else(|| anyhow!("non-UTF-8 path {}", root.display()))?;
     aya_build::build_ebpf(
-        [aya_build::Package { name: "monitor-ebpf", root_dir: root, ..Default::default() }],
+        [aya_build::Package {
+            name: "monitor-ebpf",
+            root_dir: root,
+            ..Default::default()
+        }],
         aya_build::Toolchain::Nightly,
     )
 }

@@ -53,7 +53,10 @@ pub struct SeriesTable<L, V> {
 
 impl<L, V> Default for SeriesTable<L, V> {
     fn default() -> Self {
-        Self { series: HashMap::new(), expired_total: 0 }
+        Self {
+            series: HashMap::new(),
+            expired_total: 0,
+        }
     }
 }
 
@@ -150,7 +153,10 @@ mod tests {
             [("gone", 3), ("stays", 1)]
         );
         let t2 = t0 + TTL;
-        assert_eq!(table.publish(live(&[("stays", 1)]), t2, TTL), [("stays", 1)]);
+        assert_eq!(
+            table.publish(live(&[("stays", 1)]), t2, TTL),
+            [("stays", 1)]
+        );
         assert_eq!(table.expired_total(), 1);
         assert_eq!(table.len(), 1);
     }

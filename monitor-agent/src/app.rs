@@ -72,7 +72,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tasks.spawn(forward_kernel_logs(logger));
     }
 
-    let endpoints = Arc::new(Endpoints { registry, probes: loaded.probes.clone() });
+    let endpoints = Arc::new(Endpoints {
+        registry,
+        probes: loaded.probes.clone(),
+    });
     let settings = server::Settings {
         web,
         max_requests: config.web_max_requests,
@@ -122,7 +125,9 @@ async fn forward_kernel_logs(logger: aya_log::EbpfLogger<&'static dyn log::Log>)
         }
     };
     loop {
-        let Ok(mut guard) = ready.readable_mut().await else { return };
+        let Ok(mut guard) = ready.readable_mut().await else {
+            return;
+        };
         guard.get_inner_mut().flush();
         guard.clear_ready();
     }
@@ -138,7 +143,9 @@ fn watch_readable<T: std::os::fd::AsRawFd>(inner: T) -> std::io::Result<AsyncFd<
 
 fn lock(monitor: &Mutex<Monitor>) -> std::sync::MutexGuard<'_, Monitor> {
     // A panic elsewhere must not stop the metrics: the state is still consistent per call.
-    monitor.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    monitor
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 async fn shutdown_signal() {

@@ -32,13 +32,21 @@ pub struct Config {
     /// http_server_config.headers). Checked in full before anything is loaded; relative paths in
     /// it are relative to the file. Authentication applies to every path except /healthz, which
     /// stays open for liveness probes (it tells only which probes are attached).
-    #[arg(long = "web.config.file", env = "MONITOR_WEB_CONFIG_FILE", value_name = "PATH")]
+    #[arg(
+        long = "web.config.file",
+        env = "MONITOR_WEB_CONFIG_FILE",
+        value_name = "PATH"
+    )]
     pub web_config_file: Option<std::path::PathBuf>,
 
     /// Maximum number of requests in flight (authenticating, rendering or sending), /healthz
     /// aside; more get 503 at once. 0 means no limit.
-    #[arg(long = "web.max-requests", env = "MONITOR_WEB_MAX_REQUESTS", value_name = "N",
-          default_value_t = 40)]
+    #[arg(
+        long = "web.max-requests",
+        env = "MONITOR_WEB_MAX_REQUESTS",
+        value_name = "N",
+        default_value_t = 40
+    )]
     pub web_max_requests: usize,
 
     /// Time a client has for the TLS handshake, then for each request's headers (an idle
@@ -49,7 +57,12 @@ pub struct Config {
 
     /// Extra labels on workload series, comma-separated. `pid` splits every series per process
     /// instead of aggregating per `comm`: only for hosts with few, long-lived processes.
-    #[arg(long = "labels", env = "MONITOR_LABELS", value_enum, value_delimiter = ',')]
+    #[arg(
+        long = "labels",
+        env = "MONITOR_LABELS",
+        value_enum,
+        value_delimiter = ','
+    )]
     pub labels: Vec<ExtraLabel>,
 
     /// How long the series of exited processes stay exported after their last change
@@ -93,7 +106,12 @@ pub struct Config {
     pub pause_event_reader: Option<Duration>,
 
     /// Log level: error, warn, info, debug or trace. RUST_LOG refines it per module.
-    #[arg(long = "log.level", env = "MONITOR_LOG_LEVEL", value_name = "LEVEL", default_value = "info")]
+    #[arg(
+        long = "log.level",
+        env = "MONITOR_LOG_LEVEL",
+        value_name = "LEVEL",
+        default_value = "info"
+    )]
     pub log_level: LevelFilter,
 }
 
@@ -111,7 +129,9 @@ impl Config {
 
 /// `250ms`, `30s`, `5m`, `2h`: a whole number and a unit, nothing else.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let number: u64 = number
         .parse()
@@ -136,7 +156,9 @@ fn parse_nonzero_duration(text: &str) -> Result<Duration, String> {
 
 /// The kernel requires a BPF ring buffer's size to be a power-of-two multiple of the page.
 fn parse_ring_bytes(text: &str) -> Result<u32, String> {
-    let bytes: u32 = text.parse().map_err(|_| format!("`{text}` is not a whole number of bytes"))?;
+    let bytes: u32 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a whole number of bytes"))?;
     if bytes < 4096 || !bytes.is_power_of_two() {
         return Err(format!("{bytes} is not a power of two of at least 4096"));
     }

@@ -41,7 +41,10 @@ impl std::error::Error for DecodeError {}
 pub fn process_event(record: &[u8]) -> Result<ProcessEvent, DecodeError> {
     let expected = size_of::<monitor_common::ProcessEvent>();
     if record.len() != expected {
-        return Err(DecodeError::Length { expected, got: record.len() });
+        return Err(DecodeError::Length {
+            expected,
+            got: record.len(),
+        });
     }
     let mut buf = record;
     let kind = match buf.get_u32_ne() {
@@ -54,7 +57,13 @@ pub fn process_event(record: &[u8]) -> Result<ProcessEvent, DecodeError> {
     let generation = buf.get_u32_ne();
     let _pad = buf.get_u32_ne();
     let timestamp_ns = buf.get_u64_ne();
-    Ok(ProcessEvent { kind, tgid, generation, timestamp_ns, comm: comm(buf) })
+    Ok(ProcessEvent {
+        kind,
+        tgid,
+        generation,
+        timestamp_ns,
+        comm: comm(buf),
+    })
 }
 
 /// A task's comm: up to 16 bytes, NUL-terminated when shorter, not necessarily UTF-8
@@ -120,7 +129,10 @@ mod tests {
     fn malformed_records_are_errors() {
         assert_eq!(
             process_event(&[0; 12]),
-            Err(DecodeError::Length { expected: 40, got: 12 })
+            Err(DecodeError::Length {
+                expected: 40,
+                got: 12
+            })
         );
         assert_eq!(process_event(&record(99, b"x")), Err(DecodeError::Kind(99)));
     }

@@ -7,7 +7,10 @@ fn main() -> ExitCode {
     // Usage errors exit 2 from here, before anything else happens.
     let config = Config::parse();
     logging::init(config.log_level);
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => return fail(&anyhow::Error::new(err).context("cannot start the runtime")),
     };

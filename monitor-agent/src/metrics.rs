@@ -176,7 +176,10 @@ impl BuildInfo {
         let kernel = nix::sys::utsname::uname()
             .map(|u| u.release().to_string_lossy().into_owned())
             .unwrap_or_default();
-        Self { version: env!("CARGO_PKG_VERSION"), kernel }
+        Self {
+            version: env!("CARGO_PKG_VERSION"),
+            kernel,
+        }
     }
 }
 
@@ -260,7 +263,10 @@ pub fn render(
     let pid_string = |pid: Option<u32>| pid.map(|p| p.to_string());
     let workload_labels = |family: &Family, mut values: Vec<String>, pid: Option<u32>| {
         values.extend(pid_string(pid));
-        metric_with_labels(&family.label_names(pid_label), &values.iter().map(String::as_str).collect::<Vec<_>>())
+        metric_with_labels(
+            &family.label_names(pid_label),
+            &values.iter().map(String::as_str).collect::<Vec<_>>(),
+        )
     };
 
     let durations = snapshot
@@ -277,8 +283,11 @@ pub fn render(
         .errors
         .iter()
         .map(|(labels, count)| {
-            let values =
-                vec![labels.comm.clone(), names::syscall(labels.nr), names::errno(labels.errno)];
+            let values = vec![
+                labels.comm.clone(),
+                names::syscall(labels.nr),
+                names::errno(labels.errno),
+            ];
             let mut metric = workload_labels(&SYSCALL_ERRORS, values, labels.pid);
             let mut counter = proto::Counter::default();
             counter.set_value(*count as f64);
@@ -288,7 +297,11 @@ pub fn render(
         .collect();
 
     let counter = |which: Counter| {
-        snapshot.kernel_counters.iter().find(|(c, _)| *c == which).map_or(0, |&(_, v)| v) as f64
+        snapshot
+            .kernel_counters
+            .iter()
+            .find(|(c, _)| *c == which)
+            .map_or(0, |&(_, v)| v) as f64
     };
     let ringbuf = [PROCESS_EVENTS_RINGBUF];
     let mut families = vec![
@@ -297,7 +310,9 @@ pub fn render(
         SYSCALL_UNMATCHED_EXITS.build(vec![
             SYSCALL_UNMATCHED_EXITS.sample(&[], counter(Counter::UnmatchedExits)),
         ]),
-        BUILD_INFO.build(vec![BUILD_INFO.sample(&[build.version, &build.kernel], 1.0)]),
+        BUILD_INFO.build(vec![
+            BUILD_INFO.sample(&[build.version, &build.kernel], 1.0),
+        ]),
         PROBE_ATTACHED.build(
             probes
                 .iter()
@@ -310,7 +325,9 @@ pub fn render(
         RINGBUF_PRODUCED.build(vec![
             RINGBUF_PRODUCED.sample(&ringbuf, counter(Counter::ProcessEventsProduced)),
         ]),
-        RINGBUF_READ.build(vec![RINGBUF_READ.sample(&ringbuf, snapshot.events_read as f64)]),
+        RINGBUF_READ.build(vec![
+            RINGBUF_READ.sample(&ringbuf, snapshot.events_read as f64),
+        ]),
         RINGBUF_LOST.build(vec![
             RINGBUF_LOST.sample(&ringbuf, counter(Counter::ProcessEventsDropped)),
         ]),
@@ -319,34 +336,45 @@ pub fn render(
         ]),
         MAP_INSERT_FAILURES.build(vec![
             MAP_INSERT_FAILURES.sample(&[map::SYSCALL_STATS], counter(Counter::SyscallStatsFull)),
-            MAP_INSERT_FAILURES
-                .sample(&[map::SYSCALL_ERRORS], counter(Counter::SyscallErrorsFull)),
+            MAP_INSERT_FAILURES.sample(&[map::SYSCALL_ERRORS], counter(Counter::SyscallErrorsFull)),
         ]),
     ];
-    families.push(MAP_ENTRIES.build(
-        snapshot
-            .map_fill
-            .iter()
-            .filter_map(|fill| Some(MAP_ENTRIES.sample(&[fill.map], fill.entries? as f64)))
-            .collect(),
-    ));
-    families.push(MAP_MAX_ENTRIES.build(
-        snapshot
-            .map_fill
-            .iter()
-            .map(|fill| MAP_MAX_ENTRIES.sample(&[fill.map], fill.capacity as f64))
-            .collect(),
-    ));
-    families.push(SERIES.build(
-        snapshot.series.iter().map(|&(name, len, _)| SERIES.sample(&[name], len as f64)).collect(),
-    ));
-    families.push(SERIES_EXPIRED.build(
-        snapshot
-            .series
-            .iter()
-            .map(|&(name, _, expired)| SERIES_EXPIRED.sample(&[name], expired as f64))
-            .collect(),
-    ));
+    families.push(
+        MAP_ENTRIES.build(
+            snapshot
+                .map_fill
+                .iter()
+                .filter_map(|fill| Some(MAP_ENTRIES.sample(&[fill.map], fill.entries? as f64)))
+                .collect(),
+        ),
+    );
+    families.push(
+        MAP_MAX_ENTRIES.build(
+            snapshot
+                .map_fill
+                .iter()
+                .map(|fill| MAP_MAX_ENTRIES.sample(&[fill.map], fill.capacity as f64))
+                .collect(),
+        ),
+    );
+    families.push(
+        SERIES.build(
+            snapshot
+                .series
+                .iter()
+                .map(|&(name, len, _)| SERIES.sample(&[name], len as f64))
+                .collect(),
+        ),
+    );
+    families.push(
+        SERIES_EXPIRED.build(
+            snapshot
+                .series
+                .iter()
+                .map(|&(name, _, expired)| SERIES_EXPIRED.sample(&[name], expired as f64))
+                .collect(),
+        ),
+    );
     families
 }
 
@@ -364,12 +392,27 @@ impl MonitorCollector {
         let descs = family::ALL
             .iter()
             .filter_map(|family| {
-                let labels = family.label_names(pid_label).into_iter().map(str::to_owned).collect();
-                Desc::new(family.name.to_owned(), family.help.to_owned(), labels, Default::default())
-                    .ok()
+                let labels = family
+                    .label_names(pid_label)
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect();
+                Desc::new(
+                    family.name.to_owned(),
+                    family.help.to_owned(),
+                    labels,
+                    Default::default(),
+                )
+                .ok()
             })
             .collect();
-        Self { monitor, probes, pid_label, build: BuildInfo::current(), descs }
+        Self {
+            monitor,
+            probes,
+            pid_label,
+            build: BuildInfo::current(),
+            descs,
+        }
     }
 }
 
@@ -380,7 +423,10 @@ impl Collector for MonitorCollector {
 
     fn collect(&self) -> Vec<MetricFamily> {
         let snapshot = {
-            let mut monitor = self.monitor.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut monitor = self
+                .monitor
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             monitor.refresh(std::time::Instant::now())
         };
         render(&snapshot, &self.probes, self.pid_label, &self.build)
@@ -411,11 +457,30 @@ mod tests {
         opens.sum_ns = 2_500;
         Snapshot {
             syscalls: vec![
-                (SyscallLabels { comm: "sleeper".into(), pid: Some(7), nr: 35 }, sleeps),
-                (SyscallLabels { comm: "q\"b\\n\nl".into(), pid: Some(8), nr: 257 }, opens),
+                (
+                    SyscallLabels {
+                        comm: "sleeper".into(),
+                        pid: Some(7),
+                        nr: 35,
+                    },
+                    sleeps,
+                ),
+                (
+                    SyscallLabels {
+                        comm: "q\"b\\n\nl".into(),
+                        pid: Some(8),
+                        nr: 257,
+                    },
+                    opens,
+                ),
             ],
             errors: vec![(
-                ErrorLabels { comm: "q\"b\\n\nl".into(), pid: Some(8), nr: 257, errno: 2 },
+                ErrorLabels {
+                    comm: "q\"b\\n\nl".into(),
+                    pid: Some(8),
+                    nr: 257,
+                    errno: 2,
+                },
                 2,
             )],
             kernel_counters: vec![
@@ -424,8 +489,16 @@ mod tests {
                 (Counter::UnmatchedExits, 3),
             ],
             map_fill: vec![
-                MapFill { map: map::SYSCALL_STATS, entries: Some(2), capacity: 10_240 },
-                MapFill { map: map::THREAD_START, entries: None, capacity: 32_768 },
+                MapFill {
+                    map: map::SYSCALL_STATS,
+                    entries: Some(2),
+                    capacity: 10_240,
+                },
+                MapFill {
+                    map: map::THREAD_START,
+                    entries: None,
+                    capacity: 32_768,
+                },
             ],
             events_read: 11,
             events_malformed: 0,
@@ -448,11 +521,16 @@ mod tests {
     /// after an intended change, and review the diff.
     #[test]
     fn golden_exposition() {
-        let build = BuildInfo { version: "0.0.0-test", kernel: "6.18.0".into() };
+        let build = BuildInfo {
+            version: "0.0.0-test",
+            kernel: "6.18.0".into(),
+        };
         let mut families = render(&snapshot(), &probes(), true, &build);
         families.sort_by(|a, b| a.name().cmp(b.name()));
         let mut text = Vec::new();
-        prometheus::TextEncoder::new().encode(&families, &mut text).unwrap();
+        prometheus::TextEncoder::new()
+            .encode(&families, &mut text)
+            .unwrap();
         let text = String::from_utf8(text).unwrap();
         if std::env::var_os("UPDATE_GOLDEN").is_some() {
             std::fs::write(GOLDEN, &text).unwrap();
@@ -472,7 +550,11 @@ mod tests {
         assert_eq!(buckets[16].cumulative_count(), 0);
         assert_eq!(buckets[17].cumulative_count(), 5);
         assert_eq!(buckets[hist::LAST - 1].cumulative_count(), 5);
-        assert_eq!(histogram.get_sample_count(), 6, "the overflow bucket counts in +Inf only");
+        assert_eq!(
+            histogram.get_sample_count(),
+            6,
+            "the overflow bucket counts in +Inf only"
+        );
         assert_eq!(histogram.get_sample_sum(), 40.1);
     }
 }

@@ -65,7 +65,11 @@ struct Generations<'a> {
 impl Generations<'_> {
     fn is_current(&mut self, tgid: u32, generation: u32) -> bool {
         let maps = self.maps;
-        *self.cache.entry(tgid).or_insert_with(|| maps.generation(tgid)) == Some(generation)
+        *self
+            .cache
+            .entry(tgid)
+            .or_insert_with(|| maps.generation(tgid))
+            == Some(generation)
     }
 }
 
@@ -79,20 +83,35 @@ trait KernelKey: Copy {
 impl KernelKey for SyscallKey {
     type Labels = SyscallLabels;
     fn incarnation(&self) -> Incarnation {
-        Incarnation { tgid: self.tgid, generation: self.generation }
+        Incarnation {
+            tgid: self.tgid,
+            generation: self.generation,
+        }
     }
     fn labels(&self, comm: String, pid: Option<u32>) -> SyscallLabels {
-        SyscallLabels { comm, pid, nr: self.nr }
+        SyscallLabels {
+            comm,
+            pid,
+            nr: self.nr,
+        }
     }
 }
 
 impl KernelKey for SyscallErrorKey {
     type Labels = ErrorLabels;
     fn incarnation(&self) -> Incarnation {
-        Incarnation { tgid: self.tgid, generation: self.generation }
+        Incarnation {
+            tgid: self.tgid,
+            generation: self.generation,
+        }
     }
     fn labels(&self, comm: String, pid: Option<u32>) -> ErrorLabels {
-        ErrorLabels { comm, pid, nr: self.nr, errno: self.errno }
+        ErrorLabels {
+            comm,
+            pid,
+            nr: self.nr,
+            errno: self.errno,
+        }
     }
 }
 
@@ -114,8 +133,12 @@ impl Sorter<'_> {
         let mut finished = Vec::new();
         for (key, value) in rows {
             let incarnation = key.incarnation();
-            let current = self.generations.is_current(incarnation.tgid, incarnation.generation);
-            let comm = self.names.resolve(incarnation, current, self.now, read_proc_comm);
+            let current = self
+                .generations
+                .is_current(incarnation.tgid, incarnation.generation);
+            let comm = self
+                .names
+                .resolve(incarnation, current, self.now, read_proc_comm);
             let labels = key.labels(comm, self.pid_label.then_some(incarnation.tgid));
             if current {
                 live.entry(labels).or_default().add(&value);
@@ -148,10 +171,6 @@ impl Monitor {
         self.events_paused_until = Some(until);
     }
 
-    pub fn events(&self) -> &ProcessEvents {
-        &self.events
-    }
-
     /// Applies pending exec/exit events; called whenever the ring buffer is readable.
     pub fn drain_events(&mut self, now: Instant) {
         if self.events_paused_until.is_some_and(|until| now < until) {
@@ -170,7 +189,10 @@ impl Monitor {
         let error_rows = self.maps.error_rows();
         let (stat_rows_len, error_rows_len) = (stat_rows.len(), error_rows.len());
         let mut sorter = Sorter {
-            generations: Generations { maps: &self.maps, cache: HashMap::new() },
+            generations: Generations {
+                maps: &self.maps,
+                cache: HashMap::new(),
+            },
             names: &mut self.names,
             pid_label: self.pid_label,
             now,
@@ -192,7 +214,10 @@ impl Monitor {
         Snapshot {
             syscalls: self.syscalls.publish(live_stats, now, self.ttl),
             errors: self.errors.publish(live_errors, now, self.ttl),
-            kernel_counters: Counter::ALL.iter().map(|&c| (c, self.maps.counter(c))).collect(),
+            kernel_counters: Counter::ALL
+                .iter()
+                .map(|&c| (c, self.maps.counter(c)))
+                .collect(),
             map_fill,
             events_read: self.events.read(),
             events_malformed: self.events.malformed(),

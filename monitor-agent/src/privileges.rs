@@ -7,7 +7,8 @@ const CAP_BPF: u32 = 39;
 
 /// Fails with the missing capabilities named, rather than with the verifier's EPERM later.
 pub fn check() -> anyhow::Result<()> {
-    let status = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    let status =
+        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
     let effective = effective_capabilities(&status).context("no CapEff in /proc/self/status")?;
     let missing = missing_capabilities(effective);
     if !missing.is_empty() {
@@ -21,7 +22,9 @@ pub fn check() -> anyhow::Result<()> {
 }
 
 fn effective_capabilities(status: &str) -> Option<u64> {
-    let hex = status.lines().find_map(|line| line.strip_prefix("CapEff:"))?;
+    let hex = status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))?;
     u64::from_str_radix(hex.trim(), 16).ok()
 }
 

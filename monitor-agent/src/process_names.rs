@@ -29,7 +29,10 @@ pub struct ProcessNames {
 
 impl ProcessNames {
     pub fn apply(&mut self, event: &ProcessEvent, now: Instant) {
-        let incarnation = Incarnation { tgid: event.tgid, generation: event.generation };
+        let incarnation = Incarnation {
+            tgid: event.tgid,
+            generation: event.generation,
+        };
         match event.kind {
             ProcessEventKind::Exec => {
                 let previous = Incarnation {
@@ -39,19 +42,26 @@ impl ProcessNames {
                 if let Some(previous) = self.known.get_mut(&previous) {
                     previous.finished.get_or_insert(now);
                 }
-                self.known.insert(incarnation, Known { comm: event.comm.clone(), finished: None });
+                self.known.insert(
+                    incarnation,
+                    Known {
+                        comm: event.comm.clone(),
+                        finished: None,
+                    },
+                );
             }
             ProcessEventKind::Seen => {
-                self.known
-                    .entry(incarnation)
-                    .or_insert_with(|| Known { comm: event.comm.clone(), finished: None });
+                self.known.entry(incarnation).or_insert_with(|| Known {
+                    comm: event.comm.clone(),
+                    finished: None,
+                });
             }
             ProcessEventKind::Exit => {
                 // Keep the name it was first seen under: its series are already exported so.
-                let known = self
-                    .known
-                    .entry(incarnation)
-                    .or_insert_with(|| Known { comm: event.comm.clone(), finished: None });
+                let known = self.known.entry(incarnation).or_insert_with(|| Known {
+                    comm: event.comm.clone(),
+                    finished: None,
+                });
                 known.finished.get_or_insert(now);
             }
         }
@@ -71,7 +81,13 @@ impl ProcessNames {
         }
         let comm = read_comm(incarnation.tgid).unwrap_or_else(|| UNKNOWN_COMM.to_owned());
         let finished = (!current).then_some(now);
-        self.known.insert(incarnation, Known { comm: comm.clone(), finished });
+        self.known.insert(
+            incarnation,
+            Known {
+                comm: comm.clone(),
+                finished,
+            },
+        );
         comm
     }
 
@@ -85,7 +101,11 @@ impl ProcessNames {
 
     /// Forgets incarnations finished longer than `keep` ago (their series are retired by then).
     pub fn prune(&mut self, now: Instant, keep: Duration) {
-        self.known.retain(|_, known| known.finished.is_none_or(|at| now.duration_since(at) < keep));
+        self.known.retain(|_, known| {
+            known
+                .finished
+                .is_none_or(|at| now.duration_since(at) < keep)
+        });
     }
 
     pub fn len(&self) -> usize {
@@ -109,11 +129,20 @@ mod tests {
     use super::*;
 
     fn event(kind: ProcessEventKind, generation: u32, comm: &str) -> ProcessEvent {
-        ProcessEvent { kind, tgid: 10, generation, timestamp_ns: 0, comm: comm.into() }
+        ProcessEvent {
+            kind,
+            tgid: 10,
+            generation,
+            timestamp_ns: 0,
+            comm: comm.into(),
+        }
     }
 
     fn at(generation: u32) -> Incarnation {
-        Incarnation { tgid: 10, generation }
+        Incarnation {
+            tgid: 10,
+            generation,
+        }
     }
 
     #[test]
@@ -123,8 +152,14 @@ mod tests {
         let proc_says = |_| Some("bash".to_owned());
         assert_eq!(names.resolve(at(0), true, now, proc_says), "bash");
         names.apply(&event(ProcessEventKind::Exec, 1, "curl"), now);
-        assert_eq!(names.resolve(at(1), true, now, |_| panic!("no /proc read")), "curl");
-        assert_eq!(names.resolve(at(0), false, now, |_| panic!("no /proc read")), "bash");
+        assert_eq!(
+            names.resolve(at(1), true, now, |_| panic!("no /proc read")),
+            "curl"
+        );
+        assert_eq!(
+            names.resolve(at(0), false, now, |_| panic!("no /proc read")),
+            "bash"
+        );
         names.prune(now + Duration::from_secs(10), Duration::from_secs(5));
         assert_eq!(names.len(), 1, "finished generation 0 pruned, live 1 kept");
     }

@@ -54,7 +54,9 @@ pub struct Settings {
 pub fn bind(address: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
     let listener = std::net::TcpListener::bind(address)
         .with_context(|| format!("cannot listen on {address} (--web.listen-address)"))?;
-    listener.set_nonblocking(true).context("setting the listener non-blocking")?;
+    listener
+        .set_nonblocking(true)
+        .context("setting the listener non-blocking")?;
     Ok(listener)
 }
 
@@ -68,13 +70,17 @@ struct State {
 }
 
 impl State {
-    fn new(endpoints: Arc<Endpoints>, settings: Settings) -> (State, Option<tokio_rustls::TlsAcceptor>) {
+    fn new(
+        endpoints: Arc<Endpoints>,
+        settings: Settings,
+    ) -> (State, Option<tokio_rustls::TlsAcceptor>) {
         let tls = settings.web.tls.map(tokio_rustls::TlsAcceptor::from);
         let state = State {
             endpoints,
             auth: settings.web.auth,
             headers: settings.web.headers,
-            limit: (settings.max_requests > 0).then(|| Arc::new(Semaphore::new(settings.max_requests))),
+            limit: (settings.max_requests > 0)
+                .then(|| Arc::new(Semaphore::new(settings.max_requests))),
             header_timeout: settings.header_timeout,
         };
         (state, tls)
@@ -87,12 +93,17 @@ pub async fn serve(
     settings: Settings,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::from_std(listener).context("registering the listener")?;
+    let listener =
+        tokio::net::TcpListener::from_std(listener).context("registering the listener")?;
     let (state, tls) = State::new(endpoints, settings);
     let state = Arc::new(state);
     let address = listener.local_addr().context("listener address")?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let auth = if state.auth.is_some() { ", basic auth required (not on /healthz)" } else { "" };
+    let auth = if state.auth.is_some() {
+        ", basic auth required (not on /healthz)"
+    } else {
+        ""
+    };
     info!("serving {scheme}://{address}/metrics{auth}");
     if state.auth.is_some() && tls.is_none() {
         warn!("basic auth without TLS: passwords cross the network in the clear");
@@ -167,8 +178,11 @@ async fn authorize_and_respond<B>(request: &Request<B>, state: &State) -> Respon
             Ok(permit) => Some(permit),
             Err(_) => {
                 debug!("request refused: --web.max-requests in flight already");
-                return text(StatusCode::SERVICE_UNAVAILABLE, "too many requests in flight, retry later\n".into())
-                    .map(Body::from);
+                return text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many requests in flight, retry later\n".into(),
+                )
+                .map(Body::from);
             }
         },
     };
@@ -179,10 +193,16 @@ async fn authorize_and_respond<B>(request: &Request<B>, state: &State) -> Respon
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"monitor-agent\", charset=\"UTF-8\""),
             );
-            return response.map(|body| Body { inner: body, _permit: permit });
+            return response.map(|body| Body {
+                inner: body,
+                _permit: permit,
+            });
         }
     }
-    respond(request, &state.endpoints).map(|body| Body { inner: body, _permit: permit })
+    respond(request, &state.endpoints).map(|body| Body {
+        inner: body,
+        _permit: permit,
+    })
 }
 
 /// A cached success costs a SHA-256; anything else one bcrypt, off the runtime's thread.
@@ -194,7 +214,9 @@ async fn authorized(auth: &Arc<BasicAuth>, header: Option<&HeaderValue>) -> bool
         return true;
     }
     let auth = Arc::clone(auth);
-    tokio::task::spawn_blocking(move || auth.verify(&user, &password)).await.unwrap_or(false)
+    tokio::task::spawn_blocking(move || auth.verify(&user, &password))
+        .await
+        .unwrap_or(false)
 }
 
 /// A response body that holds its request's `--web.max-requests` permit until it is sent, so
@@ -206,7 +228,10 @@ pub struct Body {
 
 impl From<Full<Bytes>> for Body {
     fn from(inner: Full<Bytes>) -> Body {
-        Body { inner, _permit: None }
+        Body {
+            inner,
+            _permit: None,
+        }
     }
 }
 
@@ -243,7 +268,10 @@ fn respond<B>(request: &Request<B>, endpoints: &Endpoints) -> Response<Full<Byte
              /healthz  probe health\n"
                 .into(),
         ),
-        _ => text(StatusCode::NOT_FOUND, "not found: try /metrics or /healthz\n".into()),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found: try /metrics or /healthz\n".into(),
+        ),
     }
 }
 
@@ -252,7 +280,10 @@ fn metrics(registry: &Registry) -> Response<Full<Bytes>> {
     let mut body = Vec::with_capacity(64 * 1024);
     if let Err(err) = encoder.encode(&registry.gather(), &mut body) {
         warn!("encoding metrics: {err}");
-        return text(StatusCode::INTERNAL_SERVER_ERROR, format!("encoding metrics: {err}\n"));
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding metrics: {err}\n"),
+        );
     }
     let mut response = Response::new(Full::new(Bytes::from(body)));
     if let Ok(value) = header::HeaderValue::from_str(encoder.format_type()) {
@@ -285,9 +316,10 @@ pub fn health(probes: &[ProbeState]) -> Response<Full<Bytes>> {
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     response
 }
 
@@ -298,9 +330,16 @@ mod tests {
     use super::*;
 
     fn state(max_requests: usize, web: &str) -> State {
-        let endpoints = Arc::new(Endpoints { registry: Registry::new(), probes: Vec::new() });
+        let endpoints = Arc::new(Endpoints {
+            registry: Registry::new(),
+            probes: Vec::new(),
+        });
         let web = WebConfig::parse(web, std::path::Path::new(".")).unwrap();
-        let settings = Settings { web, max_requests, header_timeout: Duration::from_secs(1) };
+        let settings = Settings {
+            web,
+            max_requests,
+            header_timeout: Duration::from_secs(1),
+        };
         State::new(endpoints, settings).0
     }
 
@@ -314,7 +353,10 @@ mod tests {
 
     fn basic(user: &str, password: &str) -> String {
         use base64::Engine as _;
-        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        )
     }
 
     async fn body_text(response: Response<Body>) -> String {
@@ -327,14 +369,23 @@ mod tests {
         let state = state(2, "");
         let first = handle(&get("/metrics", None), &state).await;
         let second = handle(&get("/", None), &state).await;
-        assert_eq!((first.status(), second.status()), (StatusCode::OK, StatusCode::OK));
+        assert_eq!(
+            (first.status(), second.status()),
+            (StatusCode::OK, StatusCode::OK)
+        );
         let refused = handle(&get("/metrics", None), &state).await;
         assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
         // /healthz is never refused: it is cheap and liveness must not flap under load.
-        assert_eq!(handle(&get("/healthz", None), &state).await.status(), StatusCode::OK);
+        assert_eq!(
+            handle(&get("/healthz", None), &state).await.status(),
+            StatusCode::OK
+        );
         // Sending a body (here: collecting it) releases its permit.
         body_text(first).await;
-        assert_eq!(handle(&get("/metrics", None), &state).await.status(), StatusCode::OK);
+        assert_eq!(
+            handle(&get("/metrics", None), &state).await.status(),
+            StatusCode::OK
+        );
         drop(second);
     }
 
@@ -345,17 +396,29 @@ mod tests {
         for _ in 0..100 {
             held.push(handle(&get("/metrics", None), &state).await);
         }
-        assert!(held.iter().all(|response| response.status() == StatusCode::OK));
+        assert!(
+            held.iter()
+                .all(|response| response.status() == StatusCode::OK)
+        );
     }
 
     #[tokio::test]
     async fn basic_auth_everywhere_but_healthz() {
         let hash = bcrypt::hash("right", 4).unwrap();
         let state = state(40, &format!("basic_auth_users:\n  alice: '{hash}'\n"));
-        for authorization in [None, Some(basic("alice", "wrong")), Some(basic("bob", "right")), Some("Basic !!".into())] {
+        for authorization in [
+            None,
+            Some(basic("alice", "wrong")),
+            Some(basic("bob", "right")),
+            Some("Basic !!".into()),
+        ] {
             for path in ["/metrics", "/", "/nowhere"] {
                 let response = handle(&get(path, authorization.as_deref()), &state).await;
-                assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{path} {authorization:?}");
+                assert_eq!(
+                    response.status(),
+                    StatusCode::UNAUTHORIZED,
+                    "{path} {authorization:?}"
+                );
                 let challenge = response.headers().get(header::WWW_AUTHENTICATE).unwrap();
                 assert!(challenge.to_str().unwrap().starts_with("Basic realm="));
             }
@@ -367,19 +430,32 @@ mod tests {
             assert_eq!(response.status(), StatusCode::OK);
         }
         assert!(state.auth.as_ref().unwrap().cached("alice", "right"));
-        assert_eq!(handle(&get("/healthz", None), &state).await.status(), StatusCode::OK);
+        assert_eq!(
+            handle(&get("/healthz", None), &state).await.status(),
+            StatusCode::OK
+        );
         // No debug endpoints, even for an authenticated client.
         for path in ["/debug/pprof/", "/debug/vars", "/metrics/extra"] {
-            assert_eq!(handle(&get(path, Some(&right)), &state).await.status(), StatusCode::NOT_FOUND);
+            assert_eq!(
+                handle(&get(path, Some(&right)), &state).await.status(),
+                StatusCode::NOT_FOUND
+            );
         }
     }
 
     #[tokio::test]
     async fn configured_headers_are_on_every_response() {
-        let state = state(40, "http_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\n");
+        let state = state(
+            40,
+            "http_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\n",
+        );
         for path in ["/metrics", "/healthz", "/nowhere"] {
             let response = handle(&get(path, None), &state).await;
-            assert_eq!(response.headers().get("x-content-type-options").unwrap(), "nosniff", "{path}");
+            assert_eq!(
+                response.headers().get("x-content-type-options").unwrap(),
+                "nosniff",
+                "{path}"
+            );
         }
     }
 }

@@ -33,23 +33,36 @@ pub struct WebConfig {
 impl WebConfig {
     /// No file: plain HTTP, no authentication, no extra headers.
     pub fn none() -> WebConfig {
-        WebConfig { tls: None, auth: None, headers: Vec::new() }
+        WebConfig {
+            tls: None,
+            auth: None,
+            headers: Vec::new(),
+        }
     }
 
     /// Reads and checks the file; every error names the file and, where it can, the field and
     /// the line. Relative paths in it are relative to the file's own directory.
     pub fn load(path: &Path) -> anyhow::Result<WebConfig> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read web config {} (--web.config.file)", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "cannot read web config {} (--web.config.file)",
+                path.display()
+            )
+        })?;
         let dir = path.parent().unwrap_or(Path::new(""));
         WebConfig::parse(&text, dir).with_context(|| format!("web config {}", path.display()))
     }
 
     pub fn parse(text: &str, dir: &Path) -> anyhow::Result<WebConfig> {
         // An empty file (or only comments) is a YAML null: nothing configured.
-        let raw: Option<RawFile> = serde_norway::from_str(text).map_err(|err| yaml_error(text, &err))?;
+        let raw: Option<RawFile> =
+            serde_norway::from_str(text).map_err(|err| yaml_error(text, &err))?;
         let raw = raw.unwrap_or_default();
-        let tls = raw.tls_server_config.map(|tls| tls.build(dir)).transpose()?.map(Arc::new);
+        let tls = raw
+            .tls_server_config
+            .map(|tls| tls.build(dir))
+            .transpose()?
+            .map(Arc::new);
         let users = raw.basic_auth_users.unwrap_or_default();
         let auth = (!users.is_empty()).then(|| Arc::new(BasicAuth::new(users)));
         let headers = raw
@@ -77,13 +90,20 @@ fn yaml_error(text: &str, err: &serde_norway::Error) -> anyhow::Error {
     }
     let key = message.split('`').nth(1).filter(|key| !key.is_empty());
     let key_line = key.and_then(|key| {
-        text.lines().enumerate().skip(from_line).find_map(|(index, line)| {
-            let line = line.trim_start().trim_start_matches("- ");
-            [format!("{key}:"), format!("'{key}':"), format!("\"{key}\":")]
+        text.lines()
+            .enumerate()
+            .skip(from_line)
+            .find_map(|(index, line)| {
+                let line = line.trim_start().trim_start_matches("- ");
+                [
+                    format!("{key}:"),
+                    format!("'{key}':"),
+                    format!("\"{key}\":"),
+                ]
                 .iter()
                 .any(|prefix| line.starts_with(prefix.as_str()))
                 .then_some(index + 1)
-        })
+            })
     });
     match key_line {
         Some(line) => anyhow!("{message} at line {line}"),
@@ -147,11 +167,15 @@ struct RawHeaders {
 }
 
 fn unsupported_rate_limit<'de, D: Deserializer<'de>>(_: D) -> Result<Option<()>, D::Error> {
-    Err(D::Error::custom("`rate_limit` is not supported by monitor-agent: use --web.max-requests"))
+    Err(D::Error::custom(
+        "`rate_limit` is not supported by monitor-agent: use --web.max-requests",
+    ))
 }
 
 fn unsupported_allowed_sans<'de, D: Deserializer<'de>>(_: D) -> Result<Option<()>, D::Error> {
-    Err(D::Error::custom("`client_allowed_sans` is not supported by monitor-agent"))
+    Err(D::Error::custom(
+        "`client_allowed_sans` is not supported by monitor-agent",
+    ))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -168,7 +192,9 @@ impl<'de> Deserialize<'de> for TlsVersion {
             old @ ("TLS10" | "TLS11") => Err(D::Error::custom(format!(
                 "`{old}` is not supported: monitor-agent speaks TLS12 and TLS13"
             ))),
-            other => Err(D::Error::custom(format!("`{other}` is not a TLS version: use TLS12 or TLS13"))),
+            other => Err(D::Error::custom(format!(
+                "`{other}` is not a TLS version: use TLS12 or TLS13"
+            ))),
         }
     }
 }
@@ -186,10 +212,12 @@ impl<'de> Deserialize<'de> for ClientAuth {
             "" | "NoClientCert" => Ok(ClientAuth::None),
             "VerifyClientCertIfGiven" => Ok(ClientAuth::VerifyIfGiven),
             "RequireAndVerifyClientCert" => Ok(ClientAuth::RequireAndVerify),
-            unverified @ ("RequestClientCert" | "RequireAnyClientCert") => Err(D::Error::custom(format!(
-                "`{unverified}` accepts client certificates without verifying them and is not \
+            unverified @ ("RequestClientCert" | "RequireAnyClientCert") => {
+                Err(D::Error::custom(format!(
+                    "`{unverified}` accepts client certificates without verifying them and is not \
                  supported: use RequireAndVerifyClientCert"
-            ))),
+                )))
+            }
             other => Err(D::Error::custom(format!(
                 "`{other}` is not a client_auth_type: use NoClientCert, VerifyClientCertIfGiven \
                  or RequireAndVerifyClientCert"
@@ -222,7 +250,9 @@ impl<'de> Deserialize<'de> for BcryptHash {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let hash = String::deserialize(deserializer)?;
         let parts: bcrypt::HashParts = hash.parse().map_err(|err| {
-            D::Error::custom(format!("not a bcrypt hash ({err}); make one with: htpasswd -nBC 10 \"\" | tr -d ':\\n'"))
+            D::Error::custom(format!(
+                "not a bcrypt hash ({err}); make one with: htpasswd -nBC 10 \"\" | tr -d ':\\n'"
+            ))
         })?;
         if !(4..=31).contains(&parts.get_cost()) {
             return Err(D::Error::custom(format!(
@@ -244,12 +274,27 @@ impl RawTls {
 
         let certs = CertificateDer::pem_slice_iter(&cert.bytes)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|err| anyhow!("tls_server_config.{}: {} is not PEM: {err}", cert.field, cert.place))?;
+            .map_err(|err| {
+                anyhow!(
+                    "tls_server_config.{}: {} is not PEM: {err}",
+                    cert.field,
+                    cert.place
+                )
+            })?;
         if certs.is_empty() {
-            bail!("tls_server_config.{}: no certificate in {}", cert.field, cert.place);
+            bail!(
+                "tls_server_config.{}: no certificate in {}",
+                cert.field,
+                cert.place
+            );
         }
-        let private_key = PrivateKeyDer::from_pem_slice(&key.bytes)
-            .map_err(|err| anyhow!("tls_server_config.{}: no private key in {} ({err})", key.field, key.place))?;
+        let private_key = PrivateKeyDer::from_pem_slice(&key.bytes).map_err(|err| {
+            anyhow!(
+                "tls_server_config.{}: no private key in {} ({err})",
+                key.field,
+                key.place
+            )
+        })?;
 
         let mut provider = rustls::crypto::ring::default_provider();
         if let Some(names) = &self.cipher_suites {
@@ -284,18 +329,29 @@ impl RawTls {
                 "tls_server_config: client_ca_file is set but client_auth_type is not: \
                  set client_auth_type: RequireAndVerifyClientCert"
             ),
-            (_, None) => bail!("tls_server_config: client_auth_type needs client_ca_file (or client_ca)"),
+            (_, None) => {
+                bail!("tls_server_config: client_auth_type needs client_ca_file (or client_ca)")
+            }
             (mode, Some(ca)) => {
                 let mut roots = RootCertStore::empty();
                 for der in CertificateDer::pem_slice_iter(&ca.bytes) {
                     let der = der.map_err(|err| {
-                        anyhow!("tls_server_config.{}: {} is not PEM: {err}", ca.field, ca.place)
+                        anyhow!(
+                            "tls_server_config.{}: {} is not PEM: {err}",
+                            ca.field,
+                            ca.place
+                        )
                     })?;
                     roots.add(der).map_err(|err| {
-                        anyhow!("tls_server_config.{}: bad CA certificate in {}: {err}", ca.field, ca.place)
+                        anyhow!(
+                            "tls_server_config.{}: bad CA certificate in {}: {err}",
+                            ca.field,
+                            ca.place
+                        )
                     })?;
                 }
-                let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
                 let verifier = if mode == ClientAuth::VerifyIfGiven {
                     verifier.allow_unauthenticated()
                 } else {
@@ -303,16 +359,26 @@ impl RawTls {
                 };
                 let verifier = verifier.build().map_err(|err| match err {
                     VerifierBuilderError::NoRootAnchors => {
-                        anyhow!("tls_server_config.{}: no certificate in {}", ca.field, ca.place)
+                        anyhow!(
+                            "tls_server_config.{}: no certificate in {}",
+                            ca.field,
+                            ca.place
+                        )
                     }
                     other => anyhow!("tls_server_config.{}: {other}", ca.field),
                 })?;
                 builder.with_client_cert_verifier(verifier)
             }
         };
-        let mut config = builder.with_single_cert(certs, private_key).map_err(|err| {
-            anyhow!("tls_server_config: {} and {} do not make a usable certificate: {err}", cert.place, key.place)
-        })?;
+        let mut config = builder
+            .with_single_cert(certs, private_key)
+            .map_err(|err| {
+                anyhow!(
+                    "tls_server_config: {} and {} do not make a usable certificate: {err}",
+                    cert.place,
+                    key.place
+                )
+            })?;
         config.ignore_client_order = self.prefer_server_cipher_suites.unwrap_or(true);
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(config)
@@ -335,15 +401,24 @@ fn pem_source(
     match (inline, file) {
         (None, None) => Ok(None),
         (Some(_), Some(_)) => bail!("tls_server_config: set {field} or {field}_file, not both"),
-        (Some(text), None) => {
-            Ok(Some(Pem { bytes: text.into_bytes(), field: field.to_owned(), place: format!("the inline {field}") }))
-        }
+        (Some(text), None) => Ok(Some(Pem {
+            bytes: text.into_bytes(),
+            field: field.to_owned(),
+            place: format!("the inline {field}"),
+        })),
         (None, Some(file)) => {
             let path = dir.join(file);
             let bytes = std::fs::read(&path).map_err(|err| {
-                anyhow!("tls_server_config.{field}_file: cannot read {}: {err}", path.display())
+                anyhow!(
+                    "tls_server_config.{field}_file: cannot read {}: {err}",
+                    path.display()
+                )
             })?;
-            Ok(Some(Pem { bytes, field: format!("{field}_file"), place: path.display().to_string() }))
+            Ok(Some(Pem {
+                bytes,
+                field: format!("{field}_file"),
+                place: path.display().to_string(),
+            }))
         }
     }
 }
@@ -362,11 +437,24 @@ fn cipher_suites(
     let mut chosen = tls13;
     for name in names {
         // Go also knows the ChaCha20 suites without their `_SHA256` suffix.
-        let full = if name.ends_with("_POLY1305") { format!("{name}_SHA256") } else { name.clone() };
-        let suite = tls12.iter().find(|suite| format!("{:?}", suite.suite()) == full).ok_or_else(|| {
-            let known: Vec<String> = tls12.iter().map(|suite| format!("{:?}", suite.suite())).collect();
-            anyhow!("tls_server_config.cipher_suites: `{name}` is not supported; use some of {}", known.join(", "))
-        })?;
+        let full = if name.ends_with("_POLY1305") {
+            format!("{name}_SHA256")
+        } else {
+            name.clone()
+        };
+        let suite = tls12
+            .iter()
+            .find(|suite| format!("{:?}", suite.suite()) == full)
+            .ok_or_else(|| {
+                let known: Vec<String> = tls12
+                    .iter()
+                    .map(|suite| format!("{:?}", suite.suite()))
+                    .collect();
+                anyhow!(
+                    "tls_server_config.cipher_suites: `{name}` is not supported; use some of {}",
+                    known.join(", ")
+                )
+            })?;
         chosen.push(*suite);
     }
     Ok(chosen)
@@ -401,12 +489,16 @@ impl RawHeaders {
     fn build(self) -> anyhow::Result<Vec<(HeaderName, HeaderValue)>> {
         if let Some(value) = &self.x_frame_options {
             if !["deny", "sameorigin"].contains(&value.to_ascii_lowercase().as_str()) {
-                bail!("http_server_config.headers.X-Frame-Options: `{value}` is not deny or sameorigin");
+                bail!(
+                    "http_server_config.headers.X-Frame-Options: `{value}` is not deny or sameorigin"
+                );
             }
         }
         if let Some(value) = &self.x_content_type_options {
             if !value.eq_ignore_ascii_case("nosniff") {
-                bail!("http_server_config.headers.X-Content-Type-Options: `{value}` is not nosniff");
+                bail!(
+                    "http_server_config.headers.X-Content-Type-Options: `{value}` is not nosniff"
+                );
             }
         }
         [
@@ -419,8 +511,9 @@ impl RawHeaders {
         .into_iter()
         .filter_map(|(name, value)| Some((name, value.filter(|value| !value.is_empty())?)))
         .map(|(name, value)| {
-            let value = HeaderValue::from_str(&value)
-                .map_err(|_| anyhow!("http_server_config.headers: `{value}` is not a valid header value"))?;
+            let value = HeaderValue::from_str(&value).map_err(|_| {
+                anyhow!("http_server_config.headers: `{value}` is not a valid header value")
+            })?;
             Ok((HeaderName::from_static(name), value))
         })
         .collect()
@@ -444,7 +537,10 @@ impl BasicAuth {
         // the system RNG failed, a zero salt is still correct, only less private.
         let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut salt);
         BasicAuth {
-            users: users.into_iter().map(|(user, hash)| (user.0, hash.0)).collect(),
+            users: users
+                .into_iter()
+                .map(|(user, hash)| (user.0, hash.0))
+                .collect(),
             verified: Mutex::new(HashMap::new()),
             salt,
         }
@@ -453,8 +549,13 @@ impl BasicAuth {
     /// Cheap: true if this exact user and password passed bcrypt before.
     pub fn cached(&self, user: &str, password: &str) -> bool {
         let digest = self.digest(password);
-        let verified = self.verified.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        verified.get(user).is_some_and(|known| constant_time_eq(known, &digest))
+        let verified = self
+            .verified
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        verified
+            .get(user)
+            .is_some_and(|known| constant_time_eq(known, &digest))
     }
 
     /// The bcrypt check (slow: run it off the async runtime); remembers a success.
@@ -470,7 +571,10 @@ impl BasicAuth {
             return false;
         }
         let digest = self.digest(password);
-        self.verified.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(user.to_owned(), digest);
+        self.verified
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(user.to_owned(), digest);
         true
     }
 
@@ -495,7 +599,9 @@ pub fn basic_credentials(header: &HeaderValue) -> Option<(String, String)> {
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
     let decoded = String::from_utf8(decoded).ok()?;
     let (user, password) = decoded.split_once(':')?;
     Some((user.to_owned(), password.to_owned()))
@@ -512,7 +618,8 @@ mod tests {
 
     impl Fixture {
         fn new(name: &str) -> Fixture {
-            let dir = std::env::temp_dir().join(format!("web-config-{name}-{}", std::process::id()));
+            let dir =
+                std::env::temp_dir().join(format!("web-config-{name}-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).unwrap();
             let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
@@ -578,7 +685,13 @@ mod tests {
         assert!(!auth.verify("alice", "Secret"));
         assert!(!auth.verify("bob", "secret"));
         assert!(!auth.cached("bob", "secret"));
-        assert_eq!(config.headers, vec![(HeaderName::from_static("x-frame-options"), HeaderValue::from_static("deny"))]);
+        assert_eq!(
+            config.headers,
+            vec![(
+                HeaderName::from_static("x-frame-options"),
+                HeaderValue::from_static("deny")
+            )]
+        );
     }
 
     #[test]
@@ -587,7 +700,10 @@ mod tests {
         let ca = std::fs::read_to_string(fixture.dir.join("server.crt")).unwrap();
         let yaml = format!(
             "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca: |\n{}\n  cipher_suites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305]\n  curve_preferences: [X25519, CurveP256]\n  prefer_server_cipher_suites: false\n",
-            ca.lines().map(|line| format!("    {line}")).collect::<Vec<_>>().join("\n")
+            ca.lines()
+                .map(|line| format!("    {line}"))
+                .collect::<Vec<_>>()
+                .join("\n")
         );
         let config = fixture.parse(&yaml).unwrap();
         assert!(!config.tls.unwrap().ignore_client_order);
@@ -596,10 +712,18 @@ mod tests {
     #[test]
     fn unknown_field_is_named_with_its_line() {
         let fixture = Fixture::new("unknown");
-        let error = fixture.error("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  cert_flie: x\n");
-        assert!(error.contains("cert_flie") && error.contains("line 4"), "{error}");
+        let error = fixture.error(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  cert_flie: x\n",
+        );
+        assert!(
+            error.contains("cert_flie") && error.contains("line 4"),
+            "{error}"
+        );
         let error = fixture.error("basic_auth_user:\n  alice: x\n");
-        assert!(error.contains("basic_auth_user") && error.contains("line 1"), "{error}");
+        assert!(
+            error.contains("basic_auth_user") && error.contains("line 1"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -612,8 +736,14 @@ mod tests {
     #[test]
     fn missing_cert_file_is_named() {
         let fixture = Fixture::new("missing");
-        let error = fixture.error("tls_server_config:\n  cert_file: nowhere.crt\n  key_file: server.key\n");
-        assert!(error.contains("cert_file") && error.contains("nowhere.crt") && error.contains("No such file"), "{error}");
+        let error =
+            fixture.error("tls_server_config:\n  cert_file: nowhere.crt\n  key_file: server.key\n");
+        assert!(
+            error.contains("cert_file")
+                && error.contains("nowhere.crt")
+                && error.contains("No such file"),
+            "{error}"
+        );
         let error = fixture.error("tls_server_config:\n  cert_file: server.crt\n");
         assert!(error.contains("key_file"), "{error}");
         let error = fixture.error("tls_server_config: {}\n");
@@ -623,11 +753,14 @@ mod tests {
     #[test]
     fn mismatched_or_non_pem_files_are_refused() {
         let fixture = Fixture::new("mismatch");
-        let error = fixture.error("tls_server_config:\n  cert_file: server.crt\n  key_file: other.key\n");
+        let error =
+            fixture.error("tls_server_config:\n  cert_file: server.crt\n  key_file: other.key\n");
         assert!(error.contains("other.key"), "{error}");
-        let error = fixture.error("tls_server_config:\n  cert_file: server.key\n  key_file: server.key\n");
+        let error =
+            fixture.error("tls_server_config:\n  cert_file: server.key\n  key_file: server.key\n");
         assert!(error.contains("no certificate"), "{error}");
-        let error = fixture.error("tls_server_config:\n  cert_file: server.crt\n  key_file: server.crt\n");
+        let error =
+            fixture.error("tls_server_config:\n  cert_file: server.crt\n  key_file: server.crt\n");
         assert!(error.contains("no private key"), "{error}");
     }
 
@@ -635,11 +768,19 @@ mod tests {
     fn bad_bcrypt_hash_is_refused_with_its_line() {
         let fixture = Fixture::new("bcrypt");
         let error = fixture.error("basic_auth_users:\n  alice: $2y$10$tooshort\n");
-        assert!(error.contains("bcrypt") && error.contains("line 2"), "{error}");
+        assert!(
+            error.contains("bcrypt") && error.contains("line 2"),
+            "{error}"
+        );
         let error = fixture.error("basic_auth_users:\n  alice: secret\n");
         assert!(error.contains("bcrypt"), "{error}");
         // Well-formed, so accepted (whether it matches is for the request to find out).
-        fixture.parse(&format!("basic_auth_users:\n  alice: '{}'\n", secret_hash())).unwrap();
+        fixture
+            .parse(&format!(
+                "basic_auth_users:\n  alice: '{}'\n",
+                secret_hash()
+            ))
+            .unwrap();
     }
 
     #[test]
@@ -649,12 +790,24 @@ mod tests {
         for (extra, expected) in [
             ("  min_version: TLS10\n", "`TLS10` is not supported"),
             ("  max_version: TLS14\n", "not a TLS version"),
-            ("  min_version: TLS13\n  max_version: TLS12\n", "min_version"),
-            ("  client_auth_type: RequireAnyClientCert\n  client_ca_file: server.crt\n", "without verifying"),
-            ("  client_auth_type: RequireAndVerifyClientCert\n", "client_ca_file"),
+            (
+                "  min_version: TLS13\n  max_version: TLS12\n",
+                "min_version",
+            ),
+            (
+                "  client_auth_type: RequireAnyClientCert\n  client_ca_file: server.crt\n",
+                "without verifying",
+            ),
+            (
+                "  client_auth_type: RequireAndVerifyClientCert\n",
+                "client_ca_file",
+            ),
             ("  client_ca_file: server.crt\n", "client_auth_type"),
             ("  client_allowed_sans: [a]\n", "client_allowed_sans"),
-            ("  cipher_suites: [TLS_RSA_WITH_RC4_128_SHA]\n", "TLS_RSA_WITH_RC4_128_SHA"),
+            (
+                "  cipher_suites: [TLS_RSA_WITH_RC4_128_SHA]\n",
+                "TLS_RSA_WITH_RC4_128_SHA",
+            ),
             ("  curve_preferences: [CurveP521]\n", "CurveP521"),
             ("  cert: inline\n", "not both"),
         ] {
@@ -662,12 +815,18 @@ mod tests {
             assert!(error.contains(expected), "{extra:?}: {error}");
         }
         let error = fixture.error("rate_limit:\n  interval: 1s\n  burst: 5\n");
-        assert!(error.contains("--web.max-requests") && error.contains("line 1"), "{error}");
+        assert!(
+            error.contains("--web.max-requests") && error.contains("line 1"),
+            "{error}"
+        );
         let error = fixture.error("http_server_config:\n  headers:\n    X-Frame-Options: allow\n");
         assert!(error.contains("X-Frame-Options"), "{error}");
         let error = fixture.error("http_server_config:\n  headers:\n    Server: me\n");
         assert!(error.contains("Server"), "{error}");
-        let error = fixture.error(&format!("basic_auth_users:\n  'a:b': '{}'\n", secret_hash()));
+        let error = fixture.error(&format!(
+            "basic_auth_users:\n  'a:b': '{}'\n",
+            secret_hash()
+        ));
         assert!(error.contains("a:b"), "{error}");
     }
 
@@ -676,12 +835,26 @@ mod tests {
         let fixture = Fixture::new("load");
         let path = fixture.dir.join("web.yml");
         let error = format!("{:#}", WebConfig::load(&path).err().unwrap());
-        assert!(error.contains("web.yml") && error.contains("cannot read"), "{error}");
-        std::fs::write(&path, "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n").unwrap();
-        assert!(WebConfig::load(&path).unwrap().tls.is_some(), "relative to the file's directory");
+        assert!(
+            error.contains("web.yml") && error.contains("cannot read"),
+            "{error}"
+        );
+        std::fs::write(
+            &path,
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n",
+        )
+        .unwrap();
+        assert!(
+            WebConfig::load(&path).unwrap().tls.is_some(),
+            "relative to the file's directory"
+        );
         std::fs::write(&path, "nonsense: 1\n").unwrap();
         let error = format!("{:#}", WebConfig::load(&path).err().unwrap());
-        assert!(error.starts_with(&format!("web config {}: ", path.display())) && error.contains("nonsense"), "{error}");
+        assert!(
+            error.starts_with(&format!("web config {}: ", path.display()))
+                && error.contains("nonsense"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -692,8 +865,18 @@ mod tests {
             basic_credentials(&header("Basic YWxpY2U6czM6Y3JldA==")),
             Some(("alice".into(), "s3:cret".into()))
         );
-        assert_eq!(basic_credentials(&header("basic YWxpY2U6czM6Y3JldA==")).unwrap().0, "alice");
-        for bad in ["Bearer YWxpY2U6eA==", "Basic !!!", "Basic YWxpY2U=", "Basic"] {
+        assert_eq!(
+            basic_credentials(&header("basic YWxpY2U6czM6Y3JldA=="))
+                .unwrap()
+                .0,
+            "alice"
+        );
+        for bad in [
+            "Bearer YWxpY2U6eA==",
+            "Basic !!!",
+            "Basic YWxpY2U=",
+            "Basic",
+        ] {
             assert_eq!(basic_credentials(&header(bad)), None, "{bad}");
         }
     }

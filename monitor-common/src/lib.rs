@@ -130,7 +130,10 @@ pub struct SyscallStats {
 }
 
 impl SyscallStats {
-    pub const ZERO: SyscallStats = SyscallStats { buckets: [0; hist::BUCKETS], sum_ns: 0 };
+    pub const ZERO: SyscallStats = SyscallStats {
+        buckets: [0; hist::BUCKETS],
+        sum_ns: 0,
+    };
 }
 
 impl Default for SyscallStats {

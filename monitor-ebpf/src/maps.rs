@@ -2,13 +2,14 @@
 //! overridden by the agent (`EbpfLoader::map_max_entries`); the values here are defaults.
 use aya_ebpf::{
     Global,
-    helpers::{bpf_get_current_comm, bpf_ktime_get_ns},
     bindings::BPF_F_NO_PREALLOC,
+    helpers::{bpf_get_current_comm, bpf_ktime_get_ns},
     macros::map,
     maps::{Array, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use monitor_common::{
-    Counter, ProcessEvent, ProcessState, SyscallErrorKey, SyscallKey, SyscallStats, ThreadStart, capacity,
+    Counter, ProcessEvent, ProcessState, SyscallErrorKey, SyscallKey, SyscallStats, ThreadStart,
+    capacity,
 };
 
 /// The agent's own TGID (set at load): its scrapes and map reads are not what users watch.

@@ -33,7 +33,11 @@ pub fn mon_sys_enter(ctx: RawTracePointContext) -> i32 {
         let nr: i64 = ctx.arg(1);
         // SAFETY: pointer into an array map value; only this thread writes its own slot.
         unsafe {
-            *slot = ThreadStart { start_ns: bpf_ktime_get_ns(), nr: nr as u32, _pad: 0 };
+            *slot = ThreadStart {
+                start_ns: bpf_ktime_get_ns(),
+                nr: nr as u32,
+                _pad: 0,
+            };
         }
     }
     0
@@ -63,12 +67,21 @@ pub fn mon_sys_exit(ctx: RawTracePointContext) -> i32 {
     // SAFETY: no preconditions; a plain helper call.
     let duration_ns = unsafe { bpf_ktime_get_ns() }.wrapping_sub(start.start_ns);
     let generation = current_generation(tgid, pid_tgid as u32 == tgid);
-    let key = SyscallKey { tgid, generation, nr: start.nr };
+    let key = SyscallKey {
+        tgid,
+        generation,
+        nr: start.nr,
+    };
     record_latency(&ctx, &key, duration_ns);
 
     let ret: i64 = ctx.arg(1);
     if (-MAX_ERRNO..0).contains(&ret) {
-        let key = SyscallErrorKey { tgid, generation, nr: start.nr, errno: (-ret) as u32 };
+        let key = SyscallErrorKey {
+            tgid,
+            generation,
+            nr: start.nr,
+            errno: (-ret) as u32,
+        };
         record_error(&key);
     }
     0
@@ -101,7 +114,10 @@ fn record_latency(ctx: &RawTracePointContext, key: &SyscallKey, duration_ns: u64
                 // EEXIST: another CPU created the key between our lookup and insert.
                 if i64::from(err) != -EEXIST {
                     bump(Counter::SyscallStatsFull);
-                    warn!(ctx, "SYSCALL_STATS refused a key (error {}): raise its size", err);
+                    warn!(
+                        ctx,
+                        "SYSCALL_STATS refused a key (error {}): raise its size", err
+                    );
                     return;
                 }
             }

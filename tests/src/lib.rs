@@ -11,16 +11,26 @@ use std::{
 
 /// The agent under test: `MONITOR_AGENT_BIN` (set by `cargo xtask test`), else the debug build.
 pub fn agent_bin() -> PathBuf {
-    let bin = std::env::var_os("MONITOR_AGENT_BIN").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/monitor-agent")
-    });
-    assert!(bin.exists(), "{} missing: run `cargo xtask test`", bin.display());
+    let bin = std::env::var_os("MONITOR_AGENT_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/monitor-agent")
+        });
+    assert!(
+        bin.exists(),
+        "{} missing: run `cargo xtask test`",
+        bin.display()
+    );
     bin
 }
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub struct Agent {
@@ -56,7 +66,11 @@ impl Agent {
             .stderr(log_file)
             .spawn()
             .expect("spawning the agent");
-        let mut agent = Agent { child: Some(child), address, log };
+        let mut agent = Agent {
+            child: Some(child),
+            address,
+            log,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok((200, _)) = http_get(agent.address, "/healthz") {
@@ -65,7 +79,11 @@ impl Agent {
             if let Some(status) = agent.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("agent exited during start-up ({status}):\n{}", agent.log());
             }
-            assert!(Instant::now() < deadline, "agent not healthy after 30 s:\n{}", agent.log());
+            assert!(
+                Instant::now() < deadline,
+                "agent not healthy after 30 s:\n{}",
+                agent.log()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -128,14 +146,20 @@ pub fn http_get(address: SocketAddr, path: &str) -> std::io::Result<(u16, String
         .nth(1)
         .and_then(|code| code.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("no status line in {response:?}")))?;
-    let body = response.split_once("\r\n\r\n").map_or("", |(_, body)| body).to_owned();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, body)| body)
+        .to_owned();
     Ok((status, body))
 }
 
 /// A `comm` no other process on the host has: `prefix` plus this test process's PID.
 pub fn unique_comm(prefix: &str) -> String {
     let comm = format!("{prefix}{}", std::process::id());
-    assert!(comm.len() <= 15, "comm {comm} longer than the kernel's 15 bytes");
+    assert!(
+        comm.len() <= 15,
+        "comm {comm} longer than the kernel's 15 bytes"
+    );
     comm
 }
 
@@ -165,7 +189,10 @@ pub fn run_as(
     let pid = child.id();
     let output = child.wait_with_output().expect("waiting for the workload");
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(output.status.success(), "workload {comm:?} failed: {output:?}");
+    assert!(
+        output.status.success(),
+        "workload {comm:?} failed: {output:?}"
+    );
     (pid, output)
 }
 
@@ -176,7 +203,10 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> O
         if let Some(value) = check() {
             return value;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -195,7 +225,9 @@ pub mod ground_truth {
     const ERRORS: &str = "monitor_syscall_errors_total";
 
     pub fn args() -> Vec<String> {
-        [OPENAT_ENOENT, CLOSE_EBADF, NANOSLEEPS, SLEEP_MS].map(|n| n.to_string()).to_vec()
+        [OPENAT_ENOENT, CLOSE_EBADF, NANOSLEEPS, SLEEP_MS]
+            .map(|n| n.to_string())
+            .to_vec()
     }
 
     /// Scrapes until the workload's nanosleep series is complete (its exit may be in flight).
@@ -215,37 +247,66 @@ pub mod ground_truth {
         run_as(comm, workload, &args());
         let scrape = scrape_when_reported(agent, comm);
         let errors = |syscall, errno| {
-            scrape.value(ERRORS, &[("comm", comm), ("syscall", syscall), ("errno", errno)])
+            scrape.value(
+                ERRORS,
+                &[("comm", comm), ("syscall", syscall), ("errno", errno)],
+            )
         };
-        assert_eq!(errors("openat", "ENOENT"), Some(OPENAT_ENOENT as f64), "{}", agent.log());
+        assert_eq!(
+            errors("openat", "ENOENT"),
+            Some(OPENAT_ENOENT as f64),
+            "{}",
+            agent.log()
+        );
         assert_eq!(errors("close", "EBADF"), Some(CLOSE_EBADF as f64));
         let all_openat_errors: f64 = scrape
             .matching(ERRORS, &[("comm", comm), ("syscall", "openat")])
             .map(|s| s.value)
             .sum();
-        assert_eq!(all_openat_errors, OPENAT_ENOENT as f64, "no other openat failed");
+        assert_eq!(
+            all_openat_errors, OPENAT_ENOENT as f64,
+            "no other openat failed"
+        );
 
         let sleep = [("comm", comm), ("syscall", "nanosleep")];
         let count = scrape.value(&format!("{DURATION}_count"), &sleep);
         assert_eq!(count, Some(NANOSLEEPS as f64));
-        assert!(scrape.value(ERRORS, &sleep).is_none(), "no nanosleep failed");
+        assert!(
+            scrape.value(ERRORS, &sleep).is_none(),
+            "no nanosleep failed"
+        );
 
         // All K sleeps in the one bucket whose bounds contain 20 ms, none below it.
         let buckets = buckets(&scrape, &sleep);
         let target = SLEEP_MS as f64 / 1000.0;
-        let upper = buckets.iter().position(|&(le, _)| le >= target).expect("a bucket ≥ 20 ms");
+        let upper = buckets
+            .iter()
+            .position(|&(le, _)| le >= target)
+            .expect("a bucket ≥ 20 ms");
         assert!(upper > 0, "20 ms must not be in the first bucket");
         let (lower_le, below) = buckets[upper - 1];
         let (upper_le, at_or_below) = buckets[upper];
         assert!(lower_le < target && target <= upper_le);
-        assert_eq!(below, 0.0, "no sleep finished in under {lower_le} s: {buckets:?}");
-        assert_eq!(at_or_below, NANOSLEEPS as f64, "every sleep ≤ {upper_le} s: {buckets:?}");
+        assert_eq!(
+            below, 0.0,
+            "no sleep finished in under {lower_le} s: {buckets:?}"
+        );
+        assert_eq!(
+            at_or_below, NANOSLEEPS as f64,
+            "every sleep ≤ {upper_le} s: {buckets:?}"
+        );
         // Exactly the kernel's log2 bounds: 2^25 ns holds 20 ms.
         assert_eq!(upper_le, (1u64 << 25) as f64 / 1e9);
         let sum = scrape.value(&format!("{DURATION}_sum"), &sleep).unwrap();
-        assert!(sum >= target * NANOSLEEPS as f64, "sum {sum} below {NANOSLEEPS} × 20 ms");
+        assert!(
+            sum >= target * NANOSLEEPS as f64,
+            "sum {sum} below {NANOSLEEPS} × 20 ms"
+        );
         assert_eq!(
-            scrape.value("monitor_ringbuf_events_lost_total", &[("ringbuf", "process_events")]),
+            scrape.value(
+                "monitor_ringbuf_events_lost_total",
+                &[("ringbuf", "process_events")]
+            ),
             Some(0.0)
         );
         scrape
@@ -258,7 +319,14 @@ pub mod ground_truth {
             .matching(&name, labels)
             .map(|sample| {
                 let le = &sample.labels["le"];
-                (if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap() }, sample.value)
+                (
+                    if le == "+Inf" {
+                        f64::INFINITY
+                    } else {
+                        le.parse().unwrap()
+                    },
+                    sample.value,
+                )
             })
             .collect();
         buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -287,21 +355,33 @@ impl Scrape {
             .filter(|line| !line.is_empty() && !line.starts_with('#'))
             .map(|line| parse_sample(line).unwrap_or_else(|| panic!("bad sample line {line:?}")))
             .collect();
-        Scrape { text: text.to_owned(), samples }
+        Scrape {
+            text: text.to_owned(),
+            samples,
+        }
     }
 
     /// Samples of `name` carrying at least the given labels.
-    pub fn matching<'a>(&'a self, name: &'a str, labels: &'a [(&str, &str)]) -> impl Iterator<Item = &'a Sample> + 'a {
+    pub fn matching<'a>(
+        &'a self,
+        name: &'a str,
+        labels: &'a [(&str, &str)],
+    ) -> impl Iterator<Item = &'a Sample> + 'a {
         self.samples.iter().filter(move |sample| {
             sample.name == name
-                && labels.iter().all(|(k, v)| sample.labels.get(*k).map(String::as_str) == Some(*v))
+                && labels
+                    .iter()
+                    .all(|(k, v)| sample.labels.get(*k).map(String::as_str) == Some(*v))
         })
     }
 
     /// The value of the one sample of `name` with the given labels; `None` if there is none.
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let found: Vec<&Sample> = self.matching(name, labels).collect();
-        assert!(found.len() <= 1, "{name}{labels:?} is ambiguous: {found:#?}");
+        assert!(
+            found.len() <= 1,
+            "{name}{labels:?} is ambiguous: {found:#?}"
+        );
         found.first().map(|sample| sample.value)
     }
 }
@@ -314,7 +394,11 @@ fn parse_sample(line: &str) -> Option<Sample> {
         other => other.parse().ok()?,
     };
     let Some((name, rest)) = name_and_labels.split_once('{') else {
-        return Some(Sample { name: name_and_labels.to_owned(), labels: BTreeMap::new(), value });
+        return Some(Sample {
+            name: name_and_labels.to_owned(),
+            labels: BTreeMap::new(),
+            value,
+        });
     };
     let mut labels = BTreeMap::new();
     let mut chars = rest.strip_suffix('}')?.chars().peekable();
@@ -342,28 +426,19 @@ fn parse_sample(line: &str) -> Option<Sample> {
             chars.next();
         }
     }
-    Some(Sample { name: name.to_owned(), labels, value })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_escaped_labels_and_special_values() {
-        let scrape = Scrape::parse(
-            "# HELP x y\nx{a=\"q\\\"uo\\\\te\\n\",b=\"2\"} 3\ny 4.5\nz{le=\"+Inf\"} +Inf\n",
-        );
-        assert_eq!(scrape.value("x", &[("a", "q\"uo\\te\n")]), Some(3.0));
-        assert_eq!(scrape.value("y", &[]), Some(4.5));
-        assert_eq!(scrape.value("z", &[("le", "+Inf")]), Some(f64::INFINITY));
-        assert_eq!(scrape.value("x", &[("b", "3")]), None);
-    }
+    Some(Sample {
+        name: name.to_owned(),
+        labels,
+        value,
+    })
 }
 
 /// The workspace root, where `deploy/` lives.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// A program the deployment tests need, found on PATH (sbin included), or a failure that
@@ -374,7 +449,9 @@ pub fn require_program(name: &str, package: &str) -> PathBuf {
         .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from))
         .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| panic!("{name} not found: `cargo xtask setup` installs it (package {package})"))
+        .unwrap_or_else(|| {
+            panic!("{name} not found: `cargo xtask setup` installs it (package {package})")
+        })
 }
 
 /// A fresh directory under the system temp dir, removed on drop.
@@ -382,7 +459,8 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(prefix: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("{prefix}-{}-{}", std::process::id(), free_port()));
+        let dir =
+            std::env::temp_dir().join(format!("{prefix}-{}-{}", std::process::id(), free_port()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
@@ -409,8 +487,14 @@ pub struct Server {
 
 impl Server {
     pub fn spawn(name: &str, command: &mut Command, grace: Duration) -> Server {
-        let child = command.spawn().unwrap_or_else(|err| panic!("starting {name}: {err}"));
-        Server { name: name.to_owned(), child: Some(child), grace }
+        let child = command
+            .spawn()
+            .unwrap_or_else(|err| panic!("starting {name}: {err}"));
+        Server {
+            name: name.to_owned(),
+            child: Some(child),
+            grace,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -425,8 +509,9 @@ impl Server {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
+impl Server {
+    /// SIGTERM, then SIGKILL after the grace period; waits for the exit. Idempotent.
+    pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             // SAFETY: kill(2) on our own child, not reaped yet.
             unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -435,5 +520,27 @@ impl Drop for Server {
                 let _ = child.wait();
             }
         }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_escaped_labels_and_special_values() {
+        let scrape = Scrape::parse(
+            "# HELP x y\nx{a=\"q\\\"uo\\\\te\\n\",b=\"2\"} 3\ny 4.5\nz{le=\"+Inf\"} +Inf\n",
+        );
+        assert_eq!(scrape.value("x", &[("a", "q\"uo\\te\n")]), Some(3.0));
+        assert_eq!(scrape.value("y", &[]), Some(4.5));
+        assert_eq!(scrape.value("z", &[("le", "+Inf")]), Some(f64::INFINITY));
+        assert_eq!(scrape.value("x", &[("b", "3")]), None);
     }
 }

@@ -18,14 +18,22 @@ fn stderr(output: &Output) -> String {
 
 /// Nothing was loaded: the log line of the first attached probe never appears.
 fn assert_started_nothing(output: &Output) {
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), stderr(output));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        stderr(output)
+    );
     assert!(!text.contains("attached"), "something started: {text}");
 }
 
 fn assert_one_line_error(output: &Output, expected: &[&str]) {
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     let text = stderr(output);
-    assert_eq!(text.trim_end().lines().count(), 1, "one line expected: {text}");
+    assert_eq!(
+        text.trim_end().lines().count(),
+        1,
+        "one line expected: {text}"
+    );
     for needle in expected {
         assert!(text.contains(needle), "{needle:?} missing from {text:?}");
     }
@@ -52,7 +60,11 @@ fn bad_values_are_usage_errors() {
     ] {
         let output = agent(args);
         assert_eq!(output.status.code(), Some(2), "{args:?}: {output:?}");
-        assert!(stderr(&output).contains(args[0]), "{args:?} not named: {}", stderr(&output));
+        assert!(
+            stderr(&output).contains(args[0]),
+            "{args:?} not named: {}",
+            stderr(&output)
+        );
         assert_started_nothing(&output);
     }
 }
@@ -62,7 +74,13 @@ fn help_explains_the_flags() {
     let output = agent(&["--help"]);
     assert_eq!(output.status.code(), Some(0));
     let help = String::from_utf8_lossy(&output.stdout);
-    for flag in ["--web.listen-address", "--labels", "--series.ttl", "0.0.0.0:9655", "CAP_BPF"] {
+    for flag in [
+        "--web.listen-address",
+        "--labels",
+        "--series.ttl",
+        "0.0.0.0:9655",
+        "CAP_BPF",
+    ] {
         assert!(help.contains(flag), "{flag} missing from --help");
     }
 }
@@ -103,7 +121,10 @@ fn port_in_use_is_one_line_and_loads_nothing() {
 
 /// Our programs currently loaded, by `bpftool prog show` (its lines name each program).
 fn loaded_programs() -> usize {
-    let output = Command::new("bpftool").args(["prog", "show"]).output().expect("bpftool");
+    let output = Command::new("bpftool")
+        .args(["prog", "show"])
+        .output()
+        .expect("bpftool");
     assert!(output.status.success(), "{output:?}");
     String::from_utf8_lossy(&output.stdout)
         .lines()
@@ -121,8 +142,10 @@ fn sigterm_and_sigint_exit_cleanly_and_detach() {
         assert!(status.success(), "signal {signal}: {status}\n{log}");
         assert!(log.contains("probes detached"), "{log}");
         // The kernel frees programs after an RCU grace period, not at close(2).
-        tests::eventually(Duration::from_secs(10), "the agent's programs to be freed", || {
-            (loaded_programs() == before).then_some(())
-        });
+        tests::eventually(
+            Duration::from_secs(10),
+            "the agent's programs to be freed",
+            || (loaded_programs() == before).then_some(()),
+        );
     }
 }

@@ -9,7 +9,10 @@ use std::{
 };
 
 use serde_json::Value;
-use tests::{Agent, Server, TempDir, eventually, free_port, http_get, require_program, run_as, unique_comm, workspace_root};
+use tests::{
+    Agent, Server, TempDir, eventually, free_port, http_get, require_program, run_as, unique_comm,
+    workspace_root,
+};
 
 /// Per run of gt-workload: failing openat, close(-1), 1 ms nanosleeps.
 const OPENAT: u64 = 10;
@@ -19,13 +22,18 @@ const SLEEPS: u64 = 5;
 const RUNS: u64 = 30;
 
 fn now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
 }
 
 fn encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -61,16 +69,29 @@ impl Prometheus {
         let server = Server::spawn(
             "prometheus",
             Command::new(binary)
-                .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
-                .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+                .arg(format!(
+                    "--config.file={}",
+                    dir.path().join("prometheus.yml").display()
+                ))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.path().join("data").display()
+                ))
                 .arg(format!("--web.listen-address={address}"))
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(&log).unwrap()),
             Duration::from_secs(20),
         );
-        let mut prometheus = Prometheus { address, server, log, _dir: dir };
+        let mut prometheus = Prometheus {
+            address,
+            server,
+            log,
+            _dir: dir,
+        };
         eventually(Duration::from_secs(30), "Prometheus to be ready", || {
-            prometheus.server.ensure_running(&std::fs::read_to_string(&prometheus.log).unwrap_or_default());
+            prometheus
+                .server
+                .ensure_running(&std::fs::read_to_string(&prometheus.log).unwrap_or_default());
             matches!(http_get(address, "/-/ready"), Ok((200, _))).then_some(())
         });
         prometheus
@@ -78,14 +99,18 @@ impl Prometheus {
 
     fn get(&self, path: &str) -> Value {
         let (status, body) = http_get(self.address, path).expect("Prometheus API");
-        let value: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{status}: {body}"));
+        let value: Value =
+            serde_json::from_str(&body).unwrap_or_else(|_| panic!("{status}: {body}"));
         assert_eq!(value["status"], "success", "{path}: {body}");
         value
     }
 
     /// An instant query's result vector.
     fn query(&self, expr: &str, at: f64) -> Vec<Value> {
-        let value = self.get(&format!("/api/v1/query?query={}&time={at:.3}", encode(expr)));
+        let value = self.get(&format!(
+            "/api/v1/query?query={}&time={at:.3}",
+            encode(expr)
+        ));
         value["data"]["result"].as_array().unwrap().clone()
     }
 
@@ -93,7 +118,9 @@ impl Prometheus {
     fn scalar(&self, expr: &str, at: f64) -> Option<f64> {
         let result = self.query(expr, at);
         assert!(result.len() <= 1, "{expr}: {result:?}");
-        result.first().map(|sample| sample["value"][1].as_str().unwrap().parse().unwrap())
+        result
+            .first()
+            .map(|sample| sample["value"][1].as_str().unwrap().parse().unwrap())
     }
 }
 
@@ -101,9 +128,11 @@ impl Prometheus {
 fn prometheus_scrapes_exact_totals_and_rates_and_runs_rules_and_dashboard() {
     let agent = Agent::start(&[]);
     let prometheus = Prometheus::start(agent.address);
-    eventually(Duration::from_secs(30), "the first scrape of the agent", || {
-        (prometheus.scalar("up{job=\"monitor-agent\"}", now()) == Some(1.0)).then_some(())
-    });
+    eventually(
+        Duration::from_secs(30),
+        "the first scrape of the agent",
+        || (prometheus.scalar("up{job=\"monitor-agent\"}", now()) == Some(1.0)).then_some(()),
+    );
 
     let comm = unique_comm("promwl");
     let workload = env!("CARGO_BIN_EXE_gt-workload");
@@ -115,11 +144,16 @@ fn prometheus_scrapes_exact_totals_and_rates_and_runs_rules_and_dashboard() {
         std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
         run_as(&comm, workload.as_ref(), &args);
     }
-    assert!(started.elapsed() < Duration::from_secs(RUNS + 2), "the workload fell behind its pace");
+    assert!(
+        started.elapsed() < Duration::from_secs(RUNS + 2),
+        "the workload fell behind its pace"
+    );
 
     // Exact: the largest value Prometheus stored is the workload's total.
     let selector = |syscall: &str, errno: &str| {
-        format!("monitor_syscall_errors_total{{job=\"monitor-agent\", comm=\"{comm}\", syscall=\"{syscall}\", errno=\"{errno}\"}}")
+        format!(
+            "monitor_syscall_errors_total{{job=\"monitor-agent\", comm=\"{comm}\", syscall=\"{syscall}\", errno=\"{errno}\"}}"
+        )
     };
     let openat = selector("openat", "ENOENT");
     let mut last = None;
@@ -128,16 +162,35 @@ fn prometheus_scrapes_exact_totals_and_rates_and_runs_rules_and_dashboard() {
         last = prometheus.scalar(&format!("max_over_time({openat}[5m])"), now());
         last == Some((RUNS * OPENAT) as f64)
     });
-    assert!(done, "max_over_time({openat}[5m]) = {last:?} after 20 s, expected {}; agent: {:?}", RUNS * OPENAT,
-        agent.scrape().value("monitor_syscall_errors_total", &[("comm", &comm), ("syscall", "openat"), ("errno", "ENOENT")]));
+    assert!(
+        done,
+        "max_over_time({openat}[5m]) = {last:?} after 20 s, expected {}; agent: {:?}",
+        RUNS * OPENAT,
+        agent.scrape().value(
+            "monitor_syscall_errors_total",
+            &[("comm", &comm), ("syscall", "openat"), ("errno", "ENOENT")]
+        )
+    );
     let at = now();
     let close = selector("close", "EBADF");
-    let sleeps = format!("monitor_syscall_duration_seconds_count{{comm=\"{comm}\", syscall=\"nanosleep\"}}");
-    assert_eq!(prometheus.scalar(&format!("max_over_time({close}[5m])"), at), Some((RUNS * CLOSE) as f64));
-    assert_eq!(prometheus.scalar(&format!("max_over_time({sleeps}[5m])"), at), Some((RUNS * SLEEPS) as f64));
+    let sleeps =
+        format!("monitor_syscall_duration_seconds_count{{comm=\"{comm}\", syscall=\"nanosleep\"}}");
+    assert_eq!(
+        prometheus.scalar(&format!("max_over_time({close}[5m])"), at),
+        Some((RUNS * CLOSE) as f64)
+    );
+    assert_eq!(
+        prometheus.scalar(&format!("max_over_time({sleeps}[5m])"), at),
+        Some((RUNS * SLEEPS) as f64)
+    );
     // No other errno for this workload's openat.
-    let all_openat = format!("sum(max_over_time(monitor_syscall_errors_total{{comm=\"{comm}\", syscall=\"openat\"}}[5m]))");
-    assert_eq!(prometheus.scalar(&all_openat, at), Some((RUNS * OPENAT) as f64));
+    let all_openat = format!(
+        "sum(max_over_time(monitor_syscall_errors_total{{comm=\"{comm}\", syscall=\"openat\"}}[5m]))"
+    );
+    assert_eq!(
+        prometheus.scalar(&all_openat, at),
+        Some((RUNS * OPENAT) as f64)
+    );
 
     // Rates over 20 s in the middle of the run (t0+5 s … t0+25 s): 10 openat errors, 4 close
     // errors and 5 nanosleeps a second. The counter steps by a whole run at once, so the
@@ -146,15 +199,27 @@ fn prometheus_scrapes_exact_totals_and_rates_and_runs_rules_and_dashboard() {
     // both with room for scrape jitter; a wrong unit or a doubled count cannot pass.
     let mid = t0 + 25.0;
     for (expr, per_second) in [(&openat, OPENAT), (&close, CLOSE), (&sleeps, SLEEPS)] {
-        let rate = prometheus.scalar(&format!("rate({expr}[20s])"), mid).unwrap_or_else(|| panic!("no rate of {expr}"));
+        let rate = prometheus
+            .scalar(&format!("rate({expr}[20s])"), mid)
+            .unwrap_or_else(|| panic!("no rate of {expr}"));
         let expected = per_second as f64;
-        assert!((rate - expected).abs() <= 0.15 * expected, "rate({expr}[20s]) = {rate}, expected {expected}/s ± 15 %");
+        assert!(
+            (rate - expected).abs() <= 0.15 * expected,
+            "rate({expr}[20s]) = {rate}, expected {expected}/s ± 15 %"
+        );
     }
     // The error ratio of the shipped recording rule: 14 failed calls of the workload's
     // calls a second, so strictly between 0 and 1.
-    let ratio = eventually(Duration::from_secs(20), "the golden-signal recording rules", || {
-        prometheus.scalar(&format!("comm:monitor_syscall_errors:ratio_rate5m{{comm=\"{comm}\"}}"), now())
-    });
+    let ratio = eventually(
+        Duration::from_secs(20),
+        "the golden-signal recording rules",
+        || {
+            prometheus.scalar(
+                &format!("comm:monitor_syscall_errors:ratio_rate5m{{comm=\"{comm}\"}}"),
+                now(),
+            )
+        },
+    );
     assert!(ratio > 0.0 && ratio < 1.0, "error ratio {ratio}");
 
     // Every shipped rule evaluates without error against real series.
@@ -163,14 +228,19 @@ fn prometheus_scrapes_exact_totals_and_rates_and_runs_rules_and_dashboard() {
     for group in rules["data"]["groups"].as_array().unwrap() {
         for rule in group["rules"].as_array().unwrap() {
             count += 1;
-            assert_eq!(rule["health"], "ok", "rule {} in {}: {}", rule["name"], group["name"], rule["lastError"]);
+            assert_eq!(
+                rule["health"], "ok",
+                "rule {} in {}: {}",
+                rule["name"], group["name"], rule["lastError"]
+            );
         }
     }
     assert_eq!(count, 11 + 65, "golden-signal and SLO rules loaded");
 
     // The dashboard: every panel's queries run; the workload panels find the workload.
     let dashboard: Value = serde_json::from_str(
-        &std::fs::read_to_string(workspace_root().join("deploy/grafana/golden-signals.json")).unwrap(),
+        &std::fs::read_to_string(workspace_root().join("deploy/grafana/golden-signals.json"))
+            .unwrap(),
     )
     .unwrap();
     let mut queries = 0;
@@ -186,7 +256,11 @@ fn prometheus_scrapes_exact_totals_and_rates_and_runs_rules_and_dashboard() {
             let result = prometheus.query(&concrete, mid);
             queries += 1;
             if expr.contains("monitor_syscall") {
-                assert!(!result.is_empty(), "panel {:?}: no series for {comm}: {concrete}", panel["title"]);
+                assert!(
+                    !result.is_empty(),
+                    "panel {:?}: no series for {comm}: {concrete}",
+                    panel["title"]
+                );
             }
         }
     }

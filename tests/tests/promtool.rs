@@ -12,19 +12,41 @@ fn live_scrape_passes_promtool_check_metrics() {
     let agent = Agent::start(&[]);
     // Quotes, a backslash and a newline in the comm must be escaped, not break the format.
     let hostile = format!("q\"b\\n\nl{}", std::process::id() % 10_000);
-    run_as(&hostile, env!("CARGO_BIN_EXE_gt-workload").as_ref(), &["1", "1", "0", "0"].map(String::from));
+    run_as(
+        &hostile,
+        env!("CARGO_BIN_EXE_gt-workload").as_ref(),
+        &["1", "1", "0", "0"].map(String::from),
+    );
     // Invalid UTF-8: exported with U+FFFD in place of each bad byte.
     let mut invalid = b"bad\xff\xfe".to_vec();
     invalid.extend_from_slice((std::process::id() % 100_000).to_string().as_bytes());
     let invalid = std::ffi::OsString::from_vec(invalid);
-    run_as(&invalid, env!("CARGO_BIN_EXE_gt-workload").as_ref(), &["1", "1", "0", "0"].map(String::from));
+    run_as(
+        &invalid,
+        env!("CARGO_BIN_EXE_gt-workload").as_ref(),
+        &["1", "1", "0", "0"].map(String::from),
+    );
     let replaced = String::from_utf8_lossy(invalid.as_bytes()).into_owned();
-    let scrape = eventually(std::time::Duration::from_secs(10), "the hostile comms' series", || {
-        let scrape = agent.scrape();
-        scrape.matching("monitor_syscall_errors_total", &[("comm", hostile.as_str())]).next()?;
-        scrape.matching("monitor_syscall_errors_total", &[("comm", replaced.as_str())]).next()?;
-        Some(scrape)
-    });
+    let scrape = eventually(
+        std::time::Duration::from_secs(10),
+        "the hostile comms' series",
+        || {
+            let scrape = agent.scrape();
+            scrape
+                .matching(
+                    "monitor_syscall_errors_total",
+                    &[("comm", hostile.as_str())],
+                )
+                .next()?;
+            scrape
+                .matching(
+                    "monitor_syscall_errors_total",
+                    &[("comm", replaced.as_str())],
+                )
+                .next()?;
+            Some(scrape)
+        },
+    );
 
     let mut promtool = std::process::Command::new("promtool")
         .args(["check", "metrics"])
@@ -33,12 +55,20 @@ fn live_scrape_passes_promtool_check_metrics() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("promtool (cargo xtask setup installs it)");
-    promtool.stdin.take().unwrap().write_all(scrape.text.as_bytes()).unwrap();
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(scrape.text.as_bytes())
+        .unwrap();
     let output = promtool.wait_with_output().unwrap();
     let findings = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(output.status.success() && findings.trim().is_empty(), "promtool: {findings}");
+    assert!(
+        output.status.success() && findings.trim().is_empty(),
+        "promtool: {findings}"
+    );
 }

@@ -17,10 +17,15 @@ fn exact_counts_errors_and_latency_buckets_for_a_known_workload() {
     let agent = Agent::start(&[]);
     let scrape = ground_truth::run_and_check(&agent, &unique_comm("gtwl"), WORKLOAD.as_ref());
     for probe in ["mon_sys_enter", "mon_sys_exit", "mon_proc_exec"] {
-        assert_eq!(scrape.value("monitor_probe_attached", &[("probe", probe)]), Some(1.0));
+        assert_eq!(
+            scrape.value("monitor_probe_attached", &[("probe", probe)]),
+            Some(1.0)
+        );
     }
     assert!(
-        scrape.matching(DURATION, &[]).all(|s| !s.labels.contains_key("pid"))
+        scrape
+            .matching(DURATION, &[])
+            .all(|s| !s.labels.contains_key("pid"))
             && !scrape.text.contains("pid=\""),
         "pid label is opt-in"
     );
@@ -34,7 +39,12 @@ fn agent_does_not_record_itself() {
         agent.scrape();
     }
     let scrape = agent.scrape();
-    assert_eq!(scrape.matching(&format!("{DURATION}_count"), &[("comm", "monitor-agent")]).count(), 0);
+    assert_eq!(
+        scrape
+            .matching(&format!("{DURATION}_count"), &[("comm", "monitor-agent")])
+            .count(),
+        0
+    );
 }
 
 #[test]
@@ -45,7 +55,10 @@ fn pid_label_is_opt_in_and_names_the_process() {
     let scrape = ground_truth::scrape_when_reported(&agent, &comm);
     let pid = pid.to_string();
     assert_eq!(
-        scrape.value(ERRORS, &[("comm", &comm), ("pid", &pid), ("syscall", "close")]),
+        scrape.value(
+            ERRORS,
+            &[("comm", &comm), ("pid", &pid), ("syscall", "close")]
+        ),
         Some(CLOSE_EBADF as f64)
     );
 }
@@ -64,10 +77,16 @@ fn counters_survive_process_exit_then_expire_after_the_ttl() {
         scrape.value(ERRORS, &[("comm", &comm), ("syscall", "close")]),
         Some(2.0 * CLOSE_EBADF as f64)
     );
-    eventually(Duration::from_secs(15), "the exited workload's series to expire", || {
-        let scrape = agent.scrape();
-        (scrape.matching(ERRORS, &[("comm", &comm)]).count() == 0).then_some(())
-    });
-    let expired = agent.scrape().value("monitor_series_expired_total", &[("family", ERRORS)]);
+    eventually(
+        Duration::from_secs(15),
+        "the exited workload's series to expire",
+        || {
+            let scrape = agent.scrape();
+            (scrape.matching(ERRORS, &[("comm", &comm)]).count() == 0).then_some(())
+        },
+    );
+    let expired = agent
+        .scrape()
+        .value("monitor_series_expired_total", &[("family", ERRORS)]);
     assert!(expired.unwrap_or(0.0) >= 1.0);
 }

@@ -16,11 +16,16 @@ const WORKLOAD: &str = env!("CARGO_BIN_EXE_gt-workload");
 const RINGBUF: [(&str, &str); 1] = [("ringbuf", "process_events")];
 
 fn ringbuf(scrape: &tests::Scrape, counter: &str) -> f64 {
-    scrape.value(&format!("monitor_ringbuf_events_{counter}_total"), &RINGBUF).unwrap()
+    scrape
+        .value(&format!("monitor_ringbuf_events_{counter}_total"), &RINGBUF)
+        .unwrap()
 }
 
 fn flood(children: u32) {
-    let status = Command::new(FLOOD).arg(children.to_string()).status().unwrap();
+    let status = Command::new(FLOOD)
+        .arg(children.to_string())
+        .status()
+        .unwrap();
     assert!(status.success(), "fork-flood: {status}");
 }
 
@@ -39,18 +44,30 @@ fn ring_buffer_overflow_is_counted_and_produced_equals_read_plus_lost() {
     ]);
     flood(CHILDREN);
     let during = agent.scrape();
-    assert!(started.elapsed() < pause, "the flood outlasted the pause; the test proves nothing");
+    assert!(
+        started.elapsed() < pause,
+        "the flood outlasted the pause; the test proves nothing"
+    );
     assert_eq!(ringbuf(&during, "read"), 0.0, "the reader is paused");
-    assert!(ringbuf(&during, "lost") > 0.0, "a full buffer must count its losses");
+    assert!(
+        ringbuf(&during, "lost") > 0.0,
+        "a full buffer must count its losses"
+    );
 
     let after = eventually(Duration::from_secs(30), "produced == read + lost", || {
         let scrape = agent.scrape();
-        let (produced, read, lost) =
-            (ringbuf(&scrape, "produced"), ringbuf(&scrape, "read"), ringbuf(&scrape, "lost"));
+        let (produced, read, lost) = (
+            ringbuf(&scrape, "produced"),
+            ringbuf(&scrape, "read"),
+            ringbuf(&scrape, "lost"),
+        );
         (started.elapsed() > pause && read > 0.0 && produced == read + lost).then_some(scrape)
     });
     let produced = ringbuf(&after, "produced");
-    assert!(produced >= f64::from(2 * CHILDREN), "{produced} events from {CHILDREN} children");
+    assert!(
+        produced >= f64::from(2 * CHILDREN),
+        "{produced} events from {CHILDREN} children"
+    );
     assert!(ringbuf(&after, "lost") >= ringbuf(&during, "lost"));
 }
 
@@ -63,9 +80,15 @@ fn full_kernel_maps_count_refusals_and_the_agent_keeps_working() {
         "1",
     ]);
     // The workload alone needs more than 8 (process, syscall) keys and 2 error keys.
-    tests::run_as(unique_comm("full"), WORKLOAD.as_ref(), &ground_truth::args());
+    tests::run_as(
+        unique_comm("full"),
+        WORKLOAD.as_ref(),
+        &ground_truth::args(),
+    );
     let failures = |scrape: &tests::Scrape, map| {
-        scrape.value("monitor_kernel_map_insert_failures_total", &[("map", map)]).unwrap()
+        scrape
+            .value("monitor_kernel_map_insert_failures_total", &[("map", map)])
+            .unwrap()
     };
     let scrape = eventually(Duration::from_secs(10), "refusals to be counted", || {
         let scrape = agent.scrape();
@@ -74,25 +97,40 @@ fn full_kernel_maps_count_refusals_and_the_agent_keeps_working() {
     });
     for (map, capacity) in [("SYSCALL_STATS", 8.0), ("SYSCALL_ERRORS", 1.0)] {
         let labels = [("map", map)];
-        assert_eq!(scrape.value("monitor_kernel_map_max_entries", &labels), Some(capacity));
+        assert_eq!(
+            scrape.value("monitor_kernel_map_max_entries", &labels),
+            Some(capacity)
+        );
         assert!(scrape.value("monitor_kernel_map_entries", &labels).unwrap() <= capacity);
     }
     assert_eq!(http_get(agent.address, "/healthz").unwrap().0, 200);
     // Still serving, still counting what fits.
-    assert!(agent.scrape().value("monitor_probe_attached", &[("probe", "mon_sys_exit")]) == Some(1.0));
+    assert!(
+        agent
+            .scrape()
+            .value("monitor_probe_attached", &[("probe", "mon_sys_exit")])
+            == Some(1.0)
+    );
 }
 
 /// IDs of the BPF objects that some process holds through an fd (`prog_id:`/`map_id:` in
 /// fdinfo; a link's fd names its program).
 fn ids_held_by_fds() -> (Vec<u32>, Vec<u32>) {
     let (mut programs, mut maps) = (Vec::new(), Vec::new());
-    for fdinfo in std::fs::read_dir("/proc").unwrap().flatten().filter_map(|process| {
-        std::fs::read_dir(process.path().join("fdinfo")).ok()
-    }) {
+    for fdinfo in std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|process| std::fs::read_dir(process.path().join("fdinfo")).ok())
+    {
         for fd in fdinfo.flatten() {
-            let Ok(text) = std::fs::read_to_string(fd.path()) else { continue };
+            let Ok(text) = std::fs::read_to_string(fd.path()) else {
+                continue;
+            };
             for line in text.lines() {
-                let id = |prefix| line.strip_prefix(prefix).and_then(|id: &str| id.trim().parse::<u32>().ok());
+                let id = |prefix| {
+                    line.strip_prefix(prefix)
+                        .and_then(|id: &str| id.trim().parse::<u32>().ok())
+                };
                 programs.extend(id("prog_id:"));
                 maps.extend(id("map_id:"));
             }
@@ -105,13 +143,24 @@ fn ids_held_by_fds() -> (Vec<u32>, Vec<u32>) {
 /// held by an fd or by a held program; agents running meanwhile do not count.)
 fn orphaned_kernel_objects() -> Vec<String> {
     let names = [
-        "mon_sys_enter", "mon_sys_exit", "mon_proc_exec", "mon_proc_exit", "THREAD_START",
-        "PROCESS_STATE", "SYSCALL_STATS", "SYSCALL_ERRORS", "PROCESS_EVENTS", "COUNTERS",
+        "mon_sys_enter",
+        "mon_sys_exit",
+        "mon_proc_exec",
+        "mon_proc_exit",
+        "THREAD_START",
+        "PROCESS_STATE",
+        "SYSCALL_STATS",
+        "SYSCALL_ERRORS",
+        "PROCESS_EVENTS",
+        "COUNTERS",
     ];
     let (held_programs, mut held_maps) = ids_held_by_fds();
     let mut orphans = Vec::new();
     for what in ["prog", "map"] {
-        let output = Command::new("bpftool").args([what, "show"]).output().expect("bpftool");
+        let output = Command::new("bpftool")
+            .args([what, "show"])
+            .output()
+            .expect("bpftool");
         assert!(output.status.success(), "{output:?}");
         let text = String::from_utf8_lossy(&output.stdout).into_owned();
         // Each object starts with "<id>: <type>  name <name> ..." and continues indented.
@@ -131,11 +180,25 @@ fn orphaned_kernel_objects() -> Vec<String> {
         for (id, head, rest) in objects {
             if what == "prog" && held_programs.contains(&id) {
                 // A held program holds its maps: "map_ids 1,2,3".
-                let map_ids = rest.split("map_ids ").nth(1).and_then(|s| s.split_whitespace().next());
-                held_maps.extend(map_ids.into_iter().flat_map(|ids| ids.split(',')).filter_map(|id| id.parse::<u32>().ok()));
+                let map_ids = rest
+                    .split("map_ids ")
+                    .nth(1)
+                    .and_then(|s| s.split_whitespace().next());
+                held_maps.extend(
+                    map_ids
+                        .into_iter()
+                        .flat_map(|ids| ids.split(','))
+                        .filter_map(|id| id.parse::<u32>().ok()),
+                );
             }
-            let ours = names.iter().any(|name| head.contains(&format!(" name {name} ")));
-            let held = if what == "prog" { held_programs.contains(&id) } else { held_maps.contains(&id) };
+            let ours = names
+                .iter()
+                .any(|name| head.contains(&format!(" name {name} ")));
+            let held = if what == "prog" {
+                held_programs.contains(&id)
+            } else {
+                held_maps.contains(&id)
+            };
             if ours && !held {
                 orphans.push(head);
             }
@@ -147,9 +210,11 @@ fn orphaned_kernel_objects() -> Vec<String> {
 #[test]
 fn a_hundred_sigkills_under_load_leak_no_kernel_objects() {
     // Agents of earlier tests may still be in their RCU grace period.
-    eventually(Duration::from_secs(30), "no orphaned objects before the test", || {
-        orphaned_kernel_objects().is_empty().then_some(())
-    });
+    eventually(
+        Duration::from_secs(30),
+        "no orphaned objects before the test",
+        || orphaned_kernel_objects().is_empty().then_some(()),
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let load = {
         let stop = Arc::clone(&stop);
@@ -162,32 +227,57 @@ fn a_hundred_sigkills_under_load_leak_no_kernel_objects() {
     for round in 0..100 {
         let agent = Agent::start(&[]);
         let (status, log) = agent.stop_with(libc::SIGKILL);
-        assert!(!status.success(), "round {round}: SIGKILL must kill it\n{log}");
+        assert!(
+            !status.success(),
+            "round {round}: SIGKILL must kill it\n{log}"
+        );
     }
     stop.store(true, Ordering::Relaxed);
     load.join().unwrap();
     // Objects are freed once their last fd closes, after an RCU grace period.
-    eventually(Duration::from_secs(30), "every object of the killed agents to be freed", || {
-        orphaned_kernel_objects().is_empty().then_some(())
-    });
+    eventually(
+        Duration::from_secs(30),
+        "every object of the killed agents to be freed",
+        || orphaned_kernel_objects().is_empty().then_some(()),
+    );
     let agent = Agent::start(&[]);
-    assert_eq!(agent.scrape().value("monitor_probe_attached", &[("probe", "mon_sys_exit")]), Some(1.0));
+    assert_eq!(
+        agent
+            .scrape()
+            .value("monitor_probe_attached", &[("probe", "mon_sys_exit")]),
+        Some(1.0)
+    );
 }
 
 fn assert_all_probes_attached(agent: &Agent) {
     let scrape = agent.scrape();
     let attached: Vec<_> = scrape.matching("monitor_probe_attached", &[]).collect();
     assert_eq!(attached.len(), 4, "{}", scrape.text);
-    assert!(attached.iter().all(|sample| sample.value == 1.0), "{attached:?}\n{}", agent.log());
-    assert_eq!(http_get(agent.address, "/healthz").unwrap(), (200, "ok\n".to_owned()));
+    assert!(
+        attached.iter().all(|sample| sample.value == 1.0),
+        "{attached:?}\n{}",
+        agent.log()
+    );
+    assert_eq!(
+        http_get(agent.address, "/healthz").unwrap(),
+        (200, "ok\n".to_owned())
+    );
 }
 
 /// In a private mount namespace, run `setup` (a shell snippet), then the agent.
 fn in_mount_namespace(setup: &str) -> Vec<String> {
     let script = format!("{setup} && exec \"$0\" \"$@\"");
-    ["unshare", "--mount", "--propagation", "private", "sh", "-c", &script]
-        .map(String::from)
-        .to_vec()
+    [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &script,
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 #[test]
@@ -210,19 +300,41 @@ fn runs_without_kernel_btf() {
 fn a_probe_that_does_not_attach_degrades_visibly() {
     let agent = Agent::start(&["--probes.disable", "mon_sys_exit"]);
     let scrape = agent.scrape();
-    assert_eq!(scrape.value("monitor_probe_attached", &[("probe", "mon_sys_exit")]), Some(0.0));
-    assert_eq!(scrape.value("monitor_probe_attached", &[("probe", "mon_sys_enter")]), Some(1.0));
+    assert_eq!(
+        scrape.value("monitor_probe_attached", &[("probe", "mon_sys_exit")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        scrape.value("monitor_probe_attached", &[("probe", "mon_sys_enter")]),
+        Some(1.0)
+    );
     let (status, body) = http_get(agent.address, "/healthz").unwrap();
-    assert_eq!(status, 200, "degraded still serves: a liveness probe must not restart it");
-    assert!(body.starts_with("degraded") && body.contains("mon_sys_exit"), "{body}");
-    assert!(agent.log().contains("mon_sys_exit disabled"), "{}", agent.log());
+    assert_eq!(
+        status, 200,
+        "degraded still serves: a liveness probe must not restart it"
+    );
+    assert!(
+        body.starts_with("degraded") && body.contains("mon_sys_exit"),
+        "{body}"
+    );
+    assert!(
+        agent.log().contains("mon_sys_exit disabled"),
+        "{}",
+        agent.log()
+    );
 }
 
 #[test]
 fn no_probe_at_all_is_a_one_line_error() {
     let output = Command::new(agent_bin())
-        .args(["--web.listen-address", &format!("127.0.0.1:{}", free_port())])
-        .args(["--probes.disable", "mon_sys_enter,mon_sys_exit,mon_proc_exec,mon_proc_exit"])
+        .args([
+            "--web.listen-address",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .args([
+            "--probes.disable",
+            "mon_sys_enter,mon_sys_exit,mon_proc_exec,mon_proc_exit",
+        ])
         .args(["--log.level", "off"])
         .output()
         .unwrap();
@@ -234,7 +346,13 @@ fn no_probe_at_all_is_a_one_line_error() {
 
 /// Root with only these capabilities: what the README documents as sufficient.
 fn with_only_capabilities(caps: &str) -> Vec<String> {
-    ["setpriv", &format!("--bounding-set=-all,{caps}"), "--inh-caps=-all"].map(String::from).to_vec()
+    [
+        "setpriv",
+        &format!("--bounding-set=-all,{caps}"),
+        "--inh-caps=-all",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 #[test]
@@ -248,13 +366,19 @@ fn cap_bpf_and_cap_perfmon_suffice_and_each_is_needed() {
         let output = Command::new("setpriv")
             .args([&format!("--bounding-set=-all,{caps}"), "--inh-caps=-all"])
             .arg(agent_bin())
-            .args(["--web.listen-address", &format!("127.0.0.1:{}", free_port())])
+            .args([
+                "--web.listen-address",
+                &format!("127.0.0.1:{}", free_port()),
+            ])
             .output()
             .unwrap();
         assert_eq!(output.status.code(), Some(1), "{caps}: {output:?}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
-        assert!(stderr.contains(&format!("missing capabilities {missing}:")), "{stderr}");
+        assert!(
+            stderr.contains(&format!("missing capabilities {missing}:")),
+            "{stderr}"
+        );
     }
 }
 
@@ -268,13 +392,25 @@ fn secrets_in_arguments_environment_and_query_strings_stay_out() {
         .status()
         .unwrap();
     assert!(status.success());
-    let (status, _) = http_get(agent.address, &format!("/metrics?token={}", secret("QUERY"))).unwrap();
+    let (status, _) = http_get(
+        agent.address,
+        &format!("/metrics?token={}", secret("QUERY")),
+    )
+    .unwrap();
     assert_eq!(status, 200);
     let scrape = agent.scrape();
-    assert!(scrape.matching("monitor_syscall_duration_seconds_count", &[("comm", "sh")]).next().is_some());
+    assert!(
+        scrape
+            .matching("monitor_syscall_duration_seconds_count", &[("comm", "sh")])
+            .next()
+            .is_some()
+    );
     let log = agent.log();
     for kind in ["ARG", "ENV", "QUERY"] {
-        assert!(!scrape.text.contains(&secret(kind)), "{kind} secret in /metrics");
+        assert!(
+            !scrape.text.contains(&secret(kind)),
+            "{kind} secret in /metrics"
+        );
         assert!(!log.contains(&secret(kind)), "{kind} secret in the log");
     }
 }

@@ -28,7 +28,10 @@ impl Setup {
         let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
         std::fs::write(dir.join("server.crt"), cert.cert.pem()).unwrap();
         std::fs::write(dir.join("server.key"), cert.key_pair.serialize_pem()).unwrap();
-        Setup { dir, cert_pem: cert.cert.pem() }
+        Setup {
+            dir,
+            cert_pem: cert.cert.pem(),
+        }
     }
 
     /// Writes `web.yml` (relative cert paths: resolved against the file's directory).
@@ -40,7 +43,9 @@ impl Setup {
 
     fn tls_client(&self) -> Arc<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();
-        roots.add(CertificateDer::from_pem_slice(self.cert_pem.as_bytes()).unwrap()).unwrap();
+        roots
+            .add(CertificateDer::from_pem_slice(self.cert_pem.as_bytes()).unwrap())
+            .unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -60,7 +65,10 @@ impl Drop for Setup {
 const TLS_AND_AUTH: &str = "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n";
 
 fn users(user: &str, password: &str, cost: u32) -> String {
-    format!("basic_auth_users:\n  {user}: '{}'\n", bcrypt::hash(password, cost).unwrap())
+    format!(
+        "basic_auth_users:\n  {user}: '{}'\n",
+        bcrypt::hash(password, cost).unwrap()
+    )
 }
 
 /// The agent, started with a web config; ready once its TCP port accepts and `/healthz`
@@ -84,7 +92,11 @@ impl Agent {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let mut agent = Agent { child, address, log };
+        let mut agent = Agent {
+            child,
+            address,
+            log,
+        };
         let tls = setup.tls_client();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -94,7 +106,11 @@ impl Agent {
             if let Some(status) = agent.child.try_wait().unwrap() {
                 panic!("agent exited during start-up ({status}):\n{}", agent.log());
             }
-            assert!(Instant::now() < deadline, "agent not healthy after 30 s:\n{}", agent.log());
+            assert!(
+                Instant::now() < deadline,
+                "agent not healthy after 30 s:\n{}",
+                agent.log()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -121,13 +137,18 @@ fn https_get(
     let tcp = TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
     tcp.set_read_timeout(Some(Duration::from_secs(20)))?;
     let name = ServerName::try_from("localhost").unwrap();
-    let connection = rustls::ClientConnection::new(Arc::clone(tls), name).map_err(std::io::Error::other)?;
+    let connection =
+        rustls::ClientConnection::new(Arc::clone(tls), name).map_err(std::io::Error::other)?;
     let mut stream = rustls::StreamOwned::new(connection, tcp);
     let authorization = credentials.map_or(String::new(), |(user, password)| {
-        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
         format!("Authorization: Basic {encoded}\r\n")
     });
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n{authorization}Connection: close\r\n\r\n")?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{authorization}Connection: close\r\n\r\n"
+    )?;
     let mut response = Vec::new();
     match stream.read_to_end(&mut response) {
         Ok(_) => {}
@@ -144,21 +165,31 @@ fn parse_response(response: &str) -> std::io::Result<(u16, String)> {
         .and_then(|rest| rest.get(..3))
         .and_then(|code| code.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("no HTTP status line in {response:?}")))?;
-    let body = response.split_once("\r\n\r\n").map_or("", |(_, body)| body).to_owned();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, body)| body)
+        .to_owned();
     Ok((status, body))
 }
 
 #[test]
 fn https_with_basic_auth() {
     let setup = Setup::new("auth");
-    let config = setup.config(&format!("{TLS_AND_AUTH}{}", users("prometheus", "s3cret", 4)));
+    let config = setup.config(&format!(
+        "{TLS_AND_AUTH}{}",
+        users("prometheus", "s3cret", 4)
+    ));
     let agent = Agent::start(&setup, &config, &[]);
     let tls = setup.tls_client();
     let get = |credentials| https_get(&tls, agent.address, "/metrics", credentials).unwrap();
 
     let (status, _) = get(None);
     assert_eq!(status, 401, "no credentials");
-    for wrong in [("prometheus", "S3cret"), ("prometheus", ""), ("nobody", "s3cret")] {
+    for wrong in [
+        ("prometheus", "S3cret"),
+        ("prometheus", ""),
+        ("nobody", "s3cret"),
+    ] {
         assert_eq!(get(Some(wrong)).0, 401, "{wrong:?}");
     }
     for _ in 0..3 {
@@ -179,19 +210,37 @@ fn plain_http_to_the_tls_port_gets_no_http_response() {
         Err(err) => eprintln!("plain HTTP refused as expected: {err}"),
     }
     // Still serving HTTPS afterwards.
-    assert_eq!(https_get(&setup.tls_client(), agent.address, "/metrics", None).unwrap().0, 200);
+    assert_eq!(
+        https_get(&setup.tls_client(), agent.address, "/metrics", None)
+            .unwrap()
+            .0,
+        200
+    );
 }
 
 /// Reads until the server closes the connection; returns how long that took (or panics after
 /// `limit`).
-fn time_until_closed(stream: &mut dyn std::io::Read, started: Instant, limit: Duration) -> Duration {
+fn time_until_closed(
+    stream: &mut dyn std::io::Read,
+    started: Instant,
+    limit: Duration,
+) -> Duration {
     let mut buffer = [0u8; 4096];
     loop {
         match stream.read(&mut buffer) {
             Ok(0) => return started.elapsed(),
             Ok(_) => {}
-            Err(err) if matches!(err.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                assert!(started.elapsed() < limit, "still connected after {:?}", started.elapsed());
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                assert!(
+                    started.elapsed() < limit,
+                    "still connected after {:?}",
+                    started.elapsed()
+                );
             }
             // A reset, or TLS noticing the missing close_notify: closed all the same.
             Err(_) => return started.elapsed(),
@@ -208,26 +257,41 @@ fn slow_loris_clients_are_cut_off() {
 
     // 1. Connects and never starts the TLS handshake.
     let mut tcp = TcpStream::connect(agent.address).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let took = time_until_closed(&mut tcp, Instant::now(), limit);
     eprintln!("closed after {took:?}");
-    assert!(took >= Duration::from_millis(900), "closed too early: {took:?}");
+    assert!(
+        took >= Duration::from_millis(900),
+        "closed too early: {took:?}"
+    );
 
     // 2. Completes the handshake, then sends half a request line and stops.
     let tcp = TcpStream::connect(agent.address).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let name = ServerName::try_from("localhost").unwrap();
     let connection = rustls::ClientConnection::new(setup.tls_client(), name).unwrap();
     let mut stream = rustls::StreamOwned::new(connection, tcp);
-    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: local").unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: local")
+        .unwrap();
     stream.flush().unwrap();
     let started = Instant::now();
     let took = time_until_closed(&mut stream, started, limit);
     eprintln!("closed after {took:?}");
-    assert!(took >= Duration::from_millis(900), "closed too early: {took:?}");
+    assert!(
+        took >= Duration::from_millis(900),
+        "closed too early: {took:?}"
+    );
 
     // The agent is unharmed.
-    assert_eq!(https_get(&setup.tls_client(), agent.address, "/healthz", None).unwrap().0, 200);
+    assert_eq!(
+        https_get(&setup.tls_client(), agent.address, "/healthz", None)
+            .unwrap()
+            .0,
+        200
+    );
 }
 
 /// `--web.max-requests 1`: a request whose bcrypt check is slow (cost 14, over 1 s even
@@ -236,7 +300,10 @@ fn slow_loris_clients_are_cut_off() {
 #[test]
 fn requests_beyond_the_limit_get_503() {
     let setup = Setup::new("limit");
-    let config = setup.config(&format!("{TLS_AND_AUTH}{}", users("prometheus", "s3cret", 14)));
+    let config = setup.config(&format!(
+        "{TLS_AND_AUTH}{}",
+        users("prometheus", "s3cret", 14)
+    ));
     let agent = Agent::start(&setup, &config, &["--web.max-requests", "1"]);
     let tls = setup.tls_client();
 
@@ -244,12 +311,19 @@ fn requests_beyond_the_limit_get_503() {
     let slow_tls = Arc::clone(&tls);
     let slow = std::thread::spawn(move || {
         let started = Instant::now();
-        let result = https_get(&slow_tls, address, "/metrics", Some(("prometheus", "wrong"))).unwrap();
+        let result = https_get(
+            &slow_tls,
+            address,
+            "/metrics",
+            Some(("prometheus", "wrong")),
+        )
+        .unwrap();
         (result.0, started.elapsed())
     });
     std::thread::sleep(Duration::from_millis(300));
     let started = Instant::now();
-    let (status, body) = https_get(&tls, address, "/metrics", Some(("prometheus", "s3cret"))).unwrap();
+    let (status, body) =
+        https_get(&tls, address, "/metrics", Some(("prometheus", "s3cret"))).unwrap();
     let refused_in = started.elapsed();
     let (slow_status, slow_took) = slow.join().unwrap();
     eprintln!("503 in {refused_in:?}; the slow check took {slow_took:?}");
@@ -257,16 +331,27 @@ fn requests_beyond_the_limit_get_503() {
         slow_took > Duration::from_millis(300) + refused_in,
         "the bcrypt check ({slow_took:?}) was too fast to hold the permit: raise the cost"
     );
-    assert_eq!((status, body.as_str()), (503, "too many requests in flight, retry later\n"));
+    assert_eq!(
+        (status, body.as_str()),
+        (503, "too many requests in flight, retry later\n")
+    );
     assert_eq!(slow_status, 401);
     // /healthz is never limited; and with the permit back, the right password gets in.
     assert_eq!(https_get(&tls, address, "/healthz", None).unwrap().0, 200);
-    assert_eq!(https_get(&tls, address, "/metrics", Some(("prometheus", "s3cret"))).unwrap().0, 200);
+    assert_eq!(
+        https_get(&tls, address, "/metrics", Some(("prometheus", "s3cret")))
+            .unwrap()
+            .0,
+        200
+    );
 }
 
 fn run_with_config(config: &Path) -> Output {
     Command::new(agent_bin())
-        .args(["--web.listen-address", &format!("127.0.0.1:{}", free_port())])
+        .args([
+            "--web.listen-address",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
         .arg("--web.config.file")
         .arg(config)
         .output()
@@ -279,10 +364,24 @@ fn bad_config_files_are_one_line_and_start_nothing() {
     let missing = setup.dir.join("missing.yml");
     for (yaml, expected) in [
         (None, &["cannot read web config", "missing.yml"][..]),
-        (Some("tls_server_config: [unclosed\n"), &["web.yml", "line"][..]),
-        (Some("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  cert_flie: x\n"), &["web.yml", "unknown field `cert_flie`", "line 4"][..]),
-        (Some("tls_server_config:\n  cert_file: nowhere.crt\n  key_file: server.key\n"), &["web.yml", "cert_file", "nowhere.crt", "No such file"][..]),
-        (Some("basic_auth_users:\n  alice: not-a-hash\n"), &["web.yml", "bcrypt", "line 2"][..]),
+        (
+            Some("tls_server_config: [unclosed\n"),
+            &["web.yml", "line"][..],
+        ),
+        (
+            Some(
+                "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  cert_flie: x\n",
+            ),
+            &["web.yml", "unknown field `cert_flie`", "line 4"][..],
+        ),
+        (
+            Some("tls_server_config:\n  cert_file: nowhere.crt\n  key_file: server.key\n"),
+            &["web.yml", "cert_file", "nowhere.crt", "No such file"][..],
+        ),
+        (
+            Some("basic_auth_users:\n  alice: not-a-hash\n"),
+            &["web.yml", "bcrypt", "line 2"][..],
+        ),
     ] {
         let path = match yaml {
             Some(yaml) => setup.config(yaml),
@@ -291,11 +390,21 @@ fn bad_config_files_are_one_line_and_start_nothing() {
         let output = run_with_config(&path);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(1), "{yaml:?}: {output:?}");
-        assert_eq!(stderr.trim_end().lines().count(), 1, "{yaml:?}: one line expected: {stderr}");
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "{yaml:?}: one line expected: {stderr}"
+        );
         for needle in expected {
-            assert!(stderr.contains(needle), "{yaml:?}: {needle:?} missing from {stderr:?}");
+            assert!(
+                stderr.contains(needle),
+                "{yaml:?}: {needle:?} missing from {stderr:?}"
+            );
         }
-        assert!(!stderr.contains("attached"), "{yaml:?}: something started: {stderr}");
+        assert!(
+            !stderr.contains("attached"),
+            "{yaml:?}: something started: {stderr}"
+        );
     }
 }
 
@@ -313,7 +422,9 @@ fn empty_config_file_serves_plain_http() {
         .unwrap();
     let address: SocketAddr = address.parse().unwrap();
     let answered = tests::eventually(Duration::from_secs(30), "plain /metrics", || {
-        tests::http_get(address, "/metrics").ok().filter(|(status, _)| *status == 200)
+        tests::http_get(address, "/metrics")
+            .ok()
+            .filter(|(status, _)| *status == 200)
     });
     assert!(answered.1.contains("monitor_build_info"));
     let _ = child.kill();

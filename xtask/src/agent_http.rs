@@ -16,15 +16,24 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
 /// The kernel picks a free port; the agent binds it right after (a race we accept).
 pub fn free_port() -> Result<u16> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("finding a free port")?;
-    Ok(listener.local_addr().context("reading the free port")?.port())
+    Ok(listener
+        .local_addr()
+        .context("reading the free port")?
+        .port())
 }
 
 /// `GET path` on the loopback port: the status code and the body, `None` if unreachable.
 pub fn get(port: u16, path: &str) -> Option<(u16, String)> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut response = Vec::new();
     // A timeout still leaves whatever arrived, and the status line comes first.
     let _ = stream.read_to_end(&mut response);
@@ -66,7 +75,10 @@ mod tests {
             parse_response("HTTP/1.0 200 OK\r\ncontent-length: 3\r\n\r\nok\n"),
             Some((200, "ok\n".to_owned()))
         );
-        assert_eq!(parse_response("HTTP/1.1 503 Service Unavailable\r\n").map(|r| r.0), Some(503));
+        assert_eq!(
+            parse_response("HTTP/1.1 503 Service Unavailable\r\n").map(|r| r.0),
+            Some(503)
+        );
         assert_eq!(parse_response(""), None);
         assert_eq!(parse_response("200 HTTP/1.1\r\n"), None);
     }

@@ -168,9 +168,13 @@ enum Cmd {
 
 /// `90s`, `10m`, `1h`.
 fn parse_duration(text: &str) -> anyhow::Result<std::time::Duration> {
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().map_err(|_| anyhow::anyhow!("`{text}` is not a duration"))?;
+    let number: u64 = number
+        .parse()
+        .map_err(|_| anyhow::anyhow!("`{text}` is not a duration"))?;
     let seconds = match unit {
         "s" => number,
         "m" => number * 60,
@@ -214,7 +218,11 @@ fn dispatch(command: Cmd) -> anyhow::Result<()> {
             engine: &engine,
         }),
         Cmd::Slo { input, output } => slo::slo(&input, output.as_deref()),
-        Cmd::Soak { duration, sample_every, output } => soak::soak(&soak::Options {
+        Cmd::Soak {
+            duration,
+            sample_every,
+            output,
+        } => soak::soak(&soak::Options {
             duration: parse_duration(&duration)?,
             sample_every: parse_duration(&sample_every)?,
             output,

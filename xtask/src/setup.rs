@@ -24,6 +24,8 @@ const SYSTEM_TOOLS: &[(&str, &str)] = &[
     ("systemd-analyze", "systemd"),
     ("strace", "strace"),
     ("dockerd", "docker.io"),
+    // C code in the agent's dependencies (ring) for the static musl build of the image.
+    ("musl-gcc", "musl-tools"),
 ];
 
 /// Python packages the deployment tests import, pinned: (import name, pip requirement).
@@ -284,7 +286,13 @@ pub fn python_packages() -> Result<()> {
     }
     progress(&format!("pip {}", missing.join(" ")), "installing");
     run(Command::new("python3")
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
         .args(&missing))?;
     for (module, _) in PYTHON_PACKAGES {
         if !succeeds(Command::new("python3").args(["-c", &format!("import {module}")])) {

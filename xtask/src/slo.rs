@@ -39,12 +39,32 @@ struct BurnWindow {
 }
 
 const PAGE: [BurnWindow; 2] = [
-    BurnWindow { long: "1h", long_hours: 1, short: "5m", budget_percent: 2 },
-    BurnWindow { long: "6h", long_hours: 6, short: "30m", budget_percent: 5 },
+    BurnWindow {
+        long: "1h",
+        long_hours: 1,
+        short: "5m",
+        budget_percent: 2,
+    },
+    BurnWindow {
+        long: "6h",
+        long_hours: 6,
+        short: "30m",
+        budget_percent: 5,
+    },
 ];
 const TICKET: [BurnWindow; 2] = [
-    BurnWindow { long: "1d", long_hours: 24, short: "2h", budget_percent: 10 },
-    BurnWindow { long: "3d", long_hours: 72, short: "6h", budget_percent: 10 },
+    BurnWindow {
+        long: "1d",
+        long_hours: 24,
+        short: "2h",
+        budget_percent: 10,
+    },
+    BurnWindow {
+        long: "3d",
+        long_hours: 72,
+        short: "6h",
+        budget_percent: 10,
+    },
 ];
 
 #[derive(Debug, Deserialize)]
@@ -99,8 +119,7 @@ pub enum Sli {
 
 /// Reads `input` and writes the rules to `output`, or to stdout.
 pub fn slo(input: &Path, output: Option<&Path>) -> Result<()> {
-    let text =
-        fs::read_to_string(input).with_context(|| format!("reading {}", input.display()))?;
+    let text = fs::read_to_string(input).with_context(|| format!("reading {}", input.display()))?;
     let rules = generate(&text, &input.display().to_string())
         .with_context(|| format!("in {}", input.display()))?;
     match output {
@@ -119,7 +138,11 @@ pub fn generate(text: &str, source: &str) -> Result<String> {
     let mut seen = std::collections::BTreeSet::new();
     let mut groups = Vec::new();
     for slo in &file.slos {
-        ensure!(seen.insert(slo.name.as_str()), "SLO {} is defined twice", slo.name);
+        ensure!(
+            seen.insert(slo.name.as_str()),
+            "SLO {} is defined twice",
+            slo.name
+        );
         groups.push(group(slo).with_context(|| format!("SLO {}", slo.name))?);
     }
     let body = serde_norway::to_string(&RuleFile { groups })?;
@@ -173,11 +196,17 @@ fn group(slo: &Slo) -> Result<Group> {
     // be costly at every evaluation.
     rules.push(Rule {
         record: Some(format!("slo:sli_error:ratio_rate{}", slo.window)),
-        expr: format!("avg_over_time(slo:sli_error:ratio_rate5m{matcher}[{}])", slo.window),
+        expr: format!(
+            "avg_over_time(slo:sli_error:ratio_rate5m{matcher}[{}])",
+            slo.window
+        ),
         labels: labels.clone(),
         ..Rule::default()
     });
-    for (name, value) in [("objective", slo.objective / 100.0), ("error_budget", budget)] {
+    for (name, value) in [
+        ("objective", slo.objective / 100.0),
+        ("error_budget", budget),
+    ] {
         rules.push(Rule {
             record: Some(format!("slo:{name}:ratio")),
             expr: format!("vector({})", number(value)),
@@ -231,7 +260,11 @@ fn group(slo: &Slo) -> Result<Group> {
         );
         let mut description = String::new();
         if !slo.description.is_empty() {
-            let _ = write!(description, "{}. ", slo.description.trim().trim_end_matches('.'));
+            let _ = write!(
+                description,
+                "{}. ",
+                slo.description.trim().trim_end_matches('.')
+            );
         }
         let _ = write!(
             description,
@@ -247,13 +280,19 @@ fn group(slo: &Slo) -> Result<Group> {
             ..Rule::default()
         });
     }
-    Ok(Group { name: format!("slo:{}", slo.name), rules })
+    Ok(Group {
+        name: format!("slo:{}", slo.name),
+        rules,
+    })
 }
 
 fn validate(slo: &Slo) -> Result<()> {
     ensure!(
         !slo.name.is_empty()
-            && slo.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+            && slo
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
         "name {:?}: use lower-case letters, digits and '-'",
         slo.name
     );
@@ -293,7 +332,10 @@ fn window_hours(window: &str) -> Result<u32> {
         "w" => n * 24 * 7,
         _ => bail!("window {window:?}: expected <days>d or <weeks>w"),
     };
-    ensure!(hours >= 72, "window {window} is shorter than the 3d alert window");
+    ensure!(
+        hours >= 72,
+        "window {window} is shorter than the 3d alert window"
+    );
     Ok(hours)
 }
 
@@ -337,7 +379,12 @@ fn error_ratio(sli: &Sli, window: &str) -> Result<String> {
     let ratio = |bad: String, total: String| format!("(\n  ({bad} or vector(0))\n/\n  {total}\n)");
     let slower = |metric: &str, selector: &str, le: String| {
         let total = rate(&format!("{metric}_count"), selector, &[], window);
-        let fast = rate(&format!("{metric}_bucket"), selector, &[format!("le=\"{le}\"")], window);
+        let fast = rate(
+            &format!("{metric}_bucket"),
+            selector,
+            &[format!("le=\"{le}\"")],
+            window,
+        );
         format!("(\n  ({total} - {fast})\n/\n  {total}\n)")
     };
     Ok(match sli {
@@ -350,14 +397,20 @@ fn error_ratio(sli: &Sli, window: &str) -> Result<String> {
             ),
             rate(&format!("{HTTP}_count"), selector, &[], window),
         ),
-        Sli::HttpLatency { selector, threshold } => {
+        Sli::HttpLatency {
+            selector,
+            threshold,
+        } => {
             ensure!(
                 threshold.is_finite() && *threshold > 0.0,
                 "threshold {threshold} must be a positive number of seconds"
             );
             slower(HTTP, selector, number(*threshold))
         }
-        Sli::SyscallAvailability { selector, ignore_errno } => {
+        Sli::SyscallAvailability {
+            selector,
+            ignore_errno,
+        } => {
             let mut extra = Vec::new();
             if !ignore_errno.is_empty() {
                 for errno in ignore_errno {
@@ -373,9 +426,10 @@ fn error_ratio(sli: &Sli, window: &str) -> Result<String> {
                 rate(&format!("{SYSCALL}_count"), selector, &[], window),
             )
         }
-        Sli::SyscallLatency { selector, threshold } => {
-            slower(SYSCALL, selector, syscall_bucket(*threshold)?)
-        }
+        Sli::SyscallLatency {
+            selector,
+            threshold,
+        } => slower(SYSCALL, selector, syscall_bucket(*threshold)?),
         Sli::ConnectAvailability { selector } => ratio(
             rate(CONNECT_ERRORS, selector, &[], window),
             rate(
@@ -417,8 +471,11 @@ mod tests {
 
     #[test]
     fn workbook_burn_rates_for_thirty_days() {
-        let factors: Vec<f64> =
-            PAGE.iter().chain(&TICKET).map(|w| burn_factor(w, 720)).collect();
+        let factors: Vec<f64> = PAGE
+            .iter()
+            .chain(&TICKET)
+            .map(|w| burn_factor(w, 720))
+            .collect();
         assert_eq!(factors, [14.4, 6.0, 3.0, 1.0]);
         assert_eq!(burn_factor(&PAGE[0], 28 * 24), 13.44);
         assert_eq!(budget(99.9), 0.001);
@@ -429,12 +486,21 @@ mod tests {
     fn generates_records_and_both_alerts() {
         let rules = generate(ONE, "x.yaml").unwrap();
         for window in WINDOWS.iter().chain(&["30d"]) {
-            assert!(rules.contains(&format!("record: slo:sli_error:ratio_rate{window}\n")), "{window}");
+            assert!(
+                rules.contains(&format!("record: slo:sli_error:ratio_rate{window}\n")),
+                "{window}"
+            );
         }
-        assert!(rules.contains("slo:sli_error:ratio_rate1h{slo=\"api\"} > (14.4 * 0.001)"), "{rules}");
+        assert!(
+            rules.contains("slo:sli_error:ratio_rate1h{slo=\"api\"} > (14.4 * 0.001)"),
+            "{rules}"
+        );
         assert!(rules.contains("slo:sli_error:ratio_rate5m{slo=\"api\"} > (14.4 * 0.001)"));
         assert!(rules.contains("slo:sli_error:ratio_rate3d{slo=\"api\"} > (1 * 0.001)"));
-        assert!(rules.contains("http_response_status_code=~\\\"5..\\\"") || rules.contains("http_response_status_code=~\"5..\""));
+        assert!(
+            rules.contains("http_response_status_code=~\\\"5..\\\"")
+                || rules.contains("http_response_status_code=~\"5..\"")
+        );
         assert_eq!(rules.matches("alert: SLOErrorBudgetBurn").count(), 2);
         assert!(rules.contains("severity: page") && rules.contains("severity: ticket"));
     }
@@ -445,7 +511,10 @@ mod tests {
         assert_eq!(syscall_bucket(0.000000256).unwrap(), "0.000000256");
         assert_eq!(syscall_bucket(17.179869184).unwrap(), "17.179869184");
         let err = syscall_bucket(0.02).unwrap_err().to_string();
-        assert!(err.contains("0.016777216") && err.contains("0.033554432"), "{err}");
+        assert!(
+            err.contains("0.016777216") && err.contains("0.033554432"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -453,7 +522,10 @@ mod tests {
         let bad = |from: &str, to: &str| generate(&ONE.replace(from, to), "x").unwrap_err();
         assert!(format!("{:#}", bad("99.9", "100")).contains("strictly between"));
         assert!(format!("{:#}", bad("name: api", "name: API")).contains("lower-case"));
-        assert!(format!("{:#}", bad("http-availability", "http-availabilty")).contains("unknown variant"));
+        assert!(
+            format!("{:#}", bad("http-availability", "http-availabilty"))
+                .contains("unknown variant")
+        );
         assert!(format!("{:#}", bad("    objective", "    objectiv")).contains("unknown field"));
         assert!(format!("{:#}", bad("    sli:", "    window: 2d\n    sli:")).contains("shorter"));
         assert!(format!("{:#}", bad("'comm=\"nginx\"'", "'{comm=\"nginx\"}'")).contains("braces"));

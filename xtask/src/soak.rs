@@ -44,7 +44,15 @@ pub fn soak(options: &Options) -> Result<()> {
     }
     setup::full()?;
     ensure_stress_ng()?;
-    run(cargo()?.args(["build", "--release", "-p", "monitor-agent", "-p", "tests", "--bins"]))?;
+    run(cargo()?.args([
+        "build",
+        "--release",
+        "-p",
+        "monitor-agent",
+        "-p",
+        "tests",
+        "--bins",
+    ]))?;
     let release = target_dir()?.join("release");
     let logs = target_dir()?.join("xtask-soak");
     fs::create_dir_all(&logs).context("creating the soak log directory")?;
@@ -68,8 +76,23 @@ pub fn soak(options: &Options) -> Result<()> {
     let mut stress = Supervised::spawn(
         "stress-ng",
         Command::new("stress-ng")
-            .args(["--cpu", "1", "--cpu-load", "40", "--fork", "1", "--exec", "1"])
-            .args(["--switch", "1", "--timeout", &format!("{seconds}s"), "--quiet"])
+            .args([
+                "--cpu",
+                "1",
+                "--cpu-load",
+                "40",
+                "--fork",
+                "1",
+                "--exec",
+                "1",
+            ])
+            .args([
+                "--switch",
+                "1",
+                "--timeout",
+                &format!("{seconds}s"),
+                "--quiet",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
     )?;
@@ -123,7 +146,8 @@ fn ensure_stress_ng() -> Result<()> {
         return Ok(());
     }
     println!("setup: stress-ng (package stress-ng) ... installing");
-    run(Command::new("apt-get").args(["install", "-y", "--no-install-recommends", "stress-ng"])
+    run(Command::new("apt-get")
+        .args(["install", "-y", "--no-install-recommends", "stress-ng"])
         .env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
@@ -143,9 +167,18 @@ fn take_sample(pid: u32, port: u16, at: Duration) -> Result<Sample> {
     Ok(Sample {
         at,
         rss_kib,
-        syscall_series: value("monitor_series", "family=\"monitor_syscall_duration_seconds\""),
-        events_read: value("monitor_ringbuf_events_read_total", "ringbuf=\"process_events\""),
-        events_lost: value("monitor_ringbuf_events_lost_total", "ringbuf=\"process_events\""),
+        syscall_series: value(
+            "monitor_series",
+            "family=\"monitor_syscall_duration_seconds\"",
+        ),
+        events_read: value(
+            "monitor_ringbuf_events_read_total",
+            "ringbuf=\"process_events\"",
+        ),
+        events_lost: value(
+            "monitor_ringbuf_events_lost_total",
+            "ringbuf=\"process_events\"",
+        ),
         stats_entries: value("monitor_kernel_map_entries", "map=\"SYSCALL_STATS\""),
     })
 }
@@ -153,7 +186,8 @@ fn take_sample(pid: u32, port: u16, at: Duration) -> Result<Sample> {
 /// The value of `name{labels}` in a Prometheus text exposition (labels as written).
 fn metric_value(text: &str, name: &str, labels: &str) -> Option<f64> {
     let prefix = format!("{name}{{{labels}}} ");
-    text.lines().find_map(|line| line.strip_prefix(&prefix)?.trim().parse().ok())
+    text.lines()
+        .find_map(|line| line.strip_prefix(&prefix)?.trim().parse().ok())
 }
 
 struct Verdict {
@@ -173,9 +207,18 @@ impl Verdict {
             .or(samples.first())
             .map_or(0, |s| s.rss_kib);
         let final_kib = samples.last().map_or(0, |s| s.rss_kib);
-        let growth = if baseline == 0 { 0.0 } else { final_kib as f64 / baseline as f64 - 1.0 };
+        let growth = if baseline == 0 {
+            0.0
+        } else {
+            final_kib as f64 / baseline as f64 - 1.0
+        };
         let lost = samples.last().map_or(0.0, |s| s.events_lost);
-        Verdict { baseline_kib: baseline, final_kib, growth, lost }
+        Verdict {
+            baseline_kib: baseline,
+            final_kib,
+            growth,
+            lost,
+        }
     }
 
     fn passed(&self) -> bool {
@@ -218,7 +261,10 @@ fn markdown(options: &Options, samples: &[Sample], verdict: &Verdict) -> Result<
         MAX_RSS_GROWTH * 100.0
     )?;
     writeln!(text, "**Result: {}**\n", verdict.summary())?;
-    writeln!(text, "| t (s) | RSS (KiB) | syscall series | SYSCALL_STATS entries | events read | events lost |")?;
+    writeln!(
+        text,
+        "| t (s) | RSS (KiB) | syscall series | SYSCALL_STATS entries | events read | events lost |"
+    )?;
     writeln!(text, "|---:|---:|---:|---:|---:|---:|")?;
     for s in samples {
         writeln!(
@@ -252,12 +298,20 @@ mod tests {
 
     #[test]
     fn growth_is_measured_from_the_end_of_the_warm_up() {
-        let samples = [sample(0, 1000, 0.0), sample(60, 5000, 0.0), sample(300, 5400, 0.0)];
+        let samples = [
+            sample(0, 1000, 0.0),
+            sample(60, 5000, 0.0),
+            sample(300, 5400, 0.0),
+        ];
         let verdict = Verdict::of(&samples);
         assert_eq!(verdict.baseline_kib, 5000);
         assert!((verdict.growth - 0.08).abs() < 1e-9);
         assert!(verdict.passed());
-        let leaking = [sample(0, 1000, 0.0), sample(60, 5000, 0.0), sample(300, 5600, 0.0)];
+        let leaking = [
+            sample(0, 1000, 0.0),
+            sample(60, 5000, 0.0),
+            sample(300, 5600, 0.0),
+        ];
         assert!(!Verdict::of(&leaking).passed());
         let lossy = [sample(0, 1000, 0.0), sample(300, 1000, 3.0)];
         assert!(!Verdict::of(&lossy).passed());
@@ -266,7 +320,10 @@ mod tests {
     #[test]
     fn reads_a_labelled_value() {
         let text = "# HELP x\nmonitor_series{family=\"a\"} 12\nmonitor_series{family=\"b\"} 3\n";
-        assert_eq!(metric_value(text, "monitor_series", "family=\"b\""), Some(3.0));
+        assert_eq!(
+            metric_value(text, "monitor_series", "family=\"b\""),
+            Some(3.0)
+        );
         assert_eq!(metric_value(text, "monitor_series", "family=\"c\""), None);
     }
 }

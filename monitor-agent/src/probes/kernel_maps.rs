@@ -8,7 +8,6 @@ use aya::{
 use log::debug;
 use monitor_common::{Counter, ProcessState, SyscallErrorKey, SyscallKey, SyscallStats, map};
 
-
 /// A kernel map's fill, for the self-metrics.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MapFill {
@@ -30,7 +29,9 @@ fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
     ebpf: &mut Ebpf,
     name: &'static str,
 ) -> anyhow::Result<T> {
-    let map = ebpf.take_map(name).with_context(|| format!("map {name} missing from the object"))?;
+    let map = ebpf
+        .take_map(name)
+        .with_context(|| format!("map {name} missing from the object"))?;
     T::try_from(map).with_context(|| format!("map {name} has an unexpected type"))
 }
 
@@ -69,7 +70,10 @@ impl KernelMaps {
 
     /// The generation that currently holds `tgid`.
     pub fn generation(&self, tgid: u32) -> Option<u32> {
-        self.generations.get(&tgid, 0).ok().map(|state| state.generation)
+        self.generations
+            .get(&tgid, 0)
+            .ok()
+            .map(|state| state.generation)
     }
 
     pub fn counter(&self, counter: Counter) -> u64 {

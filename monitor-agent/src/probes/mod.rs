@@ -108,9 +108,16 @@ pub fn load(settings: &LoadSettings) -> anyhow::Result<Loaded> {
         .iter()
         .map(|probe| {
             if settings.disabled.iter().any(|name| name == probe.program) {
-                warn!("probe {} disabled by --probes.disable: its metrics stay empty", probe.program);
+                warn!(
+                    "probe {} disabled by --probes.disable: its metrics stay empty",
+                    probe.program
+                );
                 let error = Some("disabled by --probes.disable".to_owned());
-                return ProbeState { probe: *probe, program: probe.program, error };
+                return ProbeState {
+                    probe: *probe,
+                    program: probe.program,
+                    error,
+                };
             }
             attach_probe(&mut ebpf, probe)
         })
@@ -118,11 +125,25 @@ pub fn load(settings: &LoadSettings) -> anyhow::Result<Loaded> {
     let capacities = vec![
         (map::THREAD_START, u64::from(pid_slots)),
         (map::PROCESS_STATE, u64::from(pid_slots)),
-        (map::SYSCALL_STATS, u64::from(settings.syscall_stats_entries)),
-        (map::SYSCALL_ERRORS, u64::from(settings.syscall_errors_entries)),
-        (map::PROCESS_EVENTS, u64::from(settings.process_events_bytes)),
+        (
+            map::SYSCALL_STATS,
+            u64::from(settings.syscall_stats_entries),
+        ),
+        (
+            map::SYSCALL_ERRORS,
+            u64::from(settings.syscall_errors_entries),
+        ),
+        (
+            map::PROCESS_EVENTS,
+            u64::from(settings.process_events_bytes),
+        ),
     ];
-    Ok(Loaded { ebpf, probes, pid_slots, capacities })
+    Ok(Loaded {
+        ebpf,
+        probes,
+        pid_slots,
+        capacities,
+    })
 }
 
 fn attach_probe(ebpf: &mut Ebpf, probe: &Probe) -> ProbeState {
@@ -134,17 +155,26 @@ fn attach_probe(ebpf: &mut Ebpf, probe: &Probe) -> ProbeState {
     if let (Some(first_error), Some(fallback)) = (&error, probe.fallback) {
         info!("probe {program} refused ({first_error}); trying its fallback {fallback}");
         program = fallback;
-        error = attach(ebpf, fallback, probe.tracepoint).err().map(|err| format!("{err:#}"));
+        error = attach(ebpf, fallback, probe.tracepoint)
+            .err()
+            .map(|err| format!("{err:#}"));
     }
     match &error {
-        None => info!("probe {program} attached to raw tracepoint {}", probe.tracepoint),
+        None => info!(
+            "probe {program} attached to raw tracepoint {}",
+            probe.tracepoint
+        ),
         Some(err) => warn!(
             "probe {program} NOT attached to raw tracepoint {} (needs {}): {err}; its metrics \
              stay empty, the other probes keep running",
             probe.tracepoint, probe.needs
         ),
     }
-    ProbeState { probe: *probe, program, error }
+    ProbeState {
+        probe: *probe,
+        program,
+        error,
+    }
 }
 
 fn attach(ebpf: &mut Ebpf, name: &str, tracepoint: &str) -> anyhow::Result<()> {

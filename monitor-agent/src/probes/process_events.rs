@@ -14,9 +14,16 @@ impl ProcessEvents {
     pub fn take(ebpf: &mut aya::Ebpf) -> anyhow::Result<Self> {
         use anyhow::Context as _;
         let name = monitor_common::map::PROCESS_EVENTS;
-        let map = ebpf.take_map(name).with_context(|| format!("map {name} missing"))?;
-        let ring = RingBuf::try_from(map).with_context(|| format!("map {name} is not a ring buffer"))?;
-        Ok(Self { ring, read: 0, malformed: 0 })
+        let map = ebpf
+            .take_map(name)
+            .with_context(|| format!("map {name} missing"))?;
+        let ring =
+            RingBuf::try_from(map).with_context(|| format!("map {name} is not a ring buffer"))?;
+        Ok(Self {
+            ring,
+            read: 0,
+            malformed: 0,
+        })
     }
 
     /// Consumes everything the kernel has submitted so far. A bad record is counted and

@@ -1,0 +1,250 @@
+//! The container image: `cargo xtask image` builds it (static musl agent, FROM scratch) on a
+//! Docker engine this test starts; run with the documented flags, the agent in it reports a
+//! host workload's syscalls exactly, and without capabilities it refuses to start.
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+    time::Duration,
+};
+
+use tests::{
+    Scrape, Server, TempDir, agent_bin, eventually, free_port, http_get, require_program, run_as,
+    unique_comm, workspace_root,
+};
+
+struct Docker {
+    socket: String,
+    _server: Server,
+    dir: TempDir,
+}
+
+impl Docker {
+    /// dockerd with its own data root, exec root, socket and pidfile under a temp dir; no
+    /// bridge or iptables (containers use the host network), vfs storage (no overlay mounts).
+    fn start() -> Docker {
+        let dockerd = require_program("dockerd", "docker.io");
+        require_program("docker", "docker.io");
+        let dir = TempDir::new("dockerd");
+        let socket = format!("unix://{}", dir.path().join("docker.sock").display());
+        let log = dir.path().join("dockerd.log");
+        let server = Server::spawn(
+            "dockerd",
+            Command::new(dockerd)
+                .arg(format!("--data-root={}", dir.path().join("data").display()))
+                .arg(format!("--exec-root={}", dir.path().join("exec").display()))
+                .arg(format!(
+                    "--pidfile={}",
+                    dir.path().join("docker.pid").display()
+                ))
+                .args([
+                    "-H",
+                    &socket,
+                    "--bridge=none",
+                    "--iptables=false",
+                    "--ip6tables=false",
+                    "--storage-driver=vfs",
+                ])
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap()),
+            Duration::from_secs(30),
+        );
+        let docker = Docker {
+            socket,
+            _server: server,
+            dir,
+        };
+        eventually(Duration::from_secs(60), "dockerd to answer", || {
+            docker.docker(&["version"]).status.success().then_some(())
+        });
+        docker
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new("docker");
+        command
+            .env("DOCKER_HOST", &self.socket)
+            .env("DOCKER_BUILDKIT", "0")
+            .stdin(Stdio::null());
+        command
+    }
+
+    fn docker(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().expect("docker")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Docker {
+    fn drop(&mut self) {
+        // Fields drop after this: first dockerd is stopped, then the temp dir removed. The
+        // network-namespace bind mount dockerd may leave behind would keep the dir busy.
+        let netns = self.dir.path().join("exec/netns/default");
+        self._server.stop();
+        if let Ok(path) = std::ffi::CString::new(netns.to_str().unwrap()) {
+            // SAFETY: umount2 on a path we own; failure (not mounted) is fine.
+            unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// A container removed (forcibly) on drop.
+struct Container<'a>(&'a Docker, String);
+
+impl Drop for Container<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.docker(&["rm", "-f", &self.1]);
+    }
+}
+
+#[test]
+fn image_builds_from_scratch_and_reports_host_syscalls() {
+    let docker = Docker::start();
+    let tag = format!("monitor-agent:itest-{}", std::process::id());
+    // Its own target dir: the musl build must not wait on the lock of the running `cargo test`.
+    let xtask = agent_bin().with_file_name("xtask");
+    assert!(
+        xtask.exists(),
+        "{} missing: run `cargo xtask test`",
+        xtask.display()
+    );
+    let target: PathBuf = agent_bin()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("image-build");
+    let output = Command::new(&xtask)
+        .current_dir(workspace_root())
+        .env("CARGO_TARGET_DIR", &target)
+        .env("DOCKER_HOST", &docker.socket)
+        .args(["image", "--tag", &tag])
+        .stdin(Stdio::null())
+        .output()
+        .expect("cargo xtask image");
+    assert!(
+        output.status.success(),
+        "xtask image:\n{}\ndockerd:\n{}",
+        text(&output),
+        docker.log()
+    );
+
+    // One layer holding one file: the static agent.
+    let inspect = docker.docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{len .RootFS.Layers}} {{json .Config.Entrypoint}} {{.Size}}",
+        &tag,
+    ]);
+    let inspect = text(&inspect);
+    let fields: Vec<&str> = inspect.split_whitespace().collect();
+    assert_eq!(
+        fields[..2],
+        ["1", "[\"/usr/bin/monitor-agent\"]"],
+        "{inspect}"
+    );
+    let size: u64 = fields[2].parse().unwrap();
+    assert!(size < 20 << 20, "image of {size} bytes");
+
+    // The documented run: host PID namespace, host network (loopback here), read-only, all
+    // capabilities dropped but the one this engine can grant, no host mounts. (Docker 20.10
+    // does not know CAP_BPF/CAP_PERFMON by name: CAP_SYS_ADMIN stands in for both.)
+    let port = free_port();
+    let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let name = format!("monitor-agent-itest-{}", std::process::id());
+    let output = docker.docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--pid=host",
+        "--network=host",
+        "--read-only",
+        "--cap-drop=ALL",
+        "--cap-add=SYS_ADMIN",
+        "--security-opt=no-new-privileges",
+        &tag,
+        "--web.listen-address",
+        &address.to_string(),
+    ]);
+    assert!(output.status.success(), "docker run:\n{}", text(&output));
+    let container = Container(&docker, name.clone());
+    eventually(
+        Duration::from_secs(30),
+        "the containerised agent to be healthy",
+        || {
+            matches!(http_get(address, "/healthz"), Ok((200, ref body)) if body.trim() == "ok")
+                .then_some(())
+        },
+    );
+    let comm = unique_comm("imgwl");
+    run_as(
+        &comm,
+        Path::new(env!("CARGO_BIN_EXE_gt-workload")),
+        &["9", "4", "2", "1"].map(String::from),
+    );
+    let scrape = eventually(
+        Duration::from_secs(10),
+        "the host workload's series",
+        || {
+            let scrape = Scrape::parse(&http_get(address, "/metrics").ok()?.1);
+            let count = scrape.value(
+                "monitor_syscall_duration_seconds_count",
+                &[("comm", &comm), ("syscall", "nanosleep")],
+            )?;
+            (count >= 2.0).then_some(scrape)
+        },
+    );
+    let errors = |syscall, errno| {
+        scrape.value(
+            "monitor_syscall_errors_total",
+            &[("comm", &comm), ("syscall", syscall), ("errno", errno)],
+        )
+    };
+    assert_eq!(
+        errors("openat", "ENOENT"),
+        Some(9.0),
+        "{}",
+        text(&docker.docker(&["logs", &name]))
+    );
+    assert_eq!(errors("close", "EBADF"), Some(4.0));
+    assert_eq!(
+        scrape.value(
+            "monitor_syscall_duration_seconds_count",
+            &[("comm", &comm), ("syscall", "nanosleep")]
+        ),
+        Some(2.0)
+    );
+    drop(container);
+
+    // Without the capability the agent says what is missing and exits.
+    let output = docker.docker(&[
+        "run",
+        "--rm",
+        "--pid=host",
+        "--network=host",
+        "--cap-drop=ALL",
+        &tag,
+        "--web.listen-address",
+        "127.0.0.1:1",
+    ]);
+    assert!(!output.status.success());
+    assert!(
+        text(&output).contains("missing capabilities CAP_BPF + CAP_PERFMON"),
+        "{}",
+        text(&output)
+    );
+    let _ = docker.docker(&["rmi", "-f", &tag]);
+}

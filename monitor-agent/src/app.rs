@@ -49,7 +49,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let events = ProcessEvents::take(&mut loaded.ebpf)?;
     let events_ready = watch_readable(events.fd().context("duplicating the ring buffer fd")?)
         .context("polling the process-event ring buffer")?;
-    let mut monitor = Monitor::new(maps, events, config.with_pid_label(), config.series_ttl);
+    let mut monitor = Monitor::new(
+        maps,
+        events,
+        config.with_pid_label(),
+        config.series_ttl,
+        config.sweep_interval,
+    );
     if let Some(pause) = config.pause_event_reader {
         warn!("test switch: reading no process events for {pause:?}");
         monitor.pause_events_until(Instant::now() + pause);

@@ -52,6 +52,7 @@ pub struct Monitor {
     errors: SeriesTable<ErrorLabels, u64>,
     pid_label: bool,
     ttl: Duration,
+    name_grace: Duration,
     events_paused_until: Option<Instant>,
 }
 
@@ -153,7 +154,16 @@ impl Sorter<'_> {
 }
 
 impl Monitor {
-    pub fn new(maps: KernelMaps, events: ProcessEvents, pid_label: bool, ttl: Duration) -> Self {
+    /// `sweep_interval`: how often `refresh` runs at the least; a finished process's name is
+    /// kept a few sweeps (its kernel entries are retired at the first one), not for the series
+    /// TTL, so that process churn cannot grow the name table.
+    pub fn new(
+        maps: KernelMaps,
+        events: ProcessEvents,
+        pid_label: bool,
+        ttl: Duration,
+        sweep_interval: Duration,
+    ) -> Self {
         Self {
             maps,
             events,
@@ -162,6 +172,7 @@ impl Monitor {
             errors: SeriesTable::default(),
             pid_label,
             ttl,
+            name_grace: (sweep_interval * 3).max(Duration::from_secs(30)),
             events_paused_until: None,
         }
     }
@@ -205,7 +216,7 @@ impl Monitor {
         for key in &finished_errors {
             self.maps.remove_error(key);
         }
-        self.names.prune(now, self.ttl);
+        self.names.prune(now, self.name_grace);
         let map_fill = self.maps.fill(
             stat_rows_len - finished_stats.len(),
             error_rows_len - finished_errors.len(),

@@ -99,7 +99,8 @@ impl ProcessNames {
         }
     }
 
-    /// Forgets incarnations finished longer than `keep` ago (their series are retired by then).
+    /// Forgets incarnations finished longer than `keep` ago (their entries are retired by then;
+    /// the series keep their labels on their own).
     pub fn prune(&mut self, now: Instant, keep: Duration) {
         self.known.retain(|_, known| {
             known

@@ -47,6 +47,17 @@ impl Agent {
 
     /// Like `start`, with the agent run through `wrapper` (e.g. `setpriv …`, `unshare …`).
     pub fn start_via(wrapper: &[&str], extra_args: &[&str]) -> Agent {
+        Agent::start_checked(wrapper, extra_args, |address| {
+            matches!(http_get(address, "/healthz"), Ok((200, _)))
+        })
+    }
+
+    /// Starts the agent and waits until `healthy(address)` holds (e.g. over TLS).
+    pub fn start_checked(
+        wrapper: &[&str],
+        extra_args: &[&str],
+        mut healthy: impl FnMut(SocketAddr) -> bool,
+    ) -> Agent {
         let address: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let log = std::env::temp_dir().join(format!("monitor-agent-{}.log", address.port()));
         let log_file = std::fs::File::create(&log).unwrap();
@@ -73,7 +84,7 @@ impl Agent {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok((200, _)) = http_get(agent.address, "/healthz") {
+            if healthy(agent.address) {
                 return agent;
             }
             if let Some(status) = agent.child.as_mut().unwrap().try_wait().unwrap() {

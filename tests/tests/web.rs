@@ -5,14 +5,14 @@ use std::{
     io::{Read as _, Write as _},
     net::{SocketAddr, TcpStream},
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    process::{Command, Output, Stdio},
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use base64::Engine as _;
 use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject as _};
-use tests::{agent_bin, free_port, wait_timeout};
+use tests::{Agent, agent_bin, free_port, wait_timeout};
 
 /// A directory with `server.crt`/`server.key` (self-signed for localhost) and a web config.
 struct Setup {
@@ -73,58 +73,17 @@ fn users(user: &str, password: &str, cost: u32) -> String {
 
 /// The agent, started with a web config; ready once its TCP port accepts and `/healthz`
 /// (exempt from auth) answers over HTTPS.
-struct Agent {
-    child: Child,
-    address: SocketAddr,
-    log: PathBuf,
-}
-
-impl Agent {
-    fn start(setup: &Setup, config: &Path, extra: &[&str]) -> Agent {
-        let address: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let log = setup.dir.join(format!("agent-{}.log", address.port()));
-        let child = Command::new(agent_bin())
-            .args(["--web.listen-address", &address.to_string()])
-            .arg("--web.config.file")
-            .arg(config)
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut agent = Agent {
-            child,
-            address,
-            log,
-        };
-        let tls = setup.tls_client();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok((200, _)) = https_get(&tls, agent.address, "/healthz", None) {
-                return agent;
-            }
-            if let Some(status) = agent.child.try_wait().unwrap() {
-                panic!("agent exited during start-up ({status}):\n{}", agent.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "agent not healthy after 30 s:\n{}",
-                agent.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The agent with `config` as its web config, healthy once `/healthz` answers over TLS.
+fn start_agent(setup: &Setup, config: &Path, extra: &[&str]) -> Agent {
+    let tls = setup.tls_client();
+    let config = config.to_str().unwrap();
+    let args: Vec<&str> = ["--web.config.file", config]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect();
+    Agent::start_checked(&[], &args, |address| {
+        matches!(https_get(&tls, address, "/healthz", None), Ok((200, _)))
+    })
 }
 
 /// One HTTPS/1.1 request on its own connection: status and body.
@@ -179,7 +138,7 @@ fn https_with_basic_auth() {
         "{TLS_AND_AUTH}{}",
         users("prometheus", "s3cret", 4)
     ));
-    let agent = Agent::start(&setup, &config, &[]);
+    let agent = start_agent(&setup, &config, &[]);
     let tls = setup.tls_client();
     let get = |credentials| https_get(&tls, agent.address, "/metrics", credentials).unwrap();
 
@@ -204,7 +163,7 @@ fn https_with_basic_auth() {
 fn plain_http_to_the_tls_port_gets_no_http_response() {
     let setup = Setup::new("plain");
     let config = setup.config(TLS_AND_AUTH);
-    let agent = Agent::start(&setup, &config, &[]);
+    let agent = start_agent(&setup, &config, &[]);
     match tests::http_get(agent.address, "/metrics") {
         Ok((status, body)) => panic!("plain HTTP answered {status}: {body}"),
         Err(err) => eprintln!("plain HTTP refused as expected: {err}"),
@@ -252,7 +211,7 @@ fn time_until_closed(
 fn slow_loris_clients_are_cut_off() {
     let setup = Setup::new("loris");
     let config = setup.config(TLS_AND_AUTH);
-    let agent = Agent::start(&setup, &config, &["--web.read-header-timeout", "1s"]);
+    let agent = start_agent(&setup, &config, &["--web.read-header-timeout", "1s"]);
     let limit = Duration::from_secs(5);
 
     // 1. Connects and never starts the TLS handshake.
@@ -304,7 +263,7 @@ fn requests_beyond_the_limit_get_503() {
         "{TLS_AND_AUTH}{}",
         users("prometheus", "s3cret", 14)
     ));
-    let agent = Agent::start(&setup, &config, &["--web.max-requests", "1"]);
+    let agent = start_agent(&setup, &config, &["--web.max-requests", "1"]);
     let tls = setup.tls_client();
 
     let address = agent.address;

@@ -37,6 +37,20 @@ pub fn cargo() -> Result<Command> {
     Ok(cmd)
 }
 
+/// The release agent and the workload helpers (`syscall-loop`, `hook-floor`, `gt-workload`, …)
+/// that the benchmark and the soak run.
+pub fn build_release_bins() -> Result<()> {
+    run(cargo()?.args([
+        "build",
+        "--release",
+        "-p",
+        "monitor-agent",
+        "-p",
+        "tests",
+        "--bins",
+    ]))
+}
+
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }

@@ -7,7 +7,7 @@ use std::{fs, path::PathBuf, process::Command};
 use anyhow::{Context as _, Result, bail};
 
 use crate::{
-    process::{cargo, is_root, output, run, workspace_root},
+    process::{build_release_bins, is_root, output, run, workspace_root},
     setup,
 };
 use lab::{Lab, Measured};
@@ -27,15 +27,7 @@ pub fn bench(options: &Options) -> Result<()> {
         bail!("the benchmark attaches eBPF programs: run as root");
     }
     setup::full()?;
-    run(cargo()?.args([
-        "build",
-        "--release",
-        "-p",
-        "monitor-agent",
-        "-p",
-        "tests",
-        "--bins",
-    ]))?;
+    build_release_bins()?;
     mount_tracefs();
     let lab = Lab::new(options.iterations)?;
     println!("bench: helper logs in {}", lab.logs().display());

@@ -152,11 +152,16 @@ pub fn http_get(address: SocketAddr, path: &str) -> std::io::Result<(u16, String
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n")?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
+    parse_http_response(&response)
+}
+
+/// Status and body of an HTTP/1.x response; an error unless it starts with a status line.
+pub fn parse_http_response(response: &str) -> std::io::Result<(u16, String)> {
     let status = response
-        .split(' ')
-        .nth(1)
+        .strip_prefix("HTTP/1.")
+        .and_then(|rest| rest.get(2..5))
         .and_then(|code| code.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("no status line in {response:?}")))?;
+        .ok_or_else(|| std::io::Error::other(format!("no HTTP status line in {response:?}")))?;
     let body = response
         .split_once("\r\n\r\n")
         .map_or("", |(_, body)| body)
@@ -543,6 +548,18 @@ impl Drop for Server {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http_responses_need_a_status_line() {
+        let ok = parse_http_response("HTTP/1.0 200 OK\r\nA: b\r\n\r\nbody").unwrap();
+        assert_eq!(ok, (200, "body".to_owned()));
+        assert_eq!(
+            parse_http_response("HTTP/1.1 503 No\r\n\r\n").unwrap().0,
+            503
+        );
+        assert!(parse_http_response("\x15\x03\x03 alert").is_err());
+        assert!(parse_http_response("").is_err());
+    }
 
     #[test]
     fn parses_escaped_labels_and_special_values() {

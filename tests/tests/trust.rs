@@ -264,6 +264,10 @@ fn assert_all_probes_attached(agent: &Agent) {
     );
 }
 
+fn start_wrapped(wrapper: &[String]) -> Agent {
+    Agent::start_via(&wrapper.iter().map(String::as_str).collect::<Vec<_>>(), &[])
+}
+
 /// In a private mount namespace, run `setup` (a shell snippet), then the agent.
 fn in_mount_namespace(setup: &str) -> Vec<String> {
     let script = format!("{setup} && exec \"$0\" \"$@\"");
@@ -284,14 +288,14 @@ fn in_mount_namespace(setup: &str) -> Vec<String> {
 fn runs_without_tracefs_even_where_it_cannot_be_mounted() {
     // An empty read-only tmpfs where tracefs would be: absent, and nothing can be mounted.
     let wrapper = in_mount_namespace("mount -t tmpfs -o ro,size=4k none /sys/kernel/tracing");
-    let agent = Agent::start_via(&wrapper.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    let agent = start_wrapped(&wrapper);
     assert_all_probes_attached(&agent);
 }
 
 #[test]
 fn runs_without_kernel_btf() {
     let wrapper = in_mount_namespace("mount --bind /dev/null /sys/kernel/btf/vmlinux");
-    let agent = Agent::start_via(&wrapper.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    let agent = start_wrapped(&wrapper);
     assert_all_probes_attached(&agent);
     ground_truth::run_and_check(&agent, &unique_comm("nobtf"), WORKLOAD.as_ref());
 }
@@ -358,13 +362,14 @@ fn with_only_capabilities(caps: &str) -> Vec<String> {
 #[test]
 fn cap_bpf_and_cap_perfmon_suffice_and_each_is_needed() {
     let wrapper = with_only_capabilities("+bpf,+perfmon");
-    let agent = Agent::start_via(&wrapper.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    let agent = start_wrapped(&wrapper);
     ground_truth::run_and_check(&agent, &unique_comm("lpriv"), WORKLOAD.as_ref());
     drop(agent);
 
     for (caps, missing) in [("+bpf", "CAP_PERFMON"), ("+perfmon", "CAP_BPF")] {
-        let output = Command::new("setpriv")
-            .args([&format!("--bounding-set=-all,{caps}"), "--inh-caps=-all"])
+        let wrapper = with_only_capabilities(caps);
+        let output = Command::new(&wrapper[0])
+            .args(&wrapper[1..])
             .arg(agent_bin())
             .args([
                 "--web.listen-address",

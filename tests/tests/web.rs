@@ -12,7 +12,7 @@ use std::{
 
 use base64::Engine as _;
 use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject as _};
-use tests::{Agent, agent_bin, free_port, wait_timeout};
+use tests::{Agent, agent_bin, free_port, parse_http_response, wait_timeout};
 
 /// A directory with `server.crt`/`server.key` (self-signed for localhost) and a web config.
 struct Setup {
@@ -115,20 +115,7 @@ fn https_get(
         Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof && !response.is_empty() => {}
         Err(err) => return Err(err),
     }
-    parse_response(&String::from_utf8_lossy(&response))
-}
-
-fn parse_response(response: &str) -> std::io::Result<(u16, String)> {
-    let status = response
-        .strip_prefix("HTTP/1.1 ")
-        .and_then(|rest| rest.get(..3))
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("no HTTP status line in {response:?}")))?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, body)| body)
-        .to_owned();
-    Ok((status, body))
+    parse_http_response(&String::from_utf8_lossy(&response))
 }
 
 #[test]

@@ -112,27 +112,15 @@ impl Lab {
 
     fn with_hook_floor(&self) -> Result<Measured> {
         let log = self.log("hook-floor")?;
-        let mut floor = Supervised::spawn(
+        let mut floor = spawn_until_line(
             "hook-floor",
-            Command::new(&self.hook_floor)
-                // Held open by us: hook-floor exits at EOF, so it cannot outlive xtask.
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(log.file.try_clone()?),
-        )?;
-        let stdout = floor
-            .child_mut()
-            .stdout
-            .take()
-            .context("hook-floor stdout not piped")?;
-        let lines = watch_lines(stdout);
-        wait_for_line(
-            &lines,
+            // Held open by us: hook-floor exits at EOF, so it cannot outlive xtask.
+            Command::new(&self.hook_floor).stdin(Stdio::piped()),
+            &log,
             |line| line.trim() == "ready",
             READY_TIMEOUT,
             "`ready`",
-        )
-        .with_context(|| log.explain())?;
+        )?;
         let ns = self.syscall_loop()?;
         floor.ensure_running().with_context(|| log.explain())?;
         floor.stop(libc::SIGTERM, STOP_GRACE)?;
@@ -183,31 +171,44 @@ impl Lab {
 }
 
 fn start_bpftrace(log: &Log) -> Result<Supervised> {
-    let mut bpftrace = Supervised::spawn(
+    let mut bpftrace = spawn_until_line(
         "bpftrace",
         Command::new("bpftrace")
             .args(["-e", BPFTRACE_SCRIPT])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log.file.try_clone()?),
-    )?;
-    let stdout = bpftrace
-        .child_mut()
-        .stdout
-        .take()
-        .context("bpftrace stdout not piped")?;
-    // The watcher keeps draining stdout, so the maps printed at exit never fill the pipe.
-    let lines = watch_lines(stdout);
-    wait_for_line(
-        &lines,
+            .stdin(Stdio::null()),
+        log,
         |line| line.starts_with("Attaching"),
         BPFTRACE_ATTACH_TIMEOUT,
         "`Attaching` line",
-    )
-    .with_context(|| log.explain())?;
+    )?;
     thread::sleep(BPFTRACE_SETTLE);
     bpftrace.ensure_running().with_context(|| log.explain())?;
     Ok(bpftrace)
+}
+
+/// Starts a helper with stderr to its log and waits for the stdout line saying it is ready.
+/// The watcher thread keeps draining stdout afterwards, so a chatty helper (bpftrace prints
+/// its maps at exit) never blocks on a full pipe.
+fn spawn_until_line(
+    name: &str,
+    cmd: &mut Command,
+    log: &Log,
+    wanted: impl Fn(&str) -> bool,
+    timeout: Duration,
+    what: &str,
+) -> Result<Supervised> {
+    let mut child = Supervised::spawn(
+        name,
+        cmd.stdout(Stdio::piped()).stderr(log.file.try_clone()?),
+    )?;
+    let stdout = child
+        .child_mut()
+        .stdout
+        .take()
+        .with_context(|| format!("{name} stdout not piped"))?;
+    let lines = watch_lines(stdout);
+    wait_for_line(&lines, wanted, timeout, what).with_context(|| log.explain())?;
+    Ok(child)
 }
 
 fn parse_ns_per_call(stdout: &str) -> Result<f64> {

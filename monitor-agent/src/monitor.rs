@@ -53,6 +53,7 @@ pub struct Monitor {
     pid_label: bool,
     ttl: Duration,
     name_grace: Duration,
+    unnamed: HashMap<Incarnation, Instant>,
     events_paused_until: Option<Instant>,
 }
 
@@ -64,13 +65,15 @@ struct Generations<'a> {
 }
 
 impl Generations<'_> {
+    /// A key is retired only once its generation is known to have moved on: a lookup that
+    /// fails says nothing, and retiring a live process's entries would name them too early.
     fn is_current(&mut self, tgid: u32, generation: u32) -> bool {
         let maps = self.maps;
-        *self
+        let now = *self
             .cache
             .entry(tgid)
-            .or_insert_with(|| maps.generation(tgid))
-            == Some(generation)
+            .or_insert_with(|| maps.generation(tgid));
+        now.is_none_or(|now| now == generation)
     }
 }
 
@@ -120,9 +123,16 @@ impl KernelKey for SyscallErrorKey {
 struct Sorter<'a> {
     generations: Generations<'a>,
     names: &'a mut ProcessNames,
+    /// Finished incarnations no event has named yet, since when.
+    unnamed: &'a mut HashMap<Incarnation, Instant>,
     pid_label: bool,
     now: Instant,
 }
+
+/// How long a finished, unnamed incarnation's entries wait for its exec/exit event before it
+/// is named from `/proc` (by then possibly another process) or `[unknown]`. Events can lag:
+/// the ring buffer's consumer stops at a record another CPU has reserved but not submitted.
+const UNNAMED_GRACE: Duration = Duration::from_secs(10);
 
 impl Sorter<'_> {
     fn sort<K: KernelKey, V: crate::aggregate::Observations>(
@@ -137,6 +147,13 @@ impl Sorter<'_> {
             let current = self
                 .generations
                 .is_current(incarnation.tgid, incarnation.generation);
+            if !current && !self.names.is_known(incarnation) {
+                let since = *self.unnamed.entry(incarnation).or_insert(self.now);
+                if self.now.duration_since(since) < UNNAMED_GRACE {
+                    // Never exported yet: waiting delays its counts, it cannot lower them.
+                    continue;
+                }
+            }
             let comm = self
                 .names
                 .resolve(incarnation, current, self.now, read_proc_comm);
@@ -173,6 +190,7 @@ impl Monitor {
             pid_label,
             ttl,
             name_grace: (sweep_interval * 3).max(Duration::from_secs(30)),
+            unnamed: HashMap::new(),
             events_paused_until: None,
         }
     }
@@ -205,6 +223,7 @@ impl Monitor {
                 cache: HashMap::new(),
             },
             names: &mut self.names,
+            unnamed: &mut self.unnamed,
             pid_label: self.pid_label,
             now,
         };
@@ -217,6 +236,10 @@ impl Monitor {
             self.maps.remove_error(key);
         }
         self.names.prune(now, self.name_grace);
+        let names = &self.names;
+        self.unnamed.retain(|incarnation, since| {
+            !names.is_known(*incarnation) && now.duration_since(*since) < UNNAMED_GRACE * 2
+        });
         let map_fill = self.maps.fill(
             stat_rows_len - finished_stats.len(),
             error_rows_len - finished_errors.len(),

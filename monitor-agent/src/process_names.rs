@@ -109,6 +109,10 @@ impl ProcessNames {
         });
     }
 
+    pub fn is_known(&self, incarnation: Incarnation) -> bool {
+        self.known.contains_key(&incarnation)
+    }
+
     pub fn len(&self) -> usize {
         self.known.len()
     }

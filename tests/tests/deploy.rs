@@ -311,6 +311,7 @@ fn systemd_unit_identity_and_syscall_filter_still_load_the_probes() {
     }
     let dir = TempDir::new("deploy-strace");
     let trace = dir.path().join("agent.strace");
+    let agent_log = dir.path().join("agent.log");
     let address = format!("127.0.0.1:{}", free_port());
     let agent = agent_bin().canonicalize().unwrap();
     // strace shields itself from SIGTERM while its command runs: the agent and strace get
@@ -333,7 +334,8 @@ fn systemd_unit_identity_and_syscall_filter_still_load_the_probes() {
         .arg(&agent)
         .args(["--web.listen-address", &address])
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        // A file, not a pipe nobody drains: a full pipe would block the agent's logging.
+        .stderr(std::fs::File::create(&agent_log).unwrap())
         .spawn()
         .expect("strace");
     let group = ProcessGroup(child.id() as i32);
@@ -343,8 +345,7 @@ fn systemd_unit_identity_and_syscall_filter_still_load_the_probes() {
         "the unprivileged agent to be healthy",
         || {
             if let Ok(Some(status)) = child.try_wait() {
-                let mut log = String::new();
-                let _ = std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut log);
+                let log = std::fs::read_to_string(&agent_log).unwrap_or_default();
                 panic!("agent exited ({status}):\n{log}");
             }
             matches!(http_get(address, "/healthz"), Ok((200, ref body)) if body.trim() == "ok")
@@ -363,17 +364,32 @@ fn systemd_unit_identity_and_syscall_filter_still_load_the_probes() {
             &[("comm", &comm), ("syscall", syscall), ("errno", errno)],
         )
     };
-    let mut last = String::new();
-    let body = (0..100)
-        .find_map(|_| {
-            std::thread::sleep(Duration::from_millis(100));
-            last = http_get(address, "/metrics").ok()?.1;
-            (errors(&last, "close", "EBADF") == Some(3.0)).then(|| last.clone())
-        })
-        .unwrap_or_else(|| {
-            let mine: Vec<&str> = last.lines().filter(|l| l.contains(comm.as_str())).collect();
-            panic!("no 3 close(-1) EBADF for {comm} in 10 s; its series: {mine:#?}")
-        });
+    // Every syscall of the agent is traced, so a scrape is slow; allow it time, and say
+    // what was seen if the count never shows.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let last = http_get(address, "/metrics").map(|(_, body)| body);
+        if let Ok(body) = &last {
+            if errors(body, "close", "EBADF") == Some(3.0) {
+                break body.clone();
+            }
+        }
+        if std::time::Instant::now() >= deadline {
+            let seen = match &last {
+                Ok(body) => format!(
+                    "its series: {:#?}",
+                    body.lines()
+                        .filter(|l| l.contains(comm.as_str()))
+                        .collect::<Vec<_>>()
+                ),
+                Err(err) => format!("the last scrape failed: {err}"),
+            };
+            let alive = matches!(child.try_wait(), Ok(None));
+            let log = std::fs::read_to_string(&agent_log).unwrap_or_default();
+            panic!("no 3 close(-1) EBADF for {comm} in 30 s; {seen}; agent alive: {alive}\n{log}");
+        }
+    };
     assert_eq!(errors(&body, "openat", "ENOENT"), Some(7.0));
     group.signal(libc::SIGTERM);
     let status =

@@ -72,6 +72,7 @@ impl KernelMaps {
     pub fn generation(&self, tgid: u32) -> Option<u32> {
         self.generations
             .get(&tgid, 0)
+            .inspect_err(|err| debug!("reading {}[{tgid}]: {err}", map::PROCESS_STATE))
             .ok()
             .map(|state| state.generation)
     }

@@ -15,6 +15,28 @@ pub trait Observations: Clone + Default {
     fn add(&mut self, other: &Self);
     /// Events observed so far: a change means the series is active.
     fn observations(&self) -> u64;
+    /// A series that must not expire however long it is idle (a connection still open).
+    fn pinned(&self) -> bool {
+        false
+    }
+}
+
+/// The kernel's log2 latency histogram (`monitor_common::hist`), used for every duration.
+pub type Histogram = SyscallStats;
+
+/// Adds one observation to a histogram.
+pub fn observe(histogram: &mut Histogram, duration_ns: u64) {
+    histogram.buckets[monitor_common::hist::bucket(duration_ns)] += 1;
+    histogram.sum_ns += duration_ns;
+}
+
+/// Who a series is about (`comm`, optional `pid`) plus its family's own label values, in the
+/// family's label order.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WorkloadLabels {
+    pub comm: String,
+    pub pid: Option<u32>,
+    pub values: Vec<String>,
 }
 
 impl Observations for u64 {
@@ -85,7 +107,9 @@ impl<L: Clone + Eq + Hash, V: Observations> SeriesTable<L, V> {
                 series.last_observations = observations;
                 series.last_change = now;
             }
-            let keep = live_part.is_some() || now.duration_since(series.last_change) < ttl;
+            let keep = live_part.is_some()
+                || total.pinned()
+                || now.duration_since(series.last_change) < ttl;
             if keep {
                 out.push((labels.clone(), total));
             }

@@ -10,10 +10,11 @@ use tokio::io::unix::AsyncFd;
 
 use crate::{
     config::Config,
+    decode,
     metrics::MonitorCollector,
-    monitor::Monitor,
+    monitor::{Monitor, MonitorSettings},
     privileges,
-    probes::{self, LoadSettings, kernel_maps::KernelMaps, process_events::ProcessEvents},
+    probes::{self, LoadSettings, event_ring::EventRing, kernel_maps::KernelMaps},
     server::{self, Endpoints},
     web_config::WebConfig,
 };
@@ -30,6 +31,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         syscall_stats_entries: config.syscall_stats_entries,
         syscall_errors_entries: config.syscall_errors_entries,
         process_events_bytes: config.process_events_bytes,
+        tcp_conns_entries: config.tcp_conns_entries,
+        net_bytes_entries: config.net_bytes_entries,
+        tcp_events_bytes: config.tcp_events_bytes,
         disabled: config.disabled_probes.clone(),
         kernel_log_level: kernel_log_level(config.log_level),
     })?;
@@ -46,16 +50,27 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     };
     let maps = KernelMaps::take(&mut loaded.ebpf, loaded.capacities.clone())?;
-    let events = ProcessEvents::take(&mut loaded.ebpf)?;
+    let events = EventRing::take(
+        &mut loaded.ebpf,
+        monitor_common::map::PROCESS_EVENTS,
+        decode::process_event,
+    )?;
     let events_ready = watch_readable(events.fd().context("duplicating the ring buffer fd")?)
         .context("polling the process-event ring buffer")?;
-    let mut monitor = Monitor::new(
-        maps,
-        events,
-        config.with_pid_label(),
-        config.series_ttl,
-        config.sweep_interval,
-    );
+    let tcp_events = EventRing::take(
+        &mut loaded.ebpf,
+        monitor_common::map::TCP_EVENTS,
+        decode::tcp_event,
+    )?;
+    let tcp_ready = watch_readable(tcp_events.fd().context("duplicating the ring buffer fd")?)
+        .context("polling the TCP-event ring buffer")?;
+    let settings = MonitorSettings {
+        pid_label: config.with_pid_label(),
+        ttl: config.series_ttl,
+        sweep_interval: config.sweep_interval,
+        peers_per_comm: config.tcp_peers_per_comm,
+    };
+    let mut monitor = Monitor::new(maps, events, tcp_events, &settings);
     if let Some(pause) = config.pause_event_reader {
         warn!("test switch: reading no process events for {pause:?}");
         monitor.pause_events_until(Instant::now() + pause);
@@ -72,7 +87,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .context("registering the collector")?;
 
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(read_process_events(events_ready, Arc::clone(&monitor)));
+    tasks.spawn(read_events(
+        events_ready,
+        Arc::clone(&monitor),
+        Monitor::drain_events,
+    ));
+    tasks.spawn(read_events(
+        tcp_ready,
+        Arc::clone(&monitor),
+        Monitor::drain_tcp_events,
+    ));
     tasks.spawn(sweep(Arc::clone(&monitor), config.sweep_interval));
     if let Some(logger) = kernel_logs {
         tasks.spawn(forward_kernel_logs(logger));
@@ -96,18 +120,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Applies exec/exit events as they come, so names are known before their processes' entries
-/// are retired.
-async fn read_process_events(ready: AsyncFd<std::os::fd::OwnedFd>, monitor: Arc<Mutex<Monitor>>) {
+/// Applies a ring buffer's events as they come: exec/exit events so names are known before
+/// their processes' entries are retired, TCP events so the buffer does not fill between sweeps.
+async fn read_events(
+    ready: AsyncFd<std::os::fd::OwnedFd>,
+    monitor: Arc<Mutex<Monitor>>,
+    drain: fn(&mut Monitor, Instant),
+) {
     loop {
         let mut guard = match ready.readable().await {
             Ok(guard) => guard,
             Err(err) => {
-                warn!("process-event ring buffer polling failed, names may lag: {err}");
+                warn!("ring buffer polling failed, its events wait for the next sweep: {err}");
                 return;
             }
         };
-        lock(&monitor).drain_events(Instant::now());
+        drain(&mut lock(&monitor), Instant::now());
         guard.clear_ready();
     }
 }

@@ -13,8 +13,9 @@ pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9655";
     version,
     about = "Golden-signal metrics for unmodified applications, from eBPF probes, for Prometheus.",
     long_about = "Golden-signal metrics for unmodified applications, from eBPF probes, for Prometheus.\n\n\
-        Attaches raw tracepoints to every syscall on this host, aggregates latency and errors per \
-        process in the kernel, and serves them on /metrics (Prometheus text format) and its own \
+        Attaches raw tracepoints to every syscall and to the TCP stack on this host, aggregates \
+        syscall latency and errors, connects, resets, retransmits, RTT and bytes per process, and \
+        serves them on /metrics (Prometheus text format) and its own \
         health on /healthz. Needs root, or CAP_BPF + CAP_PERFMON (CAP_SYS_ADMIN on older kernels)."
 )]
 pub struct Config {
@@ -91,6 +92,34 @@ pub struct Config {
     #[arg(long = "kernel.process-events-bytes", value_name = "BYTES",
           default_value_t = capacity::PROCESS_EVENTS_BYTES, value_parser = parse_ring_bytes)]
     pub process_events_bytes: u32,
+
+    /// Capacity of the kernel's table of tracked TCP sockets (connect/accept to close).
+    /// Sockets beyond it go untracked and are counted in
+    /// monitor_kernel_map_insert_failures_total{map="TCP_CONNS"}.
+    #[arg(long = "kernel.tcp-conns-entries", value_name = "N",
+          default_value_t = capacity::TCP_CONNS, value_parser = clap::value_parser!(u32).range(1..))]
+    pub tcp_conns_entries: u32,
+
+    /// Capacity of the kernel's per-process socket byte counters.
+    #[arg(long = "kernel.net-bytes-entries", value_name = "N",
+          default_value_t = capacity::NET_BYTES, value_parser = clap::value_parser!(u32).range(1..))]
+    pub net_bytes_entries: u32,
+
+    /// Bytes of the TCP-event ring buffer: a power of two, at least one page (4096).
+    #[arg(long = "kernel.tcp-events-bytes", value_name = "BYTES",
+          default_value_t = capacity::TCP_EVENTS_BYTES, value_parser = parse_ring_bytes)]
+    pub tcp_events_bytes: u32,
+
+    /// Distinct `peer` label values per process name on the TCP families; further peers are
+    /// counted under peer="other" (and in monitor_tcp_peer_overflow_total). A peer's place
+    /// is freed when its series expire (--series.ttl).
+    #[arg(
+        long = "tcp.peers-per-comm",
+        env = "MONITOR_TCP_PEERS_PER_COMM",
+        value_name = "N",
+        default_value_t = 64
+    )]
+    pub tcp_peers_per_comm: usize,
 
     /// Probes not to attach, comma-separated. Their metrics stay empty and /healthz reports
     /// the agent as degraded.

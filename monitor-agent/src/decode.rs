@@ -1,7 +1,9 @@
 //! Ring-buffer records → typed events. Pure: no kernel, no I/O, so every layout rule is
 //! unit-tested here and a malformed record is an error value, never a panic in the reader.
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
 use bytes::Buf as _;
-use monitor_common::event_kind;
+use monitor_common::{direction, event_kind, tcp_event};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProcessEventKind {
@@ -19,10 +21,43 @@ pub struct ProcessEvent {
     pub comm: String,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TcpEventKind {
+    Open,
+    ConnectFail,
+    Close,
+    Retransmit,
+    ResetSent,
+    ResetReceived,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    Outbound,
+    Inbound,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpEvent {
+    pub kind: TcpEventKind,
+    pub direction: Direction,
+    pub tgid: u32,
+    pub generation: u32,
+    pub local_port: u16,
+    /// `sk_err` of a failed connect.
+    pub error: u32,
+    /// IPv4-mapped IPv6 addresses are written as IPv4: one peer, one label value.
+    pub remote: SocketAddr,
+    pub srtt_us: u32,
+    pub duration_ns: u64,
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum DecodeError {
     Length { expected: usize, got: usize },
     Kind(u32),
+    Direction(u32),
+    Family(u16),
 }
 
 impl std::fmt::Display for DecodeError {
@@ -32,20 +67,27 @@ impl std::fmt::Display for DecodeError {
                 write!(f, "record of {got} bytes, expected {expected}")
             }
             Self::Kind(kind) => write!(f, "unknown event kind {kind}"),
+            Self::Direction(direction) => write!(f, "unknown direction {direction}"),
+            Self::Family(family) => write!(f, "unknown address family {family}"),
         }
     }
 }
 
 impl std::error::Error for DecodeError {}
 
-pub fn process_event(record: &[u8]) -> Result<ProcessEvent, DecodeError> {
-    let expected = size_of::<monitor_common::ProcessEvent>();
+fn check_length<T>(record: &[u8]) -> Result<(), DecodeError> {
+    let expected = size_of::<T>();
     if record.len() != expected {
         return Err(DecodeError::Length {
             expected,
             got: record.len(),
         });
     }
+    Ok(())
+}
+
+pub fn process_event(record: &[u8]) -> Result<ProcessEvent, DecodeError> {
+    check_length::<monitor_common::ProcessEvent>(record)?;
     let mut buf = record;
     let kind = match buf.get_u32_ne() {
         event_kind::EXEC => ProcessEventKind::Exec,
@@ -63,6 +105,55 @@ pub fn process_event(record: &[u8]) -> Result<ProcessEvent, DecodeError> {
         generation,
         timestamp_ns,
         comm: comm(buf),
+    })
+}
+
+pub fn tcp_event(record: &[u8]) -> Result<TcpEvent, DecodeError> {
+    check_length::<monitor_common::TcpEvent>(record)?;
+    let mut buf = record;
+    let kind = match buf.get_u32_ne() {
+        tcp_event::OPEN => TcpEventKind::Open,
+        tcp_event::CONNECT_FAIL => TcpEventKind::ConnectFail,
+        tcp_event::CLOSE => TcpEventKind::Close,
+        tcp_event::RETRANSMIT => TcpEventKind::Retransmit,
+        tcp_event::RESET_SENT => TcpEventKind::ResetSent,
+        tcp_event::RESET_RECEIVED => TcpEventKind::ResetReceived,
+        other => return Err(DecodeError::Kind(other)),
+    };
+    let direction = match buf.get_u32_ne() {
+        direction::OUTBOUND => Direction::Outbound,
+        direction::INBOUND => Direction::Inbound,
+        other => return Err(DecodeError::Direction(other)),
+    };
+    let tgid = buf.get_u32_ne();
+    let generation = buf.get_u32_ne();
+    let local_port = buf.get_u16_ne();
+    let _pad = buf.get_u16_ne();
+    let error = buf.get_u32_ne();
+    let family = buf.get_u16_ne();
+    let port = buf.get_u16_ne();
+    let mut addr = [0u8; 16];
+    buf.copy_to_slice(&mut addr);
+    let ip = match family {
+        2 => IpAddr::V4(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3])),
+        10 => {
+            let v6 = Ipv6Addr::from(addr);
+            v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
+        }
+        other => return Err(DecodeError::Family(other)),
+    };
+    let srtt_us = buf.get_u32_ne();
+    let duration_ns = buf.get_u64_ne();
+    Ok(TcpEvent {
+        kind,
+        direction,
+        tgid,
+        generation,
+        local_port,
+        error,
+        remote: SocketAddr::new(ip, port),
+        srtt_us,
+        duration_ns,
     })
 }
 
@@ -123,6 +214,64 @@ mod tests {
     #[test]
     fn hostile_comm_is_lossy_not_fatal() {
         assert_eq!(comm(b"a\xffb\"\\\n\0junk"), "a\u{fffd}b\"\\\n");
+    }
+
+    fn tcp_record(family: u16, addr: &[u8]) -> Vec<u8> {
+        let mut remote = monitor_common::Endpoint {
+            family,
+            port: 8080,
+            addr: [0; 16],
+        };
+        remote.addr[..addr.len()].copy_from_slice(addr);
+        let event = monitor_common::TcpEvent {
+            kind: tcp_event::CONNECT_FAIL,
+            direction: direction::OUTBOUND,
+            owner: monitor_common::Owner {
+                tgid: 10,
+                generation: 2,
+            },
+            local_port: 0,
+            _pad: 0,
+            error: 111,
+            remote,
+            srtt_us: 0,
+            duration_ns: 5_000,
+        };
+        let mut bytes = Vec::new();
+        for word in [
+            event.kind,
+            event.direction,
+            event.owner.tgid,
+            event.owner.generation,
+        ] {
+            bytes.extend_from_slice(&word.to_ne_bytes());
+        }
+        for half in [event.local_port, event._pad] {
+            bytes.extend_from_slice(&half.to_ne_bytes());
+        }
+        bytes.extend_from_slice(&event.error.to_ne_bytes());
+        bytes.extend_from_slice(&remote.family.to_ne_bytes());
+        bytes.extend_from_slice(&remote.port.to_ne_bytes());
+        bytes.extend_from_slice(&remote.addr);
+        bytes.extend_from_slice(&event.srtt_us.to_ne_bytes());
+        bytes.extend_from_slice(&event.duration_ns.to_ne_bytes());
+        bytes
+    }
+
+    #[test]
+    fn tcp_events_and_their_peers() {
+        let v4 = tcp_event(&tcp_record(2, &[10, 200, 0, 2])).unwrap();
+        assert_eq!(v4.kind, TcpEventKind::ConnectFail);
+        assert_eq!(v4.direction, Direction::Outbound);
+        assert_eq!((v4.tgid, v4.generation, v4.error), (10, 2, 111));
+        assert_eq!(v4.remote.to_string(), "10.200.0.2:8080");
+        assert_eq!(v4.duration_ns, 5_000);
+        let mapped = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1];
+        let v4_mapped = tcp_event(&tcp_record(10, &mapped)).unwrap();
+        assert_eq!(v4_mapped.remote.to_string(), "127.0.0.1:8080");
+        let loopback6 = tcp_event(&tcp_record(10, &Ipv6Addr::LOCALHOST.octets())).unwrap();
+        assert_eq!(loopback6.remote.to_string(), "[::1]:8080");
+        assert_eq!(tcp_event(&tcp_record(1, &[])), Err(DecodeError::Family(1)));
     }
 
     #[test]

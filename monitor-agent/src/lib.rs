@@ -4,7 +4,8 @@
 //! `probes` (load and attach the kernel programs, read their maps and ring buffer)
 //! → `decode` (ring-buffer bytes → typed events)
 //! → `process_names` (who a (TGID, generation) is)
-//! → `aggregate` (one owner of series state: live + retired values, TTL)
+//! → `aggregate` (one owner of series state: live + retired values, TTL), with `network`
+//!   folding TCP events and byte counts into its tables (peer cap)
 //! → `metrics` (every family defined once, built at scrape time)
 //! → `server` (`/metrics`, `/healthz`).
 //! `app` wires them together; `config` is the command line.
@@ -16,6 +17,7 @@ pub mod logging;
 pub mod metrics;
 pub mod monitor;
 pub mod names;
+pub mod network;
 pub mod privileges;
 pub mod probes;
 pub mod process_names;

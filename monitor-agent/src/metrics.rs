@@ -10,6 +10,7 @@ use prometheus::{
 };
 
 use crate::{
+    aggregate::{Histogram, WorkloadLabels},
     monitor::{Monitor, Snapshot},
     names,
     probes::ProbeState,
@@ -27,6 +28,11 @@ pub mod label {
     pub const FAMILY: &str = "family";
     pub const VERSION: &str = "version";
     pub const KERNEL: &str = "kernel";
+    pub const PEER: &str = "peer";
+    pub const REASON: &str = "reason";
+    pub const DIRECTION: &str = "direction";
+    pub const PORT: &str = "port";
+    pub const EVENT: &str = "event";
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -63,6 +69,93 @@ pub mod family {
                flight at start-up); not in any latency series.",
         kind: MetricType::COUNTER,
         labels: &[],
+        workload: false,
+    };
+    pub const TCP_CONNECT_DURATION: Family = Family {
+        name: "monitor_tcp_connect_duration_seconds",
+        help: "Outbound TCP handshakes that succeeded: SYN sent to ESTABLISHED, per process \
+               name and peer (remote ip:port).",
+        kind: MetricType::HISTOGRAM,
+        labels: &[label::COMM, label::PEER],
+        workload: true,
+    };
+    pub const TCP_CONNECT_ERRORS: Family = Family {
+        name: "monitor_tcp_connect_errors_total",
+        help: "Outbound TCP connects that failed after the SYN was sent, by reason: the \
+               socket's error at SYN_SENT to CLOSE (refused ECONNREFUSED, timeout ETIMEDOUT, \
+               unreachable EHOSTUNREACH/ENETUNREACH, reset ECONNRESET, other: anything else, \
+               including the application giving up).",
+        kind: MetricType::COUNTER,
+        labels: &[label::COMM, label::PEER, label::REASON],
+        workload: true,
+    };
+    pub const TCP_CONNECTIONS_OPENED: Family = Family {
+        name: "monitor_tcp_connections_opened_total",
+        help: "TCP connections that reached ESTABLISHED. port: the local listening port \
+               (inbound) or the remote port (outbound).",
+        kind: MetricType::COUNTER,
+        labels: &[label::COMM, label::DIRECTION, label::PORT],
+        workload: true,
+    };
+    pub const TCP_CONNECTIONS_ACTIVE: Family = Family {
+        name: "monitor_tcp_connections_active",
+        help: "TCP connections established and not yet closed (opened since the agent started).",
+        kind: MetricType::GAUGE,
+        labels: &[label::COMM, label::DIRECTION, label::PORT],
+        workload: true,
+    };
+    pub const TCP_RETRANSMITS: Family = Family {
+        name: "monitor_tcp_retransmits_total",
+        help: "TCP segments retransmitted (SYNs included), per process name and peer.",
+        kind: MetricType::COUNTER,
+        labels: &[label::COMM, label::PEER],
+        workload: true,
+    };
+    pub const TCP_RESETS: Family = Family {
+        name: "monitor_tcp_resets_total",
+        help: "TCP resets sent and received. comm=\"[kernel]\": resets the kernel sent for no \
+               socket (e.g. a SYN to a closed port).",
+        kind: MetricType::COUNTER,
+        labels: &[label::COMM, label::DIRECTION],
+        workload: true,
+    };
+    pub const TCP_RTT: Family = Family {
+        name: "monitor_tcp_rtt_seconds",
+        help: "Smoothed round-trip time of each TCP connection when it closes, per process \
+               name and peer (connections without an RTT sample are left out).",
+        kind: MetricType::HISTOGRAM,
+        labels: &[label::COMM, label::PEER],
+        workload: true,
+    };
+    pub const TCP_CONNECTION_DURATION: Family = Family {
+        name: "monitor_tcp_connection_duration_seconds",
+        help: "Lifetime of TCP connections, ESTABLISHED to CLOSE.",
+        kind: MetricType::HISTOGRAM,
+        labels: &[label::COMM, label::DIRECTION],
+        workload: true,
+    };
+    pub const NETWORK_BYTES: Family = Family {
+        name: "monitor_network_bytes_total",
+        help: "TCP payload bytes sent and received through the socket layer (sendmsg/recvmsg, \
+               read/write, sendfile, splice to a socket); MSG_PEEK reads are not counted.",
+        kind: MetricType::COUNTER,
+        labels: &[label::COMM, label::DIRECTION],
+        workload: true,
+    };
+    pub const TCP_PEER_OVERFLOW: Family = Family {
+        name: "monitor_tcp_peer_overflow_total",
+        help: "Observations whose peer was beyond the per-comm cap (--tcp.peers-per-comm) and \
+               were counted under peer=\"other\".",
+        kind: MetricType::COUNTER,
+        labels: &[label::COMM],
+        workload: false,
+    };
+    pub const TCP_UNTRACKED_EVENTS: Family = Family {
+        name: "monitor_tcp_untracked_events_total",
+        help: "TCP events on sockets the probes do not track (opened before the agent started, \
+               or not admitted by a full TCP_CONNS), so in no workload series.",
+        kind: MetricType::COUNTER,
+        labels: &[label::EVENT],
         workload: false,
     };
     pub const BUILD_INFO: Family = Family {
@@ -143,10 +236,21 @@ pub mod family {
         workload: false,
     };
 
-    pub const ALL: [Family; 14] = [
+    pub const ALL: [Family; 25] = [
         SYSCALL_DURATION,
         SYSCALL_ERRORS,
         SYSCALL_UNMATCHED_EXITS,
+        TCP_CONNECT_DURATION,
+        TCP_CONNECT_ERRORS,
+        TCP_CONNECTIONS_OPENED,
+        TCP_CONNECTIONS_ACTIVE,
+        TCP_RETRANSMITS,
+        TCP_RESETS,
+        TCP_RTT,
+        TCP_CONNECTION_DURATION,
+        NETWORK_BYTES,
+        TCP_PEER_OVERFLOW,
+        TCP_UNTRACKED_EVENTS,
         BUILD_INFO,
         PROBE_ATTACHED,
         RINGBUF_PRODUCED,
@@ -161,8 +265,31 @@ pub mod family {
     ];
 }
 
-/// The ring buffer's name as exported.
-const PROCESS_EVENTS_RINGBUF: &str = "process_events";
+/// Comm of resets the kernel sends for no socket.
+pub const KERNEL_COMM: &str = "[kernel]";
+
+/// A ring buffer as exported (`ringbuf` label), with the kernel counters of its writers.
+struct Ring {
+    map: &'static str,
+    label: &'static str,
+    produced: Counter,
+    dropped: Counter,
+}
+
+const RINGS: [Ring; 2] = [
+    Ring {
+        map: map::PROCESS_EVENTS,
+        label: "process_events",
+        produced: Counter::ProcessEventsProduced,
+        dropped: Counter::ProcessEventsDropped,
+    },
+    Ring {
+        map: map::TCP_EVENTS,
+        label: "tcp_events",
+        produced: Counter::TcpEventsProduced,
+        dropped: Counter::TcpEventsDropped,
+    },
+];
 
 /// Static facts for `monitor_build_info`.
 #[derive(Clone, Debug)]
@@ -231,6 +358,41 @@ fn metric_with_labels(names: &[&str], values: &[&str]) -> proto::Metric {
     let mut metric = proto::Metric::default();
     metric.set_label(pairs);
     metric
+}
+
+/// One sample per row of a `WorkloadLabels` family: comm, the family's own label values, then
+/// pid when the pid label is on.
+fn workload_rows<V>(
+    family: &Family,
+    rows: &[(WorkloadLabels, V)],
+    pid_label: bool,
+    set: impl Fn(&mut proto::Metric, &V),
+) -> Vec<proto::Metric> {
+    let names = family.label_names(pid_label);
+    rows.iter()
+        .map(|(labels, value)| {
+            let pid = labels.pid.map(|pid| pid.to_string());
+            let values: Vec<&str> = std::iter::once(labels.comm.as_str())
+                .chain(labels.values.iter().map(String::as_str))
+                .chain(pid.as_deref())
+                .collect();
+            let mut metric = metric_with_labels(&names, &values);
+            set(&mut metric, value);
+            metric
+        })
+        .collect()
+}
+
+fn counter_value(value: f64) -> proto::Counter {
+    let mut counter = proto::Counter::default();
+    counter.set_value(value);
+    counter
+}
+
+fn gauge_value(value: f64) -> proto::Gauge {
+    let mut gauge = proto::Gauge::default();
+    gauge.set_value(value);
+    gauge
 }
 
 fn histogram(stats: &SyscallStats) -> proto::Histogram {
@@ -303,8 +465,110 @@ pub fn render(
             .find(|(c, _)| *c == which)
             .map_or(0, |&(_, v)| v) as f64
     };
-    let ringbuf = [PROCESS_EVENTS_RINGBUF];
+    let network = &snapshot.network;
+    let mut resets = workload_rows(&TCP_RESETS, &network.resets, pid_label, |m, v| {
+        m.set_counter(counter_value(*v as f64))
+    });
+    let mut kernel_resets = metric_with_labels(
+        &TCP_RESETS.label_names(pid_label),
+        &[KERNEL_COMM, "sent", ""],
+    );
+    kernel_resets.set_counter(counter_value(counter(Counter::TcpResetsSentNoSocket)));
+    resets.push(kernel_resets);
+    let mut bytes = Vec::new();
+    for (labels, value) in &network.bytes {
+        for (direction, count) in [("sent", value.sent), ("received", value.received)] {
+            let values = vec![labels.comm.clone(), direction.to_owned()];
+            let mut metric = workload_labels(&NETWORK_BYTES, values, labels.pid);
+            metric.set_counter(counter_value(count as f64));
+            bytes.push(metric);
+        }
+    }
+    let set_histogram = |m: &mut proto::Metric, v: &Histogram| m.set_histogram(histogram(v));
+    let set_counter = |m: &mut proto::Metric, v: &u64| m.set_counter(counter_value(*v as f64));
     let mut families = vec![
+        TCP_CONNECT_DURATION.build(workload_rows(
+            &TCP_CONNECT_DURATION,
+            &network.connect_duration,
+            pid_label,
+            set_histogram,
+        )),
+        TCP_CONNECT_ERRORS.build(workload_rows(
+            &TCP_CONNECT_ERRORS,
+            &network.connect_errors,
+            pid_label,
+            set_counter,
+        )),
+        TCP_CONNECTIONS_OPENED.build(workload_rows(
+            &TCP_CONNECTIONS_OPENED,
+            &network.connections,
+            pid_label,
+            |m, v| m.set_counter(counter_value(v.opened as f64)),
+        )),
+        TCP_CONNECTIONS_ACTIVE.build(workload_rows(
+            &TCP_CONNECTIONS_ACTIVE,
+            &network.connections,
+            pid_label,
+            |m, v| m.set_gauge(gauge_value(v.active() as f64)),
+        )),
+        TCP_RETRANSMITS.build(workload_rows(
+            &TCP_RETRANSMITS,
+            &network.retransmits,
+            pid_label,
+            set_counter,
+        )),
+        TCP_RESETS.build(resets),
+        TCP_RTT.build(workload_rows(
+            &TCP_RTT,
+            &network.rtt,
+            pid_label,
+            set_histogram,
+        )),
+        TCP_CONNECTION_DURATION.build(workload_rows(
+            &TCP_CONNECTION_DURATION,
+            &network.connection_duration,
+            pid_label,
+            set_histogram,
+        )),
+        NETWORK_BYTES.build(bytes),
+        TCP_PEER_OVERFLOW.build(
+            network
+                .peer_overflow
+                .iter()
+                .map(|(labels, count)| TCP_PEER_OVERFLOW.sample(&[&labels.comm], *count as f64))
+                .collect(),
+        ),
+        TCP_UNTRACKED_EVENTS.build(
+            [
+                ("retransmit", Counter::TcpRetransmitsUntracked),
+                ("reset_sent", Counter::TcpResetsSentUntracked),
+                ("reset_received", Counter::TcpResetsReceivedUntracked),
+            ]
+            .iter()
+            .map(|&(event, which)| TCP_UNTRACKED_EVENTS.sample(&[event], counter(which)))
+            .collect(),
+        ),
+    ];
+    let ring_sample = |family: &Family, value: &dyn Fn(&Ring) -> f64| {
+        family.build(
+            RINGS
+                .iter()
+                .map(|ring| family.sample(&[ring.label], value(ring)))
+                .collect(),
+        )
+    };
+    let ring_read = |map: &str| snapshot.rings.iter().find(|ring| ring.map == map).copied();
+    families.extend([
+        ring_sample(&RINGBUF_PRODUCED, &|ring| counter(ring.produced)),
+        ring_sample(&RINGBUF_READ, &|ring| {
+            ring_read(ring.map).map_or(0.0, |read| read.read as f64)
+        }),
+        ring_sample(&RINGBUF_LOST, &|ring| counter(ring.dropped)),
+        ring_sample(&RINGBUF_MALFORMED, &|ring| {
+            ring_read(ring.map).map_or(0.0, |read| read.malformed as f64)
+        }),
+    ]);
+    families.extend([
         SYSCALL_DURATION.build(durations),
         SYSCALL_ERRORS.build(errors),
         SYSCALL_UNMATCHED_EXITS.build(vec![
@@ -322,23 +586,19 @@ pub fn render(
                 })
                 .collect(),
         ),
-        RINGBUF_PRODUCED.build(vec![
-            RINGBUF_PRODUCED.sample(&ringbuf, counter(Counter::ProcessEventsProduced)),
-        ]),
-        RINGBUF_READ.build(vec![
-            RINGBUF_READ.sample(&ringbuf, snapshot.events_read as f64),
-        ]),
-        RINGBUF_LOST.build(vec![
-            RINGBUF_LOST.sample(&ringbuf, counter(Counter::ProcessEventsDropped)),
-        ]),
-        RINGBUF_MALFORMED.build(vec![
-            RINGBUF_MALFORMED.sample(&ringbuf, snapshot.events_malformed as f64),
-        ]),
-        MAP_INSERT_FAILURES.build(vec![
-            MAP_INSERT_FAILURES.sample(&[map::SYSCALL_STATS], counter(Counter::SyscallStatsFull)),
-            MAP_INSERT_FAILURES.sample(&[map::SYSCALL_ERRORS], counter(Counter::SyscallErrorsFull)),
-        ]),
-    ];
+        MAP_INSERT_FAILURES.build(
+            [
+                (map::SYSCALL_STATS, Counter::SyscallStatsFull),
+                (map::SYSCALL_ERRORS, Counter::SyscallErrorsFull),
+                (map::TCP_CONNS, Counter::TcpConnsFull),
+                (map::TCP_LISTENERS, Counter::TcpListenersFull),
+                (map::NET_BYTES, Counter::NetBytesFull),
+            ]
+            .iter()
+            .map(|&(name, which)| MAP_INSERT_FAILURES.sample(&[name], counter(which)))
+            .collect(),
+        ),
+    ]);
     families.push(
         MAP_ENTRIES.build(
             snapshot
@@ -375,6 +635,8 @@ pub fn render(
                 .collect(),
         ),
     );
+    // The text format has no way to say "a family with no series"; leave them out.
+    families.retain(|family| !family.get_metric().is_empty());
     families
 }
 
@@ -439,8 +701,11 @@ mod tests {
     use prometheus::Encoder as _;
 
     use super::*;
+    use monitor_common::NetBytes;
+
     use crate::{
-        monitor::{ErrorLabels, SyscallLabels},
+        monitor::{ErrorLabels, RingRead, SyscallLabels},
+        network::{ConnCounts, NetworkSnapshot},
         probes::{PROBES, kernel_maps::MapFill},
     };
 
@@ -487,6 +752,7 @@ mod tests {
                 (Counter::ProcessEventsProduced, 12),
                 (Counter::ProcessEventsDropped, 1),
                 (Counter::UnmatchedExits, 3),
+                (Counter::TcpResetsSentNoSocket, 4),
             ],
             map_fill: vec![
                 MapFill {
@@ -500,9 +766,45 @@ mod tests {
                     capacity: 32_768,
                 },
             ],
-            events_read: 11,
-            events_malformed: 0,
+            rings: vec![RingRead {
+                map: map::PROCESS_EVENTS,
+                read: 11,
+                malformed: 0,
+            }],
+            network: network_snapshot(),
             series: vec![(family::SYSCALL_DURATION.name, 2, 4)],
+        }
+    }
+
+    fn network_snapshot() -> NetworkSnapshot {
+        let labels = |comm: &str, values: &[&str]| WorkloadLabels {
+            comm: comm.into(),
+            pid: Some(9),
+            values: values.iter().map(|v| (*v).to_owned()).collect(),
+        };
+        let mut connect = Histogram::ZERO;
+        crate::aggregate::observe(&mut connect, 40_000);
+        NetworkSnapshot {
+            connect_duration: vec![(labels("curl", &["[::1]:8080"]), connect)],
+            connect_errors: vec![(labels("curl", &["10.0.0.9:5432", "refused"]), 3)],
+            connections: vec![(
+                labels("nginx", &["inbound", "80"]),
+                ConnCounts {
+                    opened: 5,
+                    closed: 4,
+                },
+            )],
+            retransmits: vec![(labels("curl", &[crate::network::OVERFLOW_PEER]), 2)],
+            resets: vec![(labels("nginx", &["received"]), 1)],
+            bytes: vec![(
+                labels("nginx", &[]),
+                NetBytes {
+                    sent: 1_000,
+                    received: 200,
+                },
+            )],
+            peer_overflow: vec![(labels("curl", &[]), 2)],
+            ..NetworkSnapshot::default()
         }
     }
 

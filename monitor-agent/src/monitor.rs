@@ -5,16 +5,29 @@ use std::{
     time::{Duration, Instant},
 };
 
-use monitor_common::{Counter, SyscallErrorKey, SyscallKey, SyscallStats};
+use monitor_common::{Counter, Owner, SyscallErrorKey, SyscallKey, SyscallStats, map};
 
 use crate::{
-    aggregate::SeriesTable,
+    aggregate::{SeriesTable, WorkloadLabels},
+    decode::{ProcessEvent, TcpEvent},
+    network::{Network, NetworkSnapshot},
     probes::{
+        event_ring::EventRing,
         kernel_maps::{KernelMaps, MapFill},
-        process_events::ProcessEvents,
     },
     process_names::{Incarnation, ProcessNames, read_proc_comm},
 };
+
+pub type ProcessEvents = EventRing<ProcessEvent>;
+pub type TcpEvents = EventRing<TcpEvent>;
+
+/// A ring buffer's reader side, for the loss-accounting self-metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RingRead {
+    pub map: &'static str,
+    pub read: u64,
+    pub malformed: u64,
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SyscallLabels {
@@ -38,15 +51,30 @@ pub struct Snapshot {
     pub errors: Vec<(ErrorLabels, u64)>,
     pub kernel_counters: Vec<(Counter, u64)>,
     pub map_fill: Vec<MapFill>,
-    pub events_read: u64,
-    pub events_malformed: u64,
+    pub rings: Vec<RingRead>,
+    pub network: NetworkSnapshot,
     /// (family, series in use, series expired so far).
     pub series: Vec<(&'static str, u64, u64)>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct MonitorSettings {
+    pub pid_label: bool,
+    /// Idle time after which a finished process's series are dropped.
+    pub ttl: Duration,
+    /// How often `refresh` runs at the least.
+    pub sweep_interval: Duration,
+    /// Distinct `peer` values per comm before the rest share `network::OVERFLOW_PEER`.
+    pub peers_per_comm: usize,
 }
 
 pub struct Monitor {
     maps: KernelMaps,
     events: ProcessEvents,
+    tcp_events: TcpEvents,
+    /// TCP events whose process no event has named yet, with when they arrived.
+    pending_tcp: Vec<(TcpEvent, Instant)>,
+    network: Network,
     names: ProcessNames,
     syscalls: SeriesTable<SyscallLabels, SyscallStats>,
     errors: SeriesTable<ErrorLabels, u64>,
@@ -101,6 +129,23 @@ impl KernelKey for SyscallKey {
     }
 }
 
+impl KernelKey for Owner {
+    type Labels = WorkloadLabels;
+    fn incarnation(&self) -> Incarnation {
+        Incarnation {
+            tgid: self.tgid,
+            generation: self.generation,
+        }
+    }
+    fn labels(&self, comm: String, pid: Option<u32>) -> WorkloadLabels {
+        WorkloadLabels {
+            comm,
+            pid,
+            values: Vec::new(),
+        }
+    }
+}
+
 impl KernelKey for SyscallErrorKey {
     type Labels = ErrorLabels;
     fn incarnation(&self) -> Incarnation {
@@ -138,7 +183,7 @@ impl Sorter<'_> {
     fn sort<K: KernelKey, V: crate::aggregate::Observations>(
         &mut self,
         rows: Vec<(K, V)>,
-        table: &mut SeriesTable<K::Labels, V>,
+        mut retire: impl FnMut(K::Labels, &V, Instant),
     ) -> (HashMap<K::Labels, V>, Vec<K>) {
         let mut live: HashMap<K::Labels, V> = HashMap::new();
         let mut finished = Vec::new();
@@ -161,7 +206,7 @@ impl Sorter<'_> {
             if current {
                 live.entry(labels).or_default().add(&value);
             } else {
-                table.retire(labels, &value, self.now);
+                retire(labels, &value, self.now);
                 self.names.finish(incarnation, self.now);
                 finished.push(key);
             }
@@ -177,13 +222,21 @@ impl Monitor {
     pub fn new(
         maps: KernelMaps,
         events: ProcessEvents,
-        pid_label: bool,
-        ttl: Duration,
-        sweep_interval: Duration,
+        tcp_events: TcpEvents,
+        settings: &MonitorSettings,
     ) -> Self {
+        let MonitorSettings {
+            pid_label,
+            ttl,
+            sweep_interval,
+            peers_per_comm,
+        } = *settings;
         Self {
             maps,
             events,
+            tcp_events,
+            pending_tcp: Vec::new(),
+            network: Network::new(peers_per_comm),
             names: ProcessNames::default(),
             syscalls: SeriesTable::default(),
             errors: SeriesTable::default(),
@@ -209,14 +262,56 @@ impl Monitor {
         self.events.drain(|event| names.apply(&event, now));
     }
 
+    /// Applies pending TCP events. An event waits (up to `UNNAMED_GRACE`) for the exec event
+    /// that names its process when that process has already moved on: the two ring buffers
+    /// are read independently, and `/proc` would name the wrong program or none.
+    pub fn drain_tcp_events(&mut self, now: Instant) {
+        if self.events_paused_until.is_some_and(|until| now < until) {
+            return;
+        }
+        let pending = &mut self.pending_tcp;
+        self.tcp_events.drain(|event| pending.push((event, now)));
+        if self.pending_tcp.is_empty() {
+            return;
+        }
+        let mut generations = Generations {
+            maps: &self.maps,
+            cache: HashMap::new(),
+        };
+        let mut waiting = Vec::new();
+        for (event, since) in std::mem::take(&mut self.pending_tcp) {
+            let incarnation = Incarnation {
+                tgid: event.tgid,
+                generation: event.generation,
+            };
+            let current = generations.is_current(event.tgid, event.generation);
+            if !current
+                && !self.names.is_known(incarnation)
+                && now.duration_since(since) < UNNAMED_GRACE
+            {
+                waiting.push((event, since));
+                continue;
+            }
+            let comm = self
+                .names
+                .resolve(incarnation, current, now, read_proc_comm);
+            let pid = self.pid_label.then_some(event.tgid);
+            self.network.apply(&event, &comm, pid, now);
+        }
+        self.pending_tcp = waiting;
+    }
+
     /// Names every kernel entry, folds and frees those of finished generations, and returns
     /// the exported series.
     pub fn refresh(&mut self, now: Instant) -> Snapshot {
         // Events first: an exit must name its process before its entries are retired.
         self.drain_events(now);
+        self.drain_tcp_events(now);
         let stat_rows = self.maps.syscall_rows();
         let error_rows = self.maps.error_rows();
+        let byte_rows = self.maps.net_bytes_rows();
         let (stat_rows_len, error_rows_len) = (stat_rows.len(), error_rows.len());
+        let byte_rows_len = byte_rows.len();
         let mut sorter = Sorter {
             generations: Generations {
                 maps: &self.maps,
@@ -227,23 +322,51 @@ impl Monitor {
             pid_label: self.pid_label,
             now,
         };
-        let (live_stats, finished_stats) = sorter.sort(stat_rows, &mut self.syscalls);
-        let (live_errors, finished_errors) = sorter.sort(error_rows, &mut self.errors);
+        let syscalls = &mut self.syscalls;
+        let (live_stats, finished_stats) = sorter.sort(stat_rows, |labels, value, now| {
+            syscalls.retire(labels, value, now)
+        });
+        let errors = &mut self.errors;
+        let (live_errors, finished_errors) = sorter.sort(error_rows, |labels, value, now| {
+            errors.retire(labels, value, now)
+        });
+        let network = &mut self.network;
+        let (live_bytes, finished_bytes) = sorter.sort(byte_rows, |labels, value, now| {
+            network.retire_bytes(labels, value, now)
+        });
         for key in &finished_stats {
             self.maps.remove_syscall(key);
         }
         for key in &finished_errors {
             self.maps.remove_error(key);
         }
+        for key in &finished_bytes {
+            self.maps.remove_net_bytes(key);
+        }
         self.names.prune(now, self.name_grace);
         let names = &self.names;
         self.unnamed.retain(|incarnation, since| {
             !names.is_known(*incarnation) && now.duration_since(*since) < UNNAMED_GRACE * 2
         });
-        let map_fill = self.maps.fill(
-            stat_rows_len - finished_stats.len(),
-            error_rows_len - finished_errors.len(),
-        );
+        let map_fill = self.maps.fill(&[
+            (map::SYSCALL_STATS, stat_rows_len - finished_stats.len()),
+            (map::SYSCALL_ERRORS, error_rows_len - finished_errors.len()),
+            (map::NET_BYTES, byte_rows_len - finished_bytes.len()),
+        ]);
+        let network = self.network.publish(live_bytes, now, self.ttl);
+        let mut series = vec![
+            (
+                crate::metrics::family::SYSCALL_DURATION.name,
+                self.syscalls.len() as u64,
+                self.syscalls.expired_total(),
+            ),
+            (
+                crate::metrics::family::SYSCALL_ERRORS.name,
+                self.errors.len() as u64,
+                self.errors.expired_total(),
+            ),
+        ];
+        series.extend(self.network.series_counts());
 
         Snapshot {
             syscalls: self.syscalls.publish(live_stats, now, self.ttl),
@@ -253,20 +376,20 @@ impl Monitor {
                 .map(|&c| (c, self.maps.counter(c)))
                 .collect(),
             map_fill,
-            events_read: self.events.read(),
-            events_malformed: self.events.malformed(),
-            series: vec![
-                (
-                    crate::metrics::family::SYSCALL_DURATION.name,
-                    self.syscalls.len() as u64,
-                    self.syscalls.expired_total(),
-                ),
-                (
-                    crate::metrics::family::SYSCALL_ERRORS.name,
-                    self.errors.len() as u64,
-                    self.errors.expired_total(),
-                ),
+            rings: vec![
+                RingRead {
+                    map: map::PROCESS_EVENTS,
+                    read: self.events.read(),
+                    malformed: self.events.malformed(),
+                },
+                RingRead {
+                    map: map::TCP_EVENTS,
+                    read: self.tcp_events.read(),
+                    malformed: self.tcp_events.malformed(),
+                },
             ],
+            network,
+            series,
         }
     }
 }

@@ -17,6 +17,16 @@ pub mod program {
     /// Empty hooks on the same tracepoints: the benchmark's floor, never attached by the agent.
     pub const NOOP_SYS_ENTER: &str = "noop_sys_enter";
     pub const NOOP_SYS_EXIT: &str = "noop_sys_exit";
+    /// TCP lifecycle (`inet_sock_set_state`): connects, accepts, failures, closes.
+    pub const TCP_STATE: &str = "mon_tcp_state";
+    /// `tcp_destroy_sock`: the last event of a socket, frees its `TCP_CONNS` entry.
+    pub const TCP_DESTROY: &str = "mon_tcp_destroy";
+    pub const TCP_RETRANSMIT: &str = "mon_tcp_retransmit";
+    pub const TCP_SEND_RESET: &str = "mon_tcp_send_reset";
+    pub const TCP_RECEIVE_RESET: &str = "mon_tcp_recv_reset";
+    /// `sock_send_length` / `sock_recv_length`: bytes through `sock_sendmsg`/`sock_recvmsg`.
+    pub const SOCK_SEND: &str = "mon_sock_send";
+    pub const SOCK_RECV: &str = "mon_sock_recv";
 }
 
 /// Map names (the `static` names in `monitor-ebpf`).
@@ -27,12 +37,32 @@ pub mod map {
     pub const SYSCALL_ERRORS: &str = "SYSCALL_ERRORS";
     pub const PROCESS_EVENTS: &str = "PROCESS_EVENTS";
     pub const COUNTERS: &str = "COUNTERS";
+    pub const TCP_LISTENERS: &str = "TCP_LISTENERS";
+    pub const TCP_CONNS: &str = "TCP_CONNS";
+    pub const NET_BYTES: &str = "NET_BYTES";
+    pub const TCP_EVENTS: &str = "TCP_EVENTS";
 }
 
 /// Load-time globals (`aya_ebpf::Global`), set with `EbpfLoader::override_global`.
 pub mod global {
     /// TGID of the agent itself: its own syscalls are not recorded.
     pub const AGENT_TGID: &str = "AGENT_TGID";
+
+    /// Byte offsets of kernel struct members the network probes read, found in the running
+    /// kernel's BTF at start-up (never hard-coded): (global, `struct.member` path, size).
+    /// The probes see them as constants (`.rodata` is frozen at load).
+    pub const KERNEL_OFFSETS: [(&str, &str, u32); 10] = [
+        ("OFF_SKC_FAMILY", "sock_common.skc_family", 2),
+        ("OFF_SKC_DADDR", "sock_common.skc_daddr", 4),
+        ("OFF_SKC_V6_DADDR", "sock_common.skc_v6_daddr", 16),
+        ("OFF_SKC_DPORT", "sock_common.skc_dport", 2),
+        ("OFF_SKC_NUM", "sock_common.skc_num", 2),
+        ("OFF_SKC_NET", "sock_common.skc_net", 8),
+        ("OFF_NET_INUM", "net.ns.inum", 4),
+        ("OFF_SK_PROTOCOL", "sock.sk_protocol", 2),
+        ("OFF_SK_ERR", "sock.sk_err", 4),
+        ("OFF_SRTT_US", "tcp_sock.srtt_us", 4),
+    ];
 }
 
 /// Default sizes, overridable at load time (`EbpfLoader::map_max_entries`).
@@ -45,6 +75,14 @@ pub mod capacity {
     pub const PROCESS_EVENTS_BYTES: u32 = 256 * 1024;
     /// Fallback for the per-thread and per-process arrays when `pid_max` cannot be read.
     pub const PID_MAX_FALLBACK: u32 = 32_768;
+    /// TCP sockets tracked from connect/accept to destruction (no prealloc).
+    pub const TCP_CONNS: u32 = 65_536;
+    /// Listening sockets (netns, port) whose owner inbound connections are attributed to.
+    pub const TCP_LISTENERS: u32 = 4_096;
+    /// Distinct process incarnations with socket traffic between sweeps.
+    pub const NET_BYTES: u32 = 10_240;
+    /// Bytes of the TCP-event ring buffer.
+    pub const TCP_EVENTS_BYTES: u32 = 1024 * 1024;
 }
 
 /// Slots of the per-CPU `COUNTERS` array: self-observability counters kept in the kernel.
@@ -63,15 +101,42 @@ pub enum Counter {
     /// A `sys_exit` with no recorded `sys_enter` (a fork child's first return, or a call
     /// already in flight when the probes attached): counted here, not in any series.
     UnmatchedExits = 4,
+    /// TCP events the probes tried to write to `TCP_EVENTS` (read + dropped, once drained).
+    TcpEventsProduced = 5,
+    /// TCP events lost because `TCP_EVENTS` had no room.
+    TcpEventsDropped = 6,
+    /// `TCP_CONNS` refused a socket (full): that connection goes untracked.
+    TcpConnsFull = 7,
+    /// `TCP_LISTENERS` refused a listening socket: its inbound connections go unattributed.
+    TcpListenersFull = 8,
+    /// `NET_BYTES` refused a key: that send/receive went uncounted.
+    NetBytesFull = 9,
+    /// Resets the kernel sent for no socket (a SYN or segment to a closed port).
+    TcpResetsSentNoSocket = 10,
+    /// Resets sent or received on sockets the probes do not track (opened before the agent
+    /// started, or refused by a full `TCP_CONNS`).
+    TcpResetsSentUntracked = 11,
+    TcpResetsReceivedUntracked = 12,
+    /// Retransmits on untracked sockets.
+    TcpRetransmitsUntracked = 13,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 5] = [
+    pub const ALL: [Counter; 14] = [
         Counter::ProcessEventsProduced,
         Counter::ProcessEventsDropped,
         Counter::SyscallStatsFull,
         Counter::SyscallErrorsFull,
         Counter::UnmatchedExits,
+        Counter::TcpEventsProduced,
+        Counter::TcpEventsDropped,
+        Counter::TcpConnsFull,
+        Counter::TcpListenersFull,
+        Counter::NetBytesFull,
+        Counter::TcpResetsSentNoSocket,
+        Counter::TcpResetsSentUntracked,
+        Counter::TcpResetsReceivedUntracked,
+        Counter::TcpRetransmitsUntracked,
     ];
     pub const LEN: u32 = Self::ALL.len() as u32;
 }
@@ -196,7 +261,107 @@ pub struct ProcessEvent {
     pub comm: [u8; 16],
 }
 
+/// Key of `NET_BYTES` and the owner of a tracked socket: one process incarnation.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Owner {
+    pub tgid: u32,
+    pub generation: u32,
+}
+
+/// Value of `NET_BYTES` (per CPU): TCP payload bytes through the socket layer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetBytes {
+    pub sent: u64,
+    pub received: u64,
+}
+
+/// Key of `TCP_LISTENERS`: a listening port in a network namespace.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ListenerKey {
+    pub netns: u32,
+    pub port: u16,
+    pub _pad: u16,
+}
+
+/// Direction of a connection (`TcpConn::direction`, `TcpEvent::direction`).
+pub mod direction {
+    /// This process called `connect()`.
+    pub const OUTBOUND: u32 = 1;
+    /// Accepted on a listening socket this process owns.
+    pub const INBOUND: u32 = 2;
+}
+
+/// The remote end of a connection, as the kernel holds it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    /// `AF_INET` (2) or `AF_INET6` (10): which of `addr` is meaningful.
+    pub family: u16,
+    /// Host byte order.
+    pub port: u16,
+    /// IPv4 in the first 4 bytes (network order), else the IPv6 address.
+    pub addr: [u8; 16],
+}
+
+/// Value of `TCP_CONNS`, keyed by the socket's kernel address: who owns a tracked socket and
+/// where its lifecycle is. Inserted at connect (CLOSE→SYN_SENT) or accept (LISTEN→SYN_RECV),
+/// deleted at `tcp_destroy_sock`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpConn {
+    pub owner: Owner,
+    pub direction: u32,
+    /// Local port: for inbound connections the listening port.
+    pub local_port: u16,
+    pub _pad: u16,
+    pub remote: Endpoint,
+    pub _pad2: u32,
+    /// `bpf_ktime_get_ns()` at SYN_SENT (outbound) or SYN_RECV (inbound).
+    pub start_ns: u64,
+    /// At ESTABLISHED; 0 until then, and once the close has been reported.
+    pub established_ns: u64,
+}
+
+/// Kinds of `TcpEvent`.
+pub mod tcp_event {
+    /// ESTABLISHED; `duration_ns` is the handshake (SYN sent → established, outbound).
+    pub const OPEN: u32 = 1;
+    /// SYN_SENT → CLOSE: `error` is `sk_err` (111 refused, 110 timed out, …),
+    /// `duration_ns` the attempt.
+    pub const CONNECT_FAIL: u32 = 2;
+    /// An established connection reached CLOSE: `duration_ns` since ESTABLISHED, `srtt_us`
+    /// the smoothed RTT then (0: no sample).
+    pub const CLOSE: u32 = 3;
+    pub const RETRANSMIT: u32 = 4;
+    pub const RESET_SENT: u32 = 5;
+    pub const RESET_RECEIVED: u32 = 6;
+}
+
+/// Record of the `TCP_EVENTS` ring buffer: one discrete event of a tracked socket.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpEvent {
+    pub kind: u32,
+    pub direction: u32,
+    pub owner: Owner,
+    pub local_port: u16,
+    pub _pad: u16,
+    pub error: u32,
+    pub remote: Endpoint,
+    pub srtt_us: u32,
+    pub duration_ns: u64,
+}
+
 const _: () = {
+    assert!(core::mem::size_of::<Owner>() == 8);
+    assert!(core::mem::size_of::<NetBytes>() == 16);
+    assert!(core::mem::size_of::<ListenerKey>() == 8);
+    assert!(core::mem::size_of::<Endpoint>() == 20);
+    assert!(core::mem::size_of::<TcpConn>() == 56);
+    assert!(core::mem::size_of::<TcpEvent>() == 56);
     assert!(core::mem::size_of::<SyscallKey>() == 12);
     assert!(core::mem::size_of::<SyscallStats>() == 8 * (hist::BUCKETS + 1));
     assert!(core::mem::size_of::<SyscallErrorKey>() == 16);
@@ -215,6 +380,11 @@ mod pod {
     unsafe impl aya::Pod for super::ThreadStart {}
     unsafe impl aya::Pod for super::ProcessState {}
     unsafe impl aya::Pod for super::ProcessEvent {}
+    unsafe impl aya::Pod for super::Owner {}
+    unsafe impl aya::Pod for super::NetBytes {}
+    unsafe impl aya::Pod for super::ListenerKey {}
+    unsafe impl aya::Pod for super::TcpConn {}
+    unsafe impl aya::Pod for super::TcpEvent {}
 }
 
 #[cfg(test)]

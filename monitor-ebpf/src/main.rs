@@ -4,6 +4,7 @@
 #![no_main]
 
 mod maps;
+mod network;
 mod noop;
 mod process;
 mod syscalls;

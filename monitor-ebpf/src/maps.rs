@@ -5,11 +5,11 @@ use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     helpers::{bpf_get_current_comm, bpf_ktime_get_ns},
     macros::map,
-    maps::{Array, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use monitor_common::{
-    Counter, ProcessEvent, ProcessState, SyscallErrorKey, SyscallKey, SyscallStats, ThreadStart,
-    capacity,
+    Counter, ListenerKey, NetBytes, Owner, ProcessEvent, ProcessState, SyscallErrorKey, SyscallKey,
+    SyscallStats, TcpConn, ThreadStart, capacity,
 };
 
 /// The agent's own TGID (set at load): its scrapes and map reads are not what users watch.
@@ -42,6 +42,28 @@ pub static SYSCALL_ERRORS: PerCpuHashMap<SyscallErrorKey, u64> =
 /// Discrete process lifecycle events (exec, exit): names and clean-up.
 #[map]
 pub static PROCESS_EVENTS: RingBuf = RingBuf::with_byte_size(capacity::PROCESS_EVENTS_BYTES, 0);
+
+/// Listening sockets by (netns, port), filled at `listen()` in the owner's context: inbound
+/// connections are set up in softirq context, where `current` is whoever was interrupted.
+#[map]
+pub static TCP_LISTENERS: HashMap<ListenerKey, Owner> =
+    HashMap::with_max_entries(capacity::TCP_LISTENERS, BPF_F_NO_PREALLOC);
+
+/// Tracked sockets by kernel address, from connect/accept to `tcp_destroy_sock`. Most TCP
+/// events fire in softirq or timer context; this map is how they find their process.
+#[map]
+pub static TCP_CONNS: HashMap<u64, TcpConn> =
+    HashMap::with_max_entries(capacity::TCP_CONNS, BPF_F_NO_PREALLOC);
+
+/// Socket payload bytes per process incarnation, summed in the kernel: one update per
+/// send/receive call, far too frequent for the ring buffer.
+#[map]
+pub static NET_BYTES: PerCpuHashMap<Owner, NetBytes> =
+    PerCpuHashMap::with_max_entries(capacity::NET_BYTES, BPF_F_NO_PREALLOC);
+
+/// Discrete TCP events (a few per connection): opens, failures, closes, retransmits, resets.
+#[map]
+pub static TCP_EVENTS: RingBuf = RingBuf::with_byte_size(capacity::TCP_EVENTS_BYTES, 0);
 
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::LEN, 0);

@@ -6,7 +6,9 @@ use aya::{
     maps::{Array, MapData, PerCpuArray, PerCpuHashMap},
 };
 use log::debug;
-use monitor_common::{Counter, ProcessState, SyscallErrorKey, SyscallKey, SyscallStats, map};
+use monitor_common::{
+    Counter, NetBytes, Owner, ProcessState, SyscallErrorKey, SyscallKey, SyscallStats, map,
+};
 
 /// A kernel map's fill, for the self-metrics.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,6 +22,7 @@ pub struct MapFill {
 pub struct KernelMaps {
     stats: PerCpuHashMap<MapData, SyscallKey, SyscallStats>,
     errors: PerCpuHashMap<MapData, SyscallErrorKey, u64>,
+    net_bytes: PerCpuHashMap<MapData, Owner, NetBytes>,
     generations: Array<MapData, ProcessState>,
     counters: PerCpuArray<MapData, u64>,
     capacities: Vec<(&'static str, u64)>,
@@ -41,6 +44,7 @@ impl KernelMaps {
         Ok(Self {
             stats: take(ebpf, map::SYSCALL_STATS)?,
             errors: take(ebpf, map::SYSCALL_ERRORS)?,
+            net_bytes: take(ebpf, map::NET_BYTES)?,
             generations: take(ebpf, map::PROCESS_STATE)?,
             counters: take(ebpf, map::COUNTERS)?,
             capacities,
@@ -54,6 +58,16 @@ impl KernelMaps {
 
     pub fn error_rows(&self) -> Vec<(SyscallErrorKey, u64)> {
         rows(&self.errors)
+    }
+
+    pub fn net_bytes_rows(&self) -> Vec<(Owner, NetBytes)> {
+        rows(&self.net_bytes)
+    }
+
+    pub fn remove_net_bytes(&mut self, key: &Owner) {
+        if let Err(err) = self.net_bytes.remove(key) {
+            debug!("removing {key:?} from {}: {err}", map::NET_BYTES);
+        }
     }
 
     pub fn remove_syscall(&mut self, key: &SyscallKey) {
@@ -84,16 +98,16 @@ impl KernelMaps {
             .unwrap_or(0)
     }
 
-    pub fn fill(&self, stats_entries: usize, error_entries: usize) -> Vec<MapFill> {
+    /// `entries`: the hash maps whose keys were just counted; other maps report capacity only.
+    pub fn fill(&self, entries: &[(&'static str, usize)]) -> Vec<MapFill> {
         self.capacities
             .iter()
             .map(|&(name, capacity)| MapFill {
                 map: name,
-                entries: match name {
-                    map::SYSCALL_STATS => Some(stats_entries as u64),
-                    map::SYSCALL_ERRORS => Some(error_entries as u64),
-                    _ => None,
-                },
+                entries: entries
+                    .iter()
+                    .find(|(counted, _)| *counted == name)
+                    .map(|&(_, n)| n as u64),
                 capacity,
             })
             .collect()

@@ -1,11 +1,13 @@
 //! The kernel side as the agent sees it: load the embedded object, attach each probe on its
-//! own, and hand out its maps (`kernel_maps`) and ring buffer (`process_events`).
+//! own, and hand out its maps (`kernel_maps`) and ring buffers (`event_ring`). Kernel struct
+//! offsets for the network probes come from the running kernel's BTF (`btf`).
+pub mod btf;
+pub mod event_ring;
 pub mod kernel_maps;
-pub mod process_events;
 
 use anyhow::Context as _;
 use aya::{Ebpf, EbpfLoader, programs::RawTracePoint};
-use log::{info, warn};
+use log::{debug, info, warn};
 use monitor_common::{capacity, global, map, program};
 
 /// The eBPF object built from `monitor-ebpf` by this crate's build.rs.
@@ -22,34 +24,92 @@ pub struct Probe {
     pub tracepoint: &'static str,
     /// What the kernel must offer, for the README and for errors.
     pub needs: &'static str,
+    /// Reads kernel structs at offsets from BTF (`global::KERNEL_OFFSETS`).
+    pub reads_structs: bool,
 }
 
+const NET_NEEDS: &str = "raw tracepoints (4.17+), kernel BTF (/sys/kernel/btf/vmlinux)";
+
 /// In attach order: process lifecycle first so generations exist before the first syscall
-/// is keyed; `sys_enter` before `sys_exit` so exits find their start times.
-pub const PROBES: [Probe; 4] = [
+/// is keyed; `sys_enter` before `sys_exit` so exits find their start times; socket
+/// destruction before the state changes that track sockets, so no entry outlives its socket.
+pub const PROBES: [Probe; 11] = [
     Probe {
         program: program::PROCESS_EXEC,
         fallback: None,
         tracepoint: "sched_process_exec",
         needs: "raw tracepoints (4.17+), BPF ring buffer (5.8+)",
+        reads_structs: false,
     },
     Probe {
         program: program::PROCESS_EXIT,
         fallback: Some(program::PROCESS_EXIT_LEADER),
         tracepoint: "sched_process_exit",
         needs: "raw tracepoints (4.17+), BPF ring buffer (5.8+)",
+        reads_structs: false,
     },
     Probe {
         program: program::SYS_ENTER,
         fallback: None,
         tracepoint: "sys_enter",
         needs: "raw tracepoints (4.17+)",
+        reads_structs: false,
     },
     Probe {
         program: program::SYS_EXIT,
         fallback: None,
         tracepoint: "sys_exit",
         needs: "raw tracepoints (4.17+), per-CPU hash maps without prealloc (tracing, 6.1+)",
+        reads_structs: false,
+    },
+    Probe {
+        program: program::TCP_DESTROY,
+        fallback: None,
+        tracepoint: "tcp_destroy_sock",
+        needs: NET_NEEDS,
+        reads_structs: true,
+    },
+    Probe {
+        program: program::TCP_STATE,
+        fallback: None,
+        tracepoint: "inet_sock_set_state",
+        needs: NET_NEEDS,
+        reads_structs: true,
+    },
+    Probe {
+        program: program::TCP_RETRANSMIT,
+        fallback: None,
+        tracepoint: "tcp_retransmit_skb",
+        needs: NET_NEEDS,
+        reads_structs: true,
+    },
+    Probe {
+        program: program::TCP_SEND_RESET,
+        fallback: None,
+        tracepoint: "tcp_send_reset",
+        needs: NET_NEEDS,
+        reads_structs: true,
+    },
+    Probe {
+        program: program::TCP_RECEIVE_RESET,
+        fallback: None,
+        tracepoint: "tcp_receive_reset",
+        needs: NET_NEEDS,
+        reads_structs: true,
+    },
+    Probe {
+        program: program::SOCK_SEND,
+        fallback: None,
+        tracepoint: "sock_send_length",
+        needs: NET_NEEDS,
+        reads_structs: true,
+    },
+    Probe {
+        program: program::SOCK_RECV,
+        fallback: None,
+        tracepoint: "sock_recv_length",
+        needs: NET_NEEDS,
+        reads_structs: true,
     },
 ];
 
@@ -73,6 +133,9 @@ pub struct LoadSettings {
     pub syscall_stats_entries: u32,
     pub syscall_errors_entries: u32,
     pub process_events_bytes: u32,
+    pub tcp_conns_entries: u32,
+    pub net_bytes_entries: u32,
+    pub tcp_events_bytes: u32,
     /// Programs of `PROBES` not to attach (`--probes.disable`).
     pub disabled: Vec<String>,
     /// `aya-log` level inside the kernel (1 error … 5 trace), so disabled logs cost nothing.
@@ -93,7 +156,9 @@ pub struct Loaded {
 pub fn load(settings: &LoadSettings) -> anyhow::Result<Loaded> {
     let pid_slots = pid_max();
     let agent_tgid = std::process::id();
-    let mut ebpf = EbpfLoader::new()
+    let offsets = kernel_offsets();
+    let mut loader = EbpfLoader::new();
+    loader
         .override_global(global::AGENT_TGID, &agent_tgid, true)
         .override_global("AYA_LOG_LEVEL", &settings.kernel_log_level, false)
         .map_max_entries(map::THREAD_START, pid_slots)
@@ -101,6 +166,15 @@ pub fn load(settings: &LoadSettings) -> anyhow::Result<Loaded> {
         .map_max_entries(map::SYSCALL_STATS, settings.syscall_stats_entries)
         .map_max_entries(map::SYSCALL_ERRORS, settings.syscall_errors_entries)
         .map_max_entries(map::PROCESS_EVENTS, settings.process_events_bytes)
+        .map_max_entries(map::TCP_CONNS, settings.tcp_conns_entries)
+        .map_max_entries(map::NET_BYTES, settings.net_bytes_entries)
+        .map_max_entries(map::TCP_EVENTS, settings.tcp_events_bytes);
+    if let Ok(offsets) = &offsets {
+        for (global, offset) in offsets {
+            loader.override_global(global, offset, true);
+        }
+    }
+    let mut ebpf = loader
         .load(object())
         .context("loading the eBPF object (maps and BTF) into the kernel")?;
 
@@ -117,6 +191,18 @@ pub fn load(settings: &LoadSettings) -> anyhow::Result<Loaded> {
                     probe: *probe,
                     program: probe.program,
                     error,
+                };
+            }
+            if let (true, Err(why)) = (probe.reads_structs, &offsets) {
+                warn!(
+                    "probe {} NOT attached: {why}; its metrics stay empty, the other probes \
+                     keep running",
+                    probe.program
+                );
+                return ProbeState {
+                    probe: *probe,
+                    program: probe.program,
+                    error: Some(why.clone()),
                 };
             }
             attach_probe(&mut ebpf, probe)
@@ -137,6 +223,10 @@ pub fn load(settings: &LoadSettings) -> anyhow::Result<Loaded> {
             map::PROCESS_EVENTS,
             u64::from(settings.process_events_bytes),
         ),
+        (map::TCP_CONNS, u64::from(settings.tcp_conns_entries)),
+        (map::TCP_LISTENERS, u64::from(capacity::TCP_LISTENERS)),
+        (map::NET_BYTES, u64::from(settings.net_bytes_entries)),
+        (map::TCP_EVENTS, u64::from(settings.tcp_events_bytes)),
     ];
     Ok(Loaded {
         ebpf,
@@ -185,6 +275,31 @@ fn attach(ebpf: &mut Ebpf, name: &str, tracepoint: &str) -> anyhow::Result<()> {
     program.load().context("the verifier refused the program")?;
     program.attach(tracepoint).context("attach failed")?;
     Ok(())
+}
+
+/// Every offset of `global::KERNEL_OFFSETS`, or why the struct-reading probes cannot run.
+fn kernel_offsets() -> Result<Vec<(&'static str, u32)>, String> {
+    let started = std::time::Instant::now();
+    let btf = btf::Btf::from_sys_fs().map_err(|err| format!("kernel BTF unavailable: {err}"))?;
+    let offsets = global::KERNEL_OFFSETS
+        .iter()
+        .map(|&(global, path, size)| {
+            let field = btf.field(path)?;
+            if field.size != size {
+                return Err(format!(
+                    "kernel BTF: {path} is {} bytes, the probes read {size}",
+                    field.size
+                ));
+            }
+            Ok((global, field.offset))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    debug!(
+        "kernel struct offsets from {} in {:?}: {offsets:?}",
+        btf::VMLINUX,
+        started.elapsed()
+    );
+    Ok(offsets)
 }
 
 /// Thread and process ids are below `pid_max`, so arrays of that size never collide.

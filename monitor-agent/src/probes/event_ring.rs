@@ -1,41 +1,48 @@
-//! Reader of the `PROCESS_EVENTS` ring buffer: exec and exit events, decoded.
+//! Readers of the probes' ring buffers (`PROCESS_EVENTS`, `TCP_EVENTS`): records decoded,
+//! counted, and a malformed one skipped, never fatal.
 use aya::maps::{MapData, RingBuf};
 use log::warn;
 
-use crate::decode::{self, ProcessEvent};
+use crate::decode::DecodeError;
 
-pub struct ProcessEvents {
+pub struct EventRing<E> {
+    name: &'static str,
     ring: RingBuf<MapData>,
+    decode: fn(&[u8]) -> Result<E, DecodeError>,
     read: u64,
     malformed: u64,
 }
 
-impl ProcessEvents {
-    pub fn take(ebpf: &mut aya::Ebpf) -> anyhow::Result<Self> {
+impl<E> EventRing<E> {
+    pub fn take(
+        ebpf: &mut aya::Ebpf,
+        name: &'static str,
+        decode: fn(&[u8]) -> Result<E, DecodeError>,
+    ) -> anyhow::Result<Self> {
         use anyhow::Context as _;
-        let name = monitor_common::map::PROCESS_EVENTS;
         let map = ebpf
             .take_map(name)
             .with_context(|| format!("map {name} missing"))?;
         let ring =
             RingBuf::try_from(map).with_context(|| format!("map {name} is not a ring buffer"))?;
         Ok(Self {
+            name,
             ring,
+            decode,
             read: 0,
             malformed: 0,
         })
     }
 
-    /// Consumes everything the kernel has submitted so far. A bad record is counted and
-    /// logged, never fatal.
-    pub fn drain(&mut self, mut on_event: impl FnMut(ProcessEvent)) {
+    /// Consumes everything the kernel has submitted so far.
+    pub fn drain(&mut self, mut on_event: impl FnMut(E)) {
         while let Some(record) = self.ring.next() {
             self.read += 1;
-            match decode::process_event(&record) {
+            match (self.decode)(&record) {
                 Ok(event) => on_event(event),
                 Err(err) => {
                     self.malformed += 1;
-                    warn!("skipping a malformed process event: {err}");
+                    warn!("skipping a malformed {} record: {err}", self.name);
                 }
             }
         }

@@ -1,0 +1,446 @@
+//! TCP events and socket byte counts → network series, with the per-`comm` peer cap.
+//!
+//! Pure: events arrive decoded and already named (`comm`, `pid`); the kernel's byte counts
+//! arrive folded per label set. Every value is kept in an `aggregate::SeriesTable`, so the
+//! same retire/TTL rules as the syscall families apply.
+use std::{
+    collections::{HashMap, HashSet},
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use monitor_common::NetBytes;
+
+use crate::{
+    aggregate::{Histogram, Observations, SeriesTable, WorkloadLabels, observe},
+    decode::{Direction, TcpEvent, TcpEventKind},
+};
+
+/// The `peer` value of everything beyond a comm's peer cap.
+pub const OVERFLOW_PEER: &str = "other";
+
+/// Connections opened and closed under one label set: `opened − closed` are active.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnCounts {
+    pub opened: u64,
+    pub closed: u64,
+}
+
+impl ConnCounts {
+    pub fn active(&self) -> u64 {
+        // A close whose open was lost (full ring buffer) must not make the gauge wrap.
+        self.opened.saturating_sub(self.closed)
+    }
+}
+
+impl Observations for ConnCounts {
+    fn add(&mut self, other: &Self) {
+        self.opened += other.opened;
+        self.closed += other.closed;
+    }
+    fn observations(&self) -> u64 {
+        self.opened + self.closed
+    }
+    fn pinned(&self) -> bool {
+        self.active() > 0
+    }
+}
+
+impl Observations for NetBytes {
+    fn add(&mut self, other: &Self) {
+        self.sent += other.sent;
+        self.received += other.received;
+    }
+    fn observations(&self) -> u64 {
+        self.sent + self.received
+    }
+}
+
+/// Why a connect failed, from the socket's error at SYN_SENT → CLOSE.
+pub fn connect_error_reason(errno: u32) -> &'static str {
+    match errno {
+        111 => "refused", // ECONNREFUSED: a RST, or ICMP port unreachable
+        110 => "timeout", // ETIMEDOUT: SYN retries or TCP_USER_TIMEOUT ran out
+        113 | 101 | 112 | 64 => "unreachable", // EHOSTUNREACH, ENETUNREACH, EHOSTDOWN, ENONET
+        104 => "reset",   // ECONNRESET
+        _ => "other",     // 0: the application gave up first, and the rest
+    }
+}
+
+pub fn direction_label(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Outbound => "outbound",
+        Direction::Inbound => "inbound",
+    }
+}
+
+/// Outbound: the service connected to (`ip:port`). Inbound: the client's address only; its
+/// port is ephemeral and would make one series per connection.
+fn peer(direction: Direction, remote: SocketAddr) -> String {
+    match direction {
+        Direction::Outbound => remote.to_string(),
+        Direction::Inbound => remote.ip().to_string(),
+    }
+}
+
+/// First `cap` distinct peers per comm keep their value; the rest share `OVERFLOW_PEER`.
+/// A peer frees its place once no series carries it any more (TTL expiry).
+#[derive(Debug)]
+struct PeerLimiter {
+    cap: usize,
+    admitted: HashMap<String, HashSet<String>>,
+}
+
+impl PeerLimiter {
+    fn admit(&mut self, comm: &str, peer: String) -> Option<String> {
+        let peers = self.admitted.entry(comm.to_owned()).or_default();
+        if peers.contains(&peer) {
+            return Some(peer);
+        }
+        if peers.len() < self.cap {
+            peers.insert(peer.clone());
+            return Some(peer);
+        }
+        None
+    }
+
+    fn retain_in_use(&mut self, in_use: &HashSet<(&str, &str)>) {
+        self.admitted.retain(|comm, peers| {
+            peers.retain(|peer| in_use.contains(&(comm.as_str(), peer.as_str())));
+            !peers.is_empty()
+        });
+    }
+}
+
+/// Everything the network families export, read at one moment.
+#[derive(Debug, Default)]
+pub struct NetworkSnapshot {
+    pub connect_duration: Vec<(WorkloadLabels, Histogram)>,
+    pub connect_errors: Vec<(WorkloadLabels, u64)>,
+    pub connections: Vec<(WorkloadLabels, ConnCounts)>,
+    pub retransmits: Vec<(WorkloadLabels, u64)>,
+    pub resets: Vec<(WorkloadLabels, u64)>,
+    pub rtt: Vec<(WorkloadLabels, Histogram)>,
+    pub connection_duration: Vec<(WorkloadLabels, Histogram)>,
+    pub bytes: Vec<(WorkloadLabels, NetBytes)>,
+    pub peer_overflow: Vec<(WorkloadLabels, u64)>,
+}
+
+#[derive(Debug)]
+pub struct Network {
+    connect_duration: SeriesTable<WorkloadLabels, Histogram>,
+    connect_errors: SeriesTable<WorkloadLabels, u64>,
+    connections: SeriesTable<WorkloadLabels, ConnCounts>,
+    retransmits: SeriesTable<WorkloadLabels, u64>,
+    resets: SeriesTable<WorkloadLabels, u64>,
+    rtt: SeriesTable<WorkloadLabels, Histogram>,
+    connection_duration: SeriesTable<WorkloadLabels, Histogram>,
+    bytes: SeriesTable<WorkloadLabels, NetBytes>,
+    peer_overflow: SeriesTable<WorkloadLabels, u64>,
+    peers: PeerLimiter,
+}
+
+impl Network {
+    pub fn new(peers_per_comm: usize) -> Self {
+        Self {
+            connect_duration: SeriesTable::default(),
+            connect_errors: SeriesTable::default(),
+            connections: SeriesTable::default(),
+            retransmits: SeriesTable::default(),
+            resets: SeriesTable::default(),
+            rtt: SeriesTable::default(),
+            connection_duration: SeriesTable::default(),
+            bytes: SeriesTable::default(),
+            peer_overflow: SeriesTable::default(),
+            peers: PeerLimiter {
+                cap: peers_per_comm,
+                admitted: HashMap::new(),
+            },
+        }
+    }
+
+    /// Folds one event of the process `comm` (`pid` when the pid label is on).
+    pub fn apply(&mut self, event: &TcpEvent, comm: &str, pid: Option<u32>, now: Instant) {
+        let labels = |values: Vec<String>| WorkloadLabels {
+            comm: comm.to_owned(),
+            pid,
+            values,
+        };
+        let direction = direction_label(event.direction).to_owned();
+        match event.kind {
+            TcpEventKind::Open => {
+                let port = match event.direction {
+                    Direction::Outbound => event.remote.port(),
+                    Direction::Inbound => event.local_port,
+                };
+                let opened = ConnCounts {
+                    opened: 1,
+                    closed: 0,
+                };
+                let key = labels(vec![direction.clone(), port.to_string()]);
+                self.connections.retire(key, &opened, now);
+                if event.direction == Direction::Outbound {
+                    let peer = self.peer(event, comm, now);
+                    let mut histogram = Histogram::ZERO;
+                    observe(&mut histogram, event.duration_ns);
+                    self.connect_duration
+                        .retire(labels(vec![peer]), &histogram, now);
+                }
+            }
+            TcpEventKind::ConnectFail => {
+                let peer = self.peer(event, comm, now);
+                let reason = connect_error_reason(event.error).to_owned();
+                self.connect_errors
+                    .retire(labels(vec![peer, reason]), &1, now);
+            }
+            TcpEventKind::Close => {
+                let port = match event.direction {
+                    Direction::Outbound => event.remote.port(),
+                    Direction::Inbound => event.local_port,
+                };
+                let closed = ConnCounts {
+                    opened: 0,
+                    closed: 1,
+                };
+                self.connections.retire(
+                    labels(vec![direction.clone(), port.to_string()]),
+                    &closed,
+                    now,
+                );
+                let mut histogram = Histogram::ZERO;
+                observe(&mut histogram, event.duration_ns);
+                self.connection_duration
+                    .retire(labels(vec![direction]), &histogram, now);
+                // 0: the connection never had an RTT sample (no data acknowledged).
+                if event.srtt_us > 0 {
+                    let peer = self.peer(event, comm, now);
+                    let mut histogram = Histogram::ZERO;
+                    observe(&mut histogram, u64::from(event.srtt_us) * 1_000);
+                    self.rtt.retire(labels(vec![peer]), &histogram, now);
+                }
+            }
+            TcpEventKind::Retransmit => {
+                let peer = self.peer(event, comm, now);
+                self.retransmits.retire(labels(vec![peer]), &1, now);
+            }
+            TcpEventKind::ResetSent => {
+                self.resets.retire(labels(vec!["sent".into()]), &1, now);
+            }
+            TcpEventKind::ResetReceived => {
+                self.resets.retire(labels(vec!["received".into()]), &1, now);
+            }
+        }
+    }
+
+    /// The event's `peer` value after the cap; an overflow is counted per comm.
+    fn peer(&mut self, event: &TcpEvent, comm: &str, now: Instant) -> String {
+        match self.peers.admit(comm, peer(event.direction, event.remote)) {
+            Some(peer) => peer,
+            None => {
+                let labels = WorkloadLabels {
+                    comm: comm.to_owned(),
+                    pid: None,
+                    values: Vec::new(),
+                };
+                self.peer_overflow.retire(labels, &1, now);
+                OVERFLOW_PEER.to_owned()
+            }
+        }
+    }
+
+    /// Folds a finished process's byte counts (its kernel entry is freed next).
+    pub fn retire_bytes(&mut self, labels: WorkloadLabels, bytes: &NetBytes, now: Instant) {
+        self.bytes.retire(labels, bytes, now);
+    }
+
+    /// Exported values; `live_bytes` are the kernel's counts of running processes.
+    pub fn publish(
+        &mut self,
+        live_bytes: HashMap<WorkloadLabels, NetBytes>,
+        now: Instant,
+        ttl: Duration,
+    ) -> NetworkSnapshot {
+        // Event-fed tables have no live kernel part: everything in them is retired.
+        fn events<V: Observations>(
+            table: &mut SeriesTable<WorkloadLabels, V>,
+            now: Instant,
+            ttl: Duration,
+        ) -> Vec<(WorkloadLabels, V)> {
+            table.publish(HashMap::new(), now, ttl)
+        }
+        let snapshot = NetworkSnapshot {
+            connect_duration: events(&mut self.connect_duration, now, ttl),
+            connect_errors: events(&mut self.connect_errors, now, ttl),
+            connections: events(&mut self.connections, now, ttl),
+            retransmits: events(&mut self.retransmits, now, ttl),
+            resets: events(&mut self.resets, now, ttl),
+            rtt: events(&mut self.rtt, now, ttl),
+            connection_duration: events(&mut self.connection_duration, now, ttl),
+            bytes: self.bytes.publish(live_bytes, now, ttl),
+            peer_overflow: events(&mut self.peer_overflow, now, ttl),
+        };
+        // The first label value of these families is the peer.
+        let peer_of = |labels: &WorkloadLabels| labels.values.first().cloned();
+        let in_use: HashSet<(String, String)> = snapshot
+            .connect_duration
+            .iter()
+            .map(|(labels, _)| labels)
+            .chain(snapshot.connect_errors.iter().map(|(labels, _)| labels))
+            .chain(snapshot.retransmits.iter().map(|(labels, _)| labels))
+            .chain(snapshot.rtt.iter().map(|(labels, _)| labels))
+            .filter_map(|labels| Some((labels.comm.clone(), peer_of(labels)?)))
+            .collect();
+        let in_use = in_use
+            .iter()
+            .map(|(comm, peer)| (comm.as_str(), peer.as_str()))
+            .collect();
+        self.peers.retain_in_use(&in_use);
+        snapshot
+    }
+
+    /// (family name, series, expired) for `monitor_series` / `monitor_series_expired_total`.
+    pub fn series_counts(&self) -> Vec<(&'static str, u64, u64)> {
+        use crate::metrics::family::*;
+        fn counts<L: Clone + Eq + std::hash::Hash, V: Observations>(
+            name: &'static str,
+            table: &SeriesTable<L, V>,
+        ) -> (&'static str, u64, u64) {
+            (name, table.len() as u64, table.expired_total())
+        }
+        vec![
+            counts(TCP_CONNECT_DURATION.name, &self.connect_duration),
+            counts(TCP_CONNECT_ERRORS.name, &self.connect_errors),
+            counts(TCP_CONNECTIONS_OPENED.name, &self.connections),
+            counts(TCP_RETRANSMITS.name, &self.retransmits),
+            counts(TCP_RESETS.name, &self.resets),
+            counts(TCP_RTT.name, &self.rtt),
+            counts(TCP_CONNECTION_DURATION.name, &self.connection_duration),
+            counts(NETWORK_BYTES.name, &self.bytes),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(kind: TcpEventKind, direction: Direction, remote: &str) -> TcpEvent {
+        TcpEvent {
+            kind,
+            direction,
+            tgid: 1,
+            generation: 0,
+            local_port: 80,
+            error: 0,
+            remote: remote.parse().unwrap(),
+            srtt_us: 120,
+            duration_ns: 50_000,
+        }
+    }
+
+    fn value<V: Copy>(rows: &[(WorkloadLabels, V)], comm: &str, values: &[&str]) -> Option<V> {
+        rows.iter()
+            .find(|(labels, _)| labels.comm == comm && labels.values == values)
+            .map(|(_, value)| *value)
+    }
+
+    #[test]
+    fn reasons_follow_the_socket_error() {
+        assert_eq!(connect_error_reason(111), "refused");
+        assert_eq!(connect_error_reason(110), "timeout");
+        assert_eq!(connect_error_reason(113), "unreachable");
+        assert_eq!(connect_error_reason(101), "unreachable");
+        assert_eq!(connect_error_reason(104), "reset");
+        assert_eq!(connect_error_reason(0), "other");
+    }
+
+    #[test]
+    fn open_and_close_make_the_gauge_and_keep_it_while_open() {
+        let t0 = Instant::now();
+        let ttl = Duration::from_secs(60);
+        let mut network = Network::new(8);
+        let out = event(TcpEventKind::Open, Direction::Outbound, "10.0.0.2:5432");
+        let inbound = event(TcpEventKind::Open, Direction::Inbound, "10.0.0.3:40000");
+        network.apply(&out, "app", None, t0);
+        network.apply(&inbound, "app", None, t0);
+        let later = t0 + ttl * 10;
+        let snapshot = network.publish(HashMap::new(), later, ttl);
+        let counts = value(&snapshot.connections, "app", &["outbound", "5432"]).unwrap();
+        assert_eq!(
+            (counts.opened, counts.active()),
+            (1, 1),
+            "open: kept past the TTL"
+        );
+        let counts = value(&snapshot.connections, "app", &["inbound", "80"]).unwrap();
+        assert_eq!(
+            counts.active(),
+            1,
+            "inbound: the listening port, not the client's"
+        );
+        let close = event(TcpEventKind::Close, Direction::Outbound, "10.0.0.2:5432");
+        network.apply(&close, "app", None, later);
+        let snapshot = network.publish(HashMap::new(), later, ttl);
+        let counts = value(&snapshot.connections, "app", &["outbound", "5432"]).unwrap();
+        assert_eq!((counts.opened, counts.active()), (1, 0));
+        assert_eq!(
+            value(&snapshot.rtt, "app", &["10.0.0.2:5432"])
+                .unwrap()
+                .sum_ns,
+            120_000
+        );
+        assert_eq!(
+            value(&snapshot.connect_duration, "app", &["10.0.0.2:5432"])
+                .unwrap()
+                .observations(),
+            1
+        );
+    }
+
+    #[test]
+    fn peers_beyond_the_cap_share_one_value_and_are_counted() {
+        let now = Instant::now();
+        let mut network = Network::new(2);
+        for port in 1..=5 {
+            let remote = format!("127.0.0.1:{port}");
+            network.apply(
+                &event(TcpEventKind::Retransmit, Direction::Outbound, &remote),
+                "c",
+                None,
+                now,
+            );
+        }
+        // Another comm has its own budget; inbound peers carry no port.
+        network.apply(
+            &event(TcpEventKind::Retransmit, Direction::Inbound, "[::1]:50000"),
+            "d",
+            None,
+            now,
+        );
+        let snapshot = network.publish(HashMap::new(), now, Duration::from_secs(60));
+        let peers: Vec<&str> = snapshot
+            .retransmits
+            .iter()
+            .filter(|(labels, _)| labels.comm == "c")
+            .map(|(labels, _)| labels.values[0].as_str())
+            .collect();
+        assert_eq!(peers.len(), 3, "{peers:?}");
+        assert_eq!(value(&snapshot.retransmits, "c", &[OVERFLOW_PEER]), Some(3));
+        assert_eq!(value(&snapshot.peer_overflow, "c", &[]), Some(3));
+        assert_eq!(value(&snapshot.retransmits, "d", &["::1"]), Some(1));
+    }
+
+    #[test]
+    fn expired_peers_free_their_place() {
+        let t0 = Instant::now();
+        let ttl = Duration::from_secs(60);
+        let mut network = Network::new(1);
+        let first = event(TcpEventKind::Retransmit, Direction::Outbound, "127.0.0.1:1");
+        network.apply(&first, "c", None, t0);
+        network.publish(HashMap::new(), t0, ttl);
+        network.publish(HashMap::new(), t0 + ttl, ttl);
+        let second = event(TcpEventKind::Retransmit, Direction::Outbound, "127.0.0.1:2");
+        network.apply(&second, "c", None, t0 + ttl);
+        let snapshot = network.publish(HashMap::new(), t0 + ttl, ttl);
+        assert_eq!(value(&snapshot.retransmits, "c", &["127.0.0.1:2"]), Some(1));
+    }
+}

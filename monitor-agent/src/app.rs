@@ -34,6 +34,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tcp_conns_entries: config.tcp_conns_entries,
         net_bytes_entries: config.net_bytes_entries,
         tcp_events_bytes: config.tcp_events_bytes,
+        payload_events_bytes: config.payload_events_bytes,
         disabled: config.disabled_probes.clone(),
         kernel_log_level: kernel_log_level(config.log_level),
     })?;
@@ -49,7 +50,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             None
         }
     };
-    let maps = KernelMaps::take(&mut loaded.ebpf, loaded.capacities.clone())?;
+    let mut maps = KernelMaps::take(&mut loaded.ebpf, loaded.capacities.clone())?;
+    let tracks_connections = loaded
+        .probes
+        .iter()
+        .any(|state| state.program == monitor_common::program::TCP_STATE && state.attached());
+    if tracks_connections {
+        // After attaching, so a listen() racing the scan is recorded by the probe anyway.
+        maps.seed_listeners();
+    }
     let events = EventRing::take(
         &mut loaded.ebpf,
         monitor_common::map::PROCESS_EVENTS,
@@ -64,13 +73,25 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     )?;
     let tcp_ready = watch_readable(tcp_events.fd().context("duplicating the ring buffer fd")?)
         .context("polling the TCP-event ring buffer")?;
+    let payload_events = EventRing::take(
+        &mut loaded.ebpf,
+        monitor_common::map::PAYLOAD_EVENTS,
+        decode::payload_event,
+    )?;
+    let payload_ready = watch_readable(
+        payload_events
+            .fd()
+            .context("duplicating the ring buffer fd")?,
+    )
+    .context("polling the payload ring buffer")?;
     let settings = MonitorSettings {
         pid_label: config.with_pid_label(),
         ttl: config.series_ttl,
         sweep_interval: config.sweep_interval,
         peers_per_comm: config.tcp_peers_per_comm,
+        routes_per_comm: config.http_routes_per_comm,
     };
-    let mut monitor = Monitor::new(maps, events, tcp_events, &settings);
+    let mut monitor = Monitor::new(maps, events, tcp_events, payload_events, &settings);
     if let Some(pause) = config.pause_event_reader {
         warn!("test switch: reading no process events for {pause:?}");
         monitor.pause_events_until(Instant::now() + pause);
@@ -96,6 +117,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tcp_ready,
         Arc::clone(&monitor),
         Monitor::drain_tcp_events,
+    ));
+    tasks.spawn(read_events(
+        payload_ready,
+        Arc::clone(&monitor),
+        Monitor::drain_payload_events,
     ));
     tasks.spawn(sweep(Arc::clone(&monitor), config.sweep_interval));
     if let Some(logger) = kernel_logs {

@@ -110,6 +110,23 @@ pub struct Config {
           default_value_t = capacity::TCP_EVENTS_BYTES, value_parser = parse_ring_bytes)]
     pub tcp_events_bytes: u32,
 
+    /// Bytes of the ring buffer of captured socket reads/writes (HTTP): a power of two, at
+    /// least one page (4096). Each capture takes 576 bytes.
+    #[arg(long = "kernel.payload-events-bytes", value_name = "BYTES",
+          default_value_t = capacity::PAYLOAD_EVENTS_BYTES, value_parser = parse_ring_bytes)]
+    pub payload_events_bytes: u32,
+
+    /// Distinct http_route values per process name on http_server_request_duration_seconds;
+    /// further routes are counted under http_route="_overflow". A process name's routes are
+    /// forgotten when its series expire (--series.ttl).
+    #[arg(
+        long = "http.routes-per-comm",
+        env = "MONITOR_HTTP_ROUTES_PER_COMM",
+        value_name = "N",
+        default_value_t = 100
+    )]
+    pub http_routes_per_comm: usize,
+
     /// Distinct `peer` label values per process name on the TCP families; further peers are
     /// counted under peer="other" (and in monitor_tcp_peer_overflow_total). A peer's place
     /// is freed when its series expire (--series.ttl).

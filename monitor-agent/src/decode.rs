@@ -3,7 +3,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use bytes::Buf as _;
-use monitor_common::{direction, event_kind, tcp_event};
+use monitor_common::{
+    capacity::PAYLOAD_CAPTURE, direction, event_kind, payload_direction, tcp_event,
+};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProcessEventKind {
@@ -52,12 +54,29 @@ pub struct TcpEvent {
     pub duration_ns: u64,
 }
 
+/// One captured socket read or write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PayloadEvent {
+    /// True when the process wrote the bytes, false when it read them.
+    pub egress: bool,
+    /// Bytes the syscall moved; `data` is a prefix of them.
+    pub length: u32,
+    pub tgid: u32,
+    pub generation: u32,
+    pub sk: u64,
+    pub timestamp_ns: u64,
+    pub remote: SocketAddr,
+    pub local_port: u16,
+    pub data: Vec<u8>,
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum DecodeError {
     Length { expected: usize, got: usize },
     Kind(u32),
     Direction(u32),
     Family(u16),
+    Captured(u32),
 }
 
 impl std::fmt::Display for DecodeError {
@@ -69,6 +88,9 @@ impl std::fmt::Display for DecodeError {
             Self::Kind(kind) => write!(f, "unknown event kind {kind}"),
             Self::Direction(direction) => write!(f, "unknown direction {direction}"),
             Self::Family(family) => write!(f, "unknown address family {family}"),
+            Self::Captured(bytes) => {
+                write!(f, "{bytes} captured bytes, more than the record holds")
+            }
         }
     }
 }
@@ -130,6 +152,24 @@ pub fn tcp_event(record: &[u8]) -> Result<TcpEvent, DecodeError> {
     let local_port = buf.get_u16_ne();
     let _pad = buf.get_u16_ne();
     let error = buf.get_u32_ne();
+    let remote = endpoint(&mut buf)?;
+    let srtt_us = buf.get_u32_ne();
+    let duration_ns = buf.get_u64_ne();
+    Ok(TcpEvent {
+        kind,
+        direction,
+        tgid,
+        generation,
+        local_port,
+        error,
+        remote,
+        srtt_us,
+        duration_ns,
+    })
+}
+
+/// `monitor_common::Endpoint`; IPv4-mapped IPv6 addresses come out as IPv4.
+fn endpoint(buf: &mut &[u8]) -> Result<SocketAddr, DecodeError> {
     let family = buf.get_u16_ne();
     let port = buf.get_u16_ne();
     let mut addr = [0u8; 16];
@@ -142,18 +182,40 @@ pub fn tcp_event(record: &[u8]) -> Result<TcpEvent, DecodeError> {
         }
         other => return Err(DecodeError::Family(other)),
     };
-    let srtt_us = buf.get_u32_ne();
-    let duration_ns = buf.get_u64_ne();
-    Ok(TcpEvent {
-        kind,
-        direction,
+    Ok(SocketAddr::new(ip, port))
+}
+
+pub fn payload_event(record: &[u8]) -> Result<PayloadEvent, DecodeError> {
+    check_length::<monitor_common::PayloadEvent>(record)?;
+    let mut buf = record;
+    let egress = match buf.get_u32_ne() {
+        payload_direction::EGRESS => true,
+        payload_direction::INGRESS => false,
+        other => return Err(DecodeError::Direction(other)),
+    };
+    let captured = buf.get_u32_ne();
+    if captured as usize > PAYLOAD_CAPTURE {
+        return Err(DecodeError::Captured(captured));
+    }
+    let length = buf.get_u32_ne();
+    let _pad = buf.get_u32_ne();
+    let tgid = buf.get_u32_ne();
+    let generation = buf.get_u32_ne();
+    let sk = buf.get_u64_ne();
+    let timestamp_ns = buf.get_u64_ne();
+    let remote = endpoint(&mut buf)?;
+    let local_port = buf.get_u16_ne();
+    let _pad2 = buf.get_u16_ne();
+    Ok(PayloadEvent {
+        egress,
+        length,
         tgid,
         generation,
+        sk,
+        timestamp_ns,
+        remote,
         local_port,
-        error,
-        remote: SocketAddr::new(ip, port),
-        srtt_us,
-        duration_ns,
+        data: buf[..captured as usize].to_vec(),
     })
 }
 
@@ -272,6 +334,32 @@ mod tests {
         let loopback6 = tcp_event(&tcp_record(10, &Ipv6Addr::LOCALHOST.octets())).unwrap();
         assert_eq!(loopback6.remote.to_string(), "[::1]:8080");
         assert_eq!(tcp_event(&tcp_record(1, &[])), Err(DecodeError::Family(1)));
+    }
+
+    #[test]
+    fn payload_events_carry_only_the_captured_prefix() {
+        let mut record = Vec::new();
+        for word in [payload_direction::INGRESS, 3, 700, 0, 42, 1] {
+            record.extend_from_slice(&u32::to_ne_bytes(word));
+        }
+        record.extend_from_slice(&0xffff_8880_dead_beefu64.to_ne_bytes());
+        record.extend_from_slice(&99u64.to_ne_bytes());
+        record.extend_from_slice(&2u16.to_ne_bytes());
+        record.extend_from_slice(&80u16.to_ne_bytes());
+        record.extend_from_slice(&[127, 0, 0, 1]);
+        record.extend_from_slice(&[0; 12]);
+        record.extend_from_slice(&[0x1f, 0x90, 0, 0]); // local port 8080 (native order below)
+        record[60..62].copy_from_slice(&8080u16.to_ne_bytes());
+        record.extend_from_slice(b"GET");
+        record.resize(size_of::<monitor_common::PayloadEvent>(), 0xaa);
+        let event = payload_event(&record).unwrap();
+        assert!(!event.egress);
+        assert_eq!((event.length, event.tgid, event.generation), (700, 42, 1));
+        assert_eq!(event.remote.to_string(), "127.0.0.1:80");
+        assert_eq!(event.local_port, 8080);
+        assert_eq!(event.data, b"GET");
+        record[4..8].copy_from_slice(&10_000u32.to_ne_bytes());
+        assert_eq!(payload_event(&record), Err(DecodeError::Captured(10_000)));
     }
 
     #[test]

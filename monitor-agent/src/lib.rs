@@ -5,7 +5,8 @@
 //! → `decode` (ring-buffer bytes → typed events)
 //! → `process_names` (who a (TGID, generation) is)
 //! → `aggregate` (one owner of series state: live + retired values, TTL), with `network`
-//!   folding TCP events and byte counts into its tables (peer cap)
+//!   folding TCP events and byte counts into its tables (peer cap), and `requests` feeding
+//!   captured socket payloads to the protocol parsers (`monitor-protocols`, route cap)
 //! → `metrics` (every family defined once, built at scrape time)
 //! → `server` (`/metrics`, `/healthz`).
 //! `app` wires them together; `config` is the command line.
@@ -21,5 +22,6 @@ pub mod network;
 pub mod privileges;
 pub mod probes;
 pub mod process_names;
+pub mod requests;
 pub mod server;
 pub mod web_config;

@@ -33,6 +33,11 @@ pub mod label {
     pub const DIRECTION: &str = "direction";
     pub const PORT: &str = "port";
     pub const EVENT: &str = "event";
+    pub const HTTP_METHOD: &str = "http_request_method";
+    pub const HTTP_STATUS: &str = "http_response_status_code";
+    pub const HTTP_ROUTE: &str = "http_route";
+    pub const SERVER_ADDRESS: &str = "server_address";
+    pub const SERVER_PORT: &str = "server_port";
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -158,6 +163,57 @@ pub mod family {
         labels: &[label::EVENT],
         workload: false,
     };
+    pub const HTTP_SERVER_DURATION: Family = Family {
+        name: "http_server_request_duration_seconds",
+        help: "HTTP/1.x requests served, seen on the wire: from the request's first byte read \
+               to the response's first byte written. http_route is the path without its query, \
+               identifiers replaced by {id}.",
+        kind: MetricType::HISTOGRAM,
+        labels: &[
+            label::COMM,
+            label::HTTP_METHOD,
+            label::HTTP_STATUS,
+            label::HTTP_ROUTE,
+        ],
+        workload: true,
+    };
+    pub const HTTP_CLIENT_DURATION: Family = Family {
+        name: "http_client_request_duration_seconds",
+        help: "HTTP/1.x requests made, seen on the wire: from the request's first byte written \
+               to the response's first byte read.",
+        kind: MetricType::HISTOGRAM,
+        labels: &[
+            label::COMM,
+            label::HTTP_METHOD,
+            label::HTTP_STATUS,
+            label::SERVER_ADDRESS,
+            label::SERVER_PORT,
+        ],
+        workload: true,
+    };
+    pub const PAYLOAD_UNREADABLE: Family = Family {
+        name: "monitor_payload_unreadable_total",
+        help: "Socket reads/writes of captured connections whose bytes could not be read \
+               (sendfile, splice, io_uring, or a fault): their requests may be missed.",
+        kind: MetricType::COUNTER,
+        labels: &[],
+        workload: false,
+    };
+    pub const PAYLOAD_CONNECTIONS: Family = Family {
+        name: "monitor_payload_connections",
+        help: "Connections whose captured payload the protocol parsers follow now.",
+        kind: MetricType::GAUGE,
+        labels: &[],
+        workload: false,
+    };
+    pub const PAYLOAD_CHUNKS_DROPPED: Family = Family {
+        name: "monitor_payload_chunks_dropped_total",
+        help: "Captured reads/writes of new connections dropped because the agent already \
+               followed its maximum of connections.",
+        kind: MetricType::COUNTER,
+        labels: &[],
+        workload: false,
+    };
     pub const BUILD_INFO: Family = Family {
         name: "monitor_build_info",
         help: "Always 1; the agent's version and the kernel it runs on.",
@@ -236,7 +292,12 @@ pub mod family {
         workload: false,
     };
 
-    pub const ALL: [Family; 25] = [
+    pub const ALL: [Family; 30] = [
+        HTTP_SERVER_DURATION,
+        HTTP_CLIENT_DURATION,
+        PAYLOAD_UNREADABLE,
+        PAYLOAD_CONNECTIONS,
+        PAYLOAD_CHUNKS_DROPPED,
         SYSCALL_DURATION,
         SYSCALL_ERRORS,
         SYSCALL_UNMATCHED_EXITS,
@@ -276,7 +337,7 @@ struct Ring {
     dropped: Counter,
 }
 
-const RINGS: [Ring; 2] = [
+const RINGS: [Ring; 3] = [
     Ring {
         map: map::PROCESS_EVENTS,
         label: "process_events",
@@ -288,6 +349,12 @@ const RINGS: [Ring; 2] = [
         label: "tcp_events",
         produced: Counter::TcpEventsProduced,
         dropped: Counter::TcpEventsDropped,
+    },
+    Ring {
+        map: map::PAYLOAD_EVENTS,
+        label: "payload_events",
+        produced: Counter::PayloadEventsProduced,
+        dropped: Counter::PayloadEventsDropped,
     },
 ];
 
@@ -538,6 +605,27 @@ pub fn render(
                 .map(|(labels, count)| TCP_PEER_OVERFLOW.sample(&[&labels.comm], *count as f64))
                 .collect(),
         ),
+        HTTP_SERVER_DURATION.build(workload_rows(
+            &HTTP_SERVER_DURATION,
+            &snapshot.requests.server,
+            pid_label,
+            set_histogram,
+        )),
+        HTTP_CLIENT_DURATION.build(workload_rows(
+            &HTTP_CLIENT_DURATION,
+            &snapshot.requests.client,
+            pid_label,
+            set_histogram,
+        )),
+        PAYLOAD_UNREADABLE.build(vec![
+            PAYLOAD_UNREADABLE.sample(&[], counter(Counter::PayloadUnreadable)),
+        ]),
+        PAYLOAD_CONNECTIONS.build(vec![
+            PAYLOAD_CONNECTIONS.sample(&[], snapshot.requests.connections as f64),
+        ]),
+        PAYLOAD_CHUNKS_DROPPED.build(vec![
+            PAYLOAD_CHUNKS_DROPPED.sample(&[], snapshot.requests.chunks_dropped as f64),
+        ]),
         TCP_UNTRACKED_EVENTS.build(
             [
                 ("retransmit", Counter::TcpRetransmitsUntracked),
@@ -707,6 +795,7 @@ mod tests {
         monitor::{ErrorLabels, RingRead, SyscallLabels},
         network::{ConnCounts, NetworkSnapshot},
         probes::{PROBES, kernel_maps::MapFill},
+        requests::RequestsSnapshot,
     };
 
     const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/metrics.prom");
@@ -772,6 +861,7 @@ mod tests {
                 malformed: 0,
             }],
             network: network_snapshot(),
+            requests: requests_snapshot(),
             series: vec![(family::SYSCALL_DURATION.name, 2, 4)],
         }
     }
@@ -805,6 +895,22 @@ mod tests {
             )],
             peer_overflow: vec![(labels("curl", &[]), 2)],
             ..NetworkSnapshot::default()
+        }
+    }
+
+    fn requests_snapshot() -> RequestsSnapshot {
+        let labels = |values: &[&str]| WorkloadLabels {
+            comm: "nginx".into(),
+            pid: Some(9),
+            values: values.iter().map(|v| (*v).to_owned()).collect(),
+        };
+        let mut served = Histogram::ZERO;
+        crate::aggregate::observe(&mut served, 50_000_000);
+        RequestsSnapshot {
+            server: vec![(labels(&["GET", "404", "/users/{id}"]), served)],
+            client: vec![(labels(&["_OTHER", "200", "example.com", "8080"]), served)],
+            connections: 3,
+            chunks_dropped: 0,
         }
     }
 

@@ -9,17 +9,42 @@ use monitor_common::{Counter, Owner, SyscallErrorKey, SyscallKey, SyscallStats, 
 
 use crate::{
     aggregate::{SeriesTable, WorkloadLabels},
-    decode::{ProcessEvent, TcpEvent},
+    decode::{PayloadEvent, ProcessEvent, TcpEvent},
     network::{Network, NetworkSnapshot},
     probes::{
         event_ring::EventRing,
         kernel_maps::{KernelMaps, MapFill},
     },
     process_names::{Incarnation, ProcessNames, read_proc_comm},
+    requests::{Requests, RequestsSnapshot},
 };
 
 pub type ProcessEvents = EventRing<ProcessEvent>;
 pub type TcpEvents = EventRing<TcpEvent>;
+pub type PayloadEvents = EventRing<PayloadEvent>;
+
+/// Ring-buffer events that belong to one process incarnation and are applied once it is named.
+trait OwnedEvent {
+    fn incarnation(&self) -> Incarnation;
+}
+
+impl OwnedEvent for TcpEvent {
+    fn incarnation(&self) -> Incarnation {
+        Incarnation {
+            tgid: self.tgid,
+            generation: self.generation,
+        }
+    }
+}
+
+impl OwnedEvent for PayloadEvent {
+    fn incarnation(&self) -> Incarnation {
+        Incarnation {
+            tgid: self.tgid,
+            generation: self.generation,
+        }
+    }
+}
 
 /// A ring buffer's reader side, for the loss-accounting self-metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +78,7 @@ pub struct Snapshot {
     pub map_fill: Vec<MapFill>,
     pub rings: Vec<RingRead>,
     pub network: NetworkSnapshot,
+    pub requests: RequestsSnapshot,
     /// (family, series in use, series expired so far).
     pub series: Vec<(&'static str, u64, u64)>,
 }
@@ -66,15 +92,20 @@ pub struct MonitorSettings {
     pub sweep_interval: Duration,
     /// Distinct `peer` values per comm before the rest share `network::OVERFLOW_PEER`.
     pub peers_per_comm: usize,
+    /// Distinct HTTP routes per comm before the rest share one overflow value.
+    pub routes_per_comm: usize,
 }
 
 pub struct Monitor {
     maps: KernelMaps,
     events: ProcessEvents,
     tcp_events: TcpEvents,
-    /// TCP events whose process no event has named yet, with when they arrived.
+    payload_events: PayloadEvents,
+    /// Events whose process no event has named yet, with when they arrived.
     pending_tcp: Vec<(TcpEvent, Instant)>,
+    pending_payloads: Vec<(PayloadEvent, Instant)>,
     network: Network,
+    requests: Requests,
     names: ProcessNames,
     syscalls: SeriesTable<SyscallLabels, SyscallStats>,
     errors: SeriesTable<ErrorLabels, u64>,
@@ -215,6 +246,42 @@ impl Sorter<'_> {
     }
 }
 
+/// Applies events in arrival order once their process is named. An event of a process that
+/// has already moved on (exec'd or exited) and that no exec/exit event has named yet waits,
+/// up to `UNNAMED_GRACE`: the rings are read independently, and `/proc` would name the wrong
+/// program or none. Order is kept per process: once one event waits, its later ones do too.
+fn name_events<E: OwnedEvent>(
+    pending: &mut Vec<(E, Instant)>,
+    maps: &KernelMaps,
+    names: &mut ProcessNames,
+    pid_label: bool,
+    now: Instant,
+    mut apply: impl FnMut(&E, &str, Option<u32>),
+) {
+    if pending.is_empty() {
+        return;
+    }
+    let mut generations = Generations {
+        maps,
+        cache: HashMap::new(),
+    };
+    let mut held: std::collections::HashSet<Incarnation> = std::collections::HashSet::new();
+    let mut waiting = Vec::new();
+    for (event, since) in std::mem::take(pending) {
+        let incarnation = event.incarnation();
+        let current = generations.is_current(incarnation.tgid, incarnation.generation);
+        let unnamed = !current && !names.is_known(incarnation);
+        if held.contains(&incarnation) || (unnamed && now.duration_since(since) < UNNAMED_GRACE) {
+            held.insert(incarnation);
+            waiting.push((event, since));
+            continue;
+        }
+        let comm = names.resolve(incarnation, current, now, read_proc_comm);
+        apply(&event, &comm, pid_label.then_some(incarnation.tgid));
+    }
+    *pending = waiting;
+}
+
 impl Monitor {
     /// `sweep_interval`: how often `refresh` runs at the least; a finished process's name is
     /// kept a few sweeps (its kernel entries are retired at the first one), not for the series
@@ -223,6 +290,7 @@ impl Monitor {
         maps: KernelMaps,
         events: ProcessEvents,
         tcp_events: TcpEvents,
+        payload_events: PayloadEvents,
         settings: &MonitorSettings,
     ) -> Self {
         let MonitorSettings {
@@ -230,13 +298,17 @@ impl Monitor {
             ttl,
             sweep_interval,
             peers_per_comm,
+            routes_per_comm,
         } = *settings;
         Self {
             maps,
             events,
             tcp_events,
+            payload_events,
             pending_tcp: Vec::new(),
+            pending_payloads: Vec::new(),
             network: Network::new(peers_per_comm),
+            requests: Requests::new(routes_per_comm),
             names: ProcessNames::default(),
             syscalls: SeriesTable::default(),
             errors: SeriesTable::default(),
@@ -262,43 +334,41 @@ impl Monitor {
         self.events.drain(|event| names.apply(&event, now));
     }
 
-    /// Applies pending TCP events. An event waits (up to `UNNAMED_GRACE`) for the exec event
-    /// that names its process when that process has already moved on: the two ring buffers
-    /// are read independently, and `/proc` would name the wrong program or none.
+    /// Applies the TCP events read so far (see `name_events`).
     pub fn drain_tcp_events(&mut self, now: Instant) {
         if self.events_paused_until.is_some_and(|until| now < until) {
             return;
         }
         let pending = &mut self.pending_tcp;
         self.tcp_events.drain(|event| pending.push((event, now)));
-        if self.pending_tcp.is_empty() {
+        let network = &mut self.network;
+        name_events(
+            &mut self.pending_tcp,
+            &self.maps,
+            &mut self.names,
+            self.pid_label,
+            now,
+            |event, comm, pid| network.apply(event, comm, pid, now),
+        );
+    }
+
+    /// Applies the captured socket reads/writes read so far (see `name_events`).
+    pub fn drain_payload_events(&mut self, now: Instant) {
+        if self.events_paused_until.is_some_and(|until| now < until) {
             return;
         }
-        let mut generations = Generations {
-            maps: &self.maps,
-            cache: HashMap::new(),
-        };
-        let mut waiting = Vec::new();
-        for (event, since) in std::mem::take(&mut self.pending_tcp) {
-            let incarnation = Incarnation {
-                tgid: event.tgid,
-                generation: event.generation,
-            };
-            let current = generations.is_current(event.tgid, event.generation);
-            if !current
-                && !self.names.is_known(incarnation)
-                && now.duration_since(since) < UNNAMED_GRACE
-            {
-                waiting.push((event, since));
-                continue;
-            }
-            let comm = self
-                .names
-                .resolve(incarnation, current, now, read_proc_comm);
-            let pid = self.pid_label.then_some(event.tgid);
-            self.network.apply(&event, &comm, pid, now);
-        }
-        self.pending_tcp = waiting;
+        let pending = &mut self.pending_payloads;
+        self.payload_events
+            .drain(|event| pending.push((event, now)));
+        let requests = &mut self.requests;
+        name_events(
+            &mut self.pending_payloads,
+            &self.maps,
+            &mut self.names,
+            self.pid_label,
+            now,
+            |event, comm, pid| requests.apply(event, comm, pid, now),
+        );
     }
 
     /// Names every kernel entry, folds and frees those of finished generations, and returns
@@ -307,6 +377,7 @@ impl Monitor {
         // Events first: an exit must name its process before its entries are retired.
         self.drain_events(now);
         self.drain_tcp_events(now);
+        self.drain_payload_events(now);
         let stat_rows = self.maps.syscall_rows();
         let error_rows = self.maps.error_rows();
         let byte_rows = self.maps.net_bytes_rows();
@@ -367,6 +438,8 @@ impl Monitor {
             ),
         ];
         series.extend(self.network.series_counts());
+        let requests = self.requests.publish(now, self.ttl);
+        series.extend(self.requests.series_counts());
 
         Snapshot {
             syscalls: self.syscalls.publish(live_stats, now, self.ttl),
@@ -387,8 +460,14 @@ impl Monitor {
                     read: self.tcp_events.read(),
                     malformed: self.tcp_events.malformed(),
                 },
+                RingRead {
+                    map: map::PAYLOAD_EVENTS,
+                    read: self.payload_events.read(),
+                    malformed: self.payload_events.malformed(),
+                },
             ],
             network,
+            requests,
             series,
         }
     }

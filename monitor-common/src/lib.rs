@@ -41,6 +41,24 @@ pub mod map {
     pub const TCP_CONNS: &str = "TCP_CONNS";
     pub const NET_BYTES: &str = "NET_BYTES";
     pub const TCP_EVENTS: &str = "TCP_EVENTS";
+    pub const PAYLOAD_SOCKS: &str = "PAYLOAD_SOCKS";
+    pub const PAYLOAD_EVENTS: &str = "PAYLOAD_EVENTS";
+
+    /// Every map of the object, for tools that look for leftovers.
+    pub const ALL: [&str; 12] = [
+        THREAD_START,
+        PROCESS_STATE,
+        SYSCALL_STATS,
+        SYSCALL_ERRORS,
+        PROCESS_EVENTS,
+        COUNTERS,
+        TCP_LISTENERS,
+        TCP_CONNS,
+        NET_BYTES,
+        TCP_EVENTS,
+        PAYLOAD_SOCKS,
+        PAYLOAD_EVENTS,
+    ];
 }
 
 /// Load-time globals (`aya_ebpf::Global`), set with `EbpfLoader::override_global`.
@@ -83,6 +101,12 @@ pub mod capacity {
     pub const NET_BYTES: u32 = 10_240;
     /// Bytes of the TCP-event ring buffer.
     pub const TCP_EVENTS_BYTES: u32 = 1024 * 1024;
+    /// Sockets with a payload-capture verdict (LRU: forgotten sockets are simply re-judged).
+    pub const PAYLOAD_SOCKS: u32 = 65_536;
+    /// Bytes of the payload ring buffer: about 7 000 captured reads/writes in flight.
+    pub const PAYLOAD_EVENTS_BYTES: u32 = 4 * 1024 * 1024;
+    /// Payload bytes copied per socket read or write: a request line and its headers.
+    pub const PAYLOAD_CAPTURE: usize = 512;
 }
 
 /// Slots of the per-CPU `COUNTERS` array: self-observability counters kept in the kernel.
@@ -119,10 +143,17 @@ pub enum Counter {
     TcpResetsReceivedUntracked = 12,
     /// Retransmits on untracked sockets.
     TcpRetransmitsUntracked = 13,
+    /// Socket reads/writes the probes tried to write to `PAYLOAD_EVENTS`.
+    PayloadEventsProduced = 14,
+    /// Captured reads/writes lost because `PAYLOAD_EVENTS` had no room.
+    PayloadEventsDropped = 15,
+    /// Reads/writes on a socket being captured whose user buffer could not be found or read
+    /// (a syscall without a plain buffer such as `sendfile` or io_uring, or a fault).
+    PayloadUnreadable = 16,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 14] = [
+    pub const ALL: [Counter; 17] = [
         Counter::ProcessEventsProduced,
         Counter::ProcessEventsDropped,
         Counter::SyscallStatsFull,
@@ -137,6 +168,9 @@ impl Counter {
         Counter::TcpResetsSentUntracked,
         Counter::TcpResetsReceivedUntracked,
         Counter::TcpRetransmitsUntracked,
+        Counter::PayloadEventsProduced,
+        Counter::PayloadEventsDropped,
+        Counter::PayloadUnreadable,
     ];
     pub const LEN: u32 = Self::ALL.len() as u32;
 }
@@ -355,7 +389,37 @@ pub struct TcpEvent {
     pub duration_ns: u64,
 }
 
+/// Directions of `PayloadEvent` (the monitored process's view).
+pub mod payload_direction {
+    /// The process wrote the bytes.
+    pub const EGRESS: u32 = 1;
+    /// The process read the bytes.
+    pub const INGRESS: u32 = 2;
+}
+
+/// Record of the `PAYLOAD_EVENTS` ring buffer: one read or write on a socket whose traffic
+/// looks like a request protocol, with a prefix of its bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct PayloadEvent {
+    pub direction: u32,
+    /// Bytes in `data` (at most `capacity::PAYLOAD_CAPTURE`).
+    pub captured: u32,
+    /// Bytes the syscall moved.
+    pub length: u32,
+    pub _pad: u32,
+    pub owner: Owner,
+    /// The socket's kernel address: the connection's identity while it lives.
+    pub sk: u64,
+    pub timestamp_ns: u64,
+    pub remote: Endpoint,
+    pub local_port: u16,
+    pub _pad2: u16,
+    pub data: [u8; capacity::PAYLOAD_CAPTURE],
+}
+
 const _: () = {
+    assert!(core::mem::size_of::<PayloadEvent>() == 64 + capacity::PAYLOAD_CAPTURE);
     assert!(core::mem::size_of::<Owner>() == 8);
     assert!(core::mem::size_of::<NetBytes>() == 16);
     assert!(core::mem::size_of::<ListenerKey>() == 8);
@@ -385,6 +449,7 @@ mod pod {
     unsafe impl aya::Pod for super::ListenerKey {}
     unsafe impl aya::Pod for super::TcpConn {}
     unsafe impl aya::Pod for super::TcpEvent {}
+    unsafe impl aya::Pod for super::PayloadEvent {}
 }
 
 #[cfg(test)]

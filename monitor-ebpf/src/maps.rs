@@ -5,7 +5,7 @@ use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     helpers::{bpf_get_current_comm, bpf_ktime_get_ns},
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use monitor_common::{
     Counter, ListenerKey, NetBytes, Owner, ProcessEvent, ProcessState, SyscallErrorKey, SyscallKey,
@@ -64,6 +64,16 @@ pub static NET_BYTES: PerCpuHashMap<Owner, NetBytes> =
 /// Discrete TCP events (a few per connection): opens, failures, closes, retransmits, resets.
 #[map]
 pub static TCP_EVENTS: RingBuf = RingBuf::with_byte_size(capacity::TCP_EVENTS_BYTES, 0);
+
+/// Payload-capture verdict per socket (`payload::Verdict`): judged on the first reads and
+/// writes, then one lookup per call. LRU: a socket evicted is judged again, nothing leaks.
+#[map]
+pub static PAYLOAD_SOCKS: LruHashMap<u64, u32> =
+    LruHashMap::with_max_entries(capacity::PAYLOAD_SOCKS, 0);
+
+/// Captured socket reads and writes of connections that look like a request protocol.
+#[map]
+pub static PAYLOAD_EVENTS: RingBuf = RingBuf::with_byte_size(capacity::PAYLOAD_EVENTS_BYTES, 0);
 
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::LEN, 0);

@@ -13,11 +13,16 @@ use aya_ebpf::{
     programs::RawTracePointContext,
 };
 use monitor_common::{
-    Counter, Endpoint, ListenerKey, NetBytes, Owner, TcpConn, TcpEvent, direction, tcp_event,
+    Counter, Endpoint, ListenerKey, NetBytes, Owner, TcpConn, TcpEvent, direction,
+    payload_direction, tcp_event,
 };
 
-use crate::maps::{
-    AGENT_TGID, NET_BYTES, PROCESS_STATE, TCP_CONNS, TCP_EVENTS, TCP_LISTENERS, bump,
+use crate::{
+    maps::{
+        AGENT_TGID, NET_BYTES, PAYLOAD_SOCKS, PROCESS_STATE, TCP_CONNS, TCP_EVENTS, TCP_LISTENERS,
+        bump,
+    },
+    payload,
 };
 
 // Offsets (bytes) set at load from BTF; see `monitor_common::global::KERNEL_OFFSETS`.
@@ -30,7 +35,7 @@ static OFF_SKC_V6_DADDR: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
 static OFF_SKC_DPORT: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
-static OFF_SKC_NUM: Global<u32> = Global::new(0);
+pub(crate) static OFF_SKC_NUM: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
 static OFF_SKC_NET: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
@@ -57,14 +62,14 @@ const TCP_LISTEN: u32 = 10;
 
 /// Reads a `T` at `base + offset` in kernel memory; `None` if the read faults.
 #[inline(always)]
-fn read<T>(base: u64, offset: &Global<u32>) -> Option<T> {
+pub(crate) fn read<T>(base: u64, offset: &Global<u32>) -> Option<T> {
     // SAFETY: bpf_probe_read_kernel checks the address itself and fails instead of faulting;
     // the value is plain data (integers).
     unsafe { bpf_probe_read_kernel((base + u64::from(offset.load())) as *const T).ok() }
 }
 
 #[inline(always)]
-fn now_ns() -> u64 {
+pub(crate) fn now_ns() -> u64 {
     // SAFETY: no preconditions; a plain helper call.
     unsafe { bpf_ktime_get_ns() }
 }
@@ -90,7 +95,7 @@ fn is_inet_tcp(sk: u64) -> bool {
 }
 
 #[inline(always)]
-fn remote(sk: u64) -> Endpoint {
+pub(crate) fn remote(sk: u64) -> Endpoint {
     let family: u16 = read(sk, &OFF_SKC_FAMILY).unwrap_or(0);
     let port: u16 = read(sk, &OFF_SKC_DPORT).unwrap_or(0);
     let addr = if family == AF_INET6 {
@@ -295,6 +300,7 @@ fn on_close(sk: u64) {
 pub fn mon_tcp_destroy(ctx: RawTracePointContext) -> i32 {
     let sk: u64 = ctx.arg(0);
     let _ = TCP_CONNS.remove(sk);
+    let _ = PAYLOAD_SOCKS.remove(sk);
     0
 }
 
@@ -349,7 +355,10 @@ fn on_tracked(sk: u64, kind: u32, untracked: Counter) {
 pub fn mon_sock_send(ctx: RawTracePointContext) -> i32 {
     let ret = ctx.arg::<u64>(1) as i32;
     if ret > 0 {
-        add_bytes(ctx.arg(0), ret as u64, 0);
+        let sk = ctx.arg(0);
+        if let Some(owner) = add_bytes(sk, ret as u64, 0) {
+            payload::capture(sk, owner, ret as u32, payload_direction::EGRESS);
+        }
     }
     0
 }
@@ -361,16 +370,20 @@ pub fn mon_sock_recv(ctx: RawTracePointContext) -> i32 {
     let ret = ctx.arg::<u64>(1) as i32;
     let flags = ctx.arg::<u64>(2) as i32;
     if ret > 0 && i64::from(flags) & MSG_PEEK == 0 {
-        add_bytes(ctx.arg(0), 0, ret as u64);
+        let sk = ctx.arg(0);
+        if let Some(owner) = add_bytes(sk, 0, ret as u64) {
+            payload::capture(sk, owner, ret as u32, payload_direction::INGRESS);
+        }
     }
     0
 }
 
+/// Counts the bytes of a TCP socket's send/receive; returns its owner when it counted them.
 #[inline(always)]
-fn add_bytes(sk: u64, sent: u64, received: u64) {
-    let Some(owner) = current_owner() else { return };
+fn add_bytes(sk: u64, sent: u64, received: u64) -> Option<Owner> {
+    let owner = current_owner()?;
     if !is_inet_tcp(sk) {
-        return;
+        return None;
     }
     let bytes = match NET_BYTES.get_ptr_mut(owner) {
         Some(bytes) => bytes,
@@ -379,12 +392,12 @@ fn add_bytes(sk: u64, sent: u64, received: u64) {
             if let Err(err) = NET_BYTES.insert(owner, zero, BPF_NOEXIST.into()) {
                 if i64::from(err) != -EEXIST {
                     bump(Counter::NetBytesFull);
-                    return;
+                    return Some(owner);
                 }
             }
             match NET_BYTES.get_ptr_mut(owner) {
                 Some(bytes) => bytes,
-                None => return,
+                None => return Some(owner),
             }
         }
     };
@@ -393,4 +406,5 @@ fn add_bytes(sk: u64, sent: u64, received: u64) {
         (*bytes).sent += sent;
         (*bytes).received += received;
     }
+    Some(owner)
 }

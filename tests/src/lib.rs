@@ -188,10 +188,26 @@ pub fn run_as(
     args: &[String],
 ) -> (u32, std::process::Output) {
     let comm = comm.as_ref();
-    let dir = std::env::temp_dir().join(format!("monitor-test-{}", std::process::id()));
+    let child = spawn_named(comm, binary, args);
+    let pid = child.id();
+    let output = child.wait_with_output().expect("waiting for the workload");
+    assert!(
+        output.status.success(),
+        "workload {comm:?} failed: {output:?}"
+    );
+    (pid, output)
+}
+
+/// Spawns `binary` exec'd through a symlink named `comm`, stdout and stderr piped. Each call
+/// has its own link directory: tests run in parallel threads of one process, and a shared
+/// directory removed by one could vanish under another's exec. The link can go as soon as
+/// `spawn` returns, because the kernel took the name at exec.
+fn spawn_named(comm: &std::ffi::OsStr, binary: &Path, args: &[String]) -> Child {
+    static SPAWNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SPAWNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("monitor-test-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let link = dir.join(comm);
-    let _ = std::fs::remove_file(&link);
     std::os::unix::fs::symlink(binary, &link).unwrap();
     let child = Command::new(&link)
         .args(args)
@@ -202,14 +218,84 @@ pub fn run_as(
         .stderr(Stdio::piped())
         .spawn()
         .expect("running the workload");
-    let pid = child.id();
-    let output = child.wait_with_output().expect("waiting for the workload");
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(
-        output.status.success(),
-        "workload {comm:?} failed: {output:?}"
-    );
-    (pid, output)
+    child
+}
+
+/// A workload running as a chosen `comm` next to the test (a server its clients need),
+/// started by `spawn_as`; killed on drop if the test did not `finish` it.
+pub struct Spawned {
+    pub comm: String,
+    /// The workload's first line of output, its readiness signal (e.g. `ready 41234`).
+    pub ready: String,
+    child: Option<Child>,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+/// Like `run_as`, without waiting: returns once the workload printed its first line, a line
+/// that must start with `ready`. Panics, with the workload's stderr, if it exits first.
+pub fn spawn_as(comm: &str, binary: &Path, args: &[String]) -> Spawned {
+    use std::io::BufRead as _;
+    let mut child = spawn_named(comm.as_ref(), binary, args);
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut ready = String::new();
+    stdout.read_line(&mut ready).unwrap();
+    if !ready.starts_with("ready") {
+        let _ = child.kill();
+        let output = child.wait_with_output().unwrap();
+        panic!(
+            "workload {comm} {args:?} not ready: {ready:?}, {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Spawned {
+        comm: comm.to_owned(),
+        ready: ready.trim_end().to_owned(),
+        child: Some(child),
+        stdout,
+    }
+}
+
+impl Spawned {
+    /// The port in a `ready <port>` line.
+    pub fn port(&self) -> u16 {
+        self.ready
+            .strip_prefix("ready ")
+            .and_then(|port| port.parse().ok())
+            .unwrap_or_else(|| panic!("{}: no port in {:?}", self.comm, self.ready))
+    }
+
+    /// Waits up to `timeout` for the exit; panics unless it succeeded. Returns the rest of
+    /// its stdout.
+    pub fn finish(mut self, timeout: Duration) -> String {
+        let mut child = self.child.take().unwrap();
+        let status = wait_timeout(&mut child, timeout);
+        if status.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let mut stdout = String::new();
+        let _ = self.stdout.read_to_string(&mut stdout);
+        let mut stderr = String::new();
+        let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
+        match status {
+            Some(status) if status.success() => stdout,
+            Some(status) => panic!("workload {} failed ({status}): {stdout}{stderr}", self.comm),
+            None => panic!(
+                "workload {} still running after {timeout:?}: {stdout}{stderr}",
+                self.comm
+            ),
+        }
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 /// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
@@ -293,7 +379,7 @@ pub mod ground_truth {
         );
 
         // All K sleeps in the one bucket whose bounds contain 20 ms, none below it.
-        let buckets = buckets(&scrape, &sleep);
+        let buckets = scrape.buckets(DURATION, &sleep);
         let target = SLEEP_MS as f64 / 1000.0;
         let upper = buckets
             .iter()
@@ -326,27 +412,6 @@ pub mod ground_truth {
             Some(0.0)
         );
         scrape
-    }
-
-    /// Cumulative counts of a histogram series as (le, count), ascending.
-    fn buckets(scrape: &Scrape, labels: &[(&str, &str)]) -> Vec<(f64, f64)> {
-        let name = format!("{DURATION}_bucket");
-        let mut buckets: Vec<(f64, f64)> = scrape
-            .matching(&name, labels)
-            .map(|sample| {
-                let le = &sample.labels["le"];
-                (
-                    if le == "+Inf" {
-                        f64::INFINITY
-                    } else {
-                        le.parse().unwrap()
-                    },
-                    sample.value,
-                )
-            })
-            .collect();
-        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-        buckets
     }
 }
 
@@ -399,6 +464,35 @@ impl Scrape {
             "{name}{labels:?} is ambiguous: {found:#?}"
         );
         found.first().map(|sample| sample.value)
+    }
+}
+
+impl Scrape {
+    /// Cumulative counts of the histogram `family`'s series with these labels, as (le, count)
+    /// ascending.
+    pub fn buckets(&self, family: &str, labels: &[(&str, &str)]) -> Vec<(f64, f64)> {
+        let name = format!("{family}_bucket");
+        let mut buckets: Vec<(f64, f64)> = self
+            .matching(&name, labels)
+            .map(|sample| {
+                let le = &sample.labels["le"];
+                (
+                    if le == "+Inf" {
+                        f64::INFINITY
+                    } else {
+                        le.parse().unwrap()
+                    },
+                    sample.value,
+                )
+            })
+            .collect();
+        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        buckets
+    }
+
+    /// The sum of all samples of `name` carrying at least these labels (0 if there are none).
+    pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.matching(name, labels).map(|sample| sample.value).sum()
     }
 }
 
@@ -468,6 +562,125 @@ pub fn require_program(name: &str, package: &str) -> PathBuf {
         .unwrap_or_else(|| {
             panic!("{name} not found: `cargo xtask setup` installs it (package {package})")
         })
+}
+
+/// `promtool check metrics` on an exposition: `Err` with its findings unless it is clean.
+pub fn promtool_check(text: &str) -> Result<(), String> {
+    let mut promtool = Command::new(require_program("promtool", "prometheus"))
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running promtool");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = promtool.wait_with_output().unwrap();
+    let findings = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    if output.status.success() && findings.trim().is_empty() {
+        Ok(())
+    } else {
+        Err(findings)
+    }
+}
+
+/// Two network namespaces joined by a veth pair, with IPv4 and IPv6 addresses: a client side
+/// and a server side whose firewall the test controls. Every pair has its own stacks, so
+/// the addresses repeat across pairs without clashing; only the names must be unique, and
+/// they are per process and per pair. Dropping it deletes both namespaces, which removes
+/// the veth pair and the firewall rules with them.
+pub struct NetnsPair {
+    /// Also the name of the client's veth end, and likewise for the server.
+    pub client: String,
+    pub server: String,
+    ip: PathBuf,
+}
+
+impl NetnsPair {
+    pub const CLIENT_V4: &str = "10.200.0.1";
+    pub const SERVER_V4: &str = "10.200.0.2";
+    pub const CLIENT_V6: &str = "fd00:200::1";
+    pub const SERVER_V6: &str = "fd00:200::2";
+
+    pub fn create() -> NetnsPair {
+        static PAIRS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = PAIRS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let stem = format!("mt{}x{n}", std::process::id());
+        // Made before the namespaces exist, so that a failure half-way still cleans up.
+        let pair = NetnsPair {
+            client: format!("{stem}c"),
+            server: format!("{stem}s"),
+            ip: require_program("ip", "iproute2"),
+        };
+        let (c, s) = (&pair.client, &pair.server);
+        // Interface names are limited to 15 bytes. Made straight inside the namespaces, the
+        // veth ends never appear in the host's namespace at all.
+        assert!(c.len() <= 15, "interface name {c} too long");
+        let (c4, s4, c6, s6) = (
+            Self::CLIENT_V4,
+            Self::SERVER_V4,
+            Self::CLIENT_V6,
+            Self::SERVER_V6,
+        );
+        for step in [
+            format!("netns add {c}"),
+            format!("netns add {s}"),
+            format!("link add {c} netns {c} type veth peer name {s} netns {s}"),
+            format!("-n {c} addr add {c4}/24 dev {c}"),
+            format!("-n {s} addr add {s4}/24 dev {s}"),
+            // nodad: usable at once, not after duplicate address detection.
+            format!("-n {c} addr add {c6}/64 dev {c} nodad"),
+            format!("-n {s} addr add {s6}/64 dev {s} nodad"),
+            format!("-n {c} link set lo up"),
+            format!("-n {s} link set lo up"),
+            format!("-n {c} link set {c} up"),
+            format!("-n {s} link set {s} up"),
+        ] {
+            run_checked(Command::new(&pair.ip).args(step.split_whitespace()));
+        }
+        pair
+    }
+
+    /// Runs `iptables` (or `ip6tables`) with `rule` inside the server's namespace.
+    pub fn server_firewall(&self, v6: bool, rule: &[&str]) {
+        let program = require_program(if v6 { "ip6tables" } else { "iptables" }, "iptables");
+        run_checked(
+            Command::new(&self.ip)
+                .args(["netns", "exec", &self.server])
+                .arg(program)
+                .args(rule),
+        );
+    }
+}
+
+impl Drop for NetnsPair {
+    fn drop(&mut self) {
+        for name in [&self.client, &self.server] {
+            let _ = Command::new(&self.ip)
+                .args(["netns", "del", name])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+fn run_checked(command: &mut Command) {
+    let output = command
+        .output()
+        .unwrap_or_else(|err| panic!("{command:?}: {err}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// A fresh directory under the system temp dir, removed on drop.

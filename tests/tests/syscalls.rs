@@ -33,17 +33,23 @@ fn exact_counts_errors_and_latency_buckets_for_a_known_workload() {
 
 #[test]
 fn agent_does_not_record_itself() {
-    let agent = Agent::start(&[]);
+    // By PID: other tests' agents run at the same time under the same comm, and each records
+    // the others (one agent per host is the deployment; only itself is excluded).
+    let agent = Agent::start(&["--labels", "pid"]);
     // Scrapes make the agent read maps and write sockets: none of that may show up.
     for _ in 0..3 {
         agent.scrape();
     }
     let scrape = agent.scrape();
-    assert_eq!(
-        scrape
-            .matching(&format!("{DURATION}_count"), &[("comm", "monitor-agent")])
-            .count(),
-        0
+    let pid = agent.pid().to_string();
+    let own: Vec<_> = scrape
+        .samples
+        .iter()
+        .filter(|sample| sample.labels.get("pid") == Some(&pid))
+        .collect();
+    assert!(
+        own.is_empty(),
+        "the agent's own activity was recorded: {own:?}"
     );
 }
 

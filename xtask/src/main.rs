@@ -4,6 +4,7 @@
 //! command it runs and can be repeated by hand.
 mod agent_http;
 mod bench;
+mod fuzz;
 mod image;
 mod process;
 mod setup;
@@ -35,7 +36,8 @@ enum Cmd {
     #[command(long_about = "Install or check everything the other commands need. \
         Idempotent: a second run only checks.\n\n\
         Toolchain: the nightly toolchain with rust-src (the eBPF probes are built for the BPF \
-        target with -Z build-std) and bpf-linker (built against nightly's own LLVM).\n\
+        target with -Z build-std), bpf-linker (built against nightly's own LLVM) and \
+        cargo-fuzz (for `cargo xtask fuzz`).\n\
         System packages (apt, needs root): promtool (prometheus), bpftrace, bpftool and \
         setpriv (util-linux), used by the integration tests and the benchmark.")]
     Setup,
@@ -72,42 +74,42 @@ enum Cmd {
     /// Run the unit tests, then the root-only integration tests.
     #[command(long_about = "Run the whole test suite, as CI does.\n\n\
         1. full setup (toolchain and system packages);\n\
-        2. unit tests of monitor-common, monitor-agent and xtask (no root needed);\n\
+        2. unit tests of monitor-common, monitor-agent, monitor-protocols and xtask (no root \
+        needed);\n\
         3. integration tests (the `tests` crate) against a freshly built debug agent, one \
         test at a time. They load eBPF programs, so this step requires root and fails \
-        (never skips) without it.")]
+        (never skips) without it;\n\
+        4. without --filter: 60 s of fuzzing of the protocol parsers (`cargo xtask fuzz`).")]
     Test {
         /// Only run integration tests whose name contains this substring.
         #[arg(long, value_name = "SUBSTRING")]
         filter: Option<String>,
     },
 
-    /// Measure the per-syscall overhead of the agent against an empty hook and bpftrace.
+    /// Measure the agent's per-syscall, connection-rate and throughput overhead (as root).
     #[command(
-        long_about = "Measure what the agent adds to every system call (as root).\n\n\
-        A tight getppid loop (target/release/syscall-loop) is timed under four conditions: \
-        none (nothing attached), empty (two empty raw-tracepoint programs on \
+        long_about = "Measure what the agent adds to system calls and TCP (as root).\n\n\
+        syscalls: a tight getppid loop (target/release/syscall-loop) is timed under four \
+        conditions: none (nothing attached), empty (two empty raw-tracepoint programs on \
         sys_enter/sys_exit: the floor of any syscall hook), agent (the release agent) and \
-        bpftrace (a per-syscall latency histogram script). Conditions are interleaved \
-        within each round so drift affects all of them alike. Each run reports its fastest \
-        of 20 batches (the least disturbed by the hypervisor); each condition the median of \
-        its runs. The report, with the ratio (agent - none) / (empty - none), is written \
-        as markdown and printed."
+        bpftrace (a per-syscall latency histogram script); the ratio is \
+        (agent - none) / (empty - none).\n\n\
+        network: a loopback connect/accept/close loop, a bulk transfer in 64 KiB writes and \
+        one in 1 KiB writes (run by this binary, pinned to one CPU) are timed under none, \
+        agent and bpftrace (a script tracing syscalls and the same TCP tracepoints); the \
+        overhead is (agent - none) / none per connection or write.\n\n\
+        Conditions are interleaved within each round so drift affects all of them alike. \
+        Each run reports its fastest of 20 batches (the least disturbed by the hypervisor); \
+        each condition the median of its runs. The report is written as markdown (one \
+        section per suite) and printed."
     )]
-    Bench {
-        /// getppid calls per measured run (after a warm-up of a tenth of that).
-        #[arg(long, default_value_t = 2_000_000, value_name = "N",
-            value_parser = clap::value_parser!(u64).range(1..))]
-        iterations: u64,
+    Bench(bench::Options),
 
-        /// Rounds; each round measures every condition once.
-        #[arg(long, default_value_t = 7, value_name = "R",
-            value_parser = clap::value_parser!(u32).range(1..))]
-        runs: u32,
-
-        /// Markdown report to (over)write; a relative path is taken from the workspace root.
-        #[arg(long, default_value = bench::DEFAULT_OUTPUT, value_name = "FILE")]
-        output: PathBuf,
+    /// Internal: one network workload of `cargo xtask bench`, which runs and times it.
+    #[command(name = bench::WORKER_COMMAND, hide = true)]
+    BenchNetWorker {
+        #[command(subcommand)]
+        workload: bench::Workload,
     },
 
     /// Build the container image: a static (musl) agent on an empty base.
@@ -164,6 +166,21 @@ enum Cmd {
         #[arg(long, default_value = soak::DEFAULT_OUTPUT)]
         output: PathBuf,
     },
+
+    /// Fuzz the protocol parsers (monitor-protocols) with cargo-fuzz.
+    #[command(
+        long_about = "Fuzz the protocol parsers with libFuzzer, through cargo-fuzz \
+        and the nightly toolchain (both installed if missing).\n\n\
+        Each target in fuzz/fuzz_targets/ runs for --seconds from the seeds in \
+        fuzz/corpus/<target>/; what it discovers goes to fuzz/target/corpus/<target>/. Fails \
+        on the first crash, whose input is saved under fuzz/artifacts/<target>/."
+    )]
+    Fuzz {
+        /// How long to run each target.
+        #[arg(long, default_value_t = 60, value_name = "N",
+            value_parser = clap::value_parser!(u64).range(1..))]
+        seconds: u64,
+    },
 }
 
 /// `90s`, `10m`, `1h`.
@@ -204,15 +221,8 @@ fn dispatch(command: Cmd) -> anyhow::Result<()> {
         Cmd::Build { release } => workflow::build(release),
         Cmd::Run { debug, agent_args } => workflow::run(debug, &agent_args),
         Cmd::Test { filter } => workflow::test(filter.as_deref()),
-        Cmd::Bench {
-            iterations,
-            runs,
-            output,
-        } => bench::bench(&bench::Options {
-            iterations,
-            runs,
-            output,
-        }),
+        Cmd::Bench(options) => bench::bench(&options),
+        Cmd::BenchNetWorker { workload } => bench::net_worker(workload),
         Cmd::Image { tag, engine } => image::image(&image::Options {
             tag: &tag,
             engine: &engine,
@@ -227,6 +237,7 @@ fn dispatch(command: Cmd) -> anyhow::Result<()> {
             sample_every: parse_duration(&sample_every)?,
             output,
         }),
+        Cmd::Fuzz { seconds } => fuzz::fuzz(seconds),
     }
 }
 
@@ -253,16 +264,31 @@ mod tests {
     #[test]
     fn bench_defaults() {
         let cli = Cli::try_parse_from(["xtask", "bench"]).unwrap();
-        let Cmd::Bench {
-            iterations,
-            runs,
-            output,
-        } = cli.command
-        else {
+        let Cmd::Bench(options) = cli.command else {
             panic!("not bench")
         };
-        assert_eq!((iterations, runs), (2_000_000, 7));
-        assert_eq!(output, PathBuf::from("docs/benchmarks.md"));
+        assert_eq!((options.iterations, options.runs), (2_000_000, 7));
+        assert_eq!(options.only, None);
+        assert_eq!(options.output, PathBuf::from("docs/benchmarks.md"));
+    }
+
+    #[test]
+    fn the_benchmark_reaches_its_network_worker() {
+        let args = ["xtask", bench::WORKER_COMMAND, "conn", "--count", "5"];
+        let Cmd::BenchNetWorker { workload } = Cli::try_parse_from(args).unwrap().command else {
+            panic!("not the worker")
+        };
+        assert_eq!(workload, bench::Workload::Conn { count: 5 });
+    }
+
+    #[test]
+    fn fuzz_runs_a_minute_by_default() {
+        let cli = Cli::try_parse_from(["xtask", "fuzz"]).unwrap();
+        let Cmd::Fuzz { seconds } = cli.command else {
+            panic!("not fuzz")
+        };
+        assert_eq!(seconds, 60);
+        assert!(Cli::try_parse_from(["xtask", "fuzz", "--seconds", "0"]).is_err());
     }
 
     #[test]

@@ -10,6 +10,7 @@ use anyhow::{Context as _, Result, bail};
 use crate::process::{find_program, is_root, output, run, succeeds};
 
 const BPF_LINKER: &str = "bpf-linker@0.13.0";
+const CARGO_FUZZ: &str = "cargo-fuzz@0.13.2";
 
 /// Commands the integration tests and the benchmark shell out to, with their Debian package.
 const SYSTEM_TOOLS: &[(&str, &str)] = &[
@@ -24,6 +25,14 @@ const SYSTEM_TOOLS: &[(&str, &str)] = &[
     ("systemd-analyze", "systemd"),
     ("strace", "strace"),
     ("dockerd", "docker.io"),
+    // The request tests (tests/tests/http.rs): an unmodified web server and load generator.
+    ("nginx", "nginx"),
+    ("wrk", "wrk"),
+    // The network tests (tests/tests/network.rs): namespaces, a veth pair, and firewall
+    // rules that drop SYNs and segments inside them.
+    ("ip", "iproute2"),
+    ("iptables", "iptables"),
+    ("ip6tables", "iptables"),
     // C code in the agent's dependencies (ring) for the static musl build of the image.
     ("musl-gcc", "musl-tools"),
 ];
@@ -41,6 +50,7 @@ fn progress(what: &str, state: &str) {
 /// Toolchain and system packages: what `test` and `bench` need.
 pub fn full() -> Result<()> {
     toolchain()?;
+    cargo_fuzz()?;
     musl_target()?;
     system_packages()?;
     python_packages()
@@ -51,6 +61,12 @@ pub fn toolchain() -> Result<()> {
     nightly()?;
     rust_src()?;
     bpf_linker()
+}
+
+/// What `cargo xtask fuzz` needs: libFuzzer builds use nightly-only sanitizer flags.
+pub fn fuzzing() -> Result<()> {
+    nightly()?;
+    cargo_fuzz()
 }
 
 fn cargo_home() -> Result<PathBuf> {
@@ -149,6 +165,22 @@ fn bpf_linker() -> Result<()> {
         .env("LLVM_PREFIX", &llvm.prefix))?;
     if !succeeds(Command::new("bpf-linker").arg("--version")) {
         bail!("bpf-linker was installed but `bpf-linker --version` still fails");
+    }
+    Ok(())
+}
+
+/// Unlike bpf-linker it links no LLVM of its own (the sanitizers come with nightly rustc),
+/// so finding it is enough; any toolchain can build it.
+fn cargo_fuzz() -> Result<()> {
+    let what = "cargo-fuzz";
+    if succeeds(Command::new("cargo").args(["fuzz", "--version"])) {
+        progress(what, "present");
+        return Ok(());
+    }
+    progress(what, "installing (builds from source, a minute or two)");
+    run(Command::new("cargo").args(["install", CARGO_FUZZ, "--locked"]))?;
+    if !succeeds(Command::new("cargo").args(["fuzz", "--version"])) {
+        bail!("cargo-fuzz was installed but `cargo fuzz --version` still fails");
     }
     Ok(())
 }

@@ -49,6 +49,8 @@ pub fn test(filter: Option<&str>) -> Result<()> {
         "-p",
         "monitor-agent",
         "-p",
+        "monitor-protocols",
+        "-p",
         "xtask",
     ]))?;
     if !is_root() {
@@ -66,5 +68,14 @@ pub fn test(filter: Option<&str>) -> Result<()> {
             "MONITOR_AGENT_BIN",
             target_dir()?.join("debug").join("monitor-agent"),
         );
-    run_cmd(&mut integration)
+    run_cmd(&mut integration)?;
+    if filter.is_none() {
+        // The protocol parsers see bytes any process on the host sends: a minute of
+        // coverage-guided fuzzing on every run, a crash fails the run.
+        crate::fuzz::fuzz(FUZZ_SECONDS)?;
+    }
+    Ok(())
 }
+
+/// How long `test` fuzzes the protocol parsers.
+const FUZZ_SECONDS: u64 = 60;

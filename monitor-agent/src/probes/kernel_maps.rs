@@ -7,7 +7,8 @@ use aya::{
 };
 use log::debug;
 use monitor_common::{
-    Counter, NetBytes, Owner, ProcessState, SyscallErrorKey, SyscallKey, SyscallStats, map,
+    Counter, ListenerKey, NetBytes, Owner, ProcessState, SyscallErrorKey, SyscallKey, SyscallStats,
+    map,
 };
 
 /// A kernel map's fill, for the self-metrics.
@@ -24,6 +25,7 @@ pub struct KernelMaps {
     errors: PerCpuHashMap<MapData, SyscallErrorKey, u64>,
     net_bytes: PerCpuHashMap<MapData, Owner, NetBytes>,
     generations: Array<MapData, ProcessState>,
+    listeners: aya::maps::HashMap<MapData, ListenerKey, Owner>,
     counters: PerCpuArray<MapData, u64>,
     capacities: Vec<(&'static str, u64)>,
 }
@@ -46,6 +48,7 @@ impl KernelMaps {
             errors: take(ebpf, map::SYSCALL_ERRORS)?,
             net_bytes: take(ebpf, map::NET_BYTES)?,
             generations: take(ebpf, map::PROCESS_STATE)?,
+            listeners: take(ebpf, map::TCP_LISTENERS)?,
             counters: take(ebpf, map::COUNTERS)?,
             capacities,
         })
@@ -80,6 +83,14 @@ impl KernelMaps {
         if let Err(err) = self.errors.remove(key) {
             debug!("removing {key:?} from {}: {err}", map::SYSCALL_ERRORS);
         }
+    }
+
+    /// Records the TCP listeners that predate the agent (see `probes::listeners`).
+    pub fn seed_listeners(&mut self) -> usize {
+        let generations = &self.generations;
+        super::listeners::seed(&mut self.listeners, |tgid| {
+            generations.get(&tgid, 0).ok().map(|state| state.generation)
+        })
     }
 
     /// The generation that currently holds `tgid`.

@@ -4,6 +4,7 @@
 pub mod btf;
 pub mod event_ring;
 pub mod kernel_maps;
+pub mod listeners;
 
 use anyhow::Context as _;
 use aya::{Ebpf, EbpfLoader, programs::RawTracePoint};
@@ -136,6 +137,7 @@ pub struct LoadSettings {
     pub tcp_conns_entries: u32,
     pub net_bytes_entries: u32,
     pub tcp_events_bytes: u32,
+    pub payload_events_bytes: u32,
     /// Programs of `PROBES` not to attach (`--probes.disable`).
     pub disabled: Vec<String>,
     /// `aya-log` level inside the kernel (1 error … 5 trace), so disabled logs cost nothing.
@@ -168,7 +170,8 @@ pub fn load(settings: &LoadSettings) -> anyhow::Result<Loaded> {
         .map_max_entries(map::PROCESS_EVENTS, settings.process_events_bytes)
         .map_max_entries(map::TCP_CONNS, settings.tcp_conns_entries)
         .map_max_entries(map::NET_BYTES, settings.net_bytes_entries)
-        .map_max_entries(map::TCP_EVENTS, settings.tcp_events_bytes);
+        .map_max_entries(map::TCP_EVENTS, settings.tcp_events_bytes)
+        .map_max_entries(map::PAYLOAD_EVENTS, settings.payload_events_bytes);
     if let Ok(offsets) = &offsets {
         for (global, offset) in offsets {
             loader.override_global(global, offset, true);
@@ -227,6 +230,11 @@ pub fn load(settings: &LoadSettings) -> anyhow::Result<Loaded> {
         (map::TCP_LISTENERS, u64::from(capacity::TCP_LISTENERS)),
         (map::NET_BYTES, u64::from(settings.net_bytes_entries)),
         (map::TCP_EVENTS, u64::from(settings.tcp_events_bytes)),
+        (map::PAYLOAD_SOCKS, u64::from(capacity::PAYLOAD_SOCKS)),
+        (
+            map::PAYLOAD_EVENTS,
+            u64::from(settings.payload_events_bytes),
+        ),
     ];
     Ok(Loaded {
         ebpf,

@@ -1,6 +1,7 @@
 //! One measurement under one condition: start what the condition attaches, wait until it
-//! is really attached, time the syscall loop, tear it down.
+//! is really attached, time the workload, tear it down.
 use std::{
+    env,
     fs::{self, File},
     path::{Path, PathBuf},
     process::{Command, Stdio},
@@ -10,7 +11,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use super::report::{BPFTRACE_SCRIPT, Condition};
+use super::{WORKER_COMMAND, report::Condition, worker::Workload};
 use crate::{
     agent_http::{free_port, wait_until_healthy},
     process::{Supervised, log_tail, output, target_dir, wait_for_line, watch_lines},
@@ -25,18 +26,16 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 /// On SIGINT bpftrace prints every histogram before exiting.
 const BPFTRACE_STOP_GRACE: Duration = Duration::from_secs(30);
 
-pub enum Measured {
-    NsPerCall(f64),
+pub enum Measured<T> {
+    Done(T),
     Unavailable(String),
 }
 
 /// The release binaries under test and where their logs go.
 pub struct Lab {
-    syscall_loop: PathBuf,
-    hook_floor: PathBuf,
+    release: PathBuf,
     agent: PathBuf,
     logs: PathBuf,
-    iterations: u64,
 }
 
 /// A helper's stdout/stderr file: kept out of the benchmark's output, quoted on failure.
@@ -63,26 +62,15 @@ impl Log {
 }
 
 impl Lab {
-    pub fn new(iterations: u64) -> Result<Self> {
+    pub fn new() -> Result<Self> {
         let release = target_dir()?.join("release");
-        let binary = |name: &str| -> Result<PathBuf> {
-            let path = release.join(name);
-            if !path.is_file() {
-                bail!(
-                    "{} is missing: the release build did not produce it",
-                    path.display()
-                );
-            }
-            Ok(path)
-        };
         let logs = target_dir()?.join("xtask-bench");
         fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+        let agent = release_binary(&release, "monitor-agent")?;
         Ok(Self {
-            syscall_loop: binary("syscall-loop")?,
-            hook_floor: binary("hook-floor")?,
-            agent: binary("monitor-agent")?,
+            release,
+            agent,
             logs,
-            iterations,
         })
     }
 
@@ -90,18 +78,25 @@ impl Lab {
         &self.logs
     }
 
-    pub fn measure(&self, condition: Condition) -> Result<Measured> {
-        match condition {
-            Condition::None => self.syscall_loop().map(Measured::NsPerCall),
-            Condition::Empty => self.with_hook_floor(),
-            Condition::Agent => self.with_agent(),
-            Condition::Bpftrace => self.with_bpftrace(),
-        }
+    /// A release binary of the workspace, checked to exist.
+    pub fn binary(&self, name: &str) -> Result<PathBuf> {
+        release_binary(&self.release, name)
     }
 
-    fn syscall_loop(&self) -> Result<f64> {
-        let stdout = output(Command::new(&self.syscall_loop).arg(self.iterations.to_string()))?;
-        parse_ns_per_call(&stdout)
+    /// Runs `work` once with `condition` attached, and detaches it again. `bpftrace_script`
+    /// is what the bpftrace condition runs.
+    pub fn under<T>(
+        &self,
+        condition: Condition,
+        bpftrace_script: &str,
+        work: impl FnOnce() -> Result<T>,
+    ) -> Result<Measured<T>> {
+        match condition {
+            Condition::None => work().map(Measured::Done),
+            Condition::Empty => self.with_hook_floor(work),
+            Condition::Agent => self.with_agent(work),
+            Condition::Bpftrace => self.with_bpftrace(bpftrace_script, work),
+        }
     }
 
     fn log(&self, name: &'static str) -> Result<Log> {
@@ -110,24 +105,24 @@ impl Lab {
         Ok(Log { name, path, file })
     }
 
-    fn with_hook_floor(&self) -> Result<Measured> {
+    fn with_hook_floor<T>(&self, work: impl FnOnce() -> Result<T>) -> Result<Measured<T>> {
         let log = self.log("hook-floor")?;
         let mut floor = spawn_until_line(
             "hook-floor",
             // Held open by us: hook-floor exits at EOF, so it cannot outlive xtask.
-            Command::new(&self.hook_floor).stdin(Stdio::piped()),
+            Command::new(self.binary("hook-floor")?).stdin(Stdio::piped()),
             &log,
             |line| line.trim() == "ready",
             READY_TIMEOUT,
             "`ready`",
         )?;
-        let ns = self.syscall_loop()?;
+        let value = work()?;
         floor.ensure_running().with_context(|| log.explain())?;
         floor.stop(libc::SIGTERM, STOP_GRACE)?;
-        Ok(Measured::NsPerCall(ns))
+        Ok(Measured::Done(value))
     }
 
-    fn with_agent(&self) -> Result<Measured> {
+    fn with_agent<T>(&self, work: impl FnOnce() -> Result<T>) -> Result<Measured<T>> {
         let log = self.log("agent")?;
         let port = free_port()?;
         let mut agent = Supervised::spawn(
@@ -139,7 +134,7 @@ impl Lab {
                 .stderr(log.file.try_clone()?),
         )?;
         wait_until_healthy(&mut agent, port).with_context(|| log.explain())?;
-        let ns = self.syscall_loop()?;
+        let value = work()?;
         agent.ensure_running().with_context(|| log.explain())?;
         match agent.stop(libc::SIGTERM, STOP_GRACE)? {
             Some(status) if !status.success() => {
@@ -150,31 +145,66 @@ impl Lab {
             }
             _ => {}
         }
-        Ok(Measured::NsPerCall(ns))
+        Ok(Measured::Done(value))
     }
 
     /// bpftrace is a point of comparison, not the subject: if it cannot run here the
     /// condition is reported as unavailable instead of failing the whole benchmark.
-    fn with_bpftrace(&self) -> Result<Measured> {
+    fn with_bpftrace<T>(
+        &self,
+        script: &str,
+        work: impl FnOnce() -> Result<T>,
+    ) -> Result<Measured<T>> {
         let log = self.log("bpftrace")?;
-        let mut bpftrace = match start_bpftrace(&log) {
+        let mut bpftrace = match start_bpftrace(script, &log) {
             Ok(bpftrace) => bpftrace,
             Err(err) => return Ok(Measured::Unavailable(format!("{err:#}"))),
         };
-        let ns = self.syscall_loop()?;
+        let value = work()?;
         if let Err(err) = bpftrace.ensure_running().with_context(|| log.explain()) {
             return Ok(Measured::Unavailable(format!("{err:#}")));
         }
         bpftrace.stop(libc::SIGINT, BPFTRACE_STOP_GRACE)?;
-        Ok(Measured::NsPerCall(ns))
+        Ok(Measured::Done(value))
     }
 }
 
-fn start_bpftrace(log: &Log) -> Result<Supervised> {
+fn release_binary(release: &Path, name: &str) -> Result<PathBuf> {
+    let path = release.join(name);
+    if !path.is_file() {
+        bail!(
+            "{} is missing: the release build did not produce it",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// `syscall-loop`: prints the ns per getppid call of its fastest batch.
+pub struct SyscallLoop {
+    pub path: PathBuf,
+    pub iterations: u64,
+}
+
+impl SyscallLoop {
+    pub fn run(&self) -> Result<f64> {
+        let stdout = output(Command::new(&self.path).arg(self.iterations.to_string()))?;
+        parse_positive("syscall-loop", "ns per call", &stdout)
+    }
+}
+
+/// One network workload, run by this very binary (`cargo xtask bench-net-worker`).
+pub fn net_workload(workload: Workload) -> Result<f64> {
+    let me = env::current_exe().context("locating the xtask binary for the network worker")?;
+    let stdout = output(Command::new(me).arg(WORKER_COMMAND).args(workload.args()))?;
+    parse_positive("bench-net-worker", workload.unit(), &stdout)
+}
+
+fn start_bpftrace(script: &str, log: &Log) -> Result<Supervised> {
     let mut bpftrace = spawn_until_line(
         "bpftrace",
         Command::new("bpftrace")
-            .args(["-e", BPFTRACE_SCRIPT])
+            .args(["-e", script])
             .stdin(Stdio::null()),
         log,
         |line| line.starts_with("Attaching"),
@@ -211,15 +241,16 @@ fn spawn_until_line(
     Ok(child)
 }
 
-fn parse_ns_per_call(stdout: &str) -> Result<f64> {
+/// A helper's whole stdout: one positive number in `unit`.
+fn parse_positive(helper: &str, unit: &str, stdout: &str) -> Result<f64> {
     let text = stdout.trim();
-    let ns: f64 = text
+    let value: f64 = text
         .parse()
-        .with_context(|| format!("syscall-loop printed {text:?}, not a number of ns per call"))?;
-    if !ns.is_finite() || ns <= 0.0 {
-        bail!("syscall-loop printed an implausible {ns} ns per call");
+        .with_context(|| format!("{helper} printed {text:?}, not a number of {unit}"))?;
+    if !value.is_finite() || value <= 0.0 {
+        bail!("{helper} printed an implausible {value} {unit}");
     }
-    Ok(ns)
+    Ok(value)
 }
 
 #[cfg(test)]
@@ -227,10 +258,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_the_loop_output() {
-        assert_eq!(parse_ns_per_call("123.4\n").unwrap(), 123.4);
-        assert!(parse_ns_per_call("").is_err());
-        assert!(parse_ns_per_call("NaN").is_err());
-        assert!(parse_ns_per_call("-1.0").is_err());
+    fn parses_a_helpers_single_number() {
+        assert_eq!(parse_positive("l", "ns", "123.4\n").unwrap(), 123.4);
+        assert!(parse_positive("l", "ns", "").is_err());
+        assert!(parse_positive("l", "ns", "NaN").is_err());
+        assert!(parse_positive("l", "ns", "-1.0").is_err());
+        let err = parse_positive("bench-net-worker", "µs per connection", "oops").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("not a number of µs per connection")
+        );
     }
 }

@@ -1,85 +1,276 @@
-//! `cargo xtask bench`: per-syscall overhead of the agent, in units of an empty hook.
+//! `cargo xtask bench`: per-syscall overhead of the agent, in units of an empty hook, and
+//! its connection-rate and throughput overhead, against the no-monitor floor and bpftrace.
+mod doc;
 mod lab;
+mod net_report;
 mod report;
+mod worker;
 
-use std::{fs, path::PathBuf, process::Command};
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use anyhow::{Context as _, Result, bail};
 
 use crate::{
-    process::{build_release_bins, is_root, output, run, workspace_root},
+    process::{build_release_bins, cargo, is_root, output, run, workspace_root},
     setup,
 };
-use lab::{Lab, Measured};
+use lab::{Lab, Measured, SyscallLoop, net_workload};
+use net_report::{NetReport, WorkloadSeries};
 use report::{Condition, Environment, Report, Series};
+pub use worker::{Workload, run as net_worker};
 
 pub const DEFAULT_OUTPUT: &str = "docs/benchmarks.md";
+/// The hidden subcommand that runs one network workload (see `worker`).
+pub const WORKER_COMMAND: &str = "bench-net-worker";
 const TRACEFS: &str = "/sys/kernel/tracing";
+/// The transfers' write sizes: a bulk copy, and small messages where per-call costs show.
+const BULK_CHUNK: u64 = 64 * 1024;
+const SMALL_CHUNK: u64 = 1024;
 
+/// A part of the benchmark, and a section of its report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Suite {
+    /// Per-syscall overhead (getppid loop).
+    Syscalls,
+    /// Connection rate and loopback throughput.
+    Network,
+}
+
+impl Suite {
+    /// Also the order of the report's sections.
+    pub const ALL: [Suite; 2] = [Suite::Syscalls, Suite::Network];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Suite::Syscalls => "syscalls",
+            Suite::Network => "network",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Suite::Syscalls => "Syscall overhead",
+            Suite::Network => "Network overhead",
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
 pub struct Options {
-    pub iterations: u64,
+    /// Run one suite only; the report's other section is kept as it was. Both when absent.
+    #[arg(long, value_enum, value_name = "SUITE")]
+    pub only: Option<Suite>,
+
+    /// Rounds per suite; each round measures every condition once.
+    #[arg(long, default_value_t = 7, value_name = "R",
+        value_parser = clap::value_parser!(u32).range(1..))]
     pub runs: u32,
+
+    /// syscalls: getppid calls per measured run (after a warm-up of a tenth of that).
+    #[arg(long, default_value_t = 2_000_000, value_name = "N",
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub iterations: u64,
+
+    /// network: loopback connections per measured run (after a warm-up of a tenth).
+    #[arg(long, default_value_t = 20_000, value_name = "N",
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub connections: u64,
+
+    /// network: bytes per measured run of the bulk transfer, in 64 KiB writes.
+    #[arg(long, default_value_t = 1_000_000_000, value_name = "BYTES",
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub bulk_bytes: u64,
+
+    /// network: bytes per measured run of the small-write transfer, in 1 KiB writes.
+    #[arg(long, default_value_t = 100_000_000, value_name = "BYTES",
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub small_bytes: u64,
+
+    /// Markdown report to write; a relative path is taken from the workspace root.
+    #[arg(long, default_value = DEFAULT_OUTPUT, value_name = "FILE")]
     pub output: PathBuf,
+}
+
+impl Options {
+    fn suites(&self) -> Vec<Suite> {
+        match self.only {
+            Some(suite) => vec![suite],
+            None => Suite::ALL.to_vec(),
+        }
+    }
+
+    fn workloads(&self) -> [Workload; 3] {
+        [
+            Workload::Conn {
+                count: self.connections,
+            },
+            Workload::Bulk {
+                bytes: self.bulk_bytes,
+                chunk: BULK_CHUNK,
+            },
+            Workload::Bulk {
+                bytes: self.small_bytes,
+                chunk: SMALL_CHUNK,
+            },
+        ]
+    }
 }
 
 pub fn bench(options: &Options) -> Result<()> {
     if !is_root() {
         bail!("the benchmark attaches eBPF programs: run as root");
     }
-    setup::full()?;
-    build_release_bins()?;
-    mount_tracefs();
-    let lab = Lab::new(options.iterations)?;
-    println!("bench: helper logs in {}", lab.logs().display());
-    let series = measure(&lab, options)?;
-    let report = Report {
-        environment: environment(options)?,
-        iterations: options.iterations,
-        runs: options.runs,
-        series,
-    };
-    println!("\n{}\n{}", report.table(), report.ratios());
+    let suites = options.suites();
     let path = workspace_root()?.join(&options.output);
+    let previous = fs::read_to_string(&path).ok();
+    if doc::loses_figures(&suites, previous.as_deref()) {
+        eprintln!(
+            "bench: warning: {} has no marked section for what this run skips; that part \
+             will read `not measured yet`",
+            path.display()
+        );
+    }
+    setup::full()?;
+    if suites.contains(&Suite::Syscalls) {
+        build_release_bins()?;
+    } else {
+        // The network workloads are this binary; only the agent needs building.
+        run(cargo()?.args(["build", "--release", "-p", "monitor-agent"]))?;
+    }
+    mount_tracefs();
+    let lab = Lab::new()?;
+    println!("bench: helper logs in {}", lab.logs().display());
+    let environment = environment(options)?;
+    let mut sections = Vec::new();
+    for suite in suites {
+        let markdown = match suite {
+            Suite::Syscalls => {
+                let report = syscall_suite(&lab, options, environment.clone())?;
+                println!("\n{}\n{}", report.table(), report.ratios());
+                report.markdown()
+            }
+            Suite::Network => {
+                let report = network_suite(&lab, options, environment.clone())?;
+                println!("\n{}", report.table());
+                report.markdown()
+            }
+        };
+        sections.push((suite, markdown));
+    }
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    fs::write(&path, report.markdown()).with_context(|| format!("writing {}", path.display()))?;
+    let document = doc::compose(&sections, previous.as_deref());
+    fs::write(&path, document).with_context(|| format!("writing {}", path.display()))?;
     println!("bench: wrote {}", path.display());
     Ok(())
 }
 
 /// Rounds of every condition in turn, so slow drift (thermal, frequency, background load)
-/// lands on all conditions alike instead of on whichever ran last.
-fn measure(lab: &Lab, options: &Options) -> Result<Vec<Series>> {
-    let mut all: Vec<Series> = Condition::ALL.into_iter().map(Series::new).collect();
-    for round in 1..=options.runs {
-        for series in &mut all {
-            if series.unavailable.is_some() {
+/// lands on all conditions alike instead of on whichever ran last. Returns the conditions
+/// that could not be measured, with the reason.
+fn interleave<T>(
+    runs: u32,
+    conditions: &[Condition],
+    mut measure: impl FnMut(Condition) -> Result<Measured<T>>,
+    mut record: impl FnMut(&str, Condition, T),
+) -> Result<Vec<(Condition, String)>> {
+    let mut unavailable: Vec<(Condition, String)> = Vec::new();
+    for round in 1..=runs {
+        let at = format!("round {round}/{runs}");
+        for &condition in conditions {
+            if unavailable.iter().any(|(c, _)| *c == condition) {
                 continue; // it failed once; retrying every round would only repeat the reason
             }
-            let name = series.condition.name();
-            let measured = lab
-                .measure(series.condition)
-                .with_context(|| format!("round {round}, condition {name}"))?;
+            let name = condition.name();
+            let measured = measure(condition).with_context(|| format!("{at}, condition {name}"))?;
             match measured {
-                Measured::NsPerCall(ns) => {
-                    println!(
-                        "bench: round {round}/{} {name:<8} {ns:>8.1} ns/call",
-                        options.runs
-                    );
-                    series.runs.push(ns);
-                }
+                Measured::Done(value) => record(&at, condition, value),
                 Measured::Unavailable(reason) => {
-                    println!(
-                        "bench: round {round}/{} {name:<8} n/a: {reason}",
-                        options.runs
-                    );
-                    series.unavailable = Some(reason);
+                    println!("bench: {at} {name:<8} n/a: {reason}");
+                    unavailable.push((condition, reason));
                 }
             }
         }
     }
-    Ok(all)
+    Ok(unavailable)
+}
+
+fn syscall_suite(lab: &Lab, options: &Options, environment: Environment) -> Result<Report> {
+    let syscall_loop = SyscallLoop {
+        path: lab.binary("syscall-loop")?,
+        iterations: options.iterations,
+    };
+    let mut series: Vec<Series> = Condition::ALL.into_iter().map(Series::new).collect();
+    let unavailable = interleave(
+        options.runs,
+        &Condition::ALL,
+        |condition| lab.under(condition, report::BPFTRACE_SCRIPT, || syscall_loop.run()),
+        |at, condition, ns| {
+            println!("bench: {at} {:<8} {ns:>8.1} ns/call", condition.name());
+            if let Some(s) = series.iter_mut().find(|s| s.condition == condition) {
+                s.runs.push(ns);
+            }
+        },
+    )?;
+    for (condition, reason) in unavailable {
+        if let Some(s) = series.iter_mut().find(|s| s.condition == condition) {
+            s.unavailable = Some(reason);
+        }
+    }
+    Ok(Report {
+        environment,
+        iterations: options.iterations,
+        runs: options.runs,
+        series,
+    })
+}
+
+/// One start of each condition per round serves every workload: starting the agent or
+/// bpftrace takes seconds, the workloads about as long.
+fn network_suite(lab: &Lab, options: &Options, environment: Environment) -> Result<NetReport> {
+    let workloads = options.workloads();
+    let mut results: Vec<WorkloadSeries> = workloads.into_iter().map(WorkloadSeries::new).collect();
+    let run_all = || -> Result<Vec<f64>> {
+        workloads
+            .iter()
+            .map(|&workload| net_workload(workload).with_context(|| net_report::label(workload)))
+            .collect()
+    };
+    let unavailable = interleave(
+        options.runs,
+        &net_report::CONDITIONS,
+        |condition| lab.under(condition, net_report::BPFTRACE_SCRIPT, run_all),
+        |at, condition, values| {
+            for (ws, value) in results.iter_mut().zip(values) {
+                println!(
+                    "bench: {at} {:<8} {:<20} {value:>10.2} {}",
+                    condition.name(),
+                    net_report::label(ws.workload),
+                    ws.workload.unit()
+                );
+                if let Some(s) = ws.series_mut(condition) {
+                    s.runs.push(value);
+                }
+            }
+        },
+    )?;
+    for (condition, reason) in unavailable {
+        for ws in &mut results {
+            if let Some(s) = ws.series_mut(condition) {
+                s.unavailable = Some(reason.clone());
+            }
+        }
+    }
+    Ok(NetReport {
+        environment,
+        runs: options.runs,
+        workloads: results,
+    })
 }
 
 /// bpftrace resolves tracepoints through tracefs; minimal systems do not mount it. A
@@ -121,13 +312,24 @@ fn cpu_model(cpuinfo: &str) -> Option<&str> {
     })
 }
 
-/// The command that reproduces the report; `--output` only when it differs from the default.
+/// The command that reproduces the report: every option that shaped it, none that did not.
 fn command_line(options: &Options) -> String {
-    let mut line = format!(
-        "cargo xtask bench --iterations {} --runs {}",
-        options.iterations, options.runs
-    );
-    if options.output.as_path() != std::path::Path::new(DEFAULT_OUTPUT) {
+    let mut line = String::from("cargo xtask bench");
+    if let Some(suite) = options.only {
+        line.push_str(&format!(" --only {}", suite.name()));
+    }
+    line.push_str(&format!(" --runs {}", options.runs));
+    let suites = options.suites();
+    if suites.contains(&Suite::Syscalls) {
+        line.push_str(&format!(" --iterations {}", options.iterations));
+    }
+    if suites.contains(&Suite::Network) {
+        line.push_str(&format!(
+            " --connections {} --bulk-bytes {} --small-bytes {}",
+            options.connections, options.bulk_bytes, options.small_bytes
+        ));
+    }
+    if options.output.as_path() != Path::new(DEFAULT_OUTPUT) {
         line.push_str(&format!(" --output {}", options.output.display()));
     }
     line
@@ -153,21 +355,68 @@ mod tests {
         assert_eq!(cpu_model("processor : 0\n"), None);
     }
 
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        options: Options,
+    }
+
+    fn parse(args: &[&str]) -> Result<Options, clap::Error> {
+        use clap::Parser as _;
+        Cli::try_parse_from(std::iter::once("bench").chain(args.iter().copied()))
+            .map(|cli| cli.options)
+    }
+
     #[test]
-    fn command_line_mentions_output_only_when_not_default() {
-        let mut options = Options {
-            iterations: 1000,
-            runs: 3,
-            output: PathBuf::from(DEFAULT_OUTPUT),
-        };
+    fn defaults_run_both_suites_at_full_size() {
+        let options = parse(&[]).unwrap();
+        assert_eq!(options.suites(), Suite::ALL);
+        assert_eq!((options.iterations, options.runs), (2_000_000, 7));
         assert_eq!(
-            command_line(&options),
-            "cargo xtask bench --iterations 1000 --runs 3"
+            options.workloads(),
+            [
+                Workload::Conn { count: 20_000 },
+                Workload::Bulk {
+                    bytes: 1_000_000_000,
+                    chunk: 65_536
+                },
+                Workload::Bulk {
+                    bytes: 100_000_000,
+                    chunk: 1024
+                },
+            ]
         );
-        options.output = PathBuf::from("/tmp/b.md");
+        assert_eq!(options.output, PathBuf::from(DEFAULT_OUTPUT));
+        assert!(parse(&["--runs", "0"]).is_err());
+        assert!(parse(&["--connections", "0"]).is_err());
+        assert!(parse(&["--only", "disks"]).is_err());
+    }
+
+    #[test]
+    fn command_line_names_only_the_options_that_shaped_the_run() {
+        let options = parse(&[]).unwrap();
         assert_eq!(
             command_line(&options),
-            "cargo xtask bench --iterations 1000 --runs 3 --output /tmp/b.md"
+            "cargo xtask bench --runs 7 --iterations 2000000 --connections 20000 \
+             --bulk-bytes 1000000000 --small-bytes 100000000"
+        );
+        let options = parse(&["--only", "syscalls", "--iterations", "1000", "--runs", "3"]);
+        assert_eq!(
+            command_line(&options.unwrap()),
+            "cargo xtask bench --only syscalls --runs 3 --iterations 1000"
+        );
+        let options = parse(&[
+            "--only",
+            "network",
+            "--connections",
+            "500",
+            "--output",
+            "/tmp/b.md",
+        ]);
+        assert_eq!(
+            command_line(&options.unwrap()),
+            "cargo xtask bench --only network --runs 7 --connections 500 \
+             --bulk-bytes 1000000000 --small-bytes 100000000 --output /tmp/b.md"
         );
     }
 }

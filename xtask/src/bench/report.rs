@@ -1,4 +1,4 @@
-//! Statistics and the markdown report of `cargo xtask bench`.
+//! Statistics shared by the report sections, and the syscall section of `cargo xtask bench`.
 use std::fmt::Write as _;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,7 +48,7 @@ pub const BPFTRACE_SCRIPT: &str = "tracepoint:raw_syscalls:sys_enter { @start[ti
     tracepoint:raw_syscalls:sys_exit /@start[tid]/ { @lat[comm, args->id] = \
     hist(nsecs - @start[tid]); delete(@start[tid]); }";
 
-/// All measurements of one condition, in ns per call.
+/// All measurements of one condition, in the workload's unit (ns per call, µs per connection, …).
 pub struct Series {
     pub condition: Condition,
     pub runs: Vec<f64>,
@@ -86,12 +86,22 @@ pub fn median(values: &[f64]) -> Option<f64> {
 }
 
 /// Where and how the numbers were taken.
+#[derive(Clone)]
 pub struct Environment {
     pub date: String,
     pub kernel: String,
     pub cpu: String,
     pub nproc: String,
     pub command: String,
+}
+
+impl Environment {
+    pub fn markdown(&self) -> String {
+        format!(
+            "- Date: {}\n- Kernel: {}\n- CPU: {} (nproc: {})\n- Command: `{}` (as root)\n",
+            self.date, self.kernel, self.cpu, self.nproc, self.command
+        )
+    }
 }
 
 pub struct Report {
@@ -149,7 +159,7 @@ impl Report {
                     };
                     format!(
                         "| {name} | {median:.1} | {overhead} | {} |",
-                        runs_list(&series.runs)
+                        runs_list(&series.runs, 1)
                     )
                 }
                 (None, None) => format!("| {name} | n/a | n/a | no runs |"),
@@ -185,12 +195,9 @@ impl Report {
     }
 
     pub fn markdown(&self) -> String {
-        let env = &self.environment;
-        let mut out = String::from("# Syscall overhead benchmark\n\n");
-        let _ = writeln!(out, "- Date: {}", env.date);
-        let _ = writeln!(out, "- Kernel: {}", env.kernel);
-        let _ = writeln!(out, "- CPU: {} (nproc: {})", env.cpu, env.nproc);
-        let _ = writeln!(out, "- Command: `{}` (as root)\n", env.command);
+        let mut out = String::from("## Syscall overhead\n\n");
+        out.push_str(&self.environment.markdown());
+        out.push('\n');
         let _ = writeln!(
             out,
             "Each run makes {} `getppid` system calls in a tight loop (`syscall-loop`, pinned \
@@ -207,7 +214,7 @@ impl Report {
             let _ = writeln!(out, "- `{}`: {}", condition.name(), condition.description());
         }
         let _ = writeln!(out, "\n  ```\n  {BPFTRACE_SCRIPT}\n  ```\n");
-        out.push_str("## Ratios\n\n");
+        out.push_str("### Ratios\n\n");
         out.push_str(&self.ratios());
         out.push_str(WHERE_THE_TIME_GOES);
         out
@@ -216,7 +223,7 @@ impl Report {
 
 /// What the agent's hooks do per call, so the ratio can be read against its parts.
 const WHERE_THE_TIME_GOES: &str = "
-## Where the agent's time goes
+### Where the agent's time goes
 
 Per syscall the agent's two programs do: `sys_enter`, one `bpf_get_current_pid_tgid`, one
 `bpf_ktime_get_ns` and one store into an array slot indexed by thread id (an inlined
@@ -239,13 +246,13 @@ So the agent's bodies add about 57 + 124 ns to the empty hooks' dispatch, which 
 ratio above compares them with.
 ";
 
-fn runs_list(runs: &[f64]) -> String {
-    let shown: Vec<String> = runs.iter().map(|ns| format!("{ns:.1}")).collect();
+pub fn runs_list(runs: &[f64], decimals: usize) -> String {
+    let shown: Vec<String> = runs.iter().map(|v| format!("{v:.decimals$}")).collect();
     shown.join(", ")
 }
 
 /// Keeps free text (error messages) from breaking the table.
-fn cell(text: &str) -> String {
+pub fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 

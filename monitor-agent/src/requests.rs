@@ -1,0 +1,190 @@
+//! Captured socket payloads → per-connection protocol parsers (`monitor-protocols`) →
+//! request series (HTTP server and client RED metrics), with the per-`comm` route cap.
+//!
+//! Pure: events arrive decoded and already named. Connection state is bounded: idle
+//! connections are forgotten, and at most `MAX_CONNECTIONS` are followed at once.
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use monitor_protocols::{
+    Chunk, Connection, Direction, Exchange, HttpExchange, Role, RouteLimiter, http::split_host_port,
+};
+
+use crate::{
+    aggregate::{Histogram, SeriesTable, WorkloadLabels, observe},
+    decode::PayloadEvent,
+};
+
+/// Connections followed at once; chunks of further new connections are counted and dropped.
+pub const MAX_CONNECTIONS: usize = 16_384;
+/// A connection with no captured read or write for this long is forgotten (a keep-alive
+/// connection idle longer starts over with its next request, which the parser handles).
+pub const IDLE_CONNECTION: Duration = Duration::from_secs(120);
+
+struct Followed {
+    /// The socket's peer when first seen: the same kernel socket address with another peer
+    /// is a new connection (sockets are reused once freed).
+    remote: SocketAddr,
+    connection: Connection,
+    last_seen: Instant,
+}
+
+#[derive(Debug, Default)]
+pub struct RequestsSnapshot {
+    pub server: Vec<(WorkloadLabels, Histogram)>,
+    pub client: Vec<(WorkloadLabels, Histogram)>,
+    /// Connections being followed, and chunks dropped because too many were.
+    pub connections: u64,
+    pub chunks_dropped: u64,
+}
+
+pub struct Requests {
+    connections: HashMap<(u32, u64), Followed>,
+    routes: RouteLimiter,
+    /// The keys `routes` holds (it does not list them).
+    routed_comms: std::collections::HashSet<String>,
+    server: SeriesTable<WorkloadLabels, Histogram>,
+    client: SeriesTable<WorkloadLabels, Histogram>,
+    chunks_dropped: u64,
+    exchanges: Vec<Exchange>,
+}
+
+impl Requests {
+    pub fn new(routes_per_comm: usize) -> Self {
+        Self {
+            connections: HashMap::new(),
+            routes: RouteLimiter::new(routes_per_comm),
+            routed_comms: std::collections::HashSet::new(),
+            server: SeriesTable::default(),
+            client: SeriesTable::default(),
+            chunks_dropped: 0,
+            exchanges: Vec::new(),
+        }
+    }
+
+    /// Feeds one captured read/write of the process `comm` to its connection's parser and
+    /// records the exchanges it completes.
+    pub fn apply(&mut self, event: &PayloadEvent, comm: &str, pid: Option<u32>, now: Instant) {
+        let key = (event.tgid, event.sk);
+        if !self.connections.contains_key(&key) && self.connections.len() >= MAX_CONNECTIONS {
+            self.chunks_dropped += 1;
+            return;
+        }
+        let followed = self.connections.entry(key).or_insert_with(|| Followed {
+            remote: event.remote,
+            connection: Connection::new(),
+            last_seen: now,
+        });
+        if followed.remote != event.remote {
+            followed.remote = event.remote;
+            followed.connection = Connection::new();
+        }
+        followed.last_seen = now;
+        let chunk = Chunk {
+            direction: if event.egress {
+                Direction::Egress
+            } else {
+                Direction::Ingress
+            },
+            total_len: u64::from(event.length),
+            data: &event.data,
+            timestamp_ns: event.timestamp_ns,
+        };
+        followed.connection.feed(&chunk, &mut self.exchanges);
+        let remote = followed.remote;
+        for exchange in std::mem::take(&mut self.exchanges) {
+            // Exchanges of protocols without metrics yet are dropped here.
+            if let Exchange::Http(http) = exchange {
+                self.record_http(&http, remote, comm, pid, now);
+            }
+        }
+    }
+
+    fn record_http(
+        &mut self,
+        http: &HttpExchange,
+        remote: SocketAddr,
+        comm: &str,
+        pid: Option<u32>,
+        now: Instant,
+    ) {
+        let mut histogram = Histogram::ZERO;
+        observe(&mut histogram, http.duration_ns);
+        let method = http.method.as_str().to_owned();
+        let status = http.status.to_string();
+        let (table, values) = match http.role {
+            Role::Server => {
+                let route = self.routes.limit(comm, &http.route).to_owned();
+                if !self.routed_comms.contains(comm) {
+                    self.routed_comms.insert(comm.to_owned());
+                }
+                (&mut self.server, vec![method, status, route])
+            }
+            Role::Client => {
+                // OpenTelemetry's server.address: the name the client asked for when it
+                // sent one (no reverse DNS), else the peer's IP; the port is the socket's.
+                let address = http
+                    .host
+                    .as_deref()
+                    .map(|host| split_host_port(host).0.to_owned())
+                    .filter(|host| !host.is_empty())
+                    .unwrap_or_else(|| remote.ip().to_string());
+                (
+                    &mut self.client,
+                    vec![method, status, address, remote.port().to_string()],
+                )
+            }
+        };
+        let labels = WorkloadLabels {
+            comm: comm.to_owned(),
+            pid,
+            values,
+        };
+        table.retire(labels, &histogram, now);
+    }
+
+    pub fn publish(&mut self, now: Instant, ttl: Duration) -> RequestsSnapshot {
+        self.connections
+            .retain(|_, followed| now.duration_since(followed.last_seen) < IDLE_CONNECTION);
+        let server = self.server.publish(HashMap::new(), now, ttl);
+        let client = self.client.publish(HashMap::new(), now, ttl);
+        // A comm whose server series all expired gets its whole route budget back.
+        let live: std::collections::HashSet<&str> = server
+            .iter()
+            .map(|(labels, _)| labels.comm.as_str())
+            .collect();
+        for comm in std::mem::take(&mut self.routed_comms) {
+            if live.contains(comm.as_str()) {
+                self.routed_comms.insert(comm);
+            } else {
+                self.routes.forget(&comm);
+            }
+        }
+        RequestsSnapshot {
+            server,
+            client,
+            connections: self.connections.len() as u64,
+            chunks_dropped: self.chunks_dropped,
+        }
+    }
+
+    /// (family name, series, expired) for `monitor_series` / `monitor_series_expired_total`.
+    pub fn series_counts(&self) -> Vec<(&'static str, u64, u64)> {
+        use crate::metrics::family::{HTTP_CLIENT_DURATION, HTTP_SERVER_DURATION};
+        vec![
+            (
+                HTTP_SERVER_DURATION.name,
+                self.server.len() as u64,
+                self.server.expired_total(),
+            ),
+            (
+                HTTP_CLIENT_DURATION.name,
+                self.client.len() as u64,
+                self.client.expired_total(),
+            ),
+        ]
+    }
+}

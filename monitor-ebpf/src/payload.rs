@@ -1,0 +1,156 @@
+//! Payload capture for request protocols (HTTP/1.x): a bounded prefix of each socket read
+//! and write, for sockets whose traffic looks like a request protocol.
+//!
+//! Called from the `sock_send_length`/`sock_recv_length` probes, which run inside the
+//! syscall after the data moved: a write's bytes are still in the caller's buffer and a
+//! read's have just been copied there. The buffer is found from the syscall's own arguments
+//! (the task's user registers), so no `sys_enter` bookkeeping is needed and non-socket I/O
+//! costs nothing here. Each socket is judged on its first reads/writes: a few chunks that do
+//! not start like a request or response, and it is ignored for good at one hash lookup per
+//! call.
+use aya_ebpf::{
+    bindings::{BPF_ANY, pt_regs},
+    helpers::{
+        bpf_probe_read_kernel,
+        generated::{bpf_get_current_task_btf, bpf_probe_read_user, bpf_task_pt_regs},
+    },
+};
+use monitor_common::{Counter, Owner, PayloadEvent, capacity::PAYLOAD_CAPTURE};
+
+use crate::{
+    maps::{PAYLOAD_EVENTS, PAYLOAD_SOCKS, bump},
+    network::{OFF_SKC_NUM, now_ns, read, remote},
+};
+
+/// `PAYLOAD_SOCKS` values: 1..=MAX_MISSES count chunks that started no message.
+const CAPTURE: u32 = 100;
+const IGNORE: u32 = 200;
+const MAX_MISSES: u32 = 3;
+
+// x86_64 syscall numbers of the calls with one plain user buffer or iovec.
+const NR_READ: u64 = 0;
+const NR_WRITE: u64 = 1;
+const NR_READV: u64 = 19;
+const NR_WRITEV: u64 = 20;
+const NR_SENDTO: u64 = 44;
+const NR_RECVFROM: u64 = 45;
+const NR_SENDMSG: u64 = 46;
+const NR_RECVMSG: u64 = 47;
+/// `struct user_msghdr`: `msg_iov` follows `msg_name` and `msg_namelen` (UAPI, stable).
+const MSGHDR_IOV: u64 = 16;
+
+/// The first four bytes of an HTTP/1.x request or response.
+const MESSAGE_STARTS: [&[u8; 4]; 10] = [
+    b"GET ", b"POST", b"PUT ", b"HEAD", b"DELE", b"PATC", b"OPTI", b"CONN", b"TRAC", b"HTTP",
+];
+
+#[inline(always)]
+fn read_user<T>(address: u64) -> Option<T> {
+    // SAFETY: bpf_probe_read_user checks the address and fails instead of faulting; the
+    // value is plain integers.
+    unsafe { aya_ebpf::helpers::bpf_probe_read_user(address as *const T).ok() }
+}
+
+/// The user buffer of the syscall in progress and its size, from its arguments.
+#[inline(always)]
+fn user_buffer() -> Option<(u64, u64)> {
+    // SAFETY: plain helper calls; `bpf_task_pt_regs` of the current task returns its saved
+    // user registers, read below through bpf_probe_read_kernel, which cannot fault.
+    let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as *const pt_regs;
+    if regs.is_null() {
+        return None;
+    }
+    // SAFETY: as above.
+    let regs: pt_regs = unsafe { bpf_probe_read_kernel(regs) }.ok()?;
+    let iovec = |address: u64| -> Option<(u64, u64)> {
+        Some((read_user(address)?, read_user(address + 8)?))
+    };
+    match regs.orig_rax {
+        NR_READ | NR_WRITE | NR_SENDTO | NR_RECVFROM => Some((regs.rsi, regs.rdx)),
+        NR_READV | NR_WRITEV => iovec(regs.rsi),
+        NR_SENDMSG | NR_RECVMSG => iovec(read_user(regs.rsi + MSGHDR_IOV)?),
+        _ => None, // sendfile, splice, io_uring, sendmmsg: no single user buffer
+    }
+}
+
+#[inline(always)]
+fn starts_message(data: &[u8; PAYLOAD_CAPTURE], captured: usize) -> bool {
+    if captured < 4 {
+        return false;
+    }
+    let head = [data[0], data[1], data[2], data[3]];
+    MESSAGE_STARTS.iter().any(|start| **start == head)
+}
+
+/// Captures one socket read or write of `length` bytes, unless the socket was judged not
+/// to carry a request protocol.
+#[inline(always)]
+pub fn capture(sk: u64, owner: Owner, length: u32, direction: u32) {
+    // SAFETY: a copy is taken at once; a concurrent update only makes it stale.
+    let verdict = unsafe { PAYLOAD_SOCKS.get(sk) }.copied().unwrap_or(0);
+    if verdict == IGNORE {
+        return;
+    }
+    let Some((buffer, size)) = user_buffer() else {
+        if verdict == CAPTURE {
+            bump(Counter::PayloadUnreadable);
+        }
+        return;
+    };
+    let Some(mut entry) = PAYLOAD_EVENTS.reserve::<PayloadEvent>(0) else {
+        bump(Counter::PayloadEventsProduced);
+        bump(Counter::PayloadEventsDropped);
+        return;
+    };
+    let event = entry.as_mut_ptr();
+    let mut captured = u64::from(length).min(size);
+    if captured > PAYLOAD_CAPTURE as u64 {
+        captured = PAYLOAD_CAPTURE as u64;
+    }
+    // SAFETY: `event` points to a reserved ring-buffer record of the right size; `captured`
+    // is at most the size of `data`; bpf_probe_read_user cannot fault.
+    let copied = unsafe {
+        bpf_probe_read_user(
+            (*event).data.as_mut_ptr().cast(),
+            captured as u32,
+            buffer as *const _,
+        )
+    };
+    if copied != 0 {
+        captured = 0;
+    }
+    // SAFETY: as above; `data` was written by the helper up to `captured`.
+    let starts = unsafe { starts_message(&(*event).data, captured as usize) };
+    if verdict != CAPTURE {
+        let next = if starts {
+            CAPTURE
+        } else if verdict + 1 >= MAX_MISSES {
+            IGNORE
+        } else {
+            verdict + 1
+        };
+        let _ = PAYLOAD_SOCKS.insert(sk, next, BPF_ANY.into());
+        if !starts {
+            entry.discard(0);
+            return;
+        }
+    }
+    bump(Counter::PayloadEventsProduced);
+    if captured == 0 {
+        bump(Counter::PayloadUnreadable);
+    }
+    // SAFETY: as above; every header field is written before the record is submitted.
+    unsafe {
+        (*event).direction = direction;
+        (*event).captured = captured as u32;
+        (*event).length = length;
+        (*event)._pad = 0;
+        (*event).owner = owner;
+        (*event).sk = sk;
+        (*event).timestamp_ns = now_ns();
+        (*event).remote = remote(sk);
+        (*event).local_port = read(sk, &OFF_SKC_NUM).unwrap_or(0);
+        (*event)._pad2 = 0;
+    }
+    entry.submit(0);
+}

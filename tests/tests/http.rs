@@ -1,0 +1,284 @@
+//! Request golden signals from the wire: unmodified servers (nginx, Python's http.server) and
+//! an unmodified client (curl) over keep-alive connections, each under a unique `comm`; the
+//! agent must count exactly the requests they made, by method, status and route, with
+//! latencies in the right buckets, and never export a query string.
+use std::{
+    io::{BufRead as _, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use tests::{Agent, Scrape, TempDir, eventually, require_program, unique_comm};
+
+const SERVER: &str = "http_server_request_duration_seconds";
+const CLIENT: &str = "http_client_request_duration_seconds";
+
+/// A program started under a chosen comm (through a symlink named so), killed on drop.
+struct Running {
+    child: Child,
+    _dir: TempDir,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn link_as(dir: &TempDir, comm: &str, program: &Path) -> PathBuf {
+    let link = dir.path().join(comm);
+    std::os::unix::fs::symlink(program, &link).unwrap();
+    link
+}
+
+/// curl, as `comm`, fetching every URL in turn over one keep-alive connection; returns the
+/// status codes curl itself saw (the client-side ground truth).
+fn curl_as(comm: &str, urls: &[String]) -> Vec<u16> {
+    let curl = require_program("curl", "curl");
+    let dir = TempDir::new("curl");
+    let mut command = Command::new(link_as(&dir, comm, &curl));
+    command.args(["--silent", "--show-error", "--write-out", "%{http_code}\\n"]);
+    for url in urls {
+        command.args(["--output", "/dev/null", url]);
+    }
+    let output = command.env_remove("LD_LIBRARY_PATH").output().unwrap();
+    assert!(output.status.success(), "curl failed: {output:?}");
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|code| code.parse().unwrap())
+        .collect()
+}
+
+fn urls(port: u16, path: &str, count: usize) -> Vec<String> {
+    vec![format!("http://127.0.0.1:{port}{path}"); count]
+}
+
+fn count(scrape: &Scrape, family: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    scrape.value(&format!("{family}_count"), labels)
+}
+
+/// Waits until every (labels, count) pair is reported exactly, then returns the scrape.
+fn scrape_when(agent: &Agent, family: &str, expected: &[(Vec<(&str, &str)>, f64)]) -> Scrape {
+    let mut last = None;
+    let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        eventually(
+            Duration::from_secs(15),
+            "the expected request counts",
+            || {
+                let scrape = agent.scrape();
+                let done = expected
+                    .iter()
+                    .all(|(labels, n)| count(&scrape, family, labels) == Some(*n));
+                last = Some(scrape.text.clone());
+                done.then_some(scrape)
+            },
+        )
+    }));
+    waited.unwrap_or_else(|_| {
+        let text = last.unwrap_or_default();
+        let seen: Vec<&str> = text.lines().filter(|l| l.starts_with(family)).collect();
+        panic!(
+            "expected {expected:?} in {family}; the agent reported:\n{}",
+            seen.join("\n")
+        )
+    })
+}
+
+fn nginx(comm: &str) -> (Running, u16) {
+    let nginx = require_program("nginx", "nginx");
+    let dir = TempDir::new("nginx");
+    let port = tests::free_port();
+    let root = dir.path().display().to_string();
+    let config = format!(
+        "daemon off;\nmaster_process on;\nworker_processes 1;\nuser root;\npid {root}/nginx.pid;\n\
+         error_log {root}/error.log;\nevents {{ worker_connections 64; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {root}/body;\n\
+         proxy_temp_path {root}/proxy;\n  fastcgi_temp_path {root}/fastcgi;\n\
+         uwsgi_temp_path {root}/uwsgi;\n  scgi_temp_path {root}/scgi;\n  keepalive_requests 1000;\n\
+         server {{\n    listen 127.0.0.1:{port};\n    location = /ok {{ return 200 \"ok\\n\"; }}\n\
+         location / {{ return 404; }}\n  }}\n}}\n"
+    );
+    let config_path = dir.path().join("nginx.conf");
+    std::fs::write(&config_path, config).unwrap();
+    let child = Command::new(link_as(&dir, comm, &nginx))
+        .args(["-e", &format!("{root}/error.log"), "-c"])
+        .arg(&config_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting nginx");
+    let running = Running { child, _dir: dir };
+    eventually(Duration::from_secs(10), "nginx listening", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    (running, port)
+}
+
+#[test]
+fn nginx_and_curl_exact_counts_per_status_on_both_sides() {
+    const OK: usize = 25;
+    const MISSING: usize = 7;
+    let agent = Agent::start(&[]);
+    let server = unique_comm("ngx");
+    let client = unique_comm("curlnx");
+    let (_nginx, port) = nginx(&server);
+    let mut requests = urls(port, "/ok", OK);
+    requests.extend(urls(port, "/missing", MISSING));
+    let codes = curl_as(&client, &requests);
+    assert_eq!(codes.iter().filter(|&&c| c == 200).count(), OK);
+    assert_eq!(codes.iter().filter(|&&c| c == 404).count(), MISSING);
+
+    let server_labels = |status, route| {
+        vec![
+            ("comm", server.as_str()),
+            ("http_request_method", "GET"),
+            ("http_response_status_code", status),
+            ("http_route", route),
+        ]
+    };
+    let scrape = scrape_when(
+        &agent,
+        SERVER,
+        &[
+            (server_labels("200", "/ok"), OK as f64),
+            (server_labels("404", "/missing"), MISSING as f64),
+        ],
+    );
+    assert_eq!(
+        scrape
+            .matching(&format!("{SERVER}_count"), &[("comm", &server)])
+            .count(),
+        2,
+        "no other series for the server"
+    );
+    let port_text = port.to_string();
+    let client_labels = |status| {
+        vec![
+            ("comm", client.as_str()),
+            ("http_request_method", "GET"),
+            ("http_response_status_code", status),
+            ("server_address", "127.0.0.1"),
+            ("server_port", port_text.as_str()),
+        ]
+    };
+    scrape_when(
+        &agent,
+        CLIENT,
+        &[
+            (client_labels("200"), OK as f64),
+            (client_labels("404"), MISSING as f64),
+        ],
+    );
+}
+
+/// Python's http.server (HTTP/1.1, keep-alive): 500 for /fail, a 50 ms sleep for /slow, and
+/// `/users/<n>` answered 200.
+const PYTHON_SERVER: &str = r#"
+import http.server, sys, time
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        path = self.path.split("?")[0]
+        if path == "/slow":
+            time.sleep(0.05)
+        status = 500 if path == "/fail" else 200
+        body = b"hello\n"
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#;
+
+fn python_server(comm: &str) -> (Running, u16) {
+    // Debian's interpreter, not a version manager's shim: a shim is a script that execs
+    // another binary, which would rename the process.
+    let python = std::fs::canonicalize("/usr/bin/python3")
+        .expect("/usr/bin/python3 (Debian package python3)");
+    let dir = TempDir::new("pyhttp");
+    let script = dir.path().join("server.py");
+    std::fs::write(&script, PYTHON_SERVER).unwrap();
+    let mut child = Command::new(link_as(&dir, comm, &python))
+        .arg(&script)
+        .stdout(Stdio::piped())
+        .env_remove("LD_LIBRARY_PATH")
+        .spawn()
+        .expect("starting python3");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line.trim().parse().expect("the server's port");
+    (Running { child, _dir: dir }, port)
+}
+
+#[test]
+fn python_server_errors_routes_without_queries_and_latency_buckets() {
+    const FAILS: usize = 9;
+    const OKS: usize = 4;
+    const SLOW: usize = 5;
+    let agent = Agent::start(&[]);
+    let server = unique_comm("pysrv");
+    let client = unique_comm("curlpy");
+    let (_python, port) = python_server(&server);
+    let mut requests = urls(port, "/fail", FAILS);
+    requests.extend(urls(port, "/users/12345?token=secret-one", OKS / 2));
+    requests.extend(urls(port, "/users/67890?token=secret-two", OKS / 2));
+    requests.extend(urls(port, "/slow", SLOW));
+    let codes = curl_as(&client, &requests);
+    assert_eq!(codes.iter().filter(|&&c| c == 500).count(), FAILS);
+
+    let labels = |status, route| {
+        vec![
+            ("comm", server.as_str()),
+            ("http_request_method", "GET"),
+            ("http_response_status_code", status),
+            ("http_route", route),
+        ]
+    };
+    let scrape = scrape_when(
+        &agent,
+        SERVER,
+        &[
+            (labels("500", "/fail"), FAILS as f64),
+            (labels("200", "/users/{id}"), OKS as f64),
+            (labels("200", "/slow"), SLOW as f64),
+        ],
+    );
+    assert!(
+        !scrape.text.contains("secret") && !scrape.text.contains("token"),
+        "a query string leaked into /metrics"
+    );
+
+    // 50 ms lies in (2^25 ns, 2^26 ns] = (0.033554432 s, 0.067108864 s]: the server side sees
+    // the sleep plus microseconds; the client side adds one loopback round trip.
+    for (family, comm) in [(SERVER, &server), (CLIENT, &client)] {
+        let bucket = |le| {
+            let mut labels = vec![("comm", comm.as_str()), ("le", le)];
+            if family == SERVER {
+                labels.push(("http_route", "/slow"));
+            } else {
+                labels.push(("http_response_status_code", "200"));
+            }
+            scrape.value(&format!("{family}_bucket"), &labels)
+        };
+        let slow_or_all = if family == SERVER { 0.0 } else { OKS as f64 };
+        assert_eq!(
+            bucket("0.033554432"),
+            Some(slow_or_all),
+            "{family}: nothing of /slow at or below 33.5 ms"
+        );
+        assert_eq!(
+            bucket("0.067108864"),
+            Some(slow_or_all + SLOW as f64),
+            "{family}: every /slow request within 67.1 ms"
+        );
+    }
+}

@@ -1,0 +1,117 @@
+//! `docs/benchmarks.md` as sections between markers, so `--only` can rewrite one section
+//! and keep the other's figures (and the command that produced them) as they were.
+use super::Suite;
+
+const HEADER: &str = "# Benchmarks\n\n\
+    Written by `cargo xtask bench` (as root). Each section names the command that produced \
+    its figures; `--only syscalls` or `--only network` rewrites that section and keeps the \
+    other.\n";
+
+fn begin(suite: Suite) -> String {
+    format!("<!-- bench:{} -->", suite.name())
+}
+
+fn end(suite: Suite) -> String {
+    format!("<!-- /bench:{} -->", suite.name())
+}
+
+/// The text of a suite's section in a document written by `compose`.
+fn section(document: &str, suite: Suite) -> Option<&str> {
+    let begin = begin(suite);
+    let start = document.find(&begin)? + begin.len();
+    let length = document[start..].find(&end(suite))?;
+    Some(document[start..start + length].trim())
+}
+
+fn placeholder(suite: Suite) -> String {
+    format!(
+        "## {}\n\nNot measured yet: run `cargo xtask bench --only {}` as root.",
+        suite.title(),
+        suite.name()
+    )
+}
+
+/// The whole document: `fresh` sections as given, the others from `previous` when it has
+/// them, else a placeholder saying how to fill them in.
+pub fn compose(fresh: &[(Suite, String)], previous: Option<&str>) -> String {
+    let mut out = String::from(HEADER);
+    for suite in Suite::ALL {
+        let text = match fresh.iter().find(|(s, _)| *s == suite) {
+            Some((_, text)) => text.trim().to_owned(),
+            None => previous
+                .and_then(|doc| section(doc, suite))
+                .map_or_else(|| placeholder(suite), str::to_owned),
+        };
+        out.push_str(&format!("\n{}\n\n{text}\n\n{}\n", begin(suite), end(suite)));
+    }
+    out
+}
+
+/// Whether writing only the `measured` sections over `previous` would drop figures: an
+/// unmeasured section that `previous` does not hold between markers (a hand-written file,
+/// or one from before the markers) becomes a placeholder.
+pub fn loses_figures(measured: &[Suite], previous: Option<&str>) -> bool {
+    let Some(previous) = previous.filter(|doc| !doc.trim().is_empty()) else {
+        return false;
+    };
+    Suite::ALL
+        .into_iter()
+        .any(|suite| !measured.contains(&suite) && section(previous, suite).is_none())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_sections_replace_and_others_are_kept() {
+        let first = compose(
+            &[
+                (
+                    Suite::Syscalls,
+                    "## Syscall overhead\n\nold syscalls\n".into(),
+                ),
+                (Suite::Network, "## Network overhead\n\nold network".into()),
+            ],
+            None,
+        );
+        assert!(first.starts_with("# Benchmarks\n"));
+        assert_eq!(
+            section(&first, Suite::Syscalls),
+            Some("## Syscall overhead\n\nold syscalls")
+        );
+        let fresh = [(Suite::Network, "## Network overhead\n\nnew network".into())];
+        assert!(!loses_figures(&[Suite::Network], Some(&first)));
+        let second = compose(&fresh, Some(&first));
+        assert_eq!(
+            section(&second, Suite::Syscalls),
+            Some("## Syscall overhead\n\nold syscalls")
+        );
+        assert_eq!(
+            section(&second, Suite::Network),
+            Some("## Network overhead\n\nnew network")
+        );
+        // Composing again from its own output changes nothing.
+        assert_eq!(compose(&fresh, Some(&second)), second);
+        let syscalls_at = second.find("<!-- bench:syscalls -->").unwrap();
+        assert!(syscalls_at < second.find("<!-- bench:network -->").unwrap());
+    }
+
+    #[test]
+    fn a_missing_section_gets_a_placeholder() {
+        let fresh = [(Suite::Network, "## Network overhead\n\nfigures".into())];
+        let doc = compose(&fresh, Some("# Syscall overhead benchmark\n\nno markers\n"));
+        assert!(doc.contains(
+            "## Syscall overhead\n\nNot measured yet: run `cargo xtask bench --only syscalls`"
+        ));
+        assert!(loses_figures(
+            &[Suite::Network],
+            Some("# Syscall overhead benchmark\n")
+        ));
+        assert!(!loses_figures(&[Suite::Network], None));
+        assert!(!loses_figures(
+            &Suite::ALL,
+            Some("# Syscall overhead benchmark\n")
+        ));
+    }
+}

@@ -3,12 +3,14 @@
 //! when the kernel entries of an exited process are freed. Retired-only series expire once
 //! idle for the TTL. Pure: the kernel maps are read elsewhere and passed in.
 use std::{
-    collections::HashMap,
-    hash::Hash,
+    collections::{HashMap, HashSet},
+    hash::{Hash, Hasher as _},
     time::{Duration, Instant},
 };
 
 use monitor_common::SyscallStats;
+
+use crate::labels::{LabelPolicy, Workload};
 
 /// A value that can be summed across CPUs, processes and time.
 pub trait Observations: Clone + Default {
@@ -30,13 +32,133 @@ pub fn observe(histogram: &mut Histogram, duration_ns: u64) {
     histogram.sum_ns += duration_ns;
 }
 
-/// Who a series is about (`comm`, optional `pid`) plus its family's own label values, in the
-/// family's label order.
+/// Who a series is about (already projected on its family's label choice) plus its
+/// family's own label values, in the family's label order.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct WorkloadLabels {
-    pub comm: String,
-    pub pid: Option<u32>,
+    pub who: Workload,
     pub values: Vec<String>,
+}
+
+/// What a new observation needs to find its series: the families' label choice, the global
+/// budget, and the time.
+pub struct Recorder<'a> {
+    pub policy: &'a LabelPolicy,
+    pub budget: &'a mut Budget,
+    pub now: Instant,
+}
+
+impl Recorder<'_> {
+    /// The admitted label set of `who` with `values` in `family`'s `table`.
+    pub fn labels<V: Observations>(
+        &mut self,
+        family: &'static str,
+        table: &SeriesTable<WorkloadLabels, V>,
+        who: &Workload,
+        values: Vec<String>,
+    ) -> WorkloadLabels {
+        let labels = WorkloadLabels {
+            who: self.policy.project(family, who),
+            values,
+        };
+        self.budget.admit(family, table, labels)
+    }
+
+    /// Adds one event's `value` to its series.
+    pub fn record<V: Observations>(
+        &mut self,
+        family: &'static str,
+        table: &mut SeriesTable<WorkloadLabels, V>,
+        who: &Workload,
+        values: Vec<String>,
+        value: &V,
+    ) {
+        let labels = self.labels(family, table, who, values);
+        table.retire(labels, value, self.now);
+    }
+}
+
+/// `comm` of a family's overflow series, the one that takes every new label set once the
+/// global series budget is spent.
+pub const OVERFLOW_COMM: &str = "[overflow]";
+
+impl WorkloadLabels {
+    /// The overflow series of a family with `values` own labels: every label empty but comm.
+    pub fn overflow(values: usize) -> Self {
+        Self {
+            who: Workload {
+                comm: OVERFLOW_COMM.to_owned(),
+                ..Workload::default()
+            },
+            values: vec![String::new(); values],
+        }
+    }
+}
+
+/// The hard global budget of workload series. A new label set is admitted while fewer than
+/// `max` series exist over all workload families; after that it goes to its family's
+/// overflow series (one per family, on top of the budget) and is counted as dropped.
+#[derive(Debug)]
+pub struct Budget {
+    max: usize,
+    used: usize,
+    /// Label sets already refused (hashes, bounded), so that a label set refused at every
+    /// sweep counts once.
+    refused: HashSet<u64>,
+    dropped: HashMap<&'static str, u64>,
+}
+
+/// Distinct refused label sets remembered; beyond it, repeats may count again.
+const REFUSED_MEMORY: usize = 100_000;
+
+impl Budget {
+    pub fn new(max: usize) -> Self {
+        Self {
+            max,
+            used: 0,
+            refused: HashSet::new(),
+            dropped: HashMap::new(),
+        }
+    }
+
+    /// Resets the count of series in use (after expiries), from the tables themselves.
+    pub fn recount(&mut self, used: usize) {
+        self.used = used;
+    }
+
+    /// The label set `labels` gets in `table` of `family`: itself, or the overflow series.
+    pub fn admit<V: Observations>(
+        &mut self,
+        family: &'static str,
+        table: &SeriesTable<WorkloadLabels, V>,
+        labels: WorkloadLabels,
+    ) -> WorkloadLabels {
+        if table.contains(&labels) {
+            return labels;
+        }
+        if self.used < self.max {
+            self.used += 1;
+            return labels;
+        }
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (family, &labels).hash(&mut hasher);
+        if self.refused.len() >= REFUSED_MEMORY {
+            self.refused.clear();
+        }
+        if self.refused.insert(hasher.finish()) {
+            *self.dropped.entry(family).or_default() += 1;
+        }
+        WorkloadLabels::overflow(labels.values.len())
+    }
+
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Label sets refused so far, per family.
+    pub fn dropped(&self, family: &str) -> u64 {
+        self.dropped.get(family).copied().unwrap_or(0)
+    }
 }
 
 impl Observations for u64 {
@@ -123,6 +245,10 @@ impl<L: Clone + Eq + Hash, V: Observations> SeriesTable<L, V> {
         self.series.len()
     }
 
+    pub fn contains(&self, labels: &L) -> bool {
+        self.series.contains_key(labels)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.series.is_empty()
     }
@@ -196,6 +322,44 @@ mod tests {
         assert_eq!(table.publish(HashMap::new(), t1, TTL), [("late", 2)]);
         assert_eq!(table.publish(HashMap::new(), t0 + TTL, TTL), [("late", 2)]);
         assert!(table.publish(HashMap::new(), t1 + TTL, TTL).is_empty());
+    }
+
+    fn labels(comm: &str) -> WorkloadLabels {
+        WorkloadLabels {
+            who: Workload {
+                comm: comm.into(),
+                ..Workload::default()
+            },
+            values: vec!["read".into()],
+        }
+    }
+
+    #[test]
+    fn the_budget_sends_new_label_sets_to_one_overflow_series_and_counts_them_once() {
+        let now = Instant::now();
+        let mut budget = Budget::new(2);
+        let mut table: SeriesTable<WorkloadLabels, u64> = SeriesTable::default();
+        for round in 0..2 {
+            for comm in ["a", "b", "c", "d"] {
+                let admitted = budget.admit("f", &table, labels(comm));
+                table.retire(admitted, &1, now);
+            }
+            budget.recount(table.len());
+            assert_eq!(
+                table.len(),
+                3,
+                "round {round}: 2 admitted + the overflow series"
+            );
+        }
+        let published = table.publish(HashMap::new(), now, TTL);
+        let overflow = published
+            .iter()
+            .find(|(labels, _)| labels.who.comm == OVERFLOW_COMM)
+            .unwrap();
+        assert_eq!(overflow.1, 4, "c and d, twice");
+        assert_eq!(overflow.0.values, [""]);
+        assert_eq!(budget.dropped("f"), 2, "c and d, once each");
+        assert_eq!(budget.dropped("g"), 0);
     }
 
     #[test]

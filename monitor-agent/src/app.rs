@@ -11,6 +11,8 @@ use tokio::io::unix::AsyncFd;
 use crate::{
     config::Config,
     decode,
+    identity::{self, resolver::Resolver},
+    labels::LabelPolicy,
     metrics::MonitorCollector,
     monitor::{Monitor, MonitorSettings},
     privileges,
@@ -85,13 +87,36 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     )
     .context("polling the payload ring buffer")?;
     let settings = MonitorSettings {
-        pid_label: config.with_pid_label(),
         ttl: config.series_ttl,
         sweep_interval: config.sweep_interval,
         peers_per_comm: config.tcp_peers_per_comm,
         routes_per_comm: config.http_routes_per_comm,
+        series_max: config.series_max,
     };
-    let mut monitor = Monitor::new(maps, events, tcp_events, payload_events, &settings);
+    let policy = LabelPolicy::new(
+        config.with_pid_label(),
+        config.family_labels.clone(),
+        config.constant_labels.clone(),
+    );
+    let pods = config
+        .kubernetes_node_name
+        .as_ref()
+        .map(|_| identity::kubernetes::PodStore::new(config.kubernetes_deleted_pod_ttl));
+    let resolver = Resolver::new(
+        Some(config.docker_socket.clone()),
+        pods.clone(),
+        config.service_overrides.clone(),
+        config.selection.clone(),
+    );
+    let mut monitor = Monitor::new(
+        maps,
+        events,
+        tcp_events,
+        payload_events,
+        &settings,
+        policy.clone(),
+        resolver,
+    );
     if let Some(pause) = config.pause_event_reader {
         warn!("test switch: reading no process events for {pause:?}");
         monitor.pause_events_until(Instant::now() + pause);
@@ -103,7 +128,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .register(Box::new(MonitorCollector::new(
             Arc::clone(&monitor),
             loaded.probes.clone(),
-            config.with_pid_label(),
+            policy,
         )))
         .context("registering the collector")?;
 
@@ -124,6 +149,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Monitor::drain_payload_events,
     ));
     tasks.spawn(sweep(Arc::clone(&monitor), config.sweep_interval));
+    if let (Some(node), Some(pods)) = (&config.kubernetes_node_name, pods) {
+        let ttl = config.kubernetes_deleted_pod_ttl;
+        let kube = match &config.kubernetes_api_url {
+            Some(url) => identity::kubernetes::KubeConfig {
+                api_url: url.clone(),
+                token: None,
+                ca_file: None,
+                node_name: node.clone(),
+                deleted_ttl: ttl,
+            },
+            None => identity::kubernetes::KubeConfig::in_cluster(node.clone(), ttl)
+                .context("--kubernetes.node-name is set but the in-cluster API is not usable")?,
+        };
+        tasks.spawn(identity::kubernetes::run(kube, pods));
+    }
     if let Some(logger) = kernel_logs {
         tasks.spawn(forward_kernel_logs(logger));
     }

@@ -1,9 +1,22 @@
-//! The command line: every flag, its default and its environment variable, in one place.
-use std::{net::SocketAddr, time::Duration};
+//! The command line: every flag, its default and its environment variable, in one place, and
+//! how the configuration file (`--config.file`, read by `config_file`) fills the rest.
+//!
+//! Precedence: command line > environment > file > built-in default. clap records where each
+//! value came from (`ArgMatches::value_source`); the file only replaces values that clap took
+//! from their default (or that have none), see [`load_from`].
+use std::{
+    collections::HashMap, ffi::OsString, fmt, net::SocketAddr, path::PathBuf, str::FromStr,
+    time::Duration,
+};
 
-use clap::{Parser, ValueEnum};
+use clap::{
+    ArgMatches, Args, CommandFactory as _, FromArgMatches as _, Parser, ValueEnum,
+    error::ErrorKind, parser::ValueSource,
+};
 use log::LevelFilter;
 use monitor_common::capacity;
+
+use crate::config_file::{FileConfig, FileError};
 
 pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9655";
 
@@ -16,9 +29,19 @@ pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9655";
         Attaches raw tracepoints to every syscall and to the TCP stack on this host, aggregates \
         syscall latency and errors, connects, resets, retransmits, RTT and bytes per process, and \
         serves them on /metrics (Prometheus text format) and its own \
-        health on /healthz. Needs root, or CAP_BPF + CAP_PERFMON (CAP_SYS_ADMIN on older kernels)."
+        health on /healthz. Needs root, or CAP_BPF + CAP_PERFMON (CAP_SYS_ADMIN on older kernels).\n\n\
+        Settings come from the command line, then the environment (MONITOR_*), then \
+        --config.file, then the defaults shown: the first that sets a value wins."
 )]
 pub struct Config {
+    /// YAML file with the settings for series, labels, identity, service overrides and process
+    /// selection (schema: README, "Configuration file"); per-family label choice and service
+    /// overrides exist only there. Checked in full before anything is loaded: a mistake is one
+    /// line naming the file, line and field, and exit 1. A setting also given on the command
+    /// line or in the environment is taken from there, not from the file.
+    #[arg(long = "config.file", env = "MONITOR_CONFIG_FILE", value_name = "PATH")]
+    pub config_file: Option<PathBuf>,
+
     /// Address on which to expose /metrics and /healthz.
     #[arg(
         long = "web.listen-address",
@@ -71,6 +94,69 @@ pub struct Config {
     #[arg(long = "series.ttl", env = "MONITOR_SERIES_TTL", value_name = "DURATION",
           default_value = "5m", value_parser = parse_duration)]
     pub series_ttl: Duration,
+
+    /// Hard limit on the number of workload series, all families together. Beyond it, a label
+    /// set not seen before is counted in its family's single overflow series instead, so memory
+    /// and scrape size stay bounded whatever the workload does; series that exist keep being
+    /// updated, and a place is freed when a series expires (--series.ttl).
+    #[arg(long = "series.max", env = "MONITOR_SERIES_MAX", value_name = "N",
+          default_value_t = 10_000,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub series_max: usize,
+
+    /// Constant label on every workload series, KEY=VALUE (e.g. environment=prod); repeat the
+    /// flag or separate with commas. KEY must be a valid Prometheus label name and not one the
+    /// agent sets itself (comm, pid, container, pod, namespace, service, or a family's own
+    /// labels such as syscall, peer or http_route).
+    #[arg(long = "label.const", env = "MONITOR_LABEL_CONST", value_name = "KEY=VALUE",
+          value_delimiter = ',', value_parser = parse_constant_label)]
+    pub constant_labels: Vec<(String, String)>,
+
+    /// Which identity labels each workload family carries (file only: labels.families).
+    /// A family not listed carries all but pid (and pid too with --labels pid).
+    #[arg(skip)]
+    pub family_labels: HashMap<String, Vec<IdentityLabel>>,
+
+    /// Service label rules (file only: service.overrides); the first matching rule wins.
+    #[arg(skip)]
+    pub service_overrides: Vec<ServiceOverride>,
+
+    #[command(flatten)]
+    pub selection: Selection,
+
+    /// Docker API socket, asked for container names (GET /containers/ID/json). If it is
+    /// missing (no Docker here, or not mounted into the agent's container), the container
+    /// label is the container's ID instead of its name.
+    #[arg(
+        long = "docker.socket",
+        env = "MONITOR_DOCKER_SOCKET",
+        value_name = "PATH",
+        default_value = "/var/run/docker.sock"
+    )]
+    pub docker_socket: PathBuf,
+
+    /// This node's name in Kubernetes; in a DaemonSet, pass spec.nodeName (env valueFrom
+    /// fieldRef). When set, the pods of this node are watched through the Kubernetes API for
+    /// the pod, namespace and service labels; unset, Kubernetes is not asked at all.
+    #[arg(
+        long = "kubernetes.node-name",
+        env = "MONITOR_KUBERNETES_NODE_NAME",
+        value_name = "NAME"
+    )]
+    pub kubernetes_node_name: Option<String>,
+
+    /// URL of the Kubernetes API server (e.g. https://10.0.0.1:443). Default: in-cluster, from
+    /// KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT with the pod's service-account
+    /// token and CA. Used only with --kubernetes.node-name.
+    #[arg(long = "kubernetes.api-url", env = "MONITOR_KUBERNETES_API_URL", value_name = "URL",
+          value_parser = parse_api_url)]
+    pub kubernetes_api_url: Option<String>,
+
+    /// How long a deleted pod's metadata is kept, so that the last events of its exiting
+    /// processes are still labelled with its pod, namespace and service.
+    #[arg(long = "kubernetes.deleted-pod-ttl", env = "MONITOR_KUBERNETES_DELETED_POD_TTL",
+          value_name = "DURATION", default_value = "1m", value_parser = parse_duration)]
+    pub kubernetes_deleted_pod_ttl: Duration,
 
     /// How often the kernel maps are swept: finished processes' entries are folded into their
     /// series and freed, so the maps do not fill between scrapes.
@@ -173,6 +259,453 @@ impl Config {
     }
 }
 
+/// Why [`load_from`] gave no configuration.
+#[derive(Debug)]
+pub enum LoadError {
+    /// A bad command line or environment: clap's own message, exit status 2 (`exit()`).
+    Usage(clap::Error),
+    /// The file named by --config.file is unreadable or wrong: one line, exit status 1.
+    File(FileError),
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoadError::Usage(err) => write!(f, "{err}"),
+            LoadError::File(err) => write!(f, "{err}"),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// The clap ids (field names) of the settings the file can also set.
+mod id {
+    pub const SERIES_TTL: &str = "series_ttl";
+    pub const SERIES_MAX: &str = "series_max";
+    pub const LABELS: &str = "labels";
+    pub const CONSTANT_LABELS: &str = "constant_labels";
+    pub const TCP_PEERS_PER_COMM: &str = "tcp_peers_per_comm";
+    pub const HTTP_ROUTES_PER_COMM: &str = "http_routes_per_comm";
+    pub const DOCKER_SOCKET: &str = "docker_socket";
+    pub const KUBERNETES_NODE_NAME: &str = "kubernetes_node_name";
+    pub const KUBERNETES_API_URL: &str = "kubernetes_api_url";
+    pub const KUBERNETES_DELETED_POD_TTL: &str = "kubernetes_deleted_pod_ttl";
+    pub const SELECT_INCLUDE: &str = "select_include";
+    pub const SELECT_EXCLUDE: &str = "select_exclude";
+
+    #[cfg(test)]
+    pub const ALL: [&str; 12] = [
+        SERIES_TTL,
+        SERIES_MAX,
+        LABELS,
+        CONSTANT_LABELS,
+        TCP_PEERS_PER_COMM,
+        HTTP_ROUTES_PER_COMM,
+        DOCKER_SOCKET,
+        KUBERNETES_NODE_NAME,
+        KUBERNETES_API_URL,
+        KUBERNETES_DELETED_POD_TTL,
+        SELECT_INCLUDE,
+        SELECT_EXCLUDE,
+    ];
+}
+
+/// The configuration from `args` (program name first), the environment and `--config.file`:
+/// command line > environment > file > default. clap parses the first two and records each
+/// value's source; the file then fills every setting whose value is clap's default or absent.
+/// Lists (`--label.const`, `--select.*`) are replaced whole, never merged with the file's.
+pub fn load_from<I, T>(args: I) -> Result<Config, LoadError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let mut command = Config::command();
+    let matches = command
+        .try_get_matches_from_mut(args)
+        .map_err(LoadError::Usage)?;
+    let mut config = Config::from_arg_matches(&matches)
+        .map_err(|err| LoadError::Usage(err.format(&mut command)))?;
+    if let Some(name) = repeated_name(&config.constant_labels) {
+        return Err(LoadError::Usage(command.error(
+            ErrorKind::ValueValidation,
+            format!("--label.const: `{name}` is given twice"),
+        )));
+    }
+    if let Some(path) = &config.config_file {
+        let file = FileConfig::load(path).map_err(LoadError::File)?;
+        config.apply_file(file, &matches);
+    }
+    Ok(config)
+}
+
+fn repeated_name(labels: &[(String, String)]) -> Option<&str> {
+    labels.iter().enumerate().find_map(|(index, (name, _))| {
+        labels[..index]
+            .iter()
+            .any(|(seen, _)| seen == name)
+            .then_some(name.as_str())
+    })
+}
+
+impl Config {
+    /// Takes from `file` every setting that neither the command line nor the environment set.
+    fn apply_file(&mut self, file: FileConfig, matches: &ArgMatches) {
+        let unset = |id: &str| {
+            matches!(
+                matches.value_source(id),
+                None | Some(ValueSource::DefaultValue)
+            )
+        };
+        fn fill<T>(slot: &mut T, value: Option<T>, unset: bool) {
+            if let (Some(value), true) = (value, unset) {
+                *slot = value;
+            }
+        }
+        fill(&mut self.series_ttl, file.series_ttl, unset(id::SERIES_TTL));
+        fill(&mut self.series_max, file.series_max, unset(id::SERIES_MAX));
+        let labels = file.pid_label.map(|pid| {
+            if pid {
+                vec![ExtraLabel::Pid]
+            } else {
+                Vec::new()
+            }
+        });
+        fill(&mut self.labels, labels, unset(id::LABELS));
+        fill(
+            &mut self.constant_labels,
+            file.constant_labels,
+            unset(id::CONSTANT_LABELS),
+        );
+        fill(
+            &mut self.tcp_peers_per_comm,
+            file.tcp_peers_per_comm,
+            unset(id::TCP_PEERS_PER_COMM),
+        );
+        fill(
+            &mut self.http_routes_per_comm,
+            file.http_routes_per_comm,
+            unset(id::HTTP_ROUTES_PER_COMM),
+        );
+        fill(
+            &mut self.docker_socket,
+            file.docker_socket,
+            unset(id::DOCKER_SOCKET),
+        );
+        fill(
+            &mut self.kubernetes_node_name,
+            file.kubernetes_node_name.map(Some),
+            unset(id::KUBERNETES_NODE_NAME),
+        );
+        fill(
+            &mut self.kubernetes_api_url,
+            file.kubernetes_api_url.map(Some),
+            unset(id::KUBERNETES_API_URL),
+        );
+        fill(
+            &mut self.kubernetes_deleted_pod_ttl,
+            file.kubernetes_deleted_pod_ttl,
+            unset(id::KUBERNETES_DELETED_POD_TTL),
+        );
+        fill(
+            &mut self.selection.include,
+            file.select_include,
+            unset(id::SELECT_INCLUDE),
+        );
+        fill(
+            &mut self.selection.exclude,
+            file.select_exclude,
+            unset(id::SELECT_EXCLUDE),
+        );
+        self.family_labels = file.family_labels;
+        self.service_overrides = file.service_overrides;
+    }
+}
+
+/// The labels that say who a workload series is about, and which a family may carry
+/// (file: `labels.families`).
+pub use crate::labels::IdentityLabel;
+
+/// What a selector or a service override looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SelectorKey {
+    /// The process name (the kernel's comm: at most 15 bytes).
+    Comm,
+    /// The executable's full path.
+    Exe,
+    /// The container's name (its ID when the name is unknown).
+    Container,
+    /// The pod's Kubernetes namespace.
+    Namespace,
+}
+
+impl SelectorKey {
+    pub const ALL: [SelectorKey; 4] = [
+        SelectorKey::Comm,
+        SelectorKey::Exe,
+        SelectorKey::Container,
+        SelectorKey::Namespace,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SelectorKey::Comm => "comm",
+            SelectorKey::Exe => "exe",
+            SelectorKey::Container => "container",
+            SelectorKey::Namespace => "namespace",
+        }
+    }
+}
+
+impl FromStr for SelectorKey {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        SelectorKey::ALL
+            .into_iter()
+            .find(|key| key.as_str() == text)
+            .ok_or_else(|| {
+                format!("`{text}` is not a selector key: use comm, exe, container or namespace")
+            })
+    }
+}
+
+/// `KEY=PATTERN`: the process's value for KEY matches the glob PATTERN as a whole (`*` any
+/// run of characters, `/` included; `?` one character; nothing else is special).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selector {
+    pub key: SelectorKey,
+    pub pattern: String,
+}
+
+impl Selector {
+    pub fn matches(&self, value: &str) -> bool {
+        glob_matches(self.pattern.as_bytes(), value.as_bytes())
+    }
+
+    /// Whether the process's value for this key (`None`: it has none) matches.
+    fn matches_fact(&self, facts: &dyn Fn(SelectorKey) -> Option<String>) -> bool {
+        facts(self.key).is_some_and(|value| self.matches(&value))
+    }
+}
+
+impl FromStr for Selector {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (key, pattern) = text.split_once('=').ok_or_else(|| {
+            format!(
+                "`{text}` is not a selector: expected KEY=PATTERN, KEY one of comm, exe, \
+                 container, namespace"
+            )
+        })?;
+        let key: SelectorKey = key.parse()?;
+        check_pattern(key, pattern)?;
+        Ok(Selector {
+            key,
+            pattern: pattern.to_owned(),
+        })
+    }
+}
+
+impl fmt::Display for Selector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.key.as_str(), self.pattern)
+    }
+}
+
+/// A pattern that can match something: not empty, and for `comm` not longer than the
+/// kernel's 15 bytes (a longer one would silently match nothing).
+pub(crate) fn check_pattern(key: SelectorKey, pattern: &str) -> Result<(), String> {
+    if pattern.is_empty() {
+        return Err(format!(
+            "the pattern for `{}` is empty (use `*` for any value)",
+            key.as_str()
+        ));
+    }
+    let shortest: usize = pattern
+        .chars()
+        .map(|c| match c {
+            '*' => 0,
+            '?' => 1,
+            c => c.len_utf8(),
+        })
+        .sum();
+    if key == SelectorKey::Comm && shortest > 15 {
+        return Err(format!(
+            "`comm` values are at most 15 bytes (the kernel cuts process names), so \
+             `{pattern}` never matches: use its first 15 bytes"
+        ));
+    }
+    Ok(())
+}
+
+/// Whole-string glob match, byte-wise (`?` is one byte: comm and paths are bytes to the
+/// kernel). Backtracks to the last `*` only: linear in practice, never exponential.
+fn glob_matches(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut last_star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                last_star = Some((p, t));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || c == text[t] => {
+                p += 1;
+                t += 1;
+            }
+            _ => match last_star {
+                // Let the last `*` swallow one more byte and retry from there.
+                Some((star, from)) => {
+                    last_star = Some((star, from + 1));
+                    p = star + 1;
+                    t = from + 1;
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+/// Which processes are monitored: those that match no exclude selector and, if any include
+/// selector is given, at least one of them.
+#[derive(Args, Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// Monitor only processes matching one of these selectors. SELECTOR is KEY=PATTERN, KEY
+    /// one of comm, exe (full path), container, namespace; PATTERN a glob matched against the
+    /// whole value (`*` any run of characters, `?` one). Repeat the flag or separate with
+    /// commas. A process is monitored if it matches no --select.exclude and, when any
+    /// --select.include is given, at least one of them. A process without a value for a key
+    /// (e.g. not in a container) never matches a selector on that key.
+    #[arg(id = "select_include", long = "select.include", env = "MONITOR_SELECT_INCLUDE",
+          value_name = "SELECTOR", value_delimiter = ',', value_parser = parse_selector)]
+    include: Vec<Selector>,
+
+    /// Do not monitor processes matching any of these selectors (KEY=PATTERN, as for
+    /// --select.include); an exclude wins over an include.
+    #[arg(id = "select_exclude", long = "select.exclude", env = "MONITOR_SELECT_EXCLUDE",
+          value_name = "SELECTOR", value_delimiter = ',', value_parser = parse_selector)]
+    exclude: Vec<Selector>,
+}
+
+impl Selection {
+    pub fn new(include: Vec<Selector>, exclude: Vec<Selector>) -> Selection {
+        Selection { include, exclude }
+    }
+
+    pub fn include(&self) -> &[Selector] {
+        &self.include
+    }
+
+    pub fn exclude(&self) -> &[Selector] {
+        &self.exclude
+    }
+
+    /// No selector at all: every process is monitored, no fact needs looking up.
+    pub fn admits_all(&self) -> bool {
+        self.include.is_empty() && self.exclude.is_empty()
+    }
+
+    /// Whether a process is monitored, given its facts (`None`: the process has no such value,
+    /// which never matches).
+    pub fn admits(&self, facts: &dyn Fn(SelectorKey) -> Option<String>) -> bool {
+        !self.exclude.iter().any(|s| s.matches_fact(facts))
+            && (self.include.is_empty() || self.include.iter().any(|s| s.matches_fact(facts)))
+    }
+}
+
+/// A service label rule (file: `service.overrides`): when every matcher matches, the process's
+/// service is `service`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceOverride {
+    pub matchers: Vec<Selector>,
+    pub service: String,
+}
+
+impl ServiceOverride {
+    /// All matchers match (a missing fact never does).
+    pub fn matches(&self, facts: &dyn Fn(SelectorKey) -> Option<String>) -> bool {
+        self.matchers.iter().all(|s| s.matches_fact(facts))
+    }
+
+    /// The service of the first rule that matches.
+    pub fn first_match<'a>(
+        rules: &'a [ServiceOverride],
+        facts: &dyn Fn(SelectorKey) -> Option<String>,
+    ) -> Option<&'a str> {
+        rules
+            .iter()
+            .find(|rule| rule.matches(facts))
+            .map(|rule| rule.service.as_str())
+    }
+}
+
+fn parse_selector(text: &str) -> Result<Selector, String> {
+    text.parse()
+}
+
+/// `KEY=VALUE` for --label.const.
+fn parse_constant_label(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not KEY=VALUE"))?;
+    check_constant_label_name(name)?;
+    if value.is_empty() {
+        return Err(format!("`{name}` has an empty value"));
+    }
+    Ok((name.to_owned(), value.to_owned()))
+}
+
+/// A constant label's name: a valid Prometheus label name, not reserved by Prometheus, and not
+/// a name the agent sets itself on any workload series.
+pub(crate) fn check_constant_label_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let valid = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(format!(
+            "`{name}` is not a valid label name: letters, digits and _, not starting with a digit"
+        ));
+    }
+    if name.starts_with("__") {
+        return Err(format!(
+            "`{name}` is reserved: names starting with __ are Prometheus's own"
+        ));
+    }
+    let ours = IdentityLabel::ALL
+        .iter()
+        .map(|label| label.as_str())
+        .chain(["le", "quantile"])
+        .chain(
+            crate::metrics::family::ALL
+                .iter()
+                .filter(|family| family.workload)
+                .flat_map(|family| family.labels.iter().copied()),
+        )
+        .any(|label| label == name);
+    if ours || name.starts_with("http_") || name.starts_with("server_") {
+        return Err(format!(
+            "`{name}` is set by the agent itself: choose another name"
+        ));
+    }
+    Ok(())
+}
+
+/// An API server URL: http:// or https:// and a host.
+pub(crate) fn parse_api_url(text: &str) -> Result<String, String> {
+    let rest = text
+        .strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"));
+    match rest {
+        Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(text.to_owned()),
+        _ => Err(format!(
+            "`{text}` is not an API server URL: expected https://HOST:PORT"
+        )),
+    }
+}
+
 /// `250ms`, `30s`, `5m`, `2h`: a whole number and a unit, nothing else.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let split = text
@@ -214,6 +747,438 @@ fn parse_ring_bytes(text: &str) -> Result<u32, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn selector(text: &str) -> Selector {
+        text.parse().unwrap()
+    }
+
+    fn facts<'a>(
+        pairs: &'a [(SelectorKey, &'a str)],
+    ) -> impl Fn(SelectorKey) -> Option<String> + 'a {
+        move |key| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, value)| (*value).to_owned())
+        }
+    }
+
+    /// A config file under the temp dir, removed on drop.
+    struct TempFile(PathBuf);
+
+    impl TempFile {
+        fn new(name: &str, text: &str) -> TempFile {
+            let path = std::env::temp_dir()
+                .join(format!("monitor-config-{name}-{}.yml", std::process::id()));
+            std::fs::write(&path, text).unwrap();
+            TempFile(path)
+        }
+
+        fn arg(&self) -> &str {
+            self.0.to_str().unwrap()
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    fn load(args: &[&str]) -> Config {
+        load_from(std::iter::once("monitor-agent").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn globs() {
+        for (pattern, value) in [
+            ("nginx", "nginx"),
+            ("ng*", "nginx"),
+            ("*", ""),
+            ("*", "anything"),
+            ("*x", "nginx"),
+            ("n?inx", "nginx"),
+            ("*in*", "nginx"),
+            ("a*b*c", "aXbYbZc"),
+            ("/usr/*/python3*", "/usr/bin/python3.11"),
+            ("**", "a"),
+            ("kworker/*", "kworker/0:1"),
+        ] {
+            assert!(
+                glob_matches(pattern.as_bytes(), value.as_bytes()),
+                "{pattern} !~ {value}"
+            );
+        }
+        for (pattern, value) in [
+            ("nginx", "nginx2"),
+            ("nginx", "ngin"),
+            ("ng*", "xnginx"),
+            ("?", ""),
+            ("n?inx", "nnginx"),
+            ("a*b*c", "aXbYbZ"),
+            ("", "a"),
+        ] {
+            assert!(
+                !glob_matches(pattern.as_bytes(), value.as_bytes()),
+                "{pattern} =~ {value}"
+            );
+        }
+        // No exponential backtracking on a hostile pattern.
+        let text = "a".repeat(10_000);
+        assert!(!glob_matches(b"*a*a*a*a*a*a*a*b", text.as_bytes()));
+    }
+
+    #[test]
+    fn selectors_parse() {
+        let parsed = selector("comm=java*");
+        assert_eq!(parsed.key, SelectorKey::Comm);
+        assert_eq!(parsed.pattern, "java*");
+        assert!(parsed.matches("java") && parsed.matches("javac") && !parsed.matches("jav"));
+        assert_eq!(selector("exe=/usr/bin/a=b").pattern, "/usr/bin/a=b");
+        assert_eq!(selector("namespace=shop").to_string(), "namespace=shop");
+        for (bad, expected) in [
+            ("nginx", "KEY=PATTERN"),
+            ("user=root", "`user` is not a selector key"),
+            ("comm=", "empty"),
+            ("=x", "is not a selector key"),
+            ("comm=0123456789abcdefg", "never matches"),
+        ] {
+            let error = bad.parse::<Selector>().unwrap_err();
+            assert!(error.contains(expected), "{bad}: {error}");
+        }
+        // 15 bytes is the kernel's limit, and a `*` can match nothing.
+        selector("comm=0123456789abcde");
+        selector("comm=0123456789abcde*");
+        selector("exe=/a/very/long/path/to/some/binary");
+    }
+
+    #[test]
+    fn selection_semantics() {
+        use SelectorKey::*;
+        let nginx_in_shop = [(Comm, "nginx"), (Namespace, "shop"), (Container, "web")];
+        let sshd = [(Comm, "sshd"), (Exe, "/usr/sbin/sshd")];
+        let everything = Selection::default();
+        assert!(everything.admits_all());
+        assert!(everything.admits(&facts(&nginx_in_shop)));
+        assert!(everything.admits(&facts(&[])));
+
+        let excluding = Selection::new(vec![], vec![selector("comm=sshd")]);
+        assert!(!excluding.admits(&facts(&sshd)));
+        assert!(excluding.admits(&facts(&nginx_in_shop)));
+        assert!(
+            excluding.admits(&facts(&[])),
+            "a missing fact never matches"
+        );
+
+        let including = Selection::new(
+            vec![selector("comm=nginx"), selector("namespace=shop")],
+            vec![],
+        );
+        assert!(including.admits(&facts(&nginx_in_shop)));
+        assert!(including.admits(&facts(&[(Comm, "redis"), (Namespace, "shop")])));
+        assert!(!including.admits(&facts(&sshd)));
+        assert!(
+            !including.admits(&facts(&[])),
+            "a missing fact never matches"
+        );
+
+        let both = Selection::new(
+            vec![selector("namespace=shop")],
+            vec![selector("container=debug-*")],
+        );
+        assert!(both.admits(&facts(&nginx_in_shop)));
+        assert!(
+            !both.admits(&facts(&[(Namespace, "shop"), (Container, "debug-1")])),
+            "an exclude wins over an include"
+        );
+        assert!(!both.admits(&facts(&[(Container, "web")])));
+    }
+
+    #[test]
+    fn service_overrides_match_on_all_their_keys() {
+        use SelectorKey::*;
+        let rules = [
+            ServiceOverride {
+                matchers: vec![selector("comm=java*"), selector("namespace=shop")],
+                service: "checkout".into(),
+            },
+            ServiceOverride {
+                matchers: vec![selector("comm=java*")],
+                service: "java".into(),
+            },
+        ];
+        let first = |pairs: &[(SelectorKey, &str)]| {
+            ServiceOverride::first_match(&rules, &facts(pairs)).map(str::to_owned)
+        };
+        assert_eq!(
+            first(&[(Comm, "java"), (Namespace, "shop")]).as_deref(),
+            Some("checkout")
+        );
+        assert_eq!(first(&[(Comm, "java")]).as_deref(), Some("java"));
+        assert_eq!(first(&[(Comm, "python"), (Namespace, "shop")]), None);
+    }
+
+    #[test]
+    fn constant_labels() {
+        let config = load(&["--label.const", "environment=prod,region=eu-1=a"]);
+        assert_eq!(
+            config.constant_labels,
+            [
+                ("environment".to_owned(), "prod".to_owned()),
+                ("region".to_owned(), "eu-1=a".to_owned())
+            ]
+        );
+        let config = load(&["--label.const", "a=1", "--label.const", "b=2"]);
+        assert_eq!(config.constant_labels.len(), 2);
+        for (bad, expected) in [
+            ("environment", "KEY=VALUE"),
+            ("environment=", "empty"),
+            ("1env=x", "not a valid label name"),
+            ("env-x=x", "not a valid label name"),
+            ("__name__=x", "reserved"),
+            ("comm=x", "set by the agent"),
+            ("pid=x", "set by the agent"),
+            ("namespace=x", "set by the agent"),
+            ("service=x", "set by the agent"),
+            ("syscall=x", "set by the agent"),
+            ("peer=x", "set by the agent"),
+            ("le=x", "set by the agent"),
+            ("http_route=x", "set by the agent"),
+            ("server_port=x", "set by the agent"),
+        ] {
+            let error = parse_constant_label(bad).unwrap_err();
+            assert!(error.contains(expected), "{bad}: {error}");
+            let error = load_from(["monitor-agent", "--label.const", bad]).unwrap_err();
+            assert!(
+                matches!(&error, LoadError::Usage(err) if err.exit_code() == 2),
+                "{error}"
+            );
+        }
+        let error = load_from(["monitor-agent", "--label.const", "a=1,a=2"]).unwrap_err();
+        assert!(error.to_string().contains("`a` is given twice"), "{error}");
+    }
+
+    #[test]
+    fn new_flags_have_defaults() {
+        let config = load(&[]);
+        assert_eq!(config.config_file, None);
+        assert_eq!(config.series_max, 10_000);
+        assert!(config.constant_labels.is_empty());
+        assert!(config.family_labels.is_empty());
+        assert!(config.service_overrides.is_empty());
+        assert!(config.selection.admits_all());
+        assert_eq!(config.docker_socket, PathBuf::from("/var/run/docker.sock"));
+        assert_eq!(config.kubernetes_node_name, None);
+        assert_eq!(config.kubernetes_api_url, None);
+        assert_eq!(config.kubernetes_deleted_pod_ttl, Duration::from_secs(60));
+        let config = load(&[
+            "--series.max",
+            "5",
+            "--select.include",
+            "comm=nginx,namespace=shop",
+            "--select.exclude",
+            "comm=sshd",
+            "--docker.socket",
+            "/run/docker.sock",
+            "--kubernetes.node-name",
+            "node-1",
+            "--kubernetes.api-url",
+            "https://10.0.0.1:443",
+            "--kubernetes.deleted-pod-ttl",
+            "30s",
+        ]);
+        assert_eq!(config.series_max, 5);
+        assert_eq!(config.selection.include().len(), 2);
+        assert_eq!(config.selection.exclude(), [selector("comm=sshd")]);
+        assert_eq!(config.docker_socket, PathBuf::from("/run/docker.sock"));
+        assert_eq!(config.kubernetes_node_name.as_deref(), Some("node-1"));
+        assert_eq!(
+            config.kubernetes_api_url.as_deref(),
+            Some("https://10.0.0.1:443")
+        );
+        assert_eq!(config.kubernetes_deleted_pod_ttl, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn bad_new_flags_are_usage_errors() {
+        for args in [
+            &["--series.max", "0"][..],
+            &["--series.max", "many"],
+            &["--select.include", "nginx"],
+            &["--select.exclude", "uid=0"],
+            &["--kubernetes.api-url", "10.0.0.1:443"],
+            &["--kubernetes.deleted-pod-ttl", "1"],
+        ] {
+            let error = load_from(std::iter::once("monitor-agent").chain(args.iter().copied()))
+                .unwrap_err();
+            match error {
+                LoadError::Usage(err) => {
+                    assert_eq!(err.exit_code(), 2, "{args:?}");
+                    assert!(err.to_string().contains(args[0]), "{args:?}: {err}");
+                }
+                other => panic!("{args:?}: {other}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_file_fills_what_flags_leave_at_their_defaults() {
+        let file = TempFile::new(
+            "fills",
+            "series:\n  ttl: 9s\n  max: 100\nlabels:\n  pid: true\n  constant:\n    env: prod\n  \
+             families:\n    monitor_tcp_rtt_seconds: [comm, pod]\ntcp:\n  peers_per_comm: 8\n\
+             http:\n  routes_per_comm: 9\nidentity:\n  docker_socket: /d.sock\n  kubernetes:\n    \
+             node_name: n1\n    api_url: https://k:6443\n    deleted_pod_ttl: 2m\n\
+             service:\n  overrides:\n    - match: { comm: a }\n      service: b\n\
+             selection:\n  include: [comm=x]\n  exclude: [comm=y]\n",
+        );
+        let config = load(&["--config.file", file.arg()]);
+        assert_eq!(config.series_ttl, Duration::from_secs(9));
+        assert_eq!(config.series_max, 100);
+        assert!(config.with_pid_label());
+        assert_eq!(config.constant_labels, [("env".into(), "prod".into())]);
+        assert_eq!(
+            config.family_labels["monitor_tcp_rtt_seconds"],
+            [IdentityLabel::Comm, IdentityLabel::Pod]
+        );
+        assert_eq!(config.tcp_peers_per_comm, 8);
+        assert_eq!(config.http_routes_per_comm, 9);
+        assert_eq!(config.docker_socket, PathBuf::from("/d.sock"));
+        assert_eq!(config.kubernetes_node_name.as_deref(), Some("n1"));
+        assert_eq!(config.kubernetes_api_url.as_deref(), Some("https://k:6443"));
+        assert_eq!(config.kubernetes_deleted_pod_ttl, Duration::from_secs(120));
+        assert_eq!(config.service_overrides[0].service, "b");
+        assert_eq!(config.selection.include(), [selector("comm=x")]);
+        assert_eq!(config.selection.exclude(), [selector("comm=y")]);
+
+        // The command line wins, setting by setting; lists are replaced, not merged.
+        let config = load(&[
+            "--config.file",
+            file.arg(),
+            "--series.ttl",
+            "1s",
+            "--series.max",
+            "10000",
+            "--label.const",
+            "team=a",
+            "--tcp.peers-per-comm",
+            "64",
+            "--docker.socket",
+            "/var/run/docker.sock",
+            "--kubernetes.node-name",
+            "n2",
+            "--select.include",
+            "comm=z",
+        ]);
+        assert_eq!(config.series_ttl, Duration::from_secs(1));
+        assert_eq!(
+            config.series_max, 10_000,
+            "given, even if equal to the default"
+        );
+        assert_eq!(config.tcp_peers_per_comm, 64);
+        assert_eq!(config.constant_labels, [("team".into(), "a".into())]);
+        assert_eq!(config.docker_socket, PathBuf::from("/var/run/docker.sock"));
+        assert_eq!(config.kubernetes_node_name.as_deref(), Some("n2"));
+        assert_eq!(config.selection.include(), [selector("comm=z")]);
+        // … and what it does not set still comes from the file.
+        assert_eq!(config.http_routes_per_comm, 9);
+        assert_eq!(config.kubernetes_api_url.as_deref(), Some("https://k:6443"));
+        assert_eq!(config.selection.exclude(), [selector("comm=y")]);
+        assert_eq!(config.service_overrides.len(), 1);
+    }
+
+    #[test]
+    fn pid_from_the_file_or_the_flag() {
+        let on = TempFile::new("pid-on", "labels:\n  pid: true\n");
+        let off = TempFile::new("pid-off", "labels:\n  pid: false\n");
+        assert!(load(&["--config.file", on.arg()]).with_pid_label());
+        assert!(!load(&["--config.file", off.arg()]).with_pid_label());
+        assert!(load(&["--config.file", off.arg(), "--labels", "pid"]).with_pid_label());
+    }
+
+    #[test]
+    fn a_bad_file_is_a_file_error_naming_line_and_field() {
+        let file = TempFile::new("bad", "series:\n  ttl: 5m\n  tll: 5m\n");
+        let error = load_from(["monitor-agent", "--config.file", file.arg()]).unwrap_err();
+        assert!(matches!(error, LoadError::File(_)), "{error}");
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "config file {}: line 3: series.tll: unknown field, expected `ttl` or `max`",
+                file.arg()
+            )
+        );
+        // Even when the command line sets the same setting: the file is wrong all the same.
+        let error = load_from([
+            "monitor-agent",
+            "--config.file",
+            file.arg(),
+            "--series.ttl",
+            "1m",
+        ])
+        .unwrap_err();
+        assert!(matches!(error, LoadError::File(_)), "{error}");
+        let error =
+            load_from(["monitor-agent", "--config.file", "/nonexistent/monitor.yml"]).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("config file /nonexistent/monitor.yml: cannot read it: "),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn every_setting_the_file_can_set_has_a_flag() {
+        let command = Config::command();
+        for id in id::ALL {
+            assert!(
+                command.get_arguments().any(|arg| arg.get_id() == id),
+                "{id} is no argument"
+            );
+        }
+    }
+
+    /// clap reads the real environment, and changing it under other test threads is unsound:
+    /// the checks run in a child process of this test binary, with the variables set.
+    #[test]
+    fn the_environment_is_between_command_line_and_file() {
+        const CHILD: &str = "MONITOR_CONFIG_TEST_CHILD";
+        let file = TempFile::new(
+            "env",
+            "series:\n  ttl: 9s\n  max: 100\ntcp:\n  peers_per_comm: 8\n\
+             selection:\n  exclude: [comm=file]\n",
+        );
+        if std::env::var_os(CHILD).is_some() {
+            let config = load(&["--config.file", file.arg()]);
+            assert_eq!(config.series_ttl, Duration::from_secs(7), "env over file");
+            assert_eq!(config.series_max, 77, "env over file");
+            assert_eq!(config.selection.exclude(), [selector("comm=env")]);
+            assert_eq!(config.tcp_peers_per_comm, 8, "file over default");
+            let config = load(&["--config.file", file.arg(), "--series.ttl", "3s"]);
+            assert_eq!(config.series_ttl, Duration::from_secs(3), "flag over env");
+            assert_eq!(config.series_max, 77);
+            return;
+        }
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "config::tests::the_environment_is_between_command_line_and_file",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .env("MONITOR_SERIES_TTL", "7s")
+            .env("MONITOR_SERIES_MAX", "77")
+            .env("MONITOR_SELECT_EXCLUDE", "comm=env")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && stdout.contains("1 passed"),
+            "{stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 
     #[test]
     fn durations() {

@@ -13,7 +13,10 @@
 pub mod aggregate;
 pub mod app;
 pub mod config;
+pub mod config_file;
 pub mod decode;
+pub mod identity;
+pub mod labels;
 pub mod logging;
 pub mod metrics;
 pub mod monitor;

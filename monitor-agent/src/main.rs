@@ -1,11 +1,22 @@
 use std::process::ExitCode;
 
-use clap::Parser as _;
-use monitor_agent::{app, config::Config, logging};
+use monitor_agent::{
+    app,
+    config::{self, LoadError},
+    logging,
+};
 
 fn main() -> ExitCode {
-    // Usage errors exit 2 from here, before anything else happens.
-    let config = Config::parse();
+    // The command line, the environment and --config.file, all checked before anything else
+    // happens: usage errors exit 2 (clap's message), a bad config file is one line and exit 1.
+    let config = match config::load_from(std::env::args_os()) {
+        Ok(config) => config,
+        Err(LoadError::Usage(err)) => err.exit(),
+        Err(LoadError::File(err)) => {
+            eprintln!("monitor-agent: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
     logging::init(config.log_level);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

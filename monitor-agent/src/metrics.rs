@@ -11,8 +11,8 @@ use prometheus::{
 
 use crate::{
     aggregate::{Histogram, WorkloadLabels},
+    labels::{LabelPolicy, Workload},
     monitor::{Monitor, Snapshot},
-    names,
     probes::ProbeState,
 };
 
@@ -45,7 +45,8 @@ pub struct Family {
     pub name: &'static str,
     pub help: &'static str,
     pub kind: MetricType,
-    /// Fixed labels; workload families also get `pid` when `--labels pid` is set.
+    /// The family's own labels. Workload families also carry the identity labels their
+    /// `LabelPolicy` gives them (comm first, pid last) and the constant labels.
     pub labels: &'static [&'static str],
     pub workload: bool,
 }
@@ -58,14 +59,14 @@ pub mod family {
         help: "Time from syscall entry to exit, per process name and syscall. Buckets are the \
                kernel's log2 nanosecond buckets; _count is the call rate (traffic).",
         kind: MetricType::HISTOGRAM,
-        labels: &[label::COMM, label::SYSCALL],
+        labels: &[label::SYSCALL],
         workload: true,
     };
     pub const SYSCALL_ERRORS: Family = Family {
         name: "monitor_syscall_errors_total",
         help: "Syscalls that returned an error, per process name, syscall and errno.",
         kind: MetricType::COUNTER,
-        labels: &[label::COMM, label::SYSCALL, label::ERRNO],
+        labels: &[label::SYSCALL, label::ERRNO],
         workload: true,
     };
     pub const SYSCALL_UNMATCHED_EXITS: Family = Family {
@@ -81,7 +82,7 @@ pub mod family {
         help: "Outbound TCP handshakes that succeeded: SYN sent to ESTABLISHED, per process \
                name and peer (remote ip:port).",
         kind: MetricType::HISTOGRAM,
-        labels: &[label::COMM, label::PEER],
+        labels: &[label::PEER],
         workload: true,
     };
     pub const TCP_CONNECT_ERRORS: Family = Family {
@@ -91,7 +92,7 @@ pub mod family {
                unreachable EHOSTUNREACH/ENETUNREACH, reset ECONNRESET, other: anything else, \
                including the application giving up).",
         kind: MetricType::COUNTER,
-        labels: &[label::COMM, label::PEER, label::REASON],
+        labels: &[label::PEER, label::REASON],
         workload: true,
     };
     pub const TCP_CONNECTIONS_OPENED: Family = Family {
@@ -99,21 +100,21 @@ pub mod family {
         help: "TCP connections that reached ESTABLISHED. port: the local listening port \
                (inbound) or the remote port (outbound).",
         kind: MetricType::COUNTER,
-        labels: &[label::COMM, label::DIRECTION, label::PORT],
+        labels: &[label::DIRECTION, label::PORT],
         workload: true,
     };
     pub const TCP_CONNECTIONS_ACTIVE: Family = Family {
         name: "monitor_tcp_connections_active",
         help: "TCP connections established and not yet closed (opened since the agent started).",
         kind: MetricType::GAUGE,
-        labels: &[label::COMM, label::DIRECTION, label::PORT],
+        labels: &[label::DIRECTION, label::PORT],
         workload: true,
     };
     pub const TCP_RETRANSMITS: Family = Family {
         name: "monitor_tcp_retransmits_total",
         help: "TCP segments retransmitted (SYNs included), per process name and peer.",
         kind: MetricType::COUNTER,
-        labels: &[label::COMM, label::PEER],
+        labels: &[label::PEER],
         workload: true,
     };
     pub const TCP_RESETS: Family = Family {
@@ -121,7 +122,7 @@ pub mod family {
         help: "TCP resets sent and received. comm=\"[kernel]\": resets the kernel sent for no \
                socket (e.g. a SYN to a closed port).",
         kind: MetricType::COUNTER,
-        labels: &[label::COMM, label::DIRECTION],
+        labels: &[label::DIRECTION],
         workload: true,
     };
     pub const TCP_RTT: Family = Family {
@@ -129,14 +130,14 @@ pub mod family {
         help: "Smoothed round-trip time of each TCP connection when it closes, per process \
                name and peer (connections without an RTT sample are left out).",
         kind: MetricType::HISTOGRAM,
-        labels: &[label::COMM, label::PEER],
+        labels: &[label::PEER],
         workload: true,
     };
     pub const TCP_CONNECTION_DURATION: Family = Family {
         name: "monitor_tcp_connection_duration_seconds",
         help: "Lifetime of TCP connections, ESTABLISHED to CLOSE.",
         kind: MetricType::HISTOGRAM,
-        labels: &[label::COMM, label::DIRECTION],
+        labels: &[label::DIRECTION],
         workload: true,
     };
     pub const NETWORK_BYTES: Family = Family {
@@ -144,7 +145,7 @@ pub mod family {
         help: "TCP payload bytes sent and received through the socket layer (sendmsg/recvmsg, \
                read/write, sendfile, splice to a socket); MSG_PEEK reads are not counted.",
         kind: MetricType::COUNTER,
-        labels: &[label::COMM, label::DIRECTION],
+        labels: &[label::DIRECTION],
         workload: true,
     };
     pub const TCP_PEER_OVERFLOW: Family = Family {
@@ -169,12 +170,7 @@ pub mod family {
                to the response's first byte written. http_route is the path without its query, \
                identifiers replaced by {id}.",
         kind: MetricType::HISTOGRAM,
-        labels: &[
-            label::COMM,
-            label::HTTP_METHOD,
-            label::HTTP_STATUS,
-            label::HTTP_ROUTE,
-        ],
+        labels: &[label::HTTP_METHOD, label::HTTP_STATUS, label::HTTP_ROUTE],
         workload: true,
     };
     pub const HTTP_CLIENT_DURATION: Family = Family {
@@ -183,7 +179,6 @@ pub mod family {
                to the response's first byte read.",
         kind: MetricType::HISTOGRAM,
         labels: &[
-            label::COMM,
             label::HTTP_METHOD,
             label::HTTP_STATUS,
             label::SERVER_ADDRESS,
@@ -284,6 +279,21 @@ pub mod family {
         labels: &[label::FAMILY],
         workload: false,
     };
+    pub const SERIES_DROPPED: Family = Family {
+        name: "monitor_series_dropped_total",
+        help: "Label sets refused because the global series budget (--series.max) was spent; \
+               their observations went to the family's overflow series (comm=\"[overflow]\").",
+        kind: MetricType::COUNTER,
+        labels: &[label::FAMILY],
+        workload: false,
+    };
+    pub const SERIES_BUDGET: Family = Family {
+        name: "monitor_series_budget",
+        help: "The global budget of workload series (--series.max).",
+        kind: MetricType::GAUGE,
+        labels: &[],
+        workload: false,
+    };
     pub const SERIES_EXPIRED: Family = Family {
         name: "monitor_series_expired_total",
         help: "Label sets dropped after the series TTL of idleness, per metric family.",
@@ -292,7 +302,9 @@ pub mod family {
         workload: false,
     };
 
-    pub const ALL: [Family; 30] = [
+    pub const ALL: [Family; 32] = [
+        SERIES_DROPPED,
+        SERIES_BUDGET,
         HTTP_SERVER_DURATION,
         HTTP_CLIENT_DURATION,
         PAYLOAD_UNREADABLE,
@@ -378,12 +390,13 @@ impl BuildInfo {
 }
 
 impl Family {
-    fn label_names(&self, pid_label: bool) -> Vec<&'static str> {
-        let mut labels = self.labels.to_vec();
-        if self.workload && pid_label {
-            labels.push(label::PID);
+    /// Every label name of the family under `policy`.
+    fn label_names(&self, policy: &LabelPolicy) -> Vec<String> {
+        if self.workload {
+            policy.label_names(self.name, self.labels)
+        } else {
+            self.labels.iter().map(|name| (*name).to_owned()).collect()
         }
-        labels
     }
 
     fn build(&self, metrics: Vec<proto::Metric>) -> MetricFamily {
@@ -432,17 +445,15 @@ fn metric_with_labels(names: &[&str], values: &[&str]) -> proto::Metric {
 fn workload_rows<V>(
     family: &Family,
     rows: &[(WorkloadLabels, V)],
-    pid_label: bool,
+    policy: &LabelPolicy,
     set: impl Fn(&mut proto::Metric, &V),
 ) -> Vec<proto::Metric> {
-    let names = family.label_names(pid_label);
+    let names = policy.label_names(family.name, family.labels);
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
     rows.iter()
         .map(|(labels, value)| {
-            let pid = labels.pid.map(|pid| pid.to_string());
-            let values: Vec<&str> = std::iter::once(labels.comm.as_str())
-                .chain(labels.values.iter().map(String::as_str))
-                .chain(pid.as_deref())
-                .collect();
+            let values = policy.label_values(family.name, &labels.who, &labels.values);
+            let values: Vec<&str> = values.iter().map(String::as_str).collect();
             let mut metric = metric_with_labels(&names, &values);
             set(&mut metric, value);
             metric
@@ -485,45 +496,14 @@ fn histogram(stats: &SyscallStats) -> proto::Histogram {
 pub fn render(
     snapshot: &Snapshot,
     probes: &[ProbeState],
-    pid_label: bool,
+    policy: &LabelPolicy,
     build: &BuildInfo,
 ) -> Vec<MetricFamily> {
     use family::*;
-    let pid_string = |pid: Option<u32>| pid.map(|p| p.to_string());
-    let workload_labels = |family: &Family, mut values: Vec<String>, pid: Option<u32>| {
-        values.extend(pid_string(pid));
-        metric_with_labels(
-            &family.label_names(pid_label),
-            &values.iter().map(String::as_str).collect::<Vec<_>>(),
-        )
-    };
-
-    let durations = snapshot
-        .syscalls
-        .iter()
-        .map(|(labels, stats)| {
-            let values = vec![labels.comm.clone(), names::syscall(labels.nr)];
-            let mut metric = workload_labels(&SYSCALL_DURATION, values, labels.pid);
-            metric.set_histogram(histogram(stats));
-            metric
-        })
-        .collect();
-    let errors = snapshot
-        .errors
-        .iter()
-        .map(|(labels, count)| {
-            let values = vec![
-                labels.comm.clone(),
-                names::syscall(labels.nr),
-                names::errno(labels.errno),
-            ];
-            let mut metric = workload_labels(&SYSCALL_ERRORS, values, labels.pid);
-            let mut counter = proto::Counter::default();
-            counter.set_value(*count as f64);
-            metric.set_counter(counter);
-            metric
-        })
-        .collect();
+    let set_histogram = |m: &mut proto::Metric, v: &Histogram| m.set_histogram(histogram(v));
+    let set_counter = |m: &mut proto::Metric, v: &u64| m.set_counter(counter_value(*v as f64));
+    let durations = workload_rows(&SYSCALL_DURATION, &snapshot.syscalls, policy, set_histogram);
+    let errors = workload_rows(&SYSCALL_ERRORS, &snapshot.errors, policy, set_counter);
 
     let counter = |which: Counter| {
         snapshot
@@ -533,88 +513,93 @@ pub fn render(
             .map_or(0, |&(_, v)| v) as f64
     };
     let network = &snapshot.network;
-    let mut resets = workload_rows(&TCP_RESETS, &network.resets, pid_label, |m, v| {
-        m.set_counter(counter_value(*v as f64))
-    });
-    let mut kernel_resets = metric_with_labels(
-        &TCP_RESETS.label_names(pid_label),
-        &[KERNEL_COMM, "sent", ""],
-    );
-    kernel_resets.set_counter(counter_value(counter(Counter::TcpResetsSentNoSocket)));
-    resets.push(kernel_resets);
-    let mut bytes = Vec::new();
-    for (labels, value) in &network.bytes {
-        for (direction, count) in [("sent", value.sent), ("received", value.received)] {
-            let values = vec![labels.comm.clone(), direction.to_owned()];
-            let mut metric = workload_labels(&NETWORK_BYTES, values, labels.pid);
-            metric.set_counter(counter_value(count as f64));
-            bytes.push(metric);
-        }
-    }
-    let set_histogram = |m: &mut proto::Metric, v: &Histogram| m.set_histogram(histogram(v));
-    let set_counter = |m: &mut proto::Metric, v: &u64| m.set_counter(counter_value(*v as f64));
+    let kernel = WorkloadLabels {
+        who: policy.project(
+            TCP_RESETS.name,
+            &Workload {
+                comm: KERNEL_COMM.to_owned(),
+                ..Workload::default()
+            },
+        ),
+        values: vec!["sent".to_owned()],
+    };
+    let kernel_resets = counter(Counter::TcpResetsSentNoSocket) as u64;
+    let resets: Vec<_> = network
+        .resets
+        .iter()
+        .cloned()
+        .chain([(kernel, kernel_resets)])
+        .collect();
+    let resets = workload_rows(&TCP_RESETS, &resets, policy, set_counter);
+    // One row per direction: the kernel counts both in one value per process.
+    let bytes: Vec<(WorkloadLabels, u64)> = network
+        .bytes
+        .iter()
+        .flat_map(|(labels, value)| {
+            [("sent", value.sent), ("received", value.received)].map(|(direction, count)| {
+                let mut labels = labels.clone();
+                labels.values = vec![direction.to_owned()];
+                (labels, count)
+            })
+        })
+        .collect();
     let mut families = vec![
         TCP_CONNECT_DURATION.build(workload_rows(
             &TCP_CONNECT_DURATION,
             &network.connect_duration,
-            pid_label,
+            policy,
             set_histogram,
         )),
         TCP_CONNECT_ERRORS.build(workload_rows(
             &TCP_CONNECT_ERRORS,
             &network.connect_errors,
-            pid_label,
+            policy,
             set_counter,
         )),
         TCP_CONNECTIONS_OPENED.build(workload_rows(
             &TCP_CONNECTIONS_OPENED,
             &network.connections,
-            pid_label,
+            policy,
             |m, v| m.set_counter(counter_value(v.opened as f64)),
         )),
         TCP_CONNECTIONS_ACTIVE.build(workload_rows(
             &TCP_CONNECTIONS_ACTIVE,
             &network.connections,
-            pid_label,
+            policy,
             |m, v| m.set_gauge(gauge_value(v.active() as f64)),
         )),
         TCP_RETRANSMITS.build(workload_rows(
             &TCP_RETRANSMITS,
             &network.retransmits,
-            pid_label,
+            policy,
             set_counter,
         )),
         TCP_RESETS.build(resets),
-        TCP_RTT.build(workload_rows(
-            &TCP_RTT,
-            &network.rtt,
-            pid_label,
-            set_histogram,
-        )),
+        TCP_RTT.build(workload_rows(&TCP_RTT, &network.rtt, policy, set_histogram)),
         TCP_CONNECTION_DURATION.build(workload_rows(
             &TCP_CONNECTION_DURATION,
             &network.connection_duration,
-            pid_label,
+            policy,
             set_histogram,
         )),
-        NETWORK_BYTES.build(bytes),
+        NETWORK_BYTES.build(workload_rows(&NETWORK_BYTES, &bytes, policy, set_counter)),
         TCP_PEER_OVERFLOW.build(
             network
                 .peer_overflow
                 .iter()
-                .map(|(labels, count)| TCP_PEER_OVERFLOW.sample(&[&labels.comm], *count as f64))
+                .map(|(labels, count)| TCP_PEER_OVERFLOW.sample(&[&labels.who.comm], *count as f64))
                 .collect(),
         ),
         HTTP_SERVER_DURATION.build(workload_rows(
             &HTTP_SERVER_DURATION,
             &snapshot.requests.server,
-            pid_label,
+            policy,
             set_histogram,
         )),
         HTTP_CLIENT_DURATION.build(workload_rows(
             &HTTP_CLIENT_DURATION,
             &snapshot.requests.client,
-            pid_label,
+            policy,
             set_histogram,
         )),
         PAYLOAD_UNREADABLE.build(vec![
@@ -710,7 +695,7 @@ pub fn render(
             snapshot
                 .series
                 .iter()
-                .map(|&(name, len, _)| SERIES.sample(&[name], len as f64))
+                .map(|count| SERIES.sample(&[count.family], count.in_use as f64))
                 .collect(),
         ),
     );
@@ -719,10 +704,20 @@ pub fn render(
             snapshot
                 .series
                 .iter()
-                .map(|&(name, _, expired)| SERIES_EXPIRED.sample(&[name], expired as f64))
+                .map(|count| SERIES_EXPIRED.sample(&[count.family], count.expired as f64))
                 .collect(),
         ),
     );
+    families.push(
+        SERIES_DROPPED.build(
+            snapshot
+                .series
+                .iter()
+                .map(|count| SERIES_DROPPED.sample(&[count.family], count.dropped as f64))
+                .collect(),
+        ),
+    );
+    families.push(SERIES_BUDGET.build(vec![SERIES_BUDGET.sample(&[], snapshot.series_max as f64)]));
     // The text format has no way to say "a family with no series"; leave them out.
     families.retain(|family| !family.get_metric().is_empty());
     families
@@ -732,21 +727,17 @@ pub fn render(
 pub struct MonitorCollector {
     monitor: Arc<Mutex<Monitor>>,
     probes: Vec<ProbeState>,
-    pid_label: bool,
+    policy: LabelPolicy,
     build: BuildInfo,
     descs: Vec<Desc>,
 }
 
 impl MonitorCollector {
-    pub fn new(monitor: Arc<Mutex<Monitor>>, probes: Vec<ProbeState>, pid_label: bool) -> Self {
+    pub fn new(monitor: Arc<Mutex<Monitor>>, probes: Vec<ProbeState>, policy: LabelPolicy) -> Self {
         let descs = family::ALL
             .iter()
             .filter_map(|family| {
-                let labels = family
-                    .label_names(pid_label)
-                    .into_iter()
-                    .map(str::to_owned)
-                    .collect();
+                let labels = family.label_names(&policy);
                 Desc::new(
                     family.name.to_owned(),
                     family.help.to_owned(),
@@ -759,7 +750,7 @@ impl MonitorCollector {
         Self {
             monitor,
             probes,
-            pid_label,
+            policy,
             build: BuildInfo::current(),
             descs,
         }
@@ -779,7 +770,7 @@ impl Collector for MonitorCollector {
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             monitor.refresh(std::time::Instant::now())
         };
-        render(&snapshot, &self.probes, self.pid_label, &self.build)
+        render(&snapshot, &self.probes, &self.policy, &self.build)
     }
 }
 
@@ -792,13 +783,33 @@ mod tests {
     use monitor_common::NetBytes;
 
     use crate::{
-        monitor::{ErrorLabels, RingRead, SyscallLabels},
+        labels::IdentityLabel,
+        monitor::{RingRead, SeriesCount},
         network::{ConnCounts, NetworkSnapshot},
         probes::{PROBES, kernel_maps::MapFill},
         requests::RequestsSnapshot,
     };
 
     const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/metrics.prom");
+
+    /// A workload in a pod, with a pid: every identity label set.
+    fn who(comm: &str, pid: u32) -> Workload {
+        Workload {
+            comm: comm.into(),
+            pid: Some(pid),
+            container: "api".into(),
+            pod: "shop-7d9f".into(),
+            namespace: "shop".into(),
+            service: "checkout".into(),
+        }
+    }
+
+    fn labels(comm: &str, pid: u32, values: &[&str]) -> WorkloadLabels {
+        WorkloadLabels {
+            who: who(comm, pid),
+            values: values.iter().map(|v| (*v).to_owned()).collect(),
+        }
+    }
 
     fn snapshot() -> Snapshot {
         let mut sleeps = SyscallStats::ZERO;
@@ -811,32 +822,11 @@ mod tests {
         opens.sum_ns = 2_500;
         Snapshot {
             syscalls: vec![
-                (
-                    SyscallLabels {
-                        comm: "sleeper".into(),
-                        pid: Some(7),
-                        nr: 35,
-                    },
-                    sleeps,
-                ),
-                (
-                    SyscallLabels {
-                        comm: "q\"b\\n\nl".into(),
-                        pid: Some(8),
-                        nr: 257,
-                    },
-                    opens,
-                ),
+                (labels("sleeper", 7, &["nanosleep"]), sleeps),
+                (labels("q\"b\\n\nl", 8, &["openat"]), opens),
+                (WorkloadLabels::overflow(1), opens),
             ],
-            errors: vec![(
-                ErrorLabels {
-                    comm: "q\"b\\n\nl".into(),
-                    pid: Some(8),
-                    nr: 257,
-                    errno: 2,
-                },
-                2,
-            )],
+            errors: vec![(labels("q\"b\\n\nl", 8, &["openat", "ENOENT"]), 2)],
             kernel_counters: vec![
                 (Counter::ProcessEventsProduced, 12),
                 (Counter::ProcessEventsDropped, 1),
@@ -862,16 +852,18 @@ mod tests {
             }],
             network: network_snapshot(),
             requests: requests_snapshot(),
-            series: vec![(family::SYSCALL_DURATION.name, 2, 4)],
+            series: vec![SeriesCount {
+                family: family::SYSCALL_DURATION.name,
+                in_use: 3,
+                expired: 4,
+                dropped: 5,
+            }],
+            series_max: 10_000,
         }
     }
 
     fn network_snapshot() -> NetworkSnapshot {
-        let labels = |comm: &str, values: &[&str]| WorkloadLabels {
-            comm: comm.into(),
-            pid: Some(9),
-            values: values.iter().map(|v| (*v).to_owned()).collect(),
-        };
+        let labels = |comm: &str, values: &[&str]| labels(comm, 9, values);
         let mut connect = Histogram::ZERO;
         crate::aggregate::observe(&mut connect, 40_000);
         NetworkSnapshot {
@@ -899,11 +891,7 @@ mod tests {
     }
 
     fn requests_snapshot() -> RequestsSnapshot {
-        let labels = |values: &[&str]| WorkloadLabels {
-            comm: "nginx".into(),
-            pid: Some(9),
-            values: values.iter().map(|v| (*v).to_owned()).collect(),
-        };
+        let labels = |values: &[&str]| labels("nginx", 9, values);
         let mut served = Histogram::ZERO;
         crate::aggregate::observe(&mut served, 50_000_000);
         RequestsSnapshot {
@@ -933,7 +921,17 @@ mod tests {
             version: "0.0.0-test",
             kernel: "6.18.0".into(),
         };
-        let mut families = render(&snapshot(), &probes(), true, &build);
+        // pid on, one family with its own label choice, one constant label.
+        let choice = std::collections::HashMap::from([(
+            family::NETWORK_BYTES.name.to_owned(),
+            vec![IdentityLabel::Service, IdentityLabel::Namespace],
+        )]);
+        let policy = LabelPolicy::new(true, choice, vec![("environment".into(), "test".into())]);
+        let mut snapshot = snapshot();
+        for (labels, _) in &mut snapshot.network.bytes {
+            labels.who = policy.project(family::NETWORK_BYTES.name, &labels.who);
+        }
+        let mut families = render(&snapshot, &probes(), &policy, &build);
         families.sort_by(|a, b| a.name().cmp(b.name()));
         let mut text = Vec::new();
         prometheus::TextEncoder::new()

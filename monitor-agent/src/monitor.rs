@@ -8,8 +8,12 @@ use std::{
 use monitor_common::{Counter, Owner, SyscallErrorKey, SyscallKey, SyscallStats, map};
 
 use crate::{
-    aggregate::{SeriesTable, WorkloadLabels},
-    decode::{PayloadEvent, ProcessEvent, TcpEvent},
+    aggregate::{Budget, Observations, Recorder, SeriesTable, WorkloadLabels},
+    decode::{PayloadEvent, ProcessEvent, ProcessEventKind, TcpEvent},
+    identity::resolver::{Facts, Resolver},
+    labels::{LabelPolicy, Workload},
+    metrics::family,
+    names,
     network::{Network, NetworkSnapshot},
     probes::{
         event_ring::EventRing,
@@ -46,6 +50,14 @@ impl OwnedEvent for PayloadEvent {
     }
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SeriesCount {
+    pub family: &'static str,
+    pub in_use: u64,
+    pub expired: u64,
+    pub dropped: u64,
+}
+
 /// A ring buffer's reader side, for the loss-accounting self-metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RingRead {
@@ -54,38 +66,23 @@ pub struct RingRead {
     pub malformed: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct SyscallLabels {
-    pub comm: String,
-    pub pid: Option<u32>,
-    pub nr: u32,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct ErrorLabels {
-    pub comm: String,
-    pub pid: Option<u32>,
-    pub nr: u32,
-    pub errno: u32,
-}
-
 /// Everything one scrape exports, read under the lock and rendered outside it.
 #[derive(Debug)]
 pub struct Snapshot {
-    pub syscalls: Vec<(SyscallLabels, SyscallStats)>,
-    pub errors: Vec<(ErrorLabels, u64)>,
+    pub syscalls: Vec<(WorkloadLabels, SyscallStats)>,
+    pub errors: Vec<(WorkloadLabels, u64)>,
     pub kernel_counters: Vec<(Counter, u64)>,
     pub map_fill: Vec<MapFill>,
     pub rings: Vec<RingRead>,
     pub network: NetworkSnapshot,
     pub requests: RequestsSnapshot,
-    /// (family, series in use, series expired so far).
-    pub series: Vec<(&'static str, u64, u64)>,
+    /// Per workload family: series in use, expired so far, label sets refused by the budget.
+    pub series: Vec<SeriesCount>,
+    pub series_max: usize,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct MonitorSettings {
-    pub pid_label: bool,
     /// Idle time after which a finished process's series are dropped.
     pub ttl: Duration,
     /// How often `refresh` runs at the least.
@@ -94,6 +91,8 @@ pub struct MonitorSettings {
     pub peers_per_comm: usize,
     /// Distinct HTTP routes per comm before the rest share one overflow value.
     pub routes_per_comm: usize,
+    /// Workload series over all families before new label sets go to the overflow series.
+    pub series_max: usize,
 }
 
 pub struct Monitor {
@@ -107,9 +106,11 @@ pub struct Monitor {
     network: Network,
     requests: Requests,
     names: ProcessNames,
-    syscalls: SeriesTable<SyscallLabels, SyscallStats>,
-    errors: SeriesTable<ErrorLabels, u64>,
-    pid_label: bool,
+    syscalls: SeriesTable<WorkloadLabels, SyscallStats>,
+    errors: SeriesTable<WorkloadLabels, u64>,
+    policy: LabelPolicy,
+    budget: Budget,
+    resolver: Resolver,
     ttl: Duration,
     name_grace: Duration,
     unnamed: HashMap<Incarnation, Instant>,
@@ -136,73 +137,101 @@ impl Generations<'_> {
     }
 }
 
-/// A kernel map key: whose it is, and the label set it adds to.
+/// A kernel map key: whose it is, and its family's own label values.
 trait KernelKey: Copy {
-    type Labels: Clone + Eq + std::hash::Hash;
+    const FAMILY: &'static str;
     fn incarnation(&self) -> Incarnation;
-    fn labels(&self, comm: String, pid: Option<u32>) -> Self::Labels;
+    fn values(&self) -> Vec<String>;
 }
 
 impl KernelKey for SyscallKey {
-    type Labels = SyscallLabels;
+    const FAMILY: &'static str = family::SYSCALL_DURATION.name;
     fn incarnation(&self) -> Incarnation {
         Incarnation {
             tgid: self.tgid,
             generation: self.generation,
         }
     }
-    fn labels(&self, comm: String, pid: Option<u32>) -> SyscallLabels {
-        SyscallLabels {
-            comm,
-            pid,
-            nr: self.nr,
-        }
-    }
-}
-
-impl KernelKey for Owner {
-    type Labels = WorkloadLabels;
-    fn incarnation(&self) -> Incarnation {
-        Incarnation {
-            tgid: self.tgid,
-            generation: self.generation,
-        }
-    }
-    fn labels(&self, comm: String, pid: Option<u32>) -> WorkloadLabels {
-        WorkloadLabels {
-            comm,
-            pid,
-            values: Vec::new(),
-        }
+    fn values(&self) -> Vec<String> {
+        vec![names::syscall(self.nr)]
     }
 }
 
 impl KernelKey for SyscallErrorKey {
-    type Labels = ErrorLabels;
+    const FAMILY: &'static str = family::SYSCALL_ERRORS.name;
     fn incarnation(&self) -> Incarnation {
         Incarnation {
             tgid: self.tgid,
             generation: self.generation,
         }
     }
-    fn labels(&self, comm: String, pid: Option<u32>) -> ErrorLabels {
-        ErrorLabels {
-            comm,
-            pid,
-            nr: self.nr,
-            errno: self.errno,
+    fn values(&self) -> Vec<String> {
+        vec![names::syscall(self.nr), names::errno(self.errno)]
+    }
+}
+
+impl KernelKey for Owner {
+    const FAMILY: &'static str = family::NETWORK_BYTES.name;
+    fn incarnation(&self) -> Incarnation {
+        Incarnation {
+            tgid: self.tgid,
+            generation: self.generation,
         }
     }
+    fn values(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// Who `incarnation` is, as every workload family labels it (before projection); `None`
+/// when the selection rules exclude it.
+fn workload(
+    names: &mut ProcessNames,
+    resolver: &Resolver,
+    incarnation: Incarnation,
+    current: bool,
+    now: Instant,
+) -> Option<Workload> {
+    let comm = names.resolve(incarnation, current, now, read_proc_comm);
+    if current {
+        names.learn_facts(incarnation, || Facts::read(incarnation.tgid));
+    }
+    let none = Facts::default();
+    let facts = names.facts(incarnation).unwrap_or(&none);
+    let (identity, admitted) = match names.identity(incarnation) {
+        Some(settled) => settled.clone(),
+        None => {
+            let (identity, last) = resolver.identity(facts, &comm);
+            let admitted = resolver.admits(facts, &comm, &identity);
+            if last {
+                names.settle_identity(incarnation, identity.clone(), admitted);
+            }
+            (identity, admitted)
+        }
+    };
+    if !admitted {
+        return None;
+    }
+    Some(Workload {
+        comm,
+        pid: Some(incarnation.tgid),
+        container: identity.container,
+        pod: identity.pod,
+        namespace: identity.namespace,
+        service: identity.service,
+    })
 }
 
 /// Splits kernel rows into live series values and finished keys (retired into `table`).
 struct Sorter<'a> {
     generations: Generations<'a>,
     names: &'a mut ProcessNames,
+    resolver: &'a Resolver,
+    /// Live incarnations the selection rules exclude: the probes are told to skip them.
+    excluded: Vec<Incarnation>,
     /// Finished incarnations no event has named yet, since when.
     unnamed: &'a mut HashMap<Incarnation, Instant>,
-    pid_label: bool,
-    now: Instant,
+    recorder: Recorder<'a>,
 }
 
 /// How long a finished, unnamed incarnation's entries wait for its exec/exit event before it
@@ -211,12 +240,13 @@ struct Sorter<'a> {
 const UNNAMED_GRACE: Duration = Duration::from_secs(10);
 
 impl Sorter<'_> {
-    fn sort<K: KernelKey, V: crate::aggregate::Observations>(
+    fn sort<K: KernelKey, V: Observations>(
         &mut self,
         rows: Vec<(K, V)>,
-        mut retire: impl FnMut(K::Labels, &V, Instant),
-    ) -> (HashMap<K::Labels, V>, Vec<K>) {
-        let mut live: HashMap<K::Labels, V> = HashMap::new();
+        table: &mut SeriesTable<WorkloadLabels, V>,
+    ) -> (HashMap<WorkloadLabels, V>, Vec<K>) {
+        let now = self.recorder.now;
+        let mut live: HashMap<WorkloadLabels, V> = HashMap::new();
         let mut finished = Vec::new();
         for (key, value) in rows {
             let incarnation = key.incarnation();
@@ -224,21 +254,28 @@ impl Sorter<'_> {
                 .generations
                 .is_current(incarnation.tgid, incarnation.generation);
             if !current && !self.names.is_known(incarnation) {
-                let since = *self.unnamed.entry(incarnation).or_insert(self.now);
-                if self.now.duration_since(since) < UNNAMED_GRACE {
+                let since = *self.unnamed.entry(incarnation).or_insert(now);
+                if now.duration_since(since) < UNNAMED_GRACE {
                     // Never exported yet: waiting delays its counts, it cannot lower them.
                     continue;
                 }
             }
-            let comm = self
-                .names
-                .resolve(incarnation, current, self.now, read_proc_comm);
-            let labels = key.labels(comm, self.pid_label.then_some(incarnation.tgid));
+            let Some(who) = workload(self.names, self.resolver, incarnation, current, now) else {
+                // Not counted, and freed like a finished key.
+                if current {
+                    self.excluded.push(incarnation);
+                }
+                finished.push(key);
+                continue;
+            };
+            // A live label set not in the table yet is admitted (or sent to the overflow
+            // series) here, before `publish` creates it.
+            let labels = self.recorder.labels(K::FAMILY, table, &who, key.values());
             if current {
                 live.entry(labels).or_default().add(&value);
             } else {
-                retire(labels, &value, self.now);
-                self.names.finish(incarnation, self.now);
+                table.retire(labels, &value, now);
+                self.names.finish(incarnation, now);
                 finished.push(key);
             }
         }
@@ -254,9 +291,9 @@ fn name_events<E: OwnedEvent>(
     pending: &mut Vec<(E, Instant)>,
     maps: &KernelMaps,
     names: &mut ProcessNames,
-    pid_label: bool,
+    resolver: &Resolver,
     now: Instant,
-    mut apply: impl FnMut(&E, &str, Option<u32>),
+    mut apply: impl FnMut(&E, &Workload),
 ) {
     if pending.is_empty() {
         return;
@@ -276,8 +313,9 @@ fn name_events<E: OwnedEvent>(
             waiting.push((event, since));
             continue;
         }
-        let comm = names.resolve(incarnation, current, now, read_proc_comm);
-        apply(&event, &comm, pid_label.then_some(incarnation.tgid));
+        if let Some(who) = workload(names, resolver, incarnation, current, now) {
+            apply(&event, &who);
+        }
     }
     *pending = waiting;
 }
@@ -292,13 +330,15 @@ impl Monitor {
         tcp_events: TcpEvents,
         payload_events: PayloadEvents,
         settings: &MonitorSettings,
+        policy: LabelPolicy,
+        resolver: Resolver,
     ) -> Self {
         let MonitorSettings {
-            pid_label,
             ttl,
             sweep_interval,
             peers_per_comm,
             routes_per_comm,
+            series_max,
         } = *settings;
         Self {
             maps,
@@ -312,7 +352,9 @@ impl Monitor {
             names: ProcessNames::default(),
             syscalls: SeriesTable::default(),
             errors: SeriesTable::default(),
-            pid_label,
+            policy,
+            budget: Budget::new(series_max),
+            resolver,
             ttl,
             name_grace: (sweep_interval * 3).max(Duration::from_secs(30)),
             unnamed: HashMap::new(),
@@ -331,7 +373,17 @@ impl Monitor {
             return;
         }
         let names = &mut self.names;
-        self.events.drain(|event| names.apply(&event, now));
+        self.events.drain(|event| {
+            names.apply(&event, now);
+            // Read while the process runs: by the sweep it may be gone.
+            if event.kind != ProcessEventKind::Exit {
+                let incarnation = Incarnation {
+                    tgid: event.tgid,
+                    generation: event.generation,
+                };
+                names.learn_facts(incarnation, || Facts::read(event.tgid));
+            }
+        });
     }
 
     /// Applies the TCP events read so far (see `name_events`).
@@ -342,13 +394,18 @@ impl Monitor {
         let pending = &mut self.pending_tcp;
         self.tcp_events.drain(|event| pending.push((event, now)));
         let network = &mut self.network;
+        let mut recorder = Recorder {
+            policy: &self.policy,
+            budget: &mut self.budget,
+            now,
+        };
         name_events(
             &mut self.pending_tcp,
             &self.maps,
             &mut self.names,
-            self.pid_label,
+            &self.resolver,
             now,
-            |event, comm, pid| network.apply(event, comm, pid, now),
+            |event, who| network.apply(event, who, &mut recorder),
         );
     }
 
@@ -361,19 +418,31 @@ impl Monitor {
         self.payload_events
             .drain(|event| pending.push((event, now)));
         let requests = &mut self.requests;
+        let mut recorder = Recorder {
+            policy: &self.policy,
+            budget: &mut self.budget,
+            now,
+        };
         name_events(
             &mut self.pending_payloads,
             &self.maps,
             &mut self.names,
-            self.pid_label,
+            &self.resolver,
             now,
-            |event, comm, pid| requests.apply(event, comm, pid, now),
+            |event, who| requests.apply(event, who, &mut recorder),
         );
     }
 
     /// Names every kernel entry, folds and frees those of finished generations, and returns
     /// the exported series.
     pub fn refresh(&mut self, now: Instant) -> Snapshot {
+        // Expiries at the last publish freed budget.
+        let in_use: usize = self
+            .series_counts()
+            .iter()
+            .map(|count| count.in_use as usize)
+            .sum();
+        self.budget.recount(in_use);
         // Events first: an exit must name its process before its entries are retired.
         self.drain_events(now);
         self.drain_tcp_events(now);
@@ -389,22 +458,24 @@ impl Monitor {
                 cache: HashMap::new(),
             },
             names: &mut self.names,
+            resolver: &self.resolver,
+            excluded: Vec::new(),
             unnamed: &mut self.unnamed,
-            pid_label: self.pid_label,
-            now,
+            recorder: Recorder {
+                policy: &self.policy,
+                budget: &mut self.budget,
+                now,
+            },
         };
-        let syscalls = &mut self.syscalls;
-        let (live_stats, finished_stats) = sorter.sort(stat_rows, |labels, value, now| {
-            syscalls.retire(labels, value, now)
-        });
-        let errors = &mut self.errors;
-        let (live_errors, finished_errors) = sorter.sort(error_rows, |labels, value, now| {
-            errors.retire(labels, value, now)
-        });
-        let network = &mut self.network;
-        let (live_bytes, finished_bytes) = sorter.sort(byte_rows, |labels, value, now| {
-            network.retire_bytes(labels, value, now)
-        });
+        let (live_stats, finished_stats) = sorter.sort(stat_rows, &mut self.syscalls);
+        let (live_errors, finished_errors) = sorter.sort(error_rows, &mut self.errors);
+        let (live_bytes, finished_bytes) = sorter.sort(byte_rows, self.network.bytes());
+        let mut excluded = sorter.excluded;
+        excluded.sort_unstable_by_key(|incarnation| (incarnation.tgid, incarnation.generation));
+        excluded.dedup();
+        for incarnation in excluded {
+            self.maps.exclude(incarnation.tgid, incarnation.generation);
+        }
         for key in &finished_stats {
             self.maps.remove_syscall(key);
         }
@@ -425,25 +496,15 @@ impl Monitor {
             (map::NET_BYTES, byte_rows_len - finished_bytes.len()),
         ]);
         let network = self.network.publish(live_bytes, now, self.ttl);
-        let mut series = vec![
-            (
-                crate::metrics::family::SYSCALL_DURATION.name,
-                self.syscalls.len() as u64,
-                self.syscalls.expired_total(),
-            ),
-            (
-                crate::metrics::family::SYSCALL_ERRORS.name,
-                self.errors.len() as u64,
-                self.errors.expired_total(),
-            ),
-        ];
-        series.extend(self.network.series_counts());
         let requests = self.requests.publish(now, self.ttl);
-        series.extend(self.requests.series_counts());
+        let syscalls = self.syscalls.publish(live_stats, now, self.ttl);
+        let errors = self.errors.publish(live_errors, now, self.ttl);
 
         Snapshot {
-            syscalls: self.syscalls.publish(live_stats, now, self.ttl),
-            errors: self.errors.publish(live_errors, now, self.ttl),
+            series: self.series_counts(),
+            series_max: self.budget.max(),
+            syscalls,
+            errors,
             kernel_counters: Counter::ALL
                 .iter()
                 .map(|&c| (c, self.maps.counter(c)))
@@ -468,7 +529,33 @@ impl Monitor {
             ],
             network,
             requests,
-            series,
         }
+    }
+
+    /// Every workload family's series count.
+    fn series_counts(&self) -> Vec<SeriesCount> {
+        let mut counts = vec![
+            (
+                family::SYSCALL_DURATION.name,
+                self.syscalls.len() as u64,
+                self.syscalls.expired_total(),
+            ),
+            (
+                family::SYSCALL_ERRORS.name,
+                self.errors.len() as u64,
+                self.errors.expired_total(),
+            ),
+        ];
+        counts.extend(self.network.series_counts());
+        counts.extend(self.requests.series_counts());
+        counts
+            .into_iter()
+            .map(|(family, in_use, expired)| SeriesCount {
+                family,
+                in_use,
+                expired,
+                dropped: self.budget.dropped(family),
+            })
+            .collect()
     }
 }

@@ -12,9 +12,17 @@ use std::{
 use monitor_common::NetBytes;
 
 use crate::{
-    aggregate::{Histogram, Observations, SeriesTable, WorkloadLabels, observe},
+    aggregate::{Histogram, Observations, Recorder, SeriesTable, WorkloadLabels, observe},
     decode::{Direction, TcpEvent, TcpEventKind},
+    labels::Workload,
 };
+
+/// A histogram of one observation.
+fn one(duration_ns: u64) -> Histogram {
+    let mut histogram = Histogram::ZERO;
+    observe(&mut histogram, duration_ns);
+    histogram
+}
 
 /// The `peer` value of everything beyond a comm's peer cap.
 pub const OVERFLOW_PEER: &str = "other";
@@ -159,75 +167,79 @@ impl Network {
         }
     }
 
-    /// Folds one event of the process `comm` (`pid` when the pid label is on).
-    pub fn apply(&mut self, event: &TcpEvent, comm: &str, pid: Option<u32>, now: Instant) {
-        let labels = |values: Vec<String>| WorkloadLabels {
-            comm: comm.to_owned(),
-            pid,
-            values,
-        };
+    /// Folds one event of the process `who`.
+    pub fn apply(&mut self, event: &TcpEvent, who: &Workload, rec: &mut Recorder) {
+        use crate::metrics::family::*;
         let direction = direction_label(event.direction).to_owned();
+        let port = match event.direction {
+            Direction::Outbound => event.remote.port(),
+            Direction::Inbound => event.local_port,
+        };
         match event.kind {
             TcpEventKind::Open => {
-                let port = match event.direction {
-                    Direction::Outbound => event.remote.port(),
-                    Direction::Inbound => event.local_port,
-                };
                 let opened = ConnCounts {
                     opened: 1,
                     closed: 0,
                 };
-                let key = labels(vec![direction.clone(), port.to_string()]);
-                self.connections.retire(key, &opened, now);
+                let values = vec![direction, port.to_string()];
+                let family = TCP_CONNECTIONS_OPENED.name;
+                rec.record(family, &mut self.connections, who, values, &opened);
                 if event.direction == Direction::Outbound {
-                    let peer = self.peer(event, comm, now);
-                    let mut histogram = Histogram::ZERO;
-                    observe(&mut histogram, event.duration_ns);
-                    self.connect_duration
-                        .retire(labels(vec![peer]), &histogram, now);
+                    let peer = self.peer(event, &who.comm, rec.now);
+                    let histogram = one(event.duration_ns);
+                    let table = &mut self.connect_duration;
+                    rec.record(
+                        TCP_CONNECT_DURATION.name,
+                        table,
+                        who,
+                        vec![peer],
+                        &histogram,
+                    );
                 }
             }
             TcpEventKind::ConnectFail => {
-                let peer = self.peer(event, comm, now);
+                let peer = self.peer(event, &who.comm, rec.now);
                 let reason = connect_error_reason(event.error).to_owned();
-                self.connect_errors
-                    .retire(labels(vec![peer, reason]), &1, now);
+                let table = &mut self.connect_errors;
+                rec.record(TCP_CONNECT_ERRORS.name, table, who, vec![peer, reason], &1);
             }
             TcpEventKind::Close => {
-                let port = match event.direction {
-                    Direction::Outbound => event.remote.port(),
-                    Direction::Inbound => event.local_port,
-                };
                 let closed = ConnCounts {
                     opened: 0,
                     closed: 1,
                 };
-                self.connections.retire(
-                    labels(vec![direction.clone(), port.to_string()]),
-                    &closed,
-                    now,
+                let values = vec![direction.clone(), port.to_string()];
+                let family = TCP_CONNECTIONS_OPENED.name;
+                rec.record(family, &mut self.connections, who, values, &closed);
+                let table = &mut self.connection_duration;
+                let lifetime = one(event.duration_ns);
+                rec.record(
+                    TCP_CONNECTION_DURATION.name,
+                    table,
+                    who,
+                    vec![direction],
+                    &lifetime,
                 );
-                let mut histogram = Histogram::ZERO;
-                observe(&mut histogram, event.duration_ns);
-                self.connection_duration
-                    .retire(labels(vec![direction]), &histogram, now);
                 // 0: the connection never had an RTT sample (no data acknowledged).
                 if event.srtt_us > 0 {
-                    let peer = self.peer(event, comm, now);
-                    let mut histogram = Histogram::ZERO;
-                    observe(&mut histogram, u64::from(event.srtt_us) * 1_000);
-                    self.rtt.retire(labels(vec![peer]), &histogram, now);
+                    let peer = self.peer(event, &who.comm, rec.now);
+                    let rtt = one(u64::from(event.srtt_us) * 1_000);
+                    rec.record(TCP_RTT.name, &mut self.rtt, who, vec![peer], &rtt);
                 }
             }
             TcpEventKind::Retransmit => {
-                let peer = self.peer(event, comm, now);
-                self.retransmits.retire(labels(vec![peer]), &1, now);
+                let peer = self.peer(event, &who.comm, rec.now);
+                let table = &mut self.retransmits;
+                rec.record(TCP_RETRANSMITS.name, table, who, vec![peer], &1);
             }
-            TcpEventKind::ResetSent => {
-                self.resets.retire(labels(vec!["sent".into()]), &1, now);
-            }
-            TcpEventKind::ResetReceived => {
-                self.resets.retire(labels(vec!["received".into()]), &1, now);
+            TcpEventKind::ResetSent | TcpEventKind::ResetReceived => {
+                let which = if event.kind == TcpEventKind::ResetSent {
+                    "sent"
+                } else {
+                    "received"
+                };
+                let table = &mut self.resets;
+                rec.record(TCP_RESETS.name, table, who, vec![which.to_owned()], &1);
             }
         }
     }
@@ -238,8 +250,10 @@ impl Network {
             Some(peer) => peer,
             None => {
                 let labels = WorkloadLabels {
-                    comm: comm.to_owned(),
-                    pid: None,
+                    who: Workload {
+                        comm: comm.to_owned(),
+                        ..Workload::default()
+                    },
                     values: Vec::new(),
                 };
                 self.peer_overflow.retire(labels, &1, now);
@@ -248,9 +262,9 @@ impl Network {
         }
     }
 
-    /// Folds a finished process's byte counts (its kernel entry is freed next).
-    pub fn retire_bytes(&mut self, labels: WorkloadLabels, bytes: &NetBytes, now: Instant) {
-        self.bytes.retire(labels, bytes, now);
+    /// The kernel-fed byte counters, for the sweep (live rows and retirement).
+    pub fn bytes(&mut self) -> &mut SeriesTable<WorkloadLabels, NetBytes> {
+        &mut self.bytes
     }
 
     /// Exported values; `live_bytes` are the kernel's counts of running processes.
@@ -288,7 +302,7 @@ impl Network {
             .chain(snapshot.connect_errors.iter().map(|(labels, _)| labels))
             .chain(snapshot.retransmits.iter().map(|(labels, _)| labels))
             .chain(snapshot.rtt.iter().map(|(labels, _)| labels))
-            .filter_map(|labels| Some((labels.comm.clone(), peer_of(labels)?)))
+            .filter_map(|labels| Some((labels.who.comm.clone(), peer_of(labels)?)))
             .collect();
         let in_use = in_use
             .iter()
@@ -323,6 +337,22 @@ impl Network {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{aggregate::Budget, labels::LabelPolicy};
+
+    fn apply(network: &mut Network, event: &TcpEvent, comm: &str, now: Instant) {
+        let policy = LabelPolicy::default();
+        let mut budget = Budget::new(usize::MAX);
+        let mut rec = Recorder {
+            policy: &policy,
+            budget: &mut budget,
+            now,
+        };
+        let who = Workload {
+            comm: comm.into(),
+            ..Workload::default()
+        };
+        network.apply(event, &who, &mut rec);
+    }
 
     fn event(kind: TcpEventKind, direction: Direction, remote: &str) -> TcpEvent {
         TcpEvent {
@@ -340,7 +370,7 @@ mod tests {
 
     fn value<V: Copy>(rows: &[(WorkloadLabels, V)], comm: &str, values: &[&str]) -> Option<V> {
         rows.iter()
-            .find(|(labels, _)| labels.comm == comm && labels.values == values)
+            .find(|(labels, _)| labels.who.comm == comm && labels.values == values)
             .map(|(_, value)| *value)
     }
 
@@ -361,8 +391,8 @@ mod tests {
         let mut network = Network::new(8);
         let out = event(TcpEventKind::Open, Direction::Outbound, "10.0.0.2:5432");
         let inbound = event(TcpEventKind::Open, Direction::Inbound, "10.0.0.3:40000");
-        network.apply(&out, "app", None, t0);
-        network.apply(&inbound, "app", None, t0);
+        apply(&mut network, &out, "app", t0);
+        apply(&mut network, &inbound, "app", t0);
         let later = t0 + ttl * 10;
         let snapshot = network.publish(HashMap::new(), later, ttl);
         let counts = value(&snapshot.connections, "app", &["outbound", "5432"]).unwrap();
@@ -378,7 +408,7 @@ mod tests {
             "inbound: the listening port, not the client's"
         );
         let close = event(TcpEventKind::Close, Direction::Outbound, "10.0.0.2:5432");
-        network.apply(&close, "app", None, later);
+        apply(&mut network, &close, "app", later);
         let snapshot = network.publish(HashMap::new(), later, ttl);
         let counts = value(&snapshot.connections, "app", &["outbound", "5432"]).unwrap();
         assert_eq!((counts.opened, counts.active()), (1, 0));
@@ -402,25 +432,17 @@ mod tests {
         let mut network = Network::new(2);
         for port in 1..=5 {
             let remote = format!("127.0.0.1:{port}");
-            network.apply(
-                &event(TcpEventKind::Retransmit, Direction::Outbound, &remote),
-                "c",
-                None,
-                now,
-            );
+            let retransmit = event(TcpEventKind::Retransmit, Direction::Outbound, &remote);
+            apply(&mut network, &retransmit, "c", now);
         }
         // Another comm has its own budget; inbound peers carry no port.
-        network.apply(
-            &event(TcpEventKind::Retransmit, Direction::Inbound, "[::1]:50000"),
-            "d",
-            None,
-            now,
-        );
+        let inbound = event(TcpEventKind::Retransmit, Direction::Inbound, "[::1]:50000");
+        apply(&mut network, &inbound, "d", now);
         let snapshot = network.publish(HashMap::new(), now, Duration::from_secs(60));
         let peers: Vec<&str> = snapshot
             .retransmits
             .iter()
-            .filter(|(labels, _)| labels.comm == "c")
+            .filter(|(labels, _)| labels.who.comm == "c")
             .map(|(labels, _)| labels.values[0].as_str())
             .collect();
         assert_eq!(peers.len(), 3, "{peers:?}");
@@ -435,11 +457,11 @@ mod tests {
         let ttl = Duration::from_secs(60);
         let mut network = Network::new(1);
         let first = event(TcpEventKind::Retransmit, Direction::Outbound, "127.0.0.1:1");
-        network.apply(&first, "c", None, t0);
+        apply(&mut network, &first, "c", t0);
         network.publish(HashMap::new(), t0, ttl);
         network.publish(HashMap::new(), t0 + ttl, ttl);
         let second = event(TcpEventKind::Retransmit, Direction::Outbound, "127.0.0.1:2");
-        network.apply(&second, "c", None, t0 + ttl);
+        apply(&mut network, &second, "c", t0 + ttl);
         let snapshot = network.publish(HashMap::new(), t0 + ttl, ttl);
         assert_eq!(value(&snapshot.retransmits, "c", &["127.0.0.1:2"]), Some(1));
     }

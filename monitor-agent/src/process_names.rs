@@ -4,7 +4,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::decode::{ProcessEvent, ProcessEventKind};
+use crate::{
+    decode::{ProcessEvent, ProcessEventKind},
+    identity::resolver::{Facts, Identity},
+};
 
 /// One run of one program under one PID: the unit the kernel aggregates by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -20,6 +23,11 @@ pub const UNKNOWN_COMM: &str = "[unknown]";
 struct Known {
     comm: String,
     finished: Option<Instant>,
+    /// What `/proc` said about it while it ran (cgroup, executable), for its identity.
+    facts: Option<Facts>,
+    /// Its identity labels once final (see `Resolver::identity`), and whether the selection
+    /// rules keep it.
+    identity: Option<(Identity, bool)>,
 }
 
 #[derive(Debug, Default)]
@@ -47,6 +55,8 @@ impl ProcessNames {
                     Known {
                         comm: event.comm.clone(),
                         finished: None,
+                        facts: None,
+                        identity: None,
                     },
                 );
             }
@@ -54,6 +64,8 @@ impl ProcessNames {
                 self.known.entry(incarnation).or_insert_with(|| Known {
                     comm: event.comm.clone(),
                     finished: None,
+                    facts: None,
+                    identity: None,
                 });
             }
             ProcessEventKind::Exit => {
@@ -61,6 +73,8 @@ impl ProcessNames {
                 let known = self.known.entry(incarnation).or_insert_with(|| Known {
                     comm: event.comm.clone(),
                     finished: None,
+                    facts: None,
+                    identity: None,
                 });
                 known.finished.get_or_insert(now);
             }
@@ -86,6 +100,8 @@ impl ProcessNames {
             Known {
                 comm: comm.clone(),
                 finished,
+                facts: None,
+                identity: None,
             },
         );
         comm
@@ -107,6 +123,36 @@ impl ProcessNames {
                 .finished
                 .is_none_or(|at| now.duration_since(at) < keep)
         });
+    }
+
+    /// The facts recorded for a known incarnation.
+    pub fn facts(&self, incarnation: Incarnation) -> Option<&Facts> {
+        self.known.get(&incarnation)?.facts.as_ref()
+    }
+
+    /// Records what `/proc` says about a known incarnation, once.
+    pub fn learn_facts(&mut self, incarnation: Incarnation, read: impl FnOnce() -> Facts) {
+        if let Some(known) = self.known.get_mut(&incarnation) {
+            if known.facts.is_none() {
+                known.facts = Some(read());
+            }
+        }
+    }
+
+    /// The final identity of a known incarnation and whether it is selected, if settled.
+    pub fn identity(&self, incarnation: Incarnation) -> Option<&(Identity, bool)> {
+        self.known.get(&incarnation)?.identity.as_ref()
+    }
+
+    pub fn settle_identity(
+        &mut self,
+        incarnation: Incarnation,
+        identity: Identity,
+        admitted: bool,
+    ) {
+        if let Some(known) = self.known.get_mut(&incarnation) {
+            known.identity = Some((identity, admitted));
+        }
     }
 
     pub fn is_known(&self, incarnation: Incarnation) -> bool {

@@ -14,8 +14,9 @@ use monitor_protocols::{
 };
 
 use crate::{
-    aggregate::{Histogram, SeriesTable, WorkloadLabels, observe},
+    aggregate::{Histogram, Recorder, SeriesTable, WorkloadLabels, observe},
     decode::PayloadEvent,
+    labels::Workload,
 };
 
 /// Connections followed at once; chunks of further new connections are counted and dropped.
@@ -67,7 +68,8 @@ impl Requests {
 
     /// Feeds one captured read/write of the process `comm` to its connection's parser and
     /// records the exchanges it completes.
-    pub fn apply(&mut self, event: &PayloadEvent, comm: &str, pid: Option<u32>, now: Instant) {
+    pub fn apply(&mut self, event: &PayloadEvent, who: &Workload, rec: &mut Recorder) {
+        let now = rec.now;
         let key = (event.tgid, event.sk);
         if !self.connections.contains_key(&key) && self.connections.len() >= MAX_CONNECTIONS {
             self.chunks_dropped += 1;
@@ -98,7 +100,7 @@ impl Requests {
         for exchange in std::mem::take(&mut self.exchanges) {
             // Exchanges of protocols without metrics yet are dropped here.
             if let Exchange::Http(http) = exchange {
-                self.record_http(&http, remote, comm, pid, now);
+                self.record_http(&http, remote, who, rec);
             }
         }
     }
@@ -107,21 +109,23 @@ impl Requests {
         &mut self,
         http: &HttpExchange,
         remote: SocketAddr,
-        comm: &str,
-        pid: Option<u32>,
-        now: Instant,
+        who: &Workload,
+        rec: &mut Recorder,
     ) {
+        use crate::metrics::family::{HTTP_CLIENT_DURATION, HTTP_SERVER_DURATION};
+        let comm = who.comm.as_str();
         let mut histogram = Histogram::ZERO;
         observe(&mut histogram, http.duration_ns);
         let method = http.method.as_str().to_owned();
         let status = http.status.to_string();
-        let (table, values) = match http.role {
+        let (family, table, values) = match http.role {
             Role::Server => {
                 let route = self.routes.limit(comm, &http.route).to_owned();
                 if !self.routed_comms.contains(comm) {
                     self.routed_comms.insert(comm.to_owned());
                 }
-                (&mut self.server, vec![method, status, route])
+                let values = vec![method, status, route];
+                (HTTP_SERVER_DURATION.name, &mut self.server, values)
             }
             Role::Client => {
                 // OpenTelemetry's server.address: the name the client asked for when it
@@ -132,18 +136,11 @@ impl Requests {
                     .map(|host| split_host_port(host).0.to_owned())
                     .filter(|host| !host.is_empty())
                     .unwrap_or_else(|| remote.ip().to_string());
-                (
-                    &mut self.client,
-                    vec![method, status, address, remote.port().to_string()],
-                )
+                let values = vec![method, status, address, remote.port().to_string()];
+                (HTTP_CLIENT_DURATION.name, &mut self.client, values)
             }
         };
-        let labels = WorkloadLabels {
-            comm: comm.to_owned(),
-            pid,
-            values,
-        };
-        table.retire(labels, &histogram, now);
+        rec.record(family, table, who, values, &histogram);
     }
 
     pub fn publish(&mut self, now: Instant, ttl: Duration) -> RequestsSnapshot {
@@ -154,7 +151,7 @@ impl Requests {
         // A comm whose server series all expired gets its whole route budget back.
         let live: std::collections::HashSet<&str> = server
             .iter()
-            .map(|(labels, _)| labels.comm.as_str())
+            .map(|(labels, _)| labels.who.comm.as_str())
             .collect();
         for comm in std::mem::take(&mut self.routed_comms) {
             if live.contains(comm.as_str()) {

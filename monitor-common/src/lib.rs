@@ -33,6 +33,7 @@ pub mod program {
 pub mod map {
     pub const THREAD_START: &str = "THREAD_START";
     pub const PROCESS_STATE: &str = "PROCESS_STATE";
+    pub const EXCLUDED: &str = "EXCLUDED";
     pub const SYSCALL_STATS: &str = "SYSCALL_STATS";
     pub const SYSCALL_ERRORS: &str = "SYSCALL_ERRORS";
     pub const PROCESS_EVENTS: &str = "PROCESS_EVENTS";
@@ -45,9 +46,10 @@ pub mod map {
     pub const PAYLOAD_EVENTS: &str = "PAYLOAD_EVENTS";
 
     /// Every map of the object, for tools that look for leftovers.
-    pub const ALL: [&str; 12] = [
+    pub const ALL: [&str; 13] = [
         THREAD_START,
         PROCESS_STATE,
+        EXCLUDED,
         SYSCALL_STATS,
         SYSCALL_ERRORS,
         PROCESS_EVENTS,

@@ -29,6 +29,21 @@ pub static THREAD_START: Array<ThreadStart> =
 pub static PROCESS_STATE: Array<ProcessState> =
     Array::with_max_entries(capacity::PID_MAX_FALLBACK, 0);
 
+/// Indexed by TGID, sized to `pid_max` at load, written only by the agent: `generation + 1`
+/// of a process incarnation the selection rules exclude (0: none). The probes skip it, so an
+/// excluded process costs one inlined array read per syscall; a new generation (exec) is
+/// not excluded until the agent has judged it.
+#[map]
+pub static EXCLUDED: Array<u32> = Array::with_max_entries(capacity::PID_MAX_FALLBACK, 0);
+
+/// Whether the agent excluded this incarnation.
+#[inline(always)]
+pub fn is_excluded(tgid: u32, generation: u32) -> bool {
+    EXCLUDED
+        .get(tgid)
+        .is_some_and(|&marked| marked == generation.wrapping_add(1))
+}
+
 /// Hot path, aggregated in the kernel. No prealloc: memory follows the keys in use, not
 /// `max_entries × CPUs`. The agent folds and deletes keys of finished generations.
 #[map]

@@ -20,7 +20,7 @@ use monitor_common::{
 use crate::{
     maps::{
         AGENT_TGID, NET_BYTES, PAYLOAD_SOCKS, PROCESS_STATE, TCP_CONNS, TCP_EVENTS, TCP_LISTENERS,
-        bump,
+        bump, is_excluded,
     },
     payload,
 };
@@ -82,6 +82,9 @@ fn current_owner() -> Option<Owner> {
         return None;
     }
     let generation = PROCESS_STATE.get(tgid).map_or(0, |state| state.generation);
+    if is_excluded(tgid, generation) {
+        return None;
+    }
     Some(Owner { tgid, generation })
 }
 

@@ -16,7 +16,7 @@ use monitor_common::{
 
 use crate::maps::{
     AGENT_TGID, PROCESS_STATE, SYSCALL_ERRORS, SYSCALL_STATS, THREAD_START, bump,
-    emit_process_event,
+    emit_process_event, is_excluded,
 };
 
 /// The kernel's `MAX_ERRNO`: return values in `[-4095, -1]` are errors, anything else is not.
@@ -67,6 +67,9 @@ pub fn mon_sys_exit(ctx: RawTracePointContext) -> i32 {
     // SAFETY: no preconditions; a plain helper call.
     let duration_ns = unsafe { bpf_ktime_get_ns() }.wrapping_sub(start.start_ns);
     let generation = current_generation(tgid, pid_tgid as u32 == tgid);
+    if is_excluded(tgid, generation) {
+        return 0;
+    }
     let key = SyscallKey {
         tgid,
         generation,

@@ -785,3 +785,109 @@ mod tests {
         assert_eq!(scrape.value("x", &[("b", "3")]), None);
     }
 }
+
+/// A Docker engine started by hand for one test (the Debian `docker.io` package), and its
+/// containers.
+pub mod docker {
+    use std::{
+        process::{Command, Output, Stdio},
+        time::Duration,
+    };
+
+    use crate::{Server, TempDir, eventually, require_program};
+
+    pub struct Docker {
+        pub socket: String,
+        _server: Server,
+        dir: TempDir,
+    }
+
+    impl Docker {
+        /// dockerd with its own data root, exec root, socket and pidfile under a temp dir; no
+        /// bridge or iptables (containers use the host network), vfs storage (no overlay mounts).
+        pub fn start() -> Docker {
+            let dockerd = require_program("dockerd", "docker.io");
+            require_program("docker", "docker.io");
+            let dir = TempDir::new("dockerd");
+            let socket = format!("unix://{}", dir.path().join("docker.sock").display());
+            let log = dir.path().join("dockerd.log");
+            let server = Server::spawn(
+                "dockerd",
+                Command::new(dockerd)
+                    .arg(format!("--data-root={}", dir.path().join("data").display()))
+                    .arg(format!("--exec-root={}", dir.path().join("exec").display()))
+                    .arg(format!(
+                        "--pidfile={}",
+                        dir.path().join("docker.pid").display()
+                    ))
+                    .args([
+                        "-H",
+                        &socket,
+                        "--bridge=none",
+                        "--iptables=false",
+                        "--ip6tables=false",
+                        "--storage-driver=vfs",
+                    ])
+                    .stdout(Stdio::null())
+                    .stderr(std::fs::File::create(&log).unwrap()),
+                Duration::from_secs(30),
+            );
+            let docker = Docker {
+                socket,
+                _server: server,
+                dir,
+            };
+            eventually(Duration::from_secs(60), "dockerd to answer", || {
+                docker.docker(&["version"]).status.success().then_some(())
+            });
+            docker
+        }
+
+        pub fn command(&self) -> Command {
+            let mut command = Command::new("docker");
+            command
+                .env("DOCKER_HOST", &self.socket)
+                .env("DOCKER_BUILDKIT", "0")
+                .stdin(Stdio::null());
+            command
+        }
+
+        pub fn docker(&self, args: &[&str]) -> Output {
+            self.command().args(args).output().expect("docker")
+        }
+
+        pub fn log(&self) -> String {
+            std::fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default()
+        }
+    }
+
+    impl Drop for Docker {
+        fn drop(&mut self) {
+            // Fields drop after this: first dockerd is stopped, then the temp dir removed. The
+            // network-namespace bind mount dockerd may leave behind would keep the dir busy.
+            let netns = self.dir.path().join("exec/netns/default");
+            self._server.stop();
+            if let Ok(path) = std::ffi::CString::new(netns.to_str().unwrap()) {
+                // SAFETY: umount2 on a path we own; failure (not mounted) is fine.
+                unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) };
+            }
+        }
+    }
+
+    pub fn text(output: &Output) -> String {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    }
+
+    /// A container removed (forcibly) on drop.
+    pub struct Container<'a>(pub &'a Docker, pub String);
+
+    impl Drop for Container<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.docker(&["rm", "-f", &self.1]);
+        }
+    }
+}

@@ -4,109 +4,15 @@
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
-    process::{Command, Output, Stdio},
+    process::{Command, Stdio},
     time::Duration,
 };
 
 use tests::{
-    Scrape, Server, TempDir, agent_bin, eventually, free_port, http_get, require_program, run_as,
-    unique_comm, workspace_root,
+    Scrape, agent_bin,
+    docker::{Container, Docker, text},
+    eventually, free_port, http_get, run_as, unique_comm, workspace_root,
 };
-
-struct Docker {
-    socket: String,
-    _server: Server,
-    dir: TempDir,
-}
-
-impl Docker {
-    /// dockerd with its own data root, exec root, socket and pidfile under a temp dir; no
-    /// bridge or iptables (containers use the host network), vfs storage (no overlay mounts).
-    fn start() -> Docker {
-        let dockerd = require_program("dockerd", "docker.io");
-        require_program("docker", "docker.io");
-        let dir = TempDir::new("dockerd");
-        let socket = format!("unix://{}", dir.path().join("docker.sock").display());
-        let log = dir.path().join("dockerd.log");
-        let server = Server::spawn(
-            "dockerd",
-            Command::new(dockerd)
-                .arg(format!("--data-root={}", dir.path().join("data").display()))
-                .arg(format!("--exec-root={}", dir.path().join("exec").display()))
-                .arg(format!(
-                    "--pidfile={}",
-                    dir.path().join("docker.pid").display()
-                ))
-                .args([
-                    "-H",
-                    &socket,
-                    "--bridge=none",
-                    "--iptables=false",
-                    "--ip6tables=false",
-                    "--storage-driver=vfs",
-                ])
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).unwrap()),
-            Duration::from_secs(30),
-        );
-        let docker = Docker {
-            socket,
-            _server: server,
-            dir,
-        };
-        eventually(Duration::from_secs(60), "dockerd to answer", || {
-            docker.docker(&["version"]).status.success().then_some(())
-        });
-        docker
-    }
-
-    fn command(&self) -> Command {
-        let mut command = Command::new("docker");
-        command
-            .env("DOCKER_HOST", &self.socket)
-            .env("DOCKER_BUILDKIT", "0")
-            .stdin(Stdio::null());
-        command
-    }
-
-    fn docker(&self, args: &[&str]) -> Output {
-        self.command().args(args).output().expect("docker")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Docker {
-    fn drop(&mut self) {
-        // Fields drop after this: first dockerd is stopped, then the temp dir removed. The
-        // network-namespace bind mount dockerd may leave behind would keep the dir busy.
-        let netns = self.dir.path().join("exec/netns/default");
-        self._server.stop();
-        if let Ok(path) = std::ffi::CString::new(netns.to_str().unwrap()) {
-            // SAFETY: umount2 on a path we own; failure (not mounted) is fine.
-            unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) };
-        }
-    }
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-/// A container removed (forcibly) on drop.
-struct Container<'a>(&'a Docker, String);
-
-impl Drop for Container<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.docker(&["rm", "-f", &self.1]);
-    }
-}
 
 #[test]
 fn image_builds_from_scratch_and_reports_host_syscalls() {

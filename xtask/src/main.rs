@@ -86,7 +86,7 @@ enum Cmd {
         filter: Option<String>,
     },
 
-    /// Measure the agent's per-syscall, connection-rate and throughput overhead (as root).
+    /// Measure the agent's per-syscall, connection-rate, throughput and HTTP overhead (as root).
     #[command(
         long_about = "Measure what the agent adds to system calls and TCP (as root).\n\n\
         syscalls: a tight getppid loop (target/release/syscall-loop) is timed under four \
@@ -98,9 +98,13 @@ enum Cmd {
         one in 1 KiB writes (run by this binary, pinned to one CPU) are timed under none, \
         agent and bpftrace (a script tracing syscalls and the same TCP tracepoints); the \
         overhead is (agent - none) / none per connection or write.\n\n\
+        http: a one-worker nginx started by the benchmark (pinned to the first CPU) serves \
+        `wrk -t1 -c16 --latency` (pinned to the last) under none, agent and bpftrace (syscall \
+        histograms plus per-socket request timing); the loss is (none - agent) / none of the \
+        requests/s, against a goal of at most 3%.\n\n\
         Conditions are interleaved within each round so drift affects all of them alike. \
-        Each run reports its fastest of 20 batches (the least disturbed by the hypervisor); \
-        each condition the median of its runs. The report is written as markdown (one \
+        Each syscall or network run reports its fastest of 20 batches (the least disturbed by \
+        the hypervisor), each http run wrk's requests/s; each condition the median of its runs. The report is written as markdown (one \
         section per suite) and printed."
     )]
     Bench(bench::Options),

@@ -25,6 +25,7 @@ pub struct KernelMaps {
     errors: PerCpuHashMap<MapData, SyscallErrorKey, u64>,
     net_bytes: PerCpuHashMap<MapData, Owner, NetBytes>,
     generations: Array<MapData, ProcessState>,
+    excluded: Array<MapData, u32>,
     listeners: aya::maps::HashMap<MapData, ListenerKey, Owner>,
     counters: PerCpuArray<MapData, u64>,
     capacities: Vec<(&'static str, u64)>,
@@ -48,6 +49,7 @@ impl KernelMaps {
             errors: take(ebpf, map::SYSCALL_ERRORS)?,
             net_bytes: take(ebpf, map::NET_BYTES)?,
             generations: take(ebpf, map::PROCESS_STATE)?,
+            excluded: take(ebpf, map::EXCLUDED)?,
             listeners: take(ebpf, map::TCP_LISTENERS)?,
             counters: take(ebpf, map::COUNTERS)?,
             capacities,
@@ -82,6 +84,13 @@ impl KernelMaps {
     pub fn remove_error(&mut self, key: &SyscallErrorKey) {
         if let Err(err) = self.errors.remove(key) {
             debug!("removing {key:?} from {}: {err}", map::SYSCALL_ERRORS);
+        }
+    }
+
+    /// Tells the probes to skip the incarnation `(tgid, generation)` (selection rules).
+    pub fn exclude(&mut self, tgid: u32, generation: u32) {
+        if let Err(err) = self.excluded.set(tgid, generation.wrapping_add(1), 0) {
+            debug!("marking {tgid} excluded in {}: {err}", map::EXCLUDED);
         }
     }
 

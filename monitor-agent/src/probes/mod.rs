@@ -165,6 +165,7 @@ pub fn load(settings: &LoadSettings) -> anyhow::Result<Loaded> {
         .override_global("AYA_LOG_LEVEL", &settings.kernel_log_level, false)
         .map_max_entries(map::THREAD_START, pid_slots)
         .map_max_entries(map::PROCESS_STATE, pid_slots)
+        .map_max_entries(map::EXCLUDED, pid_slots)
         .map_max_entries(map::SYSCALL_STATS, settings.syscall_stats_entries)
         .map_max_entries(map::SYSCALL_ERRORS, settings.syscall_errors_entries)
         .map_max_entries(map::PROCESS_EVENTS, settings.process_events_bytes)
@@ -214,6 +215,7 @@ pub fn load(settings: &LoadSettings) -> anyhow::Result<Loaded> {
     let capacities = vec![
         (map::THREAD_START, u64::from(pid_slots)),
         (map::PROCESS_STATE, u64::from(pid_slots)),
+        (map::EXCLUDED, u64::from(pid_slots)),
         (
             map::SYSCALL_STATS,
             u64::from(settings.syscall_stats_entries),

@@ -4,8 +4,8 @@ use super::Suite;
 
 const HEADER: &str = "# Benchmarks\n\n\
     Written by `cargo xtask bench` (as root). Each section names the command that produced \
-    its figures; `--only syscalls` or `--only network` rewrites that section and keeps the \
-    other.\n";
+    its figures; `--only syscalls`, `--only network` or `--only http` rewrites that section \
+    and keeps the others.\n";
 
 fn begin(suite: Suite) -> String {
     format!("<!-- bench:{} -->", suite.name())

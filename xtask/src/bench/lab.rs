@@ -13,7 +13,7 @@ use anyhow::{Context as _, Result, bail};
 
 use super::{WORKER_COMMAND, report::Condition, worker::Workload};
 use crate::{
-    agent_http::{free_port, wait_until_healthy},
+    agent_http::{free_port, get, wait_until_healthy},
     process::{Supervised, log_tail, output, target_dir, wait_for_line, watch_lines},
 };
 
@@ -23,12 +23,23 @@ const BPFTRACE_ATTACH_TIMEOUT: Duration = Duration::from_secs(60);
 /// bpftrace prints "Attaching N probes..." before it has attached them all.
 const BPFTRACE_SETTLE: Duration = Duration::from_secs(1);
 const STOP_GRACE: Duration = Duration::from_secs(10);
+/// Lets the agent drain the events of the work's last moments before /metrics is read.
+const SCRAPE_SETTLE: Duration = Duration::from_secs(1);
 /// On SIGINT bpftrace prints every histogram before exiting.
 const BPFTRACE_STOP_GRACE: Duration = Duration::from_secs(30);
 
 pub enum Measured<T> {
     Done(T),
     Unavailable(String),
+}
+
+impl<T> Measured<T> {
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> Measured<U> {
+        match self {
+            Measured::Done(value) => Measured::Done(f(value)),
+            Measured::Unavailable(reason) => Measured::Unavailable(reason),
+        }
+    }
 }
 
 /// The release binaries under test and where their logs go.
@@ -94,8 +105,24 @@ impl Lab {
         match condition {
             Condition::None => work().map(Measured::Done),
             Condition::Empty => self.with_hook_floor(work),
-            Condition::Agent => self.with_agent(work),
+            Condition::Agent => Ok(self.with_agent(work, false)?.map(|(value, _)| value)),
             Condition::Bpftrace => self.with_bpftrace(bpftrace_script, work),
+        }
+    }
+
+    /// `under`, and under the agent also its /metrics as they were right after `work`
+    /// (`None` under the other conditions, or when the agent did not answer).
+    pub fn under_scraped<T>(
+        &self,
+        condition: Condition,
+        bpftrace_script: &str,
+        work: impl FnOnce() -> Result<T>,
+    ) -> Result<Measured<(T, Option<String>)>> {
+        match condition {
+            Condition::Agent => self.with_agent(work, true),
+            _ => Ok(self
+                .under(condition, bpftrace_script, work)?
+                .map(|value| (value, None))),
         }
     }
 
@@ -122,7 +149,11 @@ impl Lab {
         Ok(Measured::Done(value))
     }
 
-    fn with_agent<T>(&self, work: impl FnOnce() -> Result<T>) -> Result<Measured<T>> {
+    fn with_agent<T>(
+        &self,
+        work: impl FnOnce() -> Result<T>,
+        scrape: bool,
+    ) -> Result<Measured<(T, Option<String>)>> {
         let log = self.log("agent")?;
         let port = free_port()?;
         let mut agent = Supervised::spawn(
@@ -136,6 +167,19 @@ impl Lab {
         wait_until_healthy(&mut agent, port).with_context(|| log.explain())?;
         let value = work()?;
         agent.ensure_running().with_context(|| log.explain())?;
+        let metrics = if scrape {
+            thread::sleep(SCRAPE_SETTLE);
+            match get(port, "/metrics") {
+                Some((200, body)) => Some(body),
+                other => {
+                    let status = other.map_or("no answer".to_owned(), |(s, _)| s.to_string());
+                    eprintln!("bench: warning: agent /metrics: {status}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         match agent.stop(libc::SIGTERM, STOP_GRACE)? {
             Some(status) if !status.success() => {
                 eprintln!(
@@ -145,7 +189,7 @@ impl Lab {
             }
             _ => {}
         }
-        Ok(Measured::Done(value))
+        Ok(Measured::Done((value, metrics)))
     }
 
     /// bpftrace is a point of comparison, not the subject: if it cannot run here the

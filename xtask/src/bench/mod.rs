@@ -1,6 +1,9 @@
 //! `cargo xtask bench`: per-syscall overhead of the agent, in units of an empty hook, and
-//! its connection-rate and throughput overhead, against the no-monitor floor and bpftrace.
+//! its connection-rate and throughput overhead, and nginx's requests/s under wrk, against the
+//! no-monitor floor and bpftrace.
 mod doc;
+mod http;
+mod http_report;
 mod lab;
 mod net_report;
 mod report;
@@ -18,6 +21,8 @@ use crate::{
     process::{build_release_bins, cargo, is_root, output, run, workspace_root},
     setup,
 };
+use http::{Nginx, Placement, Wrk};
+use http_report::{HttpReport, HttpSeries};
 use lab::{Lab, Measured, SyscallLoop, net_workload};
 use net_report::{NetReport, WorkloadSeries};
 use report::{Condition, Environment, Report, Series};
@@ -38,16 +43,19 @@ pub enum Suite {
     Syscalls,
     /// Connection rate and loopback throughput.
     Network,
+    /// nginx requests/s under wrk.
+    Http,
 }
 
 impl Suite {
     /// Also the order of the report's sections.
-    pub const ALL: [Suite; 2] = [Suite::Syscalls, Suite::Network];
+    pub const ALL: [Suite; 3] = [Suite::Syscalls, Suite::Network, Suite::Http];
 
     pub fn name(self) -> &'static str {
         match self {
             Suite::Syscalls => "syscalls",
             Suite::Network => "network",
+            Suite::Http => "http",
         }
     }
 
@@ -55,13 +63,14 @@ impl Suite {
         match self {
             Suite::Syscalls => "Syscall overhead",
             Suite::Network => "Network overhead",
+            Suite::Http => "HTTP overhead (nginx and wrk)",
         }
     }
 }
 
 #[derive(clap::Args, Debug)]
 pub struct Options {
-    /// Run one suite only; the report's other section is kept as it was. Both when absent.
+    /// Run one suite only; the report's other sections are kept as they were. All when absent.
     #[arg(long, value_enum, value_name = "SUITE")]
     pub only: Option<Suite>,
 
@@ -89,6 +98,11 @@ pub struct Options {
     #[arg(long, default_value_t = 100_000_000, value_name = "BYTES",
         value_parser = clap::value_parser!(u64).range(1..))]
     pub small_bytes: u64,
+
+    /// http: seconds of each measured wrk run (after one untimed warm-up of half as long).
+    #[arg(long, default_value_t = 10, value_name = "SECS",
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_seconds: u64,
 
     /// Markdown report to write; a relative path is taken from the workspace root.
     #[arg(long, default_value = DEFAULT_OUTPUT, value_name = "FILE")]
@@ -138,7 +152,8 @@ pub fn bench(options: &Options) -> Result<()> {
     if suites.contains(&Suite::Syscalls) {
         build_release_bins()?;
     } else {
-        // The network workloads are this binary; only the agent needs building.
+        // The network workloads are this binary, the HTTP ones nginx and wrk; only the
+        // agent needs building.
         run(cargo()?.args(["build", "--release", "-p", "monitor-agent"]))?;
     }
     mount_tracefs();
@@ -156,6 +171,11 @@ pub fn bench(options: &Options) -> Result<()> {
             Suite::Network => {
                 let report = network_suite(&lab, options, environment.clone())?;
                 println!("\n{}", report.table());
+                report.markdown()
+            }
+            Suite::Http => {
+                let report = http_suite(&lab, options, environment.clone())?;
+                println!("\n{}\n{}", report.table(), report.goal());
                 report.markdown()
             }
         };
@@ -273,6 +293,89 @@ fn network_suite(lab: &Lab, options: &Options, environment: Environment) -> Resu
     })
 }
 
+impl Options {
+    /// The untimed warm-up before the first measured wrk run.
+    fn http_warmup_seconds(&self) -> u64 {
+        (self.http_seconds / 2).max(1)
+    }
+}
+
+/// One nginx serves every run; the conditions come and go around it. nginx is stopped when
+/// `nginx` is dropped, on success and on any error alike.
+fn http_suite(lab: &Lab, options: &Options, environment: Environment) -> Result<HttpReport> {
+    let placement = Placement::detect();
+    let wrk = Wrk::new(placement)?;
+    let mut nginx = Nginx::start(placement)?;
+    let url = nginx.url();
+    let seconds = options.http_seconds;
+    let warmup = options.http_warmup_seconds();
+    println!(
+        "bench: $ {}",
+        crate::process::display(&wrk.command(&url, seconds))
+    );
+    println!("bench: http warm-up, {warmup} s");
+    wrk.run(&url, warmup).context("warm-up")?;
+    let mut series: Vec<HttpSeries> = http_report::CONDITIONS
+        .into_iter()
+        .map(HttpSeries::new)
+        .collect();
+    let unavailable = interleave(
+        options.runs,
+        &http_report::CONDITIONS,
+        |condition| {
+            let measured = lab.under_scraped(condition, http_report::BPFTRACE_SCRIPT, || {
+                wrk.run(&url, seconds)
+            })?;
+            nginx
+                .ensure_running()
+                .context("nginx died during the run")?;
+            Ok(measured)
+        },
+        |at, condition, (result, metrics)| {
+            let saw = metrics.as_deref().map(http::agent_saw);
+            let counted = saw.map_or(String::new(), |saw| {
+                format!(
+                    "; agent counted {:.0} nginx / {:.0} wrk requests, {:.0} events lost",
+                    saw.server, saw.client, saw.lost
+                )
+            });
+            println!(
+                "bench: {at} {:<8} {:>9.0} requests/s  p50 {:>6.0} µs  p99 {:>6.0} µs \
+                 ({} requests{counted})",
+                condition.name(),
+                result.requests_per_sec,
+                result.p50_us,
+                result.p99_us,
+                result.requests
+            );
+            if let Some(s) = series.iter_mut().find(|s| s.condition == condition) {
+                s.runs.push(result);
+                if condition == Condition::Agent {
+                    s.saw.push(saw);
+                }
+            }
+        },
+    )?;
+    nginx.stop()?;
+    for (condition, reason) in unavailable {
+        if let Some(s) = series.iter_mut().find(|s| s.condition == condition) {
+            s.unavailable = Some(reason);
+        }
+    }
+    Ok(HttpReport {
+        environment,
+        runs: options.runs,
+        setup: http_report::Setup {
+            warmup_seconds: warmup,
+            wrk_command: wrk.shown(seconds),
+            nginx_version: nginx.version.clone(),
+            wrk_version: wrk.version.clone(),
+            placement,
+        },
+        series,
+    })
+}
+
 /// bpftrace resolves tracepoints through tracefs; minimal systems do not mount it. A
 /// failure only costs the bpftrace condition, so it is a warning.
 fn mount_tracefs() {
@@ -328,6 +431,9 @@ fn command_line(options: &Options) -> String {
             " --connections {} --bulk-bytes {} --small-bytes {}",
             options.connections, options.bulk_bytes, options.small_bytes
         ));
+    }
+    if suites.contains(&Suite::Http) {
+        line.push_str(&format!(" --http-seconds {}", options.http_seconds));
     }
     if options.output.as_path() != Path::new(DEFAULT_OUTPUT) {
         line.push_str(&format!(" --output {}", options.output.display()));
@@ -390,6 +496,10 @@ mod tests {
         assert!(parse(&["--runs", "0"]).is_err());
         assert!(parse(&["--connections", "0"]).is_err());
         assert!(parse(&["--only", "disks"]).is_err());
+        assert_eq!(options.http_seconds, 10);
+        assert_eq!(options.http_warmup_seconds(), 5);
+        assert!(parse(&["--http-seconds", "0"]).is_err());
+        assert_eq!(parse(&["--only", "http"]).unwrap().suites(), [Suite::Http]);
     }
 
     #[test]
@@ -398,7 +508,7 @@ mod tests {
         assert_eq!(
             command_line(&options),
             "cargo xtask bench --runs 7 --iterations 2000000 --connections 20000 \
-             --bulk-bytes 1000000000 --small-bytes 100000000"
+             --bulk-bytes 1000000000 --small-bytes 100000000 --http-seconds 10"
         );
         let options = parse(&["--only", "syscalls", "--iterations", "1000", "--runs", "3"]);
         assert_eq!(
@@ -417,6 +527,11 @@ mod tests {
             command_line(&options.unwrap()),
             "cargo xtask bench --only network --runs 7 --connections 500 \
              --bulk-bytes 1000000000 --small-bytes 100000000 --output /tmp/b.md"
+        );
+        let options = parse(&["--only", "http", "--runs", "2", "--http-seconds", "3"]);
+        assert_eq!(
+            command_line(&options.unwrap()),
+            "cargo xtask bench --only http --runs 2 --http-seconds 3"
         );
     }
 }

@@ -1,0 +1,4 @@
+pub mod cgroup;
+pub mod docker;
+pub mod kubernetes;
+pub mod resolver;

@@ -13,11 +13,16 @@ use tests::{Agent, agent_bin, eventually, free_port, ground_truth, http_get, uni
 
 const FLOOD: &str = env!("CARGO_BIN_EXE_fork-flood");
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_gt-workload");
-const RINGBUF: [(&str, &str); 1] = [("ringbuf", "process_events")];
-
 fn ringbuf(scrape: &tests::Scrape, counter: &str) -> f64 {
+    ring(scrape, "process_events", counter)
+}
+
+fn ring(scrape: &tests::Scrape, ring: &str, counter: &str) -> f64 {
     scrape
-        .value(&format!("monitor_ringbuf_events_{counter}_total"), &RINGBUF)
+        .value(
+            &format!("monitor_ringbuf_events_{counter}_total"),
+            &[("ringbuf", ring)],
+        )
         .unwrap()
 }
 
@@ -69,6 +74,62 @@ fn ring_buffer_overflow_is_counted_and_produced_equals_read_plus_lost() {
         "{produced} events from {CHILDREN} children"
     );
     assert!(ringbuf(&after, "lost") >= ringbuf(&during, "lost"));
+}
+
+/// The same conservation for the TCP-event and payload rings, one page each: 300 loopback
+/// connections sending a request line make about 1200 TCP events (opens and closes of both
+/// ends) and 300 payload captures, many times what a page holds, while the reader is paused.
+#[test]
+fn tcp_and_payload_rings_count_what_they_lose() {
+    use std::io::{Read as _, Write as _};
+    const CONNECTIONS: usize = 300;
+    let pause = Duration::from_secs(8);
+    let started = Instant::now();
+    let agent = Agent::start(&[
+        "--kernel.tcp-events-bytes",
+        "4096",
+        "--kernel.payload-events-bytes",
+        "4096",
+        "--testing.pause-event-reader",
+        "8s",
+    ]);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    for _ in 0..CONNECTIONS {
+        let mut client = std::net::TcpStream::connect(address).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        client.write_all(b"GET /ring HTTP/1.1\r\n\r\n").unwrap();
+        let mut request = [0; 64];
+        let _ = server.read(&mut request).unwrap();
+    }
+    let during = agent.scrape();
+    assert!(
+        started.elapsed() < pause,
+        "the connections outlasted the pause; the test proves nothing"
+    );
+    for name in ["tcp_events", "payload_events"] {
+        assert_eq!(
+            ring(&during, name, "read"),
+            0.0,
+            "{name}: the reader is paused"
+        );
+        assert!(
+            ring(&during, name, "lost") > 0.0,
+            "{name}: a full buffer counts its losses"
+        );
+    }
+    eventually(Duration::from_secs(30), "produced == read + lost", || {
+        let scrape = agent.scrape();
+        let balanced = ["tcp_events", "payload_events"].iter().all(|name| {
+            let (produced, read, lost) = (
+                ring(&scrape, name, "produced"),
+                ring(&scrape, name, "read"),
+                ring(&scrape, name, "lost"),
+            );
+            read > 0.0 && produced == read + lost
+        });
+        (started.elapsed() > pause && balanced).then_some(())
+    });
 }
 
 #[test]

@@ -137,16 +137,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         events_ready,
         Arc::clone(&monitor),
         Monitor::drain_events,
+        None,
     ));
     tasks.spawn(read_events(
         tcp_ready,
         Arc::clone(&monitor),
         Monitor::drain_tcp_events,
+        Some(BATCH_POLL),
     ));
     tasks.spawn(read_events(
         payload_ready,
         Arc::clone(&monitor),
         Monitor::drain_payload_events,
+        Some(BATCH_POLL),
     ));
     tasks.spawn(sweep(Arc::clone(&monitor), config.sweep_interval));
     if let (Some(node), Some(pods)) = (&config.kubernetes_node_name, pods) {
@@ -188,23 +191,49 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
 /// Applies a ring buffer's events as they come: exec/exit events so names are known before
 /// their processes' entries are retired, TCP events so the buffer does not fill between sweeps.
+///
+/// The TCP and payload probes wake the reader only once a batch is waiting (see
+/// `maps::batched_wakeup` in the probes); `poll_every` drains what a quiet moment leaves below
+/// the batch size.
 async fn read_events(
     ready: AsyncFd<std::os::fd::OwnedFd>,
     monitor: Arc<Mutex<Monitor>>,
     drain: fn(&mut Monitor, Instant),
+    poll_every: Option<std::time::Duration>,
 ) {
+    let mut timer = poll_every.map(|every| {
+        let mut timer = tokio::time::interval(every);
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        timer
+    });
     loop {
-        let mut guard = match ready.readable().await {
-            Ok(guard) => guard,
-            Err(err) => {
-                warn!("ring buffer polling failed, its events wait for the next sweep: {err}");
-                return;
+        let tick = async {
+            match timer.as_mut() {
+                Some(timer) => {
+                    timer.tick().await;
+                }
+                None => std::future::pending::<()>().await,
             }
         };
-        drain(&mut lock(&monitor), Instant::now());
-        guard.clear_ready();
+        tokio::select! {
+            readable = ready.readable() => {
+                let mut guard = match readable {
+                    Ok(guard) => guard,
+                    Err(err) => {
+                        warn!("ring buffer polling failed, its events wait for the next sweep: {err}");
+                        return;
+                    }
+                };
+                drain(&mut lock(&monitor), Instant::now());
+                guard.clear_ready();
+            }
+            () = tick => drain(&mut lock(&monitor), Instant::now()),
+        }
     }
 }
+
+/// How often the batched rings (TCP events, payloads) are drained when no batch is full.
+const BATCH_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Folds and frees finished processes' kernel entries even when nobody scrapes.
 async fn sweep(monitor: Arc<Mutex<Monitor>>, every: std::time::Duration) {

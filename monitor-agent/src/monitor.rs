@@ -20,7 +20,7 @@ use crate::{
         kernel_maps::{KernelMaps, MapFill},
     },
     process_names::{Incarnation, ProcessNames, read_proc_comm},
-    requests::{Requests, RequestsSnapshot},
+    requests::{Completed, Requests, RequestsSnapshot},
 };
 
 pub type ProcessEvents = EventRing<ProcessEvent>;
@@ -41,7 +41,7 @@ impl OwnedEvent for TcpEvent {
     }
 }
 
-impl OwnedEvent for PayloadEvent {
+impl OwnedEvent for Completed {
     fn incarnation(&self) -> Incarnation {
         Incarnation {
             tgid: self.tgid,
@@ -102,7 +102,8 @@ pub struct Monitor {
     payload_events: PayloadEvents,
     /// Events whose process no event has named yet, with when they arrived.
     pending_tcp: Vec<(TcpEvent, Instant)>,
-    pending_payloads: Vec<(PayloadEvent, Instant)>,
+    /// Parsed requests whose process no event has named yet.
+    pending_exchanges: Vec<(Completed, Instant)>,
     network: Network,
     requests: Requests,
     names: ProcessNames,
@@ -346,7 +347,7 @@ impl Monitor {
             tcp_events,
             payload_events,
             pending_tcp: Vec::new(),
-            pending_payloads: Vec::new(),
+            pending_exchanges: Vec::new(),
             network: Network::new(peers_per_comm),
             requests: Requests::new(routes_per_comm),
             names: ProcessNames::default(),
@@ -409,27 +410,30 @@ impl Monitor {
         );
     }
 
-    /// Applies the captured socket reads/writes read so far (see `name_events`).
+    /// Parses the captured socket reads/writes read so far, and records the requests they
+    /// complete (see `name_events`).
     pub fn drain_payload_events(&mut self, now: Instant) {
         if self.events_paused_until.is_some_and(|until| now < until) {
             return;
         }
-        let pending = &mut self.pending_payloads;
-        self.payload_events
-            .drain(|event| pending.push((event, now)));
         let requests = &mut self.requests;
+        let mut completed = Vec::new();
+        self.payload_events
+            .drain(|event| requests.feed(&event, now, &mut completed));
+        self.pending_exchanges
+            .extend(completed.into_iter().map(|exchange| (exchange, now)));
         let mut recorder = Recorder {
             policy: &self.policy,
             budget: &mut self.budget,
             now,
         };
         name_events(
-            &mut self.pending_payloads,
+            &mut self.pending_exchanges,
             &self.maps,
             &mut self.names,
             &self.resolver,
             now,
-            |event, who| requests.apply(event, who, &mut recorder),
+            |exchange, who| requests.record(exchange, who, &mut recorder),
         );
     }
 

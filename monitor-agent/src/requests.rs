@@ -33,6 +33,16 @@ struct Followed {
     last_seen: Instant,
 }
 
+/// An exchange parsed from a process's socket, waiting to be named and recorded.
+#[derive(Clone, Debug)]
+pub struct Completed {
+    pub tgid: u32,
+    pub generation: u32,
+    /// The connection's peer (the server, for a client's request).
+    pub remote: SocketAddr,
+    pub http: HttpExchange,
+}
+
 #[derive(Debug, Default)]
 pub struct RequestsSnapshot {
     pub server: Vec<(WorkloadLabels, Histogram)>,
@@ -66,10 +76,10 @@ impl Requests {
         }
     }
 
-    /// Feeds one captured read/write of the process `comm` to its connection's parser and
-    /// records the exchanges it completes.
-    pub fn apply(&mut self, event: &PayloadEvent, who: &Workload, rec: &mut Recorder) {
-        let now = rec.now;
+    /// Feeds one captured read/write to its connection's parser; the exchanges it completes
+    /// are appended to `completed`, to be named and recorded (`record`). Parsing needs no
+    /// name: only the few reads/writes that complete a request pay for naming.
+    pub fn feed(&mut self, event: &PayloadEvent, now: Instant, completed: &mut Vec<Completed>) {
         let key = (event.tgid, event.sk);
         if !self.connections.contains_key(&key) && self.connections.len() >= MAX_CONNECTIONS {
             self.chunks_dropped += 1;
@@ -97,21 +107,23 @@ impl Requests {
         };
         followed.connection.feed(&chunk, &mut self.exchanges);
         let remote = followed.remote;
-        for exchange in std::mem::take(&mut self.exchanges) {
+        for exchange in self.exchanges.drain(..) {
             // Exchanges of protocols without metrics yet are dropped here.
             if let Exchange::Http(http) = exchange {
-                self.record_http(&http, remote, who, rec);
+                completed.push(Completed {
+                    tgid: event.tgid,
+                    generation: event.generation,
+                    remote,
+                    http,
+                });
             }
         }
     }
 
-    fn record_http(
-        &mut self,
-        http: &HttpExchange,
-        remote: SocketAddr,
-        who: &Workload,
-        rec: &mut Recorder,
-    ) {
+    /// Records a completed exchange of the process `who`.
+    pub fn record(&mut self, completed: &Completed, who: &Workload, rec: &mut Recorder) {
+        let Completed { http, remote, .. } = completed;
+        let remote = *remote;
         use crate::metrics::family::{HTTP_CLIENT_DURATION, HTTP_SERVER_DURATION};
         let comm = who.comm.as_str();
         let mut histogram = Histogram::ZERO;

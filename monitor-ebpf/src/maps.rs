@@ -2,7 +2,7 @@
 //! overridden by the agent (`EbpfLoader::map_max_entries`); the values here are defaults.
 use aya_ebpf::{
     Global,
-    bindings::BPF_F_NO_PREALLOC,
+    bindings::{BPF_F_NO_PREALLOC, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{bpf_get_current_comm, bpf_ktime_get_ns},
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
@@ -92,6 +92,18 @@ pub static PAYLOAD_EVENTS: RingBuf = RingBuf::with_byte_size(capacity::PAYLOAD_E
 
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::LEN, 0);
+
+/// Submit flags for a record of a high-rate ring: wake the agent only once `batch_bytes` are
+/// waiting. One wakeup per record costs the reader (and the CPU it steals from the workload)
+/// more than reading the records; the agent also drains these rings on a short timer.
+#[inline(always)]
+pub fn batched_wakeup(ring: &RingBuf, batch_bytes: u64) -> u64 {
+    if ring.query(BPF_RB_AVAIL_DATA.into()) >= batch_bytes {
+        BPF_RB_FORCE_WAKEUP.into()
+    } else {
+        BPF_RB_NO_WAKEUP.into()
+    }
+}
 
 #[inline(always)]
 pub fn bump(counter: Counter) {

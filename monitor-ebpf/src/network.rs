@@ -20,7 +20,7 @@ use monitor_common::{
 use crate::{
     maps::{
         AGENT_TGID, NET_BYTES, PAYLOAD_SOCKS, PROCESS_STATE, TCP_CONNS, TCP_EVENTS, TCP_LISTENERS,
-        bump, is_excluded,
+        batched_wakeup, bump, is_excluded,
     },
     payload,
 };
@@ -46,6 +46,9 @@ static OFF_SK_PROTOCOL: Global<u32> = Global::new(0);
 static OFF_SK_ERR: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
 static OFF_SRTT_US: Global<u32> = Global::new(0);
+
+/// About a thousand TCP events per wakeup of the agent.
+const WAKEUP_BATCH_BYTES: u64 = 64 * 1024;
 
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
@@ -150,7 +153,7 @@ fn emit(kind: u32, conn: &TcpConn, error: u32, srtt_us: u32, duration_ns: u64) {
         srtt_us,
         duration_ns,
     });
-    entry.submit(0);
+    entry.submit(batched_wakeup(&TCP_EVENTS, WAKEUP_BATCH_BYTES));
 }
 
 #[inline(always)]

@@ -18,9 +18,12 @@ use aya_ebpf::{
 use monitor_common::{Counter, Owner, PayloadEvent, capacity::PAYLOAD_CAPTURE};
 
 use crate::{
-    maps::{PAYLOAD_EVENTS, PAYLOAD_SOCKS, bump},
+    maps::{PAYLOAD_EVENTS, PAYLOAD_SOCKS, batched_wakeup, bump},
     network::{OFF_SKC_NUM, now_ns, read, remote},
 };
+
+/// About 400 captures per wakeup of the agent.
+const WAKEUP_BATCH_BYTES: u64 = 256 * 1024;
 
 /// `PAYLOAD_SOCKS` values: 1..=MAX_MISSES count chunks that started no message.
 const CAPTURE: u32 = 100;
@@ -152,5 +155,5 @@ pub fn capture(sk: u64, owner: Owner, length: u32, direction: u32) {
         (*event).local_port = read(sk, &OFF_SKC_NUM).unwrap_or(0);
         (*event)._pad2 = 0;
     }
-    entry.submit(0);
+    entry.submit(batched_wakeup(&PAYLOAD_EVENTS, WAKEUP_BATCH_BYTES));
 }

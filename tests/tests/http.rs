@@ -87,6 +87,16 @@ fn scrape_when(agent: &Agent, family: &str, expected: &[(Vec<(&str, &str)>, f64)
     })
 }
 
+/// The labels of `comm`'s server series for GETs answered `status` on `route`.
+fn get_served<'a>(comm: &'a str, status: &'a str, route: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("comm", comm),
+        ("http_request_method", "GET"),
+        ("http_response_status_code", status),
+        ("http_route", route),
+    ]
+}
+
 fn nginx(comm: &str) -> (Running, u16) {
     let nginx = require_program("nginx", "nginx");
     let dir = TempDir::new("nginx");
@@ -131,14 +141,7 @@ fn nginx_and_curl_exact_counts_per_status_on_both_sides() {
     assert_eq!(codes.iter().filter(|&&c| c == 200).count(), OK);
     assert_eq!(codes.iter().filter(|&&c| c == 404).count(), MISSING);
 
-    let server_labels = |status, route| {
-        vec![
-            ("comm", server.as_str()),
-            ("http_request_method", "GET"),
-            ("http_response_status_code", status),
-            ("http_route", route),
-        ]
-    };
+    let server_labels = |status, route| get_served(&server, status, route);
     let scrape = scrape_when(
         &agent,
         SERVER,
@@ -235,14 +238,7 @@ fn python_server_errors_routes_without_queries_and_latency_buckets() {
     let codes = curl_as(&client, &requests);
     assert_eq!(codes.iter().filter(|&&c| c == 500).count(), FAILS);
 
-    let labels = |status, route| {
-        vec![
-            ("comm", server.as_str()),
-            ("http_request_method", "GET"),
-            ("http_response_status_code", status),
-            ("http_route", route),
-        ]
-    };
+    let labels = |status, route| get_served(&server, status, route);
     let scrape = scrape_when(
         &agent,
         SERVER,

@@ -1,9 +1,5 @@
 //! A live scrape, including a process with a hostile name, passes `promtool check metrics`.
-use std::{
-    io::Write as _,
-    os::unix::ffi::{OsStrExt as _, OsStringExt as _},
-    process::Stdio,
-};
+use std::os::unix::ffi::{OsStrExt as _, OsStringExt as _};
 
 use tests::{Agent, eventually, run_as};
 
@@ -48,27 +44,7 @@ fn live_scrape_passes_promtool_check_metrics() {
         },
     );
 
-    let mut promtool = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (cargo xtask setup installs it)");
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(scrape.text.as_bytes())
-        .unwrap();
-    let output = promtool.wait_with_output().unwrap();
-    let findings = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        output.status.success() && findings.trim().is_empty(),
-        "promtool: {findings}"
-    );
+    if let Err(findings) = tests::promtool_check(&scrape.text) {
+        panic!("promtool: {findings}");
+    }
 }

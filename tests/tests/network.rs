@@ -683,6 +683,44 @@ fn active_connections_follow_open_ones_and_return_to_zero() {
     assert_eq!(under_a_second, 0.0, "{buckets:?}");
 }
 
+/// A server listening before the agent starts never calls `listen()` in its sight: the
+/// agent finds its socket in `/proc` at start-up, and its inbound connections are its own.
+#[test]
+fn a_listener_older_than_the_agent_gets_its_inbound_connections() {
+    const CONNECTIONS: usize = 2;
+    let client = unique_comm("nolc");
+    let server_comm = unique_comm("nols");
+    let server = start(
+        &server_comm,
+        &["serve", "127.0.0.1:0", "--accept", &CONNECTIONS.to_string()],
+    );
+    let agent = Agent::start(&[]);
+    let port = server.port().to_string();
+    let peer = V4.addr("127.0.0.1", server.port());
+    run(
+        &client,
+        &[
+            "connect",
+            &peer,
+            "--count",
+            &CONNECTIONS.to_string(),
+            "--expect",
+            "ok",
+        ],
+    );
+    server.finish(Duration::from_secs(10));
+    let inbound = [
+        ("comm", server_comm.as_str()),
+        ("direction", "inbound"),
+        ("port", &port),
+    ];
+    let n = CONNECTIONS as f64;
+    let scrape = scrape_when(&agent, "the inbound connections", &[&server_comm], |s| {
+        value(s, OPENED, &inbound) >= n
+    });
+    assert_eq!(scrape.value(OPENED, &inbound), Some(n));
+}
+
 #[test]
 fn peers_beyond_the_cap_are_folded_into_other() {
     const CAP: usize = 3;

@@ -78,6 +78,48 @@ impl Recorder<'_> {
     }
 }
 
+/// Caps the distinct values of one label per key (the process name), so that values the
+/// agent cannot bound otherwise (peers, routes) cannot grow the series count: the first `cap`
+/// values of a key keep their own label value, later ones share the caller's overflow value.
+/// A place is freed when `retain` drops it (its series expired).
+#[derive(Debug)]
+pub struct ValueCap {
+    cap: usize,
+    admitted: HashMap<String, HashSet<String>>,
+}
+
+impl ValueCap {
+    pub fn new(cap: usize) -> Self {
+        Self {
+            cap,
+            admitted: HashMap::new(),
+        }
+    }
+
+    /// Whether `value` has, or now gets, a place under `key`.
+    pub fn admit(&mut self, key: &str, value: &str) -> bool {
+        match self.admitted.get(key) {
+            Some(values) if values.contains(value) => return true,
+            Some(values) if values.len() >= self.cap => return false,
+            None if self.cap == 0 => return false,
+            _ => {}
+        }
+        self.admitted
+            .entry(key.to_owned())
+            .or_default()
+            .insert(value.to_owned());
+        true
+    }
+
+    /// Keeps only the (key, value) places `keep` still wants.
+    pub fn retain(&mut self, mut keep: impl FnMut(&str, &str) -> bool) {
+        self.admitted.retain(|key, values| {
+            values.retain(|value| keep(key, value));
+            !values.is_empty()
+        });
+    }
+}
+
 /// `comm` of a family's overflow series, the one that takes every new label set once the
 /// global series budget is spent.
 pub const OVERFLOW_COMM: &str = "[overflow]";
@@ -360,6 +402,21 @@ mod tests {
         assert_eq!(overflow.0.values, [""]);
         assert_eq!(budget.dropped("f"), 2, "c and d, once each");
         assert_eq!(budget.dropped("g"), 0);
+    }
+
+    #[test]
+    fn the_cap_admits_the_first_values_per_key_and_frees_retired_ones() {
+        let mut cap = ValueCap::new(2);
+        assert!(cap.admit("nginx", "/a"));
+        assert!(cap.admit("nginx", "/b"));
+        assert!(!cap.admit("nginx", "/c"));
+        assert!(cap.admit("nginx", "/a"), "known values stay");
+        assert!(cap.admit("curl", "/c"), "other keys have their own room");
+        cap.retain(|key, value| key != "nginx" || value != "/b");
+        assert!(cap.admit("nginx", "/c"), "/b's place went to /c");
+        cap.retain(|key, _| key != "nginx");
+        assert!(cap.admit("nginx", "/d"));
+        assert!(!ValueCap::new(0).admit("x", "/"));
     }
 
     #[test]

@@ -412,13 +412,9 @@ impl Family {
     fn sample(&self, label_values: &[&str], value: f64) -> proto::Metric {
         let mut metric = metric_with_labels(self.labels, label_values);
         if self.kind == MetricType::COUNTER {
-            let mut counter = proto::Counter::default();
-            counter.set_value(value);
-            metric.set_counter(counter);
+            metric.set_counter(counter_value(value));
         } else {
-            let mut gauge = proto::Gauge::default();
-            gauge.set_value(value);
-            metric.set_gauge(gauge);
+            metric.set_gauge(gauge_value(value));
         }
         metric
     }

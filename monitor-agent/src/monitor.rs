@@ -363,6 +363,10 @@ impl Monitor {
         }
     }
 
+    fn events_paused(&self, now: Instant) -> bool {
+        self.events_paused_until.is_some_and(|until| now < until)
+    }
+
     /// `--testing.pause-event-reader`: leave the ring buffer alone until `until`.
     pub fn pause_events_until(&mut self, until: Instant) {
         self.events_paused_until = Some(until);
@@ -370,7 +374,7 @@ impl Monitor {
 
     /// Applies pending exec/exit events; called whenever the ring buffer is readable.
     pub fn drain_events(&mut self, now: Instant) {
-        if self.events_paused_until.is_some_and(|until| now < until) {
+        if self.events_paused(now) {
             return;
         }
         let names = &mut self.names;
@@ -389,7 +393,7 @@ impl Monitor {
 
     /// Applies the TCP events read so far (see `name_events`).
     pub fn drain_tcp_events(&mut self, now: Instant) {
-        if self.events_paused_until.is_some_and(|until| now < until) {
+        if self.events_paused(now) {
             return;
         }
         let pending = &mut self.pending_tcp;
@@ -413,7 +417,7 @@ impl Monitor {
     /// Parses the captured socket reads/writes read so far, and records the requests they
     /// complete (see `name_events`).
     pub fn drain_payload_events(&mut self, now: Instant) {
-        if self.events_paused_until.is_some_and(|until| now < until) {
+        if self.events_paused(now) {
             return;
         }
         let requests = &mut self.requests;

@@ -12,7 +12,9 @@ use std::{
 use monitor_common::NetBytes;
 
 use crate::{
-    aggregate::{Histogram, Observations, Recorder, SeriesTable, WorkloadLabels, observe},
+    aggregate::{
+        Histogram, Observations, Recorder, SeriesTable, ValueCap, WorkloadLabels, observe,
+    },
     decode::{Direction, TcpEvent, TcpEventKind},
     labels::Workload,
 };
@@ -91,35 +93,6 @@ fn peer(direction: Direction, remote: SocketAddr) -> String {
     }
 }
 
-/// First `cap` distinct peers per comm keep their value; the rest share `OVERFLOW_PEER`.
-/// A peer frees its place once no series carries it any more (TTL expiry).
-#[derive(Debug)]
-struct PeerLimiter {
-    cap: usize,
-    admitted: HashMap<String, HashSet<String>>,
-}
-
-impl PeerLimiter {
-    fn admit(&mut self, comm: &str, peer: String) -> Option<String> {
-        let peers = self.admitted.entry(comm.to_owned()).or_default();
-        if peers.contains(&peer) {
-            return Some(peer);
-        }
-        if peers.len() < self.cap {
-            peers.insert(peer.clone());
-            return Some(peer);
-        }
-        None
-    }
-
-    fn retain_in_use(&mut self, in_use: &HashSet<(&str, &str)>) {
-        self.admitted.retain(|comm, peers| {
-            peers.retain(|peer| in_use.contains(&(comm.as_str(), peer.as_str())));
-            !peers.is_empty()
-        });
-    }
-}
-
 /// Everything the network families export, read at one moment.
 #[derive(Debug, Default)]
 pub struct NetworkSnapshot {
@@ -145,7 +118,9 @@ pub struct Network {
     connection_duration: SeriesTable<WorkloadLabels, Histogram>,
     bytes: SeriesTable<WorkloadLabels, NetBytes>,
     peer_overflow: SeriesTable<WorkloadLabels, u64>,
-    peers: PeerLimiter,
+    /// Distinct peers per comm (`OVERFLOW_PEER` beyond); a place is freed when no series
+    /// carries the peer any more.
+    peers: ValueCap,
 }
 
 impl Network {
@@ -160,10 +135,7 @@ impl Network {
             connection_duration: SeriesTable::default(),
             bytes: SeriesTable::default(),
             peer_overflow: SeriesTable::default(),
-            peers: PeerLimiter {
-                cap: peers_per_comm,
-                admitted: HashMap::new(),
-            },
+            peers: ValueCap::new(peers_per_comm),
         }
     }
 
@@ -246,20 +218,19 @@ impl Network {
 
     /// The event's `peer` value after the cap; an overflow is counted per comm.
     fn peer(&mut self, event: &TcpEvent, comm: &str, now: Instant) -> String {
-        match self.peers.admit(comm, peer(event.direction, event.remote)) {
-            Some(peer) => peer,
-            None => {
-                let labels = WorkloadLabels {
-                    who: Workload {
-                        comm: comm.to_owned(),
-                        ..Workload::default()
-                    },
-                    values: Vec::new(),
-                };
-                self.peer_overflow.retire(labels, &1, now);
-                OVERFLOW_PEER.to_owned()
-            }
+        let peer = peer(event.direction, event.remote);
+        if self.peers.admit(comm, &peer) {
+            return peer;
         }
+        let labels = WorkloadLabels {
+            who: Workload {
+                comm: comm.to_owned(),
+                ..Workload::default()
+            },
+            values: Vec::new(),
+        };
+        self.peer_overflow.retire(labels, &1, now);
+        OVERFLOW_PEER.to_owned()
     }
 
     /// The kernel-fed byte counters, for the sweep (live rows and retirement).
@@ -304,11 +275,8 @@ impl Network {
             .chain(snapshot.rtt.iter().map(|(labels, _)| labels))
             .filter_map(|labels| Some((labels.who.comm.clone(), peer_of(labels)?)))
             .collect();
-        let in_use = in_use
-            .iter()
-            .map(|(comm, peer)| (comm.as_str(), peer.as_str()))
-            .collect();
-        self.peers.retain_in_use(&in_use);
+        self.peers
+            .retain(|comm, peer| in_use.contains(&(comm.to_owned(), peer.to_owned())));
         snapshot
     }
 

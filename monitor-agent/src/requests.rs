@@ -10,14 +10,17 @@ use std::{
 };
 
 use monitor_protocols::{
-    Chunk, Connection, Direction, Exchange, HttpExchange, Role, RouteLimiter, http::split_host_port,
+    Chunk, Connection, Direction, Exchange, HttpExchange, Role, http::split_host_port,
 };
 
 use crate::{
-    aggregate::{Histogram, Recorder, SeriesTable, WorkloadLabels, observe},
+    aggregate::{Histogram, Recorder, SeriesTable, ValueCap, WorkloadLabels, observe},
     decode::PayloadEvent,
     labels::Workload,
 };
+
+/// The `http_route` of every route past a comm's cap (`--http.routes-per-comm`).
+pub const OVERFLOW_ROUTE: &str = "_overflow";
 
 /// Connections followed at once; chunks of further new connections are counted and dropped.
 pub const MAX_CONNECTIONS: usize = 16_384;
@@ -54,9 +57,9 @@ pub struct RequestsSnapshot {
 
 pub struct Requests {
     connections: HashMap<(u32, u64), Followed>,
-    routes: RouteLimiter,
-    /// The keys `routes` holds (it does not list them).
-    routed_comms: std::collections::HashSet<String>,
+    /// Distinct routes per comm (`OVERFLOW_ROUTE` beyond), so that identifiers the route
+    /// normalisation misses cannot grow the series count without bound.
+    routes: ValueCap,
     server: SeriesTable<WorkloadLabels, Histogram>,
     client: SeriesTable<WorkloadLabels, Histogram>,
     chunks_dropped: u64,
@@ -67,8 +70,7 @@ impl Requests {
     pub fn new(routes_per_comm: usize) -> Self {
         Self {
             connections: HashMap::new(),
-            routes: RouteLimiter::new(routes_per_comm),
-            routed_comms: std::collections::HashSet::new(),
+            routes: ValueCap::new(routes_per_comm),
             server: SeriesTable::default(),
             client: SeriesTable::default(),
             chunks_dropped: 0,
@@ -132,10 +134,11 @@ impl Requests {
         let status = http.status.to_string();
         let (family, table, values) = match http.role {
             Role::Server => {
-                let route = self.routes.limit(comm, &http.route).to_owned();
-                if !self.routed_comms.contains(comm) {
-                    self.routed_comms.insert(comm.to_owned());
-                }
+                let route = if self.routes.admit(comm, &http.route) {
+                    http.route.clone()
+                } else {
+                    OVERFLOW_ROUTE.to_owned()
+                };
                 let values = vec![method, status, route];
                 (HTTP_SERVER_DURATION.name, &mut self.server, values)
             }
@@ -165,13 +168,7 @@ impl Requests {
             .iter()
             .map(|(labels, _)| labels.who.comm.as_str())
             .collect();
-        for comm in std::mem::take(&mut self.routed_comms) {
-            if live.contains(comm.as_str()) {
-                self.routed_comms.insert(comm);
-            } else {
-                self.routes.forget(&comm);
-            }
-        }
+        self.routes.retain(|comm, _| live.contains(comm));
         RequestsSnapshot {
             server,
             client,

@@ -51,7 +51,7 @@ pub mod http;
 pub mod route;
 
 pub use http::{HttpExchange, Method};
-pub use route::{RouteLimiter, normalize_route};
+pub use route::normalize_route;
 
 /// Every protocol this crate can recognise, in detection order.
 pub static PROTOCOLS: &[&dyn Protocol] = &[&http::Http1];

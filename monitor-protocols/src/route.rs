@@ -3,8 +3,7 @@
 //! The query string and fragment are dropped first (they carry tokens and personal data,
 //! and are never stored), then path segments that look like identifiers become
 //! [`ID_PLACEHOLDER`]: what is left is what the application's router matched on. Since no
-//! heuristic catches every identifier, [`RouteLimiter`] caps what is left per process.
-use std::collections::{HashMap, HashSet};
+//! heuristic catches every identifier, the agent also caps the routes of each process.
 
 /// Replaces a path segment that looks like an identifier.
 pub const ID_PLACEHOLDER: &str = "{id}";
@@ -128,57 +127,6 @@ fn is_uuid(bytes: &[u8]) -> bool {
         })
 }
 
-/// Caps the distinct routes of each key (the process name), so that identifiers the
-/// heuristics miss cannot grow the series count without bound: once a key has `limit`
-/// routes, its further new routes all become [`RouteLimiter::OVERFLOW`].
-#[derive(Debug, Clone)]
-pub struct RouteLimiter {
-    limit: usize,
-    routes: HashMap<String, HashSet<String>>,
-}
-
-impl RouteLimiter {
-    /// The label value that stands for every route past the limit.
-    pub const OVERFLOW: &'static str = "_overflow";
-
-    pub fn new(limit: usize) -> Self {
-        Self {
-            limit,
-            routes: HashMap::new(),
-        }
-    }
-
-    /// `route` if `key` already has it or has room for it (it is then remembered),
-    /// [`Self::OVERFLOW`] otherwise.
-    pub fn limit<'a>(&mut self, key: &str, route: &'a str) -> &'a str {
-        if let Some(known) = self.routes.get(key) {
-            if known.contains(route) {
-                return route;
-            }
-            if known.len() >= self.limit {
-                return Self::OVERFLOW;
-            }
-        } else if self.limit == 0 {
-            return Self::OVERFLOW;
-        }
-        self.routes
-            .entry(key.to_owned())
-            .or_default()
-            .insert(route.to_owned());
-        route
-    }
-
-    /// Routes remembered for `key`.
-    pub fn routes(&self, key: &str) -> usize {
-        self.routes.get(key).map_or(0, HashSet::len)
-    }
-
-    /// Forgets `key`'s routes, for when its series are dropped (the process exited).
-    pub fn forget(&mut self, key: &str) {
-        self.routes.remove(key);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,23 +202,5 @@ mod tests {
         let route = normalize_route(&long);
         assert!(route.len() <= MAX_ROUTE_LEN);
         assert!(route.starts_with("/é"));
-    }
-
-    #[test]
-    fn limiter_caps_new_routes_per_key() {
-        let mut limiter = RouteLimiter::new(2);
-        assert_eq!(limiter.limit("nginx", "/a"), "/a");
-        assert_eq!(limiter.limit("nginx", "/b"), "/b");
-        assert_eq!(limiter.limit("nginx", "/c"), RouteLimiter::OVERFLOW);
-        assert_eq!(limiter.limit("nginx", "/a"), "/a", "known routes stay");
-        assert_eq!(
-            limiter.limit("curl", "/c"),
-            "/c",
-            "other keys have their own room"
-        );
-        assert_eq!(limiter.routes("nginx"), 2);
-        limiter.forget("nginx");
-        assert_eq!(limiter.limit("nginx", "/c"), "/c");
-        assert_eq!(RouteLimiter::new(0).limit("x", "/"), RouteLimiter::OVERFLOW);
     }
 }

@@ -110,17 +110,14 @@ impl Resolver {
             Some(pod) => (pod.name, pod.namespace, pod.service),
             None => (String::new(), String::new(), None),
         };
-        let facts_of = |key: SelectorKey| match key {
-            SelectorKey::Comm => Some(comm.to_owned()),
-            SelectorKey::Exe => facts.exe.clone(),
-            SelectorKey::Container => (!container.is_empty()).then(|| container.clone()),
-            SelectorKey::Namespace => (!namespace.is_empty()).then(|| namespace.clone()),
-        };
-        let service = ServiceOverride::first_match(&self.overrides, &facts_of)
-            .map(str::to_owned)
-            .or(pod_service)
-            .or_else(|| (!container.is_empty()).then(|| container.clone()))
-            .unwrap_or_else(|| comm.to_owned());
+        let service = ServiceOverride::first_match(
+            &self.overrides,
+            &selector_facts(facts, comm, &container, &namespace),
+        )
+        .map(str::to_owned)
+        .or(pod_service)
+        .or_else(|| (!container.is_empty()).then(|| container.clone()))
+        .unwrap_or_else(|| comm.to_owned());
         let identity = Identity {
             container,
             pod: pod_name,
@@ -132,16 +129,28 @@ impl Resolver {
 
     /// Whether the selection rules keep a process with this identity.
     pub fn admits(&self, facts: &Facts, comm: &str, identity: &Identity) -> bool {
-        self.selection.admits(&|key| match key {
-            SelectorKey::Comm => Some(comm.to_owned()),
-            SelectorKey::Exe => facts.exe.clone(),
-            SelectorKey::Container => {
-                (!identity.container.is_empty()).then(|| identity.container.clone())
-            }
-            SelectorKey::Namespace => {
-                (!identity.namespace.is_empty()).then(|| identity.namespace.clone())
-            }
-        })
+        self.selection.admits(&selector_facts(
+            facts,
+            comm,
+            &identity.container,
+            &identity.namespace,
+        ))
+    }
+}
+
+/// What selectors and service overrides match on; an empty value is no value (never matches).
+fn selector_facts<'a>(
+    facts: &'a Facts,
+    comm: &'a str,
+    container: &'a str,
+    namespace: &'a str,
+) -> impl Fn(SelectorKey) -> Option<String> + 'a {
+    let known = |value: &str| (!value.is_empty()).then(|| value.to_owned());
+    move |key| match key {
+        SelectorKey::Comm => Some(comm.to_owned()),
+        SelectorKey::Exe => facts.exe.clone(),
+        SelectorKey::Container => known(container),
+        SelectorKey::Namespace => known(namespace),
     }
 }
 

@@ -70,21 +70,15 @@ impl KernelMaps {
     }
 
     pub fn remove_net_bytes(&mut self, key: &Owner) {
-        if let Err(err) = self.net_bytes.remove(key) {
-            debug!("removing {key:?} from {}: {err}", map::NET_BYTES);
-        }
+        remove(&mut self.net_bytes, map::NET_BYTES, key);
     }
 
     pub fn remove_syscall(&mut self, key: &SyscallKey) {
-        if let Err(err) = self.stats.remove(key) {
-            debug!("removing {key:?} from {}: {err}", map::SYSCALL_STATS);
-        }
+        remove(&mut self.stats, map::SYSCALL_STATS, key);
     }
 
     pub fn remove_error(&mut self, key: &SyscallErrorKey) {
-        if let Err(err) = self.errors.remove(key) {
-            debug!("removing {key:?} from {}: {err}", map::SYSCALL_ERRORS);
-        }
+        remove(&mut self.errors, map::SYSCALL_ERRORS, key);
     }
 
     /// Tells the probes to skip the incarnation `(tgid, generation)` (selection rules).
@@ -131,6 +125,18 @@ impl KernelMaps {
                 capacity,
             })
             .collect()
+    }
+}
+
+/// Frees a finished key; one already gone (deleted meanwhile) is no error worth more than a
+/// debug line.
+fn remove<K: aya::Pod + std::fmt::Debug, V: aya::Pod>(
+    map: &mut PerCpuHashMap<MapData, K, V>,
+    name: &str,
+    key: &K,
+) {
+    if let Err(err) = map.remove(key) {
+        debug!("removing {key:?} from {name}: {err}");
     }
 }
 

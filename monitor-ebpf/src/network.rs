@@ -91,18 +91,19 @@ fn current_owner() -> Option<Owner> {
     Some(Owner { tgid, generation })
 }
 
-/// TCP over IPv4 or IPv6: the tracepoints below also fire for UDP, unix and MPTCP's
-/// meta sockets.
+/// The address family of a TCP socket over IPv4 or IPv6, `None` for any other socket: the
+/// tracepoints below also fire for UDP, unix and MPTCP's meta sockets.
 #[inline(always)]
-fn is_inet_tcp(sk: u64) -> bool {
-    let family: u16 = read(sk, &OFF_SKC_FAMILY).unwrap_or(0);
-    (family == AF_INET || family == AF_INET6)
-        && read::<u16>(sk, &OFF_SK_PROTOCOL) == Some(IPPROTO_TCP)
+fn tcp_family(sk: u64) -> Option<u16> {
+    let family: u16 = read(sk, &OFF_SKC_FAMILY)?;
+    ((family == AF_INET || family == AF_INET6)
+        && read::<u16>(sk, &OFF_SK_PROTOCOL) == Some(IPPROTO_TCP))
+    .then_some(family)
 }
 
+/// The peer of socket `sk` of address `family`.
 #[inline(always)]
-pub(crate) fn remote(sk: u64) -> Endpoint {
-    let family: u16 = read(sk, &OFF_SKC_FAMILY).unwrap_or(0);
+pub(crate) fn remote(sk: u64, family: u16) -> Endpoint {
     let port: u16 = read(sk, &OFF_SKC_DPORT).unwrap_or(0);
     let addr = if family == AF_INET6 {
         read::<[u8; 16]>(sk, &OFF_SKC_V6_DADDR).unwrap_or([0; 16])
@@ -186,10 +187,8 @@ pub fn mon_tcp_state(ctx: RawTracePointContext) -> i32 {
 #[inline(always)]
 fn on_connect(sk: u64) {
     let Some(owner) = current_owner() else { return };
-    if !is_inet_tcp(sk) {
-        return;
-    }
-    let remote = remote(sk);
+    let Some(family) = tcp_family(sk) else { return };
+    let remote = remote(sk, family);
     track(
         sk,
         &TcpConn {
@@ -209,7 +208,7 @@ fn on_connect(sk: u64) {
 #[inline(always)]
 fn on_listen(sk: u64) {
     let Some(owner) = current_owner() else { return };
-    if !is_inet_tcp(sk) {
+    if tcp_family(sk).is_none() {
         return;
     }
     if TCP_LISTENERS
@@ -249,7 +248,8 @@ fn on_accept(sk: u64) {
             direction: direction::INBOUND,
             local_port: key.port,
             _pad: 0,
-            remote: remote(sk),
+            // A child of a TCP listener: no need to ask whether it is TCP.
+            remote: remote(sk, read(sk, &OFF_SKC_FAMILY).unwrap_or(0)),
             _pad2: 0,
             start_ns: now_ns(),
             established_ns: 0,
@@ -362,8 +362,8 @@ pub fn mon_sock_send(ctx: RawTracePointContext) -> i32 {
     let ret = ctx.arg::<u64>(1) as i32;
     if ret > 0 {
         let sk = ctx.arg(0);
-        if let Some(owner) = add_bytes(sk, ret as u64, 0) {
-            payload::capture(sk, owner, ret as u32, payload_direction::EGRESS);
+        if let Some((owner, family)) = add_bytes(sk, ret as u64, 0) {
+            payload::capture(sk, owner, family, ret as u32, payload_direction::EGRESS);
         }
     }
     0
@@ -377,20 +377,19 @@ pub fn mon_sock_recv(ctx: RawTracePointContext) -> i32 {
     let flags = ctx.arg::<u64>(2) as i32;
     if ret > 0 && i64::from(flags) & MSG_PEEK == 0 {
         let sk = ctx.arg(0);
-        if let Some(owner) = add_bytes(sk, 0, ret as u64) {
-            payload::capture(sk, owner, ret as u32, payload_direction::INGRESS);
+        if let Some((owner, family)) = add_bytes(sk, 0, ret as u64) {
+            payload::capture(sk, owner, family, ret as u32, payload_direction::INGRESS);
         }
     }
     0
 }
 
-/// Counts the bytes of a TCP socket's send/receive; returns its owner when it counted them.
+/// Counts the bytes of a TCP socket's send/receive; returns its owner and address family
+/// when it is one the agent counts.
 #[inline(always)]
-fn add_bytes(sk: u64, sent: u64, received: u64) -> Option<Owner> {
+fn add_bytes(sk: u64, sent: u64, received: u64) -> Option<(Owner, u16)> {
     let owner = current_owner()?;
-    if !is_inet_tcp(sk) {
-        return None;
-    }
+    let family = tcp_family(sk)?;
     let bytes = match NET_BYTES.get_ptr_mut(owner) {
         Some(bytes) => bytes,
         None => {
@@ -398,12 +397,12 @@ fn add_bytes(sk: u64, sent: u64, received: u64) -> Option<Owner> {
             if let Err(err) = NET_BYTES.insert(owner, zero, BPF_NOEXIST.into()) {
                 if i64::from(err) != -EEXIST {
                     bump(Counter::NetBytesFull);
-                    return Some(owner);
+                    return Some((owner, family));
                 }
             }
             match NET_BYTES.get_ptr_mut(owner) {
                 Some(bytes) => bytes,
-                None => return Some(owner),
+                None => return Some((owner, family)),
             }
         }
     };
@@ -412,5 +411,5 @@ fn add_bytes(sk: u64, sent: u64, received: u64) -> Option<Owner> {
         (*bytes).sent += sent;
         (*bytes).received += received;
     }
-    Some(owner)
+    Some((owner, family))
 }

@@ -88,7 +88,7 @@ fn starts_message(data: &[u8; PAYLOAD_CAPTURE], captured: usize) -> bool {
 /// Captures one socket read or write of `length` bytes, unless the socket was judged not
 /// to carry a request protocol.
 #[inline(always)]
-pub fn capture(sk: u64, owner: Owner, length: u32, direction: u32) {
+pub fn capture(sk: u64, owner: Owner, family: u16, length: u32, direction: u32) {
     // SAFETY: a copy is taken at once; a concurrent update only makes it stale.
     let verdict = unsafe { PAYLOAD_SOCKS.get(sk) }.copied().unwrap_or(0);
     if verdict == IGNORE {
@@ -151,7 +151,7 @@ pub fn capture(sk: u64, owner: Owner, length: u32, direction: u32) {
         (*event).owner = owner;
         (*event).sk = sk;
         (*event).timestamp_ns = now_ns();
-        (*event).remote = remote(sk);
+        (*event).remote = remote(sk, family);
         (*event).local_port = read(sk, &OFF_SKC_NUM).unwrap_or(0);
         (*event)._pad2 = 0;
     }

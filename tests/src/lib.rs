@@ -198,26 +198,40 @@ pub fn run_as(
     (pid, output)
 }
 
-/// Spawns `binary` exec'd through a symlink named `comm`, stdout and stderr piped. Each call
-/// has its own link directory: tests run in parallel threads of one process, and a shared
-/// directory removed by one could vanish under another's exec. The link can go as soon as
-/// `spawn` returns, because the kernel took the name at exec.
+/// Spawns `binary` exec'd through a symlink named `comm`, stdout and stderr piped.
 fn spawn_named(comm: &std::ffi::OsStr, binary: &Path, args: &[String]) -> Child {
+    spawn_named_with(comm, binary, |command| {
+        command
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+    })
+}
+
+/// Spawns `binary` exec'd through a symlink named `comm` (the kernel names a task after the
+/// basename of the path it was exec'd through), `configure` setting its arguments and stdio.
+/// Each call has its own link directory: tests run in parallel threads of one process, and a
+/// shared directory removed by one could vanish under another's exec. The link can go as
+/// soon as `spawn` returns, because the kernel took the name at exec.
+pub fn spawn_named_with(
+    comm: impl AsRef<std::ffi::OsStr>,
+    binary: &Path,
+    configure: impl FnOnce(&mut Command),
+) -> Child {
     static SPAWNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = SPAWNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("monitor-test-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let link = dir.join(comm);
+    let link = dir.join(comm.as_ref());
     std::os::unix::fs::symlink(binary, &link).unwrap();
-    let child = Command::new(&link)
-        .args(args)
-        // cargo test sets LD_LIBRARY_PATH to a dozen directories; the dynamic loader's failing
-        // openat(2)s through them would be real, counted, and not the workload's ground truth.
-        .env_remove("LD_LIBRARY_PATH")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+    let mut command = Command::new(&link);
+    // cargo test sets LD_LIBRARY_PATH to a dozen directories; the dynamic loader's failing
+    // openat(2)s through them would be real, counted, and not the workload's ground truth.
+    command.env_remove("LD_LIBRARY_PATH");
+    configure(&mut command);
+    let child = command
         .spawn()
-        .expect("running the workload");
+        .unwrap_or_else(|err| panic!("running {}: {err}", binary.display()));
     let _ = std::fs::remove_dir_all(&dir);
     child
 }
@@ -719,6 +733,11 @@ impl Server {
         let child = command
             .spawn()
             .unwrap_or_else(|err| panic!("starting {name}: {err}"));
+        Server::adopt(name, child, grace)
+    }
+
+    /// Takes charge of a server the test started itself (e.g. with `spawn_named_with`).
+    pub fn adopt(name: &str, child: Child, grace: Duration) -> Server {
         Server {
             name: name.to_owned(),
             child: Some(child),

@@ -4,46 +4,31 @@
 //! latencies in the right buckets, and never export a query string.
 use std::{
     io::{BufRead as _, BufReader},
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::Stdio,
     time::Duration,
 };
 
-use tests::{Agent, Scrape, TempDir, eventually, require_program, unique_comm};
+use tests::{
+    Agent, Scrape, Server, TempDir, eventually, require_program, spawn_named_with, unique_comm,
+};
 
 const SERVER: &str = "http_server_request_duration_seconds";
 const CLIENT: &str = "http_client_request_duration_seconds";
-
-/// A program started under a chosen comm (through a symlink named so), killed on drop.
-struct Running {
-    child: Child,
-    _dir: TempDir,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn link_as(dir: &TempDir, comm: &str, program: &Path) -> PathBuf {
-    let link = dir.path().join(comm);
-    std::os::unix::fs::symlink(program, &link).unwrap();
-    link
-}
+/// How long a server gets to stop on SIGTERM before it is killed.
+const GRACE: Duration = Duration::from_secs(5);
 
 /// curl, as `comm`, fetching every URL in turn over one keep-alive connection; returns the
 /// status codes curl itself saw (the client-side ground truth).
 fn curl_as(comm: &str, urls: &[String]) -> Vec<u16> {
     let curl = require_program("curl", "curl");
-    let dir = TempDir::new("curl");
-    let mut command = Command::new(link_as(&dir, comm, &curl));
-    command.args(["--silent", "--show-error", "--write-out", "%{http_code}\\n"]);
-    for url in urls {
-        command.args(["--output", "/dev/null", url]);
-    }
-    let output = command.env_remove("LD_LIBRARY_PATH").output().unwrap();
+    let child = spawn_named_with(comm, &curl, |command| {
+        command.args(["--silent", "--show-error", "--write-out", "%{http_code}\\n"]);
+        for url in urls {
+            command.args(["--output", "/dev/null", url]);
+        }
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    });
+    let output = child.wait_with_output().unwrap();
     assert!(output.status.success(), "curl failed: {output:?}");
     String::from_utf8(output.stdout)
         .unwrap()
@@ -97,6 +82,9 @@ fn get_served<'a>(comm: &'a str, status: &'a str, route: &'a str) -> Vec<(&'a st
     ]
 }
 
+/// A server for the test's duration, and the directory it runs from.
+type Running = (Server, TempDir);
+
 fn nginx(comm: &str) -> (Running, u16) {
     let nginx = require_program("nginx", "nginx");
     let dir = TempDir::new("nginx");
@@ -113,14 +101,14 @@ fn nginx(comm: &str) -> (Running, u16) {
     );
     let config_path = dir.path().join("nginx.conf");
     std::fs::write(&config_path, config).unwrap();
-    let child = Command::new(link_as(&dir, comm, &nginx))
-        .args(["-e", &format!("{root}/error.log"), "-c"])
-        .arg(&config_path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting nginx");
-    let running = Running { child, _dir: dir };
+    let child = spawn_named_with(comm, &nginx, |command| {
+        command
+            .args(["-e", &format!("{root}/error.log"), "-c"])
+            .arg(&config_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+    });
+    let running = (Server::adopt("nginx", child, GRACE), dir);
     eventually(Duration::from_secs(10), "nginx listening", || {
         std::net::TcpStream::connect(("127.0.0.1", port)).ok()
     });
@@ -208,18 +196,15 @@ fn python_server(comm: &str) -> (Running, u16) {
     let dir = TempDir::new("pyhttp");
     let script = dir.path().join("server.py");
     std::fs::write(&script, PYTHON_SERVER).unwrap();
-    let mut child = Command::new(link_as(&dir, comm, &python))
-        .arg(&script)
-        .stdout(Stdio::piped())
-        .env_remove("LD_LIBRARY_PATH")
-        .spawn()
-        .expect("starting python3");
+    let mut child = spawn_named_with(comm, &python, |command| {
+        command.arg(&script).stdout(Stdio::piped());
+    });
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
     let port = line.trim().parse().expect("the server's port");
-    (Running { child, _dir: dir }, port)
+    ((Server::adopt("python3", child, GRACE), dir), port)
 }
 
 #[test]

@@ -38,6 +38,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tcp_events_bytes: config.tcp_events_bytes,
         payload_events_bytes: config.payload_events_bytes,
         disabled: config.disabled_probes.clone(),
+        socket_io: config.socket_io,
         kernel_log_level: kernel_log_level(config.log_level),
     })?;
     if loaded.probes.iter().all(|state| !state.attached()) {
@@ -56,7 +57,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let tracks_connections = loaded
         .probes
         .iter()
-        .any(|state| state.program == monitor_common::program::TCP_STATE && state.attached());
+        .any(|state| state.probe.program == monitor_common::program::TCP_STATE && state.attached());
     if tracks_connections {
         // After attaching, so a listen() racing the scan is recorded by the probe anyway.
         maps.seed_listeners();

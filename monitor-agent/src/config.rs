@@ -231,6 +231,19 @@ pub struct Config {
               crate::probes::PROBES.iter().map(|probe| probe.program)))]
     pub disabled_probes: Vec<String>,
 
+    /// Where socket bytes and request payloads are read. auto: the sock_send_length and
+    /// sock_recv_length tracepoints where the kernel has them (Linux 6.3+), else the exits
+    /// of the read/write/send/recv system calls; tracepoints or syscalls: only that hook.
+    /// The syscall hook works on every kernel but runs on every system call exit.
+    #[arg(
+        long = "probes.socket-io",
+        env = "MONITOR_PROBES_SOCKET_IO",
+        value_name = "HOOK",
+        value_enum,
+        default_value_t = crate::probes::SocketIoHook::Auto
+    )]
+    pub socket_io: crate::probes::SocketIoHook,
+
     /// For tests only: read no process events for this long after start-up, so that a test
     /// can overfill the ring buffer and check the loss accounting.
     #[arg(long = "testing.pause-event-reader", hide = true, value_name = "DURATION",

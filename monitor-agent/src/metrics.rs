@@ -13,7 +13,7 @@ use crate::{
     aggregate::{Histogram, WorkloadLabels},
     labels::{LabelPolicy, Workload},
     monitor::{Monitor, Snapshot},
-    probes::ProbeState,
+    probes::{Hook, ProbeState},
 };
 
 pub mod label {
@@ -457,6 +457,19 @@ fn workload_rows<V>(
         .collect()
 }
 
+/// One row per hook: two probes may share one (the syscall-exit hook of socket I/O), and a
+/// series must not repeat. A shared hook is attached if either probe attached it.
+fn hooks_attached(probes: &[ProbeState]) -> Vec<(Hook, bool)> {
+    let mut rows: Vec<(Hook, bool)> = Vec::new();
+    for state in probes {
+        match rows.iter_mut().find(|(hook, _)| *hook == state.hook) {
+            Some((_, attached)) => *attached |= state.attached(),
+            None => rows.push((state.hook, state.attached())),
+        }
+    }
+    rows
+}
+
 fn counter_value(value: f64) -> proto::Counter {
     let mut counter = proto::Counter::default();
     counter.set_value(value);
@@ -647,11 +660,11 @@ pub fn render(
             BUILD_INFO.sample(&[build.version, &build.kernel], 1.0),
         ]),
         PROBE_ATTACHED.build(
-            probes
-                .iter()
-                .map(|state| {
-                    let labels = [state.program, state.probe.tracepoint];
-                    PROBE_ATTACHED.sample(&labels, f64::from(u8::from(state.attached())))
+            hooks_attached(probes)
+                .into_iter()
+                .map(|(hook, attached)| {
+                    let labels = [hook.program, hook.tracepoint];
+                    PROBE_ATTACHED.sample(&labels, f64::from(u8::from(attached)))
                 })
                 .collect(),
         ),
@@ -782,7 +795,7 @@ mod tests {
         labels::IdentityLabel,
         monitor::{RingRead, SeriesCount},
         network::{ConnCounts, NetworkSnapshot},
-        probes::{PROBES, kernel_maps::MapFill},
+        probes::{Hook, PROBES, kernel_maps::MapFill},
         requests::RequestsSnapshot,
     };
 
@@ -903,7 +916,10 @@ mod tests {
             .iter()
             .map(|probe| ProbeState {
                 probe: *probe,
-                program: probe.program,
+                hook: Hook {
+                    program: probe.program,
+                    tracepoint: probe.tracepoint,
+                },
                 error: (probe.program == program::SYS_EXIT).then(|| "refused".to_owned()),
             })
             .collect()

@@ -299,7 +299,10 @@ pub fn health(probes: &[ProbeState]) -> Response<Full<Bytes>> {
         .iter()
         .filter_map(|state| {
             let error = state.error.as_ref()?;
-            Some(format!("probe {} not attached: {error}", state.program))
+            Some(format!(
+                "probe {} not attached: {error}",
+                state.probe.program
+            ))
         })
         .collect();
     if failed.is_empty() {

@@ -22,11 +22,17 @@ pub mod program {
     /// `tcp_destroy_sock`: the last event of a socket, frees its `TCP_CONNS` entry.
     pub const TCP_DESTROY: &str = "mon_tcp_destroy";
     pub const TCP_RETRANSMIT: &str = "mon_tcp_retransmit";
+    /// Fallback for kernels whose `tcp_retransmit_skb` has no `err` argument (before 6.11):
+    /// there it fires only for retransmissions that were sent.
+    pub const TCP_RETRANSMIT_SENT: &str = "mon_tcp_retransmit_sent";
     pub const TCP_SEND_RESET: &str = "mon_tcp_send_reset";
     pub const TCP_RECEIVE_RESET: &str = "mon_tcp_recv_reset";
     /// `sock_send_length` / `sock_recv_length`: bytes through `sock_sendmsg`/`sock_recvmsg`.
     pub const SOCK_SEND: &str = "mon_sock_send";
     pub const SOCK_RECV: &str = "mon_sock_recv";
+    /// Fallback for both on kernels without those tracepoints (before 6.3): the exits of the
+    /// read/write/send/recv system calls, the socket found from the file descriptor.
+    pub const SOCK_IO_SYSCALL_EXIT: &str = "mon_sock_io_exit";
 }
 
 /// Map names (the `static` names in `monitor-ebpf`).
@@ -71,7 +77,7 @@ pub mod global {
     /// Byte offsets of kernel struct members the network probes read, found in the running
     /// kernel's BTF at start-up (never hard-coded): (global, `struct.member` path, size).
     /// The probes see them as constants (`.rodata` is frozen at load).
-    pub const KERNEL_OFFSETS: [(&str, &str, u32); 10] = [
+    pub const KERNEL_OFFSETS: [(&str, &str, u32); 18] = [
         ("OFF_SKC_FAMILY", "sock_common.skc_family", 2),
         ("OFF_SKC_DADDR", "sock_common.skc_daddr", 4),
         ("OFF_SKC_V6_DADDR", "sock_common.skc_v6_daddr", 16),
@@ -82,7 +88,24 @@ pub mod global {
         ("OFF_SK_PROTOCOL", "sock.sk_protocol", 2),
         ("OFF_SK_ERR", "sock.sk_err", 4),
         ("OFF_SRTT_US", "tcp_sock.srtt_us", 4),
+        // From a file descriptor to its socket, for the system-call exit path of socket I/O
+        // (`program::SOCK_IO_SYSCALL_EXIT`): current->files->fdt->fd[fd]->private_data->sk.
+        ("OFF_TASK_FILES", "task_struct.files", 8),
+        ("OFF_FILES_FDT", "files_struct.fdt", 8),
+        ("OFF_FDT_MAX_FDS", "fdtable.max_fds", 4),
+        ("OFF_FDT_FD", "fdtable.fd", 8),
+        ("OFF_FILE_INODE", "file.f_inode", 8),
+        ("OFF_FILE_PRIVATE_DATA", "file.private_data", 8),
+        ("OFF_INODE_MODE", "inode.i_mode", 2),
+        ("OFF_SOCKET_SK", "socket.sk", 8),
     ];
+
+    /// Which directions the system-call exit path of socket I/O records (bit 0: sends, bit
+    /// 1: receives): it serves both `program::SOCK_SEND` and `program::SOCK_RECV`, so
+    /// `--probes.disable` of one of them must still reach it.
+    pub const SOCK_IO_DIRECTIONS: &str = "SOCK_IO_DIRECTIONS";
+    pub const SOCK_IO_SEND: u32 = 1;
+    pub const SOCK_IO_RECV: u32 = 2;
 }
 
 /// Default sizes, overridable at load time (`EbpfLoader::map_max_entries`).

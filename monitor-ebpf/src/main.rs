@@ -8,6 +8,8 @@ mod network;
 mod noop;
 mod payload;
 mod process;
+mod sock;
+mod socket_io;
 mod syscalls;
 
 #[cfg(not(test))]

@@ -1,13 +1,13 @@
 //! Payload capture for request protocols (HTTP/1.x): a bounded prefix of each socket read
 //! and write, for sockets whose traffic looks like a request protocol.
 //!
-//! Called from the `sock_send_length`/`sock_recv_length` probes, which run inside the
-//! syscall after the data moved: a write's bytes are still in the caller's buffer and a
-//! read's have just been copied there. The buffer is found from the syscall's own arguments
-//! (the task's user registers), so no `sys_enter` bookkeeping is needed and non-socket I/O
-//! costs nothing here. Each socket is judged on its first reads/writes: a few chunks that do
-//! not start like a request or response, and it is ignored for good at one hash lookup per
-//! call.
+//! Called by `socket_io` once a socket read or write has moved its data, from either of its
+//! hooks (the `sock_*_length` tracepoints inside the syscall, or the syscall's exit): a
+//! write's bytes are still in the caller's buffer and a read's have just been copied there.
+//! The buffer is found from the syscall's own arguments (the task's user registers), so no
+//! `sys_enter` bookkeeping is needed. Each socket is judged on its first reads/writes: a few
+//! chunks that do not start like a request or response, and it is ignored for good at one
+//! hash lookup per call.
 use aya_ebpf::{
     bindings::{BPF_ANY, pt_regs},
     helpers::{
@@ -19,7 +19,7 @@ use monitor_common::{Counter, Owner, PayloadEvent, capacity::PAYLOAD_CAPTURE};
 
 use crate::{
     maps::{PAYLOAD_EVENTS, PAYLOAD_SOCKS, batched_wakeup, bump},
-    network::{OFF_SKC_NUM, now_ns, read, remote},
+    sock::{local_port, now_ns, remote},
 };
 
 /// About 400 captures per wakeup of the agent.
@@ -31,14 +31,14 @@ const IGNORE: u32 = 200;
 const MAX_MISSES: u32 = 3;
 
 // x86_64 syscall numbers of the calls with one plain user buffer or iovec.
-const NR_READ: u64 = 0;
-const NR_WRITE: u64 = 1;
-const NR_READV: u64 = 19;
-const NR_WRITEV: u64 = 20;
-const NR_SENDTO: u64 = 44;
-const NR_RECVFROM: u64 = 45;
-const NR_SENDMSG: u64 = 46;
-const NR_RECVMSG: u64 = 47;
+pub const NR_READ: u64 = 0;
+pub const NR_WRITE: u64 = 1;
+pub const NR_READV: u64 = 19;
+pub const NR_WRITEV: u64 = 20;
+pub const NR_SENDTO: u64 = 44;
+pub const NR_RECVFROM: u64 = 45;
+pub const NR_SENDMSG: u64 = 46;
+pub const NR_RECVMSG: u64 = 47;
 /// `struct user_msghdr`: `msg_iov` follows `msg_name` and `msg_namelen` (UAPI, stable).
 const MSGHDR_IOV: u64 = 16;
 
@@ -54,9 +54,10 @@ fn read_user<T>(address: u64) -> Option<T> {
     unsafe { aya_ebpf::helpers::bpf_probe_read_user(address as *const T).ok() }
 }
 
-/// The user buffer of the syscall in progress and its size, from its arguments.
+/// The user buffer of the syscall in progress and its size, from the task's saved user
+/// registers (`bpf_task_pt_regs`, 5.15+: only the in-syscall tracepoint hook uses it).
 #[inline(always)]
-fn user_buffer() -> Option<(u64, u64)> {
+pub fn current_user_buffer() -> Option<(u64, u64)> {
     // SAFETY: plain helper calls; `bpf_task_pt_regs` of the current task returns its saved
     // user registers, read below through bpf_probe_read_kernel, which cannot fault.
     let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as *const pt_regs;
@@ -65,6 +66,12 @@ fn user_buffer() -> Option<(u64, u64)> {
     }
     // SAFETY: as above.
     let regs: pt_regs = unsafe { bpf_probe_read_kernel(regs) }.ok()?;
+    user_buffer(&regs)
+}
+
+/// The user buffer of a syscall and its size, from its arguments.
+#[inline(always)]
+pub fn user_buffer(regs: &pt_regs) -> Option<(u64, u64)> {
     let iovec = |address: u64| -> Option<(u64, u64)> {
         Some((read_user(address)?, read_user(address + 8)?))
     };
@@ -74,6 +81,30 @@ fn user_buffer() -> Option<(u64, u64)> {
         NR_SENDMSG | NR_RECVMSG => iovec(read_user(regs.rsi + MSGHDR_IOV)?),
         _ => None, // sendfile, splice, io_uring, sendmmsg: no single user buffer
     }
+}
+
+/// Copies the first `*len` bytes (at most `PAYLOAD_CAPTURE`, to which `*len` is cut) of the
+/// user buffer at `src` to `dst`; the helper's result. Verifiers before 5.13 or so forget a
+/// bound learnt on a register once the compiler spills it to the stack (as it does in these
+/// large inlined programs), and then refuse the helper's size ("R2 unbounded memory
+/// access"). So the size is bounded by a mask right at the call, on a value read back
+/// through a volatile load: the compiler cannot prove the mask redundant and drop it.
+///
+/// # Safety
+/// `dst` must have room for `PAYLOAD_CAPTURE` bytes.
+#[inline(always)]
+unsafe fn copy_prefix(dst: *mut u8, len: &mut u64, src: u64) -> i64 {
+    const CAP: u64 = PAYLOAD_CAPTURE as u64;
+    const _: () = assert!(CAP.is_power_of_two());
+    if *len >= CAP {
+        *len = CAP;
+        // SAFETY: the caller's `dst` holds CAP bytes; the helper cannot fault.
+        return unsafe { bpf_probe_read_user(dst.cast(), CAP as u32, src as *const _) };
+    }
+    // SAFETY: a plain read of a local.
+    let size = unsafe { core::ptr::read_volatile(len) } & (CAP - 1);
+    // SAFETY: `size` < CAP; as above.
+    unsafe { bpf_probe_read_user(dst.cast(), size as u32, src as *const _) }
 }
 
 #[inline(always)]
@@ -86,15 +117,23 @@ fn starts_message(data: &[u8; PAYLOAD_CAPTURE], captured: usize) -> bool {
 }
 
 /// Captures one socket read or write of `length` bytes, unless the socket was judged not
-/// to carry a request protocol.
+/// to carry a request protocol. `buffer` finds the caller's buffer (address, size); it is
+/// asked only for sockets still being captured or judged.
 #[inline(always)]
-pub fn capture(sk: u64, owner: Owner, family: u16, length: u32, direction: u32) {
+pub fn capture(
+    sk: u64,
+    owner: Owner,
+    family: u16,
+    length: u32,
+    direction: u32,
+    buffer: impl FnOnce() -> Option<(u64, u64)>,
+) {
     // SAFETY: a copy is taken at once; a concurrent update only makes it stale.
     let verdict = unsafe { PAYLOAD_SOCKS.get(sk) }.copied().unwrap_or(0);
     if verdict == IGNORE {
         return;
     }
-    let Some((buffer, size)) = user_buffer() else {
+    let Some((buffer, size)) = buffer() else {
         if verdict == CAPTURE {
             bump(Counter::PayloadUnreadable);
         }
@@ -107,18 +146,8 @@ pub fn capture(sk: u64, owner: Owner, family: u16, length: u32, direction: u32) 
     };
     let event = entry.as_mut_ptr();
     let mut captured = u64::from(length).min(size);
-    if captured > PAYLOAD_CAPTURE as u64 {
-        captured = PAYLOAD_CAPTURE as u64;
-    }
-    // SAFETY: `event` points to a reserved ring-buffer record of the right size; `captured`
-    // is at most the size of `data`; bpf_probe_read_user cannot fault.
-    let copied = unsafe {
-        bpf_probe_read_user(
-            (*event).data.as_mut_ptr().cast(),
-            captured as u32,
-            buffer as *const _,
-        )
-    };
+    // SAFETY: `event` points to a reserved ring-buffer record of the right size.
+    let copied = unsafe { copy_prefix((*event).data.as_mut_ptr(), &mut captured, buffer) };
     if copied != 0 {
         captured = 0;
     }
@@ -152,7 +181,7 @@ pub fn capture(sk: u64, owner: Owner, family: u16, length: u32, direction: u32) 
         (*event).sk = sk;
         (*event).timestamp_ns = now_ns();
         (*event).remote = remote(sk, family);
-        (*event).local_port = read(sk, &OFF_SKC_NUM).unwrap_or(0);
+        (*event).local_port = local_port(sk);
         (*event)._pad2 = 0;
     }
     entry.submit(batched_wakeup(&PAYLOAD_EVENTS, WAKEUP_BATCH_BYTES));

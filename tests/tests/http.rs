@@ -117,9 +117,27 @@ fn nginx(comm: &str) -> (Running, u16) {
 
 #[test]
 fn nginx_and_curl_exact_counts_per_status_on_both_sides() {
+    nginx_and_curl_exact(&[]);
+}
+
+/// Kernels before 6.3 capture requests at the exits of the read/write/send/recv system
+/// calls (no `sock_*_length` tracepoints); the same counts must come out of that hook.
+#[test]
+fn nginx_and_curl_exact_through_the_syscall_exit_hook_too() {
+    let agent = nginx_and_curl_exact(&["--probes.socket-io", "syscalls"]);
+    assert_eq!(
+        agent.scrape().value(
+            "monitor_probe_attached",
+            &[("probe", "mon_sock_io_exit"), ("tracepoint", "sys_exit")]
+        ),
+        Some(1.0)
+    );
+}
+
+fn nginx_and_curl_exact(agent_args: &[&str]) -> Agent {
     const OK: usize = 25;
     const MISSING: usize = 7;
-    let agent = Agent::start(&[]);
+    let agent = Agent::start(agent_args);
     let server = unique_comm("ngx");
     let client = unique_comm("curlnx");
     let (_nginx, port) = nginx(&server);
@@ -163,6 +181,7 @@ fn nginx_and_curl_exact_counts_per_status_on_both_sides() {
             (client_labels("404"), MISSING as f64),
         ],
     );
+    agent
 }
 
 /// Python's http.server (HTTP/1.1, keep-alive): 500 for /fail, a 50 ms sleep for /slow, and

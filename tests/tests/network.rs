@@ -362,7 +362,48 @@ fn connect_outcomes(agent: &Agent, pair: &NetnsPair, family: Family) {
 
 #[test]
 fn bytes_are_counted_exactly_on_both_ends_and_peeks_are_not() {
-    let agent = Agent::start(&[]);
+    let agent = bytes_are_exact(&[]);
+    assert_socket_io_hook(&agent, "mon_sock_send", "sock_send_length");
+}
+
+/// Kernels before 6.3 have no `sock_*_length` tracepoints; their hook is forced here.
+#[test]
+fn bytes_are_exact_through_the_syscall_exit_hook_too() {
+    let agent = bytes_are_exact(&["--probes.socket-io", "syscalls"]);
+    assert_socket_io_hook(&agent, "mon_sock_io_exit", "sys_exit");
+}
+
+/// Socket I/O was read through `program` on `tracepoint`, and every socket I/O hook shown
+/// is attached.
+pub fn assert_socket_io_hook(agent: &Agent, program: &str, tracepoint: &str) {
+    let scrape = agent.scrape();
+    let label = |sample: &tests::Sample, name: &str| sample.labels[name].clone();
+    let hooks: Vec<(String, String, f64)> = scrape
+        .matching("monitor_probe_attached", &[])
+        .filter(|sample| {
+            ["mon_sock_send", "mon_sock_recv", "mon_sock_io_exit"]
+                .contains(&label(sample, "probe").as_str())
+        })
+        .map(|sample| {
+            (
+                label(sample, "probe"),
+                label(sample, "tracepoint"),
+                sample.value,
+            )
+        })
+        .collect();
+    assert!(
+        hooks.contains(&(program.to_owned(), tracepoint.to_owned(), 1.0)),
+        "{hooks:?}"
+    );
+    assert!(
+        hooks.iter().all(|(_, _, attached)| *attached == 1.0),
+        "{hooks:?}"
+    );
+}
+
+fn bytes_are_exact(agent_args: &[&str]) -> Agent {
+    let agent = Agent::start(agent_args);
     let pair = NetnsPair::create();
     let x = TRANSFER_BYTES.to_string();
     for family in [V4, V6] {
@@ -430,6 +471,7 @@ fn bytes_are_counted_exactly_on_both_ends_and_peeks_are_not() {
             );
         }
     }
+    agent
 }
 
 #[test]

@@ -5,6 +5,8 @@ pub mod btf;
 pub mod event_ring;
 pub mod kernel_maps;
 pub mod listeners;
+mod prealloc;
+mod refusal;
 
 use anyhow::Context as _;
 use aya::{Ebpf, EbpfLoader, programs::RawTracePoint};
@@ -16,20 +18,53 @@ pub fn object() -> &'static [u8] {
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"))
 }
 
-/// A probe: a program and the hook it attaches to, with the kernel feature it needs.
+/// A program and the tracepoint it attaches to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hook {
+    pub program: &'static str,
+    pub tracepoint: &'static str,
+}
+
+/// A probe: a program and the hook it attaches to, with the kernel feature it needs, and
+/// the hook to use where the kernel refuses it (an older kernel's tracepoint signature, or
+/// a tracepoint it does not have).
 #[derive(Clone, Copy, Debug)]
 pub struct Probe {
+    /// The probe's name (`--probes.disable`) and its preferred program.
     pub program: &'static str,
-    /// Tried when the kernel refuses `program` (an older kernel's tracepoint signature).
-    pub fallback: Option<&'static str>,
     pub tracepoint: &'static str,
+    pub fallback: Option<Hook>,
     /// What the kernel must offer, for the README and for errors.
     pub needs: &'static str,
     /// Reads kernel structs at offsets from BTF (`global::KERNEL_OFFSETS`).
     pub reads_structs: bool,
 }
 
+impl Probe {
+    fn primary(&self) -> Hook {
+        Hook {
+            program: self.program,
+            tracepoint: self.tracepoint,
+        }
+    }
+
+    /// Whether this probe reads socket I/O (`--probes.socket-io` picks its hook).
+    fn is_socket_io(&self) -> bool {
+        self.fallback
+            .is_some_and(|hook| hook.program == program::SOCK_IO_SYSCALL_EXIT)
+    }
+}
+
 const NET_NEEDS: &str = "raw tracepoints (4.17+), kernel BTF (/sys/kernel/btf/vmlinux)";
+const SOCKET_IO_NEEDS: &str = "raw tracepoints (4.17+), kernel BTF (/sys/kernel/btf/vmlinux); \
+    the sock_*_length tracepoints (6.3+) or else the syscall-exit hook";
+
+/// Socket I/O where the kernel has no `sock_send_length`/`sock_recv_length`: one program on
+/// the exits of the read/write/send/recv system calls serves both directions.
+const SOCKET_IO_FALLBACK: Hook = Hook {
+    program: program::SOCK_IO_SYSCALL_EXIT,
+    tracepoint: "sys_exit",
+};
 
 /// In attach order: process lifecycle first so generations exist before the first syscall
 /// is keyed; `sys_enter` before `sys_exit` so exits find their start times; socket
@@ -37,88 +72,107 @@ const NET_NEEDS: &str = "raw tracepoints (4.17+), kernel BTF (/sys/kernel/btf/vm
 pub const PROBES: [Probe; 11] = [
     Probe {
         program: program::PROCESS_EXEC,
-        fallback: None,
         tracepoint: "sched_process_exec",
+        fallback: None,
         needs: "raw tracepoints (4.17+), BPF ring buffer (5.8+)",
         reads_structs: false,
     },
     Probe {
         program: program::PROCESS_EXIT,
-        fallback: Some(program::PROCESS_EXIT_LEADER),
         tracepoint: "sched_process_exit",
+        fallback: Some(Hook {
+            program: program::PROCESS_EXIT_LEADER,
+            tracepoint: "sched_process_exit",
+        }),
         needs: "raw tracepoints (4.17+), BPF ring buffer (5.8+)",
         reads_structs: false,
     },
     Probe {
         program: program::SYS_ENTER,
-        fallback: None,
         tracepoint: "sys_enter",
+        fallback: None,
         needs: "raw tracepoints (4.17+)",
         reads_structs: false,
     },
     Probe {
         program: program::SYS_EXIT,
-        fallback: None,
         tracepoint: "sys_exit",
-        needs: "raw tracepoints (4.17+), per-CPU hash maps without prealloc (tracing, 6.1+)",
+        fallback: None,
+        needs: "raw tracepoints (4.17+)",
         reads_structs: false,
     },
     Probe {
         program: program::TCP_DESTROY,
-        fallback: None,
         tracepoint: "tcp_destroy_sock",
+        fallback: None,
         needs: NET_NEEDS,
         reads_structs: true,
     },
     Probe {
         program: program::TCP_STATE,
-        fallback: None,
         tracepoint: "inet_sock_set_state",
+        fallback: None,
         needs: NET_NEEDS,
         reads_structs: true,
     },
     Probe {
         program: program::TCP_RETRANSMIT,
-        fallback: None,
         tracepoint: "tcp_retransmit_skb",
+        fallback: Some(Hook {
+            program: program::TCP_RETRANSMIT_SENT,
+            tracepoint: "tcp_retransmit_skb",
+        }),
         needs: NET_NEEDS,
         reads_structs: true,
     },
     Probe {
         program: program::TCP_SEND_RESET,
-        fallback: None,
         tracepoint: "tcp_send_reset",
+        fallback: None,
         needs: NET_NEEDS,
         reads_structs: true,
     },
     Probe {
         program: program::TCP_RECEIVE_RESET,
-        fallback: None,
         tracepoint: "tcp_receive_reset",
+        fallback: None,
         needs: NET_NEEDS,
         reads_structs: true,
     },
     Probe {
         program: program::SOCK_SEND,
-        fallback: None,
         tracepoint: "sock_send_length",
-        needs: NET_NEEDS,
+        fallback: Some(SOCKET_IO_FALLBACK),
+        needs: SOCKET_IO_NEEDS,
         reads_structs: true,
     },
     Probe {
         program: program::SOCK_RECV,
-        fallback: None,
         tracepoint: "sock_recv_length",
-        needs: NET_NEEDS,
+        fallback: Some(SOCKET_IO_FALLBACK),
+        needs: SOCKET_IO_NEEDS,
         reads_structs: true,
     },
 ];
 
+/// Where socket I/O (bytes, payload capture) is read: `--probes.socket-io`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum SocketIoHook {
+    /// The `sock_*_length` tracepoints where the kernel has them, else the syscall exits.
+    #[default]
+    Auto,
+    /// Only the `sock_send_length`/`sock_recv_length` tracepoints (Linux 6.3+).
+    Tracepoints,
+    /// Only the exits of the read/write/send/recv system calls (any kernel; one more
+    /// program on every system call exit).
+    Syscalls,
+}
+
 #[derive(Clone, Debug)]
 pub struct ProbeState {
     pub probe: Probe,
-    /// The program that runs: `probe.program` or its fallback.
-    pub program: &'static str,
+    /// The hook that runs: `probe`'s own or its fallback (the one tried last when none).
+    pub hook: Hook,
     /// `None` when attached; otherwise why not.
     pub error: Option<String>,
 }
@@ -140,6 +194,7 @@ pub struct LoadSettings {
     pub payload_events_bytes: u32,
     /// Programs of `PROBES` not to attach (`--probes.disable`).
     pub disabled: Vec<String>,
+    pub socket_io: SocketIoHook,
     /// `aya-log` level inside the kernel (1 error … 5 trace), so disabled logs cost nothing.
     pub kernel_log_level: u8,
 }
@@ -159,9 +214,11 @@ pub fn load(settings: &LoadSettings) -> anyhow::Result<Loaded> {
     let pid_slots = pid_max();
     let agent_tgid = std::process::id();
     let offsets = kernel_offsets();
+    let socket_io_directions = socket_io_directions(&settings.disabled);
     let mut loader = EbpfLoader::new();
     loader
         .override_global(global::AGENT_TGID, &agent_tgid, true)
+        .override_global(global::SOCK_IO_DIRECTIONS, &socket_io_directions, true)
         .override_global("AYA_LOG_LEVEL", &settings.kernel_log_level, false)
         .map_max_entries(map::THREAD_START, pid_slots)
         .map_max_entries(map::PROCESS_STATE, pid_slots)
@@ -178,40 +235,6 @@ pub fn load(settings: &LoadSettings) -> anyhow::Result<Loaded> {
             loader.override_global(global, offset, true);
         }
     }
-    let mut ebpf = loader
-        .load(object())
-        .context("loading the eBPF object (maps and BTF) into the kernel")?;
-
-    let probes = PROBES
-        .iter()
-        .map(|probe| {
-            if settings.disabled.iter().any(|name| name == probe.program) {
-                warn!(
-                    "probe {} disabled by --probes.disable: its metrics stay empty",
-                    probe.program
-                );
-                let error = Some("disabled by --probes.disable".to_owned());
-                return ProbeState {
-                    probe: *probe,
-                    program: probe.program,
-                    error,
-                };
-            }
-            if let (true, Err(why)) = (probe.reads_structs, &offsets) {
-                warn!(
-                    "probe {} NOT attached: {why}; its metrics stay empty, the other probes \
-                     keep running",
-                    probe.program
-                );
-                return ProbeState {
-                    probe: *probe,
-                    program: probe.program,
-                    error: Some(why.clone()),
-                };
-            }
-            attach_probe(&mut ebpf, probe)
-        })
-        .collect();
     let capacities = vec![
         (map::THREAD_START, u64::from(pid_slots)),
         (map::PROCESS_STATE, u64::from(pid_slots)),
@@ -238,6 +261,38 @@ pub fn load(settings: &LoadSettings) -> anyhow::Result<Loaded> {
             u64::from(settings.payload_events_bytes),
         ),
     ];
+    let preallocated_object = preallocated_object(&capacities)?;
+    let mut ebpf = loader
+        .load(preallocated_object.as_deref().unwrap_or(object()))
+        .context("loading the eBPF object (maps and BTF) into the kernel")?;
+
+    let mut attached = Vec::new();
+    let probes = PROBES
+        .iter()
+        .map(|probe| {
+            let not_attached = |why: String| ProbeState {
+                probe: *probe,
+                hook: probe.primary(),
+                error: Some(why),
+            };
+            if settings.disabled.iter().any(|name| name == probe.program) {
+                warn!(
+                    "probe {} disabled by --probes.disable: its metrics stay empty",
+                    probe.program
+                );
+                return not_attached("disabled by --probes.disable".to_owned());
+            }
+            if let (true, Err(why)) = (probe.reads_structs, &offsets) {
+                warn!(
+                    "probe {} NOT attached: {why}; its metrics stay empty, the other probes \
+                     keep running",
+                    probe.program
+                );
+                return not_attached(why.clone());
+            }
+            attach_probe(&mut ebpf, probe, settings.socket_io, &mut attached)
+        })
+        .collect();
     Ok(Loaded {
         ebpf,
         probes,
@@ -246,44 +301,150 @@ pub fn load(settings: &LoadSettings) -> anyhow::Result<Loaded> {
     })
 }
 
-fn attach_probe(ebpf: &mut Ebpf, probe: &Probe) -> ProbeState {
-    let mut error = match attach(ebpf, probe.program, probe.tracepoint) {
-        Ok(()) => None,
-        Err(err) => Some(format!("{err:#}")),
+/// On kernels whose verifier warns about run-time allocated maps (`prealloc`), a copy of the
+/// object with every hash map preallocated; `None` where the object loads as built.
+fn preallocated_object(capacities: &[(&str, u64)]) -> anyhow::Result<Option<Vec<u8>>> {
+    let kernel = match aya::util::KernelVersion::current() {
+        Ok(kernel) => kernel,
+        Err(err) => {
+            warn!("cannot tell the kernel version ({err}); loading maps as built");
+            return Ok(None);
+        }
     };
-    let mut program = probe.program;
-    if let (Some(first_error), Some(fallback)) = (&error, probe.fallback) {
-        info!("probe {program} refused ({first_error}); trying its fallback {fallback}");
-        program = fallback;
-        error = attach(ebpf, fallback, probe.tracepoint)
-            .err()
-            .map(|err| format!("{err:#}"));
+    if !prealloc::needed(kernel) {
+        return Ok(None);
     }
-    match &error {
-        None => info!(
-            "probe {program} attached to raw tracepoint {}",
-            probe.tracepoint
-        ),
-        Some(err) => warn!(
-            "probe {program} NOT attached to raw tracepoint {} (needs {}): {err}; its metrics \
-             stay empty, the other probes keep running",
-            probe.tracepoint, probe.needs
-        ),
+    let (patched, maps) = prealloc::preallocate(object())?;
+    let cpus = aya::util::nr_cpus().map_err(|(what, err)| anyhow::anyhow!("{what}: {err}"))?;
+    let sizes: Vec<String> = maps
+        .iter()
+        .map(|map| {
+            let entries = capacities
+                .iter()
+                .find(|(name, _)| *name == map.name)
+                .map_or(map.max_entries, |&(_, entries)| entries as u32);
+            let bytes = prealloc::bytes(map, entries, cpus);
+            format!("{} {:.1} MiB", map.name, bytes as f64 / (1024.0 * 1024.0))
+        })
+        .collect();
+    info!(
+        "kernel {kernel} predates run-time allocation in tracing programs (6.1): hash maps \
+         preallocated at load ({}, {cpus} CPUs); the --kernel.*-entries flags bound them",
+        sizes.join(", ")
+    );
+    Ok(Some(patched))
+}
+
+/// What the shared syscall-exit hook of socket I/O records: the directions whose probe is
+/// not disabled.
+fn socket_io_directions(disabled: &[String]) -> u32 {
+    let enabled = |program: &str| !disabled.iter().any(|name| name == program);
+    let mut directions = 0;
+    if enabled(program::SOCK_SEND) {
+        directions |= global::SOCK_IO_SEND;
     }
-    ProbeState {
-        probe: *probe,
-        program,
-        error,
+    if enabled(program::SOCK_RECV) {
+        directions |= global::SOCK_IO_RECV;
+    }
+    directions
+}
+
+/// The hooks to try for `probe`, in order of preference.
+fn hooks(probe: &Probe, socket_io: SocketIoHook) -> Vec<Hook> {
+    let primary = std::iter::once(probe.primary());
+    let fallback = probe.fallback.into_iter();
+    match (probe.is_socket_io(), socket_io) {
+        (true, SocketIoHook::Tracepoints) => primary.collect(),
+        (true, SocketIoHook::Syscalls) => fallback.collect(),
+        _ => primary.chain(fallback).collect(),
     }
 }
 
-fn attach(ebpf: &mut Ebpf, name: &str, tracepoint: &str) -> anyhow::Result<()> {
+/// Attaches the first hook of `probe` the kernel accepts. A hook another probe already
+/// attached (a fallback that serves two probes) is shared, never attached twice: its
+/// program would then run twice per event. Each refusal is one log line; the verifier's
+/// whole log only at debug level.
+fn attach_probe(
+    ebpf: &mut Ebpf,
+    probe: &Probe,
+    socket_io: SocketIoHook,
+    attached: &mut Vec<Hook>,
+) -> ProbeState {
+    let mut refusals = Vec::new();
+    for hook in hooks(probe, socket_io) {
+        if attached.contains(&hook) {
+            info!(
+                "probe {} uses {} on raw tracepoint {}, already attached",
+                probe.program, hook.program, hook.tracepoint
+            );
+            return ProbeState {
+                probe: *probe,
+                hook,
+                error: None,
+            };
+        }
+        match attach(ebpf, hook) {
+            Ok(()) => {
+                let instead = if refusals.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (instead of {})", refusals.join("; "))
+                };
+                info!(
+                    "probe {} attached: {} on raw tracepoint {}{instead}",
+                    probe.program, hook.program, hook.tracepoint
+                );
+                attached.push(hook);
+                return ProbeState {
+                    probe: *probe,
+                    hook,
+                    error: None,
+                };
+            }
+            Err(refusal) => {
+                debug!(
+                    "probe {}: {} on raw tracepoint {} refused; the kernel said:\n{}",
+                    probe.program, hook.program, hook.tracepoint, refusal.detail
+                );
+                refusals.push(format!(
+                    "{} on {}: {}",
+                    hook.program, hook.tracepoint, refusal.summary
+                ));
+            }
+        }
+    }
+    let why = refusals.join("; ");
+    warn!(
+        "probe {} NOT attached (needs {}): {why}; its metrics stay empty, the other probes \
+         keep running",
+        probe.program, probe.needs
+    );
+    ProbeState {
+        probe: *probe,
+        // Reported as the hook tried last: the one this kernel was expected to take.
+        hook: hooks(probe, socket_io)
+            .last()
+            .copied()
+            .unwrap_or_else(|| probe.primary()),
+        error: Some(why),
+    }
+}
+
+/// Loads and attaches one hook; a program the kernel refuses is unloaded again, so a
+/// refused preferred hook leaves nothing behind.
+fn attach(ebpf: &mut Ebpf, hook: Hook) -> Result<(), refusal::Refusal> {
     let program: &mut RawTracePoint = ebpf
-        .program_mut(name)
-        .with_context(|| format!("program {name} missing from the object"))?
-        .try_into()?;
-    program.load().context("the verifier refused the program")?;
-    program.attach(tracepoint).context("attach failed")?;
+        .program_mut(hook.program)
+        .ok_or_else(|| refusal::Refusal::plain("program missing from the object"))?
+        .try_into()
+        .map_err(|err: aya::programs::ProgramError| refusal::Refusal::plain(&err.to_string()))?;
+    program
+        .load()
+        .map_err(|err| refusal::Refusal::of_load(&err))?;
+    if let Err(err) = program.attach(hook.tracepoint) {
+        let _ = program.unload();
+        return Err(refusal::Refusal::of_attach(&err));
+    }
     Ok(())
 }
 

@@ -1,0 +1,200 @@
+//! Socket I/O: payload bytes per process and the payload capture of request protocols, from
+//! whichever hook the running kernel offers. Every hook ends in `on_socket_io`, so what is
+//! recorded does not depend on where it was seen:
+//! - `sock_send_length` / `sock_recv_length` (6.3+): inside `sock_sendmsg`/`sock_recvmsg`,
+//!   the socket as an argument; non-socket I/O never reaches the probe.
+//! - `sys_exit` (any kernel): the exits of the read/write/send/recv system calls, the socket
+//!   found from the file descriptor. It runs on every system call exit, so it filters on the
+//!   syscall number first; the agent attaches it only where the tracepoints are missing.
+use aya_ebpf::{
+    Global,
+    bindings::{BPF_NOEXIST, pt_regs},
+    helpers::{bpf_get_current_task, bpf_probe_read_kernel},
+    macros::raw_tracepoint,
+    programs::RawTracePointContext,
+};
+use monitor_common::{Counter, NetBytes, global, payload_direction};
+
+use crate::{
+    maps::{NET_BYTES, bump},
+    payload::{self, NR_READ, NR_READV, NR_RECVFROM, NR_RECVMSG, NR_SENDMSG, NR_SENDTO},
+    payload::{NR_WRITE, NR_WRITEV},
+    sock::{current_owner, read, tcp_family},
+};
+
+// Offsets (bytes) set at load from BTF; see `monitor_common::global::KERNEL_OFFSETS`.
+#[unsafe(no_mangle)]
+static OFF_TASK_FILES: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_FILES_FDT: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_FDT_MAX_FDS: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_FDT_FD: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_FILE_INODE: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_FILE_PRIVATE_DATA: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_INODE_MODE: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_SOCKET_SK: Global<u32> = Global::new(0);
+
+/// `global::SOCK_IO_DIRECTIONS`: what the `sys_exit` hook records (set at load).
+#[unsafe(no_mangle)]
+static SOCK_IO_DIRECTIONS: Global<u32> = Global::new(global::SOCK_IO_SEND | global::SOCK_IO_RECV);
+
+const MSG_PEEK: u64 = 2;
+const EEXIST: i64 = 17;
+const S_IFMT: u16 = 0o170000;
+const S_IFSOCK: u16 = 0o140000;
+
+/// `sock_send_length(sk, ret, flags)`, inside `sock_sendmsg`: runs in the sender's context.
+#[raw_tracepoint(tracepoint = "sock_send_length")]
+pub fn mon_sock_send(ctx: RawTracePointContext) -> i32 {
+    let ret = ctx.arg::<u64>(1) as i32;
+    if ret > 0 {
+        on_socket_io(
+            ctx.arg(0),
+            ret as u32,
+            payload_direction::EGRESS,
+            payload::current_user_buffer,
+        );
+    }
+    0
+}
+
+/// `sock_recv_length(sk, ret, flags)`, inside `sock_recvmsg`. A `MSG_PEEK` read leaves the
+/// data queued for the next read: counting it would count those bytes twice.
+#[raw_tracepoint(tracepoint = "sock_recv_length")]
+pub fn mon_sock_recv(ctx: RawTracePointContext) -> i32 {
+    let ret = ctx.arg::<u64>(1) as i32;
+    let flags = ctx.arg::<u64>(2);
+    if ret > 0 && flags & MSG_PEEK == 0 {
+        on_socket_io(
+            ctx.arg(0),
+            ret as u32,
+            payload_direction::INGRESS,
+            payload::current_user_buffer,
+        );
+    }
+    0
+}
+
+/// `sys_exit(regs, ret)` for kernels without the `sock_*_length` tracepoints.
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn mon_sock_io_exit(ctx: RawTracePointContext) -> i32 {
+    let ret: i64 = ctx.arg(1);
+    if ret <= 0 {
+        return 0;
+    }
+    let regs: u64 = ctx.arg(0);
+    // The syscall number alone first: most exits are not socket I/O.
+    let Some(nr) = read_at::<u64>(regs + core::mem::offset_of!(pt_regs, orig_rax) as u64) else {
+        return 0;
+    };
+    let (direction, wanted) = match nr {
+        NR_WRITE | NR_WRITEV | NR_SENDTO | NR_SENDMSG => {
+            (payload_direction::EGRESS, global::SOCK_IO_SEND)
+        }
+        NR_READ | NR_READV | NR_RECVFROM | NR_RECVMSG => {
+            (payload_direction::INGRESS, global::SOCK_IO_RECV)
+        }
+        _ => return 0,
+    };
+    if SOCK_IO_DIRECTIONS.load() & wanted == 0 {
+        return 0;
+    }
+    let Some(regs) = read_at::<pt_regs>(regs) else {
+        return 0;
+    };
+    // recvfrom(fd, buf, len, flags, …) and recvmsg(fd, msg, flags): as above, a peek is
+    // counted by the read that consumes the data.
+    let flags = match nr {
+        NR_RECVFROM => regs.r10,
+        NR_RECVMSG => regs.rdx,
+        _ => 0,
+    };
+    if flags & MSG_PEEK != 0 {
+        return 0;
+    }
+    let Some(sk) = socket_of_fd(regs.rdi) else {
+        return 0;
+    };
+    let length = u32::try_from(ret).unwrap_or(u32::MAX);
+    on_socket_io(sk, length, direction, || payload::user_buffer(&regs));
+    0
+}
+
+/// Counts `length` bytes moved through socket `sk` and offers the call to payload capture,
+/// for TCP sockets of processes the agent watches.
+#[inline(always)]
+fn on_socket_io(sk: u64, length: u32, direction: u32, buffer: impl FnOnce() -> Option<(u64, u64)>) {
+    let Some(owner) = current_owner() else { return };
+    let Some(family) = tcp_family(sk) else { return };
+    let (sent, received) = if direction == payload_direction::EGRESS {
+        (u64::from(length), 0)
+    } else {
+        (0, u64::from(length))
+    };
+    add_bytes(owner, sent, received);
+    payload::capture(sk, owner, family, length, direction, buffer);
+}
+
+#[inline(always)]
+fn add_bytes(owner: monitor_common::Owner, sent: u64, received: u64) {
+    let bytes = match NET_BYTES.get_ptr_mut(owner) {
+        Some(bytes) => bytes,
+        None => {
+            if let Err(err) = NET_BYTES.insert(owner, NetBytes::default(), BPF_NOEXIST.into()) {
+                // EEXIST: another CPU created the key between our lookup and insert.
+                if i64::from(err) != -EEXIST {
+                    bump(Counter::NetBytesFull);
+                    return;
+                }
+            }
+            match NET_BYTES.get_ptr_mut(owner) {
+                Some(bytes) => bytes,
+                None => return,
+            }
+        }
+    };
+    // SAFETY: pointer into this CPU's copy of a per-CPU hash value.
+    unsafe {
+        (*bytes).sent += sent;
+        (*bytes).received += received;
+    }
+}
+
+/// The `struct sock` behind file descriptor `fd` of the current process, if it is a socket:
+/// `current->files->fdt->fd[fd]`, a socket inode, then `((struct socket *)private_data)->sk`.
+#[inline(always)]
+fn socket_of_fd(fd: u64) -> Option<u64> {
+    // SAFETY: no preconditions; the task pointer is only read through probe reads.
+    let task = unsafe { bpf_get_current_task() };
+    let files: u64 = read(task, &OFF_TASK_FILES)?;
+    let fdt: u64 = read(files, &OFF_FILES_FDT)?;
+    let max_fds: u32 = read(fdt, &OFF_FDT_MAX_FDS)?;
+    if fd >= u64::from(max_fds) {
+        return None;
+    }
+    let fds: u64 = read(fdt, &OFF_FDT_FD)?;
+    let file: u64 = read_at(fds + fd * 8)?;
+    if file == 0 {
+        return None;
+    }
+    let inode: u64 = read(file, &OFF_FILE_INODE)?;
+    let mode: u16 = read(inode, &OFF_INODE_MODE)?;
+    if mode & S_IFMT != S_IFSOCK {
+        return None;
+    }
+    let socket: u64 = read(file, &OFF_FILE_PRIVATE_DATA)?;
+    read(socket, &OFF_SOCKET_SK)
+}
+
+#[inline(always)]
+fn read_at<T>(address: u64) -> Option<T> {
+    // SAFETY: bpf_probe_read_kernel checks the address itself and fails instead of faulting;
+    // the value is plain data.
+    unsafe { bpf_probe_read_kernel(address as *const T).ok() }
+}

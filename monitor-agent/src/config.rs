@@ -232,7 +232,7 @@ pub struct Config {
     pub disabled_probes: Vec<String>,
 
     /// Where socket bytes and request payloads are read. auto: the sock_send_length and
-    /// sock_recv_length tracepoints where the kernel has them (Linux 6.3+), else the exits
+    /// sock_recv_length tracepoints where the kernel has them (not 6.1; 6.12 does), else the exits
     /// of the read/write/send/recv system calls; tracepoints or syscalls: only that hook.
     /// The syscall hook works on every kernel but runs on every system call exit.
     #[arg(

@@ -22,7 +22,7 @@ pub mod program {
     /// `tcp_destroy_sock`: the last event of a socket, frees its `TCP_CONNS` entry.
     pub const TCP_DESTROY: &str = "mon_tcp_destroy";
     pub const TCP_RETRANSMIT: &str = "mon_tcp_retransmit";
-    /// Fallback for kernels whose `tcp_retransmit_skb` has no `err` argument (before 6.11):
+    /// Fallback for kernels whose `tcp_retransmit_skb` has no `err` argument (6.12 and older):
     /// there it fires only for retransmissions that were sent.
     pub const TCP_RETRANSMIT_SENT: &str = "mon_tcp_retransmit_sent";
     pub const TCP_SEND_RESET: &str = "mon_tcp_send_reset";
@@ -30,7 +30,7 @@ pub mod program {
     /// `sock_send_length` / `sock_recv_length`: bytes through `sock_sendmsg`/`sock_recvmsg`.
     pub const SOCK_SEND: &str = "mon_sock_send";
     pub const SOCK_RECV: &str = "mon_sock_recv";
-    /// Fallback for both on kernels without those tracepoints (before 6.3): the exits of the
+    /// Fallback for both on kernels without those tracepoints (6.1 and older): the exits of the
     /// read/write/send/recv system calls, the socket found from the file descriptor.
     pub const SOCK_IO_SYSCALL_EXIT: &str = "mon_sock_io_exit";
 }

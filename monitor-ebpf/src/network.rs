@@ -226,7 +226,7 @@ pub fn mon_tcp_destroy(ctx: RawTracePointContext) -> i32 {
     0
 }
 
-/// `tcp_retransmit_skb(sk, skb, err)` (6.11+): counted when the retransmission was sent.
+/// `tcp_retransmit_skb(sk, skb, err)` (after 6.12): counted when the retransmission was sent.
 #[raw_tracepoint(tracepoint = "tcp_retransmit_skb")]
 pub fn mon_tcp_retransmit(ctx: RawTracePointContext) -> i32 {
     if ctx.arg::<u64>(2) as i32 != 0 {
@@ -236,7 +236,7 @@ pub fn mon_tcp_retransmit(ctx: RawTracePointContext) -> i32 {
     0
 }
 
-/// `tcp_retransmit_skb(sk, skb)` before 6.11, which fires only after a successful send.
+/// `tcp_retransmit_skb(sk, skb)` up to 6.12 at least, which fires only after a successful send.
 /// Reading a third argument there makes the attach fail (EINVAL), hence two programs.
 #[raw_tracepoint(tracepoint = "tcp_retransmit_skb")]
 pub fn mon_tcp_retransmit_sent(ctx: RawTracePointContext) -> i32 {

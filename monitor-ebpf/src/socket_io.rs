@@ -1,7 +1,7 @@
 //! Socket I/O: payload bytes per process and the payload capture of request protocols, from
 //! whichever hook the running kernel offers. Every hook ends in `on_socket_io`, so what is
 //! recorded does not depend on where it was seen:
-//! - `sock_send_length` / `sock_recv_length` (6.3+): inside `sock_sendmsg`/`sock_recvmsg`,
+//! - `sock_send_length` / `sock_recv_length` (not in 6.1, in 6.12): inside `sock_sendmsg`/`sock_recvmsg`,
 //!   the socket as an argument; non-socket I/O never reaches the probe.
 //! - `sys_exit` (any kernel): the exits of the read/write/send/recv system calls, the socket
 //!   found from the file descriptor. It runs on every system call exit, so it filters on the

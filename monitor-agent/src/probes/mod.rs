@@ -57,7 +57,7 @@ impl Probe {
 
 const NET_NEEDS: &str = "raw tracepoints (4.17+), kernel BTF (/sys/kernel/btf/vmlinux)";
 const SOCKET_IO_NEEDS: &str = "raw tracepoints (4.17+), kernel BTF (/sys/kernel/btf/vmlinux); \
-    the sock_*_length tracepoints (6.3+) or else the syscall-exit hook";
+    the sock_*_length tracepoints (not in 6.1, in 6.12) or else the syscall-exit hook";
 
 /// Socket I/O where the kernel has no `sock_send_length`/`sock_recv_length`: one program on
 /// the exits of the read/write/send/recv system calls serves both directions.
@@ -161,7 +161,7 @@ pub enum SocketIoHook {
     /// The `sock_*_length` tracepoints where the kernel has them, else the syscall exits.
     #[default]
     Auto,
-    /// Only the `sock_send_length`/`sock_recv_length` tracepoints (Linux 6.3+).
+    /// Only the `sock_send_length`/`sock_recv_length` tracepoints (not in Linux 6.1; in 6.12).
     Tracepoints,
     /// Only the exits of the read/write/send/recv system calls (any kernel; one more
     /// program on every system call exit).

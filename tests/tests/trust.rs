@@ -206,7 +206,9 @@ fn orphaned_kernel_objects() -> Vec<String> {
     // bpftool shows names cut to the kernel's 15 characters.
     let names: Vec<&str> = monitor_agent::probes::PROBES
         .iter()
-        .map(|probe| probe.program)
+        .flat_map(|probe| {
+            std::iter::once(probe.program).chain(probe.fallback.map(|hook| hook.program))
+        })
         .chain(monitor_common::map::ALL)
         .map(|name| &name[..name.len().min(15)])
         .collect();

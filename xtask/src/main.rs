@@ -6,6 +6,7 @@ mod agent_http;
 mod bench;
 mod fuzz;
 mod image;
+mod kernels;
 mod process;
 mod setup;
 mod slo;
@@ -39,7 +40,8 @@ enum Cmd {
         target with -Z build-std), bpf-linker (built against nightly's own LLVM) and \
         cargo-fuzz (for `cargo xtask fuzz`).\n\
         System packages (apt, needs root): promtool (prometheus), bpftrace, bpftool and \
-        setpriv (util-linux), used by the integration tests and the benchmark.")]
+        setpriv (util-linux), used by the integration tests and the benchmark; qemu-system-x86, \
+        busybox-static and kmod, and virtme-ng (pip), for `cargo xtask kernels`.")]
     Setup,
 
     /// Build the agent (and its embedded eBPF probes).
@@ -79,7 +81,12 @@ enum Cmd {
         3. integration tests (the `tests` crate) against a freshly built debug agent, one \
         test at a time. They load eBPF programs, so this step requires root and fails \
         (never skips) without it;\n\
-        4. without --filter: 60 s of fuzzing of the protocol parsers (`cargo xtask fuzz`).")]
+        4. without --filter: the kernel matrix (`cargo xtask kernels --debug`: Debian's 5.10, \
+        6.1 and 6.12 kernels in virtual machines, plus this machine's), against the same debug \
+        agent, its report written to target/kernels/kernels.md rather than docs/ so the work \
+        tree stays clean; 3 to 4 minutes (the first run also downloads ~230 MB of kernels, \
+        seconds here);\n\
+        5. without --filter: 60 s of fuzzing of the protocol parsers (`cargo xtask fuzz`).")]
     Test {
         /// Only run integration tests whose name contains this substring.
         #[arg(long, value_name = "SUBSTRING")]
@@ -150,6 +157,42 @@ enum Cmd {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+
+    /// Boot Debian's kernels in virtual machines and check the agent on each (as root).
+    #[command(
+        long_about = "Run a ground-truth smoke test of the agent on several kernels \
+        (as root).\n\
+        \n\
+        Kernels: the `linux-image-amd64` of each Debian suite (bullseye 5.10, bookworm 6.1, \
+        trixie 6.12), fetched with apt from the mirror this machine's apt configuration names \
+        (a private sources list: the machine's own apt state is untouched), cached under \
+        target/kernels/SUITE/ (delete that folder to fetch a newer one), its modules installed \
+        under /lib/modules. Each boots with virtme-ng over QEMU (software emulation) with this \
+        machine's root filesystem shared in, so the agent and workloads built here run there \
+        unchanged; one VM at a time, each killed after --vm-timeout.\n\
+        \n\
+        Smoke test (in each VM, and on this machine's own kernel unless --no-host): the agent \
+        starts, then workloads with known outcomes run under process names of their own: \
+        gt-workload (37 failing openat, 23 close(-1), 5 nanosleeps), net-workload (5 \
+        accepted connects carrying 1000 bytes each, 3 refused), and Python's http.server and \
+        http.client over one keep-alive connection (7 × 200 on /ok, 3 × 404 on /missing). \
+        Each expected number is compared with the agent's /metrics, and every \
+        monitor_probe_attached series with /healthz.\n\
+        \n\
+        Prints a probe table and a ground-truth table, writes them with a static section on \
+        minimum kernel versions to --doc, and fails when any number is not exact or any probe \
+        is not attached, naming the kernel, the probe or check, and the reason. Builds the \
+        release agent and the test workloads first unless --agent/--bins are given. Each \
+        kernel's files (result.yaml, metrics.txt, healthz.txt, agent.log, guest.log, vng.log) \
+        stay under target/kernels/runs/NAME/.\n\
+        \n\
+        Example: cargo xtask kernels --suites bullseye --no-host --agent target/release/monitor-agent"
+    )]
+    Kernels(kernels::Options),
+
+    /// Internal: the smoke test of `cargo xtask kernels`, run inside each virtual machine.
+    #[command(name = kernels::GUEST_COMMAND, hide = true)]
+    KernelsGuest(kernels::GuestOptions),
 
     /// Run the release agent under a mixed load and check memory and event loss (as root).
     #[command(long_about = "Soak test: the release agent runs for --duration under \
@@ -231,6 +274,8 @@ fn dispatch(command: Cmd) -> anyhow::Result<()> {
             tag: &tag,
             engine: &engine,
         }),
+        Cmd::Kernels(options) => kernels::kernels(&options),
+        Cmd::KernelsGuest(options) => kernels::guest(&options),
         Cmd::Slo { input, output } => slo::slo(&input, output.as_deref()),
         Cmd::Soak {
             duration,
@@ -293,6 +338,45 @@ mod tests {
         };
         assert_eq!(seconds, 60);
         assert!(Cli::try_parse_from(["xtask", "fuzz", "--seconds", "0"]).is_err());
+    }
+
+    #[test]
+    fn kernels_defaults_and_suite_list() {
+        let cli = Cli::try_parse_from(["xtask", "kernels"]).unwrap();
+        let Cmd::Kernels(options) = cli.command else {
+            panic!("not kernels")
+        };
+        assert_eq!(options.suites, kernels::Suite::ALL);
+        assert_eq!(options.doc, PathBuf::from(kernels::DEFAULT_DOC));
+        assert!(!options.no_host && !options.no_doc && !options.debug);
+        let cli = Cli::try_parse_from(["xtask", "kernels", "--suites", "trixie,bullseye"]).unwrap();
+        let Cmd::Kernels(options) = cli.command else {
+            panic!("not kernels")
+        };
+        assert_eq!(
+            options.suites,
+            [kernels::Suite::Trixie, kernels::Suite::Bullseye]
+        );
+        assert!(Cli::try_parse_from(["xtask", "kernels", "--suites", "sid"]).is_err());
+        assert!(Cli::try_parse_from(["xtask", "kernels", "--no-doc", "--doc", "x.md"]).is_err());
+    }
+
+    #[test]
+    fn the_matrix_reaches_its_guest_command() {
+        let args = [
+            "xtask",
+            kernels::GUEST_COMMAND,
+            "--out",
+            "/o",
+            "--agent",
+            "/a",
+            "--bins",
+            "/b",
+        ];
+        let Cmd::KernelsGuest(options) = Cli::try_parse_from(args).unwrap().command else {
+            panic!("not the guest")
+        };
+        assert_eq!(options.out, PathBuf::from("/o"));
     }
 
     #[test]

@@ -37,11 +37,24 @@ const SYSTEM_TOOLS: &[(&str, &str)] = &[
     ("musl-gcc", "musl-tools"),
 ];
 
+/// What `cargo xtask kernels` boots its virtual machines with (the guest runs the host's
+/// busybox for its init, and the kernel's modules need depmod), with their Debian package.
+const VM_TOOLS: &[(&str, &str)] = &[
+    ("qemu-system-x86_64", "qemu-system-x86"),
+    ("busybox", "busybox-static"),
+    ("depmod", "kmod"),
+];
+
 /// Python packages the deployment tests import, pinned: (import name, pip requirement).
 const PYTHON_PACKAGES: &[(&str, &str)] = &[
     ("kubernetes_validate", "kubernetes-validate==1.37.0"),
     ("helm_python", "helm-python-sdk==0.2.2"),
 ];
+
+/// PyPI packages used as commands, pinned: (command, pip requirement). Checked by running
+/// `COMMAND --version`, which must print the pinned version (an import name would not say
+/// which version is on PATH). virtme-ng 1.42 boots Debian's 5.10, 6.1 and 6.12 kernels here.
+const PYTHON_COMMANDS: &[(&str, &str)] = &[("vng", "virtme-ng==1.42")];
 
 fn progress(what: &str, state: &str) {
     println!("setup: {what} ... {state}");
@@ -53,7 +66,14 @@ pub fn full() -> Result<()> {
     cargo_fuzz()?;
     musl_target()?;
     system_packages()?;
-    python_packages()
+    python_packages()?;
+    python_commands()
+}
+
+/// What `cargo xtask kernels` needs to boot its kernels: QEMU, busybox, kmod and virtme-ng.
+pub fn virtual_machines() -> Result<()> {
+    install_missing_tools(VM_TOOLS)?;
+    python_commands()
 }
 
 /// Only what building the agent needs (its build script compiles the eBPF probes).
@@ -252,8 +272,14 @@ fn replace_symlink(target: &Path, link: &Path) -> Result<()> {
 /// Installs the Debian packages of any missing tool; kept apart so `build` and `run`, which
 /// need none of them, never touch apt.
 pub fn system_packages() -> Result<()> {
+    // One apt run for both tables when something is missing.
+    install_missing_tools(&[SYSTEM_TOOLS, VM_TOOLS].concat())
+}
+
+/// Checks each (program, Debian package) and installs the packages of those missing.
+fn install_missing_tools(tools: &[(&str, &str)]) -> Result<()> {
     let mut missing = Vec::new();
-    for &(program, package) in SYSTEM_TOOLS {
+    for &(program, package) in tools {
         let what = format!("{program} (package {package})");
         if find_program(program).is_some() {
             progress(&what, "present");
@@ -273,7 +299,7 @@ pub fn system_packages() -> Result<()> {
     }
     progress(&format!("packages {}", missing.join(" ")), "installing");
     apt_install(&missing)?;
-    let still_missing: Vec<&str> = SYSTEM_TOOLS
+    let still_missing: Vec<&str> = tools
         .iter()
         .filter(|(program, _)| find_program(program).is_none())
         .map(|(program, _)| *program)
@@ -334,6 +360,71 @@ pub fn python_packages() -> Result<()> {
     Ok(())
 }
 
+/// PyPI commands (`PYTHON_COMMANDS`), installed with `python3 -m pip` unless the pinned
+/// version already answers `--version`.
+fn python_commands() -> Result<()> {
+    let mut missing = Vec::new();
+    for &(command, requirement) in PYTHON_COMMANDS {
+        let what = format!("{command} ({requirement})");
+        if command_has_pinned_version(command, requirement) {
+            progress(&what, "present");
+        } else {
+            progress(&what, "missing");
+            missing.push(requirement);
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    progress(&format!("pip {}", missing.join(" ")), "installing");
+    run(Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args(&missing))?;
+    for &(command, requirement) in PYTHON_COMMANDS {
+        if !command_has_pinned_version(command, requirement) {
+            bail!("installed {requirement} but `{command} --version` does not report it");
+        }
+    }
+    Ok(())
+}
+
+fn command_has_pinned_version(command: &str, requirement: &str) -> bool {
+    let Some(path) = python_command(command) else {
+        return false;
+    };
+    let version = requirement
+        .split_once("==")
+        .map_or("", |(_, version)| version);
+    output(Command::new(path).arg("--version"))
+        .is_ok_and(|printed| reports_version(&printed, version))
+}
+
+/// Whether `--version` output (`virtme-ng 1.42`) names exactly `version`.
+fn reports_version(printed: &str, version: &str) -> bool {
+    printed.split_whitespace().any(|word| word == version)
+}
+
+/// A command installed by pip: in the scripts folder of the `python3` on PATH (where
+/// `python3 -m pip` puts it, which a version manager's shims or a user's PATH may not
+/// cover, and which wins over an older copy elsewhere on PATH), else on PATH.
+pub fn python_command(name: &str) -> Option<PathBuf> {
+    let scripts = output(Command::new("python3").args([
+        "-c",
+        "import sysconfig; print(sysconfig.get_path('scripts'))",
+    ]))
+    .ok();
+    scripts
+        .map(|dir| Path::new(dir.trim()).join(name))
+        .filter(|path| path.is_file())
+        .or_else(|| find_program(name))
+}
+
 fn apt_install(packages: &[&str]) -> Result<()> {
     let apt = |args: &[&str]| {
         let mut cmd = Command::new("apt-get");
@@ -369,6 +460,13 @@ mod tests {
         assert!(!lists_rust_src(
             "rust-std-x86_64-unknown-linux-gnu\nrustc-x86_64\n"
         ));
+    }
+
+    #[test]
+    fn versions_are_matched_as_whole_words() {
+        assert!(reports_version("virtme-ng 1.42\n", "1.42"));
+        assert!(!reports_version("virtme-ng 1.421\n", "1.42"));
+        assert!(!reports_version("virtme-ng 1.41\n", "1.42"));
     }
 
     #[test]

@@ -70,6 +70,10 @@ pub fn test(filter: Option<&str>) -> Result<()> {
         );
     run_cmd(&mut integration)?;
     if filter.is_none() {
+        // The kernels users run are not this one: the same agent on Debian's 5.10, 6.1 and
+        // 6.12 in virtual machines. Debug, as just built (no release build in CI); the
+        // report goes under target/ so a CI run never dirties the work tree.
+        crate::kernels::kernels(&crate::kernels::Options::for_test_workflow()?)?;
         // The protocol parsers see bytes any process on the host sends: a minute of
         // coverage-guided fuzzing on every run, a crash fails the run.
         crate::fuzz::fuzz(FUZZ_SECONDS)?;

@@ -171,7 +171,7 @@ pub enum SocketIoHook {
 #[derive(Clone, Debug)]
 pub struct ProbeState {
     pub probe: Probe,
-    /// The hook that runs: `probe`'s own or its fallback (the one tried last when none).
+    /// The hook that runs: `probe`'s own or its fallback (its own when none does).
     pub hook: Hook,
     /// `None` when attached; otherwise why not.
     pub error: Option<String>,
@@ -421,11 +421,8 @@ fn attach_probe(
     );
     ProbeState {
         probe: *probe,
-        // Reported as the hook tried last: the one this kernel was expected to take.
-        hook: hooks(probe, socket_io)
-            .last()
-            .copied()
-            .unwrap_or_else(|| probe.primary()),
+        // Under the probe's own name, so that two probes sharing a fallback stay two series.
+        hook: probe.primary(),
         error: Some(why),
     }
 }

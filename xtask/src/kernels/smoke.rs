@@ -1,0 +1,714 @@
+//! The smoke test itself, one implementation for every kernel: run inside each virtual
+//! machine as the hidden `kernels-guest` subcommand of the already-built xtask binary (the
+//! guest shares the host's root, so the same paths work there and nothing is built), and
+//! in-process on the host.
+//!
+//! It starts the agent, drives workloads whose outcome is known exactly, each under a
+//! `comm` of its own (a symlink named after it, so nothing else on the machine adds to its
+//! series), waits until the counts settle, and writes what it saw to the output folder:
+//! `result.yaml` (read by the host), `metrics.txt`, `healthz.txt` and `agent.log`.
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::mpsc::RecvTimeoutError,
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+
+use super::outcome::{
+    Expectation, REFUSED_PROBES, RESULT_FILE, RefusalLog, SmokeResult, is_verifier_instruction,
+    parse_samples, probe_attachments,
+};
+use crate::{
+    agent_http::{free_port, get},
+    process::{Supervised, display, log_tail, watch_lines},
+};
+
+/// gt-workload's arguments: failing openat(2)s, close(-1)s, nanosleeps of SLEEP_MS.
+const OPENAT_ENOENT: u64 = 37;
+const CLOSE_EBADF: u64 = 23;
+const NANOSLEEPS: u64 = 5;
+const SLEEP_MS: u64 = 20;
+/// net-workload: connects accepted by a listener (each sending TCP_BYTES), and connects to
+/// a port nobody listens on.
+const TCP_OK: u64 = 5;
+const TCP_REFUSED: u64 = 3;
+const TCP_BYTES: u64 = 1000;
+/// Requests over one keep-alive connection: answered 200 on /ok, 404 on /missing.
+const HTTP_OK: u64 = 7;
+const HTTP_MISSING: u64 = 3;
+
+/// An emulated guest loads and verifies the probes slowly: minutes are not unusual on 5.10.
+const AGENT_START_TIMEOUT: Duration = Duration::from_secs(180);
+const WORKLOAD_TIMEOUT: Duration = Duration::from_secs(60);
+/// The agent folds exited processes at every sweep (1 s here) and the guest is slow: the
+/// counts may take a few seconds after the workloads end.
+pub(super) const DEFAULT_SETTLE_SECONDS: u64 = 30;
+const SWEEP_INTERVAL: &str = "1s";
+/// The last scrape comes this long after the counts first matched: several sweeps.
+const CONFIRM_AFTER: Duration = Duration::from_secs(3);
+const AGENT_STOP_GRACE: Duration = Duration::from_secs(20);
+
+/// Python's http.server, HTTP/1.1 with keep-alive: 200 on /ok, 404 on anything else. It
+/// prints its port once listening.
+const HTTP_SERVER: &str = r#"
+import http.server
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        status = 200 if self.path == "/ok" else 404
+        body = b"ok\n" if status == 200 else b"missing\n"
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#;
+
+/// http.client over one keep-alive connection: `client.py PORT OK MISSING` makes OK GETs
+/// of /ok, then MISSING of /missing, and fails unless each got the status it should.
+const HTTP_CLIENT: &str = r#"
+import http.client, sys
+port, ok, missing = (int(arg) for arg in sys.argv[1:4])
+plan = [("/ok", 200)] * ok + [("/missing", 404)] * missing
+connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+wrong = []
+for path, status in plan:
+    connection.request("GET", path)
+    response = connection.getresponse()
+    response.read()
+    if response.status != status:
+        wrong.append((path, status, response.status))
+connection.close()
+if wrong:
+    sys.exit(f"unexpected statuses (path, wanted, got): {wrong}")
+"#;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct GuestOptions {
+    /// Folder for result.yaml, metrics.txt, healthz.txt and agent.log (created; old results
+    /// in it are removed).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// The agent binary.
+    #[arg(long, value_name = "PATH")]
+    pub agent: PathBuf,
+
+    /// Folder holding the `tests` crate's gt-workload and net-workload.
+    #[arg(long, value_name = "DIR")]
+    pub bins: PathBuf,
+
+    /// How long to wait for the counts to match after the workloads.
+    #[arg(long, default_value_t = DEFAULT_SETTLE_SECONDS, value_name = "SECONDS")]
+    pub settle_seconds: u64,
+}
+
+/// The unique process names of one run: a prefix plus this process's PID (at most 15 bytes,
+/// the kernel's limit).
+struct Comms {
+    syscalls: String,
+    tcp_client: String,
+    tcp_server: String,
+    http_server: String,
+    http_client: String,
+}
+
+impl Comms {
+    fn new(id: u32) -> Self {
+        let comm = |prefix: &str| format!("{prefix}{id}");
+        Self {
+            syscalls: comm("kgsys"),
+            tcp_client: comm("kgtcpc"),
+            tcp_server: comm("kgtcps"),
+            http_server: comm("kghsrv"),
+            http_client: comm("kghcli"),
+        }
+    }
+}
+
+/// The ports the workloads used: they are part of the series' labels.
+struct Ports {
+    tcp: u16,
+    refused: u16,
+    http: u16,
+}
+
+/// What the agent must report for the workloads, exactly.
+fn expectations(comms: &Comms, ports: &Ports) -> Vec<Expectation> {
+    const ERRORS: &str = "monitor_syscall_errors_total";
+    const OPENED: &str = "monitor_tcp_connections_opened_total";
+    const BYTES: &str = "monitor_network_bytes_total";
+    const SERVER: &str = "http_server_request_duration_seconds_count";
+    const CLIENT: &str = "http_client_request_duration_seconds_count";
+    let sys = comms.syscalls.as_str();
+    let (tcp_client, tcp_server) = (comms.tcp_client.as_str(), comms.tcp_server.as_str());
+    let (http_server, http_client) = (comms.http_server.as_str(), comms.http_client.as_str());
+    let tcp_port = ports.tcp.to_string();
+    let tcp_peer = format!("127.0.0.1:{}", ports.tcp);
+    let refused_peer = format!("127.0.0.1:{}", ports.refused);
+    let http_port = ports.http.to_string();
+    let served = |status, route| {
+        [
+            ("comm", http_server),
+            ("http_request_method", "GET"),
+            ("http_response_status_code", status),
+            ("http_route", route),
+        ]
+    };
+    let fetched = |status| {
+        [
+            ("comm", http_client),
+            ("http_request_method", "GET"),
+            ("http_response_status_code", status),
+            ("server_port", http_port.as_str()),
+        ]
+    };
+    vec![
+        Expectation::new(
+            "syscall errors: openat ENOENT",
+            ERRORS,
+            &[("comm", sys), ("syscall", "openat"), ("errno", "ENOENT")],
+            OPENAT_ENOENT,
+        ),
+        Expectation::new(
+            "syscall errors: close EBADF",
+            ERRORS,
+            &[("comm", sys), ("syscall", "close"), ("errno", "EBADF")],
+            CLOSE_EBADF,
+        ),
+        Expectation::new(
+            "syscall calls: nanosleep",
+            "monitor_syscall_duration_seconds_count",
+            &[("comm", sys), ("syscall", "nanosleep")],
+            NANOSLEEPS,
+        ),
+        Expectation::new(
+            "TCP connects: succeeded (connect duration count)",
+            "monitor_tcp_connect_duration_seconds_count",
+            &[("comm", tcp_client), ("peer", &tcp_peer)],
+            TCP_OK,
+        ),
+        Expectation::new(
+            "TCP connects: refused",
+            "monitor_tcp_connect_errors_total",
+            &[
+                ("comm", tcp_client),
+                ("peer", &refused_peer),
+                ("reason", "refused"),
+            ],
+            TCP_REFUSED,
+        ),
+        Expectation::new(
+            "TCP connections opened: outbound",
+            OPENED,
+            &[
+                ("comm", tcp_client),
+                ("direction", "outbound"),
+                ("port", &tcp_port),
+            ],
+            TCP_OK,
+        ),
+        Expectation::new(
+            "TCP connections opened: inbound",
+            OPENED,
+            &[
+                ("comm", tcp_server),
+                ("direction", "inbound"),
+                ("port", &tcp_port),
+            ],
+            TCP_OK,
+        ),
+        Expectation::new(
+            "TCP bytes: sent by the client",
+            BYTES,
+            &[("comm", tcp_client), ("direction", "sent")],
+            TCP_OK * TCP_BYTES,
+        ),
+        Expectation::new(
+            "TCP bytes: received by the server",
+            BYTES,
+            &[("comm", tcp_server), ("direction", "received")],
+            TCP_OK * TCP_BYTES,
+        ),
+        Expectation::new(
+            "HTTP server: GET /ok 200",
+            SERVER,
+            &served("200", "/ok"),
+            HTTP_OK,
+        ),
+        Expectation::new(
+            "HTTP server: GET /missing 404",
+            SERVER,
+            &served("404", "/missing"),
+            HTTP_MISSING,
+        ),
+        Expectation::new("HTTP client: GET 200", CLIENT, &fetched("200"), HTTP_OK),
+        Expectation::new(
+            "HTTP client: GET 404",
+            CLIENT,
+            &fetched("404"),
+            HTTP_MISSING,
+        ),
+    ]
+}
+
+/// Runs the whole smoke test and writes its result. Fails only when the result cannot be
+/// written; everything else that goes wrong is recorded in the result.
+pub fn run(options: &GuestOptions) -> Result<()> {
+    let out = &options.out;
+    fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    for stale in [
+        RESULT_FILE,
+        "metrics.txt",
+        "healthz.txt",
+        "agent.log",
+        "refused-info.log",
+        "refused-debug.log",
+    ] {
+        let _ = fs::remove_file(out.join(stale));
+    }
+    let work = std::env::temp_dir().join(format!("xtask-kernels-{}", std::process::id()));
+    fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let mut result = SmokeResult {
+        kernel: fs::read_to_string("/proc/sys/kernel/osrelease")
+            .context("reading the kernel release")?
+            .trim()
+            .to_owned(),
+        ..SmokeResult::default()
+    };
+    println!("kernels-guest: kernel {}", result.kernel);
+    let outcome = smoke(options, &work, &mut result);
+    if let Err(err) = outcome {
+        result.errors.push(format!("{err:#}"));
+    }
+    let _ = fs::remove_dir_all(&work);
+    let yaml = serde_norway::to_string(&result).context("serialising the result")?;
+    let path = out.join(RESULT_FILE);
+    fs::write(&path, yaml).with_context(|| format!("writing {}", path.display()))?;
+    println!("kernels-guest: wrote {}", path.display());
+    Ok(())
+}
+
+fn smoke(options: &GuestOptions, work: &Path, result: &mut SmokeResult) -> Result<()> {
+    let out = &options.out;
+    let port = free_port()?;
+    let log_path = out.join("agent.log");
+    let log =
+        fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+    let mut agent = Supervised::spawn(
+        "monitor-agent",
+        Command::new(&options.agent)
+            .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
+            .args(["--log.level", "info"])
+            // Exited workloads are folded at each sweep: sooner here than the 5 s default.
+            .args(["--kernel.sweep-interval", SWEEP_INTERVAL])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log),
+    )?;
+    let started = Instant::now();
+    wait_until_serving(&mut agent, port, &log_path)?;
+    println!(
+        "kernels-guest: agent serving after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let comms = Comms::new(std::process::id());
+    let workloads = Workloads {
+        work,
+        bins: &options.bins,
+    };
+    let mut ports = Ports {
+        tcp: 0,
+        refused: 0,
+        http: 0,
+    };
+    // Each workload on its own: one failing does not hide what the others show.
+    let steps: [(&str, &WorkloadStep); 3] = [
+        ("syscall workload", &|_| workloads.syscalls(&comms)),
+        ("TCP workload", &|ports| workloads.tcp(&comms, ports)),
+        ("HTTP workload", &|ports| workloads.http(&comms, ports)),
+    ];
+    for (what, step) in steps {
+        let began = Instant::now();
+        match step(&mut ports) {
+            Ok(()) => println!(
+                "kernels-guest: {what} done in {:.1} s",
+                began.elapsed().as_secs_f64()
+            ),
+            Err(err) => {
+                println!("kernels-guest: {what} failed: {err:#}");
+                result.errors.push(format!("{what}: {err:#}"));
+            }
+        }
+    }
+
+    let expected = expectations(&comms, &ports);
+    let settle_from = Instant::now();
+    let deadline = settle_from + Duration::from_secs(options.settle_seconds);
+    let mut metrics = loop {
+        let metrics = scrape(&mut agent, port, &log_path)?;
+        let samples = parse_samples(&metrics);
+        let all_exact = expected
+            .iter()
+            .all(|e| e.observe(&samples) == Some(e.expected as f64));
+        if all_exact || Instant::now() >= deadline {
+            break metrics;
+        }
+        thread::sleep(Duration::from_millis(500));
+    };
+    result.settle_seconds = settle_from.elapsed().as_secs_f64();
+    if Instant::now() < deadline {
+        // Exact once is not yet settled: the workloads have exited, and the sweeps that fold
+        // their kernel entries into final values must not count anything twice.
+        thread::sleep(CONFIRM_AFTER);
+        metrics = scrape(&mut agent, port, &log_path)?;
+    }
+    let samples = parse_samples(&metrics);
+    result.checks = expected.iter().map(|e| e.check(&samples)).collect();
+    result.probes = probe_attachments(&samples);
+    write(out, "metrics.txt", &metrics)?;
+    if let Some((status, body)) = get(port, "/healthz") {
+        result.healthz_status = Some(status);
+        result.healthz = body;
+    }
+    write(out, "healthz.txt", &result.healthz)?;
+    result.agent_exit = match agent.stop(libc::SIGTERM, AGENT_STOP_GRACE)? {
+        Some(status) => status.to_string(),
+        None => format!("killed after ignoring SIGTERM for {AGENT_STOP_GRACE:?}"),
+    };
+    // A kernel that refused the preferred socket I/O hooks shows how a refusal is logged.
+    let fell_back = result
+        .probes
+        .iter()
+        .any(|probe| probe.probe == SOCKET_IO_FALLBACK && probe.attached);
+    if fell_back {
+        result.refusal = Some(refusal_log(options)?);
+    }
+    Ok(())
+}
+
+/// The program socket I/O falls back to where the `sock_*_length` hooks are refused.
+const SOCKET_IO_FALLBACK: &str = "mon_sock_io_exit";
+
+/// Forces the socket I/O probes onto the hooks this kernel refused (`--probes.socket-io
+/// tracepoints`), once at info and once at debug level, and reads what the agent logged
+/// (`refused-info.log`, `refused-debug.log`).
+fn refusal_log(options: &GuestOptions) -> Result<RefusalLog> {
+    let mut logs = Vec::new();
+    for level in ["info", "debug"] {
+        let path = options.out.join(format!("refused-{level}.log"));
+        let log =
+            fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        let port = free_port()?;
+        let mut agent = Supervised::spawn(
+            "monitor-agent",
+            Command::new(&options.agent)
+                .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
+                .args(["--log.level", level])
+                .args(["--probes.socket-io", "tracepoints"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log),
+        )?;
+        wait_until_serving(&mut agent, port, &path)?;
+        agent.stop(libc::SIGTERM, AGENT_STOP_GRACE)?;
+        logs.push(
+            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
+        );
+    }
+    let verifier_lines = |log: &str| log.lines().filter(|l| is_verifier_instruction(l)).count();
+    let warnings = logs[0]
+        .lines()
+        .filter(|line| line.contains(" WARN "))
+        .filter(|line| REFUSED_PROBES.iter().any(|(probe, _)| line.contains(probe)))
+        .map(str::to_owned)
+        .collect();
+    Ok(RefusalLog {
+        warnings,
+        verifier_lines_at_info: verifier_lines(&logs[0]),
+        verifier_lines_at_debug: verifier_lines(&logs[1]),
+    })
+}
+
+/// `/metrics`, or nothing when the agent does not answer this time; an error, with the end
+/// of its log, once it has exited.
+fn scrape(agent: &mut Supervised, port: u16, log: &Path) -> Result<String> {
+    if let Err(err) = agent.ensure_running() {
+        bail!("{err:#}; its log ends: {}", log_tail(log, 5));
+    }
+    match get(port, "/metrics") {
+        Some((200, body)) => Ok(body),
+        Some((status, body)) => bail!("/metrics answered {status}: {}", body.trim()),
+        None => Ok(String::new()),
+    }
+}
+
+fn write(out: &Path, name: &str, text: &str) -> Result<()> {
+    let path = out.join(name);
+    fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Waits until the agent answers `/healthz` at all: 503 (no probe attached) is still a
+/// result worth recording.
+fn wait_until_serving(agent: &mut Supervised, port: u16, log: &Path) -> Result<()> {
+    let deadline = Instant::now() + AGENT_START_TIMEOUT;
+    loop {
+        if let Some(status) = agent.exited()? {
+            bail!(
+                "the agent exited during start-up ({status}): {}",
+                log_tail(log, 5)
+            );
+        }
+        if get(port, "/healthz").is_some() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "the agent did not serve /healthz within {AGENT_START_TIMEOUT:?}: {}",
+                log_tail(log, 5)
+            );
+        }
+        thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// One workload: runs it, recording the ports it used.
+type WorkloadStep<'a> = dyn Fn(&mut Ports) -> Result<()> + 'a;
+
+struct Workloads<'a> {
+    /// Scratch folder for the symlinks and scripts.
+    work: &'a Path,
+    bins: &'a Path,
+}
+
+impl Workloads<'_> {
+    /// gt-workload: exact failing openat/close calls and nanosleeps.
+    fn syscalls(&self, comms: &Comms) -> Result<()> {
+        let args = [OPENAT_ENOENT, CLOSE_EBADF, NANOSLEEPS, SLEEP_MS].map(|n| n.to_string());
+        let mut workload = self.named(&comms.syscalls, &self.bin("gt-workload")?)?;
+        workload.args(&args);
+        run_to_end(&comms.syscalls, &mut workload)?;
+        Ok(())
+    }
+
+    /// net-workload: a listener accepting TCP_OK connections that each carry TCP_BYTES, then
+    /// TCP_REFUSED connects to a port nobody listens on.
+    fn tcp(&self, comms: &Comms, ports: &mut Ports) -> Result<()> {
+        let net = self.bin("net-workload")?;
+        let mut server = self.named(&comms.tcp_server, &net)?;
+        server.args(["serve", "127.0.0.1:0", "--accept", &TCP_OK.to_string()]);
+        server.args(["--recv-bytes", &TCP_BYTES.to_string()]);
+        let (mut server, ready) = start_until_line(&comms.tcp_server, &mut server)?;
+        ports.tcp = ready
+            .strip_prefix("ready ")
+            .and_then(|port| port.trim().parse().ok())
+            .with_context(|| format!("net-workload serve printed {ready:?}, not `ready PORT`"))?;
+        let ok_peer = format!("127.0.0.1:{}", ports.tcp);
+        let mut client = self.named(&comms.tcp_client, &net)?;
+        client.args(["connect", &ok_peer, "--count", &TCP_OK.to_string()]);
+        client.args(["--expect", "ok", "--send-bytes", &TCP_BYTES.to_string()]);
+        run_to_end(&comms.tcp_client, &mut client)?;
+        wait_for_exit(&comms.tcp_server, &mut server)?;
+
+        // A port the kernel just handed out and nobody took: every SYN is answered by RST.
+        ports.refused = free_port()?;
+        let refused_peer = format!("127.0.0.1:{}", ports.refused);
+        let mut refused = self.named(&comms.tcp_client, &net)?;
+        refused.args([
+            "connect",
+            &refused_peer,
+            "--count",
+            &TCP_REFUSED.to_string(),
+        ]);
+        refused.args(["--expect", "refused"]);
+        run_to_end(&comms.tcp_client, &mut refused)?;
+        Ok(())
+    }
+
+    /// Python's http.server and http.client over one keep-alive connection.
+    fn http(&self, comms: &Comms, ports: &mut Ports) -> Result<()> {
+        // Debian's interpreter itself, not a version manager's shim: a shim is a script that
+        // execs another binary, which would rename the process.
+        let python = fs::canonicalize("/usr/bin/python3")
+            .context("/usr/bin/python3 (Debian package python3)")?;
+        let server_script = self.work.join("http_server.py");
+        let client_script = self.work.join("http_client.py");
+        fs::write(&server_script, HTTP_SERVER).context("writing the HTTP server script")?;
+        fs::write(&client_script, HTTP_CLIENT).context("writing the HTTP client script")?;
+        let mut server = self.named(&comms.http_server, &python)?;
+        server.arg(&server_script);
+        let (mut server, ready) = start_until_line(&comms.http_server, &mut server)?;
+        ports.http = ready
+            .trim()
+            .parse()
+            .with_context(|| format!("the HTTP server printed {ready:?}, not its port"))?;
+        let mut client = self.named(&comms.http_client, &python)?;
+        client.arg(&client_script).args([
+            ports.http.to_string(),
+            HTTP_OK.to_string(),
+            HTTP_MISSING.to_string(),
+        ]);
+        let outcome = run_to_end(&comms.http_client, &mut client);
+        // The server's series outlive it: it can go now.
+        server.stop(libc::SIGTERM, Duration::from_secs(5))?;
+        outcome.map(drop)
+    }
+
+    fn bin(&self, name: &str) -> Result<PathBuf> {
+        let path = self.bins.join(name);
+        if !path.is_file() {
+            bail!(
+                "{} missing: build the test workloads (`cargo build --release -p tests --bins`)",
+                path.display()
+            );
+        }
+        Ok(path)
+    }
+
+    /// A command that runs `binary` as `comm`: the kernel names a process after the file it
+    /// was exec'd through, so a symlink named `comm` does it without touching the binary.
+    fn named(&self, comm: &str, binary: &Path) -> Result<Command> {
+        let link = self.work.join(comm);
+        if link.symlink_metadata().is_err() {
+            std::os::unix::fs::symlink(binary, &link)
+                .with_context(|| format!("linking {} to {}", link.display(), binary.display()))?;
+        }
+        let mut command = Command::new(link);
+        // `cargo run` sets LD_LIBRARY_PATH for xtask; the dynamic loader's failing openat(2)s
+        // through it would be real, counted, and not the workload's ground truth.
+        command
+            .env_remove("LD_LIBRARY_PATH")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        Ok(command)
+    }
+}
+
+/// Runs a workload to its end within WORKLOAD_TIMEOUT; its stdout, or an error with its
+/// stderr.
+fn run_to_end(comm: &str, command: &mut Command) -> Result<String> {
+    let mut child = Supervised::spawn(comm, command)?;
+    let stdout = child.child_mut().stdout.take().context("no stdout pipe")?;
+    let stdout = thread::spawn(move || read_all(stdout));
+    wait_for_exit(comm, &mut child)?;
+    stdout
+        .join()
+        .map_err(|_| anyhow!("reading the output of {comm} panicked"))
+}
+
+/// Starts a server and returns it with the first line it printed (its readiness signal).
+fn start_until_line(comm: &str, command: &mut Command) -> Result<(Supervised, String)> {
+    let shown = display(command);
+    let mut child = Supervised::spawn(comm, command)?;
+    let stdout = child.child_mut().stdout.take().context("no stdout pipe")?;
+    let lines = watch_lines(stdout);
+    match lines.recv_timeout(WORKLOAD_TIMEOUT) {
+        Ok(line) => Ok((child, line)),
+        Err(RecvTimeoutError::Timeout) => {
+            bail!("{comm} (`{shown}`) printed nothing within {WORKLOAD_TIMEOUT:?}")
+        }
+        Err(RecvTimeoutError::Disconnected) => {
+            let status = child.stop(libc::SIGKILL, Duration::from_secs(5))?;
+            let stderr = child_stderr(&mut child);
+            bail!("{comm} (`{shown}`) ended before it was ready ({status:?}): {stderr}")
+        }
+    }
+}
+
+/// Waits for a workload's successful exit; kills it after WORKLOAD_TIMEOUT.
+fn wait_for_exit(comm: &str, child: &mut Supervised) -> Result<()> {
+    let deadline = Instant::now() + WORKLOAD_TIMEOUT;
+    loop {
+        if let Some(status) = child.exited()? {
+            if status.success() {
+                return Ok(());
+            }
+            bail!("{comm} failed ({status}): {}", child_stderr(child));
+        }
+        if Instant::now() >= deadline {
+            child.stop(libc::SIGKILL, Duration::from_secs(5))?;
+            bail!(
+                "{comm} still running after {WORKLOAD_TIMEOUT:?}: {}",
+                child_stderr(child)
+            );
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn child_stderr(child: &mut Supervised) -> String {
+    child
+        .child_mut()
+        .stderr
+        .take()
+        .map(read_all)
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+fn read_all(mut stream: impl std::io::Read) -> String {
+    let mut text = String::new();
+    let _ = stream.read_to_string(&mut text);
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comms_fit_the_kernel_limit_for_any_pid() {
+        // pid_max is at most 2^22.
+        let comms = Comms::new(4_194_304);
+        for comm in [
+            &comms.syscalls,
+            &comms.tcp_client,
+            &comms.tcp_server,
+            &comms.http_server,
+            &comms.http_client,
+        ] {
+            assert!(comm.len() <= 15, "{comm}");
+        }
+    }
+
+    #[test]
+    fn expectations_name_the_workloads_series() {
+        let comms = Comms::new(42);
+        let ports = Ports {
+            tcp: 4000,
+            refused: 4001,
+            http: 4002,
+        };
+        let expected = expectations(&comms, &ports);
+        let scrape = "\
+monitor_tcp_connect_errors_total{comm=\"kgtcpc42\",peer=\"127.0.0.1:4001\",reason=\"refused\",container=\"\"} 3
+http_client_request_duration_seconds_count{comm=\"kghcli42\",http_request_method=\"GET\",http_response_status_code=\"404\",server_address=\"127.0.0.1\",server_port=\"4002\"} 3
+";
+        let samples = parse_samples(scrape);
+        let exact: Vec<&str> = expected
+            .iter()
+            .filter(|e| e.check(&samples).exact())
+            .map(|e| e.what.as_str())
+            .collect();
+        assert_eq!(exact, ["TCP connects: refused", "HTTP client: GET 404"]);
+        // The rows of the report: stable text, no comm or port in it.
+        for e in &expected {
+            assert!(
+                !e.what.contains("42") && !e.what.contains("400"),
+                "{}",
+                e.what
+            );
+        }
+    }
+}

@@ -342,7 +342,17 @@ pub fn python_packages() -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    progress(&format!("pip {}", missing.join(" ")), "installing");
+    pip_install(&missing)?;
+    for (module, _) in PYTHON_PACKAGES {
+        if !succeeds(Command::new("python3").args(["-c", &format!("import {module}")])) {
+            bail!("installed the Python packages but `import {module}` still fails");
+        }
+    }
+    Ok(())
+}
+
+fn pip_install(requirements: &[&str]) -> Result<()> {
+    progress(&format!("pip {}", requirements.join(" ")), "installing");
     run(Command::new("python3")
         .args([
             "-m",
@@ -351,13 +361,7 @@ pub fn python_packages() -> Result<()> {
             "--quiet",
             "--disable-pip-version-check",
         ])
-        .args(&missing))?;
-    for (module, _) in PYTHON_PACKAGES {
-        if !succeeds(Command::new("python3").args(["-c", &format!("import {module}")])) {
-            bail!("installed the Python packages but `import {module}` still fails");
-        }
-    }
-    Ok(())
+        .args(requirements))
 }
 
 /// PyPI commands (`PYTHON_COMMANDS`), installed with `python3 -m pip` unless the pinned
@@ -376,16 +380,7 @@ fn python_commands() -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    progress(&format!("pip {}", missing.join(" ")), "installing");
-    run(Command::new("python3")
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-        ])
-        .args(&missing))?;
+    pip_install(&missing)?;
     for &(command, requirement) in PYTHON_COMMANDS {
         if !command_has_pinned_version(command, requirement) {
             bail!("installed {requirement} but `{command} --version` does not report it");

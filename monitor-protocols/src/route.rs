@@ -17,9 +17,19 @@ pub const MAX_ROUTE_LEN: usize = 256;
 
 /// The label value for a request target (`/users/42?x=1`, `http://host/a`, `*`).
 ///
-/// Segments replaced by [`ID_PLACEHOLDER`]: all digits; a UUID; 8 or more hex digits with
-/// at least one digit (`5f3a9c1e`, not `deadbeef`… a word made of a–f letters is kept);
-/// 20 or more token characters (letters, digits, `-_.~%=+`) mixing letters and digits.
+/// Path parameters (`;jsessionid=…`, everything after a `;` in a segment) are dropped.
+/// Segments replaced by [`ID_PLACEHOLDER`], because they name a person, a secret or one
+/// object rather than an endpoint:
+/// - an e-mail address or anything else with an `@` (also percent-encoded, `%40`);
+/// - all digits; digit groups with separators, at least 6 digits (card and phone numbers,
+///   dates: `4111-1111-1111-1111`, `+1-555-0100`, `2026-12-04`);
+/// - an IP address (`10.1.2.3`; hex digits and at least two `:` for IPv6);
+/// - a UUID, bare or braced (`{…}`, also `%7B…%7D`);
+/// - 8 or more hex digits with at least one digit (`5f3a9c1e`, not `deadbeef`: a word made
+///   of a–f letters is kept);
+/// - 12 or more token characters (letters, digits, `-_.~%=+`) mixing letters and digits
+///   (`kP9qLm2Xw7RtYaZ3`), or base64 with its `=` padding.
+///
 /// A file name whose stem is such a segment keeps its extension (`{id}.png`).
 pub fn normalize_route(target: &str) -> String {
     let path = path_of(target);
@@ -85,6 +95,8 @@ pub(crate) fn authority_of(target: &str) -> Option<&str> {
 }
 
 fn normalize_segment(segment: &str) -> std::borrow::Cow<'_, str> {
+    // Path parameters (RFC 3986 §3.3) carry session ids; the segment before them is kept.
+    let segment = segment.split(';').next().unwrap_or(segment);
     if is_identifier(segment) {
         return ID_PLACEHOLDER.into();
     }
@@ -103,20 +115,64 @@ fn is_identifier(segment: &str) -> bool {
     if bytes.is_empty() {
         return false;
     }
+    if bytes.contains(&b'@') || contains_ignore_case(bytes, b"%40") {
+        return true;
+    }
     let digits = bytes.iter().filter(|b| b.is_ascii_digit()).count();
-    if digits == bytes.len() || is_uuid(bytes) {
+    if digits == bytes.len() || is_uuid(unbraced(bytes)) {
+        return true;
+    }
+    if digits >= 6 && bytes.iter().all(|&b| b.is_ascii_digit() || b"-.+()_ ".contains(&b)) {
+        return true;
+    }
+    if is_ipv4(segment) {
+        return true;
+    }
+    let colons = bytes.iter().filter(|&&b| b == b':').count();
+    if colons >= 2 && bytes.iter().all(|&b| b.is_ascii_hexdigit() || b == b':') {
         return true;
     }
     if bytes.len() >= 8 && digits > 0 && bytes.iter().all(u8::is_ascii_hexdigit) {
         return true;
     }
+    let token = bytes
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b"-_.~%=+".contains(&b));
     let letters = bytes.iter().filter(|b| b.is_ascii_alphabetic()).count();
-    bytes.len() >= 20
-        && digits > 0
-        && letters > 0
-        && bytes
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b"-_.~%=+".contains(&b))
+    let mixed = bytes.len() >= 12 && digits > 0 && letters > 0;
+    let padded_base64 = bytes.len() >= 8 && bytes.ends_with(b"=") && !bytes.contains(&b'%');
+    token && (mixed || padded_base64)
+}
+
+fn is_ipv4(segment: &str) -> bool {
+    let parts: Vec<&str> = segment.split('.').collect();
+    parts.len() == 4
+        && parts.iter().all(|part| {
+            (1..=3).contains(&part.len())
+                && part.bytes().all(|b| b.is_ascii_digit())
+                && part.parse::<u16>().is_ok_and(|n| n <= 255)
+        })
+}
+
+fn contains_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window.eq_ignore_ascii_case(needle))
+}
+
+/// A GUID in braces, `{…}` or percent-encoded `%7B…%7D`, without them.
+fn unbraced(bytes: &[u8]) -> &[u8] {
+    if let Some(inner) = bytes.strip_prefix(b"{").and_then(|b| b.strip_suffix(b"}")) {
+        return inner;
+    }
+    let (open, close) = (b"%7B".as_slice(), b"%7D".as_slice());
+    if bytes.len() > 6
+        && bytes[..3].eq_ignore_ascii_case(open)
+        && bytes[bytes.len() - 3..].eq_ignore_ascii_case(close)
+    {
+        return &bytes[3..bytes.len() - 3];
+    }
+    bytes
 }
 
 fn is_uuid(bytes: &[u8]) -> bool {
@@ -168,6 +224,33 @@ mod tests {
         assert_eq!(normalize_route("/img/123456.png"), "/img/{id}.png");
     }
 
+    /// Each shape a review found verbatim in `http_route`, and its neighbours.
+    #[test]
+    fn personal_data_and_secrets_never_stay_in_a_route() {
+        for (target, route) in [
+            ("/u/jane.roe@example.org/orders", "/u/{id}/orders"),
+            ("/u/jane.roe%40example.org/orders", "/u/{id}/orders"),
+            ("/u/JANE%40EXAMPLE.ORG", "/u/{id}"),
+            ("/cart;jsessionid=Q7ZK2M9XW4", "/cart"),
+            ("/a;v=1/b;jsessionid=Q7/c", "/a/b/c"),
+            ("/reset/kP9qLm2Xw7RtYaZ3", "/reset/{id}"),
+            ("/v1/cards/4111-1111-1111-1111", "/v1/cards/{id}"),
+            ("/v1/cards/4111 1111 1111 1111", "/v1/cards/{id}"),
+            ("/call/+1-555-0100", "/call/{id}"),
+            ("/call/(555)%20123", "/call/(555)%20123"),
+            ("/day/2026-12-04", "/day/{id}"),
+            ("/hosts/10.1.2.3", "/hosts/{id}"),
+            ("/hosts/fe80::1:2", "/hosts/{id}"),
+            ("/o/{123e4567-e89b-12d3-a456-426614174000}", "/o/{id}"),
+            ("/o/%7B123e4567-e89b-12d3-a456-426614174000%7D", "/o/{id}"),
+            ("/t/c2VjcmV0LXRva2Vu", "/t/{id}"),
+            ("/t/c2VjcmV0LXRva2VuIQ==", "/t/{id}"),
+            ("/t/YWJjZA==", "/t/{id}"),
+        ] {
+            assert_eq!(normalize_route(target), route, "{target}");
+        }
+    }
+
     #[test]
     fn words_and_short_segments_are_kept() {
         for route in [
@@ -177,6 +260,9 @@ mod tests {
             "/abc123",
             "/static/app.js",
             "/how-to-install-rust-on-linux",
+            "/v1.2.3/release-notes",
+            "/api/v2/health-check",
+            "/oauth2",
             "/users/",
             "//double",
         ] {

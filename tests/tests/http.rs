@@ -282,3 +282,56 @@ fn python_server_errors_routes_without_queries_and_latency_buckets() {
         );
     }
 }
+
+/// Paths that carry an e-mail address, a session id, a reset token, a card number or an IP
+/// address, against an unmodified server: each lands on a redacted route, and none of the
+/// personal or secret text reaches /metrics.
+#[test]
+fn personal_data_in_paths_never_reaches_a_label() {
+    let agent = Agent::start(&[]);
+    let server = unique_comm("pypriv");
+    let client = unique_comm("curlpriv");
+    let (_python, port) = python_server(&server);
+    let paths = [
+        ("/u/jane.roe@example.org/orders", "/u/{id}/orders"),
+        ("/u/jane.roe%40example.org/orders", "/u/{id}/orders"),
+        ("/cart;jsessionid=Q7ZK2M9XW4", "/cart"),
+        ("/reset/kP9qLm2Xw7RtYaZ3", "/reset/{id}"),
+        ("/v1/cards/4111-1111-1111-1111", "/v1/cards/{id}"),
+        ("/hosts/10.1.2.3", "/hosts/{id}"),
+    ];
+    let requests: Vec<String> = paths
+        .iter()
+        .flat_map(|(path, _)| urls(port, path, 1))
+        .collect();
+    let codes = curl_as(&client, &requests);
+    assert!(codes.iter().all(|&code| code == 200), "{codes:?}");
+
+    let expected = [
+        (get_served(&server, "200", "/u/{id}/orders"), 2.0),
+        (get_served(&server, "200", "/cart"), 1.0),
+        (get_served(&server, "200", "/reset/{id}"), 1.0),
+        (get_served(&server, "200", "/v1/cards/{id}"), 1.0),
+        (get_served(&server, "200", "/hosts/{id}"), 1.0),
+    ];
+    let scrape = scrape_when(&agent, SERVER, &expected);
+    assert_eq!(
+        scrape
+            .matching(&format!("{SERVER}_count"), &[("comm", &server)])
+            .count(),
+        expected.len(),
+        "no other route for the server"
+    );
+    for secret in [
+        "jane",
+        "roe",
+        "example.org",
+        "jsessionid",
+        "Q7ZK2M9XW4",
+        "kP9qLm2Xw7RtYaZ3",
+        "4111",
+        "10.1.2.3",
+    ] {
+        assert!(!scrape.text.contains(secret), "{secret} reached /metrics");
+    }
+}

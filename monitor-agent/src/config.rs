@@ -161,7 +161,7 @@ pub struct Config {
     /// How often the kernel maps are swept: finished processes' entries are folded into their
     /// series and freed, so the maps do not fill between scrapes.
     #[arg(long = "kernel.sweep-interval", value_name = "DURATION", default_value = "5s",
-          value_parser = parse_duration)]
+          value_parser = parse_sweep_interval)]
     pub sweep_interval: Duration,
 
     /// Capacity of the kernel's per-(process, syscall) latency map.
@@ -721,21 +721,68 @@ pub(crate) fn parse_api_url(text: &str) -> Result<String, String> {
 
 /// `250ms`, `30s`, `5m`, `2h`: a whole number and a unit, nothing else.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration: expected e.g. 30s, 5m, 1h"))?;
-    let seconds_per_unit = match unit {
-        "ms" => return Ok(Duration::from_millis(number)),
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        _ => return Err(format!("`{text}` has no unit: use ms, s, m or h")),
-    };
-    Ok(Duration::from_secs(number * seconds_per_unit))
+    // Prometheus' units and syntax: `1h30m`, each unit at most once, largest first.
+    const UNITS: [(&str, u64); 7] = [
+        ("y", 365 * 24 * 3_600_000),
+        ("w", 7 * 24 * 3_600_000),
+        ("d", 24 * 3_600_000),
+        ("h", 3_600_000),
+        ("ms", 1),
+        ("m", 60_000),
+        ("s", 1_000),
+    ];
+    /// Longer would be nonsense for any setting here, and `now + duration` must not overflow.
+    const MAX_MILLIS: u64 = 100 * 365 * 24 * 3_600_000;
+    let not_a_duration = || format!("`{text}` is not a duration: expected e.g. 30s, 5m, 1h30m");
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if text.is_empty() {
+        return Err(not_a_duration());
+    }
+    let mut rest = text;
+    let mut millis: u64 = 0;
+    let mut last_unit: Option<u64> = None;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(not_a_duration());
+        }
+        let number: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("`{text}` is too long"))?;
+        rest = &rest[digits..];
+        let Some(&(unit, per_unit)) = UNITS.iter().find(|(unit, _)| rest.starts_with(unit)) else {
+            return Err(format!("`{text}` has no unit: use ms, s, m, h, d, w or y"));
+        };
+        if last_unit.is_some_and(|last| per_unit >= last) {
+            return Err(format!(
+                "`{text}`: units go from the largest to the smallest, each once (e.g. 1h30m)"
+            ));
+        }
+        last_unit = Some(per_unit);
+        millis = number
+            .checked_mul(per_unit)
+            .and_then(|part| millis.checked_add(part))
+            .filter(|&total| total <= MAX_MILLIS)
+            .ok_or_else(|| format!("`{text}` is longer than 100 years"))?;
+        rest = &rest[unit.len()..];
+    }
+    Ok(Duration::from_millis(millis))
+}
+
+/// The sweep interval: too short and the agent does nothing but sweep, too long and the
+/// kernel maps fill with finished processes between sweeps.
+fn parse_sweep_interval(text: &str) -> Result<Duration, String> {
+    const RANGE: std::ops::RangeInclusive<Duration> =
+        Duration::from_millis(100)..=Duration::from_secs(3600);
+    let interval = parse_duration(text)?;
+    if !RANGE.contains(&interval) {
+        return Err(format!("`{text}` is outside 100ms to 1h"));
+    }
+    Ok(interval)
 }
 
 /// A duration that must not be zero (a zero timeout would cut every client off).
@@ -1199,8 +1246,49 @@ mod tests {
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        for bad in ["", "5", "m", "5 m", "-5s", "5d", "1.5s"] {
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(
+            parse_duration("1d2h3m4s5ms"),
+            Ok(Duration::from_millis(((26 * 60 + 3) * 60 + 4) * 1000 + 5))
+        );
+        assert_eq!(parse_duration("2w"), Ok(Duration::from_secs(14 * 86_400)));
+        assert_eq!(parse_duration("1y"), Ok(Duration::from_secs(365 * 86_400)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        for bad in [
+            "", "5", "m", "5 m", "-5s", "5x", "1.5s", "30m1h", "1h1h", "1m1ms1s", "5s ",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    /// Overflow is an error with a reason, never a panic or a wrapped value.
+    #[test]
+    fn huge_durations_are_errors() {
+        for huge in [
+            "99999999999999999999s",
+            "5124095576030431h",
+            "101y",
+            "100y1ms",
+        ] {
+            let err = parse_duration(huge).unwrap_err();
+            assert!(
+                err.contains("longer than") || err.contains("too long"),
+                "{huge}: {err}"
+            );
+        }
+        assert!(parse_duration("100y").is_ok());
+    }
+
+    #[test]
+    fn the_sweep_interval_is_bounded() {
+        assert_eq!(parse_sweep_interval("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(
+            parse_sweep_interval("100ms"),
+            Ok(Duration::from_millis(100))
+        );
+        for bad in ["0s", "0", "99ms", "1h1s", "1000000h"] {
+            assert!(parse_sweep_interval(bad).is_err(), "{bad:?} accepted");
         }
     }
 

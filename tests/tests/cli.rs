@@ -57,6 +57,12 @@ fn bad_values_are_usage_errors() {
         &["--labels", "uid"],
         &["--kernel.syscall-stats-entries", "0"],
         &["--log.level", "loud"],
+        // A zero sweep interval panicked in the sweep task once the probes were loaded.
+        &["--kernel.sweep-interval", "0s"],
+        &["--kernel.sweep-interval", "1000000000h"],
+        // 5124095576030431 h in milliseconds overflows 64 bits.
+        &["--series.ttl", "5124095576030431h"],
+        &["--series.ttl", "30m1h"],
     ] {
         let output = agent(args);
         assert_eq!(output.status.code(), Some(2), "{args:?}: {output:?}");

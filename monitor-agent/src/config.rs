@@ -258,6 +258,17 @@ pub struct Config {
         default_value = "info"
     )]
     pub log_level: LevelFilter,
+
+    /// Log format: text (for people), logfmt or json (for log pipelines: one record per
+    /// line, multi-line messages escaped).
+    #[arg(
+        long = "log.format",
+        env = "MONITOR_LOG_FORMAT",
+        value_name = "FORMAT",
+        value_enum,
+        default_value_t = crate::logging::Format::Text
+    )]
+    pub log_format: crate::logging::Format,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

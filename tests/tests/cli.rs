@@ -160,3 +160,38 @@ fn sigterm_and_sigint_exit_cleanly_and_detach() {
         );
     }
 }
+
+/// Log pipelines get one record per line in the format they asked for, start to shutdown.
+#[test]
+fn logs_come_as_json_or_logfmt_records_one_per_line() {
+    for format in ["json", "logfmt"] {
+        let agent = Agent::start(&["--log.format", format, "--log.level", "debug"]);
+        let (status, log) = agent.stop_with(libc::SIGTERM);
+        assert!(status.success(), "{format}: {status}\n{log}");
+        let records: Vec<&str> = log.lines().filter(|line| !line.is_empty()).collect();
+        assert!(records.len() > 10, "{format}: {log}");
+        for record in &records {
+            if format == "json" {
+                let value: serde_json::Value = serde_json::from_str(record)
+                    .unwrap_or_else(|err| panic!("not JSON ({err}): {record}"));
+                assert!(
+                    value["level"].is_string() && value["msg"].is_string(),
+                    "{record}"
+                );
+            } else {
+                assert!(
+                    record.starts_with("ts=")
+                        && record.contains(" level=")
+                        && record.contains(" msg="),
+                    "not logfmt: {record}"
+                );
+            }
+        }
+        assert!(
+            records
+                .iter()
+                .any(|record| record.contains("probes detached")),
+            "{format}: {log}"
+        );
+    }
+}

@@ -19,6 +19,7 @@ const RESETS: &str = "monitor_tcp_resets_total";
 const BYTES: &str = "monitor_network_bytes_total";
 const LIFETIME: &str = "monitor_tcp_connection_duration_seconds";
 const OVERFLOW: &str = "monitor_tcp_peer_overflow_total";
+const RTT: &str = "monitor_tcp_rtt_seconds";
 const PROBES: [&str; 7] = [
     "mon_tcp_state",
     "mon_tcp_destroy",
@@ -798,10 +799,32 @@ fn peers_beyond_the_cap_are_folded_into_other() {
         .collect();
     expected.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(series, expected);
-    let overflow = value(&scrape, OVERFLOW, &labels);
+
+    // Each connection also leaves one RTT sample at its close (the handshake gave one), under
+    // the same capped peer: the counts per peer equal the connects.
+    let scrape = scrape_when(
+        &agent,
+        "an RTT per connection",
+        &[&client, &server_comm],
+        |s| s.sum(&count(RTT), &labels) >= LISTENERS as f64,
+    );
+    let mut rtts: Vec<(String, f64)> = scrape
+        .matching(&count(RTT), &labels)
+        .map(|s| (s.labels["peer"].clone(), s.value))
+        .collect();
+    rtts.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(rtts, expected, "{RTT} per peer");
+    // Loopback round trips: more than nothing, far less than a second each.
+    let rtt_sum = scrape.sum(&format!("{RTT}_sum"), &labels);
     assert!(
-        overflow >= (LISTENERS - CAP) as f64,
-        "{OVERFLOW} for {client}: {overflow}"
+        rtt_sum > 0.0 && rtt_sum < 0.1 * LISTENERS as f64,
+        "{RTT}_sum {rtt_sum}"
+    );
+    // An overflowed connection is folded twice: its connect and its RTT sample.
+    assert_eq!(
+        value(&scrape, OVERFLOW, &labels),
+        (2 * (LISTENERS - CAP)) as f64,
+        "{OVERFLOW} for {client}"
     );
     // The servers saw one inbound peer (127.0.0.1): nothing of theirs overflowed.
     assert!(is_zero(&scrape, OVERFLOW, &[("comm", &server_comm)]));

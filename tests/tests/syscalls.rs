@@ -40,7 +40,16 @@ fn agent_does_not_record_itself() {
     for _ in 0..3 {
         agent.scrape();
     }
-    let scrape = agent.scrape();
+    // Positive control in the same scrape: a workload's exact counts, under its own pid, so
+    // an agent that recorded nothing at all cannot pass.
+    let comm = unique_comm("gtself");
+    let scrape = ground_truth::run_and_check(&agent, &comm, WORKLOAD.as_ref());
+    assert!(
+        scrape
+            .matching(ERRORS, &[("comm", &comm)])
+            .all(|sample| sample.labels.get("pid").is_some_and(|pid| !pid.is_empty())),
+        "the workload's series carry its pid"
+    );
     let pid = agent.pid().to_string();
     let own: Vec<_> = scrape
         .samples

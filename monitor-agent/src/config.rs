@@ -42,12 +42,14 @@ pub struct Config {
     #[arg(long = "config.file", env = "MONITOR_CONFIG_FILE", value_name = "PATH")]
     pub config_file: Option<PathBuf>,
 
-    /// Address on which to expose /metrics and /healthz.
+    /// Address on which to expose /metrics and /healthz: IP:PORT, [IPv6]:PORT, localhost:PORT,
+    /// or :PORT for every IPv4 interface (as the Prometheus exporters write it).
     #[arg(
         long = "web.listen-address",
         env = "MONITOR_WEB_LISTEN_ADDRESS",
         value_name = "HOST:PORT",
-        default_value = DEFAULT_LISTEN_ADDRESS
+        default_value = DEFAULT_LISTEN_ADDRESS,
+        value_parser = parse_listen_address
     )]
     pub listen_address: SocketAddr,
 
@@ -250,12 +252,18 @@ pub struct Config {
           value_parser = parse_duration)]
     pub pause_event_reader: Option<Duration>,
 
-    /// Log level: error, warn, info, debug or trace. RUST_LOG refines it per module.
+    /// Log level: off, error, warn, info, debug or trace. RUST_LOG refines it per module.
     #[arg(
         long = "log.level",
         env = "MONITOR_LOG_LEVEL",
         value_name = "LEVEL",
-        default_value = "info"
+        default_value = "info",
+        ignore_case = true,
+        // Named values, so that a wrong one is answered with the list of right ones.
+        value_parser = clap::builder::TypedValueParser::map(
+            clap::builder::PossibleValuesParser::new(LOG_LEVELS),
+            |level: String| level.parse::<LevelFilter>().unwrap_or(LevelFilter::Info),
+        )
     )]
     pub log_level: LevelFilter,
 
@@ -784,6 +792,25 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(millis))
 }
 
+const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// A listen address as exporters take it: `IP:PORT`, `[IPv6]:PORT`, `localhost:PORT` (the
+/// IPv4 loopback, without asking a resolver) or `:PORT` (every IPv4 interface).
+fn parse_listen_address(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(address) = text.parse() {
+        return Ok(address);
+    }
+    let usage = || format!("`{text}` is not IP:PORT, [IPv6]:PORT, localhost:PORT or :PORT");
+    let (host, port) = text.rsplit_once(':').ok_or_else(usage)?;
+    let port: u16 = port.parse().map_err(|_| usage())?;
+    let ip = match host {
+        "" => std::net::Ipv4Addr::UNSPECIFIED,
+        "localhost" => std::net::Ipv4Addr::LOCALHOST,
+        _ => return Err(usage()),
+    };
+    Ok(SocketAddr::from((ip, port)))
+}
+
 /// The sweep interval: too short and the agent does nothing but sweep, too long and the
 /// kernel maps fill with finished processes between sweeps.
 fn parse_sweep_interval(text: &str) -> Result<Duration, String> {
@@ -1289,6 +1316,40 @@ mod tests {
             );
         }
         assert!(parse_duration("100y").is_ok());
+    }
+
+    #[test]
+    fn listen_addresses_as_exporters_write_them() {
+        let parse = |text| parse_listen_address(text).map(|address| address.to_string());
+        assert_eq!(parse("127.0.0.1:9655"), Ok("127.0.0.1:9655".into()));
+        assert_eq!(parse("[::1]:9655"), Ok("[::1]:9655".into()));
+        assert_eq!(parse("localhost:9655"), Ok("127.0.0.1:9655".into()));
+        assert_eq!(parse(":9655"), Ok("0.0.0.0:9655".into()));
+        for bad in [
+            "not-an-address",
+            "127.0.0.1:99999",
+            "example.com:80",
+            "9655",
+            "localhost",
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert!(err.contains("IP:PORT"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_wrong_log_level_is_answered_with_the_right_ones() {
+        let err = Config::try_parse_from(["monitor-agent", "--log.level", "loud"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("[possible values: off, error, warn, info, debug, trace]"),
+            "{err}"
+        );
+        let config = Config::try_parse_from(["monitor-agent", "--log.level", "debug"]).unwrap();
+        assert_eq!(config.log_level, LevelFilter::Debug);
+        let config = Config::try_parse_from(["monitor-agent", "--log.level", "WARN"]).unwrap();
+        assert_eq!(config.log_level, LevelFilter::Warn);
     }
 
     #[test]

@@ -21,6 +21,26 @@ use crate::{
     web_config::WebConfig,
 };
 
+/// Where the pod watch connects, when `--kubernetes.node-name` is set.
+fn kube_config(config: &Config) -> anyhow::Result<Option<identity::kubernetes::KubeConfig>> {
+    let Some(node) = &config.kubernetes_node_name else {
+        return Ok(None);
+    };
+    let ttl = config.kubernetes_deleted_pod_ttl;
+    let kube = match &config.kubernetes_api_url {
+        Some(url) => identity::kubernetes::KubeConfig {
+            api_url: url.clone(),
+            token: None,
+            ca_file: None,
+            node_name: node.clone(),
+            deleted_ttl: ttl,
+        },
+        None => identity::kubernetes::KubeConfig::in_cluster(node.clone(), ttl)
+            .context("--kubernetes.node-name is set but the in-cluster API is not usable")?,
+    };
+    Ok(Some(kube))
+}
+
 pub async fn run(config: Config) -> anyhow::Result<()> {
     privileges::check()?;
     let listener = server::bind(config.listen_address)?;
@@ -29,6 +49,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Some(path) => WebConfig::load(path)?,
         None => WebConfig::none(),
     };
+    // So is the Kubernetes API: outside a pod, --kubernetes.node-name fails before loading.
+    let kube = kube_config(&config)?;
     let mut loaded = probes::load(&LoadSettings {
         syscall_stats_entries: config.syscall_stats_entries,
         syscall_errors_entries: config.syscall_errors_entries,
@@ -153,19 +175,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Some(BATCH_POLL),
     ));
     tasks.spawn(sweep(Arc::clone(&monitor), config.sweep_interval));
-    if let (Some(node), Some(pods)) = (&config.kubernetes_node_name, pods) {
-        let ttl = config.kubernetes_deleted_pod_ttl;
-        let kube = match &config.kubernetes_api_url {
-            Some(url) => identity::kubernetes::KubeConfig {
-                api_url: url.clone(),
-                token: None,
-                ca_file: None,
-                node_name: node.clone(),
-                deleted_ttl: ttl,
-            },
-            None => identity::kubernetes::KubeConfig::in_cluster(node.clone(), ttl)
-                .context("--kubernetes.node-name is set but the in-cluster API is not usable")?,
-        };
+    if let (Some(kube), Some(pods)) = (kube, pods) {
         tasks.spawn(identity::kubernetes::run(kube, pods));
     }
     if let Some(logger) = kernel_logs {

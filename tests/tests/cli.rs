@@ -195,3 +195,24 @@ fn logs_come_as_json_or_logfmt_records_one_per_line() {
         );
     }
 }
+
+/// Outside a pod, `--kubernetes.node-name` without an API URL is one line, before anything
+/// is loaded (it used to fail after every probe was attached).
+#[test]
+fn kubernetes_outside_a_pod_fails_before_loading() {
+    let output = Command::new(agent_bin())
+        .args([
+            "--web.listen-address",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .args(["--kubernetes.node-name", "node-1"])
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT")
+        .output()
+        .unwrap();
+    assert_one_line_error(
+        &output,
+        &["--kubernetes.node-name", "KUBERNETES_SERVICE_HOST"],
+    );
+    assert_started_nothing(&output);
+}

@@ -125,6 +125,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .kubernetes_node_name
         .as_ref()
         .map(|_| identity::kubernetes::PodStore::new(config.kubernetes_deleted_pod_ttl));
+    info!("selection: {}", config.selection.describe());
     let resolver = Resolver::new(
         Some(config.docker_socket.clone()),
         pods.clone(),

@@ -633,6 +633,33 @@ impl Selection {
         &self.exclude
     }
 
+    /// One line for the start-up log: an active filter is the first thing to check when a
+    /// process's series are missing.
+    pub fn describe(&self) -> String {
+        let list = |selectors: &[Selector]| {
+            let items: Vec<String> = selectors.iter().map(Selector::to_string).collect();
+            items.join(", ")
+        };
+        match (self.include.is_empty(), self.exclude.is_empty()) {
+            (true, true) => {
+                "every process is monitored (no --select.include/--select.exclude)".into()
+            }
+            (false, true) => format!(
+                "only processes matching one of [{}] are monitored",
+                list(&self.include)
+            ),
+            (true, false) => format!(
+                "processes matching any of [{}] are not monitored",
+                list(&self.exclude)
+            ),
+            (false, false) => format!(
+                "only processes matching one of [{}] and none of [{}] are monitored",
+                list(&self.include),
+                list(&self.exclude)
+            ),
+        }
+    }
+
     /// No selector at all: every process is monitored, no fact needs looking up.
     pub fn admits_all(&self) -> bool {
         self.include.is_empty() && self.exclude.is_empty()

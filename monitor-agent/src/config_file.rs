@@ -677,6 +677,20 @@ selection:
         );
     }
 
+    /// The README's example is what people paste: it must parse, and filter nothing away
+    /// nor reach for a cluster the machine is not in.
+    #[test]
+    fn the_readme_example_parses_and_is_safe_to_paste() {
+        let readme = include_str!("../../README.md");
+        let section = &readme[readme.find("### Configuration file").unwrap()..];
+        let start = section.find("```yaml\n").unwrap() + "```yaml\n".len();
+        let example = &section[start..start + section[start..].find("```").unwrap()];
+        let config = FileConfig::parse(example).unwrap();
+        assert_eq!(config.select_include, None, "an include filters everything else away");
+        assert_eq!(config.kubernetes_node_name, None, "only inside a cluster");
+        assert!(config.select_exclude.is_some() && !config.service_overrides.is_empty());
+    }
+
     #[test]
     fn the_documented_schema_parses() {
         let config = FileConfig::parse(FULL).unwrap();

@@ -9,7 +9,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tests::{Agent, TempDir, agent_bin, free_port, http_get};
+use tests::{Agent, TempDir, agent_bin, free_port, ground_truth, http_get, run_as, unique_comm};
+
+const WORKLOAD: &str = env!("CARGO_BIN_EXE_gt-workload");
 
 /// One test at a time: the good-file test loads the probes, which the bad-file tests must not
 /// mistake for their own.
@@ -33,6 +35,17 @@ fn loaded_programs() -> BTreeSet<u32> {
         .filter(|line| line.contains(" name mon_"))
         .filter_map(|line| line.split(':').next()?.trim().parse().ok())
         .collect()
+}
+
+/// BPF programs process `pid` holds open (its `anon_inode:bpf-prog` descriptors); 0 once it
+/// has exited.
+fn programs_held_by(pid: u32) -> usize {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return 0;
+    };
+    fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter(|target| target.as_os_str() == "anon_inode:bpf-prog")
+        .count()
 }
 
 /// Whether another agent than `ours` runs (another test binary's): its programs are not ours.
@@ -60,6 +73,14 @@ fn run_loading_nothing(args: &[&str]) -> Output {
         .unwrap();
     let pid = child.id();
     let check = |when: &str| {
+        // The child's own program fds: exact whatever else runs on the machine.
+        assert_eq!(
+            programs_held_by(pid),
+            0,
+            "the agent holds programs {when} {args:?}"
+        );
+        // Machine-wide, for a load that came and went between two looks; other agents
+        // (other test binaries) make it unusable, the check above never is.
         let new: Vec<u32> = loaded_programs().difference(&before).copied().collect();
         assert!(
             new.is_empty() || other_agent_running(pid),
@@ -183,27 +204,70 @@ fn bad_new_flags_are_usage_errors() {
     }
 }
 
+/// A good file starts the agent, and each of its settings shows in the scrape: the constant
+/// label, a family's label choice, a service override and an exclusion.
 #[test]
-fn a_good_config_file_is_accepted() {
+fn a_good_config_file_is_accepted_and_applied() {
     let _serial = serial();
     let dir = TempDir::new("monitor-config-good");
     let path = dir.path().join("monitor.yml");
+    let served = unique_comm("cfgsvc");
+    let skipped = unique_comm("cfgskip");
     std::fs::write(
         &path,
-        "series:\n  ttl: 5m\n  max: 10000\n\
-         labels:\n  pid: false\n  constant:\n    environment: test\n  families:\n    \
-         monitor_syscall_duration_seconds: [comm, service, namespace]\n\
-         tcp:\n  peers_per_comm: 64\nhttp:\n  routes_per_comm: 100\n\
-         identity:\n  docker_socket: /nonexistent/docker.sock\n\
-         service:\n  overrides:\n    - match: { comm: \"java*\", namespace: shop }\n      \
-         service: checkout\n\
-         selection:\n  exclude: [\"comm=sshd\"]\n",
+        format!(
+            "series:\n  ttl: 5m\n  max: 10000\n\
+             labels:\n  pid: false\n  constant:\n    environment: test\n  families:\n    \
+             monitor_syscall_duration_seconds: [comm, service]\n\
+             tcp:\n  peers_per_comm: 64\nhttp:\n  routes_per_comm: 100\n\
+             identity:\n  docker_socket: /nonexistent/docker.sock\n\
+             service:\n  overrides:\n    - match: {{ comm: \"cfgsvc*\" }}\n      \
+             service: checkout\n\
+             selection:\n  exclude: [\"comm={skipped}\"]\n"
+        ),
     )
     .unwrap();
     let agent = Agent::start(&["--config.file", path.to_str().unwrap()]);
-    let address: SocketAddr = agent.address;
-    let (status, body) = http_get(address, "/healthz").unwrap();
+    let (status, body) = http_get(agent.address, "/healthz").unwrap();
     assert_eq!(status, 200, "{body}");
-    let (status, _) = http_get(address, "/metrics").unwrap();
-    assert_eq!(status, 200);
+    // The scanner the bad-file tests rely on does see a running agent's programs.
+    assert!(programs_held_by(agent.pid()) > 0, "no program fd found");
+
+    run_as(&skipped, WORKLOAD.as_ref(), &ground_truth::args());
+    // Run after the excluded one: once its series are in, the excluded one's would be too.
+    let scrape = ground_truth::run_and_check(&agent, &served, WORKLOAD.as_ref());
+    let this = [("comm", served.as_str())];
+    let errors: Vec<_> = scrape
+        .matching("monitor_syscall_errors_total", &this)
+        .collect();
+    assert!(!errors.is_empty());
+    for sample in &errors {
+        assert_eq!(
+            sample.labels.get("environment").map(String::as_str),
+            Some("test")
+        );
+        assert_eq!(
+            sample.labels.get("service").map(String::as_str),
+            Some("checkout")
+        );
+        // Families not listed keep every identity label but pid.
+        assert!(sample.labels.contains_key("container") && sample.labels.contains_key("pod"));
+    }
+    let durations: Vec<_> = scrape
+        .matching("monitor_syscall_duration_seconds_count", &this)
+        .collect();
+    assert!(!durations.is_empty());
+    for sample in &durations {
+        let mut names: Vec<&str> = sample.labels.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            ["comm", "environment", "service", "syscall"],
+            "{sample:?}"
+        );
+    }
+    assert!(
+        !scrape.text.contains(&format!("comm=\"{skipped}\"")),
+        "the excluded process was exported"
+    );
 }

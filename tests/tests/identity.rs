@@ -9,7 +9,7 @@ use std::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use tests::{
@@ -246,7 +246,10 @@ fn kubernetes_pods_label_their_processes_until_deleted_and_the_ttl_passes() {
         "--kubernetes.api-url",
         &api,
         "--kubernetes.deleted-pod-ttl",
-        "2s",
+        "4s",
+        // Identities are resolved at the sweeps: frequent ones keep the timing below tight.
+        "--kernel.sweep-interval",
+        "500ms",
         "--labels",
         "pid",
         "--label.const",
@@ -273,19 +276,36 @@ fn kubernetes_pods_label_their_processes_until_deleted_and_the_ttl_passes() {
     promtool_check(&scrape.text).expect("promtool check metrics with every label set");
 
     delete.store(true, Ordering::SeqCst);
-    // After the deletion and the 2 s TTL, a new process of that pod's cgroup is no longer
-    // labelled with the pod (its metadata is gone); the container id still shows.
+    let deleted_at = Instant::now();
+    // Right after the deletion the pod's metadata is kept (its last processes' events are
+    // still its own)...
+    let comm = unique_comm("gtd");
+    cgroup.run(&comm);
+    let (_, labels) = workload_series(&agent, &comm);
+    assert_eq!(
+        labels["pod"], "web-7d4b9c8f6d-x2k9p",
+        "labelled within the TTL"
+    );
+    // ...and after the 4 s TTL, a new process of that pod's cgroup is no longer labelled with
+    // the pod (its metadata is gone); the container id still shows. Never sooner: a process
+    // is resolved at the first sweep after it starts, so one that started more than a
+    // sweep (and some slack) before the TTL ended must still have been labelled.
     let mut attempt = 0;
-    let labels = eventually(
+    let (started, labels) = eventually(
         Duration::from_secs(20),
         "the deleted pod's labels to go",
         || {
             attempt += 1;
             let comm = unique_comm(&format!("gtg{attempt}-"));
+            let started = deleted_at.elapsed();
             cgroup.run(&comm);
             let (_, labels) = workload_series(&agent, &comm);
-            labels["pod"].is_empty().then_some(labels)
+            labels["pod"].is_empty().then_some((started, labels))
         },
+    );
+    assert!(
+        started >= Duration::from_secs(3),
+        "unlabelled {started:?} after the deletion, before the 4 s TTL"
     );
     assert_eq!(labels["namespace"], "");
     assert_eq!(

@@ -379,6 +379,8 @@ fn rss_kib(pid: u32) -> u64 {
 
 #[test]
 fn churn_of_5000_process_names_stays_within_the_series_budget() {
+    /// README: "the agent's RSS grew by less than 16 MiB".
+    const RSS_GROWTH_BOUND_KIB: u64 = 16 * 1024;
     const BUDGET: usize = 1_000;
     const CHILDREN: u32 = 5_000;
     let agent = Agent::start(&[
@@ -416,6 +418,20 @@ fn churn_of_5000_process_names_stays_within_the_series_budget() {
         in_use <= (BUDGET + families_with_overflow) as f64,
         "{in_use} series for a budget of {BUDGET} (+{families_with_overflow} overflow)"
     );
+    // One overflow series per family, never more (its `_count` stands for the histograms).
+    let mut overflow_per_family = std::collections::HashMap::<&str, usize>::new();
+    for sample in scrape
+        .samples
+        .iter()
+        .filter(|sample| sample.labels.get("comm").map(String::as_str) == Some("[overflow]"))
+        .filter(|sample| !sample.name.ends_with("_bucket") && !sample.name.ends_with("_sum"))
+    {
+        *overflow_per_family.entry(sample.name.as_str()).or_default() += 1;
+    }
+    assert!(
+        overflow_per_family.values().all(|&series| series == 1),
+        "{overflow_per_family:?}"
+    );
     // Each child makes two recorded calls (prctl, getppid; exit never returns): those
     // not in a series of their own are in the overflow series, which others add to as well.
     let (named, own_calls) = scrape
@@ -431,8 +447,8 @@ fn churn_of_5000_process_names_stays_within_the_series_budget() {
             },
         );
     assert!(
-        named.len() < CHILDREN as usize,
-        "{} children kept their own series",
+        named.len() <= BUDGET,
+        "{} children kept their own series, over the budget of {BUDGET}",
         named.len()
     );
     let overflow = scrape
@@ -446,6 +462,10 @@ fn churn_of_5000_process_names_stays_within_the_series_budget() {
         "{own_calls} calls in the children's series + {overflow} in the overflow series"
     );
     let rss_after = rss_kib(agent.pid());
-    // For the notes: the agent's memory across the churn.
     println!("agent RSS: {rss_before} KiB before, {rss_after} KiB after {CHILDREN} processes");
+    // The bound the README states for this churn.
+    assert!(
+        rss_after.saturating_sub(rss_before) <= RSS_GROWTH_BOUND_KIB,
+        "agent RSS grew from {rss_before} KiB to {rss_after} KiB"
+    );
 }

@@ -6,6 +6,7 @@ mod http;
 mod http_report;
 mod lab;
 mod net_report;
+mod prog_stats;
 mod report;
 mod worker;
 
@@ -242,12 +243,38 @@ fn syscall_suite(lab: &Lab, options: &Options, environment: Environment) -> Resu
             s.unavailable = Some(reason);
         }
     }
+    let program_times = program_times(lab, &syscall_loop).map_err(|err| {
+        eprintln!("bench: warning: programs' own run times not measured: {err:#}");
+        format!("{err:#}")
+    });
     Ok(Report {
         environment,
         iterations: options.iterations,
         runs: options.runs,
         series,
+        program_times,
     })
+}
+
+/// One more loop under the empty hooks and one under the agent, with the kernel's BPF
+/// statistics on, read while each condition's programs are still loaded.
+fn program_times(lab: &Lab, syscall_loop: &SyscallLoop) -> Result<Vec<prog_stats::ProgramTime>> {
+    let _stats = prog_stats::StatsEnabled::new()?;
+    let mut times = Vec::new();
+    for (condition, programs) in [
+        (Condition::Empty, ["noop_sys_enter", "noop_sys_exit"]),
+        (Condition::Agent, ["mon_sys_enter", "mon_sys_exit"]),
+    ] {
+        let measured = lab.under(condition, report::BPFTRACE_SCRIPT, || {
+            syscall_loop.run()?;
+            prog_stats::program_times(&programs)
+        })?;
+        match measured {
+            Measured::Done(found) => times.extend(found),
+            Measured::Unavailable(why) => bail!("{} unavailable: {why}", condition.name()),
+        }
+    }
+    Ok(times)
 }
 
 /// One start of each condition per round serves every workload: starting the agent or

@@ -240,13 +240,15 @@ impl NetReport {
 const WHAT_TO_EXPECT: &str = "
 ### What to expect
 
-From the probes' own run times (`docs/design/network.md` §7, `bpf_stats`): a local connection
-(both ends on this host) makes 10 `inet_sock_set_state` and 2 `tcp_destroy_sock` hits, of
-which the agent does map work on about 6, for roughly 2.3 µs per connection; each send or
-receive call costs roughly 150–250 ns more. On top of that come the agent's per-syscall hooks,
-the syscall section's agent − none per call (about 0.4 µs): a connection here is six system
+Not measured by this run: an estimate from the probes' own run times as the design spike
+measured them once, on 2026-11-27 (`docs/design/network.md` §7, `bpf_stats`). A local
+connection (both ends on this host) makes 10 `inet_sock_set_state` and 2 `tcp_destroy_sock`
+hits, of which the agent does map work on about 6, for roughly 2.3 µs per connection; each
+send or receive call costs roughly 150–250 ns more. On top of that come the agent's
+per-syscall hooks, the syscall section's agent − none per call: a connection here is six system
 calls (socket, connect, accept4, the client's read of the EOF, two closes), a transfer two per
-write (the write and its read). So about 5 µs per connection and 1.2 µs per write: a few
+write (the write and its read). With the spike's 0.4 µs per system call, that was about 5 µs
+per connection and 1.2 µs per write: a few
 percent of a connection, most of the cost of a 1 KiB loopback write (itself little more than
 two cheap system calls), and several percent of a 64 KiB write.
 

@@ -1,6 +1,8 @@
 //! Statistics shared by the report sections, and the syscall section of `cargo xtask bench`.
 use std::fmt::Write as _;
 
+use super::prog_stats::ProgramTime;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Condition {
     None,
@@ -109,6 +111,8 @@ pub struct Report {
     pub iterations: u64,
     pub runs: u32,
     pub series: Vec<Series>,
+    /// The hooks' own run times (empty, then the agent's), or why they are missing.
+    pub program_times: Result<Vec<ProgramTime>, String>,
 }
 
 /// The agent may cost at most this many empty hooks per syscall.
@@ -217,6 +221,45 @@ impl Report {
         out.push_str("### Ratios\n\n");
         out.push_str(&self.ratios());
         out.push_str(WHERE_THE_TIME_GOES);
+        out.push_str(&self.program_table());
+        out
+    }
+
+    /// The measured per-program table, and what the agent's bodies add to the empty hooks.
+    fn program_table(&self) -> String {
+        let times = match &self.program_times {
+            Ok(times) => times,
+            Err(why) => return format!("Not measured in this run: {}.\n", cell(why)),
+        };
+        let mut out = String::from(
+            "Each program's own run time in this run, from the kernel's BPF statistics \
+             (`kernel.bpf_stats_enabled=1` during one more loop under the empty hooks and one \
+             under the agent, then `bpftool prog show`: run_time_ns / run_cnt over every \
+             system call in that window; the accounting itself costs what the empty programs \
+             show):\n\n| program | runs | ns per run |\n|---|---:|---:|\n",
+        );
+        for time in times {
+            let _ = writeln!(
+                out,
+                "| `{}` | {} | {:.0} |",
+                time.name, time.runs, time.ns_per_run
+            );
+        }
+        let ns = |name: &str| times.iter().find(|t| t.name == name).map(|t| t.ns_per_run);
+        if let (Some(empty_enter), Some(empty_exit), Some(enter), Some(exit)) = (
+            ns("noop_sys_enter"),
+            ns("noop_sys_exit"),
+            ns("mon_sys_enter"),
+            ns("mon_sys_exit"),
+        ) {
+            let _ = writeln!(
+                out,
+                "\nSo the agent's bodies add about {:.0} + {:.0} ns to the empty hooks' \
+                 dispatch, which is what the ratio above compares them with.",
+                enter - empty_enter,
+                exit - empty_exit
+            );
+        }
         out
     }
 }
@@ -232,18 +275,6 @@ inlined array lookups (the thread's slot, the process's generation) and one per-
 lookup for the (process, generation, syscall) histogram; a second hash update only when the
 call failed.
 
-Each program's own run time, from `sysctl kernel.bpf_stats_enabled=1`, the same loop, then
-`bpftool prog show` (run_time_ns / run_cnt; the accounting itself costs what the empty
-programs show), measured once on 2026-11-27 on this machine:
-
-| program | ns per run |
-|---|---:|
-| `noop_sys_enter` / `noop_sys_exit` (empty) | 63 / 63 |
-| `mon_sys_enter` | 120 |
-| `mon_sys_exit` | 187 |
-
-So the agent's bodies add about 57 + 124 ns to the empty hooks' dispatch, which is what the
-ratio above compares them with.
 ";
 
 pub fn runs_list(runs: &[f64], decimals: usize) -> String {
@@ -279,6 +310,7 @@ mod tests {
             },
             iterations: 1000,
             runs: 3,
+            program_times: Err("not measured in the unit tests".into()),
             series: vec![
                 series(Condition::None, &[100.0, 102.0, 101.0]),
                 series(Condition::Empty, &[111.0, 110.0, 130.0]),

@@ -1,0 +1,104 @@
+//! Each program's own run time, from the kernel's BPF statistics: `run_time_ns / run_cnt` as
+//! `bpftool prog show` reports them while `kernel.bpf_stats_enabled` is 1. The accounting
+//! itself costs a little per run, the same for every program, so the empty hooks measured
+//! the same way are the reference.
+use std::{fs, process::Command};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::process::output;
+
+const SYSCTL: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+/// `kernel.bpf_stats_enabled` on while it lives; restored to what it was when dropped.
+pub struct StatsEnabled {
+    previous: String,
+}
+
+impl StatsEnabled {
+    pub fn new() -> Result<Self> {
+        let previous = fs::read_to_string(SYSCTL).with_context(|| format!("reading {SYSCTL}"))?;
+        fs::write(SYSCTL, "1").with_context(|| format!("writing 1 to {SYSCTL}"))?;
+        Ok(Self { previous })
+    }
+}
+
+impl Drop for StatsEnabled {
+    fn drop(&mut self) {
+        if let Err(err) = fs::write(SYSCTL, self.previous.trim()) {
+            eprintln!("bench: warning: cannot restore {SYSCTL}: {err}");
+        }
+    }
+}
+
+/// One program's measured run time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProgramTime {
+    pub name: String,
+    pub runs: u64,
+    pub ns_per_run: f64,
+}
+
+/// The run times of the loaded programs called `names` (the kernel keeps 15 characters of
+/// a name), from `bpftool -j prog show`; a name loaded twice (two agents) is an error.
+pub fn program_times(names: &[&str]) -> Result<Vec<ProgramTime>> {
+    let json = output(Command::new("bpftool").args(["-j", "prog", "show"]))?;
+    parse(&json, names)
+}
+
+fn parse(json: &str, names: &[&str]) -> Result<Vec<ProgramTime>> {
+    let programs: Vec<serde_json::Value> =
+        serde_json::from_str(json).context("parsing `bpftool -j prog show`")?;
+    names
+        .iter()
+        .map(|&name| {
+            let short = &name[..name.len().min(15)];
+            let found: Vec<&serde_json::Value> = programs
+                .iter()
+                .filter(|program| program["name"].as_str() == Some(short))
+                .collect();
+            let [program] = found.as_slice() else {
+                bail!("{} programs named {short} loaded, not one", found.len());
+            };
+            let field = |key: &str| {
+                program[key]
+                    .as_u64()
+                    .with_context(|| format!("{short}: no {key} (are BPF statistics on?)"))
+            };
+            let (time, runs) = (field("run_time_ns")?, field("run_cnt")?);
+            if runs == 0 {
+                bail!("{short} never ran");
+            }
+            Ok(ProgramTime {
+                name: name.to_owned(),
+                runs,
+                ns_per_run: time as f64 / runs as f64,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHOW: &str = r#"[{"id":7,"type":"raw_tracepoint","name":"mon_sys_enter","run_time_ns":1200000,"run_cnt":10000},
+        {"id":8,"type":"raw_tracepoint","name":"mon_sys_exit","run_time_ns":1870000,"run_cnt":10000},
+        {"id":9,"type":"raw_tracepoint","name":"noop_sys_enter"}]"#;
+
+    #[test]
+    fn run_time_per_run_of_each_named_program() {
+        let times = parse(SHOW, &["mon_sys_enter", "mon_sys_exit"]).unwrap();
+        assert_eq!(times[0].ns_per_run, 120.0);
+        assert_eq!(times[1].ns_per_run, 187.0);
+        assert_eq!(times[1].runs, 10_000);
+    }
+
+    #[test]
+    fn missing_statistics_or_programs_are_errors() {
+        let err = parse(SHOW, &["noop_sys_enter"]).unwrap_err().to_string();
+        assert!(err.contains("run_time_ns"), "{err}");
+        let err = parse(SHOW, &["noop_sys_exit"]).unwrap_err().to_string();
+        assert!(err.contains("0 programs"), "{err}");
+    }
+}

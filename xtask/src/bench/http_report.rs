@@ -2,6 +2,8 @@
 //! the agent, as the share of requests/s lost against the issue's goal of at most 3%.
 use std::fmt::Write as _;
 
+use super::prog_stats::ProgramTime;
+
 use super::{
     http::{AgentSaw, KEEPALIVE_REQUESTS, Placement, WRK_CONNECTIONS, WrkResult},
     report::{Condition, Environment, cell, median, runs_list},
@@ -93,6 +95,8 @@ pub struct HttpReport {
     pub runs: u32,
     pub setup: Setup,
     pub series: Vec<HttpSeries>,
+    /// The agent's programs' own run times during one more agent run, or why not measured.
+    pub program_times: Result<Vec<ProgramTime>, String>,
 }
 
 fn percent(fraction: f64) -> String {
@@ -272,6 +276,14 @@ impl HttpReport {
              by the requests still in flight when wrk stopped.\n\n",
         );
         out.push_str(&self.coverage_table());
+        out.push_str(
+            "\n### The probes' own run time\n\nDuring one more agent run, with the kernel's \
+             BPF statistics on (`kernel.bpf_stats_enabled=1`, then `bpftool prog show`: \
+             run_time_ns / run_cnt): `mon_sock_send`/`mon_sock_recv` run once per socket \
+             write/read of nginx and wrk, and copy the payload of the HTTP ones; the syscall \
+             hooks run on every system call of both.\n\n",
+        );
+        out.push_str(&super::prog_stats::markdown(&self.program_times));
         out.push_str(CAVEATS);
         out
     }
@@ -332,6 +344,7 @@ mod tests {
                 command: "cargo xtask bench --only http --runs 3 --http-seconds 10".into(),
             },
             runs: 3,
+            program_times: Err("not measured in the unit tests".into()),
             setup: Setup {
                 warmup_seconds: 5,
                 wrk_command: "taskset -c 1 wrk -t1 -c16 -d10s --latency \

@@ -256,18 +256,49 @@ fn syscall_suite(lab: &Lab, options: &Options, environment: Environment) -> Resu
     })
 }
 
+/// One more wrk run under the agent with the kernel's BPF statistics on.
+fn http_program_times(
+    lab: &Lab,
+    wrk: &Wrk,
+    url: &str,
+    seconds: u64,
+) -> Result<Vec<prog_stats::ProgramTime>> {
+    let _stats = prog_stats::StatsEnabled::new()?;
+    let programs = [
+        "mon_sock_send",
+        "mon_sock_recv",
+        "mon_sys_enter",
+        "mon_sys_exit",
+    ];
+    match lab.under(Condition::Agent, http_report::BPFTRACE_SCRIPT, || {
+        wrk.run(url, seconds)?;
+        prog_stats::program_times("monitor-agent", &programs)
+    })? {
+        Measured::Done(times) => Ok(times),
+        Measured::Unavailable(why) => bail!("agent unavailable: {why}"),
+    }
+}
+
 /// One more loop under the empty hooks and one under the agent, with the kernel's BPF
 /// statistics on, read while each condition's programs are still loaded.
 fn program_times(lab: &Lab, syscall_loop: &SyscallLoop) -> Result<Vec<prog_stats::ProgramTime>> {
     let _stats = prog_stats::StatsEnabled::new()?;
     let mut times = Vec::new();
-    for (condition, programs) in [
-        (Condition::Empty, ["noop_sys_enter", "noop_sys_exit"]),
-        (Condition::Agent, ["mon_sys_enter", "mon_sys_exit"]),
+    for (condition, holder, programs) in [
+        (
+            Condition::Empty,
+            "hook-floor",
+            ["noop_sys_enter", "noop_sys_exit"],
+        ),
+        (
+            Condition::Agent,
+            "monitor-agent",
+            ["mon_sys_enter", "mon_sys_exit"],
+        ),
     ] {
         let measured = lab.under(condition, report::BPFTRACE_SCRIPT, || {
             syscall_loop.run()?;
-            prog_stats::program_times(&programs)
+            prog_stats::program_times(holder, &programs)
         })?;
         match measured {
             Measured::Done(found) => times.extend(found),
@@ -383,6 +414,10 @@ fn http_suite(lab: &Lab, options: &Options, environment: Environment) -> Result<
             }
         },
     )?;
+    let program_times = http_program_times(lab, &wrk, &url, seconds).map_err(|err| {
+        eprintln!("bench: warning: the probes' own run times not measured: {err:#}");
+        format!("{err:#}")
+    });
     nginx.stop()?;
     for (condition, reason) in unavailable {
         if let Some(s) = series.iter_mut().find(|s| s.condition == condition) {
@@ -400,6 +435,7 @@ fn http_suite(lab: &Lab, options: &Options, environment: Environment) -> Result<
             placement,
         },
         series,
+        program_times,
     })
 }
 

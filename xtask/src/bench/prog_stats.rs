@@ -39,16 +39,73 @@ pub struct ProgramTime {
     pub ns_per_run: f64,
 }
 
-/// The run times of the loaded programs called `names` (the kernel keeps 15 characters of
-/// a name), from `bpftool -j prog show`; a name loaded twice (two agents) is an error.
-pub fn program_times(names: &[&str]) -> Result<Vec<ProgramTime>> {
-    let json = output(Command::new("bpftool").args(["-j", "prog", "show"]))?;
-    parse(&json, names)
+/// A table of measured run times, or why there is none.
+pub fn markdown(times: &Result<Vec<ProgramTime>, String>) -> String {
+    let times = match times {
+        Ok(times) => times,
+        Err(why) => {
+            return format!(
+                "Not measured in this run: {}.\n",
+                why.replace(['|', '\n'], " ")
+            );
+        }
+    };
+    let mut out = String::from("| program | runs | ns per run |\n|---|---:|---:|\n");
+    for time in times {
+        out.push_str(&format!(
+            "| `{}` | {} | {:.0} |\n",
+            time.name, time.runs, time.ns_per_run
+        ));
+    }
+    out
 }
 
-fn parse(json: &str, names: &[&str]) -> Result<Vec<ProgramTime>> {
+/// The run times of the programs called `names` (the kernel keeps 15 characters of a name)
+/// that this benchmark's child process `holder` (`monitor-agent`, `hook-floor`) holds, from
+/// `bpftool -j prog show`: another agent on the machine (a test's) has programs of the same
+/// names.
+pub fn program_times(holder: &str, names: &[&str]) -> Result<Vec<ProgramTime>> {
+    let pid = child_named(holder).with_context(|| format!("no child process named {holder}"))?;
+    let held = held_program_ids(pid)?;
+    let json = output(Command::new("bpftool").args(["-j", "prog", "show"]))?;
+    parse(&json, names, &held)
+}
+
+/// A child of this process by its `comm`.
+fn child_named(comm: &str) -> Option<u32> {
+    let me = std::process::id();
+    fs::read_dir("/proc").ok()?.find_map(|entry| {
+        let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // `pid (comm) state ppid …`: the comm may hold spaces, so split at its last `)`.
+        let (head, rest) = stat.rsplit_once(')')?;
+        let name = head.split_once('(')?.1;
+        let ppid: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+        (ppid == me && name == comm).then_some(pid)
+    })
+}
+
+/// IDs of the BPF programs process `pid` holds (the `prog_id` of its fds' fdinfo).
+fn held_program_ids(pid: u32) -> Result<Vec<u64>> {
+    let dir = format!("/proc/{pid}/fdinfo");
+    let entries = fs::read_dir(&dir).with_context(|| format!("reading {dir}"))?;
+    Ok(entries
+        .filter_map(|entry| fs::read_to_string(entry.ok()?.path()).ok())
+        .filter_map(|info| {
+            info.lines()
+                .find_map(|line| line.strip_prefix("prog_id:"))
+                .and_then(|id| id.trim().parse().ok())
+        })
+        .collect())
+}
+
+fn parse(json: &str, names: &[&str], held: &[u64]) -> Result<Vec<ProgramTime>> {
     let programs: Vec<serde_json::Value> =
         serde_json::from_str(json).context("parsing `bpftool -j prog show`")?;
+    let programs: Vec<serde_json::Value> = programs
+        .into_iter()
+        .filter(|program| program["id"].as_u64().is_some_and(|id| held.contains(&id)))
+        .collect();
     names
         .iter()
         .map(|&name| {
@@ -88,7 +145,7 @@ mod tests {
 
     #[test]
     fn run_time_per_run_of_each_named_program() {
-        let times = parse(SHOW, &["mon_sys_enter", "mon_sys_exit"]).unwrap();
+        let times = parse(SHOW, &["mon_sys_enter", "mon_sys_exit"], &[7, 8, 9]).unwrap();
         assert_eq!(times[0].ns_per_run, 120.0);
         assert_eq!(times[1].ns_per_run, 187.0);
         assert_eq!(times[1].runs, 10_000);
@@ -96,9 +153,18 @@ mod tests {
 
     #[test]
     fn missing_statistics_or_programs_are_errors() {
-        let err = parse(SHOW, &["noop_sys_enter"]).unwrap_err().to_string();
+        let err = parse(SHOW, &["noop_sys_enter"], &[9])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("run_time_ns"), "{err}");
-        let err = parse(SHOW, &["noop_sys_exit"]).unwrap_err().to_string();
+        let err = parse(SHOW, &["noop_sys_exit"], &[9])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("0 programs"), "{err}");
+        // Programs another process holds are not this run's.
+        let err = parse(SHOW, &["mon_sys_exit"], &[7])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("0 programs"), "{err}");
     }
 }

@@ -227,24 +227,17 @@ impl Report {
 
     /// The measured per-program table, and what the agent's bodies add to the empty hooks.
     fn program_table(&self) -> String {
-        let times = match &self.program_times {
-            Ok(times) => times,
-            Err(why) => return format!("Not measured in this run: {}.\n", cell(why)),
-        };
         let mut out = String::from(
             "Each program's own run time in this run, from the kernel's BPF statistics \
              (`kernel.bpf_stats_enabled=1` during one more loop under the empty hooks and one \
              under the agent, then `bpftool prog show`: run_time_ns / run_cnt over every \
              system call in that window; the accounting itself costs what the empty programs \
-             show):\n\n| program | runs | ns per run |\n|---|---:|---:|\n",
+             show):\n\n",
         );
-        for time in times {
-            let _ = writeln!(
-                out,
-                "| `{}` | {} | {:.0} |",
-                time.name, time.runs, time.ns_per_run
-            );
-        }
+        out.push_str(&super::prog_stats::markdown(&self.program_times));
+        let Ok(times) = &self.program_times else {
+            return out;
+        };
         let ns = |name: &str| times.iter().find(|t| t.name == name).map(|t| t.ns_per_run);
         if let (Some(empty_enter), Some(empty_exit), Some(enter), Some(exit)) = (
             ns("noop_sys_enter"),

@@ -31,8 +31,17 @@ fn placeholder(suite: Suite) -> String {
     )
 }
 
+/// Hand-written text after the last generated section (figures from other commands, each
+/// with its own provenance): kept as it is by every run.
+fn appendix(document: &str) -> Option<&str> {
+    let last_end = end(*Suite::ALL.last()?);
+    let after = &document[document.rfind(&last_end)? + last_end.len()..];
+    let after = after.trim();
+    (!after.is_empty()).then_some(after)
+}
+
 /// The whole document: `fresh` sections as given, the others from `previous` when it has
-/// them, else a placeholder saying how to fill them in.
+/// them, else a placeholder saying how to fill them in; then `previous`'s appendix.
 pub fn compose(fresh: &[(Suite, String)], previous: Option<&str>) -> String {
     let mut out = String::from(HEADER);
     for suite in Suite::ALL {
@@ -43,6 +52,9 @@ pub fn compose(fresh: &[(Suite, String)], previous: Option<&str>) -> String {
                 .map_or_else(|| placeholder(suite), str::to_owned),
         };
         out.push_str(&format!("\n{}\n\n{text}\n\n{}\n", begin(suite), end(suite)));
+    }
+    if let Some(appendix) = previous.and_then(appendix) {
+        out.push_str(&format!("\n{appendix}\n"));
     }
     out
 }
@@ -62,6 +74,29 @@ pub fn loses_figures(measured: &[Suite], previous: Option<&str>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hand_written_appendix_survives_every_run() {
+        let first = compose(
+            &[(Suite::Syscalls, "## Syscall overhead\n\nold".into())],
+            None,
+        );
+        let with_appendix = format!("{first}\n## By hand\n\nmeasured otherwise\n");
+        let second = compose(
+            &[(Suite::Syscalls, "## Syscall overhead\n\nnew".into())],
+            Some(&with_appendix),
+        );
+        assert!(
+            second.ends_with("\n## By hand\n\nmeasured otherwise\n"),
+            "{second}"
+        );
+        assert_eq!(
+            section(&second, Suite::Syscalls),
+            Some("## Syscall overhead\n\nnew")
+        );
+        assert_eq!(second.matches("## By hand").count(), 1);
+        assert_eq!(appendix(&first), None);
+    }
 
     #[test]
     fn fresh_sections_replace_and_others_are_kept() {

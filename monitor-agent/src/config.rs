@@ -226,8 +226,8 @@ pub struct Config {
     )]
     pub tcp_peers_per_comm: usize,
 
-    /// Probes not to attach, comma-separated. Their metrics stay empty and /healthz reports
-    /// the agent as degraded.
+    /// Probes not to attach, comma-separated. Their metrics stay empty; they show as
+    /// monitor_probe_disabled 1 and under /healthz's `ok` line, not as a fault.
     #[arg(long = "probes.disable", value_name = "PROBE", value_delimiter = ',',
           value_parser = clap::builder::PossibleValuesParser::new(
               crate::probes::PROBES.iter().map(|probe| probe.program)))]

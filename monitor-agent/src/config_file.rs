@@ -686,7 +686,10 @@ selection:
         let start = section.find("```yaml\n").unwrap() + "```yaml\n".len();
         let example = &section[start..start + section[start..].find("```").unwrap()];
         let config = FileConfig::parse(example).unwrap();
-        assert_eq!(config.select_include, None, "an include filters everything else away");
+        assert_eq!(
+            config.select_include, None,
+            "an include filters everything else away"
+        );
         assert_eq!(config.kubernetes_node_name, None, "only inside a cluster");
         assert!(config.select_exclude.is_some() && !config.service_overrides.is_empty());
     }

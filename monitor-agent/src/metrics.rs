@@ -223,6 +223,14 @@ pub mod family {
         labels: &[label::PROBE, label::TRACEPOINT],
         workload: false,
     };
+    pub const PROBE_DISABLED: Family = Family {
+        name: "monitor_probe_disabled",
+        help: "1 if the probe was disabled on purpose with --probes.disable (so \
+               monitor_probe_attached is 0 without any fault), else 0.",
+        kind: MetricType::GAUGE,
+        labels: &[label::PROBE, label::TRACEPOINT],
+        workload: false,
+    };
     pub const RINGBUF_PRODUCED: Family = Family {
         name: "monitor_ringbuf_events_produced_total",
         help: "Events the probes tried to write into the ring buffer (read + lost, once drained).",
@@ -302,7 +310,7 @@ pub mod family {
         workload: false,
     };
 
-    pub const ALL: [Family; 32] = [
+    pub const ALL: [Family; 33] = [
         SERIES_DROPPED,
         SERIES_BUDGET,
         HTTP_SERVER_DURATION,
@@ -326,6 +334,7 @@ pub mod family {
         TCP_UNTRACKED_EVENTS,
         BUILD_INFO,
         PROBE_ATTACHED,
+        PROBE_DISABLED,
         RINGBUF_PRODUCED,
         RINGBUF_READ,
         RINGBUF_LOST,
@@ -460,11 +469,20 @@ fn workload_rows<V>(
 /// One row per hook: two probes may share one (the syscall-exit hook of socket I/O), and a
 /// series must not repeat. A shared hook is attached if either probe attached it.
 fn hooks_attached(probes: &[ProbeState]) -> Vec<(Hook, bool)> {
+    hooks_where(probes, ProbeState::attached)
+}
+
+/// The same rows as `hooks_attached`, so that alerts can match the two families one to one.
+fn hooks_disabled(probes: &[ProbeState]) -> Vec<(Hook, bool)> {
+    hooks_where(probes, ProbeState::disabled)
+}
+
+fn hooks_where(probes: &[ProbeState], holds: fn(&ProbeState) -> bool) -> Vec<(Hook, bool)> {
     let mut rows: Vec<(Hook, bool)> = Vec::new();
     for state in probes {
         match rows.iter_mut().find(|(hook, _)| *hook == state.hook) {
-            Some((_, attached)) => *attached |= state.attached(),
-            None => rows.push((state.hook, state.attached())),
+            Some((_, value)) => *value |= holds(state),
+            None => rows.push((state.hook, holds(state))),
         }
     }
     rows
@@ -668,6 +686,15 @@ pub fn render(
                 })
                 .collect(),
         ),
+        PROBE_DISABLED.build(
+            hooks_disabled(probes)
+                .into_iter()
+                .map(|(hook, disabled)| {
+                    let labels = [hook.program, hook.tracepoint];
+                    PROBE_DISABLED.sample(&labels, f64::from(u8::from(disabled)))
+                })
+                .collect(),
+        ),
         MAP_INSERT_FAILURES.build(
             [
                 (map::SYSCALL_STATS, Counter::SyscallStatsFull),
@@ -795,7 +822,7 @@ mod tests {
         labels::IdentityLabel,
         monitor::{RingRead, SeriesCount},
         network::{ConnCounts, NetworkSnapshot},
-        probes::{Hook, PROBES, kernel_maps::MapFill},
+        probes::{Detached, Hook, PROBES, kernel_maps::MapFill},
         requests::RequestsSnapshot,
     };
 
@@ -920,7 +947,8 @@ mod tests {
                     program: probe.program,
                     tracepoint: probe.tracepoint,
                 },
-                error: (probe.program == program::SYS_EXIT).then(|| "refused".to_owned()),
+                detached: (probe.program == program::SYS_EXIT)
+                    .then(|| Detached::Refused("refused".to_owned())),
             })
             .collect()
     }
@@ -955,6 +983,39 @@ mod tests {
         }
         let golden = std::fs::read_to_string(GOLDEN).expect("golden file (UPDATE_GOLDEN=1)");
         assert_eq!(text, golden);
+    }
+
+    #[test]
+    fn disabled_probes_are_told_apart_from_refused_ones() {
+        use family::{PROBE_ATTACHED, PROBE_DISABLED};
+        let mut states = probes();
+        states[0].detached = Some(Detached::Disabled);
+        let policy = LabelPolicy::new(false, Default::default(), Vec::new());
+        let build = BuildInfo {
+            version: "0",
+            kernel: "0".into(),
+        };
+        let families = render(&snapshot(), &states, &policy, &build);
+        // The probes whose gauge in `family` has `value`.
+        let probes_at = |family: Family, value: f64| -> Vec<String> {
+            let found = families.iter().find(|f| f.name() == family.name).unwrap();
+            found
+                .get_metric()
+                .iter()
+                .filter(|m| m.get_gauge().get_value() == value)
+                .map(|m| m.get_label()[0].value().to_owned())
+                .collect()
+        };
+        assert_eq!(probes_at(PROBE_DISABLED, 1.0), [PROBES[0].program]);
+        assert_eq!(
+            probes_at(PROBE_ATTACHED, 0.0),
+            [PROBES[0].program, program::SYS_EXIT]
+        );
+        assert_eq!(
+            probes_at(PROBE_DISABLED, 0.0).len() + 1,
+            probes_at(PROBE_ATTACHED, 0.0).len() + probes_at(PROBE_ATTACHED, 1.0).len(),
+            "one row per hook in both families"
+        );
     }
 
     #[test]

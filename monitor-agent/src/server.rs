@@ -293,27 +293,40 @@ fn metrics(registry: &Registry) -> Response<Full<Bytes>> {
 }
 
 /// 200 while at least one probe runs (a degraded agent still serves what it has, so a
-/// liveness probe must not restart it); 503 when nothing is attached.
+/// liveness probe must not restart it); 503 when nothing is attached. `ok` unless the kernel
+/// refused a probe: one disabled with `--probes.disable` was the operator's choice, listed
+/// after the first line so it stays visible without making the agent look broken.
 pub fn health(probes: &[ProbeState]) -> Response<Full<Bytes>> {
-    let failed: Vec<String> = probes
+    let refused: Vec<String> = probes
         .iter()
         .filter_map(|state| {
-            let error = state.error.as_ref()?;
             Some(format!(
-                "probe {} not attached: {error}",
-                state.probe.program
+                "probe {} not attached: {}",
+                state.probe.program,
+                state.refusal()?
             ))
         })
         .collect();
-    if failed.is_empty() {
-        return text(StatusCode::OK, "ok\n".into());
-    }
-    let status = if failed.len() == probes.len() {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
+    let disabled = probes
+        .iter()
+        .filter(|state| state.disabled())
+        .map(|state| format!("probe {} disabled by --probes.disable", state.probe.program));
+    let status = if probes.iter().any(ProbeState::attached) || probes.is_empty() {
         StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
     };
-    text(status, format!("degraded\n{}\n", failed.join("\n")))
+    let first = if refused.is_empty() && status == StatusCode::OK {
+        "ok"
+    } else {
+        "degraded"
+    };
+    let body: String = std::iter::once(first.to_owned())
+        .chain(refused)
+        .chain(disabled)
+        .map(|line| line + "\n")
+        .collect();
+    text(status, body)
 }
 
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
@@ -331,6 +344,7 @@ mod tests {
     use http_body_util::BodyExt as _;
 
     use super::*;
+    use crate::probes::{Detached, Hook};
 
     fn state(max_requests: usize, web: &str) -> State {
         let endpoints = Arc::new(Endpoints {
@@ -444,6 +458,63 @@ mod tests {
                 StatusCode::NOT_FOUND
             );
         }
+    }
+
+    fn probe_states(detached: &[Option<Detached>]) -> Vec<ProbeState> {
+        crate::probes::PROBES
+            .iter()
+            .zip(detached)
+            .map(|(probe, detached)| ProbeState {
+                probe: *probe,
+                hook: Hook {
+                    program: probe.program,
+                    tracepoint: probe.tracepoint,
+                },
+                detached: detached.clone(),
+            })
+            .collect()
+    }
+
+    async fn health_of(detached: &[Option<Detached>]) -> (StatusCode, String) {
+        let response = health(&probe_states(detached));
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn health_is_ok_with_probes_disabled_on_purpose_and_degraded_on_refusals() {
+        let refused = || Some(Detached::Refused("EINVAL".to_owned()));
+        let disabled = || Some(Detached::Disabled);
+        assert_eq!(
+            health_of(&[None, None]).await,
+            (StatusCode::OK, "ok\n".to_owned())
+        );
+        let probes = crate::probes::PROBES;
+        assert_eq!(
+            health_of(&[None, disabled()]).await,
+            (
+                StatusCode::OK,
+                format!(
+                    "ok\nprobe {} disabled by --probes.disable\n",
+                    probes[1].program
+                )
+            )
+        );
+        assert_eq!(
+            health_of(&[refused(), None, disabled()]).await,
+            (
+                StatusCode::OK,
+                format!(
+                    "degraded\nprobe {} not attached: EINVAL\nprobe {} disabled by \
+                     --probes.disable\n",
+                    probes[0].program, probes[2].program
+                )
+            )
+        );
+        let (status, body) = health_of(&[refused(), disabled()]).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(body.starts_with("degraded\n"), "{body}");
     }
 
     #[tokio::test]

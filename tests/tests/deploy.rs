@@ -94,7 +94,7 @@ fn kubernetes_manifests_pass_strict_schema_validation() {
 const CHART_CHECK: &str = r#"
 import json, sys, yaml, helm_python
 
-chart_dir, manifests, podmonitor, out = sys.argv[1:5]
+chart_dir, manifests, podmonitor, scrape, out = sys.argv[1:6]
 lint = helm_python.lint(chart_dir, strict=True)
 bad = [m for m in lint["messages"] if m["severity"] >= 2] + list(lint["errors"])
 assert not bad, f"helm lint: {bad}"
@@ -142,6 +142,12 @@ ports = {p["name"]: p["containerPort"] for p in container["ports"]}
 pm_spec = pm[("PodMonitor", "monitor-agent")]["spec"]
 assert pm_spec["selector"]["matchLabels"].items() <= pod_labels.items()
 assert all(e["port"] in ports for e in pm_spec["podMetricsEndpoints"])
+# The workload's namespace and pod labels win over the agent pod's target labels, and the
+# job is the plain name the shipped alerts expect.
+assert all(e.get("honorLabels") is True for e in pm_spec["podMetricsEndpoints"]), pm_spec
+assert pm_spec.get("jobLabel") == "app.kubernetes.io/name" and pod_labels["app.kubernetes.io/name"] == "monitor-agent", pm_spec
+sd = yaml.safe_load(open(scrape))
+assert len(sd) == 1 and sd[0]["honor_labels"] is True, sd
 svc = expected[("Service", "monitor-agent")]["spec"]
 assert svc["selector"].items() <= pod_labels.items() and ds["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
 assert svc["ports"][0]["targetPort"] in ports
@@ -175,6 +181,7 @@ fn helm_chart_lints_renders_the_manifests_and_validates() {
         deploy("helm/monitor-agent"),
         deploy("kubernetes/monitor-agent.yaml"),
         deploy("kubernetes/podmonitor.yaml"),
+        deploy("prometheus/kubernetes-scrape.yaml"),
         rendered.clone(),
     ]));
     assert!(

@@ -48,21 +48,40 @@ struct Prometheus {
 
 impl Prometheus {
     /// Prometheus with deploy/prometheus/prometheus.yml, its rules beside it, scraping
-    /// `target` every second.
+    /// `target` every second; the example SLO rules loaded too, as the config says to.
     fn start(target: SocketAddr) -> Prometheus {
-        let binary = require_program("prometheus", "prometheus");
-        let dir = TempDir::new("prom-e2e");
         let shipped = workspace_root().join("deploy/prometheus");
         let config = std::fs::read_to_string(shipped.join("prometheus.yml")).unwrap();
         assert!(config.contains("- localhost:9655") && config.contains("scrape_interval: 15s"));
+        // The example SLOs would page for any real checkout or postgres: never by default.
+        let loaded: Vec<&str> = config
+            .lines()
+            .filter(|line| !line.trim_start().starts_with('#'))
+            .collect();
+        assert!(
+            !loaded.iter().any(|line| line.contains("slo-example")),
+            "prometheus.yml loads the example SLOs"
+        );
+        let enable = "  # - slo-example.rules.yaml\n";
+        assert!(config.contains(enable), "how to enable the example SLOs");
         let config = config
+            .replace(enable, "  - slo-example.rules.yaml\n")
             .replace("- localhost:9655", &format!("- {target}"))
             .replace("scrape_interval: 15s", "scrape_interval: 1s")
             .replace("evaluation_interval: 15s", "evaluation_interval: 1s")
             .replace("scrape_timeout: 10s", "scrape_timeout: 1s");
+        let rules = ["golden-signals.rules.yaml", "slo-example.rules.yaml"]
+            .map(|name| (name, std::fs::read_to_string(shipped.join(name)).unwrap()));
+        Prometheus::with_config(&config, &rules)
+    }
+
+    /// Prometheus with `config`, and `files` (name, text) beside it.
+    fn with_config(config: &str, files: &[(&str, String)]) -> Prometheus {
+        let binary = require_program("prometheus", "prometheus");
+        let dir = TempDir::new("prom-e2e");
         std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
-        for rules in ["golden-signals.rules.yaml", "slo-example.rules.yaml"] {
-            std::fs::copy(shipped.join(rules), dir.path().join(rules)).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
         }
         let address: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let log = dir.path().join("prometheus.log");
@@ -235,7 +254,7 @@ fn prometheus_scrapes_exact_totals_and_rates_and_runs_rules_and_dashboard() {
             );
         }
     }
-    assert_eq!(count, 11 + 65, "golden-signal and SLO rules loaded");
+    assert_eq!(count, 12 + 65, "golden-signal and SLO rules loaded");
 
     // The dashboard: every panel's queries run; the workload panels find the workload.
     let dashboard: Value = serde_json::from_str(
@@ -265,4 +284,293 @@ fn prometheus_scrapes_exact_totals_and_rates_and_runs_rules_and_dashboard() {
         }
     }
     assert!(queries >= 10, "{queries} dashboard queries");
+}
+
+/// The agent's own pod, as Kubernetes service discovery would name the target.
+const AGENT_POD: &str = "monitor-agent-x7k2p";
+
+/// A Prometheus with `job` (one `scrape_configs` item, at column 0) as its only job.
+fn prometheus_with_job(job: &str, rule_files: &[(&str, String)]) -> Prometheus {
+    let rules: String = rule_files
+        .iter()
+        .map(|(name, _)| format!("  - {name}\n"))
+        .collect();
+    let job: String = job.lines().map(|line| format!("  {line}\n")).collect();
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n{rules}\
+         scrape_configs:\n{job}"
+    );
+    Prometheus::with_config(&config, rule_files)
+}
+
+/// deploy/prometheus/kubernetes-scrape.yaml as shipped, its Kubernetes discovery replaced by
+/// the one target it would find: the agent, with the `__meta_kubernetes_*` labels of its pod.
+/// Its relabelling then sets `namespace` and `pod` to the agent's pod, as in a cluster.
+#[test]
+fn kubernetes_scrape_config_keeps_the_workloads_own_namespace_and_pod() {
+    let agent = Agent::start(&[]);
+    let shipped =
+        std::fs::read_to_string(workspace_root().join("deploy/prometheus/kubernetes-scrape.yaml"))
+            .unwrap();
+    let discovery =
+        "  kubernetes_sd_configs:\n    - role: pod\n      namespaces:\n        names: [monitor]\n";
+    assert!(shipped.contains(discovery), "{shipped}");
+    let target = format!(
+        "  static_configs:\n    - targets: ['{}']\n      labels:\n\
+         \x20       __meta_kubernetes_namespace: monitor\n\
+         \x20       __meta_kubernetes_pod_name: {AGENT_POD}\n\
+         \x20       __meta_kubernetes_pod_node_name: node-a\n\
+         \x20       __meta_kubernetes_pod_label_app_kubernetes_io_name: monitor-agent\n\
+         \x20       __meta_kubernetes_pod_container_port_name: metrics\n",
+        agent.address
+    );
+    let job = shipped
+        .replace(discovery, &target)
+        .replace("scrape_interval: 15s", "scrape_interval: 1s")
+        .replace("scrape_timeout: 10s", "scrape_timeout: 1s");
+    let prometheus = prometheus_with_job(&job, &[]);
+
+    let comm = unique_comm("k8swl");
+    let args = [OPENAT, CLOSE, SLEEPS, 1].map(|n| n.to_string());
+    run_as(&comm, env!("CARGO_BIN_EXE_gt-workload").as_ref(), &args);
+    let expr = format!("monitor_syscall_errors_total{{comm=\"{comm}\", syscall=\"openat\"}}");
+    let series = eventually(Duration::from_secs(30), "the workload's series", || {
+        let result = prometheus.query(&expr, now());
+        (!result.is_empty()).then_some(result)
+    });
+    assert_eq!(series.len(), 1, "{series:?}");
+    let labels = series[0]["metric"].as_object().unwrap();
+    // A host process: the agent exported namespace="" and pod="", which is what must stay
+    // (absent), not the agent's own pod; and nothing renamed to exported_*.
+    assert!(
+        !labels.contains_key("namespace") && !labels.contains_key("pod"),
+        "the workload's namespace/pod were overwritten by the agent pod's: {labels:?}"
+    );
+    assert!(
+        !labels.keys().any(|key| key.starts_with("exported_")),
+        "{labels:?}"
+    );
+    assert_eq!(labels["node"], "node-a", "{labels:?}");
+    // Where the agent sets no namespace or pod (its own families), the target's say which
+    // agent it is.
+    let own = prometheus.query("monitor_build_info", now());
+    assert_eq!(own.len(), 1, "{own:?}");
+    assert_eq!(own[0]["metric"]["pod"], AGENT_POD, "{own:?}");
+    assert_eq!(own[0]["metric"]["namespace"], "monitor", "{own:?}");
+    assert_eq!(own[0]["metric"]["job"], "monitor-agent", "{own:?}");
+}
+
+fn xtask_bin() -> std::path::PathBuf {
+    // `cargo xtask test` builds xtask into the same profile directory as the agent.
+    let bin = tests::agent_bin().with_file_name("xtask");
+    assert!(
+        bin.exists(),
+        "{} missing: run the tests with `cargo xtask test`",
+        bin.display()
+    );
+    bin
+}
+
+/// HTTP/1.1 with keep-alive: 200 for /ok, 500 for /fail, 200 after 0.3 s for /slow (slower
+/// than the 0.25 s threshold and than its 0.268435456 s bucket bound).
+const SLO_SERVER: &str = r#"
+import http.server, time
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        if self.path == "/slow":
+            time.sleep(0.3)
+        status = 500 if self.path == "/fail" else 200
+        self.send_response(status)
+        self.send_header("Content-Length", "3")
+        self.end_headers()
+        self.wfile.write(b"ok\n")
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#;
+
+/// argv: port of a listener, a closed port, TCP connects that succeed, TCP connects that
+/// are refused, UDP connect(2)s (no handshake: not a TCP outcome).
+const CONNECTS: &str = r#"
+import socket, sys
+port, closed, ok, refused, udp = map(int, sys.argv[1:6])
+for _ in range(ok):
+    socket.create_connection(("127.0.0.1", port)).close()
+for _ in range(refused):
+    s = socket.socket()
+    assert s.connect_ex(("127.0.0.1", closed)) != 0
+    s.close()
+for _ in range(udp):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.connect(("127.0.0.1", closed))
+    s.close()
+"#;
+
+fn python() -> std::path::PathBuf {
+    // Debian's interpreter, not a shim that would exec another binary and rename the process.
+    std::fs::canonicalize("/usr/bin/python3").expect("/usr/bin/python3 (Debian package python3)")
+}
+
+/// Runs `binary` as `comm` with `args`; panics unless it succeeds. Returns its stdout.
+fn run_named(comm: &str, binary: &std::path::Path, args: &[String]) -> String {
+    let child = tests::spawn_named_with(comm, binary, |command| {
+        command
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+    });
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{comm}: {output:?}");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// `curl` as `comm`, fetching `path` `count` times for each (path, count), over one
+/// keep-alive connection.
+fn curl(comm: &str, port: u16, requests: &[(&str, usize)]) {
+    let curl = require_program("curl", "curl");
+    let mut args: Vec<String> = vec!["--silent".into(), "--show-error".into()];
+    for &(path, count) in requests {
+        for _ in 0..count {
+            args.extend(["--output".into(), "/dev/null".into()]);
+            args.push(format!("http://127.0.0.1:{port}{path}"));
+        }
+    }
+    run_named(comm, &curl, &args);
+}
+
+/// The SLO generator's rules, loaded into a real Prometheus scraping the real agent, must
+/// give the workload's exact error ratios: K good, M failed and S slow requests; A good and
+/// B refused TCP connects beside C UDP connect()s.
+#[test]
+fn generated_slo_rules_give_the_ground_truth_error_ratios() {
+    const WARM: usize = 2;
+    const K: usize = 20;
+    const M: usize = 5;
+    const S: usize = 3;
+    const A: usize = 6;
+    const B: usize = 3;
+    const C: usize = 5;
+    let agent = Agent::start(&[]);
+    let server_comm = unique_comm("slosrv");
+    let client_comm = unique_comm("slocurl");
+    let connect_comm = unique_comm("slocon");
+    let dir = TempDir::new("slo-e2e");
+    for (name, text) in [("server.py", SLO_SERVER), ("connects.py", CONNECTS)] {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let mut child = tests::spawn_named_with(&server_comm, &python(), |command| {
+        command
+            .arg(dir.path().join("server.py"))
+            .stdout(Stdio::piped());
+    });
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let _server = Server::adopt("python3", child, Duration::from_secs(5));
+    let port: u16 = line.trim().parse().expect("the server's port");
+    let closed = free_port();
+    let connects = |ok: usize, refused: usize, udp: usize| {
+        let args = [port as usize, closed as usize, ok, refused, udp].map(|n| n.to_string());
+        let mut all = vec![dir.path().join("connects.py").display().to_string()];
+        all.extend(args);
+        run_named(&connect_comm, &python(), &all);
+    };
+
+    // Every series exists before Prometheus's first scrape, so that all of them have samples
+    // at the same instants: rate() then extrapolates each by the same factor, and the ratio
+    // of the increases is exact.
+    curl(
+        &client_comm,
+        port,
+        &[("/ok", WARM), ("/fail", WARM), ("/slow", WARM)],
+    );
+    connects(WARM, WARM, 0);
+    let server = [("comm", server_comm.as_str())];
+    let connector = [("comm", connect_comm.as_str())];
+    eventually(Duration::from_secs(20), "the warm-up in the agent", || {
+        let scrape = agent.scrape();
+        (scrape.sum("http_server_request_duration_seconds_count", &server) == (3 * WARM) as f64
+            && scrape.sum("monitor_tcp_connect_errors_total", &connector) == WARM as f64
+            && scrape.sum("monitor_tcp_connect_duration_seconds_count", &connector) == WARM as f64)
+            .then_some(())
+    });
+
+    let slos = format!(
+        "slos:\n\
+         \x20 - name: e2e-availability\n    objective: 99\n    sli:\n      kind: http-availability\n      selector: 'comm=\"{server_comm}\"'\n\
+         \x20 - name: e2e-latency\n    objective: 99\n    sli:\n      kind: http-latency\n      selector: 'comm=\"{server_comm}\"'\n      threshold: 0.25\n\
+         \x20 - name: e2e-connect\n    objective: 99\n    sli:\n      kind: connect-availability\n      selector: 'comm=\"{connect_comm}\"'\n"
+    );
+    let slo_file = dir.path().join("slos.yaml");
+    std::fs::write(&slo_file, slos).unwrap();
+    let rules_file = dir.path().join("slo.rules.yaml");
+    let output = Command::new(xtask_bin())
+        .arg("slo")
+        .arg(&slo_file)
+        .arg("--output")
+        .arg(&rules_file)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "xtask slo: {output:?}");
+    let rules = std::fs::read_to_string(&rules_file).unwrap();
+    let job = format!(
+        "- job_name: monitor-agent\n  static_configs:\n    - targets: ['{}']\n",
+        agent.address
+    );
+    let prometheus = prometheus_with_job(&job, &[("slo.rules.yaml", rules)]);
+    eventually(Duration::from_secs(30), "three scrapes", || {
+        (prometheus.scalar("count_over_time(up[5m])", now()) >= Some(3.0)).then_some(())
+    });
+
+    curl(
+        &client_comm,
+        port,
+        &[("/ok", K), ("/fail", M), ("/slow", S)],
+    );
+    connects(A, B, C);
+    let total = |family: &str, comm: &str| {
+        prometheus.scalar(
+            &format!("sum(max_over_time({family}{{comm=\"{comm}\"}}[5m]))"),
+            now(),
+        )
+    };
+    eventually(
+        Duration::from_secs(30),
+        "the workload in Prometheus",
+        || {
+            (total("http_server_request_duration_seconds_count", &server_comm)
+                == Some((3 * WARM + K + M + S) as f64)
+                && total("monitor_tcp_connect_errors_total", &connect_comm)
+                    == Some((WARM + B) as f64)
+                && total("monitor_tcp_connect_duration_seconds_count", &connect_comm)
+                    == Some((WARM + A) as f64))
+            .then_some(())
+        },
+    );
+    // rate() clamps its extrapolation where a counter would have started from zero; a few
+    // seconds of samples put that clamp out of reach for every series alike.
+    std::thread::sleep(Duration::from_secs(8));
+
+    let requests = (K + M + S) as f64;
+    for (slo, truth) in [
+        ("e2e-availability", M as f64 / requests),
+        ("e2e-latency", S as f64 / requests),
+        ("e2e-connect", B as f64 / (A + B) as f64),
+    ] {
+        let expr = format!("slo:sli_error:ratio_rate5m{{slo=\"{slo}\"}}");
+        let ratio = eventually(Duration::from_secs(10), "the SLO recording rules", || {
+            prometheus.scalar(&expr, now())
+        });
+        assert!(
+            (ratio - truth).abs() <= 1e-9 * truth,
+            "{slo}: error ratio {ratio}, ground truth {truth}\n{}",
+            prometheus.get("/api/v1/rules")
+        );
+    }
 }

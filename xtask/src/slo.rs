@@ -24,7 +24,12 @@ use serde::{Deserialize, Serialize};
 const HTTP: &str = "http_server_request_duration_seconds";
 const SYSCALL: &str = "monitor_syscall_duration_seconds";
 const SYSCALL_ERRORS: &str = "monitor_syscall_errors_total";
+/// TCP connects by outcome: handshakes that succeeded, and those that failed after the SYN.
+/// Not `connect(2)` calls, which include UDP and Unix sockets that never fail this way.
+const CONNECT_SUCCESSES: &str = "monitor_tcp_connect_duration_seconds_count";
 const CONNECT_ERRORS: &str = "monitor_tcp_connect_errors_total";
+/// The agent's histogram bounds (every latency family): 2^k ns for k in this range.
+const BOUND_EXPONENTS: std::ops::RangeInclusive<u32> = 8..=34;
 
 /// Windows the error ratio is recorded over: every long and short alert window.
 const WINDOWS: [&str; 7] = ["5m", "30m", "1h", "2h", "6h", "1d", "3d"];
@@ -85,7 +90,11 @@ pub struct Slo {
     /// The SLO (budget) window: `<n>d` or `<n>w`, at least 3 days. Default 30d.
     #[serde(default = "default_window")]
     pub window: String,
-    /// Extra labels on every generated series and alert (e.g. team, service).
+    /// The service the SLO belongs to, `sloth_service` on every generated series and alert
+    /// (Sloth's and Pyrra's dashboards group by it). Default: the SLO's name.
+    #[serde(default)]
+    pub service: Option<String>,
+    /// Extra labels on every generated series and alert (e.g. team).
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     pub sli: Sli,
@@ -102,7 +111,8 @@ fn default_window() -> String {
 pub enum Sli {
     /// HTTP requests; bad: status 5xx.
     HttpAvailability { selector: String },
-    /// HTTP requests; bad: slower than `threshold` seconds (a bucket bound of the histogram).
+    /// HTTP requests; bad: slower than `threshold` seconds, snapped up to the histogram's
+    /// nearest bucket bound (see `bucket_at_or_above`).
     HttpLatency { selector: String, threshold: f64 },
     /// Syscalls; bad: returned an error, except the errnos in `ignore_errno`.
     SyscallAvailability {
@@ -110,10 +120,10 @@ pub enum Sli {
         #[serde(default)]
         ignore_errno: Vec<String>,
     },
-    /// Syscalls; bad: slower than `threshold` seconds, one of the agent's log2 bucket bounds
-    /// (2^k ns for k in 8..=34, e.g. 0.001048576, 0.016777216, 0.268435456).
+    /// Syscalls; bad: slower than `threshold` seconds, snapped up like `HttpLatency`'s.
     SyscallLatency { selector: String, threshold: f64 },
-    /// connect(2) calls; bad: connection attempts that failed.
+    /// Outbound TCP connects that sent a SYN; bad: those that failed (refused, timed out,
+    /// unreachable, reset, given up).
     ConnectAvailability { selector: String },
 }
 
@@ -122,6 +132,20 @@ pub fn slo(input: &Path, output: Option<&Path>) -> Result<()> {
     let text = fs::read_to_string(input).with_context(|| format!("reading {}", input.display()))?;
     let rules = generate(&text, &input.display().to_string())
         .with_context(|| format!("in {}", input.display()))?;
+    // A snapped threshold changes what the SLO means: say so where the rules are made.
+    let file: SloFile = serde_norway::from_str(&text)?;
+    for slo in &file.slos {
+        if let Sli::HttpLatency { threshold, .. } | Sli::SyscallLatency { threshold, .. } = slo.sli
+            && let Ok(bound) = bucket_at_or_above(threshold)
+            && bound.seconds != threshold
+        {
+            eprintln!(
+                "SLO {}: threshold {threshold} s is not a histogram bound; using the next \
+                 bound up, {} s",
+                slo.name, bound.label
+            );
+        }
+    }
     match output {
         Some(path) => {
             fs::write(path, rules).with_context(|| format!("writing {}", path.display()))?
@@ -181,6 +205,11 @@ fn group(slo: &Slo) -> Result<Group> {
     let budget = budget(slo.objective);
     let mut labels = slo.labels.clone();
     labels.insert("slo".to_owned(), slo.name.clone());
+    // Sloth's labels, which its and Pyrra-style dashboards group and select by.
+    let service = slo.service.clone().unwrap_or_else(|| slo.name.clone());
+    labels.insert("sloth_id".to_owned(), format!("{service}-{}", slo.name));
+    labels.insert("sloth_service".to_owned(), service);
+    labels.insert("sloth_slo".to_owned(), slo.name.clone());
     let matcher = format!("{{slo=\"{}\"}}", slo.name);
 
     let mut rules = Vec::new();
@@ -248,6 +277,7 @@ fn group(slo: &Slo) -> Result<Group> {
         }
         let mut alert_labels = labels.clone();
         alert_labels.insert("severity".to_owned(), severity.to_owned());
+        alert_labels.insert("sloth_severity".to_owned(), severity.to_owned());
         let mut annotations = BTreeMap::new();
         annotations.insert(
             "summary".to_owned(),
@@ -303,9 +333,12 @@ fn validate(slo: &Slo) -> Result<()> {
     );
     for key in slo.labels.keys() {
         ensure!(
-            key != "slo" && key != "severity",
+            key != "slo" && key != "severity" && !key.starts_with("sloth_"),
             "label {key} is set by the generator"
         );
+    }
+    if let Some(service) = &slo.service {
+        ensure!(!service.is_empty(), "service: give a name or leave it out");
     }
     let selector = match &slo.sli {
         Sli::HttpAvailability { selector }
@@ -400,13 +433,7 @@ fn error_ratio(sli: &Sli, window: &str) -> Result<String> {
         Sli::HttpLatency {
             selector,
             threshold,
-        } => {
-            ensure!(
-                threshold.is_finite() && *threshold > 0.0,
-                "threshold {threshold} must be a positive number of seconds"
-            );
-            slower(HTTP, selector, number(*threshold))
-        }
+        } => slower(HTTP, selector, bucket_at_or_above(*threshold)?.label),
         Sli::SyscallAvailability {
             selector,
             ignore_errno,
@@ -429,38 +456,57 @@ fn error_ratio(sli: &Sli, window: &str) -> Result<String> {
         Sli::SyscallLatency {
             selector,
             threshold,
-        } => slower(SYSCALL, selector, syscall_bucket(*threshold)?),
-        Sli::ConnectAvailability { selector } => ratio(
-            rate(CONNECT_ERRORS, selector, &[], window),
-            rate(
-                &format!("{SYSCALL}_count"),
-                selector,
-                &["syscall=\"connect\"".to_owned()],
-                window,
-            ),
-        ),
+        } => slower(SYSCALL, selector, bucket_at_or_above(*threshold)?.label),
+        Sli::ConnectAvailability { selector } => {
+            let failed = format!(
+                "({} or vector(0))",
+                rate(CONNECT_ERRORS, selector, &[], window)
+            );
+            let succeeded = format!(
+                "({} or vector(0))",
+                rate(CONNECT_SUCCESSES, selector, &[], window)
+            );
+            // Both sides may be missing (no failure yet, or nothing but failures); `> 0`
+            // keeps "no connect at all" from becoming a 0/0 ratio.
+            format!("(\n  {failed}\n/\n  ({succeeded} + {failed} > 0)\n)")
+        }
     })
 }
 
-/// The agent's `le` label for a log2 bucket bound: 2^k ns written as seconds with nine
-/// decimals (`0.016777216`), exactly as it exposes it.
-fn syscall_bucket(threshold: f64) -> Result<String> {
-    for k in 8..=34u32 {
+/// A bucket bound of the agent's histograms: the value, and its `le` label exactly as
+/// exposed (2^k ns as seconds with nine decimals, `0.268435456`).
+#[derive(Debug, PartialEq)]
+struct Bound {
+    seconds: f64,
+    label: String,
+}
+
+/// The smallest bucket bound at or above `threshold`. A threshold between bounds cannot be
+/// counted exactly: `le="0.25"` would select no series at all. Rounding up keeps every
+/// request the SLO calls good on the good side (it also accepts some a little slower, up
+/// to the bound); the generator says on stderr when it rounds.
+fn bucket_at_or_above(threshold: f64) -> Result<Bound> {
+    ensure!(
+        threshold.is_finite() && threshold > 0.0,
+        "threshold {threshold} must be a positive number of seconds"
+    );
+    let bound = |k: u32| {
         let ns = 1u64 << k;
-        if (ns as f64 / 1e9 - threshold).abs() < 1e-12 {
-            return Ok(format!("{}.{:09}", ns / 1_000_000_000, ns % 1_000_000_000));
+        Bound {
+            seconds: ns as f64 / 1e9,
+            label: format!("{}.{:09}", ns / 1_000_000_000, ns % 1_000_000_000),
         }
-    }
-    let nearest: Vec<String> = (8..=34u32)
-        .map(|k| 1u64 << k)
-        .filter(|&ns| (ns as f64 / 1e9) / threshold < 4.0 && threshold / (ns as f64 / 1e9) < 4.0)
-        .map(|ns| format!("{}.{:09}", ns / 1_000_000_000, ns % 1_000_000_000))
-        .collect();
-    bail!(
-        "syscall-latency threshold {threshold} s is not a bucket bound of the agent's log2 \
-         histogram (2^k ns, k = 8..34); nearby bounds: {}",
-        nearest.join(", ")
-    )
+    };
+    // A relative tolerance, so that a bound written out in full is that bound.
+    BOUND_EXPONENTS
+        .map(bound)
+        .find(|b| b.seconds >= threshold * (1.0 - 1e-12))
+        .with_context(|| {
+            format!(
+                "threshold {threshold} s is above the histograms' largest bound, {} s",
+                bound(*BOUND_EXPONENTS.end()).label
+            )
+        })
 }
 
 #[cfg(test)]
@@ -506,15 +552,59 @@ mod tests {
     }
 
     #[test]
-    fn syscall_thresholds_are_the_agents_bucket_bounds() {
-        assert_eq!(syscall_bucket(0.016777216).unwrap(), "0.016777216");
-        assert_eq!(syscall_bucket(0.000000256).unwrap(), "0.000000256");
-        assert_eq!(syscall_bucket(17.179869184).unwrap(), "17.179869184");
-        let err = syscall_bucket(0.02).unwrap_err().to_string();
-        assert!(
-            err.contains("0.016777216") && err.contains("0.033554432"),
-            "{err}"
-        );
+    fn thresholds_snap_up_to_the_agents_bucket_bounds() {
+        let label = |t: f64| bucket_at_or_above(t).map(|b| b.label);
+        assert_eq!(label(0.016777216).unwrap(), "0.016777216");
+        assert_eq!(label(0.000000256).unwrap(), "0.000000256");
+        assert_eq!(label(17.179869184).unwrap(), "17.179869184");
+        assert_eq!(label(0.25).unwrap(), "0.268435456");
+        assert_eq!(label(0.02).unwrap(), "0.033554432");
+        assert_eq!(label(0.0000001).unwrap(), "0.000000256");
+        assert!(format!("{:#}", label(18.0).unwrap_err()).contains("17.179869184"));
+        assert!(format!("{:#}", label(0.0).unwrap_err()).contains("positive"));
+    }
+
+    /// Every latency SLI selects a bucket the agent exposes, never the threshold as written.
+    #[test]
+    fn latency_slis_select_buckets_that_exist() {
+        for kind in ["http-latency", "syscall-latency"] {
+            let file = ONE.replace("http-availability", kind).replace(
+                "'comm=\"nginx\"'",
+                "'comm=\"nginx\"'\n      threshold: 0.25",
+            );
+            let rules = generate(&file, "x").unwrap();
+            assert!(!rules.contains("0.25\\\""), "{kind}: {rules}");
+            assert!(!rules.contains("le=\"0.25\""), "{kind}: {rules}");
+            assert!(
+                rules.contains("le=\\\"0.268435456\\\"") || rules.contains("le=\"0.268435456\""),
+                "{kind}: {rules}"
+            );
+        }
+    }
+
+    /// TCP outcomes, not every connect(2) (UDP and Unix sockets included).
+    #[test]
+    fn connect_sli_counts_tcp_outcomes() {
+        let file = ONE.replace("http-availability", "connect-availability");
+        let rules = generate(&file, "x").unwrap();
+        assert!(rules.contains(CONNECT_SUCCESSES) && rules.contains(CONNECT_ERRORS));
+        assert!(!rules.contains("syscall="), "{rules}");
+    }
+
+    #[test]
+    fn sloth_labels_on_every_rule() {
+        let rules = generate(&ONE.replace("    sli:", "    service: shop\n    sli:"), "x").unwrap();
+        let file: serde_norway::Value = serde_norway::from_str(&rules).unwrap();
+        let rules = file["groups"][0]["rules"].as_sequence().unwrap();
+        assert_eq!(rules.len(), 13);
+        for rule in rules {
+            let labels = &rule["labels"];
+            assert_eq!(labels["sloth_service"].as_str(), Some("shop"), "{rule:?}");
+            assert_eq!(labels["sloth_slo"].as_str(), Some("api"), "{rule:?}");
+            assert_eq!(labels["sloth_id"].as_str(), Some("shop-api"), "{rule:?}");
+        }
+        let unnamed = generate(ONE, "x").unwrap();
+        assert!(unnamed.contains("sloth_service: api"), "{unnamed}");
     }
 
     #[test]
@@ -529,6 +619,13 @@ mod tests {
         assert!(format!("{:#}", bad("    objective", "    objectiv")).contains("unknown field"));
         assert!(format!("{:#}", bad("    sli:", "    window: 2d\n    sli:")).contains("shorter"));
         assert!(format!("{:#}", bad("'comm=\"nginx\"'", "'{comm=\"nginx\"}'")).contains("braces"));
+        assert!(
+            format!(
+                "{:#}",
+                bad("    sli:", "    labels: {sloth_slo: x}\n    sli:")
+            )
+            .contains("set by the generator")
+        );
         let twice = format!("{ONE}{}", &ONE["slos:\n".len()..]);
         assert!(format!("{:#}", generate(&twice, "x").unwrap_err()).contains("twice"));
     }

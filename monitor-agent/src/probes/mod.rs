@@ -168,18 +168,40 @@ pub enum SocketIoHook {
     Syscalls,
 }
 
+/// Why a probe is not attached: an operator's choice is not a fault, and alerts and
+/// `/healthz` must tell the two apart without parsing messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Detached {
+    /// Named by `--probes.disable`.
+    Disabled,
+    /// The kernel refused every hook, or the struct offsets it needs are unknown: why.
+    Refused(String),
+}
+
 #[derive(Clone, Debug)]
 pub struct ProbeState {
     pub probe: Probe,
     /// The hook that runs: `probe`'s own or its fallback (its own when none does).
     pub hook: Hook,
     /// `None` when attached; otherwise why not.
-    pub error: Option<String>,
+    pub detached: Option<Detached>,
 }
 
 impl ProbeState {
     pub fn attached(&self) -> bool {
-        self.error.is_none()
+        self.detached.is_none()
+    }
+
+    pub fn disabled(&self) -> bool {
+        self.detached == Some(Detached::Disabled)
+    }
+
+    /// The kernel's (or BTF's) reason, for a refused probe only.
+    pub fn refusal(&self) -> Option<&str> {
+        match &self.detached {
+            Some(Detached::Refused(why)) => Some(why),
+            _ => None,
+        }
     }
 }
 
@@ -270,17 +292,17 @@ pub fn load(settings: &LoadSettings) -> anyhow::Result<Loaded> {
     let probes = PROBES
         .iter()
         .map(|probe| {
-            let not_attached = |why: String| ProbeState {
+            let not_attached = |why: Detached| ProbeState {
                 probe: *probe,
                 hook: probe.primary(),
-                error: Some(why),
+                detached: Some(why),
             };
             if settings.disabled.iter().any(|name| name == probe.program) {
                 warn!(
                     "probe {} disabled by --probes.disable: its metrics stay empty",
                     probe.program
                 );
-                return not_attached("disabled by --probes.disable".to_owned());
+                return not_attached(Detached::Disabled);
             }
             if let (true, Err(why)) = (probe.reads_structs, &offsets) {
                 warn!(
@@ -288,7 +310,7 @@ pub fn load(settings: &LoadSettings) -> anyhow::Result<Loaded> {
                      keep running",
                     probe.program
                 );
-                return not_attached(why.clone());
+                return not_attached(Detached::Refused(why.clone()));
             }
             attach_probe(&mut ebpf, probe, settings.socket_io, &mut attached)
         })
@@ -380,7 +402,7 @@ fn attach_probe(
             return ProbeState {
                 probe: *probe,
                 hook,
-                error: None,
+                detached: None,
             };
         }
         match attach(ebpf, hook) {
@@ -398,7 +420,7 @@ fn attach_probe(
                 return ProbeState {
                     probe: *probe,
                     hook,
-                    error: None,
+                    detached: None,
                 };
             }
             Err(refusal) => {
@@ -423,7 +445,7 @@ fn attach_probe(
         probe: *probe,
         // Under the probe's own name, so that two probes sharing a fallback stay two series.
         hook: probe.primary(),
-        error: Some(why),
+        detached: Some(Detached::Refused(why)),
     }
 }
 

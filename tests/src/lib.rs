@@ -558,6 +558,36 @@ fn parse_sample(line: &str) -> Option<Sample> {
 }
 
 /// The workspace root, where `deploy/` lives.
+/// IDs of the BPF programs process `pid` holds open (the `prog_id` of its fds' fdinfo):
+/// what one agent loaded, whatever else runs on the machine; empty once it has exited.
+pub fn programs_held_by(pid: u32) -> std::collections::BTreeSet<u32> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return Default::default();
+    };
+    fds.filter_map(|fd| std::fs::read_to_string(fd.ok()?.path()).ok())
+        .filter_map(|info| {
+            info.lines()
+                .find_map(|line| line.strip_prefix("prog_id:"))?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+/// IDs of every BPF program loaded in the kernel now.
+pub fn loaded_program_ids() -> std::collections::BTreeSet<u32> {
+    let output = Command::new("bpftool")
+        .args(["prog", "show"])
+        .output()
+        .expect("bpftool");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.split(':').next()?.trim().parse().ok())
+        .collect()
+}
+
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()

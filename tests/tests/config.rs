@@ -2,14 +2,16 @@
 //! and nothing loaded; a good file starts the agent.
 use std::{
     collections::BTreeSet,
-    net::SocketAddr,
     path::Path,
     process::{Command, Output, Stdio},
     sync::Mutex,
     time::{Duration, Instant},
 };
 
-use tests::{Agent, TempDir, agent_bin, free_port, ground_truth, http_get, run_as, unique_comm};
+use tests::{
+    Agent, TempDir, agent_bin, free_port, ground_truth, http_get, programs_held_by, run_as,
+    unique_comm,
+};
 
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_gt-workload");
 
@@ -35,17 +37,6 @@ fn loaded_programs() -> BTreeSet<u32> {
         .filter(|line| line.contains(" name mon_"))
         .filter_map(|line| line.split(':').next()?.trim().parse().ok())
         .collect()
-}
-
-/// BPF programs process `pid` holds open (its `anon_inode:bpf-prog` descriptors); 0 once it
-/// has exited.
-fn programs_held_by(pid: u32) -> usize {
-    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return 0;
-    };
-    fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
-        .filter(|target| target.as_os_str() == "anon_inode:bpf-prog")
-        .count()
 }
 
 /// Whether another agent than `ours` runs (another test binary's): its programs are not ours.
@@ -75,7 +66,7 @@ fn run_loading_nothing(args: &[&str]) -> Output {
     let check = |when: &str| {
         // The child's own program fds: exact whatever else runs on the machine.
         assert_eq!(
-            programs_held_by(pid),
+            programs_held_by(pid).len(),
             0,
             "the agent holds programs {when} {args:?}"
         );
@@ -231,7 +222,10 @@ fn a_good_config_file_is_accepted_and_applied() {
     let (status, body) = http_get(agent.address, "/healthz").unwrap();
     assert_eq!(status, 200, "{body}");
     // The scanner the bad-file tests rely on does see a running agent's programs.
-    assert!(programs_held_by(agent.pid()) > 0, "no program fd found");
+    assert!(
+        !programs_held_by(agent.pid()).is_empty(),
+        "no program fd found"
+    );
 
     run_as(&skipped, WORKLOAD.as_ref(), &ground_truth::args());
     // Run after the excluded one: once its series are in, the excluded one's would be too.

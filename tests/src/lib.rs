@@ -575,7 +575,7 @@ pub fn programs_held_by(pid: u32) -> std::collections::BTreeSet<u32> {
         .collect()
 }
 
-/// IDs of every BPF program loaded in the kernel now.
+/// IDs of the agent's programs (named `mon_…`) loaded in the kernel now, by any process.
 pub fn loaded_program_ids() -> std::collections::BTreeSet<u32> {
     let output = Command::new("bpftool")
         .args(["prog", "show"])
@@ -584,6 +584,7 @@ pub fn loaded_program_ids() -> std::collections::BTreeSet<u32> {
     assert!(output.status.success(), "{output:?}");
     String::from_utf8_lossy(&output.stdout)
         .lines()
+        .filter(|line| line.contains(" name mon_"))
         .filter_map(|line| line.split(':').next()?.trim().parse().ok())
         .collect()
 }

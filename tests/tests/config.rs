@@ -1,7 +1,6 @@
 //! `--config.file`: a bad file is one line naming the file, the line and the field, exit 1,
 //! and nothing loaded; a good file starts the agent.
 use std::{
-    collections::BTreeSet,
     path::Path,
     process::{Command, Output, Stdio},
     sync::Mutex,
@@ -9,8 +8,8 @@ use std::{
 };
 
 use tests::{
-    Agent, TempDir, agent_bin, free_port, ground_truth, http_get, programs_held_by, run_as,
-    unique_comm,
+    Agent, TempDir, agent_bin, free_port, ground_truth, http_get, loaded_program_ids,
+    programs_held_by, run_as, unique_comm,
 };
 
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_gt-workload");
@@ -23,20 +22,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// IDs of the `mon_` programs loaded right now, by `bpftool prog show`.
-fn loaded_programs() -> BTreeSet<u32> {
-    let output = Command::new("bpftool")
-        .args(["prog", "show"])
-        .output()
-        .expect("bpftool");
-    assert!(output.status.success(), "{output:?}");
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter(|line| line.contains(" name mon_"))
-        .filter_map(|line| line.split(':').next()?.trim().parse().ok())
-        .collect()
 }
 
 /// Whether another agent than `ours` runs (another test binary's): its programs are not ours.
@@ -53,7 +38,7 @@ fn other_agent_running(ours: u32) -> bool {
 
 /// Runs the agent to its exit, watching that no `mon_` program appears meanwhile or after.
 fn run_loading_nothing(args: &[&str]) -> Output {
-    let before = loaded_programs();
+    let before = loaded_program_ids();
     let address = format!("127.0.0.1:{}", free_port());
     let child = Command::new(agent_bin())
         .args(["--web.listen-address", &address])
@@ -72,7 +57,7 @@ fn run_loading_nothing(args: &[&str]) -> Output {
         );
         // Machine-wide, for a load that came and went between two looks; other agents
         // (other test binaries) make it unusable, the check above never is.
-        let new: Vec<u32> = loaded_programs().difference(&before).copied().collect();
+        let new: Vec<u32> = loaded_program_ids().difference(&before).copied().collect();
         assert!(
             new.is_empty() || other_agent_running(pid),
             "programs {new:?} loaded {when} {args:?}"

@@ -135,10 +135,14 @@ pub fn slo(input: &Path, output: Option<&Path>) -> Result<()> {
     // A snapped threshold changes what the SLO means: say so where the rules are made.
     let file: SloFile = serde_norway::from_str(&text)?;
     for slo in &file.slos {
-        if let Sli::HttpLatency { threshold, .. } | Sli::SyscallLatency { threshold, .. } = slo.sli
-            && let Ok(bound) = bucket_at_or_above(threshold)
-            && bound.seconds != threshold
-        {
+        let (Sli::HttpLatency { threshold, .. } | Sli::SyscallLatency { threshold, .. }) = slo.sli
+        else {
+            continue;
+        };
+        let Ok(bound) = bucket_at_or_above(threshold) else {
+            continue;
+        };
+        if bound.seconds != threshold {
             eprintln!(
                 "SLO {}: threshold {threshold} s is not a histogram bound; using the next \
                  bound up, {} s",

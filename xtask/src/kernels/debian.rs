@@ -178,14 +178,13 @@ fn sources_line(mirror: &str, suite: &str) -> String {
 
 /// The Debian archive URI this machine's apt already uses (never a hard-coded host).
 fn mirror_uri() -> Result<String> {
-    if let Ok(text) = fs::read_to_string(DEB822_SOURCES)
-        && let Some(uri) = deb822_mirror(&text)
-    {
+    let from = |path: &str, parse: fn(&str) -> Option<String>| {
+        fs::read_to_string(path).ok().and_then(|text| parse(&text))
+    };
+    if let Some(uri) = from(DEB822_SOURCES, deb822_mirror) {
         return Ok(uri);
     }
-    if let Ok(text) = fs::read_to_string(ONE_LINE_SOURCES)
-        && let Some(uri) = one_line_mirror(&text)
-    {
+    if let Some(uri) = from(ONE_LINE_SOURCES, one_line_mirror) {
         return Ok(uri);
     }
     bail!(

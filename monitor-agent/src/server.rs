@@ -262,12 +262,7 @@ fn respond<B>(request: &Request<B>, endpoints: &Endpoints) -> Response<Full<Byte
     match request.uri().path() {
         "/metrics" => metrics(&endpoints.registry),
         "/healthz" => health(&endpoints.probes),
-        "/" => text(
-            StatusCode::OK,
-            "monitor-agent: golden-signal metrics from eBPF\n/metrics  Prometheus metrics\n\
-             /healthz  probe health\n"
-                .into(),
-        ),
+        "/" => text(StatusCode::OK, LANDING.into()),
         _ => text(
             StatusCode::NOT_FOUND,
             "not found: try /metrics or /healthz\n".into(),
@@ -329,6 +324,18 @@ pub fn health(probes: &[ProbeState]) -> Response<Full<Bytes>> {
     text(status, body)
 }
 
+/// What someone who opens the address in a browser needs: what this is, which version, where
+/// to go next.
+const LANDING: &str = concat!(
+    "monitor-agent ",
+    env!("CARGO_PKG_VERSION"),
+    ": golden-signal metrics from eBPF, for applications nobody changed\n\n",
+    "/metrics  Prometheus metrics (monitor_build_info has the version and kernel)\n",
+    "/healthz  probe health: ok, or degraded and the probes the kernel refused\n\n",
+    "Flags: monitor-agent --help. Metrics, probes, kernels and deployment: the project's ",
+    "README.md, docs/kernels.md and docs/security.md.\n",
+);
+
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
@@ -341,6 +348,19 @@ fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_landing_page_names_the_version_the_endpoints_and_the_docs() {
+        for needle in [
+            env!("CARGO_PKG_VERSION"),
+            "/metrics",
+            "/healthz",
+            "--help",
+            "README",
+        ] {
+            assert!(super::LANDING.contains(needle), "{needle}");
+        }
+    }
+
     use http_body_util::BodyExt as _;
 
     use super::*;

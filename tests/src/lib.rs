@@ -589,6 +589,37 @@ pub fn loaded_program_ids() -> std::collections::BTreeSet<u32> {
         .collect()
 }
 
+/// Debian's Python interpreter, not a version manager's shim: a shim is a script that execs
+/// another binary, which would rename the process a test runs under a unique comm.
+pub fn python3() -> PathBuf {
+    std::fs::canonicalize("/usr/bin/python3").expect("/usr/bin/python3 (Debian package python3)")
+}
+
+/// Python's http.server (HTTP/1.1, keep-alive), run as `python3 SCRIPT SLOW_SECONDS`: 500 for
+/// /fail, 200 after SLOW_SECONDS for /slow, 200 for anything else (query strings ignored).
+/// It prints its port once listening.
+pub const PYTHON_HTTP_SERVER: &str = r#"
+import http.server, sys, time
+slow = float(sys.argv[1])
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        path = self.path.split("?")[0]
+        if path == "/slow":
+            time.sleep(slow)
+        status = 500 if path == "/fail" else 200
+        body = b"hello\n"
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#;
+
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()

@@ -184,39 +184,14 @@ fn nginx_and_curl_exact(agent_args: &[&str]) -> Agent {
     agent
 }
 
-/// Python's http.server (HTTP/1.1, keep-alive): 500 for /fail, a 50 ms sleep for /slow, and
-/// `/users/<n>` answered 200.
-const PYTHON_SERVER: &str = r#"
-import http.server, sys, time
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        path = self.path.split("?")[0]
-        if path == "/slow":
-            time.sleep(0.05)
-        status = 500 if path == "/fail" else 200
-        body = b"hello\n"
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-print(server.server_address[1], flush=True)
-server.serve_forever()
-"#;
-
+/// Python's http.server (`tests::PYTHON_HTTP_SERVER`) as `comm`, /slow taking 50 ms.
 fn python_server(comm: &str) -> (Running, u16) {
-    // Debian's interpreter, not a version manager's shim: a shim is a script that execs
-    // another binary, which would rename the process.
-    let python = std::fs::canonicalize("/usr/bin/python3")
-        .expect("/usr/bin/python3 (Debian package python3)");
     let dir = TempDir::new("pyhttp");
     let script = dir.path().join("server.py");
-    std::fs::write(&script, PYTHON_SERVER).unwrap();
-    let mut child = spawn_named_with(comm, &python, |command| {
-        command.arg(&script).stdout(Stdio::piped());
+    std::fs::write(&script, tests::PYTHON_HTTP_SERVER).unwrap();
+    // /slow sleeps 50 ms: inside one log2 bucket, (33.5 ms, 67.1 ms].
+    let mut child = spawn_named_with(comm, &tests::python3(), |command| {
+        command.arg(&script).arg("0.05").stdout(Stdio::piped());
     });
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())

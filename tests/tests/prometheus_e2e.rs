@@ -371,27 +371,6 @@ fn xtask_bin() -> std::path::PathBuf {
     bin
 }
 
-/// HTTP/1.1 with keep-alive: 200 for /ok, 500 for /fail, 200 after 0.3 s for /slow (slower
-/// than the 0.25 s threshold and than its 0.268435456 s bucket bound).
-const SLO_SERVER: &str = r#"
-import http.server, time
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        if self.path == "/slow":
-            time.sleep(0.3)
-        status = 500 if self.path == "/fail" else 200
-        self.send_response(status)
-        self.send_header("Content-Length", "3")
-        self.end_headers()
-        self.wfile.write(b"ok\n")
-    def log_message(self, *args):
-        pass
-server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-print(server.server_address[1], flush=True)
-server.serve_forever()
-"#;
-
 /// argv: port of a listener, a closed port, TCP connects that succeed, TCP connects that
 /// are refused, UDP connect(2)s (no handshake: not a TCP outcome).
 const CONNECTS: &str = r#"
@@ -408,11 +387,6 @@ for _ in range(udp):
     s.connect(("127.0.0.1", closed))
     s.close()
 "#;
-
-fn python() -> std::path::PathBuf {
-    // Debian's interpreter, not a shim that would exec another binary and rename the process.
-    std::fs::canonicalize("/usr/bin/python3").expect("/usr/bin/python3 (Debian package python3)")
-}
 
 /// Runs `binary` as `comm` with `args`; panics unless it succeeds. Returns its stdout.
 fn run_named(comm: &str, binary: &std::path::Path, args: &[String]) -> String {
@@ -458,12 +432,17 @@ fn generated_slo_rules_give_the_ground_truth_error_ratios() {
     let client_comm = unique_comm("slocurl");
     let connect_comm = unique_comm("slocon");
     let dir = TempDir::new("slo-e2e");
-    for (name, text) in [("server.py", SLO_SERVER), ("connects.py", CONNECTS)] {
+    for (name, text) in [
+        ("server.py", tests::PYTHON_HTTP_SERVER),
+        ("connects.py", CONNECTS),
+    ] {
         std::fs::write(dir.path().join(name), text).unwrap();
     }
-    let mut child = tests::spawn_named_with(&server_comm, &python(), |command| {
+    let mut child = tests::spawn_named_with(&server_comm, &tests::python3(), |command| {
         command
             .arg(dir.path().join("server.py"))
+            // /slow: slower than the 0.25 s threshold and its 0.268435456 s bucket bound.
+            .arg("0.3")
             .stdout(Stdio::piped());
     });
     let mut line = String::new();
@@ -479,7 +458,7 @@ fn generated_slo_rules_give_the_ground_truth_error_ratios() {
         let args = [port as usize, closed as usize, ok, refused, udp].map(|n| n.to_string());
         let mut all = vec![dir.path().join("connects.py").display().to_string()];
         all.extend(args);
-        run_named(&connect_comm, &python(), &all);
+        run_named(&connect_comm, &tests::python3(), &all);
     };
 
     // Every series exists before Prometheus's first scrape, so that all of them have samples

@@ -9,16 +9,16 @@ use log::{LevelFilter, info, warn};
 use tokio::io::unix::AsyncFd;
 
 use crate::{
-    config::Config,
-    decode,
+    export::prometheus::MonitorCollector,
+    export::server::{self, Endpoints},
     identity::{self, resolver::Resolver},
-    labels::LabelPolicy,
-    metrics::MonitorCollector,
-    monitor::{Monitor, MonitorSettings},
+    pipeline::{Monitor, MonitorSettings},
     privileges,
+    probes::decode,
     probes::{self, LoadSettings, event_ring::EventRing, kernel_maps::KernelMaps},
-    server::{self, Endpoints},
-    web_config::WebConfig,
+    series::labels::LabelPolicy,
+    settings::Config,
+    settings::web::WebConfig,
 };
 
 /// Where the pod watch connects, when `--kubernetes.node-name` is set.

@@ -1,15 +1,14 @@
 use std::process::ExitCode;
 
 use monitor_agent::{
-    app,
-    config::{self, LoadError},
-    logging,
+    app, logging,
+    settings::{self, LoadError},
 };
 
 fn main() -> ExitCode {
     // The command line, the environment and --config.file, all checked before anything else
     // happens: usage errors exit 2 (clap's message), a bad config file is one line and exit 1.
-    let config = match config::load_from(std::env::args_os()) {
+    let config = match settings::load_from(std::env::args_os()) {
         Ok(config) => config,
         Err(LoadError::Usage(err)) => err.exit(),
         Err(LoadError::File(err)) => {

@@ -13,7 +13,7 @@ use super::{
     docker::Docker,
     kubernetes::PodStore,
 };
-use crate::config::{Selection, SelectorKey, ServiceOverride};
+use crate::settings::cli::{Selection, SelectorKey, ServiceOverride};
 
 /// What `/proc` said about a process when it was named.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -191,12 +191,12 @@ mod tests {
 
     #[test]
     fn overrides_come_first_and_selection_sees_the_facts() {
-        let rule: crate::config::Selector = "exe=/usr/bin/*".parse().unwrap();
+        let rule: crate::settings::cli::Selector = "exe=/usr/bin/*".parse().unwrap();
         let overrides = vec![ServiceOverride {
             matchers: vec![rule],
             service: "checkout".into(),
         }];
-        let exclude: crate::config::Selector = "comm=jav?".parse().unwrap();
+        let exclude: crate::settings::cli::Selector = "comm=jav?".parse().unwrap();
         let selection = Selection::new(Vec::new(), vec![exclude]);
         let resolver = Resolver::new(None, None, overrides, selection);
         let facts = in_container();

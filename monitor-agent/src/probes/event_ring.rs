@@ -3,7 +3,7 @@
 use aya::maps::{MapData, RingBuf};
 use log::warn;
 
-use crate::decode::DecodeError;
+use crate::probes::decode::DecodeError;
 
 pub struct EventRing<E> {
     name: &'static str,

@@ -142,7 +142,7 @@ fn remove<K: aya::Pod + std::fmt::Debug, V: aya::Pod>(
 
 /// Keys first, then values: the kernel inserts concurrently and a key deleted meanwhile is
 /// simply skipped (it was a finished generation, already folded).
-fn rows<K: aya::Pod + Eq, V: aya::Pod + crate::aggregate::Observations>(
+fn rows<K: aya::Pod + Eq, V: aya::Pod + crate::series::table::Observations>(
     map: &PerCpuHashMap<MapData, K, V>,
 ) -> Vec<(K, V)> {
     let keys: Vec<K> = map.keys().filter_map(Result::ok).collect();

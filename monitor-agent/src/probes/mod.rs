@@ -2,6 +2,7 @@
 //! own, and hand out its maps (`kernel_maps`) and ring buffers (`event_ring`). Kernel struct
 //! offsets for the network probes come from the running kernel's BTF (`btf`).
 pub mod btf;
+pub mod decode;
 pub mod event_ring;
 pub mod kernel_maps;
 pub mod listeners;

@@ -14,9 +14,9 @@ use monitor_protocols::{
 };
 
 use crate::{
-    aggregate::{Histogram, Recorder, SeriesTable, ValueCap, WorkloadLabels, observe},
-    decode::PayloadEvent,
-    labels::Workload,
+    probes::decode::PayloadEvent,
+    series::labels::Workload,
+    series::table::{Histogram, Recorder, SeriesTable, ValueCap, WorkloadLabels, observe},
 };
 
 /// The `http_route` of every route past a comm's cap (`--http.routes-per-comm`).
@@ -126,7 +126,7 @@ impl Requests {
     pub fn record(&mut self, completed: &Completed, who: &Workload, rec: &mut Recorder) {
         let Completed { http, remote, .. } = completed;
         let remote = *remote;
-        use crate::metrics::family::{HTTP_CLIENT_DURATION, HTTP_SERVER_DURATION};
+        use crate::series::families::family::{HTTP_CLIENT_DURATION, HTTP_SERVER_DURATION};
         let comm = who.comm.as_str();
         let mut histogram = Histogram::ZERO;
         observe(&mut histogram, http.duration_ns);
@@ -179,7 +179,7 @@ impl Requests {
 
     /// (family name, series, expired) for `monitor_series` / `monitor_series_expired_total`.
     pub fn series_counts(&self) -> Vec<(&'static str, u64, u64)> {
-        use crate::metrics::family::{HTTP_CLIENT_DURATION, HTTP_SERVER_DURATION};
+        use crate::series::families::family::{HTTP_CLIENT_DURATION, HTTP_SERVER_DURATION};
         vec![
             (
                 HTTP_SERVER_DURATION.name,

@@ -12,11 +12,11 @@ use std::{
 use monitor_common::NetBytes;
 
 use crate::{
-    aggregate::{
+    probes::decode::{Direction, TcpEvent, TcpEventKind},
+    series::labels::Workload,
+    series::table::{
         Histogram, Observations, Recorder, SeriesTable, ValueCap, WorkloadLabels, observe,
     },
-    decode::{Direction, TcpEvent, TcpEventKind},
-    labels::Workload,
 };
 
 /// A histogram of one observation.
@@ -141,7 +141,7 @@ impl Network {
 
     /// Folds one event of the process `who`.
     pub fn apply(&mut self, event: &TcpEvent, who: &Workload, rec: &mut Recorder) {
-        use crate::metrics::family::*;
+        use crate::series::families::family::*;
         let direction = direction_label(event.direction).to_owned();
         let port = match event.direction {
             Direction::Outbound => event.remote.port(),
@@ -282,7 +282,7 @@ impl Network {
 
     /// (family name, series, expired) for `monitor_series` / `monitor_series_expired_total`.
     pub fn series_counts(&self) -> Vec<(&'static str, u64, u64)> {
-        use crate::metrics::family::*;
+        use crate::series::families::family::*;
         fn counts<L: Clone + Eq + std::hash::Hash, V: Observations>(
             name: &'static str,
             table: &SeriesTable<L, V>,
@@ -305,7 +305,7 @@ impl Network {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{aggregate::Budget, labels::LabelPolicy};
+    use crate::series::{labels::LabelPolicy, table::Budget};
 
     fn apply(network: &mut Network, event: &TcpEvent, comm: &str, now: Instant) {
         let policy = LabelPolicy::default();

@@ -32,7 +32,7 @@ use tokio::{
 
 use crate::{
     probes::ProbeState,
-    web_config::{BasicAuth, WebConfig, basic_credentials},
+    settings::web::{BasicAuth, WebConfig, basic_credentials},
 };
 
 pub struct Endpoints {

@@ -19,7 +19,7 @@ use serde::{
     de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor},
 };
 
-use crate::config::{
+use crate::settings::cli::{
     IdentityLabel, Selector, SelectorKey, ServiceOverride, check_constant_label_name,
     check_pattern, parse_api_url, parse_duration,
 };
@@ -326,7 +326,7 @@ checked_string!(LabelValue, "a label value", |text| {
 
 struct FamilyName(String);
 checked_string!(FamilyName, "a workload metric family name", |text| {
-    let mut workload = crate::metrics::family::ALL
+    let mut workload = crate::series::families::family::ALL
         .iter()
         .filter(|family| family.workload);
     if workload.clone().any(|family| family.name == text) {
@@ -681,7 +681,7 @@ selection:
     /// nor reach for a cluster the machine is not in.
     #[test]
     fn the_readme_example_parses_and_is_safe_to_paste() {
-        let readme = include_str!("../../README.md");
+        let readme = include_str!("../../../README.md");
         let section = &readme[readme.find("### Configuration file").unwrap()..];
         let start = section.find("```yaml\n").unwrap() + "```yaml\n".len();
         let example = &section[start..start + section[start..].find("```").unwrap()];
@@ -893,7 +893,10 @@ selection:
 
     #[test]
     fn every_workload_family_can_choose_its_labels() {
-        for family in crate::metrics::family::ALL.iter().filter(|f| f.workload) {
+        for family in crate::series::families::family::ALL
+            .iter()
+            .filter(|f| f.workload)
+        {
             let yaml = format!("labels:\n  families:\n    {}: []\n", family.name);
             let config = FileConfig::parse(&yaml).unwrap();
             assert_eq!(config.family_labels[family.name], []);

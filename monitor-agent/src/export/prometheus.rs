@@ -10,342 +10,12 @@ use prometheus::{
 };
 
 use crate::{
-    aggregate::{Histogram, WorkloadLabels},
-    labels::{LabelPolicy, Workload},
-    monitor::{Monitor, Snapshot},
+    pipeline::{Monitor, Snapshot},
     probes::{Hook, ProbeState},
+    series::families::{Family, Kind, family},
+    series::labels::{LabelPolicy, Workload},
+    series::table::{Histogram, WorkloadLabels},
 };
-
-pub mod label {
-    pub const COMM: &str = "comm";
-    pub const PID: &str = "pid";
-    pub const SYSCALL: &str = "syscall";
-    pub const ERRNO: &str = "errno";
-    pub const PROBE: &str = "probe";
-    pub const TRACEPOINT: &str = "tracepoint";
-    pub const RINGBUF: &str = "ringbuf";
-    pub const MAP: &str = "map";
-    pub const FAMILY: &str = "family";
-    pub const VERSION: &str = "version";
-    pub const KERNEL: &str = "kernel";
-    pub const PEER: &str = "peer";
-    pub const REASON: &str = "reason";
-    pub const DIRECTION: &str = "direction";
-    pub const PORT: &str = "port";
-    pub const EVENT: &str = "event";
-    pub const HTTP_METHOD: &str = "http_request_method";
-    pub const HTTP_STATUS: &str = "http_response_status_code";
-    pub const HTTP_ROUTE: &str = "http_route";
-    pub const SERVER_ADDRESS: &str = "server_address";
-    pub const SERVER_PORT: &str = "server_port";
-}
-
-#[derive(Clone, Copy, Debug)]
-pub struct Family {
-    pub name: &'static str,
-    pub help: &'static str,
-    pub kind: MetricType,
-    /// The family's own labels. Workload families also carry the identity labels their
-    /// `LabelPolicy` gives them (comm first, pid last) and the constant labels.
-    pub labels: &'static [&'static str],
-    pub workload: bool,
-}
-
-pub mod family {
-    use super::{Family, MetricType, label};
-
-    pub const SYSCALL_DURATION: Family = Family {
-        name: "monitor_syscall_duration_seconds",
-        help: "Time from syscall entry to exit, per process name and syscall. Buckets are the \
-               kernel's log2 nanosecond buckets; _count is the call rate (traffic).",
-        kind: MetricType::HISTOGRAM,
-        labels: &[label::SYSCALL],
-        workload: true,
-    };
-    pub const SYSCALL_ERRORS: Family = Family {
-        name: "monitor_syscall_errors_total",
-        help: "Syscalls that returned an error, per process name, syscall and errno.",
-        kind: MetricType::COUNTER,
-        labels: &[label::SYSCALL, label::ERRNO],
-        workload: true,
-    };
-    pub const SYSCALL_UNMATCHED_EXITS: Family = Family {
-        name: "monitor_syscall_unmatched_exits_total",
-        help: "Syscall exits with no recorded entry (fork children's first return, calls in \
-               flight at start-up); not in any latency series.",
-        kind: MetricType::COUNTER,
-        labels: &[],
-        workload: false,
-    };
-    pub const TCP_CONNECT_DURATION: Family = Family {
-        name: "monitor_tcp_connect_duration_seconds",
-        help: "Outbound TCP handshakes that succeeded: SYN sent to ESTABLISHED, per process \
-               name and peer (remote ip:port).",
-        kind: MetricType::HISTOGRAM,
-        labels: &[label::PEER],
-        workload: true,
-    };
-    pub const TCP_CONNECT_ERRORS: Family = Family {
-        name: "monitor_tcp_connect_errors_total",
-        help: "Outbound TCP connects that failed after the SYN was sent, by reason: the \
-               socket's error at SYN_SENT to CLOSE (refused ECONNREFUSED, timeout ETIMEDOUT, \
-               unreachable EHOSTUNREACH/ENETUNREACH, reset ECONNRESET, other: anything else, \
-               including the application giving up).",
-        kind: MetricType::COUNTER,
-        labels: &[label::PEER, label::REASON],
-        workload: true,
-    };
-    pub const TCP_CONNECTIONS_OPENED: Family = Family {
-        name: "monitor_tcp_connections_opened_total",
-        help: "TCP connections that reached ESTABLISHED. port: the local listening port \
-               (inbound) or the remote port (outbound).",
-        kind: MetricType::COUNTER,
-        labels: &[label::DIRECTION, label::PORT],
-        workload: true,
-    };
-    pub const TCP_CONNECTIONS_ACTIVE: Family = Family {
-        name: "monitor_tcp_connections_active",
-        help: "TCP connections established and not yet closed (opened since the agent started).",
-        kind: MetricType::GAUGE,
-        labels: &[label::DIRECTION, label::PORT],
-        workload: true,
-    };
-    pub const TCP_RETRANSMITS: Family = Family {
-        name: "monitor_tcp_retransmits_total",
-        help: "TCP segments retransmitted (SYNs included), per process name and peer.",
-        kind: MetricType::COUNTER,
-        labels: &[label::PEER],
-        workload: true,
-    };
-    pub const TCP_RESETS: Family = Family {
-        name: "monitor_tcp_resets_total",
-        help: "TCP resets sent and received. comm=\"[kernel]\": resets the kernel sent for no \
-               socket (e.g. a SYN to a closed port).",
-        kind: MetricType::COUNTER,
-        labels: &[label::DIRECTION],
-        workload: true,
-    };
-    pub const TCP_RTT: Family = Family {
-        name: "monitor_tcp_rtt_seconds",
-        help: "Smoothed round-trip time of each TCP connection when it closes, per process \
-               name and peer (connections without an RTT sample are left out).",
-        kind: MetricType::HISTOGRAM,
-        labels: &[label::PEER],
-        workload: true,
-    };
-    pub const TCP_CONNECTION_DURATION: Family = Family {
-        name: "monitor_tcp_connection_duration_seconds",
-        help: "Lifetime of TCP connections, ESTABLISHED to CLOSE.",
-        kind: MetricType::HISTOGRAM,
-        labels: &[label::DIRECTION],
-        workload: true,
-    };
-    pub const NETWORK_BYTES: Family = Family {
-        name: "monitor_network_bytes_total",
-        help: "TCP payload bytes sent and received through the socket layer (sendmsg/recvmsg, \
-               read/write, sendfile, splice to a socket); MSG_PEEK reads are not counted.",
-        kind: MetricType::COUNTER,
-        labels: &[label::DIRECTION],
-        workload: true,
-    };
-    pub const TCP_PEER_OVERFLOW: Family = Family {
-        name: "monitor_tcp_peer_overflow_total",
-        help: "Observations whose peer was beyond the per-comm cap (--tcp.peers-per-comm) and \
-               were counted under peer=\"other\".",
-        kind: MetricType::COUNTER,
-        labels: &[label::COMM],
-        workload: false,
-    };
-    pub const TCP_UNTRACKED_EVENTS: Family = Family {
-        name: "monitor_tcp_untracked_events_total",
-        help: "TCP events on sockets the probes do not track (opened before the agent started, \
-               or not admitted by a full TCP_CONNS), so in no workload series.",
-        kind: MetricType::COUNTER,
-        labels: &[label::EVENT],
-        workload: false,
-    };
-    pub const HTTP_SERVER_DURATION: Family = Family {
-        name: "http_server_request_duration_seconds",
-        help: "HTTP/1.x requests served, seen on the wire: from the request's first byte read \
-               to the response's first byte written. http_route is the path without its query, \
-               identifiers replaced by {id}.",
-        kind: MetricType::HISTOGRAM,
-        labels: &[label::HTTP_METHOD, label::HTTP_STATUS, label::HTTP_ROUTE],
-        workload: true,
-    };
-    pub const HTTP_CLIENT_DURATION: Family = Family {
-        name: "http_client_request_duration_seconds",
-        help: "HTTP/1.x requests made, seen on the wire: from the request's first byte written \
-               to the response's first byte read.",
-        kind: MetricType::HISTOGRAM,
-        labels: &[
-            label::HTTP_METHOD,
-            label::HTTP_STATUS,
-            label::SERVER_ADDRESS,
-            label::SERVER_PORT,
-        ],
-        workload: true,
-    };
-    pub const PAYLOAD_UNREADABLE: Family = Family {
-        name: "monitor_payload_unreadable_total",
-        help: "Socket reads/writes of captured connections whose bytes could not be read \
-               (sendfile, splice, io_uring, or a fault): their requests may be missed.",
-        kind: MetricType::COUNTER,
-        labels: &[],
-        workload: false,
-    };
-    pub const PAYLOAD_CONNECTIONS: Family = Family {
-        name: "monitor_payload_connections",
-        help: "Connections whose captured payload the protocol parsers follow now.",
-        kind: MetricType::GAUGE,
-        labels: &[],
-        workload: false,
-    };
-    pub const PAYLOAD_CHUNKS_DROPPED: Family = Family {
-        name: "monitor_payload_chunks_dropped_total",
-        help: "Captured reads/writes of new connections dropped because the agent already \
-               followed its maximum of connections.",
-        kind: MetricType::COUNTER,
-        labels: &[],
-        workload: false,
-    };
-    pub const BUILD_INFO: Family = Family {
-        name: "monitor_build_info",
-        help: "Always 1; the agent's version and the kernel it runs on.",
-        kind: MetricType::GAUGE,
-        labels: &[label::VERSION, label::KERNEL],
-        workload: false,
-    };
-    pub const PROBE_ATTACHED: Family = Family {
-        name: "monitor_probe_attached",
-        help: "1 if the probe is attached, 0 if the kernel refused it (see the agent's log).",
-        kind: MetricType::GAUGE,
-        labels: &[label::PROBE, label::TRACEPOINT],
-        workload: false,
-    };
-    pub const PROBE_DISABLED: Family = Family {
-        name: "monitor_probe_disabled",
-        help: "1 if the probe was disabled on purpose with --probes.disable (so \
-               monitor_probe_attached is 0 without any fault), else 0.",
-        kind: MetricType::GAUGE,
-        labels: &[label::PROBE, label::TRACEPOINT],
-        workload: false,
-    };
-    pub const RINGBUF_PRODUCED: Family = Family {
-        name: "monitor_ringbuf_events_produced_total",
-        help: "Events the probes tried to write into the ring buffer (read + lost, once drained).",
-        kind: MetricType::COUNTER,
-        labels: &[label::RINGBUF],
-        workload: false,
-    };
-    pub const RINGBUF_READ: Family = Family {
-        name: "monitor_ringbuf_events_read_total",
-        help: "Events the agent read from the ring buffer.",
-        kind: MetricType::COUNTER,
-        labels: &[label::RINGBUF],
-        workload: false,
-    };
-    pub const RINGBUF_LOST: Family = Family {
-        name: "monitor_ringbuf_events_lost_total",
-        help: "Events lost in the kernel because the ring buffer was full.",
-        kind: MetricType::COUNTER,
-        labels: &[label::RINGBUF],
-        workload: false,
-    };
-    pub const RINGBUF_MALFORMED: Family = Family {
-        name: "monitor_ringbuf_events_malformed_total",
-        help: "Events read but not decodable (skipped).",
-        kind: MetricType::COUNTER,
-        labels: &[label::RINGBUF],
-        workload: false,
-    };
-    pub const MAP_ENTRIES: Family = Family {
-        name: "monitor_kernel_map_entries",
-        help: "Entries in use in a kernel hash map.",
-        kind: MetricType::GAUGE,
-        labels: &[label::MAP],
-        workload: false,
-    };
-    pub const MAP_MAX_ENTRIES: Family = Family {
-        name: "monitor_kernel_map_max_entries",
-        help: "Capacity of a kernel map.",
-        kind: MetricType::GAUGE,
-        labels: &[label::MAP],
-        workload: false,
-    };
-    pub const MAP_INSERT_FAILURES: Family = Family {
-        name: "monitor_kernel_map_insert_failures_total",
-        help: "New keys a full kernel map refused; their events went uncounted.",
-        kind: MetricType::COUNTER,
-        labels: &[label::MAP],
-        workload: false,
-    };
-    pub const SERIES: Family = Family {
-        name: "monitor_series",
-        help: "Label sets currently exported, per metric family.",
-        kind: MetricType::GAUGE,
-        labels: &[label::FAMILY],
-        workload: false,
-    };
-    pub const SERIES_DROPPED: Family = Family {
-        name: "monitor_series_dropped_total",
-        help: "Label sets refused because the global series budget (--series.max) was spent; \
-               their observations went to the family's overflow series (comm=\"[overflow]\").",
-        kind: MetricType::COUNTER,
-        labels: &[label::FAMILY],
-        workload: false,
-    };
-    pub const SERIES_BUDGET: Family = Family {
-        name: "monitor_series_budget",
-        help: "The global budget of workload series (--series.max).",
-        kind: MetricType::GAUGE,
-        labels: &[],
-        workload: false,
-    };
-    pub const SERIES_EXPIRED: Family = Family {
-        name: "monitor_series_expired_total",
-        help: "Label sets dropped after the series TTL of idleness, per metric family.",
-        kind: MetricType::COUNTER,
-        labels: &[label::FAMILY],
-        workload: false,
-    };
-
-    pub const ALL: [Family; 33] = [
-        SERIES_DROPPED,
-        SERIES_BUDGET,
-        HTTP_SERVER_DURATION,
-        HTTP_CLIENT_DURATION,
-        PAYLOAD_UNREADABLE,
-        PAYLOAD_CONNECTIONS,
-        PAYLOAD_CHUNKS_DROPPED,
-        SYSCALL_DURATION,
-        SYSCALL_ERRORS,
-        SYSCALL_UNMATCHED_EXITS,
-        TCP_CONNECT_DURATION,
-        TCP_CONNECT_ERRORS,
-        TCP_CONNECTIONS_OPENED,
-        TCP_CONNECTIONS_ACTIVE,
-        TCP_RETRANSMITS,
-        TCP_RESETS,
-        TCP_RTT,
-        TCP_CONNECTION_DURATION,
-        NETWORK_BYTES,
-        TCP_PEER_OVERFLOW,
-        TCP_UNTRACKED_EVENTS,
-        BUILD_INFO,
-        PROBE_ATTACHED,
-        PROBE_DISABLED,
-        RINGBUF_PRODUCED,
-        RINGBUF_READ,
-        RINGBUF_LOST,
-        RINGBUF_MALFORMED,
-        MAP_ENTRIES,
-        MAP_MAX_ENTRIES,
-        MAP_INSERT_FAILURES,
-        SERIES,
-        SERIES_EXPIRED,
-    ];
-}
 
 /// Comm of resets the kernel sends for no socket.
 pub const KERNEL_COMM: &str = "[kernel]";
@@ -398,7 +68,21 @@ impl BuildInfo {
     }
 }
 
-impl Family {
+trait FamilyExt {
+    fn label_names(&self, policy: &LabelPolicy) -> Vec<String>;
+    fn build(&self, metrics: Vec<proto::Metric>) -> MetricFamily;
+    fn sample(&self, label_values: &[&str], value: f64) -> proto::Metric;
+}
+
+fn metric_type(kind: Kind) -> MetricType {
+    match kind {
+        Kind::Counter => MetricType::COUNTER,
+        Kind::Gauge => MetricType::GAUGE,
+        Kind::Histogram => MetricType::HISTOGRAM,
+    }
+}
+
+impl FamilyExt for Family {
     /// Every label name of the family under `policy`.
     fn label_names(&self, policy: &LabelPolicy) -> Vec<String> {
         if self.workload {
@@ -412,7 +96,7 @@ impl Family {
         let mut family = MetricFamily::default();
         family.set_name(self.name.to_owned());
         family.set_help(self.help.to_owned());
-        family.set_field_type(self.kind);
+        family.set_field_type(metric_type(self.kind));
         family.set_metric(metrics);
         family
     }
@@ -420,7 +104,7 @@ impl Family {
     /// A single-valued (counter or gauge) sample.
     fn sample(&self, label_values: &[&str], value: f64) -> proto::Metric {
         let mut metric = metric_with_labels(self.labels, label_values);
-        if self.kind == MetricType::COUNTER {
+        if self.kind == Kind::Counter {
             metric.set_counter(counter_value(value));
         } else {
             metric.set_gauge(gauge_value(value));
@@ -526,7 +210,7 @@ pub fn render(
     policy: &LabelPolicy,
     build: &BuildInfo,
 ) -> Vec<MetricFamily> {
-    use family::*;
+    use crate::series::families::family::*;
     let set_histogram = |m: &mut proto::Metric, v: &Histogram| m.set_histogram(histogram(v));
     let set_counter = |m: &mut proto::Metric, v: &u64| m.set_counter(counter_value(*v as f64));
     let durations = workload_rows(&SYSCALL_DURATION, &snapshot.syscalls, policy, set_histogram);
@@ -819,11 +503,11 @@ mod tests {
     use monitor_common::NetBytes;
 
     use crate::{
-        labels::IdentityLabel,
-        monitor::{RingRead, SeriesCount},
-        network::{ConnCounts, NetworkSnapshot},
+        pipeline::{RingRead, SeriesCount},
         probes::{Detached, Hook, PROBES, kernel_maps::MapFill},
-        requests::RequestsSnapshot,
+        series::labels::IdentityLabel,
+        signals::http::RequestsSnapshot,
+        signals::tcp::{ConnCounts, NetworkSnapshot},
     };
 
     const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/metrics.prom");
@@ -901,7 +585,7 @@ mod tests {
     fn network_snapshot() -> NetworkSnapshot {
         let labels = |comm: &str, values: &[&str]| labels(comm, 9, values);
         let mut connect = Histogram::ZERO;
-        crate::aggregate::observe(&mut connect, 40_000);
+        crate::series::table::observe(&mut connect, 40_000);
         NetworkSnapshot {
             connect_duration: vec![(labels("curl", &["[::1]:8080"]), connect)],
             connect_errors: vec![(labels("curl", &["10.0.0.9:5432", "refused"]), 3)],
@@ -912,7 +596,7 @@ mod tests {
                     closed: 4,
                 },
             )],
-            retransmits: vec![(labels("curl", &[crate::network::OVERFLOW_PEER]), 2)],
+            retransmits: vec![(labels("curl", &[crate::signals::tcp::OVERFLOW_PEER]), 2)],
             resets: vec![(labels("nginx", &["received"]), 1)],
             bytes: vec![(
                 labels("nginx", &[]),
@@ -929,7 +613,7 @@ mod tests {
     fn requests_snapshot() -> RequestsSnapshot {
         let labels = |values: &[&str]| labels("nginx", 9, values);
         let mut served = Histogram::ZERO;
-        crate::aggregate::observe(&mut served, 50_000_000);
+        crate::series::table::observe(&mut served, 50_000_000);
         RequestsSnapshot {
             server: vec![(labels(&["GET", "404", "/users/{id}"]), served)],
             client: vec![(labels(&["_OTHER", "200", "example.com", "8080"]), served)],

@@ -8,19 +8,19 @@ use std::{
 use monitor_common::{Counter, Owner, SyscallErrorKey, SyscallKey, SyscallStats, map};
 
 use crate::{
-    aggregate::{Budget, Observations, Recorder, SeriesTable, WorkloadLabels},
-    decode::{PayloadEvent, ProcessEvent, ProcessEventKind, TcpEvent},
     identity::resolver::{Facts, Resolver},
-    labels::{LabelPolicy, Workload},
-    metrics::family,
-    names,
-    network::{Network, NetworkSnapshot},
+    probes::decode::{PayloadEvent, ProcessEvent, ProcessEventKind, TcpEvent},
     probes::{
         event_ring::EventRing,
         kernel_maps::{KernelMaps, MapFill},
     },
-    process_names::{Incarnation, ProcessNames, read_proc_comm},
-    requests::{Completed, Requests, RequestsSnapshot},
+    process::names::{Incarnation, ProcessNames, read_proc_comm},
+    series::families::family,
+    series::labels::{LabelPolicy, Workload},
+    series::table::{Budget, Observations, Recorder, SeriesTable, WorkloadLabels},
+    signals::http::{Completed, Requests, RequestsSnapshot},
+    signals::syscall_names as names,
+    signals::tcp::{Network, NetworkSnapshot},
 };
 
 pub type ProcessEvents = EventRing<ProcessEvent>;

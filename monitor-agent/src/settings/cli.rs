@@ -16,7 +16,7 @@ use clap::{
 use log::LevelFilter;
 use monitor_common::capacity;
 
-use crate::config_file::{FileConfig, FileError};
+use crate::settings::file::{FileConfig, FileError};
 
 pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9655";
 
@@ -456,7 +456,7 @@ impl Config {
 
 /// The labels that say who a workload series is about, and which a family may carry
 /// (file: `labels.families`).
-pub use crate::labels::IdentityLabel;
+pub use crate::series::labels::IdentityLabel;
 
 /// What a selector or a service override looks at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -738,7 +738,7 @@ pub(crate) fn check_constant_label_name(name: &str) -> Result<(), String> {
         .map(|label| label.as_str())
         .chain(["le", "quantile"])
         .chain(
-            crate::metrics::family::ALL
+            crate::series::families::family::ALL
                 .iter()
                 .filter(|family| family.workload)
                 .flat_map(|family| family.labels.iter().copied()),
@@ -872,6 +872,13 @@ fn parse_ring_bytes(text: &str) -> Result<u32, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A test's name as the harness filters it (the module path without the crate).
+    fn test_path(name: &str) -> String {
+        let module = module_path!();
+        let module = module.split_once("::").map_or(module, |(_, rest)| rest);
+        format!("{module}::{name}")
+    }
 
     fn selector(text: &str) -> Selector {
         text.parse().unwrap()
@@ -1288,7 +1295,7 @@ mod tests {
         let output = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
-                "config::tests::the_environment_is_between_command_line_and_file",
+                &test_path("the_environment_is_between_command_line_and_file"),
                 "--test-threads=1",
             ])
             .env(CHILD, "1")

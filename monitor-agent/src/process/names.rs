@@ -5,8 +5,8 @@ use std::{
 };
 
 use crate::{
-    decode::{ProcessEvent, ProcessEventKind},
     identity::resolver::{Facts, Identity},
+    probes::decode::{ProcessEvent, ProcessEventKind},
 };
 
 /// One run of one program under one PID: the unit the kernel aggregates by.
@@ -172,7 +172,7 @@ impl ProcessNames {
 pub fn read_proc_comm(tgid: u32) -> Option<String> {
     let bytes = std::fs::read(format!("/proc/{tgid}/comm")).ok()?;
     let bytes = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
-    Some(crate::decode::comm(bytes))
+    Some(crate::probes::decode::comm(bytes))
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::{
 
 use monitor_common::SyscallStats;
 
-use crate::labels::{LabelPolicy, Workload};
+use crate::series::labels::{LabelPolicy, Workload};
 
 /// A value that can be summed across CPUs, processes and time.
 pub trait Observations: Clone + Default {

@@ -1,0 +1,341 @@
+//! Every metric family the agent exports, defined once: name, help, type, own labels.
+//! A leaf: exporters (Prometheus text, later OTLP) and signals import it, it imports nothing.
+
+/// How a family's values are exported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+pub mod label {
+    pub const COMM: &str = "comm";
+    pub const PID: &str = "pid";
+    pub const SYSCALL: &str = "syscall";
+    pub const ERRNO: &str = "errno";
+    pub const PROBE: &str = "probe";
+    pub const TRACEPOINT: &str = "tracepoint";
+    pub const RINGBUF: &str = "ringbuf";
+    pub const MAP: &str = "map";
+    pub const FAMILY: &str = "family";
+    pub const VERSION: &str = "version";
+    pub const KERNEL: &str = "kernel";
+    pub const PEER: &str = "peer";
+    pub const REASON: &str = "reason";
+    pub const DIRECTION: &str = "direction";
+    pub const PORT: &str = "port";
+    pub const EVENT: &str = "event";
+    pub const HTTP_METHOD: &str = "http_request_method";
+    pub const HTTP_STATUS: &str = "http_response_status_code";
+    pub const HTTP_ROUTE: &str = "http_route";
+    pub const SERVER_ADDRESS: &str = "server_address";
+    pub const SERVER_PORT: &str = "server_port";
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Family {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: Kind,
+    /// The family's own labels. Workload families also carry the identity labels their
+    /// `LabelPolicy` gives them (comm first, pid last) and the constant labels.
+    pub labels: &'static [&'static str],
+    pub workload: bool,
+}
+
+pub mod family {
+    use super::{Family, Kind, label};
+
+    pub const SYSCALL_DURATION: Family = Family {
+        name: "monitor_syscall_duration_seconds",
+        help: "Time from syscall entry to exit, per process name and syscall. Buckets are the \
+               kernel's log2 nanosecond buckets; _count is the call rate (traffic).",
+        kind: Kind::Histogram,
+        labels: &[label::SYSCALL],
+        workload: true,
+    };
+    pub const SYSCALL_ERRORS: Family = Family {
+        name: "monitor_syscall_errors_total",
+        help: "Syscalls that returned an error, per process name, syscall and errno.",
+        kind: Kind::Counter,
+        labels: &[label::SYSCALL, label::ERRNO],
+        workload: true,
+    };
+    pub const SYSCALL_UNMATCHED_EXITS: Family = Family {
+        name: "monitor_syscall_unmatched_exits_total",
+        help: "Syscall exits with no recorded entry (fork children's first return, calls in \
+               flight at start-up); not in any latency series.",
+        kind: Kind::Counter,
+        labels: &[],
+        workload: false,
+    };
+    pub const TCP_CONNECT_DURATION: Family = Family {
+        name: "monitor_tcp_connect_duration_seconds",
+        help: "Outbound TCP handshakes that succeeded: SYN sent to ESTABLISHED, per process \
+               name and peer (remote ip:port).",
+        kind: Kind::Histogram,
+        labels: &[label::PEER],
+        workload: true,
+    };
+    pub const TCP_CONNECT_ERRORS: Family = Family {
+        name: "monitor_tcp_connect_errors_total",
+        help: "Outbound TCP connects that failed after the SYN was sent, by reason: the \
+               socket's error at SYN_SENT to CLOSE (refused ECONNREFUSED, timeout ETIMEDOUT, \
+               unreachable EHOSTUNREACH/ENETUNREACH, reset ECONNRESET, other: anything else, \
+               including the application giving up).",
+        kind: Kind::Counter,
+        labels: &[label::PEER, label::REASON],
+        workload: true,
+    };
+    pub const TCP_CONNECTIONS_OPENED: Family = Family {
+        name: "monitor_tcp_connections_opened_total",
+        help: "TCP connections that reached ESTABLISHED. port: the local listening port \
+               (inbound) or the remote port (outbound).",
+        kind: Kind::Counter,
+        labels: &[label::DIRECTION, label::PORT],
+        workload: true,
+    };
+    pub const TCP_CONNECTIONS_ACTIVE: Family = Family {
+        name: "monitor_tcp_connections_active",
+        help: "TCP connections established and not yet closed (opened since the agent started).",
+        kind: Kind::Gauge,
+        labels: &[label::DIRECTION, label::PORT],
+        workload: true,
+    };
+    pub const TCP_RETRANSMITS: Family = Family {
+        name: "monitor_tcp_retransmits_total",
+        help: "TCP segments retransmitted (SYNs included), per process name and peer.",
+        kind: Kind::Counter,
+        labels: &[label::PEER],
+        workload: true,
+    };
+    pub const TCP_RESETS: Family = Family {
+        name: "monitor_tcp_resets_total",
+        help: "TCP resets sent and received. comm=\"[kernel]\": resets the kernel sent for no \
+               socket (e.g. a SYN to a closed port).",
+        kind: Kind::Counter,
+        labels: &[label::DIRECTION],
+        workload: true,
+    };
+    pub const TCP_RTT: Family = Family {
+        name: "monitor_tcp_rtt_seconds",
+        help: "Smoothed round-trip time of each TCP connection when it closes, per process \
+               name and peer (connections without an RTT sample are left out).",
+        kind: Kind::Histogram,
+        labels: &[label::PEER],
+        workload: true,
+    };
+    pub const TCP_CONNECTION_DURATION: Family = Family {
+        name: "monitor_tcp_connection_duration_seconds",
+        help: "Lifetime of TCP connections, ESTABLISHED to CLOSE.",
+        kind: Kind::Histogram,
+        labels: &[label::DIRECTION],
+        workload: true,
+    };
+    pub const NETWORK_BYTES: Family = Family {
+        name: "monitor_network_bytes_total",
+        help: "TCP payload bytes sent and received through the socket layer (sendmsg/recvmsg, \
+               read/write, sendfile, splice to a socket); MSG_PEEK reads are not counted.",
+        kind: Kind::Counter,
+        labels: &[label::DIRECTION],
+        workload: true,
+    };
+    pub const TCP_PEER_OVERFLOW: Family = Family {
+        name: "monitor_tcp_peer_overflow_total",
+        help: "Observations whose peer was beyond the per-comm cap (--tcp.peers-per-comm) and \
+               were counted under peer=\"other\".",
+        kind: Kind::Counter,
+        labels: &[label::COMM],
+        workload: false,
+    };
+    pub const TCP_UNTRACKED_EVENTS: Family = Family {
+        name: "monitor_tcp_untracked_events_total",
+        help: "TCP events on sockets the probes do not track (opened before the agent started, \
+               or not admitted by a full TCP_CONNS), so in no workload series.",
+        kind: Kind::Counter,
+        labels: &[label::EVENT],
+        workload: false,
+    };
+    pub const HTTP_SERVER_DURATION: Family = Family {
+        name: "http_server_request_duration_seconds",
+        help: "HTTP/1.x requests served, seen on the wire: from the request's first byte read \
+               to the response's first byte written. http_route is the path without its query, \
+               identifiers replaced by {id}.",
+        kind: Kind::Histogram,
+        labels: &[label::HTTP_METHOD, label::HTTP_STATUS, label::HTTP_ROUTE],
+        workload: true,
+    };
+    pub const HTTP_CLIENT_DURATION: Family = Family {
+        name: "http_client_request_duration_seconds",
+        help: "HTTP/1.x requests made, seen on the wire: from the request's first byte written \
+               to the response's first byte read.",
+        kind: Kind::Histogram,
+        labels: &[
+            label::HTTP_METHOD,
+            label::HTTP_STATUS,
+            label::SERVER_ADDRESS,
+            label::SERVER_PORT,
+        ],
+        workload: true,
+    };
+    pub const PAYLOAD_UNREADABLE: Family = Family {
+        name: "monitor_payload_unreadable_total",
+        help: "Socket reads/writes of captured connections whose bytes could not be read \
+               (sendfile, splice, io_uring, or a fault): their requests may be missed.",
+        kind: Kind::Counter,
+        labels: &[],
+        workload: false,
+    };
+    pub const PAYLOAD_CONNECTIONS: Family = Family {
+        name: "monitor_payload_connections",
+        help: "Connections whose captured payload the protocol parsers follow now.",
+        kind: Kind::Gauge,
+        labels: &[],
+        workload: false,
+    };
+    pub const PAYLOAD_CHUNKS_DROPPED: Family = Family {
+        name: "monitor_payload_chunks_dropped_total",
+        help: "Captured reads/writes of new connections dropped because the agent already \
+               followed its maximum of connections.",
+        kind: Kind::Counter,
+        labels: &[],
+        workload: false,
+    };
+    pub const BUILD_INFO: Family = Family {
+        name: "monitor_build_info",
+        help: "Always 1; the agent's version and the kernel it runs on.",
+        kind: Kind::Gauge,
+        labels: &[label::VERSION, label::KERNEL],
+        workload: false,
+    };
+    pub const PROBE_ATTACHED: Family = Family {
+        name: "monitor_probe_attached",
+        help: "1 if the probe is attached, 0 if the kernel refused it (see the agent's log).",
+        kind: Kind::Gauge,
+        labels: &[label::PROBE, label::TRACEPOINT],
+        workload: false,
+    };
+    pub const PROBE_DISABLED: Family = Family {
+        name: "monitor_probe_disabled",
+        help: "1 if the probe was disabled on purpose with --probes.disable (so \
+               monitor_probe_attached is 0 without any fault), else 0.",
+        kind: Kind::Gauge,
+        labels: &[label::PROBE, label::TRACEPOINT],
+        workload: false,
+    };
+    pub const RINGBUF_PRODUCED: Family = Family {
+        name: "monitor_ringbuf_events_produced_total",
+        help: "Events the probes tried to write into the ring buffer (read + lost, once drained).",
+        kind: Kind::Counter,
+        labels: &[label::RINGBUF],
+        workload: false,
+    };
+    pub const RINGBUF_READ: Family = Family {
+        name: "monitor_ringbuf_events_read_total",
+        help: "Events the agent read from the ring buffer.",
+        kind: Kind::Counter,
+        labels: &[label::RINGBUF],
+        workload: false,
+    };
+    pub const RINGBUF_LOST: Family = Family {
+        name: "monitor_ringbuf_events_lost_total",
+        help: "Events lost in the kernel because the ring buffer was full.",
+        kind: Kind::Counter,
+        labels: &[label::RINGBUF],
+        workload: false,
+    };
+    pub const RINGBUF_MALFORMED: Family = Family {
+        name: "monitor_ringbuf_events_malformed_total",
+        help: "Events read but not decodable (skipped).",
+        kind: Kind::Counter,
+        labels: &[label::RINGBUF],
+        workload: false,
+    };
+    pub const MAP_ENTRIES: Family = Family {
+        name: "monitor_kernel_map_entries",
+        help: "Entries in use in a kernel hash map.",
+        kind: Kind::Gauge,
+        labels: &[label::MAP],
+        workload: false,
+    };
+    pub const MAP_MAX_ENTRIES: Family = Family {
+        name: "monitor_kernel_map_max_entries",
+        help: "Capacity of a kernel map.",
+        kind: Kind::Gauge,
+        labels: &[label::MAP],
+        workload: false,
+    };
+    pub const MAP_INSERT_FAILURES: Family = Family {
+        name: "monitor_kernel_map_insert_failures_total",
+        help: "New keys a full kernel map refused; their events went uncounted.",
+        kind: Kind::Counter,
+        labels: &[label::MAP],
+        workload: false,
+    };
+    pub const SERIES: Family = Family {
+        name: "monitor_series",
+        help: "Label sets currently exported, per metric family.",
+        kind: Kind::Gauge,
+        labels: &[label::FAMILY],
+        workload: false,
+    };
+    pub const SERIES_DROPPED: Family = Family {
+        name: "monitor_series_dropped_total",
+        help: "Label sets refused because the global series budget (--series.max) was spent; \
+               their observations went to the family's overflow series (comm=\"[overflow]\").",
+        kind: Kind::Counter,
+        labels: &[label::FAMILY],
+        workload: false,
+    };
+    pub const SERIES_BUDGET: Family = Family {
+        name: "monitor_series_budget",
+        help: "The global budget of workload series (--series.max).",
+        kind: Kind::Gauge,
+        labels: &[],
+        workload: false,
+    };
+    pub const SERIES_EXPIRED: Family = Family {
+        name: "monitor_series_expired_total",
+        help: "Label sets dropped after the series TTL of idleness, per metric family.",
+        kind: Kind::Counter,
+        labels: &[label::FAMILY],
+        workload: false,
+    };
+
+    pub const ALL: [Family; 33] = [
+        SERIES_DROPPED,
+        SERIES_BUDGET,
+        HTTP_SERVER_DURATION,
+        HTTP_CLIENT_DURATION,
+        PAYLOAD_UNREADABLE,
+        PAYLOAD_CONNECTIONS,
+        PAYLOAD_CHUNKS_DROPPED,
+        SYSCALL_DURATION,
+        SYSCALL_ERRORS,
+        SYSCALL_UNMATCHED_EXITS,
+        TCP_CONNECT_DURATION,
+        TCP_CONNECT_ERRORS,
+        TCP_CONNECTIONS_OPENED,
+        TCP_CONNECTIONS_ACTIVE,
+        TCP_RETRANSMITS,
+        TCP_RESETS,
+        TCP_RTT,
+        TCP_CONNECTION_DURATION,
+        NETWORK_BYTES,
+        TCP_PEER_OVERFLOW,
+        TCP_UNTRACKED_EVENTS,
+        BUILD_INFO,
+        PROBE_ATTACHED,
+        PROBE_DISABLED,
+        RINGBUF_PRODUCED,
+        RINGBUF_READ,
+        RINGBUF_LOST,
+        RINGBUF_MALFORMED,
+        MAP_ENTRIES,
+        MAP_MAX_ENTRIES,
+        MAP_INSERT_FAILURES,
+        SERIES,
+        SERIES_EXPIRED,
+    ];
+}

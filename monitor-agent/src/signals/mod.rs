@@ -1,0 +1,5 @@
+//! One room per signal: each owns its kernel-key decoding, its series tables and its
+//! publishing.
+pub mod http;
+pub mod syscall_names;
+pub mod tcp;

@@ -245,22 +245,23 @@ pub struct SyscallKey {
     pub nr: u32,
 }
 
-/// Value of `SYSCALL_STATS` (per CPU): the latency histogram of completed calls.
+/// A log2 latency histogram (`hist` buckets, nanoseconds): the value of `SYSCALL_STATS` (per
+/// CPU), and the agent's type for every duration it exports (HTTP, TCP connect, RTT, ...).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SyscallStats {
+pub struct Histogram {
     pub buckets: [u64; hist::BUCKETS],
     pub sum_ns: u64,
 }
 
-impl SyscallStats {
-    pub const ZERO: SyscallStats = SyscallStats {
+impl Histogram {
+    pub const ZERO: Histogram = Histogram {
         buckets: [0; hist::BUCKETS],
         sum_ns: 0,
     };
 }
 
-impl Default for SyscallStats {
+impl Default for Histogram {
     fn default() -> Self {
         Self::ZERO
     }
@@ -452,7 +453,7 @@ const _: () = {
     assert!(core::mem::size_of::<TcpConn>() == 56);
     assert!(core::mem::size_of::<TcpEvent>() == 56);
     assert!(core::mem::size_of::<SyscallKey>() == 12);
-    assert!(core::mem::size_of::<SyscallStats>() == 8 * (hist::BUCKETS + 1));
+    assert!(core::mem::size_of::<Histogram>() == 8 * (hist::BUCKETS + 1));
     assert!(core::mem::size_of::<SyscallErrorKey>() == 16);
     assert!(core::mem::size_of::<ThreadStart>() == 16);
     assert!(core::mem::size_of::<ProcessState>() == 8);
@@ -464,7 +465,7 @@ mod pod {
     // SAFETY: all of these are `#[repr(C)]`, made only of integers with explicit padding, so
     // every bit pattern is valid and there are no implicit padding bytes.
     unsafe impl aya::Pod for super::SyscallKey {}
-    unsafe impl aya::Pod for super::SyscallStats {}
+    unsafe impl aya::Pod for super::Histogram {}
     unsafe impl aya::Pod for super::SyscallErrorKey {}
     unsafe impl aya::Pod for super::ThreadStart {}
     unsafe impl aya::Pod for super::ProcessState {}

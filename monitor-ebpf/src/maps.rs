@@ -9,7 +9,7 @@ use aya_ebpf::{
 };
 use monitor_common::{
     Counter, ListenerKey, NetBytes, Owner, ProcessEvent, ProcessState, SyscallErrorKey, SyscallKey,
-    SyscallStats, TcpConn, ThreadStart, capacity,
+    Histogram, TcpConn, ThreadStart, capacity,
 };
 
 /// The agent's own TGID (set at load): its scrapes and map reads are not what users watch.
@@ -47,7 +47,7 @@ pub fn is_excluded(tgid: u32, generation: u32) -> bool {
 /// Hot path, aggregated in the kernel. No prealloc: memory follows the keys in use, not
 /// `max_entries × CPUs`. The agent folds and deletes keys of finished generations.
 #[map]
-pub static SYSCALL_STATS: PerCpuHashMap<SyscallKey, SyscallStats> =
+pub static SYSCALL_STATS: PerCpuHashMap<SyscallKey, Histogram> =
     PerCpuHashMap::with_max_entries(capacity::SYSCALL_STATS, BPF_F_NO_PREALLOC);
 
 #[map]

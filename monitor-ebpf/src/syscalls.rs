@@ -11,7 +11,7 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::warn;
 use monitor_common::{
-    Counter, SyscallErrorKey, SyscallKey, SyscallStats, ThreadStart, event_kind, hist,
+    Counter, SyscallErrorKey, SyscallKey, Histogram, ThreadStart, event_kind, hist,
 };
 
 use crate::maps::{
@@ -113,7 +113,7 @@ fn record_latency(ctx: &RawTracePointContext, key: &SyscallKey, duration_ns: u64
     let stats = match SYSCALL_STATS.get_ptr_mut(key) {
         Some(stats) => stats,
         None => {
-            if let Err(err) = SYSCALL_STATS.insert(key, SyscallStats::ZERO, BPF_NOEXIST.into()) {
+            if let Err(err) = SYSCALL_STATS.insert(key, Histogram::ZERO, BPF_NOEXIST.into()) {
                 // EEXIST: another CPU created the key between our lookup and insert.
                 if i64::from(err) != -EEXIST {
                     bump(Counter::SyscallStatsFull);

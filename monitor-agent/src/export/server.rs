@@ -24,19 +24,35 @@ use hyper::{
 };
 use hyper_util::rt::{TokioIo, TokioTimer};
 use log::{debug, info, warn};
-use prometheus::{Encoder as _, Registry, TextEncoder};
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     sync::{OwnedSemaphorePermit, Semaphore},
 };
 
 use crate::{
+    pipeline::thread::Snapshots,
     probes::ProbeState,
+    series::publish::Published,
     settings::web::{BasicAuth, WebConfig, basic_credentials},
 };
 
+/// Where `/metrics` gets its series: the running pipeline (or a fixed set, in tests).
+pub trait Source: Send + Sync {
+    fn published(
+        &self,
+    ) -> Pin<Box<dyn Future<Output = anyhow::Result<Vec<Published>>> + Send + '_>>;
+}
+
+impl Source for Snapshots {
+    fn published(
+        &self,
+    ) -> Pin<Box<dyn Future<Output = anyhow::Result<Vec<Published>>> + Send + '_>> {
+        Box::pin(async move { Ok(self.take().await?.published) })
+    }
+}
+
 pub struct Endpoints {
-    pub registry: Registry,
+    pub source: Box<dyn Source>,
     pub probes: Vec<ProbeState>,
 }
 
@@ -168,7 +184,7 @@ async fn handle<B>(request: &Request<B>, state: &State) -> Response<Body> {
 async fn authorize_and_respond<B>(request: &Request<B>, state: &State) -> Response<Body> {
     // Liveness probes carry no credentials, and health tells only which probes are attached.
     if request.uri().path() == "/healthz" {
-        return respond(request, &state.endpoints).map(Body::from);
+        return respond(request, &state.endpoints).await.map(Body::from);
     }
     // The permit is taken first, so that beyond the limit a request costs nothing (no bcrypt,
     // no rendering); it is held until the response body is sent.
@@ -199,7 +215,7 @@ async fn authorize_and_respond<B>(request: &Request<B>, state: &State) -> Respon
             });
         }
     }
-    respond(request, &state.endpoints).map(|body| Body {
+    respond(request, &state.endpoints).await.map(|body| Body {
         inner: body,
         _permit: permit,
     })
@@ -255,12 +271,12 @@ impl HttpBody for Body {
     }
 }
 
-fn respond<B>(request: &Request<B>, endpoints: &Endpoints) -> Response<Full<Bytes>> {
+async fn respond<B>(request: &Request<B>, endpoints: &Endpoints) -> Response<Full<Bytes>> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n".into());
     }
     match request.uri().path() {
-        "/metrics" => metrics(&endpoints.registry),
+        "/metrics" => metrics(endpoints.source.as_ref()).await,
         "/healthz" => health(&endpoints.probes),
         "/" => text(StatusCode::OK, LANDING.into()),
         _ => text(
@@ -270,18 +286,24 @@ fn respond<B>(request: &Request<B>, endpoints: &Endpoints) -> Response<Full<Byte
     }
 }
 
-fn metrics(registry: &Registry) -> Response<Full<Bytes>> {
-    let encoder = TextEncoder::new();
-    let mut body = Vec::with_capacity(64 * 1024);
-    if let Err(err) = encoder.encode(&registry.gather(), &mut body) {
-        warn!("encoding metrics: {err}");
-        return text(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("encoding metrics: {err}\n"),
-        );
-    }
+/// The snapshot is computed on the pipeline's thread; rendering and encoding happen here.
+async fn metrics(source: &dyn Source) -> Response<Full<Bytes>> {
+    let encoded = match source.published().await {
+        Ok(published) => super::prometheus::encode(&super::prometheus::gather(&published)),
+        Err(err) => Err(err),
+    };
+    let (body, content_type) = match encoded {
+        Ok(encoded) => encoded,
+        Err(err) => {
+            warn!("serving metrics: {err:#}");
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("serving metrics: {err:#}\n"),
+            );
+        }
+    };
     let mut response = Response::new(Full::new(Bytes::from(body)));
-    if let Ok(value) = header::HeaderValue::from_str(encoder.format_type()) {
+    if let Ok(value) = header::HeaderValue::from_str(&content_type) {
         response.headers_mut().insert(header::CONTENT_TYPE, value);
     }
     response
@@ -366,9 +388,20 @@ mod tests {
     use super::*;
     use crate::probes::{Detached, Hook};
 
+    /// A pipeline that publishes nothing.
+    struct Nothing;
+
+    impl Source for Nothing {
+        fn published(
+            &self,
+        ) -> Pin<Box<dyn Future<Output = anyhow::Result<Vec<Published>>> + Send + '_>> {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+    }
+
     fn state(max_requests: usize, web: &str) -> State {
         let endpoints = Arc::new(Endpoints {
-            registry: Registry::new(),
+            source: Box::new(Nothing),
             probes: Vec::new(),
         });
         let web = WebConfig::parse(web, std::path::Path::new(".")).unwrap();

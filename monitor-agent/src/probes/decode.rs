@@ -1,11 +1,15 @@
-//! Ring-buffer records → typed events. Pure: no kernel, no I/O, so every layout rule is
-//! unit-tested here and a malformed record is an error value, never a panic in the reader.
+//! Ring-buffer records → typed records. The wire layouts are defined once, in
+//! `monitor-common`; this is the one place that reads them, and what it returns is their typed
+//! view (`*Record`: enums instead of integer codes, addresses as `SocketAddr`, the owner as
+//! one `Owner`). Pure: no kernel, no I/O, so every layout rule is unit-tested here and a
+//! malformed record is an error value, never a panic in the reader.
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use bytes::Buf as _;
 use monitor_common::{
-    capacity::PAYLOAD_CAPTURE, direction, event_kind, payload_direction, tcp_event,
+    Owner, capacity::PAYLOAD_CAPTURE, direction, event_kind, payload_direction, tcp_event,
 };
+pub use monitor_protocols::Direction as Flow;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProcessEventKind {
@@ -14,11 +18,11 @@ pub enum ProcessEventKind {
     Seen,
 }
 
+/// `monitor_common::ProcessEvent`, typed.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ProcessEvent {
+pub struct ProcessRecord {
     pub kind: ProcessEventKind,
-    pub tgid: u32,
-    pub generation: u32,
+    pub owner: Owner,
     pub timestamp_ns: u64,
     pub comm: String,
 }
@@ -33,18 +37,19 @@ pub enum TcpEventKind {
     ResetReceived,
 }
 
+/// Who opened a connection (`monitor_common::direction`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Direction {
     Outbound,
     Inbound,
 }
 
+/// `monitor_common::TcpEvent`, typed.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TcpEvent {
+pub struct TcpRecord {
     pub kind: TcpEventKind,
     pub direction: Direction,
-    pub tgid: u32,
-    pub generation: u32,
+    pub owner: Owner,
     pub local_port: u16,
     /// `sk_err` of a failed connect.
     pub error: u32,
@@ -54,15 +59,14 @@ pub struct TcpEvent {
     pub duration_ns: u64,
 }
 
-/// One captured socket read or write.
+/// `monitor_common::PayloadEvent`, typed: one captured socket read or write.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PayloadEvent {
-    /// True when the process wrote the bytes, false when it read them.
-    pub egress: bool,
+pub struct PayloadRecord {
+    /// Egress: the process wrote the bytes; ingress: it read them.
+    pub flow: Flow,
     /// Bytes the syscall moved; `data` is a prefix of them.
     pub length: u32,
-    pub tgid: u32,
-    pub generation: u32,
+    pub owner: Owner,
     pub sk: u64,
     pub timestamp_ns: u64,
     pub remote: SocketAddr,
@@ -108,7 +112,7 @@ fn check_length<T>(record: &[u8]) -> Result<(), DecodeError> {
     Ok(())
 }
 
-pub fn process_event(record: &[u8]) -> Result<ProcessEvent, DecodeError> {
+pub fn process_event(record: &[u8]) -> Result<ProcessRecord, DecodeError> {
     check_length::<monitor_common::ProcessEvent>(record)?;
     let mut buf = record;
     let kind = match buf.get_u32_ne() {
@@ -121,16 +125,15 @@ pub fn process_event(record: &[u8]) -> Result<ProcessEvent, DecodeError> {
     let generation = buf.get_u32_ne();
     let _pad = buf.get_u32_ne();
     let timestamp_ns = buf.get_u64_ne();
-    Ok(ProcessEvent {
+    Ok(ProcessRecord {
         kind,
-        tgid,
-        generation,
+        owner: Owner { tgid, generation },
         timestamp_ns,
         comm: comm(buf),
     })
 }
 
-pub fn tcp_event(record: &[u8]) -> Result<TcpEvent, DecodeError> {
+pub fn tcp_event(record: &[u8]) -> Result<TcpRecord, DecodeError> {
     check_length::<monitor_common::TcpEvent>(record)?;
     let mut buf = record;
     let kind = match buf.get_u32_ne() {
@@ -155,11 +158,10 @@ pub fn tcp_event(record: &[u8]) -> Result<TcpEvent, DecodeError> {
     let remote = endpoint(&mut buf)?;
     let srtt_us = buf.get_u32_ne();
     let duration_ns = buf.get_u64_ne();
-    Ok(TcpEvent {
+    Ok(TcpRecord {
         kind,
         direction,
-        tgid,
-        generation,
+        owner: Owner { tgid, generation },
         local_port,
         error,
         remote,
@@ -185,12 +187,12 @@ fn endpoint(buf: &mut &[u8]) -> Result<SocketAddr, DecodeError> {
     Ok(SocketAddr::new(ip, port))
 }
 
-pub fn payload_event(record: &[u8]) -> Result<PayloadEvent, DecodeError> {
+pub fn payload_event(record: &[u8]) -> Result<PayloadRecord, DecodeError> {
     check_length::<monitor_common::PayloadEvent>(record)?;
     let mut buf = record;
-    let egress = match buf.get_u32_ne() {
-        payload_direction::EGRESS => true,
-        payload_direction::INGRESS => false,
+    let flow = match buf.get_u32_ne() {
+        payload_direction::EGRESS => Flow::Egress,
+        payload_direction::INGRESS => Flow::Ingress,
         other => return Err(DecodeError::Direction(other)),
     };
     let captured = buf.get_u32_ne();
@@ -206,11 +208,10 @@ pub fn payload_event(record: &[u8]) -> Result<PayloadEvent, DecodeError> {
     let remote = endpoint(&mut buf)?;
     let local_port = buf.get_u16_ne();
     let _pad2 = buf.get_u16_ne();
-    Ok(PayloadEvent {
-        egress,
+    Ok(PayloadRecord {
+        flow,
         length,
-        tgid,
-        generation,
+        owner: Owner { tgid, generation },
         sk,
         timestamp_ns,
         remote,
@@ -255,10 +256,12 @@ mod tests {
         let exec = process_event(&record(event_kind::EXEC, b"nginx")).unwrap();
         assert_eq!(
             exec,
-            ProcessEvent {
+            ProcessRecord {
                 kind: ProcessEventKind::Exec,
-                tgid: 4242,
-                generation: 7,
+                owner: Owner {
+                    tgid: 4242,
+                    generation: 7
+                },
                 timestamp_ns: 123_456_789,
                 comm: "nginx".into()
             }
@@ -325,7 +328,7 @@ mod tests {
         let v4 = tcp_event(&tcp_record(2, &[10, 200, 0, 2])).unwrap();
         assert_eq!(v4.kind, TcpEventKind::ConnectFail);
         assert_eq!(v4.direction, Direction::Outbound);
-        assert_eq!((v4.tgid, v4.generation, v4.error), (10, 2, 111));
+        assert_eq!((v4.owner.tgid, v4.owner.generation, v4.error), (10, 2, 111));
         assert_eq!(v4.remote.to_string(), "10.200.0.2:8080");
         assert_eq!(v4.duration_ns, 5_000);
         let mapped = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1];
@@ -353,8 +356,11 @@ mod tests {
         record.extend_from_slice(b"GET");
         record.resize(size_of::<monitor_common::PayloadEvent>(), 0xaa);
         let event = payload_event(&record).unwrap();
-        assert!(!event.egress);
-        assert_eq!((event.length, event.tgid, event.generation), (700, 42, 1));
+        assert_eq!(event.flow, Flow::Ingress);
+        assert_eq!(
+            (event.length, event.owner.tgid, event.owner.generation),
+            (700, 42, 1)
+        );
         assert_eq!(event.remote.to_string(), "127.0.0.1:80");
         assert_eq!(event.local_port, 8080);
         assert_eq!(event.data, b"GET");

@@ -1,12 +1,30 @@
-//! Readers of the probes' ring buffers (`PROCESS_EVENTS`, `TCP_EVENTS`): records decoded,
-//! counted, and a malformed one skipped, never fatal.
+//! Readers of the probes' ring buffers: records decoded, counted, and a malformed one skipped,
+//! never fatal.
 use aya::maps::{MapData, RingBuf};
 use log::warn;
+use monitor_common::Counter;
 
-use crate::probes::decode::DecodeError;
+use super::{Loaded, decode::DecodeError};
+
+/// A ring buffer as exported (`ringbuf` label), with the kernel counters of its writers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RingSpec {
+    pub map: &'static str,
+    pub label: &'static str,
+    pub produced: Counter,
+    pub dropped: Counter,
+}
+
+/// A ring buffer's reader side, for the loss-accounting self-metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RingRead {
+    pub spec: RingSpec,
+    pub read: u64,
+    pub malformed: u64,
+}
 
 pub struct EventRing<E> {
-    name: &'static str,
+    spec: RingSpec,
     ring: RingBuf<MapData>,
     decode: fn(&[u8]) -> Result<E, DecodeError>,
     read: u64,
@@ -15,18 +33,20 @@ pub struct EventRing<E> {
 
 impl<E> EventRing<E> {
     pub fn take(
-        ebpf: &mut aya::Ebpf,
-        name: &'static str,
+        loaded: &mut Loaded,
+        spec: RingSpec,
         decode: fn(&[u8]) -> Result<E, DecodeError>,
     ) -> anyhow::Result<Self> {
         use anyhow::Context as _;
-        let map = ebpf
+        let name = spec.map;
+        let map = loaded
+            .ebpf
             .take_map(name)
             .with_context(|| format!("map {name} missing"))?;
         let ring =
             RingBuf::try_from(map).with_context(|| format!("map {name} is not a ring buffer"))?;
         Ok(Self {
-            name,
+            spec,
             ring,
             decode,
             read: 0,
@@ -42,23 +62,27 @@ impl<E> EventRing<E> {
                 Ok(event) => on_event(event),
                 Err(err) => {
                     self.malformed += 1;
-                    warn!("skipping a malformed {} record: {err}", self.name);
+                    warn!("skipping a malformed {} record: {err}", self.spec.map);
                 }
             }
         }
     }
 
-    pub fn read(&self) -> u64 {
-        self.read
-    }
-
-    pub fn malformed(&self) -> u64 {
-        self.malformed
+    pub fn status(&self) -> RingRead {
+        RingRead {
+            spec: self.spec,
+            read: self.read,
+            malformed: self.malformed,
+        }
     }
 
     /// For readiness polling without giving the ring buffer away.
-    pub fn fd(&self) -> std::io::Result<std::os::fd::OwnedFd> {
+    pub fn fd(&self) -> anyhow::Result<std::os::fd::OwnedFd> {
+        use anyhow::Context as _;
         use std::os::fd::AsFd as _;
-        self.ring.as_fd().try_clone_to_owned()
+        self.ring
+            .as_fd()
+            .try_clone_to_owned()
+            .with_context(|| format!("duplicating the fd of ring buffer {}", self.spec.map))
     }
 }

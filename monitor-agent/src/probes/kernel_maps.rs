@@ -1,15 +1,17 @@
-//! Reading and freeing the kernel's aggregation maps. Values are per CPU in the kernel and
-//! summed here; entries of finished process generations are deleted once folded.
+//! Reading and freeing the kernel's maps. `ProcessMaps` are the ones every signal shares
+//! (process generations, exclusions, listeners, counters); an `AggregateMap` is one signal's
+//! per-CPU hash map, summed here, whose entries of finished process generations are deleted
+//! once folded.
 use anyhow::Context as _;
 use aya::{
     Ebpf,
     maps::{Array, MapData, PerCpuArray, PerCpuHashMap},
 };
 use log::debug;
-use monitor_common::{
-    Counter, ListenerKey, NetBytes, Owner, ProcessState, SyscallErrorKey, SyscallKey, SyscallStats,
-    map,
-};
+use monitor_common::{Counter, ListenerKey, Owner, ProcessState, map};
+
+use super::Loaded;
+use crate::series::table::Observations;
 
 /// A kernel map's fill, for the self-metrics.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,10 +22,8 @@ pub struct MapFill {
     pub capacity: u64,
 }
 
-pub struct KernelMaps {
-    stats: PerCpuHashMap<MapData, SyscallKey, SyscallStats>,
-    errors: PerCpuHashMap<MapData, SyscallErrorKey, u64>,
-    net_bytes: PerCpuHashMap<MapData, Owner, NetBytes>,
+/// The maps that are no one signal's: who holds a PID now, whom to skip, the counters.
+pub struct ProcessMaps {
     generations: Array<MapData, ProcessState>,
     excluded: Array<MapData, u32>,
     listeners: aya::maps::HashMap<MapData, ListenerKey, Owner>,
@@ -41,48 +41,21 @@ fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
     T::try_from(map).with_context(|| format!("map {name} has an unexpected type"))
 }
 
-impl KernelMaps {
-    /// `capacities`: each map's `max_entries` as loaded, for the fill self-metrics.
-    pub fn take(ebpf: &mut Ebpf, capacities: Vec<(&'static str, u64)>) -> anyhow::Result<Self> {
+impl ProcessMaps {
+    pub fn take(loaded: &mut Loaded) -> anyhow::Result<Self> {
+        let ebpf = &mut loaded.ebpf;
         Ok(Self {
-            stats: take(ebpf, map::SYSCALL_STATS)?,
-            errors: take(ebpf, map::SYSCALL_ERRORS)?,
-            net_bytes: take(ebpf, map::NET_BYTES)?,
             generations: take(ebpf, map::PROCESS_STATE)?,
             excluded: take(ebpf, map::EXCLUDED)?,
             listeners: take(ebpf, map::TCP_LISTENERS)?,
             counters: take(ebpf, map::COUNTERS)?,
-            capacities,
+            capacities: loaded.capacities.clone(),
         })
     }
 
-    /// Every (process generation, syscall) with its histogram summed over CPUs.
-    pub fn syscall_rows(&self) -> Vec<(SyscallKey, SyscallStats)> {
-        rows(&self.stats)
-    }
-
-    pub fn error_rows(&self) -> Vec<(SyscallErrorKey, u64)> {
-        rows(&self.errors)
-    }
-
-    pub fn net_bytes_rows(&self) -> Vec<(Owner, NetBytes)> {
-        rows(&self.net_bytes)
-    }
-
-    pub fn remove_net_bytes(&mut self, key: &Owner) {
-        remove(&mut self.net_bytes, map::NET_BYTES, key);
-    }
-
-    pub fn remove_syscall(&mut self, key: &SyscallKey) {
-        remove(&mut self.stats, map::SYSCALL_STATS, key);
-    }
-
-    pub fn remove_error(&mut self, key: &SyscallErrorKey) {
-        remove(&mut self.errors, map::SYSCALL_ERRORS, key);
-    }
-
-    /// Tells the probes to skip the incarnation `(tgid, generation)` (selection rules).
-    pub fn exclude(&mut self, tgid: u32, generation: u32) {
+    /// Tells the probes to skip the incarnation `owner` (selection rules).
+    pub fn exclude(&mut self, owner: Owner) {
+        let Owner { tgid, generation } = owner;
         if let Err(err) = self.excluded.set(tgid, generation.wrapping_add(1), 0) {
             debug!("marking {tgid} excluded in {}: {err}", map::EXCLUDED);
         }
@@ -112,7 +85,8 @@ impl KernelMaps {
             .unwrap_or(0)
     }
 
-    /// `entries`: the hash maps whose keys were just counted; other maps report capacity only.
+    /// Every sized map's capacity, with the entries of the hash maps counted at this sweep
+    /// (`entries`); other maps report capacity only.
     pub fn fill(&self, entries: &[(&'static str, usize)]) -> Vec<MapFill> {
         self.capacities
             .iter()
@@ -128,32 +102,54 @@ impl KernelMaps {
     }
 }
 
-/// Frees a finished key; one already gone (deleted meanwhile) is no error worth more than a
-/// debug line.
-fn remove<K: aya::Pod + std::fmt::Debug, V: aya::Pod>(
-    map: &mut PerCpuHashMap<MapData, K, V>,
-    name: &str,
-    key: &K,
-) {
-    if let Err(err) = map.remove(key) {
-        debug!("removing {key:?} from {name}: {err}");
-    }
+/// A key of an `AggregateMap`: plain old data the kernel and the agent share.
+pub trait MapKey: aya::Pod + Eq + std::fmt::Debug {}
+impl<T: aya::Pod + Eq + std::fmt::Debug> MapKey for T {}
+
+/// A value of an `AggregateMap`: plain old data, summed over CPUs.
+pub trait MapValue: aya::Pod + Observations {}
+impl<T: aya::Pod + Observations> MapValue for T {}
+
+/// One signal's per-CPU hash map keyed by process generation (and more).
+pub struct AggregateMap<K: MapKey, V: MapValue> {
+    name: &'static str,
+    map: PerCpuHashMap<MapData, K, V>,
 }
 
-/// Keys first, then values: the kernel inserts concurrently and a key deleted meanwhile is
-/// simply skipped (it was a finished generation, already folded).
-fn rows<K: aya::Pod + Eq, V: aya::Pod + crate::series::table::Observations>(
-    map: &PerCpuHashMap<MapData, K, V>,
-) -> Vec<(K, V)> {
-    let keys: Vec<K> = map.keys().filter_map(Result::ok).collect();
-    keys.into_iter()
-        .filter_map(|key| {
-            let per_cpu = map.get(&key, 0).ok()?;
-            let mut total = V::default();
-            for value in per_cpu.iter() {
-                total.add(value);
-            }
-            Some((key, total))
+impl<K: MapKey, V: MapValue> AggregateMap<K, V> {
+    pub fn take(loaded: &mut Loaded, name: &'static str) -> anyhow::Result<Self> {
+        Ok(Self {
+            name,
+            map: take(&mut loaded.ebpf, name)?,
         })
-        .collect()
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Every key with its value summed over CPUs. Keys first, then values: the kernel inserts
+    /// concurrently and a key deleted meanwhile is simply skipped (a finished generation,
+    /// already folded).
+    pub fn rows(&self) -> Vec<(K, V)> {
+        let keys: Vec<K> = self.map.keys().filter_map(Result::ok).collect();
+        keys.into_iter()
+            .filter_map(|key| {
+                let per_cpu = self.map.get(&key, 0).ok()?;
+                let mut total = V::default();
+                for value in per_cpu.iter() {
+                    total.add(value);
+                }
+                Some((key, total))
+            })
+            .collect()
+    }
+
+    /// Frees a finished key; one already gone (deleted meanwhile) is no error worth more than
+    /// a debug line.
+    pub fn remove(&mut self, key: &K) {
+        if let Err(err) = self.map.remove(key) {
+            debug!("removing {key:?} from {}: {err}", self.name);
+        }
+    }
 }

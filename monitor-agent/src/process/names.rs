@@ -4,17 +4,12 @@ use std::{
     time::{Duration, Instant},
 };
 
+use monitor_common::Owner;
+
 use crate::{
     identity::resolver::{Facts, Identity},
-    probes::decode::{ProcessEvent, ProcessEventKind},
+    probes::decode::{ProcessEventKind, ProcessRecord},
 };
-
-/// One run of one program under one PID: the unit the kernel aggregates by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Incarnation {
-    pub tgid: u32,
-    pub generation: u32,
-}
 
 /// Shown when an incarnation ended before anything named it (its events were lost).
 pub const UNKNOWN_COMM: &str = "[unknown]";
@@ -32,20 +27,17 @@ struct Known {
 
 #[derive(Debug, Default)]
 pub struct ProcessNames {
-    known: HashMap<Incarnation, Known>,
+    known: HashMap<Owner, Known>,
 }
 
 impl ProcessNames {
-    pub fn apply(&mut self, event: &ProcessEvent, now: Instant) {
-        let incarnation = Incarnation {
-            tgid: event.tgid,
-            generation: event.generation,
-        };
+    pub fn apply(&mut self, event: &ProcessRecord, now: Instant) {
+        let incarnation = event.owner;
         match event.kind {
             ProcessEventKind::Exec => {
-                let previous = Incarnation {
-                    tgid: event.tgid,
-                    generation: event.generation.wrapping_sub(1),
+                let previous = Owner {
+                    tgid: incarnation.tgid,
+                    generation: incarnation.generation.wrapping_sub(1),
                 };
                 if let Some(previous) = self.known.get_mut(&previous) {
                     previous.finished.get_or_insert(now);
@@ -85,7 +77,7 @@ impl ProcessNames {
     /// incarnation only while it is the `current` one.
     pub fn resolve(
         &mut self,
-        incarnation: Incarnation,
+        incarnation: Owner,
         current: bool,
         now: Instant,
         read_comm: impl FnOnce(u32) -> Option<String>,
@@ -109,7 +101,7 @@ impl ProcessNames {
 
     /// Marks an incarnation finished (its generation is over) when no exit event said so,
     /// e.g. because the ring buffer dropped it: its name is then pruned like any other.
-    pub fn finish(&mut self, incarnation: Incarnation, now: Instant) {
+    pub fn finish(&mut self, incarnation: Owner, now: Instant) {
         if let Some(known) = self.known.get_mut(&incarnation) {
             known.finished.get_or_insert(now);
         }
@@ -126,12 +118,12 @@ impl ProcessNames {
     }
 
     /// The facts recorded for a known incarnation.
-    pub fn facts(&self, incarnation: Incarnation) -> Option<&Facts> {
+    pub fn facts(&self, incarnation: Owner) -> Option<&Facts> {
         self.known.get(&incarnation)?.facts.as_ref()
     }
 
     /// Records what `/proc` says about a known incarnation, once.
-    pub fn learn_facts(&mut self, incarnation: Incarnation, read: impl FnOnce() -> Facts) {
+    pub fn learn_facts(&mut self, incarnation: Owner, read: impl FnOnce() -> Facts) {
         if let Some(known) = self.known.get_mut(&incarnation) {
             if known.facts.is_none() {
                 known.facts = Some(read());
@@ -140,22 +132,17 @@ impl ProcessNames {
     }
 
     /// The final identity of a known incarnation and whether it is selected, if settled.
-    pub fn identity(&self, incarnation: Incarnation) -> Option<&(Identity, bool)> {
+    pub fn identity(&self, incarnation: Owner) -> Option<&(Identity, bool)> {
         self.known.get(&incarnation)?.identity.as_ref()
     }
 
-    pub fn settle_identity(
-        &mut self,
-        incarnation: Incarnation,
-        identity: Identity,
-        admitted: bool,
-    ) {
+    pub fn settle_identity(&mut self, incarnation: Owner, identity: Identity, admitted: bool) {
         if let Some(known) = self.known.get_mut(&incarnation) {
             known.identity = Some((identity, admitted));
         }
     }
 
-    pub fn is_known(&self, incarnation: Incarnation) -> bool {
+    pub fn is_known(&self, incarnation: Owner) -> bool {
         self.known.contains_key(&incarnation)
     }
 
@@ -179,18 +166,17 @@ pub fn read_proc_comm(tgid: u32) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn event(kind: ProcessEventKind, generation: u32, comm: &str) -> ProcessEvent {
-        ProcessEvent {
+    fn event(kind: ProcessEventKind, generation: u32, comm: &str) -> ProcessRecord {
+        ProcessRecord {
             kind,
-            tgid: 10,
-            generation,
+            owner: at(generation),
             timestamp_ns: 0,
             comm: comm.into(),
         }
     }
 
-    fn at(generation: u32) -> Incarnation {
-        Incarnation {
+    fn at(generation: u32) -> Owner {
+        Owner {
             tgid: 10,
             generation,
         }

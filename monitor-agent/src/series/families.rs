@@ -33,7 +33,7 @@ pub mod label {
     pub const SERVER_PORT: &str = "server_port";
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Family {
     pub name: &'static str,
     pub help: &'static str,

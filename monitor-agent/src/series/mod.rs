@@ -3,4 +3,5 @@
 //! A leaf: it imports nothing else of the agent.
 pub mod families;
 pub mod labels;
+pub mod publish;
 pub mod table;

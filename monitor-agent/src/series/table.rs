@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use monitor_common::SyscallStats;
+pub use monitor_common::Histogram;
 
 use crate::series::labels::{LabelPolicy, Workload};
 
@@ -22,9 +22,6 @@ pub trait Observations: Clone + Default {
         false
     }
 }
-
-/// The kernel's log2 latency histogram (`monitor_common::hist`), used for every duration.
-pub type Histogram = SyscallStats;
 
 /// Adds one observation to a histogram.
 pub fn observe(histogram: &mut Histogram, duration_ns: u64) {
@@ -212,7 +209,7 @@ impl Observations for u64 {
     }
 }
 
-impl Observations for SyscallStats {
+impl Observations for Histogram {
     fn add(&mut self, other: &Self) {
         for (mine, theirs) in self.buckets.iter_mut().zip(other.buckets) {
             *mine += theirs;
@@ -421,10 +418,10 @@ mod tests {
 
     #[test]
     fn histogram_values_add_bucketwise() {
-        let mut a = SyscallStats::ZERO;
+        let mut a = Histogram::ZERO;
         a.buckets[3] = 2;
         a.sum_ns = 100;
-        let mut b = SyscallStats::ZERO;
+        let mut b = Histogram::ZERO;
         b.buckets[3] = 1;
         b.buckets[5] = 4;
         b.sum_ns = 50;

@@ -9,14 +9,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use monitor_protocols::{
-    Chunk, Connection, Direction, Exchange, HttpExchange, Role, http::split_host_port,
-};
+use monitor_protocols::{Chunk, Connection, Exchange, HttpExchange, Role, http::split_host_port};
 
 use crate::{
-    probes::decode::PayloadEvent,
+    probes::decode::PayloadRecord,
     series::labels::Workload,
     series::table::{Histogram, Recorder, SeriesTable, ValueCap, WorkloadLabels, observe},
+    signals::{SeriesCount, series_count},
 };
 
 /// The `http_route` of every route past a comm's cap (`--http.routes-per-comm`).
@@ -39,8 +38,7 @@ struct Followed {
 /// An exchange parsed from a process's socket, waiting to be named and recorded.
 #[derive(Clone, Debug)]
 pub struct Completed {
-    pub tgid: u32,
-    pub generation: u32,
+    pub owner: monitor_common::Owner,
     /// The connection's peer (the server, for a client's request).
     pub remote: SocketAddr,
     pub http: HttpExchange,
@@ -81,8 +79,8 @@ impl Requests {
     /// Feeds one captured read/write to its connection's parser; the exchanges it completes
     /// are appended to `completed`, to be named and recorded (`record`). Parsing needs no
     /// name: only the few reads/writes that complete a request pay for naming.
-    pub fn feed(&mut self, event: &PayloadEvent, now: Instant, completed: &mut Vec<Completed>) {
-        let key = (event.tgid, event.sk);
+    pub fn feed(&mut self, event: &PayloadRecord, now: Instant, completed: &mut Vec<Completed>) {
+        let key = (event.owner.tgid, event.sk);
         if !self.connections.contains_key(&key) && self.connections.len() >= MAX_CONNECTIONS {
             self.chunks_dropped += 1;
             return;
@@ -98,11 +96,7 @@ impl Requests {
         }
         followed.last_seen = now;
         let chunk = Chunk {
-            direction: if event.egress {
-                Direction::Egress
-            } else {
-                Direction::Ingress
-            },
+            direction: event.flow,
             total_len: u64::from(event.length),
             data: &event.data,
             timestamp_ns: event.timestamp_ns,
@@ -113,8 +107,7 @@ impl Requests {
             // Exchanges of protocols without metrics yet are dropped here.
             if let Exchange::Http(http) = exchange {
                 completed.push(Completed {
-                    tgid: event.tgid,
-                    generation: event.generation,
+                    owner: event.owner,
                     remote,
                     http,
                 });
@@ -177,20 +170,11 @@ impl Requests {
         }
     }
 
-    /// (family name, series, expired) for `monitor_series` / `monitor_series_expired_total`.
-    pub fn series_counts(&self) -> Vec<(&'static str, u64, u64)> {
+    pub fn series_counts(&self) -> Vec<SeriesCount> {
         use crate::series::families::family::{HTTP_CLIENT_DURATION, HTTP_SERVER_DURATION};
         vec![
-            (
-                HTTP_SERVER_DURATION.name,
-                self.server.len() as u64,
-                self.server.expired_total(),
-            ),
-            (
-                HTTP_CLIENT_DURATION.name,
-                self.client.len() as u64,
-                self.client.expired_total(),
-            ),
+            series_count(&HTTP_SERVER_DURATION, &self.server),
+            series_count(&HTTP_CLIENT_DURATION, &self.client),
         ]
     }
 }

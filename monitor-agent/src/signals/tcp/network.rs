@@ -1,4 +1,5 @@
-//! TCP events and socket byte counts → network series, with the per-`comm` peer cap.
+//! TCP events and socket byte counts → the TCP families' tables, with the per-`comm` peer
+//! cap.
 //!
 //! Pure: events arrive decoded and already named (`comm`, `pid`); the kernel's byte counts
 //! arrive folded per label set. Every value is kept in an `aggregate::SeriesTable`, so the
@@ -12,11 +13,12 @@ use std::{
 use monitor_common::NetBytes;
 
 use crate::{
-    probes::decode::{Direction, TcpEvent, TcpEventKind},
+    probes::decode::{Direction, TcpEventKind, TcpRecord},
     series::labels::Workload,
     series::table::{
         Histogram, Observations, Recorder, SeriesTable, ValueCap, WorkloadLabels, observe,
     },
+    signals::{SeriesCount, series_count},
 };
 
 /// A histogram of one observation.
@@ -116,7 +118,6 @@ pub struct Network {
     resets: SeriesTable<WorkloadLabels, u64>,
     rtt: SeriesTable<WorkloadLabels, Histogram>,
     connection_duration: SeriesTable<WorkloadLabels, Histogram>,
-    bytes: SeriesTable<WorkloadLabels, NetBytes>,
     peer_overflow: SeriesTable<WorkloadLabels, u64>,
     /// Distinct peers per comm (`OVERFLOW_PEER` beyond); a place is freed when no series
     /// carries the peer any more.
@@ -133,14 +134,13 @@ impl Network {
             resets: SeriesTable::default(),
             rtt: SeriesTable::default(),
             connection_duration: SeriesTable::default(),
-            bytes: SeriesTable::default(),
             peer_overflow: SeriesTable::default(),
             peers: ValueCap::new(peers_per_comm),
         }
     }
 
     /// Folds one event of the process `who`.
-    pub fn apply(&mut self, event: &TcpEvent, who: &Workload, rec: &mut Recorder) {
+    pub fn apply(&mut self, event: &TcpRecord, who: &Workload, rec: &mut Recorder) {
         use crate::series::families::family::*;
         let direction = direction_label(event.direction).to_owned();
         let port = match event.direction {
@@ -217,7 +217,7 @@ impl Network {
     }
 
     /// The event's `peer` value after the cap; an overflow is counted per comm.
-    fn peer(&mut self, event: &TcpEvent, comm: &str, now: Instant) -> String {
+    fn peer(&mut self, event: &TcpRecord, comm: &str, now: Instant) -> String {
         let peer = peer(event.direction, event.remote);
         if self.peers.admit(comm, &peer) {
             return peer;
@@ -233,18 +233,8 @@ impl Network {
         OVERFLOW_PEER.to_owned()
     }
 
-    /// The kernel-fed byte counters, for the sweep (live rows and retirement).
-    pub fn bytes(&mut self) -> &mut SeriesTable<WorkloadLabels, NetBytes> {
-        &mut self.bytes
-    }
-
-    /// Exported values; `live_bytes` are the kernel's counts of running processes.
-    pub fn publish(
-        &mut self,
-        live_bytes: HashMap<WorkloadLabels, NetBytes>,
-        now: Instant,
-        ttl: Duration,
-    ) -> NetworkSnapshot {
+    /// Exported values; `bytes` were published from the kernel's counts by the caller.
+    pub fn publish(&mut self, now: Instant, ttl: Duration) -> NetworkSnapshot {
         // Event-fed tables have no live kernel part: everything in them is retired.
         fn events<V: Observations>(
             table: &mut SeriesTable<WorkloadLabels, V>,
@@ -261,7 +251,7 @@ impl Network {
             resets: events(&mut self.resets, now, ttl),
             rtt: events(&mut self.rtt, now, ttl),
             connection_duration: events(&mut self.connection_duration, now, ttl),
-            bytes: self.bytes.publish(live_bytes, now, ttl),
+            bytes: Vec::new(),
             peer_overflow: events(&mut self.peer_overflow, now, ttl),
         };
         // The first label value of these families is the peer.
@@ -280,24 +270,17 @@ impl Network {
         snapshot
     }
 
-    /// (family name, series, expired) for `monitor_series` / `monitor_series_expired_total`.
-    pub fn series_counts(&self) -> Vec<(&'static str, u64, u64)> {
+    /// The event-fed tables' series counts (in `monitor_series` order, bytes after them).
+    pub fn series_counts(&self) -> Vec<SeriesCount> {
         use crate::series::families::family::*;
-        fn counts<L: Clone + Eq + std::hash::Hash, V: Observations>(
-            name: &'static str,
-            table: &SeriesTable<L, V>,
-        ) -> (&'static str, u64, u64) {
-            (name, table.len() as u64, table.expired_total())
-        }
         vec![
-            counts(TCP_CONNECT_DURATION.name, &self.connect_duration),
-            counts(TCP_CONNECT_ERRORS.name, &self.connect_errors),
-            counts(TCP_CONNECTIONS_OPENED.name, &self.connections),
-            counts(TCP_RETRANSMITS.name, &self.retransmits),
-            counts(TCP_RESETS.name, &self.resets),
-            counts(TCP_RTT.name, &self.rtt),
-            counts(TCP_CONNECTION_DURATION.name, &self.connection_duration),
-            counts(NETWORK_BYTES.name, &self.bytes),
+            series_count(&TCP_CONNECT_DURATION, &self.connect_duration),
+            series_count(&TCP_CONNECT_ERRORS, &self.connect_errors),
+            series_count(&TCP_CONNECTIONS_OPENED, &self.connections),
+            series_count(&TCP_RETRANSMITS, &self.retransmits),
+            series_count(&TCP_RESETS, &self.resets),
+            series_count(&TCP_RTT, &self.rtt),
+            series_count(&TCP_CONNECTION_DURATION, &self.connection_duration),
         ]
     }
 }
@@ -307,7 +290,7 @@ mod tests {
     use super::*;
     use crate::series::{labels::LabelPolicy, table::Budget};
 
-    fn apply(network: &mut Network, event: &TcpEvent, comm: &str, now: Instant) {
+    fn apply(network: &mut Network, event: &TcpRecord, comm: &str, now: Instant) {
         let policy = LabelPolicy::default();
         let mut budget = Budget::new(usize::MAX);
         let mut rec = Recorder {
@@ -322,12 +305,14 @@ mod tests {
         network.apply(event, &who, &mut rec);
     }
 
-    fn event(kind: TcpEventKind, direction: Direction, remote: &str) -> TcpEvent {
-        TcpEvent {
+    fn event(kind: TcpEventKind, direction: Direction, remote: &str) -> TcpRecord {
+        TcpRecord {
             kind,
             direction,
-            tgid: 1,
-            generation: 0,
+            owner: monitor_common::Owner {
+                tgid: 1,
+                generation: 0,
+            },
             local_port: 80,
             error: 0,
             remote: remote.parse().unwrap(),
@@ -362,7 +347,7 @@ mod tests {
         apply(&mut network, &out, "app", t0);
         apply(&mut network, &inbound, "app", t0);
         let later = t0 + ttl * 10;
-        let snapshot = network.publish(HashMap::new(), later, ttl);
+        let snapshot = network.publish(later, ttl);
         let counts = value(&snapshot.connections, "app", &["outbound", "5432"]).unwrap();
         assert_eq!(
             (counts.opened, counts.active()),
@@ -377,7 +362,7 @@ mod tests {
         );
         let close = event(TcpEventKind::Close, Direction::Outbound, "10.0.0.2:5432");
         apply(&mut network, &close, "app", later);
-        let snapshot = network.publish(HashMap::new(), later, ttl);
+        let snapshot = network.publish(later, ttl);
         let counts = value(&snapshot.connections, "app", &["outbound", "5432"]).unwrap();
         assert_eq!((counts.opened, counts.active()), (1, 0));
         assert_eq!(
@@ -406,7 +391,7 @@ mod tests {
         // Another comm has its own budget; inbound peers carry no port.
         let inbound = event(TcpEventKind::Retransmit, Direction::Inbound, "[::1]:50000");
         apply(&mut network, &inbound, "d", now);
-        let snapshot = network.publish(HashMap::new(), now, Duration::from_secs(60));
+        let snapshot = network.publish(now, Duration::from_secs(60));
         let peers: Vec<&str> = snapshot
             .retransmits
             .iter()
@@ -426,11 +411,11 @@ mod tests {
         let mut network = Network::new(1);
         let first = event(TcpEventKind::Retransmit, Direction::Outbound, "127.0.0.1:1");
         apply(&mut network, &first, "c", t0);
-        network.publish(HashMap::new(), t0, ttl);
-        network.publish(HashMap::new(), t0 + ttl, ttl);
+        network.publish(t0, ttl);
+        network.publish(t0 + ttl, ttl);
         let second = event(TcpEventKind::Retransmit, Direction::Outbound, "127.0.0.1:2");
         apply(&mut network, &second, "c", t0 + ttl);
-        let snapshot = network.publish(HashMap::new(), t0 + ttl, ttl);
+        let snapshot = network.publish(t0 + ttl, ttl);
         assert_eq!(value(&snapshot.retransmits, "c", &["127.0.0.1:2"]), Some(1));
     }
 }

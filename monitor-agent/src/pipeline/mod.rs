@@ -1,0 +1,268 @@
+//! The running pipeline: the process-event ring and every signal in, one `Snapshot` of
+//! exporter-neutral series out. It owns all of its state (no lock): it runs on its own thread
+//! (`thread`), and scrapes ask it for a snapshot through a channel.
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use log::info;
+use monitor_common::{Counter, Owner, map};
+
+use crate::{
+    identity::resolver::{Facts, Resolver},
+    probes::{
+        Loaded, ProbeState, decode,
+        event_ring::{EventRing, RingSpec},
+        kernel_maps::ProcessMaps,
+    },
+    process::{
+        names::ProcessNames,
+        naming::{Naming, UNNAMED_GRACE},
+    },
+    series::{
+        labels::LabelPolicy,
+        publish::Published,
+        table::{Budget, Recorder},
+    },
+    signals::{self, Context, Signal},
+};
+
+pub mod health;
+pub mod thread;
+
+pub use health::{BuildInfo, Health, SeriesCount};
+
+/// Everything one scrape exports, exporter-neutral.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub published: Vec<Published>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Idle time after which a finished process's series are dropped.
+    pub ttl: Duration,
+    /// How often `refresh` runs at the least.
+    pub sweep_interval: Duration,
+    /// Workload series over all families before new label sets go to the overflow series.
+    pub series_max: usize,
+    pub signals: signals::Settings,
+}
+
+const PROCESS_RING: RingSpec = RingSpec {
+    map: map::PROCESS_EVENTS,
+    label: "process_events",
+    produced: Counter::ProcessEventsProduced,
+    dropped: Counter::ProcessEventsDropped,
+};
+
+pub struct Pipeline {
+    maps: ProcessMaps,
+    events: EventRing<decode::ProcessRecord>,
+    signals: Vec<Box<dyn Signal>>,
+    names: ProcessNames,
+    resolver: Resolver,
+    policy: LabelPolicy,
+    budget: Budget,
+    ttl: Duration,
+    name_grace: Duration,
+    unnamed: HashMap<Owner, Instant>,
+    events_paused_until: Option<Instant>,
+    probes: Vec<ProbeState>,
+    build: BuildInfo,
+}
+
+impl Pipeline {
+    /// Takes the maps and rings of the process room and of every signal out of `loaded`.
+    ///
+    /// `sweep_interval`: how often `refresh` runs at the least; a finished process's name is
+    /// kept a few sweeps (its kernel entries are retired at the first one), not for the series
+    /// TTL, so that process churn cannot grow the name table.
+    pub fn take(
+        loaded: &mut Loaded,
+        settings: &Settings,
+        policy: LabelPolicy,
+        resolver: Resolver,
+    ) -> anyhow::Result<Self> {
+        let mut maps = ProcessMaps::take(loaded)?;
+        let tracks_connections = loaded.probes.iter().any(|state| {
+            state.probe.program == monitor_common::program::TCP_STATE && state.attached()
+        });
+        if tracks_connections {
+            // After attaching, so a listen() racing the scan is recorded by the probe anyway.
+            let seeded = maps.seed_listeners();
+            info!("{seeded} TCP listeners that predate the agent recorded");
+        }
+        Ok(Self {
+            events: EventRing::take(loaded, PROCESS_RING, decode::process_event)?,
+            signals: signals::all(loaded, &settings.signals)?,
+            maps,
+            names: ProcessNames::default(),
+            resolver,
+            policy,
+            budget: Budget::new(settings.series_max),
+            ttl: settings.ttl,
+            name_grace: (settings.sweep_interval * 3).max(Duration::from_secs(30)),
+            unnamed: HashMap::new(),
+            events_paused_until: None,
+            probes: loaded.probes.clone(),
+            build: BuildInfo::current(),
+        })
+    }
+
+    fn events_paused(&self, now: Instant) -> bool {
+        self.events_paused_until.is_some_and(|until| now < until)
+    }
+
+    /// `--testing.pause-event-reader`: leave the ring buffers alone until `until`.
+    pub fn pause_events_until(&mut self, until: Instant) {
+        self.events_paused_until = Some(until);
+    }
+
+    /// Ring buffers to wait on: (the signal's index, its fds).
+    pub fn signal_ring_fds(&self) -> anyhow::Result<Vec<(usize, std::os::fd::OwnedFd)>> {
+        let mut fds = Vec::new();
+        for (index, signal) in self.signals.iter().enumerate() {
+            fds.extend(signal.ring_fds()?.into_iter().map(|fd| (index, fd)));
+        }
+        Ok(fds)
+    }
+
+    pub fn process_ring_fd(&self) -> anyhow::Result<std::os::fd::OwnedFd> {
+        self.events.fd()
+    }
+
+    /// Applies pending exec/exit events; called whenever their ring buffer is readable.
+    pub fn drain_process_events(&mut self, now: Instant) {
+        if self.events_paused(now) {
+            return;
+        }
+        let names = &mut self.names;
+        self.events.drain(|event| {
+            names.apply(&event, now);
+            // Read while the process runs: by the sweep it may be gone.
+            if event.kind != decode::ProcessEventKind::Exit {
+                names.learn_facts(event.owner, || Facts::read(event.owner.tgid));
+            }
+        });
+    }
+
+    /// Lets one signal read its rings (see `Signal::drain`).
+    pub fn drain_signal(&mut self, index: usize, now: Instant) {
+        if self.events_paused(now) {
+            return;
+        }
+        let (mut ctx, signal) = self.lend(index, now);
+        signal.drain(&mut ctx);
+        let excluded = std::mem::take(&mut ctx.naming.excluded);
+        drop(ctx);
+        self.exclude(excluded);
+    }
+
+    /// A signal and the context it works in, borrowed from disjoint fields.
+    fn lend(&mut self, index: usize, now: Instant) -> (Context<'_>, &mut Box<dyn Signal>) {
+        let ctx = Context {
+            now,
+            ttl: self.ttl,
+            naming: Naming::new(
+                &self.maps,
+                &mut self.names,
+                &self.resolver,
+                &mut self.unnamed,
+            ),
+            recorder: Recorder {
+                policy: &self.policy,
+                budget: &mut self.budget,
+                now,
+            },
+            kernel: &self.maps,
+            map_entries: Vec::new(),
+        };
+        (ctx, &mut self.signals[index])
+    }
+
+    fn exclude(&mut self, mut excluded: Vec<Owner>) {
+        excluded.sort_unstable_by_key(|owner| (owner.tgid, owner.generation));
+        excluded.dedup();
+        for owner in excluded {
+            self.maps.exclude(owner);
+        }
+    }
+
+    /// Names every kernel entry, folds and frees those of finished generations, and returns
+    /// the exported series.
+    pub fn refresh(&mut self, now: Instant) -> Snapshot {
+        // Expiries at the last publish freed budget.
+        let in_use: u64 = self.series_counts().iter().map(|count| count.in_use).sum();
+        self.budget.recount(in_use as usize);
+        // Events first: an exit must name its process before its entries are retired.
+        self.drain_process_events(now);
+        for index in 0..self.signals.len() {
+            self.drain_signal(index, now);
+        }
+        let mut published = Vec::new();
+        let mut map_entries = Vec::new();
+        for index in 0..self.signals.len() {
+            let (mut ctx, signal) = self.lend(index, now);
+            published.extend(signal.publish(&mut ctx));
+            map_entries.append(&mut ctx.map_entries);
+            let excluded = std::mem::take(&mut ctx.naming.excluded);
+            drop(ctx);
+            self.exclude(excluded);
+        }
+        self.names.prune(now, self.name_grace);
+        let names = &self.names;
+        self.unnamed.retain(|owner, since| {
+            !names.is_known(*owner) && now.duration_since(*since) < UNNAMED_GRACE * 2
+        });
+        let health = self.health(&map_entries);
+        published.extend(health::published(&health, &self.probes, &self.build));
+        Snapshot { published }
+    }
+
+    fn health(&self, map_entries: &[(&'static str, usize)]) -> Health {
+        let counter = |c| self.maps.counter(c);
+        let mut rings = vec![self.events.status()];
+        let mut insert_failures = Vec::new();
+        for signal in &self.signals {
+            rings.extend(signal.rings());
+            insert_failures.extend(
+                signal
+                    .map_insert_failures()
+                    .iter()
+                    .map(|&(map, which)| (map, counter(which))),
+            );
+        }
+        Health {
+            rings: rings
+                .into_iter()
+                .map(|ring| health::RingHealth {
+                    label: ring.spec.label,
+                    produced: counter(ring.spec.produced),
+                    lost: counter(ring.spec.dropped),
+                    read: ring.read,
+                    malformed: ring.malformed,
+                })
+                .collect(),
+            map_fill: self.maps.fill(map_entries),
+            insert_failures,
+            series: self.series_counts(),
+            series_max: self.budget.max(),
+        }
+    }
+
+    /// Every workload family's series count.
+    fn series_counts(&self) -> Vec<SeriesCount> {
+        self.signals
+            .iter()
+            .flat_map(|signal| signal.series_counts())
+            .map(|(family, in_use, expired)| SeriesCount {
+                family,
+                in_use,
+                expired,
+                dropped: self.budget.dropped(family),
+            })
+            .collect()
+    }
+}

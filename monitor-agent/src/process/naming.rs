@@ -1,0 +1,186 @@
+//! Naming what the kernel reports: a kernel map key or a ring-buffer event carries only a
+//! process generation (`Owner`); this turns it into the `Workload` its series are labelled
+//! with, or says it must wait, or that the selection rules exclude it.
+use std::{
+    collections::{HashMap, HashSet},
+    time::{Duration, Instant},
+};
+
+use monitor_common::Owner;
+
+use super::names::{ProcessNames, read_proc_comm};
+use crate::{
+    identity::resolver::{Facts, Resolver},
+    probes::kernel_maps::ProcessMaps,
+    series::{
+        labels::Workload,
+        table::{Observations, Recorder, SeriesTable, WorkloadLabels},
+    },
+};
+
+/// How long a finished, unnamed incarnation's entries wait for its exec/exit event before it
+/// is named from `/proc` (by then possibly another process) or `[unknown]`. Events can lag:
+/// the ring buffer's consumer stops at a record another CPU has reserved but not submitted.
+pub const UNNAMED_GRACE: Duration = Duration::from_secs(10);
+
+/// A kernel map key: whose it is, and its family's own label values.
+pub trait KernelKey: Copy {
+    const FAMILY: &'static str;
+    fn owner(&self) -> Owner;
+    fn values(&self) -> Vec<String>;
+}
+
+/// A ring-buffer event that belongs to one process incarnation, applied once it is named.
+pub trait OwnedEvent {
+    fn owner(&self) -> Owner;
+}
+
+/// The naming state of one drain or sweep: borrowed from the pipeline for its duration.
+pub struct Naming<'a> {
+    maps: &'a ProcessMaps,
+    names: &'a mut ProcessNames,
+    resolver: &'a Resolver,
+    /// Finished incarnations no event has named yet, since when.
+    unnamed: &'a mut HashMap<Owner, Instant>,
+    /// Live incarnations the selection rules exclude: the probes are told to skip them.
+    pub excluded: Vec<Owner>,
+    /// Which generation holds each PID, read once per drain or sweep.
+    generations: HashMap<u32, Option<u32>>,
+}
+
+impl<'a> Naming<'a> {
+    pub fn new(
+        maps: &'a ProcessMaps,
+        names: &'a mut ProcessNames,
+        resolver: &'a Resolver,
+        unnamed: &'a mut HashMap<Owner, Instant>,
+    ) -> Self {
+        Self {
+            maps,
+            names,
+            resolver,
+            unnamed,
+            excluded: Vec::new(),
+            generations: HashMap::new(),
+        }
+    }
+
+    /// A key is finished once its generation no longer holds the PID: the process exec'd or
+    /// exited, so nothing will add to it again (bar a racing exit, swept next time). It is
+    /// retired only once its generation is known to have moved on: a lookup that fails says
+    /// nothing, and retiring a live process's entries would name them too early.
+    fn is_current(&mut self, owner: Owner) -> bool {
+        let maps = self.maps;
+        let now = *self
+            .generations
+            .entry(owner.tgid)
+            .or_insert_with(|| maps.generation(owner.tgid));
+        now.is_none_or(|now| now == owner.generation)
+    }
+
+    /// Who `owner` is, as every workload family labels it (before projection); `None` when
+    /// the selection rules exclude it.
+    fn workload(&mut self, owner: Owner, current: bool, now: Instant) -> Option<Workload> {
+        let names = &mut *self.names;
+        let comm = names.resolve(owner, current, now, read_proc_comm);
+        if current {
+            names.learn_facts(owner, || Facts::read(owner.tgid));
+        }
+        let none = Facts::default();
+        let facts = names.facts(owner).unwrap_or(&none);
+        let (identity, admitted) = match names.identity(owner) {
+            Some(settled) => settled.clone(),
+            None => {
+                let (identity, last) = self.resolver.identity(facts, &comm);
+                let admitted = self.resolver.admits(facts, &comm, &identity);
+                if last {
+                    names.settle_identity(owner, identity.clone(), admitted);
+                }
+                (identity, admitted)
+            }
+        };
+        if !admitted {
+            return None;
+        }
+        Some(Workload {
+            comm,
+            pid: Some(owner.tgid),
+            container: identity.container,
+            pod: identity.pod,
+            namespace: identity.namespace,
+            service: identity.service,
+        })
+    }
+
+    /// Splits kernel rows into live series values and finished keys; a finished key's value
+    /// is retired into `table` and the key returned, for the caller to free.
+    pub fn sort<K: KernelKey, V: Observations>(
+        &mut self,
+        rows: Vec<(K, V)>,
+        table: &mut SeriesTable<WorkloadLabels, V>,
+        recorder: &mut Recorder,
+    ) -> (HashMap<WorkloadLabels, V>, Vec<K>) {
+        let now = recorder.now;
+        let mut live: HashMap<WorkloadLabels, V> = HashMap::new();
+        let mut finished = Vec::new();
+        for (key, value) in rows {
+            let owner = key.owner();
+            let current = self.is_current(owner);
+            if !current && !self.names.is_known(owner) {
+                let since = *self.unnamed.entry(owner).or_insert(now);
+                if now.duration_since(since) < UNNAMED_GRACE {
+                    // Never exported yet: waiting delays its counts, it cannot lower them.
+                    continue;
+                }
+            }
+            let Some(who) = self.workload(owner, current, now) else {
+                // Not counted, and freed like a finished key.
+                if current {
+                    self.excluded.push(owner);
+                }
+                finished.push(key);
+                continue;
+            };
+            // A live label set not in the table yet is admitted (or sent to the overflow
+            // series) here, before `publish` creates it.
+            let labels = recorder.labels(K::FAMILY, table, &who, key.values());
+            if current {
+                live.entry(labels).or_default().add(&value);
+            } else {
+                table.retire(labels, &value, now);
+                self.names.finish(owner, now);
+                finished.push(key);
+            }
+        }
+        (live, finished)
+    }
+
+    /// Applies events in arrival order once their process is named. An event of a process
+    /// that has already moved on (exec'd or exited) and that no exec/exit event has named yet
+    /// waits, up to `UNNAMED_GRACE`: the rings are read independently, and `/proc` would name
+    /// the wrong program or none. Order is kept per process: once one event waits, its later
+    /// ones do too.
+    pub fn name_events<E: OwnedEvent>(
+        &mut self,
+        pending: &mut Vec<(E, Instant)>,
+        now: Instant,
+        mut apply: impl FnMut(&E, &Workload),
+    ) {
+        let mut held: HashSet<Owner> = HashSet::new();
+        let mut waiting = Vec::new();
+        for (event, since) in std::mem::take(pending) {
+            let owner = event.owner();
+            let current = self.is_current(owner);
+            let unnamed = !current && !self.names.is_known(owner);
+            if held.contains(&owner) || (unnamed && now.duration_since(since) < UNNAMED_GRACE) {
+                held.insert(owner);
+                waiting.push((event, since));
+                continue;
+            }
+            if let Some(who) = self.workload(owner, current, now) {
+                apply(&event, &who);
+            }
+        }
+        *pending = waiting;
+    }
+}

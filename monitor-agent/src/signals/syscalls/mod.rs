@@ -1,0 +1,118 @@
+//! Syscall latency and errors per process: `SYSCALL_STATS` and `SYSCALL_ERRORS`, aggregated
+//! per CPU in the kernel (`monitor-ebpf/src/syscalls.rs`), summed and named here.
+use monitor_common::{Counter, Histogram, Owner, SyscallErrorKey, SyscallKey, map};
+
+use super::{Context, SeriesCount, Signal, series_count, sweep_map};
+use crate::{
+    probes::{Loaded, kernel_maps::AggregateMap},
+    process::naming::KernelKey,
+    series::{
+        families::{Family, family},
+        labels::LabelPolicy,
+        publish::{self, Published},
+        table::{SeriesTable, WorkloadLabels},
+    },
+};
+
+pub mod names;
+
+const FAMILIES: &[Family] = &[
+    family::SYSCALL_DURATION,
+    family::SYSCALL_ERRORS,
+    family::SYSCALL_UNMATCHED_EXITS,
+];
+
+impl KernelKey for SyscallKey {
+    const FAMILY: &'static str = family::SYSCALL_DURATION.name;
+    fn owner(&self) -> Owner {
+        Owner {
+            tgid: self.tgid,
+            generation: self.generation,
+        }
+    }
+    fn values(&self) -> Vec<String> {
+        vec![names::syscall(self.nr)]
+    }
+}
+
+impl KernelKey for SyscallErrorKey {
+    const FAMILY: &'static str = family::SYSCALL_ERRORS.name;
+    fn owner(&self) -> Owner {
+        Owner {
+            tgid: self.tgid,
+            generation: self.generation,
+        }
+    }
+    fn values(&self) -> Vec<String> {
+        vec![names::syscall(self.nr), names::errno(self.errno)]
+    }
+}
+
+pub struct Syscalls {
+    stats: AggregateMap<SyscallKey, Histogram>,
+    errors: AggregateMap<SyscallErrorKey, u64>,
+    durations: SeriesTable<WorkloadLabels, Histogram>,
+    error_counts: SeriesTable<WorkloadLabels, u64>,
+}
+
+/// The syscall families' values at one sweep.
+#[derive(Debug, Default)]
+pub struct SyscallsSnapshot {
+    pub durations: Vec<(WorkloadLabels, Histogram)>,
+    pub errors: Vec<(WorkloadLabels, u64)>,
+    pub unmatched_exits: u64,
+}
+
+impl Syscalls {
+    pub fn take(loaded: &mut Loaded) -> anyhow::Result<Self> {
+        Ok(Self {
+            stats: AggregateMap::take(loaded, map::SYSCALL_STATS)?,
+            errors: AggregateMap::take(loaded, map::SYSCALL_ERRORS)?,
+            durations: SeriesTable::default(),
+            error_counts: SeriesTable::default(),
+        })
+    }
+}
+
+impl Signal for Syscalls {
+    fn families(&self) -> &'static [Family] {
+        FAMILIES
+    }
+
+    fn publish(&mut self, ctx: &mut Context) -> Vec<Published> {
+        let snapshot = SyscallsSnapshot {
+            durations: sweep_map(&mut self.stats, &mut self.durations, ctx),
+            errors: sweep_map(&mut self.errors, &mut self.error_counts, ctx),
+            unmatched_exits: ctx.counter(Counter::UnmatchedExits),
+        };
+        published(&snapshot, ctx.recorder.policy)
+    }
+
+    fn map_insert_failures(&self) -> &'static [(&'static str, Counter)] {
+        &[
+            (map::SYSCALL_STATS, Counter::SyscallStatsFull),
+            (map::SYSCALL_ERRORS, Counter::SyscallErrorsFull),
+        ]
+    }
+
+    fn series_counts(&self) -> Vec<SeriesCount> {
+        vec![
+            series_count(&family::SYSCALL_DURATION, &self.durations),
+            series_count(&family::SYSCALL_ERRORS, &self.error_counts),
+        ]
+    }
+}
+
+pub fn published(snapshot: &SyscallsSnapshot, policy: &LabelPolicy) -> Vec<Published> {
+    use family::*;
+    vec![
+        Published::workload(
+            SYSCALL_DURATION,
+            &snapshot.durations,
+            policy,
+            publish::histogram,
+        ),
+        Published::workload(SYSCALL_ERRORS, &snapshot.errors, policy, publish::counter),
+        Published::single(SYSCALL_UNMATCHED_EXITS, snapshot.unmatched_exits as f64),
+    ]
+}

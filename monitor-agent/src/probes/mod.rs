@@ -372,10 +372,17 @@ fn socket_io_directions(disabled: &[String]) -> u32 {
     directions
 }
 
+/// The socket-I/O fallback reads the system call's number and arguments as x86_64 numbers
+/// and registers them; elsewhere it would read the wrong calls, so it is not offered.
+const SYSCALL_EXIT_CAPTURE: bool = cfg!(target_arch = "x86_64");
+
 /// The hooks to try for `probe`, in order of preference.
 fn hooks(probe: &Probe, socket_io: SocketIoHook) -> Vec<Hook> {
     let primary = std::iter::once(probe.primary());
-    let fallback = probe.fallback.into_iter();
+    let fallback = probe
+        .fallback
+        .filter(|_| SYSCALL_EXIT_CAPTURE || !probe.is_socket_io())
+        .into_iter();
     match (probe.is_socket_io(), socket_io) {
         (true, SocketIoHook::Tracepoints) => primary.collect(),
         (true, SocketIoHook::Syscalls) => fallback.collect(),

@@ -15,7 +15,7 @@ use crate::{
     probes::decode::PayloadRecord,
     series::labels::Workload,
     series::table::{Histogram, Recorder, SeriesTable, ValueCap, WorkloadLabels, observe},
-    signals::{SeriesCount, series_count},
+    signals::signal::{SeriesCount, series_count},
 };
 
 /// The `http_route` of every route past a comm's cap (`--http.routes-per-comm`).

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use monitor_common::{Counter, Owner, map};
 
-use super::{Context, SeriesCount, Settings, Signal};
+use super::signal::{Context, SeriesCount, Settings, Signal};
 use crate::{
     probes::{
         Loaded,

@@ -2,7 +2,7 @@
 //! per CPU in the kernel (`monitor-ebpf/src/syscalls.rs`), summed and named here.
 use monitor_common::{Counter, Histogram, Owner, SyscallErrorKey, SyscallKey, map};
 
-use super::{Context, SeriesCount, Signal, series_count, sweep_map};
+use super::signal::{Context, SeriesCount, Signal, series_count, sweep_map};
 use crate::{
     probes::{Loaded, kernel_maps::AggregateMap},
     process::naming::KernelKey,

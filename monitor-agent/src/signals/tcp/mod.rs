@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use monitor_common::{Counter, NetBytes, Owner, map};
 
-use super::{Context, SeriesCount, Settings, Signal, series_count, sweep_map};
+use super::signal::{Context, SeriesCount, Settings, Signal, series_count, sweep_map};
 use crate::{
     probes::{
         Loaded,

@@ -18,7 +18,7 @@ use crate::{
     series::table::{
         Histogram, Observations, Recorder, SeriesTable, ValueCap, WorkloadLabels, observe,
     },
-    signals::{SeriesCount, series_count},
+    signals::signal::{SeriesCount, series_count},
 };
 
 /// A histogram of one observation.

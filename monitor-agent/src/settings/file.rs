@@ -19,9 +19,10 @@ use serde::{
     de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor},
 };
 
-use crate::settings::cli::{
-    IdentityLabel, Selector, SelectorKey, ServiceOverride, check_constant_label_name,
-    check_pattern, parse_api_url, parse_duration,
+use crate::{
+    identity::selection::{Selector, SelectorKey, ServiceOverride, check_pattern},
+    series::labels::IdentityLabel,
+    settings::checks::{check_constant_label_name, parse_api_url, parse_duration},
 };
 
 /// What the file sets; `None` (or empty) where it says nothing.

@@ -13,7 +13,7 @@ use super::{
     docker::Docker,
     kubernetes::PodStore,
 };
-use crate::settings::cli::{Selection, SelectorKey, ServiceOverride};
+use crate::identity::selection::{Selection, SelectorKey, ServiceOverride};
 
 /// What `/proc` said about a process when it was named.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

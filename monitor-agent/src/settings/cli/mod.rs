@@ -1,0 +1,523 @@
+//! The command line: every flag, its default and its environment variable, in one place, and
+//! how the configuration file (`--config.file`, read by `settings::file`) fills the rest.
+//!
+//! Precedence: command line > environment > file > built-in default. clap records where each
+//! value came from (`ArgMatches::value_source`); the file only replaces values that clap took
+//! from their default (or that have none), see [`load_from`].
+use std::{
+    collections::HashMap, ffi::OsString, fmt, net::SocketAddr, path::PathBuf, time::Duration,
+};
+
+use clap::{
+    ArgMatches, Args, Command, CommandFactory as _, FromArgMatches, Parser, ValueEnum,
+    error::ErrorKind, parser::ValueSource,
+};
+use log::LevelFilter;
+use monitor_common::capacity;
+
+// `pub(crate)`: identity::resolver's tests still name `settings::cli::Selector`.
+pub(crate) use crate::identity::selection::Selector;
+use crate::{
+    identity::selection::{Selection, ServiceOverride},
+    series::labels::IdentityLabel,
+    settings::{
+        checks::{
+            parse_api_url, parse_constant_label, parse_duration, parse_listen_address,
+            parse_nonzero_duration, parse_ring_bytes, parse_sweep_interval,
+        },
+        file::{FileConfig, FileError},
+    },
+};
+
+pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9655";
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "monitor-agent",
+    version,
+    about = "Golden-signal metrics for unmodified applications, from eBPF probes, for Prometheus.",
+    long_about = "Golden-signal metrics for unmodified applications, from eBPF probes, for Prometheus.\n\n\
+        Attaches raw tracepoints to every syscall and to the TCP stack on this host, aggregates \
+        syscall latency and errors, connects, resets, retransmits, RTT and bytes per process, and \
+        serves them on /metrics (Prometheus text format) and its own \
+        health on /healthz. Needs root, or CAP_BPF + CAP_PERFMON (CAP_SYS_ADMIN on older kernels).\n\n\
+        Settings come from the command line, then the environment (MONITOR_*), then \
+        --config.file, then the defaults shown: the first that sets a value wins."
+)]
+pub struct Config {
+    /// YAML file with the settings for series, labels, identity, service overrides and process
+    /// selection (schema: README, "Configuration file"); per-family label choice and service
+    /// overrides exist only there. Checked in full before anything is loaded: a mistake is one
+    /// line naming the file, line and field, and exit 1. A setting also given on the command
+    /// line or in the environment is taken from there, not from the file.
+    #[arg(long = "config.file", env = "MONITOR_CONFIG_FILE", value_name = "PATH")]
+    pub config_file: Option<PathBuf>,
+
+    /// Address on which to expose /metrics and /healthz: IP:PORT, [IPv6]:PORT, localhost:PORT,
+    /// or :PORT for every IPv4 interface (as the Prometheus exporters write it).
+    #[arg(
+        long = "web.listen-address",
+        env = "MONITOR_WEB_LISTEN_ADDRESS",
+        value_name = "HOST:PORT",
+        default_value = DEFAULT_LISTEN_ADDRESS,
+        value_parser = parse_listen_address
+    )]
+    pub listen_address: SocketAddr,
+
+    /// Web configuration file enabling TLS and/or basic authentication, in the format the
+    /// Prometheus exporters share (tls_server_config, basic_auth_users with bcrypt hashes,
+    /// http_server_config.headers). Checked in full before anything is loaded; relative paths in
+    /// it are relative to the file. Authentication applies to every path except /healthz, which
+    /// stays open for liveness probes (it tells only which probes are attached).
+    #[arg(
+        long = "web.config.file",
+        env = "MONITOR_WEB_CONFIG_FILE",
+        value_name = "PATH"
+    )]
+    pub web_config_file: Option<std::path::PathBuf>,
+
+    /// Maximum number of requests in flight (authenticating, rendering or sending), /healthz
+    /// aside; more get 503 at once. 0 means no limit.
+    #[arg(
+        long = "web.max-requests",
+        env = "MONITOR_WEB_MAX_REQUESTS",
+        value_name = "N",
+        default_value_t = 40
+    )]
+    pub web_max_requests: usize,
+
+    /// Time a client has for the TLS handshake, then for each request's headers (an idle
+    /// keep-alive connection included); slower clients are disconnected.
+    #[arg(long = "web.read-header-timeout", value_name = "DURATION", default_value = "10s",
+          value_parser = parse_nonzero_duration)]
+    pub web_read_header_timeout: Duration,
+
+    /// Extra labels on workload series, comma-separated. `pid` splits every series per process
+    /// instead of aggregating per `comm`: only for hosts with few, long-lived processes.
+    #[arg(
+        long = "labels",
+        env = "MONITOR_LABELS",
+        value_enum,
+        value_delimiter = ','
+    )]
+    pub labels: Vec<ExtraLabel>,
+
+    /// How long the series of exited processes stay exported after their last change
+    /// (e.g. 30s, 5m, 1h).
+    #[arg(long = "series.ttl", env = "MONITOR_SERIES_TTL", value_name = "DURATION",
+          default_value = "5m", value_parser = parse_duration)]
+    pub series_ttl: Duration,
+
+    /// Hard limit on the number of workload series, all families together. Beyond it, a label
+    /// set not seen before is counted in its family's single overflow series instead, so memory
+    /// and scrape size stay bounded whatever the workload does; series that exist keep being
+    /// updated, and a place is freed when a series expires (--series.ttl).
+    #[arg(long = "series.max", env = "MONITOR_SERIES_MAX", value_name = "N",
+          default_value_t = 10_000,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub series_max: usize,
+
+    /// Constant label on every workload series, KEY=VALUE (e.g. environment=prod); repeat the
+    /// flag or separate with commas. KEY must be a valid Prometheus label name and not one the
+    /// agent sets itself (comm, pid, container, pod, namespace, service, or a family's own
+    /// labels such as syscall, peer or http_route).
+    #[arg(long = "label.const", env = "MONITOR_LABEL_CONST", value_name = "KEY=VALUE",
+          value_delimiter = ',', value_parser = parse_constant_label)]
+    pub constant_labels: Vec<(String, String)>,
+
+    /// Which identity labels each workload family carries (file only: labels.families).
+    /// A family not listed carries all but pid (and pid too with --labels pid).
+    #[arg(skip)]
+    pub family_labels: HashMap<String, Vec<IdentityLabel>>,
+
+    /// Service label rules (file only: service.overrides); the first matching rule wins.
+    #[arg(skip)]
+    pub service_overrides: Vec<ServiceOverride>,
+
+    #[command(flatten)]
+    pub selection: Selection,
+
+    /// Docker API socket, asked for container names (GET /containers/ID/json). If it is
+    /// missing (no Docker here, or not mounted into the agent's container), the container
+    /// label is the container's ID instead of its name.
+    #[arg(
+        long = "docker.socket",
+        env = "MONITOR_DOCKER_SOCKET",
+        value_name = "PATH",
+        default_value = "/var/run/docker.sock"
+    )]
+    pub docker_socket: PathBuf,
+
+    /// This node's name in Kubernetes; in a DaemonSet, pass spec.nodeName (env valueFrom
+    /// fieldRef). When set, the pods of this node are watched through the Kubernetes API for
+    /// the pod, namespace and service labels; unset, Kubernetes is not asked at all.
+    #[arg(
+        long = "kubernetes.node-name",
+        env = "MONITOR_KUBERNETES_NODE_NAME",
+        value_name = "NAME"
+    )]
+    pub kubernetes_node_name: Option<String>,
+
+    /// URL of the Kubernetes API server (e.g. https://10.0.0.1:443). Default: in-cluster, from
+    /// KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT with the pod's service-account
+    /// token and CA. Used only with --kubernetes.node-name.
+    #[arg(long = "kubernetes.api-url", env = "MONITOR_KUBERNETES_API_URL", value_name = "URL",
+          value_parser = parse_api_url)]
+    pub kubernetes_api_url: Option<String>,
+
+    /// How long a deleted pod's metadata is kept, so that the last events of its exiting
+    /// processes are still labelled with its pod, namespace and service.
+    #[arg(long = "kubernetes.deleted-pod-ttl", env = "MONITOR_KUBERNETES_DELETED_POD_TTL",
+          value_name = "DURATION", default_value = "1m", value_parser = parse_duration)]
+    pub kubernetes_deleted_pod_ttl: Duration,
+
+    /// How often the kernel maps are swept: finished processes' entries are folded into their
+    /// series and freed, so the maps do not fill between scrapes.
+    #[arg(long = "kernel.sweep-interval", value_name = "DURATION", default_value = "5s",
+          value_parser = parse_sweep_interval)]
+    pub sweep_interval: Duration,
+
+    /// Capacity of the kernel's per-(process, syscall) latency map.
+    #[arg(long = "kernel.syscall-stats-entries", value_name = "N",
+          default_value_t = capacity::SYSCALL_STATS, value_parser = clap::value_parser!(u32).range(1..))]
+    pub syscall_stats_entries: u32,
+
+    /// Capacity of the kernel's per-(process, syscall, errno) error map.
+    #[arg(long = "kernel.syscall-errors-entries", value_name = "N",
+          default_value_t = capacity::SYSCALL_ERRORS, value_parser = clap::value_parser!(u32).range(1..))]
+    pub syscall_errors_entries: u32,
+
+    /// Bytes of the process-event ring buffer: a power of two, at least one page (4096).
+    #[arg(long = "kernel.process-events-bytes", value_name = "BYTES",
+          default_value_t = capacity::PROCESS_EVENTS_BYTES, value_parser = parse_ring_bytes)]
+    pub process_events_bytes: u32,
+
+    /// Capacity of the kernel's table of tracked TCP sockets (connect/accept to close).
+    /// Sockets beyond it go untracked and are counted in
+    /// monitor_kernel_map_insert_failures_total{map="TCP_CONNS"}.
+    #[arg(long = "kernel.tcp-conns-entries", value_name = "N",
+          default_value_t = capacity::TCP_CONNS, value_parser = clap::value_parser!(u32).range(1..))]
+    pub tcp_conns_entries: u32,
+
+    /// Capacity of the kernel's per-process socket byte counters.
+    #[arg(long = "kernel.net-bytes-entries", value_name = "N",
+          default_value_t = capacity::NET_BYTES, value_parser = clap::value_parser!(u32).range(1..))]
+    pub net_bytes_entries: u32,
+
+    /// Bytes of the TCP-event ring buffer: a power of two, at least one page (4096).
+    #[arg(long = "kernel.tcp-events-bytes", value_name = "BYTES",
+          default_value_t = capacity::TCP_EVENTS_BYTES, value_parser = parse_ring_bytes)]
+    pub tcp_events_bytes: u32,
+
+    /// Bytes of the ring buffer of captured socket reads/writes (HTTP): a power of two, at
+    /// least one page (4096). Each capture takes 576 bytes.
+    #[arg(long = "kernel.payload-events-bytes", value_name = "BYTES",
+          default_value_t = capacity::PAYLOAD_EVENTS_BYTES, value_parser = parse_ring_bytes)]
+    pub payload_events_bytes: u32,
+
+    /// Distinct http_route values per process name on http_server_request_duration_seconds;
+    /// further routes are counted under http_route="_overflow". A process name's routes are
+    /// forgotten when its series expire (--series.ttl).
+    #[arg(
+        long = "http.routes-per-comm",
+        env = "MONITOR_HTTP_ROUTES_PER_COMM",
+        value_name = "N",
+        default_value_t = 100
+    )]
+    pub http_routes_per_comm: usize,
+
+    /// Distinct `peer` label values per process name on the TCP families; further peers are
+    /// counted under peer="other" (and in monitor_tcp_peer_overflow_total). A peer's place
+    /// is freed when its series expire (--series.ttl).
+    #[arg(
+        long = "tcp.peers-per-comm",
+        env = "MONITOR_TCP_PEERS_PER_COMM",
+        value_name = "N",
+        default_value_t = 64
+    )]
+    pub tcp_peers_per_comm: usize,
+
+    /// Probes not to attach, comma-separated. Their metrics stay empty; they show as
+    /// monitor_probe_disabled 1 and under /healthz's `ok` line, not as a fault.
+    #[arg(long = "probes.disable", value_name = "PROBE", value_delimiter = ',',
+          value_parser = clap::builder::PossibleValuesParser::new(
+              crate::probes::PROBES.iter().map(|probe| probe.program)))]
+    pub disabled_probes: Vec<String>,
+
+    /// Where socket bytes and request payloads are read. auto: the sock_send_length and
+    /// sock_recv_length tracepoints where the kernel has them (not 6.1; 6.12 does), else the exits
+    /// of the read/write/send/recv system calls; tracepoints or syscalls: only that hook.
+    /// The syscall hook works on every kernel but runs on every system call exit.
+    #[arg(
+        long = "probes.socket-io",
+        env = "MONITOR_PROBES_SOCKET_IO",
+        value_name = "HOOK",
+        value_enum,
+        default_value_t = crate::probes::SocketIoHook::Auto
+    )]
+    pub socket_io: crate::probes::SocketIoHook,
+
+    /// For tests only: read no process events for this long after start-up, so that a test
+    /// can overfill the ring buffer and check the loss accounting.
+    #[arg(long = "testing.pause-event-reader", hide = true, value_name = "DURATION",
+          value_parser = parse_duration)]
+    pub pause_event_reader: Option<Duration>,
+
+    /// Log level: off, error, warn, info, debug or trace. RUST_LOG refines it per module.
+    #[arg(
+        long = "log.level",
+        env = "MONITOR_LOG_LEVEL",
+        value_name = "LEVEL",
+        default_value = "info",
+        ignore_case = true,
+        // Named values, so that a wrong one is answered with the list of right ones.
+        value_parser = clap::builder::TypedValueParser::map(
+            clap::builder::PossibleValuesParser::new(LOG_LEVELS),
+            |level: String| level.parse::<LevelFilter>().unwrap_or(LevelFilter::Info),
+        )
+    )]
+    pub log_level: LevelFilter,
+
+    /// Log format: text (for people), logfmt or json (for log pipelines: one record per
+    /// line, multi-line messages escaped).
+    #[arg(
+        long = "log.format",
+        env = "MONITOR_LOG_FORMAT",
+        value_name = "FORMAT",
+        value_enum,
+        default_value_t = crate::logging::Format::Text
+    )]
+    pub log_format: crate::logging::Format,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtraLabel {
+    /// The process ID (TGID).
+    Pid,
+}
+
+impl Config {
+    pub fn with_pid_label(&self) -> bool {
+        self.labels.contains(&ExtraLabel::Pid)
+    }
+}
+
+/// Why [`load_from`] gave no configuration.
+#[derive(Debug)]
+pub enum LoadError {
+    /// A bad command line or environment: clap's own message, exit status 2 (`exit()`).
+    Usage(clap::Error),
+    /// The file named by --config.file is unreadable or wrong: one line, exit status 1.
+    File(FileError),
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoadError::Usage(err) => write!(f, "{err}"),
+            LoadError::File(err) => write!(f, "{err}"),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// The clap ids (field names) of the settings the file can also set.
+mod id {
+    pub const SERIES_TTL: &str = "series_ttl";
+    pub const SERIES_MAX: &str = "series_max";
+    pub const LABELS: &str = "labels";
+    pub const CONSTANT_LABELS: &str = "constant_labels";
+    pub const TCP_PEERS_PER_COMM: &str = "tcp_peers_per_comm";
+    pub const HTTP_ROUTES_PER_COMM: &str = "http_routes_per_comm";
+    pub const DOCKER_SOCKET: &str = "docker_socket";
+    pub const KUBERNETES_NODE_NAME: &str = "kubernetes_node_name";
+    pub const KUBERNETES_API_URL: &str = "kubernetes_api_url";
+    pub const KUBERNETES_DELETED_POD_TTL: &str = "kubernetes_deleted_pod_ttl";
+    pub const SELECT_INCLUDE: &str = "select_include";
+    pub const SELECT_EXCLUDE: &str = "select_exclude";
+
+    #[cfg(test)]
+    pub const ALL: [&str; 12] = [
+        SERIES_TTL,
+        SERIES_MAX,
+        LABELS,
+        CONSTANT_LABELS,
+        TCP_PEERS_PER_COMM,
+        HTTP_ROUTES_PER_COMM,
+        DOCKER_SOCKET,
+        KUBERNETES_NODE_NAME,
+        KUBERNETES_API_URL,
+        KUBERNETES_DELETED_POD_TTL,
+        SELECT_INCLUDE,
+        SELECT_EXCLUDE,
+    ];
+}
+
+/// The configuration from `args` (program name first), the environment and `--config.file`:
+/// command line > environment > file > default. clap parses the first two and records each
+/// value's source; the file then fills every setting whose value is clap's default or absent.
+/// Lists (`--label.const`, `--select.*`) are replaced whole, never merged with the file's.
+pub fn load_from<I, T>(args: I) -> Result<Config, LoadError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let mut command = Config::command();
+    let matches = command
+        .try_get_matches_from_mut(args)
+        .map_err(LoadError::Usage)?;
+    let mut config = Config::from_arg_matches(&matches)
+        .map_err(|err| LoadError::Usage(err.format(&mut command)))?;
+    if let Some(name) = repeated_name(&config.constant_labels) {
+        return Err(LoadError::Usage(command.error(
+            ErrorKind::ValueValidation,
+            format!("--label.const: `{name}` is given twice"),
+        )));
+    }
+    if let Some(path) = &config.config_file {
+        let file = FileConfig::load(path).map_err(LoadError::File)?;
+        config.apply_file(file, &matches);
+    }
+    Ok(config)
+}
+
+fn repeated_name(labels: &[(String, String)]) -> Option<&str> {
+    labels.iter().enumerate().find_map(|(index, (name, _))| {
+        labels[..index]
+            .iter()
+            .any(|(seen, _)| seen == name)
+            .then_some(name.as_str())
+    })
+}
+
+impl Config {
+    /// Takes from `file` every setting that neither the command line nor the environment set.
+    fn apply_file(&mut self, file: FileConfig, matches: &ArgMatches) {
+        let unset = |id: &str| {
+            matches!(
+                matches.value_source(id),
+                None | Some(ValueSource::DefaultValue)
+            )
+        };
+        fn fill<T>(slot: &mut T, value: Option<T>, unset: bool) {
+            if let (Some(value), true) = (value, unset) {
+                *slot = value;
+            }
+        }
+        fill(&mut self.series_ttl, file.series_ttl, unset(id::SERIES_TTL));
+        fill(&mut self.series_max, file.series_max, unset(id::SERIES_MAX));
+        let labels = file.pid_label.map(|pid| {
+            if pid {
+                vec![ExtraLabel::Pid]
+            } else {
+                Vec::new()
+            }
+        });
+        fill(&mut self.labels, labels, unset(id::LABELS));
+        fill(
+            &mut self.constant_labels,
+            file.constant_labels,
+            unset(id::CONSTANT_LABELS),
+        );
+        fill(
+            &mut self.tcp_peers_per_comm,
+            file.tcp_peers_per_comm,
+            unset(id::TCP_PEERS_PER_COMM),
+        );
+        fill(
+            &mut self.http_routes_per_comm,
+            file.http_routes_per_comm,
+            unset(id::HTTP_ROUTES_PER_COMM),
+        );
+        fill(
+            &mut self.docker_socket,
+            file.docker_socket,
+            unset(id::DOCKER_SOCKET),
+        );
+        fill(
+            &mut self.kubernetes_node_name,
+            file.kubernetes_node_name.map(Some),
+            unset(id::KUBERNETES_NODE_NAME),
+        );
+        fill(
+            &mut self.kubernetes_api_url,
+            file.kubernetes_api_url.map(Some),
+            unset(id::KUBERNETES_API_URL),
+        );
+        fill(
+            &mut self.kubernetes_deleted_pod_ttl,
+            file.kubernetes_deleted_pod_ttl,
+            unset(id::KUBERNETES_DELETED_POD_TTL),
+        );
+        let mut include = self.selection.include().to_vec();
+        fill(&mut include, file.select_include, unset(id::SELECT_INCLUDE));
+        let mut exclude = self.selection.exclude().to_vec();
+        fill(&mut exclude, file.select_exclude, unset(id::SELECT_EXCLUDE));
+        self.selection = Selection::new(include, exclude);
+        self.family_labels = file.family_labels;
+        self.service_overrides = file.service_overrides;
+    }
+}
+
+/// `--select.include` and `--select.exclude` as clap reads them. `Config::selection` is a
+/// [`Selection`] all the same (see the impls below): the rules stay free of clap, and a
+/// `Config` holds the flags' selection however it was parsed.
+#[derive(Args)]
+struct SelectFlags {
+    /// Monitor only processes matching one of these selectors. SELECTOR is KEY=PATTERN, KEY
+    /// one of comm, exe (full path), container, namespace; PATTERN a glob matched against the
+    /// whole value (`*` any run of characters, `?` one). Repeat the flag or separate with
+    /// commas. A process is monitored if it matches no --select.exclude and, when any
+    /// --select.include is given, at least one of them. A process without a value for a key
+    /// (e.g. not in a container) never matches a selector on that key.
+    #[arg(id = "select_include", long = "select.include", env = "MONITOR_SELECT_INCLUDE",
+          value_name = "SELECTOR", value_delimiter = ',', value_parser = parse_selector)]
+    include: Vec<Selector>,
+
+    /// Do not monitor processes matching any of these selectors (KEY=PATTERN, as for
+    /// --select.include); an exclude wins over an include.
+    #[arg(id = "select_exclude", long = "select.exclude", env = "MONITOR_SELECT_EXCLUDE",
+          value_name = "SELECTOR", value_delimiter = ',', value_parser = parse_selector)]
+    exclude: Vec<Selector>,
+}
+
+impl FromArgMatches for Selection {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let flags = SelectFlags::from_arg_matches(matches)?;
+        Ok(Selection::new(flags.include, flags.exclude))
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        let mut flags = SelectFlags {
+            include: self.include().to_vec(),
+            exclude: self.exclude().to_vec(),
+        };
+        flags.update_from_arg_matches(matches)?;
+        *self = Selection::new(flags.include, flags.exclude);
+        Ok(())
+    }
+}
+
+impl Args for Selection {
+    fn group_id() -> Option<clap::Id> {
+        SelectFlags::group_id()
+    }
+
+    fn augment_args(command: Command) -> Command {
+        SelectFlags::augment_args(command)
+    }
+
+    fn augment_args_for_update(command: Command) -> Command {
+        SelectFlags::augment_args_for_update(command)
+    }
+}
+
+fn parse_selector(text: &str) -> Result<Selector, String> {
+    text.parse()
+}
+
+const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+#[cfg(test)]
+mod tests;

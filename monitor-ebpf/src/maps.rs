@@ -8,8 +8,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use monitor_common::{
-    Counter, ListenerKey, NetBytes, Owner, ProcessEvent, ProcessState, SyscallErrorKey, SyscallKey,
-    Histogram, TcpConn, ThreadStart, capacity,
+    Counter, Histogram, ListenerKey, NetBytes, Owner, ProcessEvent, ProcessState, SyscallErrorKey,
+    SyscallKey, TcpConn, ThreadStart, capacity,
 };
 
 /// The agent's own TGID (set at load): its scrapes and map reads are not what users watch.

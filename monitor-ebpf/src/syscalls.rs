@@ -11,7 +11,7 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::warn;
 use monitor_common::{
-    Counter, SyscallErrorKey, SyscallKey, Histogram, ThreadStart, event_kind, hist,
+    Counter, Histogram, SyscallErrorKey, SyscallKey, ThreadStart, event_kind, hist,
 };
 
 use crate::maps::{

@@ -2,7 +2,7 @@
 //! cap.
 //!
 //! Pure: events arrive decoded and already named (`comm`, `pid`); the kernel's byte counts
-//! arrive folded per label set. Every value is kept in an `aggregate::SeriesTable`, so the
+//! arrive folded per label set. Every value is kept in a `series::table::SeriesTable`, so the
 //! same retire/TTL rules as the syscall families apply.
 use std::{
     collections::{HashMap, HashSet},

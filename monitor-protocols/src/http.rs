@@ -43,8 +43,13 @@
 //! as above). At most [`MAX_PENDING`] requests wait for responses (the oldest is dropped).
 use std::{collections::VecDeque, fmt};
 
+pub(crate) mod exchange;
+
+pub use exchange::{HttpExchange, Method, split_host_port};
+
 use crate::{
-    Chunk, Detection, Direction, Exchange, ParserStatus, Protocol, ProtocolParser, Role,
+    chunk::{Chunk, Direction, Role},
+    protocol::{Detection, Exchange, ParserStatus, Protocol, ProtocolParser},
     route::{self, normalize_route},
 };
 
@@ -113,92 +118,6 @@ pub fn detect(first: &Chunk<'_>) -> Detection {
         }
         Some(_) => Detection::NoMatch,
         None => need_more,
-    }
-}
-
-/// A request method; anything but the nine standard ones is [`Method::Other`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Method {
-    Get,
-    Head,
-    Post,
-    Put,
-    Delete,
-    Connect,
-    Options,
-    Trace,
-    Patch,
-    Other,
-}
-
-impl Method {
-    /// Methods are case-sensitive: `get` is not `GET`.
-    pub fn from_token(token: &[u8]) -> Self {
-        match token {
-            b"GET" => Self::Get,
-            b"HEAD" => Self::Head,
-            b"POST" => Self::Post,
-            b"PUT" => Self::Put,
-            b"DELETE" => Self::Delete,
-            b"CONNECT" => Self::Connect,
-            b"OPTIONS" => Self::Options,
-            b"TRACE" => Self::Trace,
-            b"PATCH" => Self::Patch,
-            _ => Self::Other,
-        }
-    }
-
-    /// The `http_request_method` label value: the method, or `_OTHER`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Get => "GET",
-            Self::Head => "HEAD",
-            Self::Post => "POST",
-            Self::Put => "PUT",
-            Self::Delete => "DELETE",
-            Self::Connect => "CONNECT",
-            Self::Options => "OPTIONS",
-            Self::Trace => "TRACE",
-            Self::Patch => "PATCH",
-            Self::Other => "_OTHER",
-        }
-    }
-}
-
-impl fmt::Display for Method {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A request and the final response that answered it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HttpExchange {
-    pub role: Role,
-    pub method: Method,
-    /// The final (non-1xx) status code; `101` for an upgrade.
-    pub status: u16,
-    /// The path without query or fragment, identifiers replaced: see [`normalize_route`].
-    pub route: String,
-    /// From the request's first chunk to its response's first chunk (see the module docs).
-    pub duration_ns: u64,
-    /// Client side only: the `Host` header (or the authority of an absolute-form target),
-    /// as sent, possibly with a port: see [`split_host_port`].
-    pub host: Option<String>,
-}
-
-/// `example.com:8080` → (`example.com`, Some(8080)); `[::1]:80` → (`::1`, Some(80));
-/// a missing or malformed port is None.
-pub fn split_host_port(host: &str) -> (&str, Option<u16>) {
-    if let Some((address, after)) = host.strip_prefix('[').and_then(|rest| rest.split_once(']')) {
-        return (
-            address,
-            after.strip_prefix(':').and_then(|p| p.parse().ok()),
-        );
-    }
-    match host.rsplit_once(':') {
-        Some((name, port)) if !name.contains(':') => (name, port.parse().ok()),
-        _ => (host, None),
     }
 }
 

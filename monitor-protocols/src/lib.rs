@@ -39,7 +39,10 @@
 //! 1. A module (say `redis.rs`) with a unit struct implementing [`Protocol`] (cheap
 //!    detection on the first chunk of the side that speaks first) and a parser implementing
 //!    [`ProtocolParser`] (fed every later chunk, both directions, appends exchanges).
-//! 2. Its exchange type as a new variant of [`Exchange`].
+//! 2. Its exchange type as a new variant of [`Exchange`]. The type goes in a child module
+//!    (`redis/exchange.rs`, like `http/exchange.rs`) that imports nothing of its parent:
+//!    [`Exchange`] holds it and the parser produces [`Exchange`], so anywhere else the
+//!    modules would import from each other in a loop, which `cargo xtask imports` refuses.
 //! 3. One line in [`PROTOCOLS`]. Order matters only if two protocols could claim the same
 //!    bytes: stricter detectors first.
 //!
@@ -47,10 +50,14 @@
 //! low-cardinality metric labels.
 #![forbid(unsafe_code)]
 
+mod chunk;
 pub mod http;
+mod protocol;
 pub mod route;
 
+pub use chunk::{Chunk, Direction, Role};
 pub use http::{HttpExchange, Method};
+pub use protocol::{Detection, Exchange, ParserStatus, Protocol, ProtocolParser};
 pub use route::normalize_route;
 
 /// Every protocol this crate can recognise, in detection order.
@@ -64,108 +71,6 @@ pub const MAX_DETECTION_MISSES: u8 = 3;
 
 /// Bytes of a message start kept while a detector asks for more (`GE` then `T / HTTP/1.1`).
 const DETECTION_BUFFER: usize = 256;
-
-/// Which way the bytes of a chunk went, from the monitored process's point of view.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Direction {
-    /// The process wrote them (`write`, `send`, …).
-    Egress,
-    /// The process read them (`read`, `recv`, …).
-    Ingress,
-}
-
-/// Which end of the connection the monitored process is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Role {
-    /// It reads requests and writes responses.
-    Server,
-    /// It writes requests and reads responses.
-    Client,
-}
-
-impl Role {
-    /// The direction in which this end sees requests.
-    pub fn request_direction(self) -> Direction {
-        match self {
-            Role::Server => Direction::Ingress,
-            Role::Client => Direction::Egress,
-        }
-    }
-}
-
-/// One captured read or write.
-#[derive(Clone, Copy, Debug)]
-pub struct Chunk<'a> {
-    pub direction: Direction,
-    /// Bytes the syscall transferred; `data` is a prefix of them.
-    pub total_len: u64,
-    /// The captured prefix.
-    pub data: &'a [u8],
-    /// When the syscall happened (ns, any monotonic clock: only differences are used). For
-    /// latencies closest to what the process sees, reads are best stamped at their exit and
-    /// writes at their entry.
-    pub timestamp_ns: u64,
-}
-
-impl Chunk<'_> {
-    /// Bytes of the syscall that were not captured. A `total_len` shorter than the captured
-    /// prefix (which the kernel side should never produce) counts as fully captured.
-    pub fn uncaptured(&self) -> u64 {
-        self.total_len.saturating_sub(self.data.len() as u64)
-    }
-
-    pub fn is_fully_captured(&self) -> bool {
-        self.uncaptured() == 0
-    }
-}
-
-/// A detector's verdict on the start of a connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Detection {
-    Match,
-    NoMatch,
-    /// The bytes so far are a plausible but incomplete start: ask again with the next chunk
-    /// in the same direction appended.
-    NeedMore,
-}
-
-/// A completed request/response pair.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Exchange {
-    Http(HttpExchange),
-}
-
-/// What a parser tells its connection after a chunk.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ParserStatus {
-    Active,
-    /// The connection has left the protocol (upgrade, tunnel): feed it nothing more.
-    Finished,
-}
-
-/// A protocol that can be recognised on a connection.
-pub trait Protocol: Sync {
-    /// Short lowercase name, fit for a metric label (`http`).
-    fn name(&self) -> &'static str;
-
-    /// Looks at the first non-empty chunk (or, after [`Detection::NeedMore`], the first
-    /// chunks of one direction joined). Must be cheap: it runs on every new connection.
-    fn detect(&self, first: &Chunk<'_>) -> Detection;
-
-    /// A parser for a connection this protocol claimed; it is then fed that connection's
-    /// chunks from the one that matched onwards.
-    fn parser(&self) -> Box<dyn ProtocolParser>;
-}
-
-/// The per-connection state of one protocol.
-pub trait ProtocolParser: Send {
-    /// Consumes one chunk, appending any exchanges it completes to `out`.
-    fn feed(&mut self, chunk: &Chunk<'_>, out: &mut Vec<Exchange>) -> ParserStatus;
-
-    /// Heap bytes held between chunks; at most [`MAX_BUFFERED_BYTES`].
-    fn buffered_bytes(&self) -> usize;
-}
 
 /// Returns the first registered protocol that claims these bytes.
 pub fn detect(first: &Chunk<'_>) -> Option<&'static dyn Protocol> {

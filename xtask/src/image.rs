@@ -5,10 +5,9 @@ use anyhow::{Context as _, Result, bail, ensure};
 
 use crate::{
     process::{cargo, find_program, output, run, target_dir, workspace_root},
-    setup,
+    setup::{self, MUSL_TARGET},
 };
 
-pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
 pub const CONTAINERFILE: &str = "deploy/Containerfile";
 
 pub struct Options<'a> {

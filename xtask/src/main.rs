@@ -6,6 +6,7 @@ mod agent_http;
 mod bench;
 mod fuzz;
 mod image;
+mod imports;
 mod kernels;
 mod process;
 mod setup;
@@ -75,22 +76,43 @@ enum Cmd {
 
     /// Run the unit tests, then the root-only integration tests.
     #[command(long_about = "Run the whole test suite, as CI does.\n\n\
-        1. full setup (toolchain and system packages);\n\
-        2. unit tests of monitor-common, monitor-agent, monitor-protocols and xtask (no root \
+        1. the import-cycle check (`cargo xtask imports`), which needs nothing installed;\n\
+        2. full setup (toolchain and system packages);\n\
+        3. unit tests of monitor-common, monitor-agent, monitor-protocols and xtask (no root \
         needed);\n\
-        3. integration tests (the `tests` crate) against a freshly built debug agent, one \
+        4. integration tests (the `tests` crate) against a freshly built debug agent, one \
         test at a time. They load eBPF programs, so this step requires root and fails \
         (never skips) without it;\n\
-        4. without --filter: the kernel matrix (`cargo xtask kernels --debug`: Debian's 5.10, \
+        5. without --filter: the kernel matrix (`cargo xtask kernels --debug`: Debian's 5.10, \
         6.1 and 6.12 kernels in virtual machines, plus this machine's), against the same debug \
         agent, its report written to target/kernels/kernels.md rather than docs/ so the work \
         tree stays clean; 3 to 4 minutes (the first run also downloads ~230 MB of kernels, \
         seconds here);\n\
-        5. without --filter: 60 s of fuzzing of the protocol parsers (`cargo xtask fuzz`).")]
+        6. without --filter: 60 s of fuzzing of the protocol parsers (`cargo xtask fuzz`).")]
     Test {
         /// Only run integration tests whose name contains this substring.
         #[arg(long, value_name = "SUBSTRING")]
         filter: Option<String>,
+    },
+
+    /// Check that no crate's modules import from each other in a loop.
+    #[command(
+        long_about = "Check that no crate's modules import from each other in a \
+        loop (the first step of `cargo xtask test`).\n\n\
+        Crates: monitor-agent, monitor-ebpf, monitor-protocols, monitor-common and xtask. \
+        Each .rs file under a crate's src/ is a module (foo.rs and foo/mod.rs are foo, \
+        foo/bar.rs is foo::bar, lib.rs or main.rs the root). A module depends on another when \
+        a `use` declaration or a path in its code (crate::, self::, super::, or a child \
+        module's name) leads into it or to an item in it; comments and string literals are \
+        skipped, and items of inline `mod x { }` blocks belong to their file. Prints each \
+        crate's module and edge counts, and every cycle as a loop with the file and line of \
+        each of its imports; fails if any crate has one."
+    )]
+    Imports {
+        /// Also print each crate's edges between top-level modules (`a → b` for any import
+        /// from a module under `a` of one under `b`).
+        #[arg(long)]
+        rooms: bool,
     },
 
     /// Measure the agent's per-syscall, connection-rate, throughput and HTTP overhead (as root).
@@ -268,6 +290,7 @@ fn dispatch(command: Cmd) -> anyhow::Result<()> {
         Cmd::Build { release } => workflow::build(release),
         Cmd::Run { debug, agent_args } => workflow::run(debug, &agent_args),
         Cmd::Test { filter } => workflow::test(filter.as_deref()),
+        Cmd::Imports { rooms } => imports::check(rooms),
         Cmd::Bench(options) => bench::bench(&options),
         Cmd::BenchNetWorker { workload } => bench::net_worker(workload),
         Cmd::Image { tag, engine } => image::image(&image::Options {

@@ -11,6 +11,9 @@ use crate::process::{find_program, is_root, output, run, succeeds};
 
 const BPF_LINKER: &str = "bpf-linker@0.13.0";
 const CARGO_FUZZ: &str = "cargo-fuzz@0.13.2";
+/// The target of the static agent that `cargo xtask image` builds; here, where it is
+/// installed, so that `image` depends on `setup` and not the other way round too.
+pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
 
 /// Commands the integration tests and the benchmark shell out to, with their Debian package.
 const SYSTEM_TOOLS: &[(&str, &str)] = &[
@@ -316,7 +319,7 @@ fn install_missing_tools(tools: &[(&str, &str)]) -> Result<()> {
 /// The standard library for the static (musl) agent that `cargo xtask image` puts in the
 /// container image; the eBPF part does not depend on it.
 pub fn musl_target() -> Result<()> {
-    let target = crate::image::MUSL_TARGET;
+    let target = MUSL_TARGET;
     let what = format!("rust target {target}");
     let installed = output(Command::new("rustup").args(["target", "list", "--installed"]))?;
     if installed.lines().any(|line| line.trim() == target) {

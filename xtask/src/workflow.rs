@@ -4,6 +4,7 @@ use std::{ffi::OsString, os::unix::process::CommandExt as _, process::Command};
 use anyhow::{Context as _, Result, bail};
 
 use crate::{
+    imports,
     process::{cargo, display, is_root, run as run_cmd, target_dir},
     setup,
 };
@@ -41,6 +42,9 @@ pub fn run(debug: bool, agent_args: &[OsString]) -> Result<()> {
 }
 
 pub fn test(filter: Option<&str>) -> Result<()> {
+    // First: it needs nothing installed and takes a moment, so a new import cycle fails the
+    // run before minutes of setup and builds.
+    imports::check(false)?;
     setup::full()?;
     run_cmd(cargo()?.args([
         "test",

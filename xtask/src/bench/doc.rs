@@ -1,6 +1,37 @@
 //! `docs/benchmarks.md` as sections between markers, so `--only` can rewrite one section
 //! and keep the other's figures (and the command that produced them) as they were.
-use super::Suite;
+
+/// A part of the benchmark, and a section of its report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Suite {
+    /// Per-syscall overhead (getppid loop).
+    Syscalls,
+    /// Connection rate and loopback throughput.
+    Network,
+    /// nginx requests/s under wrk.
+    Http,
+}
+
+impl Suite {
+    /// Also the order of the report's sections.
+    pub const ALL: [Suite; 3] = [Suite::Syscalls, Suite::Network, Suite::Http];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Suite::Syscalls => "syscalls",
+            Suite::Network => "network",
+            Suite::Http => "http",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Suite::Syscalls => "Syscall overhead",
+            Suite::Network => "Network overhead",
+            Suite::Http => "HTTP overhead (nginx and wrk)",
+        }
+    }
+}
 
 const HEADER: &str = "# Benchmarks\n\n\
     Written by `cargo xtask bench` (as root). Each section names the command that produced \

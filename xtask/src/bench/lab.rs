@@ -11,7 +11,10 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use super::{WORKER_COMMAND, report::Condition, worker::Workload};
+use super::{
+    report::Condition,
+    worker::{WORKER_COMMAND, Workload},
+};
 use crate::{
     agent_http::{free_port, get, wait_until_healthy},
     process::{Supervised, log_tail, output, target_dir, wait_for_line, watch_lines},

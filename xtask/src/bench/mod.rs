@@ -22,52 +22,19 @@ use crate::{
     process::{build_release_bins, cargo, is_root, output, run, workspace_root},
     setup,
 };
+pub use doc::Suite;
 use http::{Nginx, Placement, Wrk};
 use http_report::{HttpReport, HttpSeries};
 use lab::{Lab, Measured, SyscallLoop, net_workload};
 use net_report::{NetReport, WorkloadSeries};
 use report::{Condition, Environment, Report, Series};
-pub use worker::{Workload, run as net_worker};
+pub use worker::{WORKER_COMMAND, Workload, run as net_worker};
 
 pub const DEFAULT_OUTPUT: &str = "docs/benchmarks.md";
-/// The hidden subcommand that runs one network workload (see `worker`).
-pub const WORKER_COMMAND: &str = "bench-net-worker";
 const TRACEFS: &str = "/sys/kernel/tracing";
 /// The transfers' write sizes: a bulk copy, and small messages where per-call costs show.
 const BULK_CHUNK: u64 = 64 * 1024;
 const SMALL_CHUNK: u64 = 1024;
-
-/// A part of the benchmark, and a section of its report.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Suite {
-    /// Per-syscall overhead (getppid loop).
-    Syscalls,
-    /// Connection rate and loopback throughput.
-    Network,
-    /// nginx requests/s under wrk.
-    Http,
-}
-
-impl Suite {
-    /// Also the order of the report's sections.
-    pub const ALL: [Suite; 3] = [Suite::Syscalls, Suite::Network, Suite::Http];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Suite::Syscalls => "syscalls",
-            Suite::Network => "network",
-            Suite::Http => "http",
-        }
-    }
-
-    pub fn title(self) -> &'static str {
-        match self {
-            Suite::Syscalls => "Syscall overhead",
-            Suite::Network => "Network overhead",
-            Suite::Http => "HTTP overhead (nginx and wrk)",
-        }
-    }
-}
 
 #[derive(clap::Args, Debug)]
 pub struct Options {

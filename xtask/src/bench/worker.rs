@@ -17,6 +17,8 @@ use std::{
 use anyhow::{Context as _, Result, bail, ensure};
 use clap::Subcommand;
 
+/// The hidden subcommand that runs one workload, as `cargo xtask bench` re-executes it.
+pub const WORKER_COMMAND: &str = "bench-net-worker";
 const BATCHES: u64 = 20;
 
 #[derive(Subcommand, Clone, Copy, Debug, PartialEq, Eq)]

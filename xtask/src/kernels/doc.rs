@@ -2,10 +2,7 @@
 //! text lives here and nowhere else.
 use std::fmt::Write as _;
 
-use super::{
-    Run,
-    outcome::{Fallback, fallbacks, first_line, health_refusals, refusal_reason},
-};
+use super::outcome::{Fallback, Run, fallbacks, first_line, health_refusals, refusal_reason};
 
 /// What the kernel must offer, and what is lost without it: the part of the report that
 /// does not depend on the run.
@@ -322,10 +319,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::kernels::{
-        Prepared,
-        outcome::{Check, ProbeAttachment, SmokeResult},
-    };
+    use crate::kernels::outcome::{Check, Prepared, ProbeAttachment, SmokeResult};
 
     fn run(name: &str, release: &str, attached: bool, observed: Option<f64>) -> Run {
         let healthz = if attached {

@@ -19,7 +19,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 
 pub use debian::Suite;
-use outcome::{RESULT_FILE, SmokeResult};
+use outcome::{Prepared, RESULT_FILE, Run, SmokeResult};
 pub use smoke::{GuestOptions, run as guest};
 
 use crate::{
@@ -124,47 +124,6 @@ impl Options {
             words.push(format!("--doc {}", self.doc.display()));
         }
         words.join(" ")
-    }
-}
-
-/// A kernel made ready to boot.
-#[derive(Clone, Debug)]
-pub struct Prepared {
-    pub elapsed: Duration,
-    pub downloaded: bool,
-}
-
-/// One kernel's smoke test, as the host saw it.
-pub struct Run {
-    /// `host` or the Debian suite.
-    pub name: String,
-    /// `uname -r`: from the result, else the kernel package.
-    pub release: String,
-    pub package: Option<String>,
-    pub prepared: Option<Prepared>,
-    /// The smoke test's wall time (the whole VM for a suite).
-    pub elapsed: Duration,
-    pub result: Option<SmokeResult>,
-    /// Why there is no result (the VM hung, the kernel could not be fetched).
-    pub failure: Option<String>,
-    pub agent_log: String,
-}
-
-impl Run {
-    /// The report's column title.
-    pub fn column(&self) -> String {
-        format!("{} `{}`", self.name, self.release)
-    }
-
-    pub fn problems(&self) -> Vec<String> {
-        let mut found = Vec::new();
-        if let Some(failure) = &self.failure {
-            found.push(format!("{} ({}): {failure}", self.name, self.release));
-        }
-        if let Some(result) = &self.result {
-            found.extend(outcome::problems(&self.name, result, &self.agent_log));
-        }
-        found
     }
 }
 

@@ -1,6 +1,6 @@
 //! What one smoke test found, as the guest writes it (`result.yaml`) and the host reads it
 //! back, and how the host judges it. Pure: no I/O, so every rule here is unit-tested.
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
@@ -360,6 +360,47 @@ pub fn fallbacks(agent_log: &str) -> Vec<Fallback> {
             })
         })
         .collect()
+}
+
+/// A kernel made ready to boot.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    pub elapsed: Duration,
+    pub downloaded: bool,
+}
+
+/// One kernel's smoke test, as the host saw it.
+pub struct Run {
+    /// `host` or the Debian suite.
+    pub name: String,
+    /// `uname -r`: from the result, else the kernel package.
+    pub release: String,
+    pub package: Option<String>,
+    pub prepared: Option<Prepared>,
+    /// The smoke test's wall time (the whole VM for a suite).
+    pub elapsed: Duration,
+    pub result: Option<SmokeResult>,
+    /// Why there is no result (the VM hung, the kernel could not be fetched).
+    pub failure: Option<String>,
+    pub agent_log: String,
+}
+
+impl Run {
+    /// The report's column title.
+    pub fn column(&self) -> String {
+        format!("{} `{}`", self.name, self.release)
+    }
+
+    pub fn problems(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        if let Some(failure) = &self.failure {
+            found.push(format!("{} ({}): {failure}", self.name, self.release));
+        }
+        if let Some(result) = &self.result {
+            found.extend(problems(&self.name, result, &self.agent_log));
+        }
+        found
+    }
 }
 
 /// Everything wrong with one kernel's result, one line each, naming the kernel.

@@ -1,0 +1,57 @@
+//! What the probes captured of a connection: chunks, which way each went, and which end of
+//! the connection the monitored process is. The bottom of the crate: every protocol's
+//! exchange names the process's [`Role`], and the protocol contract takes chunks.
+
+/// Which way the bytes of a chunk went, from the monitored process's point of view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// The process wrote them (`write`, `send`, …).
+    Egress,
+    /// The process read them (`read`, `recv`, …).
+    Ingress,
+}
+
+/// Which end of the connection the monitored process is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// It reads requests and writes responses.
+    Server,
+    /// It writes requests and reads responses.
+    Client,
+}
+
+impl Role {
+    /// The direction in which this end sees requests.
+    pub fn request_direction(self) -> Direction {
+        match self {
+            Role::Server => Direction::Ingress,
+            Role::Client => Direction::Egress,
+        }
+    }
+}
+
+/// One captured read or write.
+#[derive(Clone, Copy, Debug)]
+pub struct Chunk<'a> {
+    pub direction: Direction,
+    /// Bytes the syscall transferred; `data` is a prefix of them.
+    pub total_len: u64,
+    /// The captured prefix.
+    pub data: &'a [u8],
+    /// When the syscall happened (ns, any monotonic clock: only differences are used). For
+    /// latencies closest to what the process sees, reads are best stamped at their exit and
+    /// writes at their entry.
+    pub timestamp_ns: u64,
+}
+
+impl Chunk<'_> {
+    /// Bytes of the syscall that were not captured. A `total_len` shorter than the captured
+    /// prefix (which the kernel side should never produce) counts as fully captured.
+    pub fn uncaptured(&self) -> u64 {
+        self.total_len.saturating_sub(self.data.len() as u64)
+    }
+
+    pub fn is_fully_captured(&self) -> bool {
+        self.uncaptured() == 0
+    }
+}

@@ -6,6 +6,7 @@ pub mod decode;
 pub mod event_ring;
 pub mod kernel_maps;
 pub mod listeners;
+mod object;
 mod prealloc;
 mod refusal;
 
@@ -14,10 +15,7 @@ use aya::{Ebpf, EbpfLoader, programs::RawTracePoint};
 use log::{debug, info, warn};
 use monitor_common::{capacity, global, map, program};
 
-/// The eBPF object built from `monitor-ebpf` by this crate's build.rs.
-pub fn object() -> &'static [u8] {
-    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"))
-}
+pub use object::object;
 
 /// A program and the tracepoint it attaches to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -103,7 +103,7 @@ mod tests {
 
     #[test]
     fn every_run_time_allocated_hash_map_of_the_real_object_is_switched_and_nothing_else() {
-        let object = super::super::object();
+        let object = crate::probes::object::object();
         let (patched, changed) = preallocate(object).unwrap();
         let names: Vec<&str> = changed.iter().map(|map| map.name.as_str()).collect();
         use monitor_common::map;

@@ -1,58 +1,193 @@
-//! Container names from the Docker Engine API.
+//! Container names from the Docker Engine API, without ever making the caller wait.
 //!
-//! A cgroup path gives a container id; people know containers by name. Outside Kubernetes the
-//! only place that knows the name is the Docker daemon: `GET /containers/<id>/json` on its
-//! unix socket. The agent asks once per container, so a small blocking HTTP/1.1 client over
-//! `UnixStream` does (no HTTP stack, no async runtime needed by the caller): one request per
-//! connection (`Connection: close`), the response read to EOF, then de-chunked if need be
-//! (Docker answers `200` chunked and errors with `Content-Length`).
+//! A cgroup path gives a container id; people know containers by name, and outside Kubernetes
+//! only the Docker daemon knows it: `GET /containers/<id>/json` on its unix socket. Names are
+//! asked for while the pipeline holds its lock, so [`Docker::name`] does no I/O: it answers
+//! from a cache, and on a miss starts a lookup on the runtime the `Docker` was made on and
+//! says [`Lookup::Pending`]. The caller asks again later (the pipeline, at its next sweep)
+//! and finds the answer the lookup left in the cache.
 //!
-//! Every lookup, whatever its outcome, is bounded by one timeout (1 s) and cached:
-//! names for 5 minutes (a `docker rename` shows eventually), "no such container" and failures
-//! for 30 s, so a hung or absent daemon costs one timeout per container per 30 s, not one per
-//! lookup, while a container that was just created gets its name soon.
+//! A process that lives less than a sweep is named once, when its counts are retired: a lookup
+//! started then comes too late for it. So a follower also reads the daemon's event stream
+//! (`GET /events`, containers' `create` and `rename`) and caches each container's name as it
+//! is created, before its first process runs; each time the stream starts it also lists the
+//! running containers (`GET /containers/json`), for those created while it was not open.
+//!
+//! Everything is bounded. A lookup (connect, request, whole response) takes at most 1 s and
+//! reads at most 4 MiB; 8 run at a time; 4096 answers are cached, the first to expire goes
+//! first. Names are trusted 5 minutes (a `docker rename` shows eventually, at once through the
+//! event stream); "no such container" and answers that are not a container 30 s. A daemon
+//! that cannot be reached is left alone for a back-off (1 s, doubling up to 30 s): meanwhile
+//! the cache answers, then one lookup at a time finds out whether it is back.
+#[cfg(test)]
+mod tests;
+
 use std::{
     collections::HashMap,
-    io::{ErrorKind, Read, Write},
-    os::unix::net::UnixStream,
-    path::PathBuf,
-    sync::{Mutex, PoisonError},
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context as _, anyhow, bail};
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Empty, LengthLimitError, Limited};
+use hyper::{
+    Request, Response, StatusCode,
+    body::Incoming,
+    header::{ACCEPT, HOST, USER_AGENT},
+};
+use hyper_util::rt::TokioIo;
+use log::{debug, info};
 use serde::Deserialize;
+use tokio::{net::UnixStream, runtime::Handle, task::JoinHandle};
 
-/// Bound on one lookup: connect, request and the whole response.
-const TIMEOUT: Duration = Duration::from_secs(1);
-/// How long a name is trusted.
-const NAME_TTL: Duration = Duration::from_secs(300);
-/// How long "no such container" and failures are remembered.
-const MISS_TTL: Duration = Duration::from_secs(30);
-/// An inspect response is a few KiB; anything far larger is not one.
-const MAX_RESPONSE: usize = 4 << 20;
-/// Expired cache entries are dropped when the cache reaches this size.
-const PRUNE_AT: usize = 1024;
+/// The bounds and lifetimes described above (tests shorten some).
+#[derive(Clone, Debug)]
+struct Limits {
+    /// One lookup: connect, request and the whole response.
+    timeout: Duration,
+    /// An inspect response is a few KiB; anything far larger is not one.
+    max_body: usize,
+    /// How long a name is trusted.
+    name_ttl: Duration,
+    /// How long "no such container" and refused answers are kept.
+    miss_ttl: Duration,
+    /// How long an unreachable daemon is left alone: doubling from the first, capped.
+    down_first: Duration,
+    down_cap: Duration,
+    max_entries: usize,
+    max_in_flight: usize,
+    follow_events: bool,
+}
+
+const LIMITS: Limits = Limits {
+    timeout: Duration::from_secs(1),
+    max_body: 4 << 20,
+    name_ttl: Duration::from_secs(300),
+    miss_ttl: Duration::from_secs(30),
+    down_first: Duration::from_secs(1),
+    down_cap: Duration::from_secs(30),
+    max_entries: 4096,
+    max_in_flight: 8,
+    follow_events: true,
+};
+
+/// One event is a few KiB (its attributes are the container's labels).
+const MAX_EVENT: usize = 1 << 20;
+/// The running containers, a few KiB each: thousands fit.
+const LIST_PATH: &str = "/containers/json";
+const MAX_LIST: usize = 32 << 20;
+const LIST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `/events` for containers' `create` and `rename`; the filter, before percent-encoding, is
+/// `{"type":["container"],"event":["create","rename"]}`.
+const EVENTS_PATH: &str = "/events?filters=%7B%22type%22%3A%5B%22container%22%5D%2C%22event%22%3A\
+                           %5B%22create%22%2C%22rename%22%5D%7D";
+
+/// What [`Docker::name`] knows of a container at the moment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// Its name, without Docker's leading `/`.
+    Name(String),
+    /// The daemon does not know it (another runtime's container, or gone).
+    NotFound,
+    /// Not known yet: a lookup is running, or waits for one of the slots.
+    Pending,
+    /// The last lookup failed, or the daemon is not reachable: the error. Retried later.
+    Failed(String),
+}
+
+impl Lookup {
+    pub fn into_name(self) -> Option<String> {
+        match self {
+            Lookup::Name(name) => Some(name),
+            Lookup::NotFound | Lookup::Pending | Lookup::Failed(_) => None,
+        }
+    }
+}
 
 /// A Docker daemon, asked for container names.
 pub struct Docker {
-    socket: PathBuf,
-    timeout: Duration,
-    name_ttl: Duration,
-    miss_ttl: Duration,
-    cache: Mutex<HashMap<String, Cached>>,
+    shared: Arc<Shared>,
+    /// Where lookups run: the caller may be a thread that has no runtime.
+    runtime: Handle,
+    follower: Option<JoinHandle<()>>,
 }
 
-struct Cached {
-    outcome: Outcome,
+/// What the lookup tasks and the follower share with the callers.
+struct Shared {
+    socket: PathBuf,
+    limits: Limits,
+    /// Held for map accesses only, never across I/O.
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    entries: HashMap<String, Entry>,
+    in_flight: usize,
+    /// Set once a lookup could not reach the daemon, cleared by the next answer.
+    down: Option<Down>,
+}
+
+struct Entry {
+    /// The last answer (`None` before the first): still given while it is asked again.
+    answer: Option<Answer>,
+    /// When it is to be asked again.
+    until: Instant,
+    /// A lookup is running; entries being asked are never evicted.
+    asking: bool,
+}
+
+#[derive(Clone, Debug)]
+enum Answer {
+    Name(String),
+    NotFound,
+    /// The daemon answered, but not with a container (an HTTP error, not JSON): the error.
+    Refused(String),
+}
+
+impl From<Answer> for Lookup {
+    fn from(answer: Answer) -> Lookup {
+        match answer {
+            Answer::Name(name) => Lookup::Name(name),
+            Answer::NotFound => Lookup::NotFound,
+            Answer::Refused(error) => Lookup::Failed(error),
+        }
+    }
+}
+
+struct Down {
+    /// The last failure, `{:#}`-formatted.
+    error: String,
+    /// Failures in a row, for the back-off.
+    failures: u32,
     until: Instant,
 }
 
-#[derive(Clone)]
-enum Outcome {
-    Name(Option<String>),
-    /// The error of the failed lookup, `{:#}`-formatted.
-    Failed(String),
+/// Why a lookup has no answer.
+#[derive(Debug)]
+enum Failure {
+    /// Nothing came back: the daemon is not there, hangs, or dropped the connection.
+    Unreachable(anyhow::Error),
+    /// The daemon answered, but not with a container.
+    Refused(anyhow::Error),
+}
+
+impl Failure {
+    fn into_error(self) -> anyhow::Error {
+        match self {
+            Failure::Unreachable(err) | Failure::Refused(err) => err,
+        }
+    }
+
+    fn context(self, context: String) -> Failure {
+        match self {
+            Failure::Unreachable(err) => Failure::Unreachable(err.context(context)),
+            Failure::Refused(err) => Failure::Refused(err.context(context)),
+        }
+    }
 }
 
 /// The one field of `GET /containers/<id>/json` the agent needs.
@@ -68,204 +203,370 @@ struct ErrorBody {
     message: String,
 }
 
+/// One container of `GET /containers/json` (the fields the agent reads).
+#[derive(Deserialize)]
+struct Listed {
+    #[serde(rename = "Id", default)]
+    id: String,
+    #[serde(rename = "Names", default)]
+    names: Vec<String>,
+}
+
+/// One message of the event stream (the fields the agent reads).
+#[derive(Deserialize)]
+struct Event {
+    #[serde(rename = "Type", default)]
+    kind: String,
+    #[serde(rename = "Action", default)]
+    action: String,
+    #[serde(rename = "Actor", default)]
+    actor: Actor,
+}
+
+#[derive(Default, Deserialize)]
+struct Actor {
+    #[serde(rename = "ID", default)]
+    id: String,
+    #[serde(rename = "Attributes", default)]
+    attributes: HashMap<String, String>,
+}
+
 impl Docker {
-    /// A client of the daemon listening on `socket` (usually `/var/run/docker.sock`). Does no
-    /// I/O: a daemon that is not there yet is found when asked.
-    pub fn new(socket: PathBuf) -> Self {
-        Docker {
+    /// A client of the daemon listening on `socket` (usually `/var/run/docker.sock`), whose
+    /// lookups and event follower run on `runtime`. A daemon that is not there yet is found
+    /// when it comes.
+    pub fn new(socket: PathBuf, runtime: Handle) -> Self {
+        Self::with_limits(socket, runtime, LIMITS)
+    }
+
+    fn with_limits(socket: PathBuf, runtime: Handle, limits: Limits) -> Self {
+        let shared = Arc::new(Shared {
             socket,
-            timeout: TIMEOUT,
-            name_ttl: NAME_TTL,
-            miss_ttl: MISS_TTL,
-            cache: Mutex::new(HashMap::new()),
+            limits,
+            state: Mutex::new(State::default()),
+        });
+        let follower = shared
+            .limits
+            .follow_events
+            .then(|| runtime.spawn(follow(Arc::clone(&shared))));
+        Docker {
+            shared,
+            runtime,
+            follower,
         }
     }
 
-    /// The name of container `id` (without Docker's leading `/`); `None` when the daemon
-    /// does not know it (not a Docker container, or gone). Blocks for at most the timeout.
-    pub fn container_name(&self, id: &str) -> anyhow::Result<Option<String>> {
-        // The id goes into the request line: only what Docker ids and names are made of.
-        if id.is_empty()
-            || !id
-                .bytes()
-                .all(|byte| byte.is_ascii_alphanumeric() || b"_.-".contains(&byte))
-        {
-            bail!("not a container id: {id:?}");
+    /// What is known of container `id` now; never waits. When nothing fresh is known a lookup
+    /// starts (unless the daemon is being left alone, or all slots are taken), and until it
+    /// ends the last answer is given again, or `Pending` if there is none.
+    pub fn name(&self, id: &str) -> Lookup {
+        // The id goes into the request path: only what Docker ids and names are made of.
+        if !is_container_id(id) {
+            return Lookup::Failed(format!("not a container id: {id:?}"));
         }
+        let limits = &self.shared.limits;
         let now = Instant::now();
-        if let Some(cached) = self.lock().get(id).filter(|cached| cached.until > now) {
-            return match &cached.outcome {
-                Outcome::Name(name) => Ok(name.clone()),
-                Outcome::Failed(error) => Err(anyhow!("{error} (cached, not retried yet)")),
-            };
-        }
-        // Not under the lock: other lookups need not wait for this one's I/O.
-        let result = self.inspect(id);
-        let (outcome, ttl) = match &result {
-            Ok(Some(name)) => (Outcome::Name(Some(name.clone())), self.name_ttl),
-            Ok(None) => (Outcome::Name(None), self.miss_ttl),
-            Err(err) => (Outcome::Failed(format!("{err:#}")), self.miss_ttl),
+        let mut state = self.shared.lock();
+        let (last, fresh) = match state.entries.get(id) {
+            Some(entry) => (entry.answer.clone(), entry.asking || entry.until > now),
+            None => (None, false),
         };
-        let mut cache = self.lock();
-        if cache.len() >= PRUNE_AT {
-            let now = Instant::now();
-            cache.retain(|_, cached| cached.until > now);
+        let last = |otherwise: Lookup| last.map_or(otherwise, Lookup::from);
+        if fresh {
+            return last(Lookup::Pending);
         }
-        let until = Instant::now() + ttl;
-        cache.insert(id.to_owned(), Cached { outcome, until });
-        result
+        if let Some(down) = &state.down {
+            // One lookup at a time finds out whether an unreachable daemon is back.
+            if down.until > now || state.in_flight > 0 {
+                return last(Lookup::Failed(down.error.clone()));
+            }
+        }
+        if state.in_flight >= limits.max_in_flight {
+            return last(Lookup::Pending);
+        }
+        state.entry(id, now, limits.max_entries).asking = true;
+        state.in_flight += 1;
+        drop(state);
+        let asking = Asking {
+            shared: Arc::clone(&self.shared),
+            id: id.to_owned(),
+            outcome: None,
+        };
+        self.runtime.spawn(asking.run());
+        last(Lookup::Pending)
     }
+}
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Cached>> {
+impl Drop for Docker {
+    fn drop(&mut self) {
+        if let Some(follower) = &self.follower {
+            follower.abort();
+        }
+    }
+}
+
+/// Ids as Docker makes them (64 hex digits) and names as it accepts them.
+fn is_container_id(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || b"_.-".contains(&byte))
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
         // A panic elsewhere while holding the lock leaves a usable map.
-        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn inspect(&self, id: &str) -> anyhow::Result<Option<String>> {
-        let context = || {
-            format!(
-                "Docker API at {}: inspecting container {id}",
-                self.socket.display()
-            )
+    /// Caches a lookup's outcome; `None`: the lookup was dropped unfinished (runtime shut
+    /// down), so only its slot is given back.
+    fn finish(&self, id: &str, outcome: Option<Result<Option<String>, Failure>>, now: Instant) {
+        let limits = &self.limits;
+        let mut state = self.lock();
+        state.in_flight = state.in_flight.saturating_sub(1);
+        let answered = match outcome {
+            None => None,
+            Some(Ok(Some(name))) => Some((Answer::Name(name), limits.name_ttl)),
+            Some(Ok(None)) => Some((Answer::NotFound, limits.miss_ttl)),
+            Some(Err(Failure::Refused(err))) => {
+                debug!("{err:#}");
+                Some((Answer::Refused(format!("{err:#}")), limits.miss_ttl))
+            }
+            Some(Err(Failure::Unreachable(err))) => {
+                let failures = state.down.as_ref().map_or(0, |down| down.failures) + 1;
+                let delay = limits
+                    .down_first
+                    .saturating_mul(1 << (failures - 1).min(16))
+                    .min(limits.down_cap);
+                let error = format!("{err:#}");
+                if failures == 1 {
+                    info!("{error}: container names from Docker wait until it answers");
+                } else {
+                    debug!("{error} (asked again in {delay:?})");
+                }
+                state.down = Some(Down {
+                    error,
+                    failures,
+                    until: now + delay,
+                });
+                None
+            }
         };
-        let response = self
-            .get(&format!("/containers/{id}/json"))
-            .with_context(context)?;
-        match response.status {
-            200 => {
-                let inspect: Inspect = serde_json::from_slice(&response.body)
+        let Some((answer, ttl)) = answered else {
+            // Asked again once the daemon may be back.
+            if let Some(entry) = state.entries.get_mut(id) {
+                entry.asking = false;
+            }
+            return;
+        };
+        if state.down.take().is_some() {
+            info!("Docker API at {} answers again", self.socket.display());
+        }
+        let entry = state.entry(id, now, limits.max_entries);
+        entry.answer = Some(answer);
+        entry.until = now + ttl;
+        entry.asking = false;
+    }
+
+    /// A line of the event stream: a created or renamed container's name is cached.
+    fn learn(&self, line: &[u8], now: Instant) {
+        let event: Event = match serde_json::from_slice(line) {
+            Ok(event) => event,
+            Err(err) => {
+                debug!("skipping a Docker event that is not JSON: {err}");
+                return;
+            }
+        };
+        if event.kind != "container" || !matches!(event.action.as_str(), "create" | "rename") {
+            return;
+        }
+        let id = event.actor.id.to_ascii_lowercase();
+        let name = event
+            .actor
+            .attributes
+            .get("name")
+            .map(|name| name.trim_start_matches('/'))
+            .filter(|name| !name.is_empty());
+        let Some(name) = name.filter(|_| is_container_id(&id)) else {
+            return;
+        };
+        debug!("Docker container {id} is named {name} ({})", event.action);
+        self.remember(&id, name, now);
+    }
+
+    /// The running containers' names, listed when the event stream starts: the containers
+    /// created while no stream was open.
+    fn learn_list(&self, containers: Vec<Listed>, now: Instant) {
+        for container in containers {
+            let id = container.id.to_ascii_lowercase();
+            // Legacy links add `/<other>/<alias>` names; the container's own has no inner `/`.
+            let name = container
+                .names
+                .iter()
+                .map(|name| name.trim_start_matches('/'))
+                .find(|name| !name.is_empty() && !name.contains('/'));
+            if let Some(name) = name.filter(|_| is_container_id(&id)) {
+                self.remember(&id, name, now);
+            }
+        }
+    }
+
+    fn remember(&self, id: &str, name: &str, now: Instant) {
+        let mut state = self.lock();
+        let entry = state.entry(id, now, self.limits.max_entries);
+        entry.answer = Some(Answer::Name(name.to_owned()));
+        entry.until = now + self.limits.name_ttl;
+    }
+}
+
+impl State {
+    /// The entry of `id`, a new one (never answered, due now) if there is none.
+    fn entry(&mut self, id: &str, now: Instant, max_entries: usize) -> &mut Entry {
+        if !self.entries.contains_key(id) {
+            self.make_room(now, max_entries);
+        }
+        self.entries.entry(id.to_owned()).or_insert(Entry {
+            answer: None,
+            until: now,
+            asking: false,
+        })
+    }
+
+    /// Makes room for one more entry: expired ones go first, then those that expire first,
+    /// an eighth of the cache at a time (so that a full cache is not scanned at every entry).
+    /// Entries being asked stay (there are at most `max_in_flight` of them).
+    fn make_room(&mut self, now: Instant, max_entries: usize) {
+        if self.entries.len() < max_entries {
+            return;
+        }
+        self.entries
+            .retain(|_, entry| entry.asking || entry.until > now);
+        if self.entries.len() < max_entries {
+            return;
+        }
+        let mut by_expiry: Vec<(Instant, String)> = self
+            .entries
+            .iter()
+            .filter(|(_, entry)| !entry.asking)
+            .map(|(id, entry)| (entry.until, id.clone()))
+            .collect();
+        by_expiry.sort_unstable();
+        let excess = self.entries.len() + 1 - max_entries + max_entries / 8;
+        for (_, id) in by_expiry.into_iter().take(excess) {
+            self.entries.remove(&id);
+        }
+    }
+}
+
+/// One lookup's task. Its outcome reaches the cache when it is dropped, so that a task dropped
+/// unfinished gives its slot back too.
+struct Asking {
+    shared: Arc<Shared>,
+    id: String,
+    outcome: Option<Result<Option<String>, Failure>>,
+}
+
+impl Asking {
+    async fn run(mut self) {
+        self.outcome = Some(inspect(&self.shared.socket, &self.id, &self.shared.limits).await);
+    }
+}
+
+impl Drop for Asking {
+    fn drop(&mut self) {
+        self.shared
+            .finish(&self.id, self.outcome.take(), Instant::now());
+    }
+}
+
+/// The name of container `id`; `None` when the daemon does not know it.
+async fn inspect(socket: &Path, id: &str, limits: &Limits) -> Result<Option<String>, Failure> {
+    let exchange = async {
+        let path = format!("/containers/{id}/json");
+        let (response, _connection) = get(socket, &path).await.map_err(Failure::Unreachable)?;
+        let status = response.status();
+        let body = read_body(response.into_body(), limits.max_body).await?;
+        match status {
+            StatusCode::OK => {
+                let inspect: Inspect = serde_json::from_slice(&body)
                     .context("response is not container JSON")
-                    .with_context(context)?;
+                    .map_err(Failure::Refused)?;
                 Ok(inspect
                     .name
                     .map(|name| name.trim_start_matches('/').to_owned())
                     .filter(|name| !name.is_empty()))
             }
-            404 => Ok(None),
-            status => Err(anyhow!("HTTP {status}: {}", error_message(&response.body)))
-                .with_context(context),
+            StatusCode::NOT_FOUND => Ok(None),
+            status => Err(Failure::Refused(anyhow!(
+                "HTTP {}: {}",
+                status.as_u16(),
+                error_message(&body)
+            ))),
         }
-    }
-
-    /// One `GET` on a new connection, bounded by the timeout as a whole.
-    fn get(&self, path: &str) -> anyhow::Result<Response> {
-        let deadline = Instant::now() + self.timeout;
-        let left = || {
-            deadline
-                .checked_duration_since(Instant::now())
-                .filter(|left| !left.is_zero())
-                .ok_or_else(|| anyhow!("no complete response within {:?}", self.timeout))
-        };
-        // Connecting to a unix socket does not wait for the daemon to accept.
-        let mut stream = UnixStream::connect(&self.socket).context("connecting")?;
-        stream.set_write_timeout(Some(left()?))?;
-        let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: docker\r\nUser-Agent: monitor-agent\r\n\
-             Accept: application/json\r\nConnection: close\r\n\r\n"
-        );
-        stream
-            .write_all(request.as_bytes())
-            .context("sending the request")?;
-        let mut raw = Vec::new();
-        let mut buffer = [0; 8192];
-        loop {
-            stream.set_read_timeout(Some(left()?))?;
-            match stream.read(&mut buffer) {
-                Ok(0) => break,
-                Ok(read) => raw.extend_from_slice(&buffer[..read]),
-                Err(err) if err.kind() == ErrorKind::Interrupted => continue,
-                Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    bail!("no complete response within {:?}", self.timeout)
-                }
-                Err(err) => return Err(err).context("reading the response"),
-            }
-            if raw.len() > MAX_RESPONSE {
-                bail!("response larger than {MAX_RESPONSE} bytes");
-            }
-        }
-        parse_response(&raw)
-    }
-}
-
-/// A response's status and (de-chunked) body.
-#[derive(Debug, PartialEq, Eq)]
-struct Response {
-    status: u16,
-    body: Vec<u8>,
-}
-
-/// Parses a whole HTTP/1.1 response, read to EOF.
-fn parse_response(raw: &[u8]) -> anyhow::Result<Response> {
-    let head_end = find(raw, b"\r\n\r\n").context("response ends within its headers")?;
-    let head = std::str::from_utf8(&raw[..head_end]).context("response headers not UTF-8")?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status = match status_line.split(' ').collect::<Vec<_>>()[..] {
-        [version, code, ..] if version.starts_with("HTTP/1.") => code.parse().ok(),
-        _ => None,
-    }
-    .with_context(|| format!("bad status line {status_line:?}"))?;
-    let (mut chunked, mut length) = (false, None);
-    for line in lines {
-        let (name, value) = line
-            .split_once(':')
-            .with_context(|| format!("bad header line {line:?}"))?;
-        let (name, value) = (name.trim(), value.trim());
-        if name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = value.to_ascii_lowercase().contains("chunked");
-        } else if name.eq_ignore_ascii_case("content-length") {
-            length = Some(
-                value
-                    .parse::<usize>()
-                    .with_context(|| format!("bad Content-Length {value:?}"))?,
-            );
-        }
-    }
-    let rest = &raw[head_end + 4..];
-    // Chunked wins over a Content-Length sent along (RFC 9112, 6.3).
-    let body = if chunked {
-        dechunk(rest)?
-    } else if let Some(length) = length {
-        rest.get(..length)
-            .with_context(|| format!("body cut short: {} of {length} bytes", rest.len()))?
-            .to_vec()
-    } else {
-        rest.to_vec()
     };
-    Ok(Response { status, body })
+    let outcome = match tokio::time::timeout(limits.timeout, exchange).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(Failure::Unreachable(anyhow!(
+            "no complete response within {:?}",
+            limits.timeout
+        ))),
+    };
+    outcome.map_err(|failure| {
+        failure.context(format!(
+            "Docker API at {}: inspecting container {id}",
+            socket.display()
+        ))
+    })
 }
 
-/// Decodes a chunked body: `<hex size>[;ext]\r\n<data>\r\n`… up to a `0` chunk (trailers
-/// ignored).
-fn dechunk(mut rest: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let mut body = Vec::new();
-    loop {
-        let line_end = find(rest, b"\r\n").context("chunked body cut short in a size line")?;
-        let line = std::str::from_utf8(&rest[..line_end]).context("chunk size not UTF-8")?;
-        let digits = line.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(digits, 16)
-            .with_context(|| format!("bad chunk size line {line:?}"))?;
-        rest = &rest[line_end + 2..];
-        if size == 0 {
-            return Ok(body);
-        }
-        let data = size
-            .checked_add(2)
-            .and_then(|end| rest.get(..end))
-            .context("chunked body cut short in a chunk")?;
-        let (chunk, crlf) = data.split_at(size);
-        if crlf != b"\r\n" {
-            bail!("chunk of {size} bytes not followed by CRLF");
-        }
-        body.extend_from_slice(chunk);
-        rest = &rest[size + 2..];
+/// Ends the connection's task when the exchange is over (or dropped).
+struct Connection(JoinHandle<()>);
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
+/// One `GET` on a new connection (Docker's socket is local: no pool); the body streams as it
+/// arrives, while the returned `Connection` lives.
+async fn get(socket: &Path, path: &str) -> anyhow::Result<(Response<Incoming>, Connection)> {
+    let stream = UnixStream::connect(socket).await.context("connecting")?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
+            .await
+            .context("HTTP handshake")?;
+    // Runs on the runtime of the task that called: lookups and the follower are its tasks.
+    let connection = Connection(tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            debug!("Docker API connection ended: {err}");
+        }
+    }));
+    let request = Request::get(path)
+        .header(HOST, "docker")
+        .header(ACCEPT, "application/json")
+        .header(
+            USER_AGENT,
+            concat!("monitor-agent/", env!("CARGO_PKG_VERSION")),
+        )
+        .body(Empty::new())
+        .context("building the request")?;
+    let response = sender
+        .send_request(request)
+        .await
+        .context("sending the request")?;
+    Ok((response, connection))
+}
+
+async fn read_body(body: Incoming, max: usize) -> Result<Bytes, Failure> {
+    match Limited::new(body, max).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => Err(Failure::Refused(
+            anyhow!("response larger than {max} bytes"),
+        )),
+        Err(err) => Err(Failure::Unreachable(anyhow!("reading the response: {err}"))),
+    }
 }
 
 /// Docker's `{"message": …}`, else the start of the body.
@@ -278,329 +579,89 @@ fn error_message(body: &[u8]) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use std::{
-        os::unix::net::UnixListener,
-        path::Path,
-        sync::{
-            Arc,
-            atomic::{AtomicUsize, Ordering},
-        },
-        thread,
-    };
-
-    use super::*;
-
-    const ID: &str = "76ae117b06abf87a2a76846447a0b113dcd12ae5cd2a982217626a5a79842fcc";
-
-    /// A directory under the system temp dir, removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new() -> TempDir {
-            static NEXT: AtomicUsize = AtomicUsize::new(0);
-            let path = std::env::temp_dir().join(format!(
-                "monitor-agent-docker-test-{}-{}",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            ));
-            std::fs::create_dir_all(&path).unwrap();
-            TempDir(path)
+/// Follows the daemon's container events into the cache, for as long as the `Docker` lives:
+/// reconnecting after a back-off when the stream fails or ends.
+async fn follow(shared: Arc<Shared>) {
+    let limits = &shared.limits;
+    let mut delay = limits.down_first;
+    loop {
+        let mut connected = false;
+        match follow_once(&shared, &mut connected).await {
+            Ok(()) => debug!("the Docker event stream ended"),
+            Err(err) => debug!(
+                "following the events of the Docker API at {}: {err:#}",
+                shared.socket.display()
+            ),
         }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
+        if connected {
+            delay = limits.down_first;
         }
+        tokio::time::sleep(delay).await;
+        delay = delay.saturating_mul(2).min(limits.down_cap);
     }
+}
 
-    /// A fake daemon: answers the n-th connection with `responses[n]` (written in small
-    /// pieces, so the client has to read several times), then stops listening.
-    struct Fake {
-        dir: TempDir,
-        connections: Arc<AtomicUsize>,
-        requests: Arc<Mutex<Vec<String>>>,
+async fn follow_once(shared: &Shared, connected: &mut bool) -> anyhow::Result<()> {
+    let timeout = shared.limits.timeout;
+    let (response, _connection) = tokio::time::timeout(timeout, get(&shared.socket, EVENTS_PATH))
+        .await
+        .map_err(|_| anyhow!("no response within {timeout:?}"))??;
+    let status = response.status();
+    if status != StatusCode::OK {
+        let body = read_body(response.into_body(), MAX_EVENT)
+            .await
+            .unwrap_or_default();
+        bail!("HTTP {}: {}", status.as_u16(), error_message(&body));
     }
-
-    impl Fake {
-        fn serve(responses: Vec<Vec<u8>>) -> Fake {
-            let dir = TempDir::new();
-            let listener = UnixListener::bind(dir.0.join("docker.sock")).unwrap();
-            let connections = Arc::new(AtomicUsize::new(0));
-            let requests = Arc::new(Mutex::new(Vec::new()));
-            let (counter, log) = (connections.clone(), requests.clone());
-            thread::spawn(move || {
-                for response in responses {
-                    let (mut stream, _) = listener.accept().unwrap();
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    log.lock().unwrap().push(read_request(&mut stream));
-                    for piece in response.chunks(7) {
-                        if stream.write_all(piece).is_err() {
-                            break;
-                        }
-                    }
-                }
-            });
-            Fake {
-                dir,
-                connections,
-                requests,
-            }
-        }
-
-        fn socket(&self) -> PathBuf {
-            self.dir.0.join("docker.sock")
-        }
-
-        fn docker(&self) -> Docker {
-            Docker::new(self.socket())
-        }
-
-        fn connections(&self) -> usize {
-            self.connections.load(Ordering::SeqCst)
-        }
+    *connected = true;
+    debug!("following container events at {}", shared.socket.display());
+    // Listed once subscribed, so that no container falls between the list and the stream
+    // (the daemon keeps the events for the stream meanwhile).
+    match list(&shared.socket).await {
+        Ok(containers) => shared.learn_list(containers, Instant::now()),
+        Err(err) => debug!(
+            "listing the containers of the Docker API at {}: {err:#}",
+            shared.socket.display()
+        ),
     }
-
-    fn read_request(stream: &mut UnixStream) -> String {
-        let mut request = Vec::new();
-        let mut byte = [0];
-        while !request.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
-            request.push(byte[0]);
-        }
-        String::from_utf8(request).unwrap()
-    }
-
-    fn with_length(status: &str, body: &str) -> Vec<u8> {
-        format!(
-            "HTTP/1.1 {status}\r\nApi-Version: 1.41\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .into_bytes()
-    }
-
-    /// As Docker 20.10 answers an inspect: chunked, here in three chunks, one with an extension.
-    fn chunked(body: &str) -> Vec<u8> {
-        let (a, rest) = body.split_at(10);
-        let (b, c) = rest.split_at(rest.len() / 2);
-        format!(
-            "HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Type: application/json\r\n\
-             Connection: close\r\nTransfer-Encoding: chunked\r\n\r\n\
-             {:x}\r\n{a}\r\n{:x};name=value\r\n{b}\r\n{:X}\r\n{c}\r\n0\r\n\r\n",
-            a.len(),
-            b.len(),
-            c.len()
-        )
-        .into_bytes()
-    }
-
-    fn inspect_json(name: &str) -> String {
-        format!(
-            r#"{{"Id":"{ID}","Created":"2026-11-27T14:14:08.155650849Z","Path":"/sleeper","Args":[],"State":{{"Status":"running","Running":true,"Pid":28121}},"Name":"{name}","RestartCount":0,"Config":{{"Labels":{{}}}}}}"#
-        )
-    }
-
-    #[test]
-    fn name_from_content_length_response() {
-        let fake = Fake::serve(vec![with_length("200 OK", &inspect_json("/web-1"))]);
-        assert_eq!(
-            fake.docker().container_name(ID).unwrap().as_deref(),
-            Some("web-1")
-        );
-    }
-
-    #[test]
-    fn name_from_chunked_response() {
-        let fake = Fake::serve(vec![chunked(&inspect_json("/helpera-c1"))]);
-        assert_eq!(
-            fake.docker().container_name(ID).unwrap().as_deref(),
-            Some("helpera-c1")
-        );
-    }
-
-    #[test]
-    fn request_is_one_http11_get_that_closes() {
-        let fake = Fake::serve(vec![with_length("200 OK", &inspect_json("/web-1"))]);
-        fake.docker().container_name(ID).unwrap();
-        let requests = fake.requests.lock().unwrap();
-        let lines: Vec<&str> = requests[0].lines().collect();
-        assert_eq!(lines[0], format!("GET /containers/{ID}/json HTTP/1.1"));
-        assert!(lines.contains(&"Host: docker"), "{lines:?}");
-        assert!(lines.contains(&"Connection: close"), "{lines:?}");
-    }
-
-    #[test]
-    fn not_found_is_none() {
-        let body = format!(r#"{{"message":"No such container: {ID}"}}"#);
-        let fake = Fake::serve(vec![with_length("404 Not Found", &body)]);
-        assert_eq!(fake.docker().container_name(ID).unwrap(), None);
-    }
-
-    #[test]
-    fn other_statuses_are_errors_with_status_and_message() {
-        let body = r#"{"message":"server is on fire"}"#;
-        let fake = Fake::serve(vec![with_length("500 Internal Server Error", body)]);
-        let error = format!("{:#}", fake.docker().container_name(ID).unwrap_err());
-        assert!(error.contains("HTTP 500"), "{error}");
-        assert!(error.contains("server is on fire"), "{error}");
-        assert!(error.contains(ID), "{error}");
-        assert!(error.contains("docker.sock"), "{error}");
-    }
-
-    #[test]
-    fn bad_json_is_an_error() {
-        let fake = Fake::serve(vec![with_length("200 OK", "<html>proxy</html>")]);
-        let error = format!("{:#}", fake.docker().container_name(ID).unwrap_err());
-        assert!(error.contains("not container JSON"), "{error}");
-    }
-
-    #[test]
-    fn names_are_cached() {
-        let fake = Fake::serve(vec![with_length("200 OK", &inspect_json("/web-1"))]);
-        let docker = fake.docker();
-        for _ in 0..3 {
-            assert_eq!(docker.container_name(ID).unwrap().as_deref(), Some("web-1"));
-        }
-        assert_eq!(fake.connections(), 1);
-    }
-
-    #[test]
-    fn misses_are_cached_briefly() {
-        let not_found = with_length("404 Not Found", r#"{"message":"No such container"}"#);
-        let fake = Fake::serve(vec![not_found.clone()]);
-        let docker = fake.docker();
-        assert_eq!(docker.container_name(ID).unwrap(), None);
-        assert_eq!(docker.container_name(ID).unwrap(), None);
-        assert_eq!(fake.connections(), 1);
-
-        // Once the miss expires the daemon is asked again (the container may exist by now).
-        let fake = Fake::serve(vec![
-            not_found,
-            with_length("200 OK", &inspect_json("/new")),
-        ]);
-        let docker = Docker {
-            miss_ttl: Duration::ZERO,
-            ..fake.docker()
+    let mut body = response.into_body();
+    let mut line = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.context("reading the event stream")?;
+        let Ok(data) = frame.into_data() else {
+            continue;
         };
-        assert_eq!(docker.container_name(ID).unwrap(), None);
-        assert_eq!(docker.container_name(ID).unwrap().as_deref(), Some("new"));
-        assert_eq!(fake.connections(), 2);
-    }
-
-    #[test]
-    fn failures_are_remembered_briefly() {
-        let fake = Fake::serve(vec![with_length("500 Internal Server Error", "{}")]);
-        let docker = fake.docker();
-        assert!(docker.container_name(ID).is_err());
-        let error = format!("{:#}", docker.container_name(ID).unwrap_err());
-        assert!(
-            error.contains("HTTP 500") && error.contains("cached"),
-            "{error}"
-        );
-        assert_eq!(fake.connections(), 1);
-    }
-
-    #[test]
-    fn missing_socket_fails_fast() {
-        let dir = TempDir::new();
-        let docker = Docker::new(dir.0.join("docker.sock"));
-        let started = Instant::now();
-        let error = format!("{:#}", docker.container_name(ID).unwrap_err());
-        assert!(started.elapsed() < Duration::from_millis(500));
-        assert!(error.contains("connecting"), "{error}");
-        assert!(error.contains(&dir.0.display().to_string()), "{error}");
-    }
-
-    #[test]
-    fn silent_daemon_times_out() {
-        let dir = TempDir::new();
-        let socket = dir.0.join("docker.sock");
-        let listener = UnixListener::bind(&socket).unwrap();
-        // Accepts, reads the request, never answers (the connection stays open meanwhile).
-        thread::spawn(move || {
-            let (mut stream, _) = listener.accept().unwrap();
-            read_request(&mut stream);
-            thread::sleep(Duration::from_secs(5));
-        });
-        let started = Instant::now();
-        let error = format!("{:#}", Docker::new(socket).container_name(ID).unwrap_err());
-        let elapsed = started.elapsed();
-        assert!(
-            elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(3),
-            "{elapsed:?}"
-        );
-        assert!(error.contains("within 1s"), "{error}");
-    }
-
-    #[test]
-    fn ids_that_would_break_the_request_are_refused() {
-        // No daemon: these must fail before any I/O.
-        let docker = Docker::new(Path::new("/nonexistent/docker.sock").to_owned());
-        for id in ["", "a b", "../../version", "id\r\nX: y"] {
-            let error = format!("{:#}", docker.container_name(id).unwrap_err());
-            assert!(error.contains("not a container id"), "{id:?}: {error}");
-        }
-    }
-
-    #[test]
-    fn responses_parsed() {
-        let parse = |raw: &[u8]| parse_response(raw);
-        assert_eq!(
-            parse(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n").unwrap(),
-            Response {
-                status: 204,
-                body: Vec::new()
+        // Docker ends each event with a newline; one may span frames.
+        let mut rest = &data[..];
+        while let Some(end) = rest.iter().position(|&byte| byte == b'\n') {
+            line.extend_from_slice(&rest[..end]);
+            if !line.iter().all(u8::is_ascii_whitespace) {
+                shared.learn(&line, Instant::now());
             }
-        );
-        // Without length or chunking the body runs to EOF.
-        assert_eq!(
-            parse(b"HTTP/1.0 200 OK\r\nServer: x\r\n\r\n{}")
-                .unwrap()
-                .body,
-            b"{}"
-        );
-        // Extra bytes after Content-Length are ignored.
-        assert_eq!(
-            parse(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}junk")
-                .unwrap()
-                .body,
-            b"{}"
-        );
-        // Chunked, with trailers, and chunked wins over Content-Length.
-        assert_eq!(
-            parse(
-                b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n\
-                  2\r\n{\"\r\n1\r\n}\r\n0\r\nX-Trailer: 1\r\n\r\n"
-            )
-            .unwrap()
-            .body,
-            b"{\"}"
-        );
-    }
-
-    #[test]
-    fn broken_responses_are_errors() {
-        for raw in [
-            &b""[..],
-            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n",
-            b"SSH-2.0-OpenSSH\r\n\r\n",
-            b"HTTP/1.1 abc OK\r\n\r\n",
-            b"HTTP/1.1 200 OK\r\nno-colon\r\n\r\n",
-            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
-            b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabcd\r\n0\r\n\r\n",
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nab",
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n",
-        ] {
-            assert!(
-                parse_response(raw).is_err(),
-                "{:?}",
-                String::from_utf8_lossy(raw)
-            );
+            line.clear();
+            rest = &rest[end + 1..];
+        }
+        line.extend_from_slice(rest);
+        if line.len() > MAX_EVENT {
+            bail!("an event of over {MAX_EVENT} bytes");
         }
     }
+    Ok(())
+}
+
+async fn list(socket: &Path) -> anyhow::Result<Vec<Listed>> {
+    let work = async {
+        let (response, _connection) = get(socket, LIST_PATH).await?;
+        let status = response.status();
+        let body = read_body(response.into_body(), MAX_LIST)
+            .await
+            .map_err(Failure::into_error)?;
+        if status != StatusCode::OK {
+            bail!("HTTP {}: {}", status.as_u16(), error_message(&body));
+        }
+        serde_json::from_slice(&body).context("response is not a container list")
+    };
+    tokio::time::timeout(LIST_TIMEOUT, work)
+        .await
+        .map_err(|_| anyhow!("no complete response within {LIST_TIMEOUT:?}"))?
 }

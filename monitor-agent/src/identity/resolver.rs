@@ -5,8 +5,12 @@
 //! first named: while it runs. What those facts *mean* (the container's name, the pod's
 //! name and namespace) is looked up at every sweep, because the Docker daemon and the
 //! Kubernetes API answer later than the process starts, and a deleted pod's metadata goes
-//! away after its TTL.
+//! away after its TTL. Nothing here waits for them: a name not known yet makes the identity
+//! not final, and the caller asks again later.
 use std::path::PathBuf;
+
+use log::warn;
+use tokio::runtime::Handle;
 
 use super::{
     cgroup::{self, CgroupInfo},
@@ -54,14 +58,27 @@ pub struct Resolver {
 }
 
 impl Resolver {
+    /// Called within the tokio runtime when Docker is to be asked: its lookups run there,
+    /// whatever thread `identity` is called from later.
     pub fn new(
         docker_socket: Option<PathBuf>,
         pods: Option<PodStore>,
         overrides: Vec<ServiceOverride>,
         selection: Selection,
     ) -> Self {
+        let docker = docker_socket.and_then(|socket| match Handle::try_current() {
+            Ok(runtime) => Some(Docker::new(socket, runtime)),
+            Err(_) => {
+                warn!(
+                    "no async runtime to ask the Docker daemon at {} from: containers are \
+                     shown by their ids",
+                    socket.display()
+                );
+                None
+            }
+        });
         Self {
-            docker: docker_socket.map(Docker::new),
+            docker,
             pods,
             overrides,
             selection,
@@ -83,7 +100,8 @@ impl Resolver {
     /// name its facts point to was found: callers keep a final identity, so that series do
     /// not change labels while the process runs). The service is the first of: a configured
     /// override, the pod's `app.kubernetes.io/name` label or owning workload, the container's
-    /// name, the comm.
+    /// name, the comm. Never waits: a container name Docker has not given yet leaves the
+    /// identity not final.
     pub fn identity(&self, facts: &Facts, comm: &str) -> (Identity, bool) {
         let pod = facts
             .cgroup
@@ -100,7 +118,7 @@ impl Resolver {
             (Some(id), _) => self
                 .docker
                 .as_ref()
-                .and_then(|docker| docker.container_name(id).ok().flatten()),
+                .and_then(|docker| docker.name(id).into_name()),
         };
         let container_found = named.is_some();
         let container = named

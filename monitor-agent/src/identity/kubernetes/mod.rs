@@ -1,0 +1,292 @@
+//! The pods of this node, from the Kubernetes API: one list, then a watch from the list's
+//! resourceVersion (`fieldSelector=spec.nodeName=<node>`), kept in a [`PodStore`] that maps a
+//! pod UID (what the cgroup path gives) to its name, namespace, service and container names.
+//!
+//! Plain HTTP/1.1 over hyper's connection API, one connection per request: there are only two
+//! requests in flight over a pod's life (the list, then one long-lived watch), so no pool. TLS
+//! is rustls with the ring provider, trusting the service-account CA (or the system bundle).
+//! Deleted pods stay in the store for `deleted_ttl`, so the processes that outlive their pod's
+//! deletion event by a moment are still labelled.
+//!
+//! `store` holds the pods, `api` decodes the API's objects, `client` speaks HTTP to it; this
+//! file is the configuration and the loop that ties them together.
+mod api;
+mod client;
+mod store;
+#[cfg(test)]
+mod tests;
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, anyhow, bail};
+use log::{debug, info, warn};
+
+use self::client::{Client, WatchEnd};
+pub use self::{
+    api::{ApiStatus, PodList, WatchEvent, parse_pod_list, parse_watch_event},
+    store::PodStore,
+};
+
+/// Where a pod's service account is mounted.
+pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+/// The label that names a pod's application, first choice for `service`.
+pub const NAME_LABEL: &str = "app.kubernetes.io/name";
+
+/// Reconnect delays: doubling from the first, capped.
+const BACKOFF_FIRST: Duration = Duration::from_millis(500);
+const BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// A watch that ends this fast without a single event counts as a failure (backoff).
+const WATCH_MIN_LIFE: Duration = Duration::from_secs(1);
+
+/// What the agent knows of a pod.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodMeta {
+    pub uid: String,
+    pub name: String,
+    pub namespace: String,
+    /// `app.kubernetes.io/name`, else the owning workload's name, else `None`.
+    pub service: Option<String>,
+    /// Container ID (no `runtime://` prefix, lowercase) → container name; init and ephemeral
+    /// containers included, containers not started yet (no ID) left out.
+    pub containers: HashMap<String, String>,
+}
+
+/// Where the API is and which node's pods to follow.
+#[derive(Clone, Debug)]
+pub struct KubeConfig {
+    /// `https://host:port` (or `http://` for tests), optionally with a path prefix.
+    pub api_url: String,
+    /// Sent as `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+    /// PEM CA bundle for an https API; `None`: the system bundle.
+    pub ca_file: Option<PathBuf>,
+    pub node_name: String,
+    /// How long a deleted pod stays in the store.
+    pub deleted_ttl: Duration,
+}
+
+impl KubeConfig {
+    /// The API as seen from a pod: `KUBERNETES_SERVICE_HOST`/`KUBERNETES_SERVICE_PORT` and the
+    /// mounted service-account token and CA.
+    pub fn in_cluster(node_name: impl Into<String>, deleted_ttl: Duration) -> anyhow::Result<Self> {
+        Self::in_cluster_from(
+            std::env::var("KUBERNETES_SERVICE_HOST").ok(),
+            std::env::var("KUBERNETES_SERVICE_PORT").ok(),
+            Path::new(SERVICE_ACCOUNT_DIR),
+            node_name.into(),
+            deleted_ttl,
+        )
+    }
+
+    fn in_cluster_from(
+        host: Option<String>,
+        port: Option<String>,
+        account_dir: &Path,
+        node_name: String,
+        deleted_ttl: Duration,
+    ) -> anyhow::Result<Self> {
+        const NOT_IN_POD: &str = "not running in a Kubernetes pod?";
+        let host = host
+            .filter(|host| !host.trim().is_empty())
+            .ok_or_else(|| anyhow!("KUBERNETES_SERVICE_HOST is not set ({NOT_IN_POD})"))?;
+        let port = port
+            .filter(|port| !port.trim().is_empty())
+            .ok_or_else(|| anyhow!("KUBERNETES_SERVICE_PORT is not set ({NOT_IN_POD})"))?;
+        let port: u16 = port
+            .trim()
+            .parse()
+            .map_err(|_| anyhow!("KUBERNETES_SERVICE_PORT is {port:?}, not a port number"))?;
+        if node_name.trim().is_empty() {
+            bail!(
+                "the node name is empty: pass the pod's spec.nodeName to the agent \
+                 (downward API, fieldRef: spec.nodeName)"
+            );
+        }
+        let host = host.trim();
+        // An IPv6 service address needs brackets in a URL.
+        let api_url = if host.contains(':') && !host.starts_with('[') {
+            format!("https://[{host}]:{port}")
+        } else {
+            format!("https://{host}:{port}")
+        };
+        let token_path = account_dir.join("token");
+        let token = read_token(&token_path)?;
+        let ca_file = account_dir.join("ca.crt");
+        std::fs::metadata(&ca_file).with_context(|| {
+            format!(
+                "the service-account CA {} is missing (automountServiceAccountToken: false?)",
+                ca_file.display()
+            )
+        })?;
+        Ok(KubeConfig {
+            api_url,
+            token: Some(token),
+            ca_file: Some(ca_file),
+            node_name,
+            deleted_ttl,
+        })
+    }
+}
+
+fn read_token(path: &Path) -> anyhow::Result<String> {
+    let token = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "cannot read the service-account token {} (automountServiceAccountToken: false?)",
+            path.display()
+        )
+    })?;
+    let token = token.trim();
+    if token.is_empty() {
+        bail!("the service-account token {} is empty", path.display());
+    }
+    Ok(token.to_owned())
+}
+
+/// Doubling delays with a cap and some jitter (so a fleet of agents does not reconnect in
+/// step after an API server restart).
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    fn new() -> Self {
+        Backoff {
+            next: BACKOFF_FIRST,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.next = BACKOFF_FIRST;
+    }
+
+    fn next_delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (self.next * 2).min(BACKOFF_CAP);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |now| now.subsec_nanos());
+        // Up to a quarter more.
+        delay + delay.mul_f64(f64::from(nanos % 1000) / 4000.0)
+    }
+}
+
+/// Follows the pods of `config.node_name` into `store`, forever: list, watch from the list's
+/// resourceVersion, watch again when the server ends the watch, list again when the
+/// resourceVersion has expired (410 Gone), reconnect with capped exponential backoff on errors.
+pub async fn run(config: KubeConfig, store: PodStore) {
+    store.set_deleted_ttl(config.deleted_ttl);
+    // A token equal to the service-account file's content is followed through the file.
+    let token_file = Path::new(SERVICE_ACCOUNT_DIR).join("token");
+    let token_file = match (&config.token, read_token(&token_file)) {
+        (Some(token), Ok(current)) if *token == current => Some(token_file),
+        _ => None,
+    };
+    info!(
+        "following the pods of node {:?} through the Kubernetes API at {} (deleted pods kept {:?})",
+        config.node_name, config.api_url, config.deleted_ttl
+    );
+    if config.token.is_some() && config.api_url.starts_with("http://") {
+        warn!(
+            "the Kubernetes API url is plain http: the bearer token crosses the network in clear"
+        );
+    }
+    let mut backoff = Backoff::new();
+    let mut failing = false;
+    loop {
+        let client = match Client::new(&config, token_file.as_deref()) {
+            Ok(client) => client,
+            Err(err) => {
+                let delay = backoff.next_delay();
+                warn!("cannot set up the Kubernetes API client, retrying in {delay:.1?}: {err:#}");
+                failing = true;
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+        };
+        let list = match client.list().await {
+            Ok(list) => list,
+            Err(err) => {
+                let delay = backoff.next_delay();
+                warn!(
+                    "listing the pods of node {:?} failed, retrying in {delay:.1?}: {err:#}",
+                    config.node_name
+                );
+                failing = true;
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+        };
+        let count = list.pods.len();
+        let gone = store.apply_list(list.pods, Instant::now());
+        let gone = if gone > 0 {
+            format!(", {gone} deleted since the last list")
+        } else {
+            String::new()
+        };
+        info!(
+            "{count} pods on node {:?} at resourceVersion {}{gone}{}; watching for changes",
+            config.node_name,
+            list.resource_version,
+            if failing {
+                " (API reachable again)"
+            } else {
+                ""
+            }
+        );
+        if count == 0 {
+            warn!(
+                "no pods listed on node {:?}: is the node name right (it must be the pod's \
+                 spec.nodeName)?",
+                config.node_name
+            );
+        }
+        backoff.reset();
+        failing = false;
+        let mut resource_version = list.resource_version;
+        loop {
+            store.prune(Instant::now());
+            match client.watch(&mut resource_version, &store).await {
+                Ok(WatchEnd::Expired(why)) => {
+                    info!("the watch's resourceVersion expired ({why}): listing again");
+                    break;
+                }
+                Ok(WatchEnd::Closed { events, lasted })
+                    if events > 0 || lasted >= WATCH_MIN_LIFE =>
+                {
+                    backoff.reset();
+                    if failing {
+                        info!("watching pods again from resourceVersion {resource_version}");
+                        failing = false;
+                    } else {
+                        debug!(
+                            "the server ended the watch after {lasted:.0?} ({events} events): \
+                             watching again from resourceVersion {resource_version}"
+                        );
+                    }
+                }
+                Ok(WatchEnd::Closed { .. }) => {
+                    let delay = backoff.next_delay();
+                    warn!(
+                        "the pod watch ended at once without events, watching again in \
+                         {delay:.1?} from resourceVersion {resource_version}"
+                    );
+                    failing = true;
+                    tokio::time::sleep(delay).await;
+                }
+                Err(err) => {
+                    let delay = backoff.next_delay();
+                    warn!(
+                        "the pod watch failed, reconnecting in {delay:.1?} from resourceVersion \
+                         {resource_version}: {err:#}"
+                    );
+                    failing = true;
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+}

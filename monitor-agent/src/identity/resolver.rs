@@ -209,12 +209,12 @@ mod tests {
 
     #[test]
     fn overrides_come_first_and_selection_sees_the_facts() {
-        let rule: crate::settings::cli::Selector = "exe=/usr/bin/*".parse().unwrap();
+        let rule: crate::identity::selection::Selector = "exe=/usr/bin/*".parse().unwrap();
         let overrides = vec![ServiceOverride {
             matchers: vec![rule],
             service: "checkout".into(),
         }];
-        let exclude: crate::settings::cli::Selector = "comm=jav?".parse().unwrap();
+        let exclude: crate::identity::selection::Selector = "comm=jav?".parse().unwrap();
         let selection = Selection::new(Vec::new(), vec![exclude]);
         let resolver = Resolver::new(None, None, overrides, selection);
         let facts = in_container();

@@ -19,4 +19,3 @@ pub fn all(loaded: &mut Loaded, settings: &Settings) -> anyhow::Result<Vec<Box<d
         Box::new(http::Http::take(loaded, settings)?),
     ])
 }
-

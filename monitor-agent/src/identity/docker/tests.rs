@@ -556,11 +556,11 @@ fn running_created_and_renamed_containers_are_named_from_the_daemons_list_and_ev
 #[test]
 fn a_resolver_made_in_the_runtime_names_containers_from_another_thread() {
     use crate::{
+        identity::selection::Selection,
         identity::{
             cgroup::CgroupInfo,
             resolver::{Facts, Resolver},
         },
-        settings::cli::Selection,
     };
 
     let fake = Fake::serve(|line| {

@@ -8,7 +8,7 @@ use anyhow::{Context as _, anyhow, bail};
 use log::warn;
 use serde::Deserialize;
 
-use super::{NAME_LABEL, PodMeta};
+use super::pod::{NAME_LABEL, PodMeta};
 
 /// A parsed `PodList`.
 #[derive(Clone, Debug, PartialEq, Eq)]

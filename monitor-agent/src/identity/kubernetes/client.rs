@@ -23,8 +23,10 @@ use log::debug;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{
-    ApiStatus, KubeConfig, PodList, PodMeta, PodStore, WatchEvent, parse_pod_list,
-    parse_watch_event, read_token,
+    api::{ApiStatus, PodList, WatchEvent, parse_pod_list, parse_watch_event},
+    config::{KubeConfig, read_token},
+    pod::PodMeta,
+    store::PodStore,
 };
 
 /// How long a connection may take (TCP and TLS).

@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{PodMeta, WatchEvent};
+use super::{api::WatchEvent, pod::PodMeta};
 
 /// Pods by UID, shared between the watch task (writer) and the identity lookups (readers).
 #[derive(Clone)]

@@ -1,5 +1,6 @@
 //! The run loop's tests, and the fixtures and fake-server helpers the modules' tests share.
 use std::{
+    collections::HashMap,
     io::{BufRead as _, BufReader, Write as _},
     net::{TcpListener, TcpStream},
     sync::mpsc,

@@ -15,10 +15,8 @@ use clap::{
 use log::LevelFilter;
 use monitor_common::capacity;
 
-// `pub(crate)`: identity::resolver's tests still name `settings::cli::Selector`.
-pub(crate) use crate::identity::selection::Selector;
 use crate::{
-    identity::selection::{Selection, ServiceOverride},
+    identity::selection::{Selection, Selector, ServiceOverride},
     series::labels::IdentityLabel,
     settings::{
         checks::{

@@ -99,17 +99,15 @@ pub fn gather(published: &[Published]) -> Vec<MetricFamily> {
     let mut families = render(published);
     families.sort_by(|a, b| a.name().cmp(b.name()));
     for family in &mut families {
-        family.mut_metric().sort_by(|a, b| {
-            let values = |m: &proto::Metric| {
-                m.get_label()
-                    .iter()
-                    .map(|pair| pair.value().to_owned())
-                    .collect::<Vec<_>>()
-            };
-            values(a).cmp(&values(b))
-        });
+        family
+            .mut_metric()
+            .sort_by(|a, b| label_values(a).cmp(label_values(b)));
     }
     families
+}
+
+fn label_values(metric: &proto::Metric) -> impl Iterator<Item = &str> {
+    metric.get_label().iter().map(|pair| pair.value())
 }
 
 /// The text exposition format and its content type.

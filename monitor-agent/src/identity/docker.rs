@@ -29,15 +29,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+use super::http_get::{self, Connection};
 use anyhow::{Context as _, anyhow, bail};
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Empty, LengthLimitError, Limited};
-use hyper::{
-    Request, Response, StatusCode,
-    body::Incoming,
-    header::{ACCEPT, HOST, USER_AGENT},
-};
-use hyper_util::rt::TokioIo;
+use http_body_util::{BodyExt as _, LengthLimitError, Limited};
+use hyper::{Response, StatusCode, body::Incoming};
 use log::{debug, info};
 use serde::Deserialize;
 use tokio::{net::UnixStream, runtime::Handle, task::JoinHandle};
@@ -520,43 +516,11 @@ async fn inspect(socket: &Path, id: &str, limits: &Limits) -> Result<Option<Stri
     })
 }
 
-/// Ends the connection's task when the exchange is over (or dropped).
-struct Connection(JoinHandle<()>);
-
-impl Drop for Connection {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// One `GET` on a new connection (Docker's socket is local: no pool); the body streams as it
-/// arrives, while the returned `Connection` lives.
+/// One `GET` on a new connection to Docker's socket (local: no pool).
 async fn get(socket: &Path, path: &str) -> anyhow::Result<(Response<Incoming>, Connection)> {
     let stream = UnixStream::connect(socket).await.context("connecting")?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
-            .await
-            .context("HTTP handshake")?;
     // Runs on the runtime of the task that called: lookups and the follower are its tasks.
-    let connection = Connection(tokio::spawn(async move {
-        if let Err(err) = connection.await {
-            debug!("Docker API connection ended: {err}");
-        }
-    }));
-    let request = Request::get(path)
-        .header(HOST, "docker")
-        .header(ACCEPT, "application/json")
-        .header(
-            USER_AGENT,
-            concat!("monitor-agent/", env!("CARGO_PKG_VERSION")),
-        )
-        .body(Empty::new())
-        .context("building the request")?;
-    let response = sender
-        .send_request(request)
-        .await
-        .context("sending the request")?;
-    Ok((response, connection))
+    http_get::get(stream, "docker", path, None).await
 }
 
 async fn read_body(body: Incoming, max: usize) -> Result<Bytes, Failure> {

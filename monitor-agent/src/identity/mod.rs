@@ -1,5 +1,6 @@
 pub mod cgroup;
 pub mod docker;
+mod http_get;
 pub mod kubernetes;
 pub mod resolver;
 pub mod selection;

@@ -12,17 +12,13 @@ use std::{
 
 use anyhow::{Context as _, anyhow, bail};
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Empty, Limited};
-use hyper::{
-    Request, Response, StatusCode,
-    body::Incoming,
-    header::{ACCEPT, AUTHORIZATION, HOST, HeaderValue, USER_AGENT},
-};
-use hyper_util::rt::TokioIo;
+use http_body_util::{BodyExt as _, Limited};
+use hyper::{Response, StatusCode, body::Incoming, header::HeaderValue};
 use log::debug;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{
+    super::http_get::{self, Connection},
     api::{ApiStatus, PodList, WatchEvent, parse_pod_list, parse_watch_event},
     config::{KubeConfig, read_token},
     pod::PodMeta,
@@ -129,18 +125,9 @@ fn encode_query(value: &str) -> String {
 trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 
-/// Ends the connection task when the response is dropped.
-struct ConnectionGuard(tokio::task::JoinHandle<()>);
-
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 struct ApiResponse {
     response: Response<Incoming>,
-    _connection: ConnectionGuard,
+    _connection: Connection,
 }
 
 pub(super) struct Client {
@@ -207,34 +194,15 @@ impl Client {
                     self.endpoint.authority
                 )
             })??;
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(io))
-                .await
-                .context("HTTP handshake")?;
-        let guard = ConnectionGuard(tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                debug!("API connection ended: {err}");
-            }
-        }));
-        let mut request = Request::get(path)
-            .header(HOST, &self.endpoint.authority)
-            .header(ACCEPT, "application/json")
-            .header(
-                USER_AGENT,
-                concat!("monitor-agent/", env!("CARGO_PKG_VERSION")),
-            )
-            .body(Empty::new())
-            .context("building the request")?;
-        if let Some(token) = self.token()? {
-            let mut value = HeaderValue::try_from(format!("Bearer {token}"))
-                .map_err(|_| anyhow!("the bearer token has characters a header cannot carry"))?;
-            value.set_sensitive(true);
-            request.headers_mut().insert(AUTHORIZATION, value);
-        }
-        let response = sender
-            .send_request(request)
-            .await
-            .context("sending the request")?;
+        let authorization =
+            match self.token()? {
+                Some(token) => Some(HeaderValue::try_from(format!("Bearer {token}")).map_err(
+                    |_| anyhow!("the bearer token has characters a header cannot carry"),
+                )?),
+                None => None,
+            };
+        let (response, guard) =
+            http_get::get(io, &self.endpoint.authority, path, authorization).await?;
         Ok(ApiResponse {
             response,
             _connection: guard,

@@ -37,15 +37,12 @@ fn kube_config(config: &Config) -> anyhow::Result<Option<identity::kubernetes::K
     Ok(Some(kube))
 }
 
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// `web`: the endpoint's TLS, auth and headers, already checked (`--web.config.file`).
+pub async fn run(config: Config, web: WebConfig) -> anyhow::Result<()> {
     privileges::check()?;
     let listener = server::bind(config.listen_address)?;
-    // The web config is checked in full here, before any probe is loaded.
-    let web = match &config.web_config_file {
-        Some(path) => WebConfig::load(path)?,
-        None => WebConfig::none(),
-    };
-    // So is the Kubernetes API: outside a pod, --kubernetes.node-name fails before loading.
+    // The Kubernetes API is checked before any probe is loaded: outside a pod,
+    // --kubernetes.node-name fails first.
     let kube = kube_config(&config)?;
     let mut loaded = probes::load(&LoadSettings {
         syscall_stats_entries: config.syscall_stats_entries,

@@ -2,19 +2,45 @@ use std::process::ExitCode;
 
 use monitor_agent::{
     app, logging,
-    settings::{self, LoadError},
+    settings::{self, LoadError, web::WebConfig},
 };
 
+/// Every error starts with this, whatever found it (clap, a file's parser, the agent).
+const PREFIX: &str = "monitor-agent: error: ";
+
+/// Bad input (flags, environment, config file, web config file): nothing was started.
+const BAD_INPUT: u8 = 2;
+
 fn main() -> ExitCode {
-    // The command line, the environment and --config.file, all checked before anything else
-    // happens: usage errors exit 2 (clap's message), a bad config file is one line and exit 1.
+    // The command line, the environment, --config.file and --web.config.file, all checked
+    // before anything else happens. Exit codes: 2 for bad input, 1 when the run fails
+    // (privileges, a taken port, a kernel that refuses every probe, ...), 0 otherwise.
     let config = match settings::load_from(std::env::args_os()) {
         Ok(config) => config,
-        Err(LoadError::Usage(err)) => err.exit(),
-        Err(LoadError::File(err)) => {
-            eprintln!("monitor-agent: {err}");
-            return ExitCode::FAILURE;
+        Err(LoadError::Usage(err)) => {
+            use clap::error::ErrorKind;
+            if matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                err.exit();
+            }
+            // clap's message starts with "error: ", its usage and hint follow.
+            let rendered = err.render().to_string();
+            eprint!("{PREFIX}{}", rendered.strip_prefix("error: ").unwrap_or(&rendered));
+            return ExitCode::from(BAD_INPUT);
         }
+        Err(LoadError::File(err)) => {
+            eprintln!("{PREFIX}{err}");
+            return ExitCode::from(BAD_INPUT);
+        }
+    };
+    let web = match &config.web_config_file {
+        Some(path) => match WebConfig::load(path) {
+            Ok(web) => web,
+            Err(err) => {
+                eprintln!("{PREFIX}{err:#}");
+                return ExitCode::from(BAD_INPUT);
+            }
+        },
+        None => WebConfig::none(),
     };
     logging::init(config.log_level, config.log_format);
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -24,7 +50,7 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(err) => return fail(&anyhow::Error::new(err).context("cannot start the runtime")),
     };
-    match runtime.block_on(app::run(config)) {
+    match runtime.block_on(app::run(config, web)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => fail(&err),
     }
@@ -32,6 +58,6 @@ fn main() -> ExitCode {
 
 /// One line on stderr, whatever the logger's level: this is what the operator must read.
 fn fail(err: &anyhow::Error) -> ExitCode {
-    eprintln!("monitor-agent: error: {err:#}");
+    eprintln!("{PREFIX}{err:#}");
     ExitCode::FAILURE
 }

@@ -286,7 +286,8 @@ mod tests {
     fn long_routes_are_cut_at_a_char_boundary() {
         let long = format!("/{}", "é".repeat(400));
         let route = normalize_route(&long);
+        // 1 + 2 × 127 = 255 bytes: one more `é` would pass the 256-byte cap.
+        assert_eq!(route, format!("/{}", "é".repeat(127)));
         assert!(route.len() <= MAX_ROUTE_LEN);
-        assert!(route.starts_with("/é"));
     }
 }

@@ -26,9 +26,11 @@ fn assert_started_nothing(output: &Output) {
     assert!(!text.contains("attached"), "something started: {text}");
 }
 
+/// A run that fails (not bad input): exit 1, one line, the one prefix.
 fn assert_one_line_error(output: &Output, expected: &[&str]) {
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     let text = stderr(output);
+    assert!(text.starts_with("monitor-agent: error: "), "{text}");
     assert_eq!(
         text.trim_end().lines().count(),
         1,
@@ -43,6 +45,7 @@ fn assert_one_line_error(output: &Output, expected: &[&str]) {
 fn unknown_flag_is_a_usage_error() {
     let output = agent(&["--no-such-flag"]);
     assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(stderr(&output).starts_with("monitor-agent: error: "));
     assert!(stderr(&output).contains("--no-such-flag"));
     assert!(stderr(&output).contains("Usage:"));
     assert_started_nothing(&output);

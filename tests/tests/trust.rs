@@ -1,6 +1,7 @@
 //! Trust: no silent loss when a ring buffer or a map overflows, no leaked kernel objects
 //! after crashes, degraded runs that say so, the documented minimal privileges, no secrets.
 use std::{
+    collections::{BTreeMap, BTreeSet},
     process::Command,
     sync::{
         Arc,
@@ -134,15 +135,58 @@ fn tcp_and_payload_rings_count_what_they_lose() {
 
 #[test]
 fn full_kernel_maps_count_refusals_and_the_agent_keeps_working() {
+    // Only the test's own processes: nothing else on the machine competes for the 8 entries
+    // (the first sweeps free what others took before they were excluded).
+    let prefix = unique_comm("fl");
     let agent = Agent::start(&[
         "--kernel.syscall-stats-entries",
         "8",
         "--kernel.syscall-errors-entries",
         "1",
+        "--kernel.sweep-interval",
+        "500ms",
+        "--select.include",
+        &format!("comm={prefix}*"),
     ]);
+    // The capacity the kernel enforces, read from the kernel, not from the agent's gauge.
+    let (_, maps) = kernel_objects_of(agent.pid());
+    for (map, capacity) in [("SYSCALL_STATS", 8), ("SYSCALL_ERRORS", 1)] {
+        let id = maps
+            .iter()
+            .find(|(_, name)| name.as_str() == map)
+            .map(|(id, _)| *id)
+            .unwrap_or_else(|| panic!("{map} not held by the agent: {maps:?}"));
+        let shown = Command::new("bpftool")
+            .args(["map", "show", "id", &id.to_string()])
+            .output()
+            .unwrap();
+        let shown = String::from_utf8_lossy(&shown.stdout);
+        assert!(
+            shown.contains(&format!("max_entries {capacity} ")),
+            "{map}: {shown}"
+        );
+    }
+    // A process that keeps calling getppid, its key in the map before the map fills.
+    let ticker = tests::spawn_as(
+        &format!("{prefix}t"),
+        &tests::python3(),
+        &[
+            "-c".to_owned(),
+            "import os, sys, time\nprint('ready', flush=True)\nwhile True:\n    os.getppid()\n    time.sleep(0.01)\n".to_owned(),
+        ],
+    );
+    let getppid = |scrape: &tests::Scrape| {
+        scrape.value(
+            "monitor_syscall_duration_seconds_count",
+            &[("comm", ticker.comm.as_str()), ("syscall", "getppid")],
+        )
+    };
+    eventually(Duration::from_secs(10), "the ticker's series", || {
+        getppid(&agent.scrape())
+    });
     // The workload alone needs more than 8 (process, syscall) keys and 2 error keys.
     tests::run_as(
-        unique_comm("full"),
+        format!("{prefix}w"),
         WORKLOAD.as_ref(),
         &ground_truth::args(),
     );
@@ -164,115 +208,119 @@ fn full_kernel_maps_count_refusals_and_the_agent_keeps_working() {
         );
         assert!(scrape.value("monitor_kernel_map_entries", &labels).unwrap() <= capacity);
     }
+    // After the map filled, a series whose key fits keeps growing.
+    let before = getppid(&scrape).unwrap();
+    eventually(Duration::from_secs(10), "the ticker's series to grow", || {
+        (getppid(&agent.scrape()).unwrap() > before).then_some(())
+    });
     assert_eq!(http_get(agent.address, "/healthz").unwrap().0, 200);
-    // Still serving, still counting what fits.
-    assert!(
-        agent
-            .scrape()
-            .value("monitor_probe_attached", &[("probe", "mon_sys_exit")])
-            == Some(1.0)
-    );
+    drop(ticker);
 }
 
-/// IDs of the BPF objects that some process holds through an fd (`prog_id:`/`map_id:` in
-/// fdinfo; a link's fd names its program).
-fn ids_held_by_fds() -> (Vec<u32>, Vec<u32>) {
-    let (mut programs, mut maps) = (Vec::new(), Vec::new());
-    for fdinfo in std::fs::read_dir("/proc")
+/// The kernel's BPF objects of one kind (`prog` or `map`) now: ID → (name, `bpftool`'s whole
+/// description of it).
+fn kernel_objects(what: &str) -> BTreeMap<u32, (String, String)> {
+    let output = Command::new("bpftool")
+        .args([what, "show"])
+        .output()
+        .expect("bpftool");
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    // Each object starts with "<id>: <type>  name <name>  ..." and continues indented.
+    let mut objects = BTreeMap::new();
+    let mut last = None;
+    for line in text.lines() {
+        match line.split_once(':') {
+            Some((id, _)) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) => {
+                let id: u32 = id.parse().unwrap();
+                let name = line
+                    .split(" name ")
+                    .nth(1)
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .unwrap_or_default()
+                    .to_owned();
+                objects.insert(id, (name, line.to_owned()));
+                last = Some(id);
+            }
+            _ => {
+                if let Some((_, description)) = last.and_then(|id| objects.get_mut(&id)) {
+                    description.push_str(line);
+                }
+            }
+        }
+    }
+    objects
+}
+
+/// The programs and maps process `pid` holds through its fds (`prog_id:`/`map_id:` in
+/// fdinfo; a link's fd names its program), with the maps its programs use, by ID and name.
+fn kernel_objects_of(pid: u32) -> (BTreeMap<u32, String>, BTreeMap<u32, String>) {
+    let (mut program_ids, mut map_ids) = (BTreeSet::new(), BTreeSet::new());
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
         .unwrap()
         .flatten()
-        .filter_map(|process| std::fs::read_dir(process.path().join("fdinfo")).ok())
     {
-        for fd in fdinfo.flatten() {
-            let Ok(text) = std::fs::read_to_string(fd.path()) else {
-                continue;
+        let Ok(text) = std::fs::read_to_string(fd.path()) else {
+            continue;
+        };
+        for line in text.lines() {
+            let id = |prefix| {
+                line.strip_prefix(prefix)
+                    .and_then(|id: &str| id.trim().parse::<u32>().ok())
             };
-            for line in text.lines() {
-                let id = |prefix| {
-                    line.strip_prefix(prefix)
-                        .and_then(|id: &str| id.trim().parse::<u32>().ok())
-                };
-                programs.extend(id("prog_id:"));
-                maps.extend(id("map_id:"));
-            }
+            program_ids.extend(id("prog_id:"));
+            map_ids.extend(id("map_id:"));
         }
     }
-    (programs, maps)
+    let programs = kernel_objects("prog");
+    let maps = kernel_objects("map");
+    for id in &program_ids {
+        // A program holds its maps: "map_ids 1,2,3".
+        let description = &programs[id].1;
+        map_ids.extend(
+            description
+                .split("map_ids ")
+                .nth(1)
+                .and_then(|ids| ids.split_whitespace().next())
+                .into_iter()
+                .flat_map(|ids| ids.split(','))
+                .filter_map(|id| id.parse::<u32>().ok()),
+        );
+    }
+    let named = |ids: BTreeSet<u32>, objects: &BTreeMap<u32, (String, String)>| {
+        ids.into_iter()
+            .map(|id| (id, objects[&id].0.clone()))
+            .collect()
+    };
+    (named(program_ids, &programs), named(map_ids, &maps))
 }
 
-/// Our programs and maps that nothing holds any more: what a crash would leak. (A map is
-/// held by an fd or by a held program; agents running meanwhile do not count.)
-fn orphaned_kernel_objects() -> Vec<String> {
-    // bpftool shows names cut to the kernel's 15 characters.
-    let names: Vec<&str> = monitor_agent::probes::PROBES
-        .iter()
-        .flat_map(|probe| {
-            std::iter::once(probe.program).chain(probe.fallback.map(|hook| hook.program))
-        })
-        .chain(monitor_common::map::ALL)
-        .map(|name| &name[..name.len().min(15)])
+/// Names as the kernel keeps them: at most 15 bytes.
+fn kernel_name(name: &str) -> String {
+    name[..name.len().min(15)].to_owned()
+}
+
+/// What the agent must hold while it runs: every program attached (the `probe` label of each
+/// `monitor_probe_attached` series at 1), every map of the object, its `.rodata` (the
+/// load-time globals) and aya-log's ring.
+fn expected_objects(agent: &Agent) -> (BTreeSet<String>, BTreeSet<String>) {
+    let scrape = agent.scrape();
+    let programs = scrape
+        .matching("monitor_probe_attached", &[])
+        .filter(|sample| sample.value == 1.0)
+        .map(|sample| kernel_name(&sample.labels["probe"]))
         .collect();
-    let (held_programs, mut held_maps) = ids_held_by_fds();
-    let mut orphans = Vec::new();
-    for what in ["prog", "map"] {
-        let output = Command::new("bpftool")
-            .args([what, "show"])
-            .output()
-            .expect("bpftool");
-        assert!(output.status.success(), "{output:?}");
-        let text = String::from_utf8_lossy(&output.stdout).into_owned();
-        // Each object starts with "<id>: <type>  name <name> ..." and continues indented.
-        let mut objects: Vec<(u32, String, String)> = Vec::new();
-        for line in text.lines() {
-            match line.split_once(':') {
-                Some((id, _)) if id.bytes().all(|b| b.is_ascii_digit()) && !id.is_empty() => {
-                    objects.push((id.parse().unwrap(), line.to_owned(), String::new()));
-                }
-                _ => {
-                    if let Some(object) = objects.last_mut() {
-                        object.2.push_str(line);
-                    }
-                }
-            }
-        }
-        for (id, head, rest) in objects {
-            if what == "prog" && held_programs.contains(&id) {
-                // A held program holds its maps: "map_ids 1,2,3".
-                let map_ids = rest
-                    .split("map_ids ")
-                    .nth(1)
-                    .and_then(|s| s.split_whitespace().next());
-                held_maps.extend(
-                    map_ids
-                        .into_iter()
-                        .flat_map(|ids| ids.split(','))
-                        .filter_map(|id| id.parse::<u32>().ok()),
-                );
-            }
-            let ours = names
-                .iter()
-                .any(|name| head.contains(&format!(" name {name} ")));
-            let held = if what == "prog" {
-                held_programs.contains(&id)
-            } else {
-                held_maps.contains(&id)
-            };
-            if ours && !held {
-                orphans.push(head);
-            }
-        }
-    }
-    orphans
+    let maps = monitor_common::map::ALL
+        .iter()
+        .copied()
+        .chain([".rodata", "AYA_LOGS"])
+        .map(kernel_name)
+        .collect();
+    (programs, maps)
 }
 
 #[test]
 fn a_hundred_sigkills_under_load_leak_no_kernel_objects() {
-    // Agents of earlier tests may still be in their RCU grace period.
-    eventually(
-        Duration::from_secs(30),
-        "no orphaned objects before the test",
-        || orphaned_kernel_objects().is_empty().then_some(()),
-    );
     let stop = Arc::new(AtomicBool::new(false));
     let load = {
         let stop = Arc::clone(&stop);
@@ -282,8 +330,26 @@ fn a_hundred_sigkills_under_load_leak_no_kernel_objects() {
             }
         })
     };
+    let (mut killed_programs, mut killed_maps) = (BTreeSet::new(), BTreeSet::new());
     for round in 0..100 {
         let agent = Agent::start(&[]);
+        // The scanner finds exactly the agent's objects, by ID, while it runs.
+        let (programs, maps) = kernel_objects_of(agent.pid());
+        if round == 0 {
+            let (want_programs, want_maps) = expected_objects(&agent);
+            let names = |objects: &BTreeMap<u32, String>| -> BTreeSet<String> {
+                objects.values().cloned().collect()
+            };
+            assert_eq!(names(&programs), want_programs, "the agent's programs");
+            assert_eq!(names(&maps), want_maps, "the agent's maps");
+        } else {
+            assert!(
+                !programs.is_empty() && !maps.is_empty(),
+                "round {round}: the agent holds no kernel object?"
+            );
+        }
+        killed_programs.extend(programs.into_keys());
+        killed_maps.extend(maps.into_keys());
         let (status, log) = agent.stop_with(libc::SIGKILL);
         assert!(
             !status.success(),
@@ -293,11 +359,26 @@ fn a_hundred_sigkills_under_load_leak_no_kernel_objects() {
     stop.store(true, Ordering::Relaxed);
     load.join().unwrap();
     // Objects are freed once their last fd closes, after an RCU grace period.
-    eventually(
-        Duration::from_secs(30),
-        "every object of the killed agents to be freed",
-        || orphaned_kernel_objects().is_empty().then_some(()),
-    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let programs = kernel_objects("prog");
+        let maps = kernel_objects("map");
+        let left: Vec<&String> = killed_programs
+            .iter()
+            .filter_map(|id| programs.get(id))
+            .chain(killed_maps.iter().filter_map(|id| maps.get(id)))
+            .map(|(_, description)| description)
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "objects of killed agents still loaded 30 s later: {left:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(killed_programs.len() >= 100 && killed_maps.len() >= 100);
     let agent = Agent::start(&[]);
     assert_eq!(
         agent

@@ -326,7 +326,7 @@ fn bad_config_files_are_one_line_and_start_nothing() {
         ),
         (
             Some("basic_auth_users:\n  alice: not-a-hash\n"),
-            &["web.yml", "bcrypt", "line 2"][..],
+            &["web.yml: line 2 column 3: basic_auth_users.alice: not a bcrypt hash"][..],
         ),
     ] {
         let path = match yaml {
@@ -335,7 +335,11 @@ fn bad_config_files_are_one_line_and_start_nothing() {
         };
         let output = run_with_config(&path);
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(1), "{yaml:?}: {output:?}");
+        assert_eq!(output.status.code(), Some(2), "{yaml:?}: bad input exits 2: {output:?}");
+        assert!(
+            stderr.starts_with("monitor-agent: error: web config "),
+            "{yaml:?}: {stderr}"
+        );
         assert_eq!(
             stderr.trim_end().lines().count(),
             1,

@@ -75,19 +75,24 @@ impl WebConfig {
     }
 }
 
+/// The error as the operator needs it: where first (`line L column C:`), then the field,
+/// then what is wrong and how to fix it.
+///
 /// serde_norway places an error at the start of the mapping that holds the bad key, and at
 /// the top level nowhere at all; when the message names a key (`unknown field `x``, or the
-/// first `backticked` word of our own messages), point at that key's line instead.
+/// first `backticked` word of our own messages), point at that key's line instead. An error in
+/// a map's value (a user's password hash) is placed on that entry: its key is named too.
 fn yaml_error(text: &str, err: &serde_norway::Error) -> anyhow::Error {
     let mut message = err.to_string();
-    let mut from_line = 0;
+    let mut located = None;
     if let Some(location) = err.location() {
         let suffix = format!(" at line {} column {}", location.line(), location.column());
         if let Some(stripped) = message.strip_suffix(&suffix) {
             message = stripped.to_owned();
-            from_line = location.line().saturating_sub(1);
+            located = Some((location.line(), location.column()));
         }
     }
+    let from_line = located.map_or(0, |(line, _)| line.saturating_sub(1));
     let key = message.split('`').nth(1).filter(|key| !key.is_empty());
     let key_line = key.and_then(|key| {
         text.lines()
@@ -105,9 +110,31 @@ fn yaml_error(text: &str, err: &serde_norway::Error) -> anyhow::Error {
                 .then_some(index + 1)
             })
     });
-    match key_line {
-        Some(line) => anyhow!("{message} at line {line}"),
-        None => anyhow!("{err}"),
+    if let Some(line) = key_line {
+        return anyhow!("line {line}: {message}");
+    }
+    let Some((line, column)) = located else {
+        return anyhow!("{message}");
+    };
+    anyhow!("line {line} column {column}: {}", name_entry(text, line, &message))
+}
+
+/// `path: what` → `path.key: what` when the error sits on a `key: value` line under `path`
+/// (serde names the map, not the entry: `basic_auth_users`, not the user).
+fn name_entry(text: &str, line: usize, message: &str) -> String {
+    let entry_key = text
+        .lines()
+        .nth(line.saturating_sub(1))
+        .and_then(|line| line.trim_start().split_once(':'))
+        .map(|(key, _)| key.trim().trim_matches(|c| c == '\'' || c == '"'))
+        .filter(|key| !key.is_empty() && !key.contains(' '));
+    match (entry_key, message.split_once(": ")) {
+        (Some(key), Some((path, what)))
+            if !path.contains(' ') && path.rsplit('.').next() != Some(key) =>
+        {
+            format!("{path}.{key}: {what}")
+        }
+        _ => message.to_owned(),
     }
 }
 

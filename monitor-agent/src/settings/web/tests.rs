@@ -156,8 +156,10 @@ fn mismatched_or_non_pem_files_are_refused() {
 fn bad_bcrypt_hash_is_refused_with_its_line() {
     let fixture = Fixture::new("bcrypt");
     let error = fixture.error("basic_auth_users:\n  alice: $2y$10$tooshort\n");
+    // Where, then whose, then what and how to fix it.
     assert!(
-        error.contains("bcrypt") && error.contains("line 2"),
+        error.contains("line 2 column 3: basic_auth_users.alice: not a bcrypt hash")
+            && error.ends_with("make one with: htpasswd -nBC 10 \"\" | tr -d ':\\n'"),
         "{error}"
     );
     let error = fixture.error("basic_auth_users:\n  alice: secret\n");

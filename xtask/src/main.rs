@@ -216,12 +216,22 @@ enum Cmd {
     #[command(name = kernels::GUEST_COMMAND, hide = true)]
     KernelsGuest(kernels::GuestOptions),
 
-    /// Run the release agent under a mixed load and check memory and event loss (as root).
+    /// Run the release agent under a load feeding every signal and check it (as root).
     #[command(long_about = "Soak test: the release agent runs for --duration under \
-        stress-ng (CPU, fork, exec, context switches) plus the ground-truth syscall workload. \
-        Its RSS and self-metrics are sampled; it passes when RSS grows less than 10% after \
-        the warm-up (the first fifth) and no process event is lost. Writes the figures to \
-        docs/reliability.md. Not part of `cargo xtask test`: it takes 10 minutes by default.")]
+        stress-ng (CPU, fork, exec, context switches), the ground-truth syscall workload, and \
+        a Python HTTP/1.1 server and client on loopback (keep-alive requests answered 200 and \
+        404, new connections every few seconds, connects refused by a closed port).\n\n\
+        Every --sample-every the agent's RSS is read, and from /metrics every ring's produced, \
+        read, lost and malformed counts, monitor_series of every workload family, and the \
+        kernel maps' entries and insert failures; a row missing from a scrape (or gone since \
+        an earlier one) fails the soak, naming it. After the load stops, a last sample is \
+        taken once the rings are drained.\n\n\
+        Passes when RSS grows less than 10% after the warm-up (one series TTL, at most half \
+        the run); after the drain no ring lost or could not decode an event and each has \
+        produced = read + lost; no kernel map refused a key; and each family the load feeds \
+        (syscall, TCP connect, connections, network bytes, HTTP server and client) has series \
+        at the end of the load. Writes the figures to --output (logs under \
+        target/xtask-soak/). Not part of `cargo xtask test`: it takes 10 minutes by default.")]
     Soak {
         /// How long to run (s, m or h).
         #[arg(long, default_value = "10m")]

@@ -61,8 +61,14 @@ pub async fn run(config: Config, web: WebConfig) -> anyhow::Result<()> {
     }
     info!("per-thread maps sized for pid_max = {}", loaded.pid_slots);
 
+    // The probes count what goes wrong instead of logging it (a line per event would flood
+    // the log when the host is busiest), so a build whose probes log nothing has no log ring.
     let kernel_logs = match aya_log::EbpfLogger::init(&mut loaded.ebpf) {
         Ok(logger) => Some(logger),
+        Err(aya_log::Error::MapNotFound) => {
+            log::debug!("the probes log nothing (no AYA_LOGS map)");
+            None
+        }
         Err(err) => {
             warn!("probe logs unavailable: {err}");
             None

@@ -9,7 +9,6 @@ use aya_ebpf::{
     macros::raw_tracepoint,
     programs::RawTracePointContext,
 };
-use aya_log_ebpf::warn;
 use monitor_common::{
     Counter, Histogram, SyscallErrorKey, SyscallKey, ThreadStart, event_kind, hist,
 };
@@ -75,7 +74,7 @@ pub fn mon_sys_exit(ctx: RawTracePointContext) -> i32 {
         generation,
         nr: start.nr,
     };
-    record_latency(&ctx, &key, duration_ns);
+    record_latency(&key, duration_ns);
 
     let ret: i64 = ctx.arg(1);
     if (-MAX_ERRNO..0).contains(&ret) {
@@ -109,18 +108,16 @@ fn current_generation(tgid: u32, leader: bool) -> u32 {
 }
 
 #[inline(always)]
-fn record_latency(ctx: &RawTracePointContext, key: &SyscallKey, duration_ns: u64) {
+fn record_latency(key: &SyscallKey, duration_ns: u64) {
     let stats = match SYSCALL_STATS.get_ptr_mut(key) {
         Some(stats) => stats,
         None => {
             if let Err(err) = SYSCALL_STATS.insert(key, Histogram::ZERO, BPF_NOEXIST.into()) {
                 // EEXIST: another CPU created the key between our lookup and insert.
                 if i64::from(err) != -EEXIST {
+                    // Counted, and reported by the agent once per sweep: a log line per
+                    // refused key would flood the log exactly when the host is busiest.
                     bump(Counter::SyscallStatsFull);
-                    warn!(
-                        ctx,
-                        "SYSCALL_STATS refused a key (error {}): raise its size", err
-                    );
                     return;
                 }
             }

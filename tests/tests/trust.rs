@@ -301,8 +301,8 @@ fn kernel_name(name: &str) -> String {
 }
 
 /// What the agent must hold while it runs: every program attached (the `probe` label of each
-/// `monitor_probe_attached` series at 1), every map of the object, its `.rodata` (the
-/// load-time globals) and aya-log's ring.
+/// `monitor_probe_attached` series at 1), every map of the object and its `.rodata` (the
+/// load-time globals).
 fn expected_objects(agent: &Agent) -> (BTreeSet<String>, BTreeSet<String>) {
     let scrape = agent.scrape();
     let programs = scrape
@@ -313,7 +313,7 @@ fn expected_objects(agent: &Agent) -> (BTreeSet<String>, BTreeSet<String>) {
     let maps = monitor_common::map::ALL
         .iter()
         .copied()
-        .chain([".rodata", "AYA_LOGS"])
+        .chain([".rodata"])
         .map(kernel_name)
         .collect();
     (programs, maps)

@@ -6,7 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use log::info;
+use log::{info, warn};
 use monitor_common::{Counter, Owner, map};
 
 use crate::{
@@ -50,6 +50,16 @@ pub struct Settings {
     pub signals: signals::Settings,
 }
 
+/// Exits after which the next sweep comes early: each finished process leaves its keys in
+/// the kernel maps until a sweep frees them, so under process churn (cron bursts, CI steps,
+/// `stress-ng --exec`) the maps would fill between regular sweeps.
+const EARLY_SWEEP_EXITS: u64 = 128;
+/// The least time between two sweeps, early or not (also `--kernel.sweep-interval`'s floor).
+const MIN_SWEEP_GAP: Duration = Duration::from_millis(100);
+
+/// How often a full map is reported in the log at most.
+const FULL_MAP_WARNING_EVERY: Duration = Duration::from_secs(60);
+
 const PROCESS_RING: RingSpec = RingSpec {
     map: map::PROCESS_EVENTS,
     label: "process_events",
@@ -69,6 +79,11 @@ pub struct Pipeline {
     name_grace: Duration,
     unnamed: HashMap<Owner, Instant>,
     events_paused_until: Option<Instant>,
+    /// Process exits read since the last sweep, and when that was (`sweep_due`).
+    exits_since_sweep: u64,
+    last_sweep: Option<Instant>,
+    /// Per map: refused inserts at the last warning, and when it was (`warn_full_maps`).
+    full_maps_warned: HashMap<&'static str, (u64, Instant)>,
     probes: Vec<ProbeState>,
     build: BuildInfo,
 }
@@ -106,6 +121,9 @@ impl Pipeline {
             name_grace: (settings.sweep_interval * 3).max(Duration::from_secs(30)),
             unnamed: HashMap::new(),
             events_paused_until: None,
+            exits_since_sweep: 0,
+            last_sweep: None,
+            full_maps_warned: HashMap::new(),
             probes: loaded.probes.clone(),
             build: BuildInfo::current(),
         })
@@ -139,13 +157,26 @@ impl Pipeline {
             return;
         }
         let names = &mut self.names;
+        let exits = &mut self.exits_since_sweep;
         self.events.drain(|event| {
+            if event.kind == decode::ProcessEventKind::Exit {
+                *exits += 1;
+            }
             names.apply(&event, now);
             // Read while the process runs: by the sweep it may be gone.
             if event.kind != decode::ProcessEventKind::Exit {
                 names.learn_facts(event.owner, || Facts::read(event.owner.tgid));
             }
         });
+    }
+
+    /// Whether enough processes ended since the last sweep that their kernel entries should
+    /// be freed now rather than at the next regular sweep.
+    pub fn sweep_due(&self, now: Instant) -> bool {
+        self.exits_since_sweep >= EARLY_SWEEP_EXITS
+            && self
+                .last_sweep
+                .is_none_or(|last| now.duration_since(last) >= MIN_SWEEP_GAP)
     }
 
     /// Lets one signal read its rings (see `Signal::drain`).
@@ -193,11 +224,13 @@ impl Pipeline {
     /// Names every kernel entry, folds and frees those of finished generations, and returns
     /// the exported series.
     pub fn refresh(&mut self, now: Instant) -> Snapshot {
+        self.last_sweep = Some(now);
         // Expiries at the last publish freed budget.
         let in_use: u64 = self.series_counts().iter().map(|count| count.in_use).sum();
         self.budget.recount(in_use as usize);
         // Events first: an exit must name its process before its entries are retired.
         self.drain_process_events(now);
+        self.exits_since_sweep = 0;
         for index in 0..self.signals.len() {
             self.drain_signal(index, now);
         }
@@ -217,6 +250,7 @@ impl Pipeline {
             !names.is_known(*owner) && now.duration_since(*since) < UNNAMED_GRACE * 2
         });
         let health = self.health(&map_entries);
+        self.warn_full_maps(&health.insert_failures, now);
         published.extend(health::published(&health, &self.probes, &self.build));
         Snapshot { published }
     }
@@ -249,6 +283,27 @@ impl Pipeline {
             insert_failures,
             series: self.series_counts(),
             series_max: self.budget.max(),
+        }
+    }
+
+    /// One warning per map and minute while a map refuses keys: the probes only count them
+    /// (a line per refusal would flood the log when the host is busiest).
+    fn warn_full_maps(&mut self, failures: &[(&'static str, u64)], now: Instant) {
+        for &(map, refused) in failures {
+            let (warned_at_count, warned_at) = match self.full_maps_warned.get(map) {
+                Some(&(count, at)) => (count, Some(at)),
+                None => (0, None),
+            };
+            if refused > warned_at_count
+                && warned_at.is_none_or(|at| now.duration_since(at) >= FULL_MAP_WARNING_EVERY)
+            {
+                warn!(
+                    "kernel map {map} is full: {} new keys refused (their events uncounted, \
+                     see monitor_kernel_map_insert_failures_total); raise its --kernel.* size",
+                    refused - warned_at_count
+                );
+                self.full_maps_warned.insert(map, (refused, now));
+            }
         }
     }
 

@@ -117,9 +117,14 @@ impl Tasks {
         let ready = watch_readable(process_fd)?;
         let pipeline = Rc::clone(&self.pipeline);
         tokio::task::spawn_local(read(ready, None, move || {
-            pipeline
-                .borrow_mut()
-                .drain_process_events(std::time::Instant::now())
+            let mut pipeline = pipeline.borrow_mut();
+            let now = std::time::Instant::now();
+            pipeline.drain_process_events(now);
+            // Under process churn, free the ended processes' kernel entries before the maps
+            // fill (see `Pipeline::sweep_due`).
+            if pipeline.sweep_due(now) {
+                pipeline.refresh(now);
+            }
         }));
         // The TCP and payload probes wake the reader only once a batch is waiting (see
         // `maps::batched_wakeup` in the probes); the poll drains what a quiet moment leaves.

@@ -19,12 +19,18 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(LoadError::Usage(err)) => {
             use clap::error::ErrorKind;
-            if matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+            if matches!(
+                err.kind(),
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+            ) {
                 err.exit();
             }
             // clap's message starts with "error: ", its usage and hint follow.
             let rendered = err.render().to_string();
-            eprint!("{PREFIX}{}", rendered.strip_prefix("error: ").unwrap_or(&rendered));
+            eprint!(
+                "{PREFIX}{}",
+                rendered.strip_prefix("error: ").unwrap_or(&rendered)
+            );
             return ExitCode::from(BAD_INPUT);
         }
         Err(LoadError::File(err)) => {

@@ -33,6 +33,10 @@ pub mod program {
     /// Fallback for both on kernels without those tracepoints (6.1 and older): the exits of the
     /// read/write/send/recv system calls, the socket found from the file descriptor.
     pub const SOCK_IO_SYSCALL_EXIT: &str = "mon_sock_io_exit";
+    /// Scheduler: a task became runnable (woken, or new), and a CPU switched tasks.
+    pub const SCHED_WAKEUP: &str = "mon_sched_wakeup";
+    pub const SCHED_WAKEUP_NEW: &str = "mon_sched_wakeup_new";
+    pub const SCHED_SWITCH: &str = "mon_sched_switch";
 }
 
 /// Map names (the `static` names in `monitor-ebpf`).
@@ -50,9 +54,13 @@ pub mod map {
     pub const TCP_EVENTS: &str = "TCP_EVENTS";
     pub const PAYLOAD_SOCKS: &str = "PAYLOAD_SOCKS";
     pub const PAYLOAD_EVENTS: &str = "PAYLOAD_EVENTS";
+    pub const RUNQ_SINCE: &str = "RUNQ_SINCE";
+    pub const SCHED_CPU: &str = "SCHED_CPU";
+    pub const RUNQ_LATENCY: &str = "RUNQ_LATENCY";
+    pub const CPU_TIME: &str = "CPU_TIME";
 
     /// Every map of the object, for tools that look for leftovers.
-    pub const ALL: [&str; 13] = [
+    pub const ALL: [&str; 17] = [
         THREAD_START,
         PROCESS_STATE,
         EXCLUDED,
@@ -66,6 +74,10 @@ pub mod map {
         TCP_EVENTS,
         PAYLOAD_SOCKS,
         PAYLOAD_EVENTS,
+        RUNQ_SINCE,
+        SCHED_CPU,
+        RUNQ_LATENCY,
+        CPU_TIME,
     ];
 }
 
@@ -130,6 +142,11 @@ pub mod capacity {
     pub const PAYLOAD_SOCKS: u32 = 65_536;
     /// Bytes of the payload ring buffer: about 7 000 captured reads/writes in flight.
     pub const PAYLOAD_EVENTS_BYTES: u32 = 4 * 1024 * 1024;
+    /// Runnable tasks waiting for a CPU (LRU by task: one woken and gone is forgotten).
+    pub const RUNQ_SINCE: u32 = 32_768;
+    /// Process incarnations with run-queue waits or CPU time between sweeps.
+    pub const RUNQ_LATENCY: u32 = 4_096;
+    pub const CPU_TIME: u32 = 4_096;
     /// Payload bytes copied per socket read or write: a request line and its headers.
     pub const PAYLOAD_CAPTURE: usize = 512;
 }
@@ -175,10 +192,14 @@ pub enum Counter {
     /// Reads/writes on a socket being captured whose user buffer could not be found or read
     /// (a syscall without a plain buffer such as `sendfile` or io_uring, or a fault).
     PayloadUnreadable = 16,
+    /// `RUNQ_LATENCY` refused a key (full): that wait went uncounted.
+    RunqLatencyFull = 17,
+    /// `CPU_TIME` refused a key (full): that time slice went uncounted.
+    CpuTimeFull = 18,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 17] = [
+    pub const ALL: [Counter; 19] = [
         Counter::ProcessEventsProduced,
         Counter::ProcessEventsDropped,
         Counter::SyscallStatsFull,
@@ -196,6 +217,8 @@ impl Counter {
         Counter::PayloadEventsProduced,
         Counter::PayloadEventsDropped,
         Counter::PayloadUnreadable,
+        Counter::RunqLatencyFull,
+        Counter::CpuTimeFull,
     ];
     pub const LEN: u32 = Self::ALL.len() as u32;
 }
@@ -295,6 +318,18 @@ pub struct ProcessState {
     pub generation: u32,
     /// Non-zero once an event has named this generation; reset with every bump.
     pub announced: u32,
+}
+
+/// Value of `SCHED_CPU` (one per CPU): the task on this CPU now, since when, and how long it
+/// waited for it. Both are charged to that task's process when it leaves the CPU, where
+/// `current` names it without reading `task_struct`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SchedCpu {
+    /// `bpf_ktime_get_ns()` when it was switched in; 0: unknown (before the agent).
+    pub since_ns: u64,
+    /// Its run-queue wait before that, if it was seen becoming runnable; 0: none.
+    pub waited_ns: u64,
 }
 
 /// Kinds of `ProcessEvent`.
@@ -458,6 +493,7 @@ const _: () = {
     assert!(core::mem::size_of::<ThreadStart>() == 16);
     assert!(core::mem::size_of::<ProcessState>() == 8);
     assert!(core::mem::size_of::<ProcessEvent>() == 40);
+    assert!(core::mem::size_of::<SchedCpu>() == 16);
 };
 
 #[cfg(feature = "user")]
@@ -476,6 +512,7 @@ mod pod {
     unsafe impl aya::Pod for super::TcpConn {}
     unsafe impl aya::Pod for super::TcpEvent {}
     unsafe impl aya::Pod for super::PayloadEvent {}
+    unsafe impl aya::Pod for super::SchedCpu {}
 }
 
 #[cfg(test)]

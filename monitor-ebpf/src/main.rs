@@ -8,6 +8,7 @@ mod network;
 mod noop;
 mod payload;
 mod process;
+mod sched;
 mod sock;
 mod socket_io;
 mod syscalls;

@@ -8,8 +8,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use monitor_common::{
-    Counter, Histogram, ListenerKey, NetBytes, Owner, ProcessEvent, ProcessState, SyscallErrorKey,
-    SyscallKey, TcpConn, ThreadStart, capacity,
+    Counter, Histogram, ListenerKey, NetBytes, Owner, ProcessEvent, ProcessState, SchedCpu,
+    SyscallErrorKey, SyscallKey, TcpConn, ThreadStart, capacity,
 };
 
 /// The agent's own TGID (set at load): its scrapes and map reads are not what users watch.
@@ -89,6 +89,26 @@ pub static PAYLOAD_SOCKS: LruHashMap<u64, u32> =
 /// Captured socket reads and writes of connections that look like a request protocol.
 #[map]
 pub static PAYLOAD_EVENTS: RingBuf = RingBuf::with_byte_size(capacity::PAYLOAD_EVENTS_BYTES, 0);
+
+/// Runnable tasks by kernel address, since when: set at wakeup or preemption, taken when the
+/// task gets a CPU. LRU: a task woken and gone before it ran is forgotten, nothing leaks.
+#[map]
+pub static RUNQ_SINCE: LruHashMap<u64, u64> = LruHashMap::with_max_entries(capacity::RUNQ_SINCE, 0);
+
+/// Per CPU: the task on it since when, and how long it waited first (`SchedCpu`).
+#[map]
+pub static SCHED_CPU: PerCpuArray<SchedCpu> = PerCpuArray::with_max_entries(1, 0);
+
+/// Run-queue waits per process incarnation, summed per CPU: one update per context switch,
+/// far too frequent for a ring buffer.
+#[map]
+pub static RUNQ_LATENCY: PerCpuHashMap<Owner, Histogram> =
+    PerCpuHashMap::with_max_entries(capacity::RUNQ_LATENCY, BPF_F_NO_PREALLOC);
+
+/// CPU time per process incarnation (nanoseconds), summed per CPU.
+#[map]
+pub static CPU_TIME: PerCpuHashMap<Owner, u64> =
+    PerCpuHashMap::with_max_entries(capacity::CPU_TIME, BPF_F_NO_PREALLOC);
 
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::LEN, 0);

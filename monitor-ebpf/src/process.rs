@@ -47,6 +47,7 @@ fn process_exit(process_ends: bool) -> i32 {
     }
     if process_ends {
         let tgid = (pid_tgid >> 32) as u32;
+        crate::sched::process_ends(tgid);
         let generation = PROCESS_STATE.get(tgid).map_or(0, |state| state.generation);
         emit_process_event(event_kind::EXIT, tgid, generation);
         next_generation(tgid, 0);

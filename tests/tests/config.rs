@@ -77,7 +77,11 @@ fn run_loading_nothing(args: &[&str]) -> Output {
 
 fn assert_one_line_file_error(output: &Output, path: &Path, line: usize, field: &str) {
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "bad input exits 2: {output:?}");
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "bad input exits 2: {output:?}"
+    );
     assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
     let expected = format!(
         "monitor-agent: error: config file {}: line {line}: {field}: ",
@@ -150,7 +154,11 @@ fn a_bad_file_is_refused_even_from_the_environment_and_before_privileges() {
     assert_one_line_file_error(&output, &path, 2, "labels.pid");
     let missing = dir.path().join("missing.yml");
     let output = run_loading_nothing(&["--config.file", missing.to_str().unwrap()]);
-    assert_eq!(output.status.code(), Some(2), "bad input exits 2: {output:?}");
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "bad input exits 2: {output:?}"
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     assert!(

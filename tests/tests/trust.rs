@@ -210,9 +210,11 @@ fn full_kernel_maps_count_refusals_and_the_agent_keeps_working() {
     }
     // After the map filled, a series whose key fits keeps growing.
     let before = getppid(&scrape).unwrap();
-    eventually(Duration::from_secs(10), "the ticker's series to grow", || {
-        (getppid(&agent.scrape()).unwrap() > before).then_some(())
-    });
+    eventually(
+        Duration::from_secs(10),
+        "the ticker's series to grow",
+        || (getppid(&agent.scrape()).unwrap() > before).then_some(()),
+    );
     assert_eq!(http_get(agent.address, "/healthz").unwrap().0, 200);
     drop(ticker);
 }

@@ -335,7 +335,11 @@ fn bad_config_files_are_one_line_and_start_nothing() {
         };
         let output = run_with_config(&path);
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(2), "{yaml:?}: bad input exits 2: {output:?}");
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{yaml:?}: bad input exits 2: {output:?}"
+        );
         assert!(
             stderr.starts_with("monitor-agent: error: web config "),
             "{yaml:?}: {stderr}"

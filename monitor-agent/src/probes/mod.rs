@@ -68,7 +68,7 @@ const SOCKET_IO_FALLBACK: Hook = Hook {
 /// In attach order: process lifecycle first so generations exist before the first syscall
 /// is keyed; `sys_enter` before `sys_exit` so exits find their start times; socket
 /// destruction before the state changes that track sockets, so no entry outlives its socket.
-pub const PROBES: [Probe; 11] = [
+pub const PROBES: [Probe; 14] = [
     Probe {
         program: program::PROCESS_EXEC,
         tracepoint: "sched_process_exec",
@@ -151,6 +151,28 @@ pub const PROBES: [Probe; 11] = [
         fallback: Some(SOCKET_IO_FALLBACK),
         needs: SOCKET_IO_NEEDS,
         reads_structs: true,
+    },
+    // Wakeups before switches, so a switch finds the wait it ends.
+    Probe {
+        program: program::SCHED_WAKEUP,
+        tracepoint: "sched_wakeup",
+        fallback: None,
+        needs: "raw tracepoints (4.17+)",
+        reads_structs: false,
+    },
+    Probe {
+        program: program::SCHED_WAKEUP_NEW,
+        tracepoint: "sched_wakeup_new",
+        fallback: None,
+        needs: "raw tracepoints (4.17+)",
+        reads_structs: false,
+    },
+    Probe {
+        program: program::SCHED_SWITCH,
+        tracepoint: "sched_switch",
+        fallback: None,
+        needs: "raw tracepoints (4.17+)",
+        reads_structs: false,
     },
 ];
 

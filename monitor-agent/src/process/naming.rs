@@ -25,9 +25,19 @@ pub const UNNAMED_GRACE: Duration = Duration::from_secs(10);
 
 /// A kernel map key: whose it is, and its family's own label values.
 pub trait KernelKey: Copy {
-    const FAMILY: &'static str;
     fn owner(&self) -> Owner;
     fn values(&self) -> Vec<String>;
+}
+
+/// A map keyed by the process incarnation alone (bytes, CPU time, run-queue waits): no label
+/// of its own.
+impl KernelKey for Owner {
+    fn owner(&self) -> Owner {
+        *self
+    }
+    fn values(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// A ring-buffer event that belongs to one process incarnation, applied once it is named.
@@ -117,6 +127,7 @@ impl<'a> Naming<'a> {
     pub fn sort<K: KernelKey, V: Observations>(
         &mut self,
         rows: Vec<(K, V)>,
+        family: &'static str,
         table: &mut SeriesTable<WorkloadLabels, V>,
         recorder: &mut Recorder,
     ) -> (HashMap<WorkloadLabels, V>, Vec<K>) {
@@ -143,7 +154,7 @@ impl<'a> Naming<'a> {
             };
             // A live label set not in the table yet is admitted (or sent to the overflow
             // series) here, before `publish` creates it.
-            let labels = recorder.labels(K::FAMILY, table, &who, key.values());
+            let labels = recorder.labels(family, table, &who, key.values());
             if current {
                 live.entry(labels).or_default().add(&value);
             } else {

@@ -295,6 +295,22 @@ pub mod family {
         labels: &[],
         workload: false,
     };
+    pub const RUNQUEUE_LATENCY: Family = Family {
+        name: "monitor_runqueue_latency_seconds",
+        help: "Each wait of a thread of the process between becoming runnable (woken, new, or \
+               preempted while runnable) and running on a CPU (saturation). Buckets are the \
+               kernel's log2 nanosecond buckets.",
+        kind: Kind::Histogram,
+        labels: &[],
+        workload: true,
+    };
+    pub const CPU_SECONDS: Family = Family {
+        name: "monitor_cpu_seconds_total",
+        help: "Time the process's threads ran on a CPU, counted when a thread leaves the CPU.",
+        kind: Kind::Counter,
+        labels: &[],
+        workload: true,
+    };
     pub const SERIES_EXPIRED: Family = Family {
         name: "monitor_series_expired_total",
         help: "Label sets dropped after the series TTL of idleness, per metric family.",
@@ -303,7 +319,7 @@ pub mod family {
         workload: false,
     };
 
-    pub const ALL: [Family; 33] = [
+    pub const ALL: &[Family] = &[
         SERIES_DROPPED,
         SERIES_BUDGET,
         HTTP_SERVER_DURATION,
@@ -325,6 +341,8 @@ pub mod family {
         NETWORK_BYTES,
         TCP_PEER_OVERFLOW,
         TCP_UNTRACKED_EVENTS,
+        RUNQUEUE_LATENCY,
+        CPU_SECONDS,
         BUILD_INFO,
         PROBE_ATTACHED,
         PROBE_DISABLED,

@@ -5,6 +5,7 @@
 use crate::probes::Loaded;
 
 pub mod http;
+pub mod sched;
 pub mod signal;
 pub mod syscalls;
 pub mod tcp;
@@ -17,5 +18,6 @@ pub fn all(loaded: &mut Loaded, settings: &Settings) -> anyhow::Result<Vec<Box<d
         Box::new(syscalls::Syscalls::take(loaded)?),
         Box::new(tcp::Tcp::take(loaded, settings)?),
         Box::new(http::Http::take(loaded, settings)?),
+        Box::new(sched::Sched::take(loaded)?),
     ])
 }

@@ -93,6 +93,7 @@ pub fn series_count<L: Clone + Eq + std::hash::Hash, V: Observations>(
 /// counted, and `table`'s values (retired + live) published.
 pub fn sweep_map<K, V>(
     map: &mut AggregateMap<K, V>,
+    family: &Family,
     table: &mut SeriesTable<WorkloadLabels, V>,
     ctx: &mut Context,
 ) -> Vec<(WorkloadLabels, V)>
@@ -102,7 +103,7 @@ where
 {
     let rows = map.rows();
     let total = rows.len();
-    let (live, finished) = ctx.naming.sort(rows, table, &mut ctx.recorder);
+    let (live, finished) = ctx.naming.sort(rows, family.name, table, &mut ctx.recorder);
     for key in &finished {
         map.remove(key);
     }

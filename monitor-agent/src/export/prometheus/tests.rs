@@ -11,6 +11,7 @@ use crate::{
     },
     signals::{
         http::{self, RequestsSnapshot},
+        sched::{self, SchedSnapshot},
         syscalls::{self, SyscallsSnapshot},
         tcp::{self, ConnCounts, NetworkSnapshot, OVERFLOW_PEER},
     },
@@ -97,6 +98,16 @@ fn requests_snapshot() -> RequestsSnapshot {
     }
 }
 
+fn sched_snapshot() -> SchedSnapshot {
+    let mut waits = Histogram::ZERO;
+    observe(&mut waits, 3_000);
+    observe(&mut waits, 2_000_000);
+    SchedSnapshot {
+        waits: vec![(labels("nginx", 9, &[]), waits)],
+        cpu_ns: vec![(labels("nginx", 9, &[]), 1_500_000_000)],
+    }
+}
+
 fn ring(label: &'static str) -> RingHealth {
     RingHealth {
         label,
@@ -178,6 +189,7 @@ fn published(policy: &LabelPolicy, probes: &[ProbeState], build: &BuildInfo) -> 
     let mut published = syscalls::published(&syscalls_snapshot(), policy);
     published.extend(tcp::published(&network, policy, &counter));
     published.extend(http::published(&requests_snapshot(), policy, 0));
+    published.extend(sched::published(&sched_snapshot(), policy));
     published.extend(health::published(&health(), probes, build));
     published
 }

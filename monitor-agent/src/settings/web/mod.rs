@@ -116,7 +116,10 @@ fn yaml_error(text: &str, err: &serde_norway::Error) -> anyhow::Error {
     let Some((line, column)) = located else {
         return anyhow!("{message}");
     };
-    anyhow!("line {line} column {column}: {}", name_entry(text, line, &message))
+    anyhow!(
+        "line {line} column {column}: {}",
+        name_entry(text, line, &message)
+    )
 }
 
 /// `path: what` → `path.key: what` when the error sits on a `key: value` line under `path`

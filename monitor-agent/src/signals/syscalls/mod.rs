@@ -23,7 +23,6 @@ const FAMILIES: &[Family] = &[
 ];
 
 impl KernelKey for SyscallKey {
-    const FAMILY: &'static str = family::SYSCALL_DURATION.name;
     fn owner(&self) -> Owner {
         Owner {
             tgid: self.tgid,
@@ -36,7 +35,6 @@ impl KernelKey for SyscallKey {
 }
 
 impl KernelKey for SyscallErrorKey {
-    const FAMILY: &'static str = family::SYSCALL_ERRORS.name;
     fn owner(&self) -> Owner {
         Owner {
             tgid: self.tgid,
@@ -81,8 +79,18 @@ impl Signal for Syscalls {
 
     fn publish(&mut self, ctx: &mut Context) -> Vec<Published> {
         let snapshot = SyscallsSnapshot {
-            durations: sweep_map(&mut self.stats, &mut self.durations, ctx),
-            errors: sweep_map(&mut self.errors, &mut self.error_counts, ctx),
+            durations: sweep_map(
+                &mut self.stats,
+                &family::SYSCALL_DURATION,
+                &mut self.durations,
+                ctx,
+            ),
+            errors: sweep_map(
+                &mut self.errors,
+                &family::SYSCALL_ERRORS,
+                &mut self.error_counts,
+                ctx,
+            ),
             unmatched_exits: ctx.counter(Counter::UnmatchedExits),
         };
         published(&snapshot, ctx.recorder.policy)

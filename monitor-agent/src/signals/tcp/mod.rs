@@ -13,7 +13,7 @@ use crate::{
         event_ring::{EventRing, RingRead, RingSpec},
         kernel_maps::AggregateMap,
     },
-    process::naming::{KernelKey, OwnedEvent},
+    process::naming::OwnedEvent,
     series::{
         families::{Family, family},
         labels::{LabelPolicy, Workload},
@@ -50,16 +50,6 @@ const RING: RingSpec = RingSpec {
 
 /// Comm of resets the kernel sends for no socket.
 pub const KERNEL_COMM: &str = "[kernel]";
-
-impl KernelKey for Owner {
-    const FAMILY: &'static str = family::NETWORK_BYTES.name;
-    fn owner(&self) -> Owner {
-        *self
-    }
-    fn values(&self) -> Vec<String> {
-        Vec::new()
-    }
-}
 
 impl OwnedEvent for TcpRecord {
     fn owner(&self) -> Owner {
@@ -110,7 +100,12 @@ impl Signal for Tcp {
     }
 
     fn publish(&mut self, ctx: &mut Context) -> Vec<Published> {
-        let bytes = sweep_map(&mut self.bytes_map, &mut self.bytes, ctx);
+        let bytes = sweep_map(
+            &mut self.bytes_map,
+            &family::NETWORK_BYTES,
+            &mut self.bytes,
+            ctx,
+        );
         let mut snapshot = self.network.publish(ctx.now, ctx.ttl);
         snapshot.bytes = bytes;
         let kernel = ctx.kernel;

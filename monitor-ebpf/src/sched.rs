@@ -1,0 +1,158 @@
+//! Saturation from the scheduler: how long each process's threads waited for a CPU once
+//! runnable (woken, new, or preempted while runnable), and how long they ran.
+//!
+//! Raw tracepoints, no struct reads: `sched_wakeup(p)` and `sched_wakeup_new(p)` key the
+//! wait's start by the task's kernel address; `sched_switch(preempt, prev, next)` runs in
+//! `prev`'s context, so `current` names the task leaving the CPU. The wait and the start of
+//! the slice of the task switched in are kept per CPU and charged to its process when it
+//! leaves, when `current` names it. Switches are tens of thousands a second per CPU: every
+//! value is summed in per-CPU maps, nothing crosses a ring buffer.
+//!
+//! A task leaving the CPU is recorded as waiting from then on, whatever its state: if it
+//! still runs (its slice ended: `preempt` is false for those on the return to user mode,
+//! and only 5.18+ pass the previous state), that is its wait; if it sleeps, its wakeup
+//! restarts the wait before it can run again. No task state is read, on any kernel.
+use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    helpers::{bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns},
+    macros::raw_tracepoint,
+    programs::RawTracePointContext,
+};
+use monitor_common::{Counter, Histogram, Owner, SchedCpu, hist};
+
+use crate::maps::{
+    AGENT_TGID, CPU_TIME, PROCESS_STATE, RUNQ_LATENCY, RUNQ_SINCE, SCHED_CPU, bump, is_excluded,
+};
+
+const EEXIST: i64 = 17;
+
+#[raw_tracepoint(tracepoint = "sched_wakeup")]
+pub fn mon_sched_wakeup(ctx: RawTracePointContext) -> i32 {
+    runnable(ctx.arg(0))
+}
+
+#[raw_tracepoint(tracepoint = "sched_wakeup_new")]
+pub fn mon_sched_wakeup_new(ctx: RawTracePointContext) -> i32 {
+    runnable(ctx.arg(0))
+}
+
+/// Task `task` (its kernel address) is runnable from now on.
+#[inline(always)]
+fn runnable(task: u64) -> i32 {
+    // SAFETY: no preconditions; a plain helper call.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let _ = RUNQ_SINCE.insert(&task, &now, 0);
+    0
+}
+
+#[raw_tracepoint(tracepoint = "sched_switch")]
+pub fn mon_sched_switch(ctx: RawTracePointContext) -> i32 {
+    // SAFETY: no preconditions; a plain helper call.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let next: u64 = ctx.arg(2);
+    let Some(cpu) = SCHED_CPU.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: this CPU's slot of a per-CPU array; switches on one CPU never overlap.
+    let cpu = unsafe { &mut *cpu };
+    // The task leaving the CPU (see the module's comment).
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if pid_tgid as u32 != 0 {
+        // SAFETY: no preconditions; the address is only used as a key.
+        let prev = unsafe { bpf_get_current_task() };
+        let _ = RUNQ_SINCE.insert(&prev, &now, 0);
+        if cpu.since_ns != 0 {
+            charge(
+                (pid_tgid >> 32) as u32,
+                now.wrapping_sub(cpu.since_ns),
+                cpu.waited_ns,
+            );
+        }
+    }
+    // The task switched in: its wait ends now, to be charged when it leaves.
+    // SAFETY: a copy is taken at once; the entry is deleted right after.
+    let since = unsafe { RUNQ_SINCE.get(&next) }.copied().unwrap_or(0);
+    if since != 0 {
+        let _ = RUNQ_SINCE.remove(&next);
+    }
+    cpu.since_ns = now;
+    cpu.waited_ns = if since != 0 && since < now {
+        now - since
+    } else {
+        0
+    };
+    0
+}
+
+/// The current task's process ends (its generation is about to move on): charge the slice it
+/// is in now to the generation that ran it, and stop the slice, so its last moments on the
+/// CPU are not charged to the next generation (a process no event will name).
+#[inline(always)]
+pub fn process_ends(tgid: u32) {
+    let Some(cpu) = SCHED_CPU.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's slot of a per-CPU array; the task is running here, not switching.
+    let cpu = unsafe { &mut *cpu };
+    if cpu.since_ns != 0 {
+        // SAFETY: no preconditions; a plain helper call.
+        let now = unsafe { bpf_ktime_get_ns() };
+        charge(tgid, now.wrapping_sub(cpu.since_ns), cpu.waited_ns);
+    }
+    cpu.since_ns = 0;
+    cpu.waited_ns = 0;
+}
+
+/// Adds a slice of `ran_ns` on a CPU, after a run-queue wait of `waited_ns` (0: none seen),
+/// to process `tgid`'s current incarnation.
+#[inline(always)]
+fn charge(tgid: u32, ran_ns: u64, waited_ns: u64) {
+    if tgid == AGENT_TGID.load() {
+        return;
+    }
+    let generation = PROCESS_STATE.get(tgid).map_or(0, |state| state.generation);
+    if is_excluded(tgid, generation) {
+        return;
+    }
+    let owner = Owner { tgid, generation };
+    if let Some(time) = per_cpu_entry(&CPU_TIME, &owner, 0u64, Counter::CpuTimeFull) {
+        // SAFETY: this CPU's copy of a per-CPU hash value.
+        unsafe { *time += ran_ns };
+    }
+    if waited_ns != 0 {
+        if let Some(stats) = per_cpu_entry(
+            &RUNQ_LATENCY,
+            &owner,
+            Histogram::ZERO,
+            Counter::RunqLatencyFull,
+        ) {
+            // SAFETY: as above.
+            let stats = unsafe { &mut *stats };
+            if let Some(bucket) = stats.buckets.get_mut(hist::bucket(waited_ns)) {
+                *bucket += 1;
+            }
+            stats.sum_ns += waited_ns;
+        }
+    }
+}
+
+/// This CPU's value of `owner` in `map`, created as `zero` if missing; a full map is counted.
+#[inline(always)]
+fn per_cpu_entry<V>(
+    map: &aya_ebpf::maps::PerCpuHashMap<Owner, V>,
+    owner: &Owner,
+    zero: V,
+    full: Counter,
+) -> Option<*mut V> {
+    if let Some(value) = map.get_ptr_mut(owner) {
+        return Some(value);
+    }
+    if let Err(err) = map.insert(owner, &zero, BPF_NOEXIST.into()) {
+        // EEXIST: another CPU created the key between our lookup and insert.
+        if i64::from(err) != -EEXIST {
+            bump(full);
+            return None;
+        }
+    }
+    map.get_ptr_mut(owner)
+}

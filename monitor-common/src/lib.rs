@@ -37,6 +37,9 @@ pub mod program {
     pub const SCHED_WAKEUP: &str = "mon_sched_wakeup";
     pub const SCHED_WAKEUP_NEW: &str = "mon_sched_wakeup_new";
     pub const SCHED_SWITCH: &str = "mon_sched_switch";
+    /// Memory: the OOM killer chose a victim (`mark_victim(task, uid)`, or `(pid)` before).
+    pub const OOM_VICTIM: &str = "mon_oom_victim";
+    pub const OOM_VICTIM_PID: &str = "mon_oom_victim_pid";
 }
 
 /// Map names (the `static` names in `monitor-ebpf`).
@@ -58,9 +61,10 @@ pub mod map {
     pub const SCHED_CPU: &str = "SCHED_CPU";
     pub const RUNQ_LATENCY: &str = "RUNQ_LATENCY";
     pub const CPU_TIME: &str = "CPU_TIME";
+    pub const OOM_KILLS: &str = "OOM_KILLS";
 
     /// Every map of the object, for tools that look for leftovers.
-    pub const ALL: [&str; 17] = [
+    pub const ALL: [&str; 18] = [
         THREAD_START,
         PROCESS_STATE,
         EXCLUDED,
@@ -78,6 +82,7 @@ pub mod map {
         SCHED_CPU,
         RUNQ_LATENCY,
         CPU_TIME,
+        OOM_KILLS,
     ];
 }
 
@@ -89,7 +94,7 @@ pub mod global {
     /// Byte offsets of kernel struct members the network probes read, found in the running
     /// kernel's BTF at start-up (never hard-coded): (global, `struct.member` path, size).
     /// The probes see them as constants (`.rodata` is frozen at load).
-    pub const KERNEL_OFFSETS: [(&str, &str, u32); 18] = [
+    pub const KERNEL_OFFSETS: [(&str, &str, u32); 19] = [
         ("OFF_SKC_FAMILY", "sock_common.skc_family", 2),
         ("OFF_SKC_DADDR", "sock_common.skc_daddr", 4),
         ("OFF_SKC_V6_DADDR", "sock_common.skc_v6_daddr", 16),
@@ -110,6 +115,8 @@ pub mod global {
         ("OFF_FILE_PRIVATE_DATA", "file.private_data", 8),
         ("OFF_INODE_MODE", "inode.i_mode", 2),
         ("OFF_SOCKET_SK", "socket.sk", 8),
+        // The OOM victim's process (`mark_victim(task, uid)`).
+        ("OFF_TASK_TGID", "task_struct.tgid", 4),
     ];
 
     /// Which directions the system-call exit path of socket I/O records (bit 0: sends, bit
@@ -147,6 +154,8 @@ pub mod capacity {
     /// Process incarnations with run-queue waits or CPU time between sweeps.
     pub const RUNQ_LATENCY: u32 = 4_096;
     pub const CPU_TIME: u32 = 4_096;
+    /// OOM victims between sweeps.
+    pub const OOM_KILLS: u32 = 1_024;
     /// Payload bytes copied per socket read or write: a request line and its headers.
     pub const PAYLOAD_CAPTURE: usize = 512;
 }
@@ -196,10 +205,12 @@ pub enum Counter {
     RunqLatencyFull = 17,
     /// `CPU_TIME` refused a key (full): that time slice went uncounted.
     CpuTimeFull = 18,
+    /// `OOM_KILLS` refused a key (full): that OOM kill went uncounted.
+    OomKillsFull = 19,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 19] = [
+    pub const ALL: [Counter; 20] = [
         Counter::ProcessEventsProduced,
         Counter::ProcessEventsDropped,
         Counter::SyscallStatsFull,
@@ -219,6 +230,7 @@ impl Counter {
         Counter::PayloadUnreadable,
         Counter::RunqLatencyFull,
         Counter::CpuTimeFull,
+        Counter::OomKillsFull,
     ];
     pub const LEN: u32 = Self::ALL.len() as u32;
 }

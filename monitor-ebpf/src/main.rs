@@ -6,6 +6,7 @@
 mod maps;
 mod network;
 mod noop;
+mod oom;
 mod payload;
 mod process;
 mod sched;

@@ -110,6 +110,12 @@ pub static RUNQ_LATENCY: PerCpuHashMap<Owner, Histogram> =
 pub static CPU_TIME: PerCpuHashMap<Owner, u64> =
     PerCpuHashMap::with_max_entries(capacity::CPU_TIME, BPF_F_NO_PREALLOC);
 
+/// OOM kills per victim process incarnation (rare: a hash map, summed per CPU all the same
+/// so every per-process map is read the same way).
+#[map]
+pub static OOM_KILLS: PerCpuHashMap<Owner, u64> =
+    PerCpuHashMap::with_max_entries(capacity::OOM_KILLS, BPF_F_NO_PREALLOC);
+
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::LEN, 0);
 

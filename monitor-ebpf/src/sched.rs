@@ -18,7 +18,7 @@ use aya_ebpf::{
     macros::raw_tracepoint,
     programs::RawTracePointContext,
 };
-use monitor_common::{Counter, Histogram, Owner, SchedCpu, hist};
+use monitor_common::{Counter, Histogram, Owner, hist};
 
 use crate::maps::{
     AGENT_TGID, CPU_TIME, PROCESS_STATE, RUNQ_LATENCY, RUNQ_SINCE, SCHED_CPU, bump, is_excluded,

@@ -395,7 +395,13 @@ fn a_hundred_sigkills_under_load_leak_no_kernel_objects() {
 fn assert_all_probes_attached(agent: &Agent) {
     let scrape = agent.scrape();
     let attached: Vec<_> = scrape.matching("monitor_probe_attached", &[]).collect();
-    assert_eq!(attached.len(), 11, "{}", scrape.text);
+    // One row per probe (no probe shares a hook with another here).
+    assert_eq!(
+        attached.len(),
+        monitor_agent::probes::PROBES.len(),
+        "{}",
+        scrape.text
+    );
     assert!(
         attached.iter().all(|sample| sample.value == 1.0),
         "{attached:?}\n{}",
@@ -442,11 +448,19 @@ fn runs_without_kernel_btf() {
     let wrapper = in_mount_namespace("mount --bind /dev/null /sys/kernel/btf/vmlinux");
     let agent = start_wrapped(&wrapper);
     let scrape = agent.scrape();
+    // Exactly the probes that read kernel structs at BTF offsets are refused.
+    let reads_structs = |program: &str| {
+        monitor_agent::probes::PROBES
+            .iter()
+            .find(|probe| probe.program == program)
+            .unwrap_or_else(|| panic!("{program} is no probe"))
+            .reads_structs
+    };
     for state in scrape.matching("monitor_probe_attached", &[]) {
-        let network = state.labels["probe"].starts_with("mon_tcp")
-            || state.labels["probe"].starts_with("mon_sock");
-        assert_eq!(state.value, if network { 0.0 } else { 1.0 }, "{state:?}");
+        let needs_btf = reads_structs(&state.labels["probe"]);
+        assert_eq!(state.value, if needs_btf { 0.0 } else { 1.0 }, "{state:?}");
     }
+    assert!(reads_structs("mon_tcp_state") && !reads_structs("mon_sys_exit"));
     // Refused, not disabled: these must keep the detached-probe alert firing.
     for state in scrape.matching("monitor_probe_disabled", &[]) {
         assert_eq!(state.value, 0.0, "{state:?}");

@@ -68,7 +68,7 @@ const SOCKET_IO_FALLBACK: Hook = Hook {
 /// In attach order: process lifecycle first so generations exist before the first syscall
 /// is keyed; `sys_enter` before `sys_exit` so exits find their start times; socket
 /// destruction before the state changes that track sockets, so no entry outlives its socket.
-pub const PROBES: [Probe; 14] = [
+pub const PROBES: [Probe; 15] = [
     Probe {
         program: program::PROCESS_EXEC,
         tracepoint: "sched_process_exec",
@@ -173,6 +173,16 @@ pub const PROBES: [Probe; 14] = [
         fallback: None,
         needs: "raw tracepoints (4.17+)",
         reads_structs: false,
+    },
+    Probe {
+        program: program::OOM_VICTIM,
+        tracepoint: "mark_victim",
+        fallback: Some(Hook {
+            program: program::OOM_VICTIM_PID,
+            tracepoint: "mark_victim",
+        }),
+        needs: "raw tracepoints (4.17+), kernel BTF (the victim's task_struct.tgid)",
+        reads_structs: true,
     },
 ];
 

@@ -117,6 +117,7 @@ mod tests {
             map::NET_BYTES,
             map::RUNQ_LATENCY,
             map::CPU_TIME,
+            map::OOM_KILLS,
         ];
         expected.sort_unstable();
         assert_eq!(names, expected);

@@ -311,6 +311,13 @@ pub mod family {
         labels: &[],
         workload: true,
     };
+    pub const OOM_KILLS: Family = Family {
+        name: "monitor_oom_kills_total",
+        help: "Processes the OOM killer chose to kill, under the victim's identity.",
+        kind: Kind::Counter,
+        labels: &[],
+        workload: true,
+    };
     pub const SERIES_EXPIRED: Family = Family {
         name: "monitor_series_expired_total",
         help: "Label sets dropped after the series TTL of idleness, per metric family.",
@@ -343,6 +350,7 @@ pub mod family {
         TCP_UNTRACKED_EVENTS,
         RUNQUEUE_LATENCY,
         CPU_SECONDS,
+        OOM_KILLS,
         BUILD_INFO,
         PROBE_ATTACHED,
         PROBE_DISABLED,

@@ -5,6 +5,7 @@
 use crate::probes::Loaded;
 
 pub mod http;
+pub mod oom;
 pub mod sched;
 pub mod signal;
 pub mod syscalls;
@@ -19,5 +20,6 @@ pub fn all(loaded: &mut Loaded, settings: &Settings) -> anyhow::Result<Vec<Box<d
         Box::new(tcp::Tcp::take(loaded, settings)?),
         Box::new(http::Http::take(loaded, settings)?),
         Box::new(sched::Sched::take(loaded)?),
+        Box::new(oom::Oom::take(loaded)?),
     ])
 }

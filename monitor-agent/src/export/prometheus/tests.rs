@@ -11,6 +11,7 @@ use crate::{
     },
     signals::{
         http::{self, RequestsSnapshot},
+        oom,
         sched::{self, SchedSnapshot},
         syscalls::{self, SyscallsSnapshot},
         tcp::{self, ConnCounts, NetworkSnapshot, OVERFLOW_PEER},
@@ -190,6 +191,7 @@ fn published(policy: &LabelPolicy, probes: &[ProbeState], build: &BuildInfo) -> 
     published.extend(tcp::published(&network, policy, &counter));
     published.extend(http::published(&requests_snapshot(), policy, 0));
     published.extend(sched::published(&sched_snapshot(), policy));
+    published.extend(oom::published(&[(labels("java", 11, &[]), 1)], policy));
     published.extend(health::published(&health(), probes, build));
     published
 }

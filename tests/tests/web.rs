@@ -309,7 +309,7 @@ fn bad_config_files_are_one_line_and_start_nothing() {
     let setup = Setup::new("bad");
     let missing = setup.dir.join("missing.yml");
     for (yaml, expected) in [
-        (None, &["cannot read web config", "missing.yml"][..]),
+        (None, &["missing.yml: cannot read it", "No such file"][..]),
         (
             Some("tls_server_config: [unclosed\n"),
             &["web.yml", "line"][..],

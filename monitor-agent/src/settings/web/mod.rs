@@ -45,7 +45,7 @@ impl WebConfig {
     pub fn load(path: &Path) -> anyhow::Result<WebConfig> {
         let text = std::fs::read_to_string(path).with_context(|| {
             format!(
-                "cannot read web config {} (--web.config.file)",
+                "web config {}: cannot read it (--web.config.file)",
                 path.display()
             )
         })?;

@@ -1,8 +1,10 @@
 //! `spin SECONDS CPU`: burns CPU on CPU number `CPU` until `SECONDS` of wall time have
-//! passed, making no system call in the loop: the scheduler tests' CPU-bound workload.
+//! passed, making no system call in the loop: the scheduler tests' CPU-bound workload. Prints
+//! its own ground truth: the CPU seconds it used and the wall seconds it lived (from `main`).
 use std::time::{Duration, Instant};
 
 fn main() {
+    let born = Instant::now();
     let mut args = std::env::args().skip(1);
     let seconds: f64 = args
         .next()
@@ -31,5 +33,18 @@ fn main() {
             spins = std::hint::black_box(spins.wrapping_add(1));
         }
     }
-    println!("{spins}");
+    std::hint::black_box(spins);
+    println!("{} {}", cpu_seconds(), born.elapsed().as_secs_f64());
+}
+
+/// CPU time this process used so far (all its threads; it has one).
+fn cpu_seconds() -> f64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid timespec the call writes.
+    let ok = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut now) };
+    assert_eq!(ok, 0, "clock_gettime");
+    now.tv_sec as f64 + now.tv_nsec as f64 / 1e9
 }

@@ -46,7 +46,9 @@ pub fn utilization(tgid: u32) -> Option<f64> {
 
 /// The soft limit of the `Max open files` row of `/proc/<pid>/limits`; `None` if unlimited.
 fn soft_open_files_limit(limits: &str) -> Option<u64> {
-    let row = limits.lines().find(|line| line.starts_with("Max open files"))?;
+    let row = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))?;
     let soft = row["Max open files".len()..].split_whitespace().next()?;
     soft.parse().ok().filter(|&soft| soft > 0)
 }
@@ -106,7 +108,8 @@ mod tests {
                       Max cpu time              unlimited            unlimited            seconds   \n\
                       Max open files            1000                 524288               files     \n";
         assert_eq!(soft_open_files_limit(limits), Some(1000));
-        let unlimited = "Max open files            unlimited            unlimited            files\n";
+        let unlimited =
+            "Max open files            unlimited            unlimited            files\n";
         assert_eq!(soft_open_files_limit(unlimited), None);
         assert_eq!(soft_open_files_limit(""), None);
     }

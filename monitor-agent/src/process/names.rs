@@ -146,6 +146,16 @@ impl ProcessNames {
         self.known.contains_key(&incarnation)
     }
 
+    /// The incarnations named and not known to have ended (an exit event or a later
+    /// generation ends them).
+    pub fn running(&self) -> Vec<Owner> {
+        self.known
+            .iter()
+            .filter(|(_, known)| known.finished.is_none())
+            .map(|(owner, _)| *owner)
+            .collect()
+    }
+
     pub fn len(&self) -> usize {
         self.known.len()
     }

@@ -122,6 +122,31 @@ impl<'a> Naming<'a> {
         })
     }
 
+    /// The processes running now (named, their generation still the current one) with their
+    /// workload, excluded ones left out: for signals read from `/proc` rather than the kernel.
+    pub fn running(&mut self, now: Instant) -> Vec<(Owner, Workload)> {
+        let mut running = Vec::new();
+        for owner in self.names.running() {
+            if !self.is_current_known(owner) {
+                continue;
+            }
+            if let Some(who) = self.workload(owner, true, now) {
+                running.push((owner, who));
+            }
+        }
+        running
+    }
+
+    /// Current, and known to be: a failed generation lookup does not count as current here.
+    fn is_current_known(&mut self, owner: Owner) -> bool {
+        let maps = self.maps;
+        let now = *self
+            .generations
+            .entry(owner.tgid)
+            .or_insert_with(|| maps.generation(owner.tgid));
+        now == Some(owner.generation)
+    }
+
     /// Splits kernel rows into live series values and finished keys; a finished key's value
     /// is retired into `table` and the key returned, for the caller to free.
     pub fn sort<K: KernelKey, V: Observations>(

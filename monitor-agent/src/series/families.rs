@@ -318,6 +318,14 @@ pub mod family {
         labels: &[],
         workload: true,
     };
+    pub const FD_UTILIZATION: Family = Family {
+        name: "monitor_fd_utilization_ratio",
+        help: "Open file descriptors over the soft limit (RLIMIT_NOFILE), the highest among the \
+               label set's running processes (read from /proc every 5 s).",
+        kind: Kind::Gauge,
+        labels: &[],
+        workload: true,
+    };
     pub const SERIES_EXPIRED: Family = Family {
         name: "monitor_series_expired_total",
         help: "Label sets dropped after the series TTL of idleness, per metric family.",
@@ -351,6 +359,7 @@ pub mod family {
         RUNQUEUE_LATENCY,
         CPU_SECONDS,
         OOM_KILLS,
+        FD_UTILIZATION,
         BUILD_INFO,
         PROBE_ATTACHED,
         PROBE_DISABLED,

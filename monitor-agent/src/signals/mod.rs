@@ -4,6 +4,7 @@
 //! `monitor-ebpf`, its wire types in `monitor-common`, its room here, and one line in `all`.
 use crate::probes::Loaded;
 
+pub mod fds;
 pub mod http;
 pub mod oom;
 pub mod sched;
@@ -21,5 +22,6 @@ pub fn all(loaded: &mut Loaded, settings: &Settings) -> anyhow::Result<Vec<Box<d
         Box::new(http::Http::take(loaded, settings)?),
         Box::new(sched::Sched::take(loaded)?),
         Box::new(oom::Oom::take(loaded)?),
+        Box::new(fds::Fds::new()),
     ])
 }

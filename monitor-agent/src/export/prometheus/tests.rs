@@ -10,6 +10,7 @@ use crate::{
         table::{WorkloadLabels, observe},
     },
     signals::{
+        fds,
         http::{self, RequestsSnapshot},
         oom,
         sched::{self, SchedSnapshot},
@@ -192,6 +193,7 @@ fn published(policy: &LabelPolicy, probes: &[ProbeState], build: &BuildInfo) -> 
     published.extend(http::published(&requests_snapshot(), policy, 0));
     published.extend(sched::published(&sched_snapshot(), policy));
     published.extend(oom::published(&[(labels("java", 11, &[]), 1)], policy));
+    published.extend(fds::published(&[(labels("java", 11, &[]), 0.9)], policy));
     published.extend(health::published(&health(), probes, build));
     published
 }

@@ -1,9 +1,9 @@
 //! Memory saturation: processes the OOM killer chose, counted under the victim's process
 //! incarnation (`OOM_KILLS`), from the raw tracepoint `mark_victim`.
 //!
-//! `mark_victim` passes the victim's task and uid on newer kernels and only its pid on
-//! older ones (5.10, 6.1): `mon_oom_victim` reads the second argument, so attaching it fails
-//! where there is none, and `mon_oom_victim_pid` runs there instead.
+//! `mark_victim` passes the victim's task and uid on newer kernels (6.1 and later in the
+//! matrix) and only its pid on older ones (5.10): `mon_oom_victim` reads the second argument,
+//! so attaching it fails where there is none, and `mon_oom_victim_pid` runs there instead.
 use aya_ebpf::{
     Global, bindings::BPF_NOEXIST, macros::raw_tracepoint, programs::RawTracePointContext,
 };

@@ -9,6 +9,7 @@ mod image;
 mod imports;
 mod kernels;
 mod process;
+mod python;
 mod setup;
 mod slo;
 mod soak;

@@ -52,26 +52,6 @@ const SWEEP_INTERVAL: &str = "1s";
 const CONFIRM_AFTER: Duration = Duration::from_secs(3);
 const AGENT_STOP_GRACE: Duration = Duration::from_secs(20);
 
-/// Python's http.server, HTTP/1.1 with keep-alive: 200 on /ok, 404 on anything else. It
-/// prints its port once listening.
-const HTTP_SERVER: &str = r#"
-import http.server
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        status = 200 if self.path == "/ok" else 404
-        body = b"ok\n" if status == 200 else b"missing\n"
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-print(server.server_address[1], flush=True)
-server.serve_forever()
-"#;
-
 /// http.client over one keep-alive connection: `client.py PORT OK MISSING` makes OK GETs
 /// of /ok, then MISSING of /missing, and fails unless each got the status it should.
 const HTTP_CLIENT: &str = r#"
@@ -542,7 +522,8 @@ impl Workloads<'_> {
             .context("/usr/bin/python3 (Debian package python3)")?;
         let server_script = self.work.join("http_server.py");
         let client_script = self.work.join("http_client.py");
-        fs::write(&server_script, HTTP_SERVER).context("writing the HTTP server script")?;
+        fs::write(&server_script, crate::python::HTTP_SERVER)
+            .context("writing the HTTP server script")?;
         fs::write(&client_script, HTTP_CLIENT).context("writing the HTTP client script")?;
         let mut server = self.named(&comms.http_server, &python)?;
         server.arg(&server_script);

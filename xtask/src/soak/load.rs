@@ -43,26 +43,6 @@ const MISSING_EVERY: u32 = 4;
 const STOP_GRACE: Duration = Duration::from_secs(10);
 const SERVER_START_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Python's http.server, HTTP/1.1 with keep-alive: 200 on /ok, 404 on anything else. It
-/// prints its port once listening.
-const HTTP_SERVER: &str = r#"
-import http.server
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        status = 200 if self.path == "/ok" else 404
-        body = b"ok\n" if status == 200 else b"missing\n"
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-print(server.server_address[1], flush=True)
-server.serve_forever()
-"#;
-
 /// http.client until SIGTERM: `client.py PORT PER_CONNECTION PAUSE_MS REFUSED_EVERY
 /// MISSING_EVERY`. Exits with an error on any unexpected answer; on SIGTERM prints what it
 /// did as `key=value` words.
@@ -221,7 +201,8 @@ impl Http {
         }
         let server_script = dir.join("http_server.py");
         let client_script = dir.join("http_client.py");
-        fs::write(&server_script, HTTP_SERVER).context("writing the HTTP server script")?;
+        fs::write(&server_script, crate::python::HTTP_SERVER)
+            .context("writing the HTTP server script")?;
         fs::write(&client_script, HTTP_CLIENT).context("writing the HTTP client script")?;
         let server_log = dir.join("http-server.log");
         let client_log = dir.join("http-client.log");

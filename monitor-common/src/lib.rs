@@ -328,8 +328,19 @@ pub struct ThreadStart {
 pub struct ProcessState {
     /// Bumped on exec and on process exit.
     pub generation: u32,
-    /// Non-zero once an event has named this generation; reset with every bump.
+    /// `announced::*`: whether an event has named this generation; reset with every bump.
     pub announced: u32,
+}
+
+/// Values of `ProcessState::announced`.
+pub mod announced {
+    /// No event has named this generation yet (also a process older than the agent).
+    pub const NOT_YET: u32 = 0;
+    /// An exec or a first syscall of its leader named it.
+    pub const NAMED: u32 = 1;
+    /// Its process exited and no other has taken the PID yet: what still runs under this
+    /// PID is the dead process's last moments, which belong to no generation.
+    pub const ENDED: u32 = 2;
 }
 
 /// Value of `SCHED_CPU` (one per CPU): the task on this CPU now, since when, and how long it

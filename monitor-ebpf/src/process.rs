@@ -6,7 +6,7 @@
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid, macros::raw_tracepoint, programs::RawTracePointContext,
 };
-use monitor_common::{ThreadStart, event_kind};
+use monitor_common::{ThreadStart, announced, event_kind};
 
 use crate::maps::{PROCESS_STATE, THREAD_START, emit_process_event};
 
@@ -15,7 +15,7 @@ pub fn mon_proc_exec(_ctx: RawTracePointContext) -> i32 {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     // The new program starts a new generation: its syscalls must not add to the old name's.
     // The event names it, so it counts as announced.
-    let generation = next_generation(tgid, 1);
+    let generation = next_generation(tgid, announced::NAMED);
     emit_process_event(event_kind::EXEC, tgid, generation);
     0
 }
@@ -50,7 +50,7 @@ fn process_exit(process_ends: bool) -> i32 {
         crate::sched::process_ends(tgid);
         let generation = PROCESS_STATE.get(tgid).map_or(0, |state| state.generation);
         emit_process_event(event_kind::EXIT, tgid, generation);
-        next_generation(tgid, 0);
+        next_generation(tgid, announced::ENDED);
     }
     0
 }

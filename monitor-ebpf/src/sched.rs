@@ -18,7 +18,7 @@ use aya_ebpf::{
     macros::raw_tracepoint,
     programs::RawTracePointContext,
 };
-use monitor_common::{Counter, Histogram, Owner, hist};
+use monitor_common::{Counter, Histogram, Owner, announced, hist};
 
 use crate::maps::{
     AGENT_TGID, CPU_TIME, PROCESS_STATE, RUNQ_LATENCY, RUNQ_SINCE, SCHED_CPU, bump, is_excluded,
@@ -110,7 +110,15 @@ fn charge(tgid: u32, ran_ns: u64, waited_ns: u64) {
     if tgid == AGENT_TGID.load() {
         return;
     }
-    let generation = PROCESS_STATE.get(tgid).map_or(0, |state| state.generation);
+    let Some(state) = PROCESS_STATE.get(tgid) else {
+        return;
+    };
+    // The dead process's last moments (its wait for the final switch, say) would otherwise
+    // open a key for a generation no event will ever name.
+    if state.announced == announced::ENDED {
+        return;
+    }
+    let generation = state.generation;
     if is_excluded(tgid, generation) {
         return;
     }

@@ -10,7 +10,7 @@ use aya_ebpf::{
     programs::RawTracePointContext,
 };
 use monitor_common::{
-    Counter, Histogram, SyscallErrorKey, SyscallKey, ThreadStart, event_kind, hist,
+    Counter, Histogram, SyscallErrorKey, SyscallKey, ThreadStart, announced, event_kind, hist,
 };
 
 use crate::maps::{
@@ -100,8 +100,8 @@ fn current_generation(tgid: u32, leader: bool) -> u32 {
     // SAFETY: pointer into an array map value; only the leader thread writes `announced`
     // outside exec/exit, which it cannot be running concurrently with.
     let state = unsafe { &mut *state };
-    if leader && state.announced == 0 {
-        state.announced = 1;
+    if leader && state.announced != announced::NAMED {
+        state.announced = announced::NAMED;
         emit_process_event(event_kind::SEEN, tgid, state.generation);
     }
     state.generation

@@ -57,6 +57,17 @@ const EARLY_SWEEP_EXITS: u64 = 128;
 /// The least time between two sweeps, early or not (also `--kernel.sweep-interval`'s floor).
 const MIN_SWEEP_GAP: Duration = Duration::from_millis(100);
 
+/// The flag that sizes `map`, where there is one.
+fn size_flag(map: &str) -> Option<&'static str> {
+    Some(match map {
+        map::SYSCALL_STATS => "--kernel.syscall-stats-entries",
+        map::SYSCALL_ERRORS => "--kernel.syscall-errors-entries",
+        map::TCP_CONNS => "--kernel.tcp-conns-entries",
+        map::NET_BYTES => "--kernel.net-bytes-entries",
+        _ => return None,
+    })
+}
+
 /// How often a full map is reported in the log at most.
 const FULL_MAP_WARNING_EVERY: Duration = Duration::from_secs(60);
 
@@ -297,9 +308,13 @@ impl Pipeline {
             if refused > warned_at_count
                 && warned_at.is_none_or(|at| now.duration_since(at) >= FULL_MAP_WARNING_EVERY)
             {
+                let remedy = match size_flag(map) {
+                    Some(flag) => format!("raise {flag}"),
+                    None => "its size is fixed in this version (no flag)".to_owned(),
+                };
                 warn!(
                     "kernel map {map} is full: {} new keys refused (their events uncounted, \
-                     see monitor_kernel_map_insert_failures_total); raise its --kernel.* size",
+                     see monitor_kernel_map_insert_failures_total); {remedy}",
                     refused - warned_at_count
                 );
                 self.full_maps_warned.insert(map, (refused, now));

@@ -281,7 +281,8 @@ impl HttpReport {
              BPF statistics on (`kernel.bpf_stats_enabled=1`, then `bpftool prog show`: \
              run_time_ns / run_cnt): `mon_sock_send`/`mon_sock_recv` run once per socket \
              write/read of nginx and wrk, and copy the payload of the HTTP ones; the syscall \
-             hooks run on every system call of both.\n\n",
+             hooks run on every system call of both, the scheduler hooks on every context \
+             switch and wakeup.\n\n",
         );
         out.push_str(&super::prog_stats::markdown(&self.program_times));
         out.push_str(CAVEATS);

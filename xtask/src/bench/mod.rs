@@ -236,6 +236,8 @@ fn http_program_times(
         "mon_sock_recv",
         "mon_sys_enter",
         "mon_sys_exit",
+        "mon_sched_switch",
+        "mon_sched_wakeup",
     ];
     match lab.under(Condition::Agent, http_report::BPFTRACE_SCRIPT, || {
         wrk.run(url, seconds)?;

@@ -109,10 +109,17 @@ fn parse(json: &str, names: &[&str], held: &[u64]) -> Result<Vec<ProgramTime>> {
     names
         .iter()
         .map(|&name| {
+            // bpftool prints the whole name from the program's BTF where there is BTF, else
+            // the kernel's 15 bytes of it (so `mon_sched_wakeup` and `mon_sched_wakeup_new`
+            // differ only in full).
             let short = &name[..name.len().min(15)];
             let found: Vec<&serde_json::Value> = programs
                 .iter()
-                .filter(|program| program["name"].as_str() == Some(short))
+                .filter(|program| {
+                    program["name"]
+                        .as_str()
+                        .is_some_and(|shown| shown == name || (shown.len() == 15 && shown == short))
+                })
                 .collect();
             let [program] = found.as_slice() else {
                 bail!("{} programs named {short} loaded, not one", found.len());
@@ -140,6 +147,9 @@ mod tests {
     use super::*;
 
     const SHOW: &str = r#"[{"id":7,"type":"raw_tracepoint","name":"mon_sys_enter","run_time_ns":1200000,"run_cnt":10000},
+        {"id":10,"type":"raw_tracepoint","name":"mon_sched_switch","run_time_ns":4000000,"run_cnt":10000},
+        {"id":11,"type":"raw_tracepoint","name":"mon_sched_switch_new","run_time_ns":9000000,"run_cnt":10000},
+        {"id":12,"type":"raw_tracepoint","name":"mon_long_name_c","run_time_ns":5000000,"run_cnt":10000},
         {"id":8,"type":"raw_tracepoint","name":"mon_sys_exit","run_time_ns":1870000,"run_cnt":10000},
         {"id":9,"type":"raw_tracepoint","name":"noop_sys_enter"}]"#;
 
@@ -149,6 +159,13 @@ mod tests {
         assert_eq!(times[0].ns_per_run, 120.0);
         assert_eq!(times[1].ns_per_run, 187.0);
         assert_eq!(times[1].runs, 10_000);
+        // A name longer than the kernel's 15 bytes, shown whole by bpftool (from BTF).
+        // Another whose first 15 bytes are the same is not it.
+        let times = parse(SHOW, &["mon_sched_switch"], &[10, 11]).unwrap();
+        assert_eq!(times[0].ns_per_run, 400.0);
+        // Without BTF, the kernel's 15 bytes of the name.
+        let times = parse(SHOW, &["mon_long_name_cut"], &[12]).unwrap();
+        assert_eq!(times[0].ns_per_run, 500.0);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Saturation from the scheduler: how long each process's threads waited for a CPU once
-//! runnable (woken, new, or preempted while runnable), and how long they ran.
+//! runnable (woken, new, or their slice over while still runnable), and how long they ran.
 //!
 //! Raw tracepoints, no struct reads: `sched_wakeup(p)` and `sched_wakeup_new(p)` key the
 //! wait's start by the task's kernel address; `sched_switch(preempt, prev, next)` runs in
@@ -10,8 +10,8 @@
 //!
 //! A task leaving the CPU is recorded as waiting from then on, whatever its state: if it
 //! still runs (its slice ended: `preempt` is false for those on the return to user mode,
-//! and only 5.18+ pass the previous state), that is its wait; if it sleeps, its wakeup
-//! restarts the wait before it can run again. No task state is read, on any kernel.
+//! and 5.10 passes no previous state), that is its wait; if it sleeps, its wakeup restarts
+//! the wait before it can run again. No task state is read, on any kernel.
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
     helpers::{bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns},

@@ -481,6 +481,13 @@ pub mod payload_direction {
     pub const INGRESS: u32 = 2;
 }
 
+/// `PayloadEvent::flags`.
+pub mod payload_flags {
+    /// The first read/write captured since the socket was judged: a new connection, even if
+    /// the kernel reuses the address of a closed socket with the same peer.
+    pub const FIRST: u32 = 1;
+}
+
 /// Record of the `PAYLOAD_EVENTS` ring buffer: one read or write on a socket whose traffic
 /// looks like a request protocol, with a prefix of its bytes.
 #[repr(C)]
@@ -491,7 +498,8 @@ pub struct PayloadEvent {
     pub captured: u32,
     /// Bytes the syscall moved.
     pub length: u32,
-    pub _pad: u32,
+    /// `payload_flags`.
+    pub flags: u32,
     pub owner: Owner,
     /// The socket's kernel address: the connection's identity while it lives.
     pub sk: u64,

@@ -7,7 +7,8 @@
 //! The buffer is found from the syscall's own arguments (the task's user registers), so no
 //! `sys_enter` bookkeeping is needed. Each socket is judged on its first reads/writes: a few
 //! chunks that do not start like a request or response, and it is ignored for good at one
-//! hash lookup per call.
+//! hash lookup per call. So is a socket that leaves HTTP: a `101 Switching Protocols`
+//! (WebSocket, h2c) or a `2xx` answer to `CONNECT` (a tunnel) is the last chunk captured.
 use aya_ebpf::{
     bindings::{BPF_ANY, pt_regs},
     helpers::{
@@ -15,7 +16,7 @@ use aya_ebpf::{
         generated::{bpf_get_current_task_btf, bpf_probe_read_user, bpf_task_pt_regs},
     },
 };
-use monitor_common::{Counter, Owner, PayloadEvent, capacity::PAYLOAD_CAPTURE};
+use monitor_common::{Counter, Owner, PayloadEvent, capacity::PAYLOAD_CAPTURE, payload_flags};
 
 use crate::{
     maps::{PAYLOAD_EVENTS, PAYLOAD_SOCKS, batched_wakeup, bump},
@@ -27,6 +28,8 @@ const WAKEUP_BATCH_BYTES: u64 = 256 * 1024;
 
 /// `PAYLOAD_SOCKS` values: 1..=MAX_MISSES count chunks that started no message.
 const CAPTURE: u32 = 100;
+/// Captured, and a `CONNECT` request was seen: a `2xx` answer makes it a tunnel.
+const CONNECTING: u32 = 101;
 const IGNORE: u32 = 200;
 const MAX_MISSES: u32 = 3;
 
@@ -107,13 +110,36 @@ unsafe fn copy_prefix(dst: *mut u8, len: &mut u64, src: u64) -> i64 {
     unsafe { bpf_probe_read_user(dst.cast(), size as u32, src as *const _) }
 }
 
+/// Whether a chunk starts like a request or response: its first four bytes, or all of a
+/// shorter chunk, begin one (clients may write `GE` then `T / HTTP/1.1`).
 #[inline(always)]
 fn starts_message(data: &[u8; PAYLOAD_CAPTURE], captured: usize) -> bool {
-    if captured < 4 {
+    if captured == 0 {
         return false;
     }
-    let head = [data[0], data[1], data[2], data[3]];
-    MESSAGE_STARTS.iter().any(|start| **start == head)
+    MESSAGE_STARTS.iter().any(|start| {
+        (0..4).all(|i| i >= captured || start[i] == data[i])
+    })
+}
+
+/// The verdict after a captured chunk that starts with `data`: a request `CONNECT` waits for
+/// its answer, an upgrade or an accepted tunnel ends the capture.
+#[inline(always)]
+fn verdict_after(verdict: u32, data: &[u8; PAYLOAD_CAPTURE], captured: usize) -> u32 {
+    if captured >= 8 && data[..8] == *b"CONNECT " {
+        return CONNECTING;
+    }
+    let status_line = captured >= 13 && data[..7] == *b"HTTP/1." && data[8] == b' ';
+    if !status_line {
+        return verdict;
+    }
+    match (data[9], data[10], data[11]) {
+        (b'1', b'0', b'1') => IGNORE,
+        (b'2', _, _) if verdict == CONNECTING => IGNORE,
+        // 1xx interim: the tunnel's final answer is still to come.
+        (b'1', _, _) => verdict,
+        _ => CAPTURE,
+    }
 }
 
 /// Captures one socket read or write of `length` bytes, unless the socket was judged not
@@ -134,7 +160,7 @@ pub fn capture(
         return;
     }
     let Some((buffer, size)) = buffer() else {
-        if verdict == CAPTURE {
+        if verdict == CAPTURE || verdict == CONNECTING {
             bump(Counter::PayloadUnreadable);
         }
         return;
@@ -153,19 +179,28 @@ pub fn capture(
     }
     // SAFETY: as above; `data` was written by the helper up to `captured`.
     let starts = unsafe { starts_message(&(*event).data, captured as usize) };
-    if verdict != CAPTURE {
-        let next = if starts {
+    let capturing = verdict == CAPTURE || verdict == CONNECTING;
+    let mut next = verdict;
+    if !capturing {
+        next = if starts {
             CAPTURE
         } else if verdict + 1 >= MAX_MISSES {
             IGNORE
         } else {
             verdict + 1
         };
-        let _ = PAYLOAD_SOCKS.insert(sk, next, BPF_ANY.into());
         if !starts {
+            let _ = PAYLOAD_SOCKS.insert(sk, next, BPF_ANY.into());
             entry.discard(0);
             return;
         }
+    }
+    if starts {
+        // SAFETY: as above.
+        next = unsafe { verdict_after(next, &(*event).data, captured as usize) };
+    }
+    if next != verdict {
+        let _ = PAYLOAD_SOCKS.insert(sk, next, BPF_ANY.into());
     }
     bump(Counter::PayloadEventsProduced);
     if captured == 0 {
@@ -176,7 +211,7 @@ pub fn capture(
         (*event).direction = direction;
         (*event).captured = captured as u32;
         (*event).length = length;
-        (*event)._pad = 0;
+        (*event).flags = if capturing { 0 } else { payload_flags::FIRST };
         (*event).owner = owner;
         (*event).sk = sk;
         (*event).timestamp_ns = now_ns();

@@ -44,6 +44,7 @@
 use std::{collections::VecDeque, fmt};
 
 pub(crate) mod exchange;
+pub mod kernel;
 
 pub use exchange::{HttpExchange, Method, split_host_port};
 

@@ -7,7 +7,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use bytes::Buf as _;
 use monitor_common::{
-    Owner, capacity::PAYLOAD_CAPTURE, direction, event_kind, payload_direction, tcp_event,
+    Owner, capacity::PAYLOAD_CAPTURE, direction, event_kind, payload_direction, payload_flags,
+    tcp_event,
 };
 pub use monitor_protocols::Direction as Flow;
 
@@ -66,6 +67,9 @@ pub struct PayloadRecord {
     pub flow: Flow,
     /// Bytes the syscall moved; `data` is a prefix of them.
     pub length: u32,
+    /// The first read/write captured of this socket: a new connection, whatever came before
+    /// on the same kernel socket address.
+    pub first: bool,
     pub owner: Owner,
     pub sk: u64,
     pub timestamp_ns: u64,
@@ -200,7 +204,7 @@ pub fn payload_event(record: &[u8]) -> Result<PayloadRecord, DecodeError> {
         return Err(DecodeError::Captured(captured));
     }
     let length = buf.get_u32_ne();
-    let _pad = buf.get_u32_ne();
+    let flags = buf.get_u32_ne();
     let tgid = buf.get_u32_ne();
     let generation = buf.get_u32_ne();
     let sk = buf.get_u64_ne();
@@ -211,6 +215,7 @@ pub fn payload_event(record: &[u8]) -> Result<PayloadRecord, DecodeError> {
     Ok(PayloadRecord {
         flow,
         length,
+        first: flags & payload_flags::FIRST != 0,
         owner: Owner { tgid, generation },
         sk,
         timestamp_ns,
@@ -342,7 +347,7 @@ mod tests {
     #[test]
     fn payload_events_carry_only_the_captured_prefix() {
         let mut record = Vec::new();
-        for word in [payload_direction::INGRESS, 3, 700, 0, 42, 1] {
+        for word in [payload_direction::INGRESS, 3, 700, payload_flags::FIRST, 42, 1] {
             record.extend_from_slice(&u32::to_ne_bytes(word));
         }
         record.extend_from_slice(&0xffff_8880_dead_beefu64.to_ne_bytes());
@@ -357,6 +362,7 @@ mod tests {
         record.resize(size_of::<monitor_common::PayloadEvent>(), 0xaa);
         let event = payload_event(&record).unwrap();
         assert_eq!(event.flow, Flow::Ingress);
+        assert!(event.first);
         assert_eq!(
             (event.length, event.owner.tgid, event.owner.generation),
             (700, 42, 1)

@@ -35,7 +35,32 @@ fn run_on(connection: &mut Connection, ios: &[Io<'_>]) -> Vec<HttpExchange> {
 }
 
 fn run(ios: &[Io<'_>]) -> Vec<HttpExchange> {
-    run_on(&mut Connection::new(), ios)
+    let parsed = run_on(&mut Connection::new(), ios);
+    // The probes keep no route for clients: it has no label there.
+    let mut expected = parsed.clone();
+    for exchange in &mut expected {
+        if exchange.role == Role::Client {
+            exchange.route.clear();
+        }
+    }
+    assert_eq!(twin(ios), expected, "the kernel's framing disagrees with the parser");
+    parsed
+}
+
+/// The same read/writes through the framing the probes run.
+fn twin(ios: &[Io<'_>]) -> Vec<HttpExchange> {
+    let mut twin = kernel::KernelTwin::new();
+    let mut out = Vec::new();
+    for &Io(direction, total_len, data, timestamp_ns) in ios {
+        let chunk = Chunk {
+            direction,
+            total_len,
+            data,
+            timestamp_ns,
+        };
+        twin.feed(&chunk, &mut out);
+    }
+    out
 }
 
 /// (method, status, route, duration) of each exchange.
@@ -675,4 +700,134 @@ fn a_connection_caught_mid_stream_locks_on_the_next_request() {
         io(Egress, OK_HELLO, 3),
     ]);
     assert_eq!(summary(&exchanges), [("GET", 200, "/next", 1)]);
+}
+
+/// What only the kernel's framing has: a bounded number of windows per read/write, and a
+/// socket left for good once it stops being HTTP.
+mod kernel_framing {
+    use super::*;
+    use monitor_framing::{MAX_WINDOWS, WINDOW};
+
+    const BUDGET: usize = MAX_WINDOWS as usize * WINDOW;
+
+    #[test]
+    fn a_head_longer_than_the_window_budget_still_counts_its_request_line() {
+        let cookie = "c".repeat(BUDGET);
+        let big = format!("GET /big HTTP/1.1\r\nCookie: {cookie}\r\n\r\n");
+        let exchanges = twin(&[
+            io(Ingress, big.as_bytes(), 10),
+            io(Egress, OK_HELLO, 20),
+            // The request side lost its framing inside that head and finds it again here.
+            io(Ingress, b"GET /next HTTP/1.1\r\n\r\n", 30),
+            io(Egress, OK_HELLO, 45),
+        ]);
+        assert_eq!(
+            summary(&exchanges),
+            [("GET", 200, "/big", 10), ("GET", 200, "/next", 15)]
+        );
+    }
+
+    #[test]
+    fn pipelined_requests_in_one_read_and_responses_in_one_write() {
+        let requests = b"GET /a HTTP/1.1\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyzDELETE /c HTTP/1.1\r\n\r\n";
+        let mut responses = Vec::new();
+        for status in ["200 OK", "201 Created", "204 No Content"] {
+            let length = if status.starts_with("204") { "" } else { "Content-Length: 2\r\n" };
+            let body = if status.starts_with("204") { "" } else { "ok" };
+            responses.extend_from_slice(format!("HTTP/1.1 {status}\r\n{length}\r\n{body}").as_bytes());
+        }
+        let exchanges = run(&[io(Ingress, requests, 1), io(Egress, &responses, 5)]);
+        assert_eq!(
+            summary(&exchanges),
+            [("GET", 200, "/a", 4), ("POST", 201, "/b", 4), ("DELETE", 204, "/c", 4)]
+        );
+    }
+
+    #[test]
+    fn a_one_mebibyte_chunked_response_is_skipped_by_count() {
+        let mut ios_data: Vec<Vec<u8>> = vec![
+            b"GET /stream HTTP/1.1\r\n\r\n".to_vec(),
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
+        ];
+        // Chunks of varying sizes, one write each, their data mostly past what is read.
+        let mut sent = 0;
+        let mut size = 1000;
+        while sent < 1 << 20 {
+            let mut chunk = format!("{size:x}\r\n").into_bytes();
+            chunk.extend(std::iter::repeat_n(b'H', size));
+            chunk.extend_from_slice(b"\r\n");
+            ios_data.push(chunk);
+            sent += size;
+            size = size * 7 % 65_521 + 1;
+        }
+        ios_data.push(b"0\r\n\r\n".to_vec());
+        ios_data.push(b"GET /after HTTP/1.1\r\n\r\n".to_vec());
+        ios_data.push(OK_HELLO.to_vec());
+        let ios: Vec<Io<'_>> = ios_data
+            .iter()
+            .enumerate()
+            .map(|(i, data)| {
+                let direction = match i {
+                    0 => Ingress,
+                    n if n == ios_data.len() - 2 => Ingress,
+                    _ => Egress,
+                };
+                // What the probes read of a write is its first iovec; say it was all of it.
+                io(direction, data, i as u64)
+            })
+            .collect();
+        let exchanges = run(&ios);
+        assert_eq!(
+            summary(&exchanges),
+            [("GET", 200, "/stream", 1), ("GET", 200, "/after", 1)]
+        );
+    }
+
+    #[test]
+    fn after_an_upgrade_or_a_tunnel_the_socket_is_left_alone() {
+        for (request, response) in [
+            (
+                &b"GET /chat HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"[..],
+                &b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"[..],
+            ),
+            (
+                &b"CONNECT db.internal:5432 HTTP/1.1\r\n\r\n"[..],
+                &b"HTTP/1.1 200 Connection Established\r\n\r\n"[..],
+            ),
+        ] {
+            let mut twin = kernel::KernelTwin::new();
+            let mut out = Vec::new();
+            for (direction, data) in [(Ingress, request), (Egress, response)] {
+                twin.feed(&chunk(direction, data), &mut out);
+            }
+            assert_eq!(out.len(), 1);
+            assert!(twin.is_ignored(), "framing goes on after {response:?}");
+            // What crosses the socket afterwards, HTTP-looking or not, is never looked at.
+            twin.feed(&chunk(Ingress, b"GET /inside HTTP/1.1\r\n\r\n"), &mut out);
+            twin.feed(&chunk(Egress, OK_HELLO), &mut out);
+            assert_eq!(out.len(), 1);
+        }
+    }
+
+    fn chunk(direction: Direction, data: &[u8]) -> Chunk<'_> {
+        Chunk {
+            direction,
+            total_len: data.len() as u64,
+            data,
+            timestamp_ns: 0,
+        }
+    }
+
+    #[test]
+    fn a_socket_that_only_looked_like_http_is_given_up() {
+        // A Redis inline command starts like a request, then is not one.
+        let mut twin = kernel::KernelTwin::new();
+        let mut out = Vec::new();
+        for _ in 0..monitor_framing::MAX_MISSES {
+            twin.feed(&chunk(Egress, b"GET session:42\r\n"), &mut out);
+            twin.feed(&chunk(Ingress, b"$5\r\nhello\r\n"), &mut out);
+        }
+        assert!(out.is_empty());
+        assert!(twin.is_ignored());
+    }
 }

@@ -29,7 +29,8 @@ pub const IDLE_CONNECTION: Duration = Duration::from_secs(120);
 
 struct Followed {
     /// The socket's peer when first seen: the same kernel socket address with another peer
-    /// is a new connection (sockets are reused once freed).
+    /// is a new connection (sockets are reused once freed), as is any whose read/write the
+    /// kernel marks first (the same peer again: a client reconnecting).
     remote: SocketAddr,
     connection: Connection,
     last_seen: Instant,
@@ -90,7 +91,7 @@ impl Requests {
             connection: Connection::new(),
             last_seen: now,
         });
-        if followed.remote != event.remote {
+        if followed.remote != event.remote || event.first {
             followed.remote = event.remote;
             followed.connection = Connection::new();
         }

@@ -129,9 +129,14 @@ enum Cmd {
         agent and bpftrace (a script tracing syscalls and the same TCP tracepoints); the \
         overhead is (agent - none) / none per connection or write.\n\n\
         http: a one-worker nginx started by the benchmark (pinned to the first CPU) serves \
-        `wrk -t1 -c16 --latency` (pinned to the last) under none, agent and bpftrace (syscall \
-        histograms plus per-socket request timing); the loss is (none - agent) / none of the \
-        requests/s, against a goal of at most 3%.\n\n\
+        `wrk -t1 -c16 --latency` (pinned to the last) under none, agent, the agent with only \
+        its syscall hooks, only its TCP probes and only its request capture (each with process \
+        lifecycle; --probes.disable the rest), and bpftrace (syscall histograms plus \
+        per-socket request timing); the loss is (none - condition) / none of the requests/s \
+        (target at most 5%, goal 3% for the agent). One more agent run with BPF statistics on \
+        gives each program's runs and ns per request (target at most 500 ns in all, goal 250); \
+        the agent's own CPU per 10k requests/s is read from /proc (target at most 1% of a \
+        core).\n\n\
         Conditions are interleaved within each round so drift affects all of them alike. \
         Each syscall or network run reports its fastest of 20 batches (the least disturbed by \
         the hypervisor), each http run wrk's requests/s; each condition the median of its runs. The report is written as markdown (one \

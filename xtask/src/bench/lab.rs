@@ -1,17 +1,20 @@
 //! One measurement under one condition: start what the condition attaches, wait until it
 //! is really attached, time the workload, tear it down.
 use std::{
+    cell::OnceCell,
     env,
     fs::{self, File},
     path::{Path, PathBuf},
     process::{Command, Stdio},
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, bail};
 
 use super::{
+    cpu::{AgentCpu, process_cpu},
+    families::ProbePlan,
     report::Condition,
     worker::{WORKER_COMMAND, Workload},
 };
@@ -45,11 +48,33 @@ impl<T> Measured<T> {
     }
 }
 
+/// What a run under a condition yielded besides the work's own value. Only the agent
+/// conditions fill these in.
+pub struct Observed<T> {
+    pub value: T,
+    /// The agent's /metrics right after the work (`None`: it did not answer).
+    pub metrics: Option<String>,
+    /// The agent's CPU time during the work (`None`: unreadable).
+    pub cpu: Option<AgentCpu>,
+}
+
+impl<T> Observed<T> {
+    fn plain(value: T) -> Self {
+        Self {
+            value,
+            metrics: None,
+            cpu: None,
+        }
+    }
+}
+
 /// The release binaries under test and where their logs go.
 pub struct Lab {
     release: PathBuf,
     agent: PathBuf,
     logs: PathBuf,
+    /// The agent's probes, read from its `--help` when a family condition first needs them.
+    plan: OnceCell<ProbePlan>,
 }
 
 /// A helper's stdout/stderr file: kept out of the benchmark's output, quoted on failure.
@@ -85,7 +110,23 @@ impl Lab {
             release,
             agent,
             logs,
+            plan: OnceCell::new(),
         })
+    }
+
+    /// The agent's probes by family, from the possible values of its `--probes.disable`.
+    pub fn probe_plan(&self) -> Result<&ProbePlan> {
+        if let Some(plan) = self.plan.get() {
+            return Ok(plan);
+        }
+        let help = output(Command::new(&self.agent).arg("--help"))?;
+        let plan = ProbePlan::from_help(&help).with_context(|| {
+            format!(
+                "reading the probe names from `{} --help`",
+                self.agent.display()
+            )
+        })?;
+        Ok(self.plan.get_or_init(|| plan))
     }
 
     pub fn logs(&self) -> &Path {
@@ -108,25 +149,36 @@ impl Lab {
         match condition {
             Condition::None => work().map(Measured::Done),
             Condition::Empty => self.with_hook_floor(work),
-            Condition::Agent => Ok(self.with_agent(work, false)?.map(|(value, _)| value)),
+            Condition::Agent | Condition::AgentOnly(_) => Ok(self
+                .with_agent(condition, work, false)?
+                .map(|observed| observed.value)),
             Condition::Bpftrace => self.with_bpftrace(bpftrace_script, work),
         }
     }
 
-    /// `under`, and under the agent also its /metrics as they were right after `work`
-    /// (`None` under the other conditions, or when the agent did not answer).
-    pub fn under_scraped<T>(
+    /// `under`, and under the agent also its /metrics as they were right after `work` and
+    /// its CPU time during `work`.
+    pub fn under_observed<T>(
         &self,
         condition: Condition,
         bpftrace_script: &str,
         work: impl FnOnce() -> Result<T>,
-    ) -> Result<Measured<(T, Option<String>)>> {
-        match condition {
-            Condition::Agent => self.with_agent(work, true),
-            _ => Ok(self
+    ) -> Result<Measured<Observed<T>>> {
+        if condition.is_agent() {
+            self.with_agent(condition, work, true)
+        } else {
+            Ok(self
                 .under(condition, bpftrace_script, work)?
-                .map(|value| (value, None))),
+                .map(Observed::plain))
         }
+    }
+
+    /// The agent's command-line arguments under `condition`, besides its listen address.
+    fn agent_args(&self, condition: Condition) -> Result<Vec<String>> {
+        Ok(match condition {
+            Condition::AgentOnly(family) => self.probe_plan()?.agent_args(family).to_vec(),
+            _ => Vec::new(),
+        })
     }
 
     fn log(&self, name: &'static str) -> Result<Log> {
@@ -154,21 +206,37 @@ impl Lab {
 
     fn with_agent<T>(
         &self,
+        condition: Condition,
         work: impl FnOnce() -> Result<T>,
         scrape: bool,
-    ) -> Result<Measured<(T, Option<String>)>> {
+    ) -> Result<Measured<Observed<T>>> {
         let log = self.log("agent")?;
         let port = free_port()?;
         let mut agent = Supervised::spawn(
             "monitor-agent",
             Command::new(&self.agent)
                 .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
+                .args(self.agent_args(condition)?)
                 .stdin(Stdio::null())
                 .stdout(log.file.try_clone()?)
                 .stderr(log.file.try_clone()?),
         )?;
         wait_until_healthy(&mut agent, port).with_context(|| log.explain())?;
+        let pid = agent.child_mut().id();
+        let cpu_before = process_cpu(pid);
+        let started = Instant::now();
         let value = work()?;
+        let wall = started.elapsed();
+        let cpu = match (cpu_before, process_cpu(pid)) {
+            (Ok(before), Ok(after)) => Some(AgentCpu {
+                cpu: after.saturating_sub(before),
+                wall,
+            }),
+            (Err(err), _) | (_, Err(err)) => {
+                eprintln!("bench: warning: the agent's CPU time: {err:#}");
+                None
+            }
+        };
         agent.ensure_running().with_context(|| log.explain())?;
         let metrics = if scrape {
             thread::sleep(SCRAPE_SETTLE);
@@ -192,7 +260,11 @@ impl Lab {
             }
             _ => {}
         }
-        Ok(Measured::Done((value, metrics)))
+        Ok(Measured::Done(Observed {
+            value,
+            metrics,
+            cpu,
+        }))
     }
 
     /// bpftrace is a point of comparison, not the subject: if it cannot run here the

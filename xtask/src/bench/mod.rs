@@ -1,7 +1,9 @@
 //! `cargo xtask bench`: per-syscall overhead of the agent, in units of an empty hook, and
 //! its connection-rate and throughput overhead, and nginx's requests/s under wrk, against the
-//! no-monitor floor and bpftrace.
+//! no-monitor floor and bpftrace (and, for nginx, the agent with one probe family at a time).
+mod cpu;
 mod doc;
+mod families;
 mod http;
 mod http_report;
 mod lab;
@@ -23,6 +25,7 @@ use crate::{
     setup,
 };
 pub use doc::Suite;
+use families::Family;
 use http::{Nginx, Placement, Wrk};
 use http_report::{HttpReport, HttpSeries};
 use lab::{Lab, Measured, SyscallLoop, net_workload};
@@ -143,7 +146,13 @@ pub fn bench(options: &Options) -> Result<()> {
             }
             Suite::Http => {
                 let report = http_suite(&lab, options, environment.clone())?;
-                println!("\n{}\n{}", report.table(), report.goal());
+                println!(
+                    "\n{}\n{}\n{}\n{}",
+                    report.table(),
+                    report.breakdown_table(),
+                    report.kernel_section(),
+                    report.targets()
+                );
                 report.markdown()
             }
         };
@@ -179,7 +188,7 @@ fn interleave<T>(
             match measured {
                 Measured::Done(value) => record(&at, condition, value),
                 Measured::Unavailable(reason) => {
-                    println!("bench: {at} {name:<8} n/a: {reason}");
+                    println!("bench: {at} {name:<14} n/a: {reason}");
                     unavailable.push((condition, reason));
                 }
             }
@@ -223,27 +232,29 @@ fn syscall_suite(lab: &Lab, options: &Options, environment: Environment) -> Resu
     })
 }
 
-/// One more wrk run under the agent with the kernel's BPF statistics on.
-fn http_program_times(
+/// One more wrk run under the whole agent with the kernel's BPF statistics on: what every
+/// program the agent holds ran during it, per request.
+fn http_kernel_cost(
     lab: &Lab,
     wrk: &Wrk,
     url: &str,
     seconds: u64,
-) -> Result<Vec<prog_stats::ProgramTime>> {
+) -> Result<prog_stats::KernelCost> {
     let _stats = prog_stats::StatsEnabled::new()?;
-    let programs = [
-        "mon_sock_send",
-        "mon_sock_recv",
-        "mon_sys_enter",
-        "mon_sys_exit",
-        "mon_sched_switch",
-        "mon_sched_wakeup",
-    ];
     match lab.under(Condition::Agent, http_report::BPFTRACE_SCRIPT, || {
-        wrk.run(url, seconds)?;
-        prog_stats::program_times("monitor-agent", &programs)
+        let before = prog_stats::held_counters("monitor-agent")?;
+        let result = wrk.run(url, seconds)?;
+        let after = prog_stats::held_counters("monitor-agent")?;
+        if result.requests == 0 {
+            bail!("wrk completed no requests");
+        }
+        Ok(prog_stats::KernelCost {
+            requests: result.requests,
+            requests_per_sec: result.requests_per_sec,
+            programs: prog_stats::deltas(&before, &after),
+        })
     })? {
-        Measured::Done(times) => Ok(times),
+        Measured::Done(cost) => Ok(cost),
         Measured::Unavailable(why) => bail!("agent unavailable: {why}"),
     }
 }
@@ -330,6 +341,15 @@ impl Options {
 /// One nginx serves every run; the conditions come and go around it. nginx is stopped when
 /// `nginx` is dropped, on success and on any error alike.
 fn http_suite(lab: &Lab, options: &Options, environment: Environment) -> Result<HttpReport> {
+    let plan = lab.probe_plan()?.clone();
+    for family in Family::ALL {
+        println!(
+            "bench: {} attaches {} ({})",
+            family.condition_name(),
+            plan.kept(family).join(", "),
+            plan.agent_args(family).join(" ")
+        );
+    }
     let placement = Placement::detect();
     let wrk = Wrk::new(placement)?;
     let mut nginx = Nginx::start(placement)?;
@@ -350,7 +370,7 @@ fn http_suite(lab: &Lab, options: &Options, environment: Environment) -> Result<
         options.runs,
         &http_report::CONDITIONS,
         |condition| {
-            let measured = lab.under_scraped(condition, http_report::BPFTRACE_SCRIPT, || {
+            let measured = lab.under_observed(condition, http_report::BPFTRACE_SCRIPT, || {
                 wrk.run(&url, seconds)
             })?;
             nginx
@@ -358,17 +378,25 @@ fn http_suite(lab: &Lab, options: &Options, environment: Environment) -> Result<
                 .context("nginx died during the run")?;
             Ok(measured)
         },
-        |at, condition, (result, metrics)| {
-            let saw = metrics.as_deref().map(http::agent_saw);
+        |at, condition, observed| {
+            let result = observed.value;
+            let saw = observed.metrics.as_deref().map(http::agent_saw);
             let counted = saw.map_or(String::new(), |saw| {
                 format!(
                     "; agent counted {:.0} nginx / {:.0} wrk requests, {:.0} events lost",
                     saw.server, saw.client, saw.lost
                 )
             });
+            let cpu = observed.cpu.map_or(String::new(), |cpu| {
+                format!(
+                    "; agent CPU {:.1}% of a core, {:.2}% per 10k requests/s",
+                    cpu.core_share() * 100.0,
+                    cpu.per_10k(result.requests_per_sec) * 100.0
+                )
+            });
             println!(
-                "bench: {at} {:<8} {:>9.0} requests/s  p50 {:>6.0} µs  p99 {:>6.0} µs \
-                 ({} requests{counted})",
+                "bench: {at} {:<14} {:>9.0} requests/s  p50 {:>6.0} µs  p99 {:>6.0} µs \
+                 ({} requests{counted}{cpu})",
                 condition.name(),
                 result.requests_per_sec,
                 result.p50_us,
@@ -377,14 +405,15 @@ fn http_suite(lab: &Lab, options: &Options, environment: Environment) -> Result<
             );
             if let Some(s) = series.iter_mut().find(|s| s.condition == condition) {
                 s.runs.push(result);
-                if condition == Condition::Agent {
+                if condition.is_agent() {
                     s.saw.push(saw);
+                    s.cpu.push(observed.cpu);
                 }
             }
         },
     )?;
-    let program_times = http_program_times(lab, &wrk, &url, seconds).map_err(|err| {
-        eprintln!("bench: warning: the probes' own run times not measured: {err:#}");
+    let kernel = http_kernel_cost(lab, &wrk, &url, seconds).map_err(|err| {
+        eprintln!("bench: warning: the probes' kernel time per request not measured: {err:#}");
         format!("{err:#}")
     });
     nginx.stop()?;
@@ -404,7 +433,8 @@ fn http_suite(lab: &Lab, options: &Options, environment: Environment) -> Result<
             placement,
         },
         series,
-        program_times,
+        plan,
+        kernel,
     })
 }
 

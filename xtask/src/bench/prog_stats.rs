@@ -71,6 +71,130 @@ pub fn program_times(holder: &str, names: &[&str]) -> Result<Vec<ProgramTime>> {
     parse(&json, names, &held)
 }
 
+/// One program's cumulative counters as the kernel keeps them while statistics are on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProgramCounters {
+    pub id: u64,
+    pub name: String,
+    pub run_time_ns: u64,
+    pub run_cnt: u64,
+}
+
+/// The counters of every BPF program that this benchmark's child `holder` holds, in load
+/// order (the agent loads its probes in attach order).
+pub fn held_counters(holder: &str) -> Result<Vec<ProgramCounters>> {
+    let pid = child_named(holder).with_context(|| format!("no child process named {holder}"))?;
+    let held = held_program_ids(pid)?;
+    let json = output(Command::new("bpftool").args(["-j", "prog", "show"]))?;
+    parse_counters(&json, &held)
+}
+
+/// What each program did between two readings of `held_counters`: the counters' growth.
+/// A program missing from `before` (loaded in between) counts from zero.
+pub fn deltas(before: &[ProgramCounters], after: &[ProgramCounters]) -> Vec<ProgramCounters> {
+    after
+        .iter()
+        .map(|now| {
+            let then = before.iter().find(|then| then.id == now.id);
+            let (time, runs) = then.map_or((0, 0), |then| (then.run_time_ns, then.run_cnt));
+            ProgramCounters {
+                run_time_ns: now.run_time_ns.saturating_sub(time),
+                run_cnt: now.run_cnt.saturating_sub(runs),
+                ..now.clone()
+            }
+        })
+        .collect()
+}
+
+/// bpftool leaves `run_time_ns` and `run_cnt` out for a program that has not run since
+/// statistics were turned on: zero, not an error.
+fn parse_counters(json: &str, held: &[u64]) -> Result<Vec<ProgramCounters>> {
+    let programs: Vec<serde_json::Value> =
+        serde_json::from_str(json).context("parsing `bpftool -j prog show`")?;
+    let mut counters: Vec<ProgramCounters> = programs
+        .iter()
+        .filter_map(|program| {
+            let id = program["id"].as_u64().filter(|id| held.contains(id))?;
+            Some(ProgramCounters {
+                id,
+                name: program["name"].as_str().unwrap_or("?").to_owned(),
+                run_time_ns: program["run_time_ns"].as_u64().unwrap_or(0),
+                run_cnt: program["run_cnt"].as_u64().unwrap_or(0),
+            })
+        })
+        .collect();
+    if counters.is_empty() {
+        bail!("bpftool shows none of the {} programs held", held.len());
+    }
+    counters.sort_by_key(|c| c.id);
+    Ok(counters)
+}
+
+/// What every program of the agent ran during one workload run, per request of that run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelCost {
+    /// Requests the workload completed in the window the counters grew over.
+    pub requests: u64,
+    pub requests_per_sec: f64,
+    /// Each program's growth over that window (`deltas`).
+    pub programs: Vec<ProgramCounters>,
+}
+
+impl KernelCost {
+    fn per_request(&self, value: u64) -> f64 {
+        value as f64 / self.requests as f64
+    }
+
+    /// How often the program ran per request (run_cnt growth / requests).
+    pub fn runs_per_request(&self, program: &ProgramCounters) -> f64 {
+        self.per_request(program.run_cnt)
+    }
+
+    /// Its own time per run; `None` when it did not run.
+    pub fn ns_per_run(program: &ProgramCounters) -> Option<f64> {
+        (program.run_cnt > 0).then(|| program.run_time_ns as f64 / program.run_cnt as f64)
+    }
+
+    /// Its time per request: run_time_ns growth / requests.
+    pub fn ns_per_request(&self, program: &ProgramCounters) -> f64 {
+        self.per_request(program.run_time_ns)
+    }
+
+    /// Every program's time together, per request.
+    pub fn total_ns_per_request(&self) -> f64 {
+        self.per_request(self.programs.iter().map(|p| p.run_time_ns).sum())
+    }
+
+    pub fn total_runs_per_request(&self) -> f64 {
+        self.per_request(self.programs.iter().map(|p| p.run_cnt).sum())
+    }
+
+    pub fn table(&self) -> String {
+        let mut out = String::from(
+            "| program | runs | runs per request | ns per run | ns per request |\n\
+             |---|---:|---:|---:|---:|\n",
+        );
+        for program in &self.programs {
+            let ns_per_run =
+                Self::ns_per_run(program).map_or("–".to_owned(), |ns| format!("{ns:.0}"));
+            out.push_str(&format!(
+                "| `{}` | {} | {:.2} | {ns_per_run} | {:.1} |\n",
+                program.name,
+                program.run_cnt,
+                self.runs_per_request(program),
+                self.ns_per_request(program)
+            ));
+        }
+        out.push_str(&format!(
+            "| all programs | {} | {:.2} | | **{:.1}** |\n",
+            self.programs.iter().map(|p| p.run_cnt).sum::<u64>(),
+            self.total_runs_per_request(),
+            self.total_ns_per_request()
+        ));
+        out
+    }
+}
+
 /// A child of this process by its `comm`.
 fn child_named(comm: &str) -> Option<u32> {
     let me = std::process::id();
@@ -166,6 +290,82 @@ mod tests {
         // Without BTF, the kernel's 15 bytes of the name.
         let times = parse(SHOW, &["mon_long_name_cut"], &[12]).unwrap();
         assert_eq!(times[0].ns_per_run, 500.0);
+    }
+
+    #[test]
+    fn counters_of_every_held_program_and_their_growth() {
+        let before = parse_counters(SHOW, &[9, 8, 7]).unwrap();
+        // In load order; one that never ran counts zero; others' programs are left out.
+        assert_eq!(before.iter().map(|c| c.id).collect::<Vec<_>>(), [7, 8, 9]);
+        assert_eq!(before[2].name, "noop_sys_enter");
+        assert_eq!((before[2].run_cnt, before[2].run_time_ns), (0, 0));
+        let mut after = before.clone();
+        after[0].run_cnt += 500;
+        after[0].run_time_ns += 60_000;
+        after.push(ProgramCounters {
+            id: 13,
+            name: "late".into(),
+            run_time_ns: 7,
+            run_cnt: 1,
+        });
+        let grown = deltas(&before, &after);
+        assert_eq!((grown[0].run_cnt, grown[0].run_time_ns), (500, 60_000));
+        assert_eq!((grown[1].run_cnt, grown[1].run_time_ns), (0, 0));
+        assert_eq!((grown[3].run_cnt, grown[3].run_time_ns), (1, 7));
+        assert_eq!(grown[0].name, "mon_sys_enter");
+        assert!(parse_counters(SHOW, &[99]).is_err());
+    }
+
+    fn counters(name: &str, run_cnt: u64, run_time_ns: u64) -> ProgramCounters {
+        ProgramCounters {
+            id: 0,
+            name: name.into(),
+            run_time_ns,
+            run_cnt,
+        }
+    }
+
+    fn cost() -> KernelCost {
+        KernelCost {
+            requests: 1000,
+            requests_per_sec: 100.0,
+            programs: vec![
+                counters("mon_sys_enter", 8000, 400_000),
+                counters("mon_sock_send", 2000, 300_000),
+                counters("mon_oom_victim", 0, 0),
+            ],
+        }
+    }
+
+    #[test]
+    fn runs_and_time_per_request() {
+        let cost = cost();
+        let [enter, send, oom] = &cost.programs[..] else {
+            unreachable!()
+        };
+        assert_eq!(cost.runs_per_request(enter), 8.0);
+        assert_eq!(cost.runs_per_request(send), 2.0);
+        assert_eq!(KernelCost::ns_per_run(enter), Some(50.0));
+        assert_eq!(KernelCost::ns_per_run(send), Some(150.0));
+        assert_eq!(KernelCost::ns_per_run(oom), None);
+        assert_eq!(cost.ns_per_request(enter), 400.0);
+        assert_eq!(cost.ns_per_request(send), 300.0);
+        assert_eq!(cost.total_ns_per_request(), 700.0);
+        assert_eq!(cost.total_runs_per_request(), 10.0);
+    }
+
+    #[test]
+    fn kernel_cost_table_has_a_row_per_program_and_the_total() {
+        let table = cost().table();
+        assert!(
+            table.starts_with(
+                "| program | runs | runs per request | ns per run | ns per request |\n"
+            )
+        );
+        assert!(table.contains("| `mon_sys_enter` | 8000 | 8.00 | 50 | 400.0 |\n"));
+        assert!(table.contains("| `mon_sock_send` | 2000 | 2.00 | 150 | 300.0 |\n"));
+        assert!(table.contains("| `mon_oom_victim` | 0 | 0.00 | – | 0.0 |\n"));
+        assert!(table.ends_with("| all programs | 10000 | 10.00 | | **700.0** |\n"));
     }
 
     #[test]

@@ -1,13 +1,16 @@
 //! Statistics shared by the report sections, and the syscall section of `cargo xtask bench`.
 use std::fmt::Write as _;
 
-use super::prog_stats::ProgramTime;
+use super::{families::Family, prog_stats::ProgramTime};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Condition {
     None,
     Empty,
     Agent,
+    /// The agent with process lifecycle and one family of probes only (`--probes.disable`
+    /// the rest): that family's share of the agent's cost.
+    AgentOnly(Family),
     Bpftrace,
 }
 
@@ -25,8 +28,14 @@ impl Condition {
             Condition::None => "none",
             Condition::Empty => "empty",
             Condition::Agent => "agent",
+            Condition::AgentOnly(family) => family.condition_name(),
             Condition::Bpftrace => "bpftrace",
         }
+    }
+
+    /// Whether the condition runs the agent (whole or in part).
+    pub fn is_agent(self) -> bool {
+        matches!(self, Condition::Agent | Condition::AgentOnly(_))
     }
 
     fn description(self) -> &'static str {
@@ -37,6 +46,9 @@ impl Condition {
                  (`hook-floor`): the floor cost of any per-syscall hook."
             }
             Condition::Agent => "the release agent with its default settings.",
+            Condition::AgentOnly(_) => {
+                "the release agent with process lifecycle and one family of probes only."
+            }
             Condition::Bpftrace => {
                 "a bpftrace script keeping a per-(comm, syscall) latency histogram, \
                  the usual ad-hoc alternative:"

@@ -18,7 +18,7 @@
 use libfuzzer_sys::fuzz_target;
 use monitor_protocols::{
     Chunk, Connection, Direction, Exchange, MAX_BUFFERED_BYTES, ProtocolParser,
-    http::{HttpParser, MAX_HOST_LEN, TRUNCATED_SEGMENT},
+    http::{HttpParser, MAX_HOST_LEN, TRUNCATED_SEGMENT, kernel::KernelTwin},
     route::MAX_ROUTE_LEN,
 };
 
@@ -27,6 +27,9 @@ fuzz_target!(|input: &[u8]| {
     // inputs detection rejects still exercise it.
     let mut connection = Connection::new();
     let mut parser = HttpParser::new();
+    // And through the framing written for the probes (its user-space twin).
+    let mut twin = KernelTwin::new();
+    let mut framed = Vec::new();
     let mut out = Vec::new();
     let mut timestamp_ns = 0u64;
     let mut rest = input;
@@ -52,13 +55,14 @@ fuzz_target!(|input: &[u8]| {
         };
         connection.feed(&chunk, &mut out);
         parser.feed(&chunk, &mut out);
+        twin.feed(&chunk, &mut framed);
         assert!(connection.buffered_bytes() <= MAX_BUFFERED_BYTES);
         assert!(parser.buffered_bytes() <= MAX_BUFFERED_BYTES);
     }
-    for exchange in &out {
-        let Exchange::Http(http) = exchange else {
-            continue;
-        };
+    let parsed = out.iter().map(|exchange| match exchange {
+        Exchange::Http(http) => http,
+    });
+    for http in parsed.chain(&framed) {
         assert!(!http.route.contains(['?', '#']), "{http:?}");
         assert!(http.route.len() <= MAX_ROUTE_LEN + TRUNCATED_SEGMENT.len());
         assert!(

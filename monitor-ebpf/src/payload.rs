@@ -45,9 +45,11 @@ pub const NR_RECVMSG: u64 = 47;
 /// `struct user_msghdr`: `msg_iov` follows `msg_name` and `msg_namelen` (UAPI, stable).
 const MSGHDR_IOV: u64 = 16;
 
-/// The first four bytes of an HTTP/1.x request or response.
-const MESSAGE_STARTS: [&[u8; 4]; 10] = [
-    b"GET ", b"POST", b"PUT ", b"HEAD", b"DELE", b"PATC", b"OPTI", b"CONN", b"TRAC", b"HTTP",
+/// The first four bytes of an HTTP/1.x request or response. Values, not references: a
+/// table of pointers would need relocations inside `.rodata`, which BPF loaders lack.
+const MESSAGE_STARTS: [[u8; 4]; 10] = [
+    *b"GET ", *b"POST", *b"PUT ", *b"HEAD", *b"DELE", *b"PATC", *b"OPTI", *b"CONN", *b"TRAC",
+    *b"HTTP",
 ];
 
 #[inline(always)]
@@ -117,19 +119,35 @@ fn starts_message(data: &[u8; PAYLOAD_CAPTURE], captured: usize) -> bool {
     if captured == 0 {
         return false;
     }
+    // Constant indexes only: a loop over them left a bounds check (and its panic) behind.
+    let head = [data[0], data[1], data[2], data[3]];
+    let byte_fits = |start: &[u8; 4], i: usize| i >= captured || start[i] == head[i];
     MESSAGE_STARTS.iter().any(|start| {
-        (0..4).all(|i| i >= captured || start[i] == data[i])
+        byte_fits(start, 0) && byte_fits(start, 1) && byte_fits(start, 2) && byte_fits(start, 3)
     })
+}
+
+/// Byte by byte: a slice comparison would be a call to `bcmp`, which BPF has not.
+#[inline(always)]
+fn begins_with<const N: usize>(data: &[u8; PAYLOAD_CAPTURE], prefix: &[u8; N]) -> bool {
+    let mut i = 0;
+    while i < N {
+        if data[i] != prefix[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 /// The verdict after a captured chunk that starts with `data`: a request `CONNECT` waits for
 /// its answer, an upgrade or an accepted tunnel ends the capture.
 #[inline(always)]
 fn verdict_after(verdict: u32, data: &[u8; PAYLOAD_CAPTURE], captured: usize) -> u32 {
-    if captured >= 8 && data[..8] == *b"CONNECT " {
+    if captured >= 8 && begins_with(data, b"CONNECT ") {
         return CONNECTING;
     }
-    let status_line = captured >= 13 && data[..7] == *b"HTTP/1." && data[8] == b' ';
+    let status_line = captured >= 13 && begins_with(data, b"HTTP/1.") && data[8] == b' ';
     if !status_line {
         return verdict;
     }

@@ -635,8 +635,6 @@ impl Conn {
         }
     }
 
-
-
     /// Between messages: blank lines, or the first byte of a start line.
     fn idle<W: Wire>(&mut self, st: &mut u8, k: usize, byte: u8, wire: &mut W) -> Step {
         if byte == b'\r' || byte == b'\n' {
@@ -651,7 +649,11 @@ impl Conn {
             return lose(st);
         }
         let side = &mut self.sides[k];
-        *st = if k == REQUESTS { METHOD } else { STATUS_VERSION };
+        *st = if k == REQUESTS {
+            METHOD
+        } else {
+            STATUS_VERSION
+        };
         side.message_ns = wire.now_ns();
         side.acc = u64::from(byte);
         side.pos = 1;
@@ -662,7 +664,10 @@ impl Conn {
 
     /// The slot the request being read goes to (not yet counted as pending).
     fn tail(&self) -> usize {
-        masked(usize::from(self.head) + usize::from(self.count), MAX_PENDING)
+        masked(
+            usize::from(self.head) + usize::from(self.count),
+            MAX_PENDING,
+        )
     }
 
     /// The slot of the newest pending request (whose head is being read).
@@ -711,13 +716,20 @@ impl Conn {
             side.pos = 0;
             return Step::Next;
         }
-        if byte <= b' ' || byte == 0x7f || (first && !(byte == b'/' || byte == b'*' || byte.is_ascii_alphabetic())) {
+        if byte <= b' '
+            || byte == 0x7f
+            || (first && !(byte == b'/' || byte == b'*' || byte.is_ascii_alphabetic()))
+        {
             return lose(st);
         }
         let tail = self.tail();
         let side = &mut self.sides[REQUESTS];
         if first {
-            side.acc = if byte.is_ascii_alphabetic() { SCHEME } else { NOT_ABSOLUTE };
+            side.acc = if byte.is_ascii_alphabetic() {
+                SCHEME
+            } else {
+                NOT_ABSOLUTE
+            };
         }
         side.pos = 1;
         if self.role == role::CLIENT {
@@ -1016,7 +1028,11 @@ impl Conn {
         let next = if k == REQUESTS {
             if flags & framing::TRANSFER_ENCODING != 0 {
                 // A request body in any other coding cannot be delimited (RFC 9112, 6.3).
-                if flags & framing::CHUNKED != 0 { CHUNK_SIZE } else { LOST }
+                if flags & framing::CHUNKED != 0 {
+                    CHUNK_SIZE
+                } else {
+                    LOST
+                }
             } else if flags & framing::INVALID != 0 {
                 LOST
             } else if flags & framing::LENGTH != 0 && length > 0 {
@@ -1031,7 +1047,11 @@ impl Conn {
         {
             IDLE
         } else if flags & framing::TRANSFER_ENCODING != 0 {
-            if flags & framing::CHUNKED != 0 { CHUNK_SIZE } else { UNTIL_CLOSE }
+            if flags & framing::CHUNKED != 0 {
+                CHUNK_SIZE
+            } else {
+                UNTIL_CLOSE
+            }
         } else if flags & framing::INVALID != 0 {
             LOST
         } else if flags & framing::LENGTH != 0 {

@@ -122,7 +122,11 @@ fn is_identifier(segment: &str) -> bool {
     if digits == bytes.len() || is_uuid(unbraced(bytes)) {
         return true;
     }
-    if digits >= 6 && bytes.iter().all(|&b| b.is_ascii_digit() || b"-.+()_ ".contains(&b)) {
+    if digits >= 6
+        && bytes
+            .iter()
+            .all(|&b| b.is_ascii_digit() || b"-.+()_ ".contains(&b))
+    {
         return true;
     }
     if is_ipv4(segment) {

@@ -347,7 +347,14 @@ mod tests {
     #[test]
     fn payload_events_carry_only_the_captured_prefix() {
         let mut record = Vec::new();
-        for word in [payload_direction::INGRESS, 3, 700, payload_flags::FIRST, 42, 1] {
+        for word in [
+            payload_direction::INGRESS,
+            3,
+            700,
+            payload_flags::FIRST,
+            42,
+            1,
+        ] {
             record.extend_from_slice(&u32::to_ne_bytes(word));
         }
         record.extend_from_slice(&0xffff_8880_dead_beefu64.to_ne_bytes());

@@ -153,8 +153,7 @@ impl KernelTwin {
             readable,
             loaded,
         };
-        if conn.feed(&io, &mut self.window, &mut wire) == Outcome::Done
-        {
+        if conn.feed(&io, &mut self.window, &mut wire) == Outcome::Done {
             self.conn = None;
             self.verdict = verdict::IGNORE;
         }

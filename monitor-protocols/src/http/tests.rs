@@ -43,7 +43,11 @@ fn run(ios: &[Io<'_>]) -> Vec<HttpExchange> {
             exchange.route.clear();
         }
     }
-    assert_eq!(twin(ios), expected, "the kernel's framing disagrees with the parser");
+    assert_eq!(
+        twin(ios),
+        expected,
+        "the kernel's framing disagrees with the parser"
+    );
     parsed
 }
 
@@ -732,14 +736,23 @@ mod kernel_framing {
         let requests = b"GET /a HTTP/1.1\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyzDELETE /c HTTP/1.1\r\n\r\n";
         let mut responses = Vec::new();
         for status in ["200 OK", "201 Created", "204 No Content"] {
-            let length = if status.starts_with("204") { "" } else { "Content-Length: 2\r\n" };
+            let length = if status.starts_with("204") {
+                ""
+            } else {
+                "Content-Length: 2\r\n"
+            };
             let body = if status.starts_with("204") { "" } else { "ok" };
-            responses.extend_from_slice(format!("HTTP/1.1 {status}\r\n{length}\r\n{body}").as_bytes());
+            responses
+                .extend_from_slice(format!("HTTP/1.1 {status}\r\n{length}\r\n{body}").as_bytes());
         }
         let exchanges = run(&[io(Ingress, requests, 1), io(Egress, &responses, 5)]);
         assert_eq!(
             summary(&exchanges),
-            [("GET", 200, "/a", 4), ("POST", 201, "/b", 4), ("DELETE", 204, "/c", 4)]
+            [
+                ("GET", 200, "/a", 4),
+                ("POST", 201, "/b", 4),
+                ("DELETE", 204, "/c", 4)
+            ]
         );
     }
 

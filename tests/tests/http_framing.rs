@@ -305,6 +305,18 @@ struct Sides<'a> {
     server_address: &'a str,
 }
 
+impl<'a> Sides<'a> {
+    /// A client that asked for the server by its loopback address.
+    fn loopback(server: &'a str, client: &'a str, port: u16) -> Self {
+        Sides {
+            server,
+            client,
+            port,
+            server_address: "127.0.0.1",
+        }
+    }
+}
+
 /// Every series of one family of one comm: its label values (in `labels` order) → count.
 type Counts = BTreeMap<Vec<String>, f64>;
 
@@ -462,13 +474,11 @@ fn three_pipelined_requests_in_one_write_are_each_counted_on_both_sides() {
         1,
         "the three requests should reach the server in one read"
     );
-    let sides = Sides {
-        server: &server_comm,
-        client: &client_comm,
-        port,
-        server_address: "127.0.0.1",
-    };
-    assert_counted(&agent, &sides, &seen_by_client);
+    assert_counted(
+        &agent,
+        &Sides::loopback(&server_comm, &client_comm, port),
+        &seen_by_client,
+    );
 }
 
 /// The chunked body's bytes: a status line over and over, so that a parser that lost the
@@ -571,13 +581,11 @@ fn a_one_mib_chunked_body_in_many_writes_keeps_the_connection_framed() {
         reported(&server_output, "fake_starts") >= 5,
         "{server_output:?}"
     );
-    let sides = Sides {
-        server: &server_comm,
-        client: &client_comm,
-        port,
-        server_address: "127.0.0.1",
-    };
-    assert_counted(&agent, &sides, &seen_by_client);
+    assert_counted(
+        &agent,
+        &Sides::loopback(&server_comm, &client_comm, port),
+        &seen_by_client,
+    );
 }
 
 /// Reads one request (printing how many reads its head took) and answers 404 with the status
@@ -622,13 +630,11 @@ fn a_request_split_over_three_writes_and_a_split_status_line_are_counted_once() 
     // The premise: each write was a read of its own on the other side.
     assert_eq!(reported(&server_output, "request_reads"), 3);
     assert_eq!(reported(&client_output, "response_reads"), 2);
-    let sides = Sides {
-        server: &server_comm,
-        client: &client_comm,
-        port,
-        server_address: "127.0.0.1",
-    };
-    assert_counted(&agent, &sides, &seen_by_client);
+    assert_counted(
+        &agent,
+        &Sides::loopback(&server_comm, &client_comm, port),
+        &seen_by_client,
+    );
 }
 
 /// `CONNECTIONS`: for each connection, reads one request and answers HTTP/1.0 without a
@@ -683,13 +689,11 @@ fn http_1_0_responses_delimited_by_the_close_are_counted_per_connection() {
         seen_by_client.iter().all(|s| s.detail == "3016"),
         "{seen_by_client:?}"
     );
-    let sides = Sides {
-        server: &server_comm,
-        client: &client_comm,
-        port,
-        server_address: "127.0.0.1",
-    };
-    assert_counted(&agent, &sides, &seen_by_client);
+    assert_counted(
+        &agent,
+        &Sides::loopback(&server_comm, &client_comm, port),
+        &seen_by_client,
+    );
 }
 
 /// WebSocket framing, enough of it for both ends to check each other: text frames of under

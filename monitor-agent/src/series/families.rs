@@ -311,6 +311,14 @@ pub mod family {
         labels: &[],
         workload: true,
     };
+    pub const CPU_THROTTLED: Family = Family {
+        name: "monitor_cpu_throttled_seconds_total",
+        help: "Time the process's cgroup was throttled by its CPU quota (CFS bandwidth), from \
+               the cgroup's cpu.stat; only cgroups with a quota (cgroup v1 and v2).",
+        kind: Kind::Counter,
+        labels: &[],
+        workload: true,
+    };
     pub const OOM_KILLS: Family = Family {
         name: "monitor_oom_kills_total",
         help: "Processes the OOM killer chose to kill, under the victim's identity.",
@@ -358,6 +366,7 @@ pub mod family {
         TCP_UNTRACKED_EVENTS,
         RUNQUEUE_LATENCY,
         CPU_SECONDS,
+        CPU_THROTTLED,
         OOM_KILLS,
         FD_UTILIZATION,
         BUILD_INFO,

@@ -11,6 +11,7 @@ pub mod sched;
 pub mod signal;
 pub mod syscalls;
 pub mod tcp;
+pub mod throttle;
 
 pub use signal::{Context, Settings, Signal};
 
@@ -23,5 +24,6 @@ pub fn all(loaded: &mut Loaded, settings: &Settings) -> anyhow::Result<Vec<Box<d
         Box::new(sched::Sched::take(loaded)?),
         Box::new(oom::Oom::take(loaded)?),
         Box::new(fds::Fds::new()),
+        Box::new(throttle::Throttle::new()),
     ])
 }

@@ -20,6 +20,10 @@ use crate::{
     },
 };
 
+/// How often the rooms that read `/proc` or cgroup files for every running process (`fds`,
+/// `throttle`) do so: a file or directory read per process, not for every early sweep.
+pub const PROC_SCAN_EVERY: Duration = Duration::from_secs(5);
+
 /// What the signals are built with, from the command line.
 #[derive(Clone, Debug)]
 pub struct Settings {

@@ -53,7 +53,10 @@ fn run(ios: &[Io<'_>]) -> Vec<HttpExchange> {
 
 /// The same read/writes through the framing the probes run.
 fn twin(ios: &[Io<'_>]) -> Vec<HttpExchange> {
-    let mut twin = kernel::KernelTwin::new();
+    twin_on(&mut kernel::KernelTwin::new(), ios)
+}
+
+fn twin_on(twin: &mut kernel::KernelTwin, ios: &[Io<'_>]) -> Vec<HttpExchange> {
     let mut out = Vec::new();
     for &Io(direction, total_len, data, timestamp_ns) in ios {
         let chunk = Chunk {
@@ -809,25 +812,18 @@ mod kernel_framing {
             ),
         ] {
             let mut twin = kernel::KernelTwin::new();
-            let mut out = Vec::new();
-            for (direction, data) in [(Ingress, request), (Egress, response)] {
-                twin.feed(&chunk(direction, data), &mut out);
-            }
+            let out = twin_on(
+                &mut twin,
+                &[io(Ingress, request, 1), io(Egress, response, 2)],
+            );
             assert_eq!(out.len(), 1);
             assert!(twin.is_ignored(), "framing goes on after {response:?}");
             // What crosses the socket afterwards, HTTP-looking or not, is never looked at.
-            twin.feed(&chunk(Ingress, b"GET /inside HTTP/1.1\r\n\r\n"), &mut out);
-            twin.feed(&chunk(Egress, OK_HELLO), &mut out);
-            assert_eq!(out.len(), 1);
-        }
-    }
-
-    fn chunk(direction: Direction, data: &[u8]) -> Chunk<'_> {
-        Chunk {
-            direction,
-            total_len: data.len() as u64,
-            data,
-            timestamp_ns: 0,
+            let inside = [
+                io(Ingress, b"GET /inside HTTP/1.1\r\n\r\n", 3),
+                io(Egress, OK_HELLO, 4),
+            ];
+            assert!(twin_on(&mut twin, &inside).is_empty());
         }
     }
 
@@ -835,12 +831,13 @@ mod kernel_framing {
     fn a_socket_that_only_looked_like_http_is_given_up() {
         // A Redis inline command starts like a request, then is not one.
         let mut twin = kernel::KernelTwin::new();
-        let mut out = Vec::new();
         for _ in 0..monitor_framing::MAX_MISSES {
-            twin.feed(&chunk(Egress, b"GET session:42\r\n"), &mut out);
-            twin.feed(&chunk(Ingress, b"$5\r\nhello\r\n"), &mut out);
+            let command = [
+                io(Egress, b"GET session:42\r\n", 1),
+                io(Ingress, b"$5\r\nhello\r\n", 2),
+            ];
+            assert!(twin_on(&mut twin, &command).is_empty());
         }
-        assert!(out.is_empty());
         assert!(twin.is_ignored());
     }
 }

@@ -16,6 +16,7 @@ use crate::{
         sched::{self, SchedSnapshot},
         syscalls::{self, SyscallsSnapshot},
         tcp::{self, ConnCounts, NetworkSnapshot, OVERFLOW_PEER},
+        throttle,
     },
 };
 
@@ -194,6 +195,10 @@ fn published(policy: &LabelPolicy, probes: &[ProbeState], build: &BuildInfo) -> 
     published.extend(sched::published(&sched_snapshot(), policy));
     published.extend(oom::published(&[(labels("java", 11, &[]), 1)], policy));
     published.extend(fds::published(&[(labels("java", 11, &[]), 0.9)], policy));
+    published.extend(throttle::published(
+        &[(labels("java", 11, &[]), 2_430_000_000)],
+        policy,
+    ));
     published.extend(health::published(&health(), probes, build));
     published
 }

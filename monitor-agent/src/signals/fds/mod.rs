@@ -6,7 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::signal::{Context, SeriesCount, Signal, series_count};
+use super::signal::{Context, PROC_SCAN_EVERY, SeriesCount, Signal, series_count};
 use crate::series::{
     families::{Family, family},
     labels::LabelPolicy,
@@ -15,10 +15,6 @@ use crate::series::{
 };
 
 const FAMILIES: &[Family] = &[family::FD_UTILIZATION];
-
-/// Reading every process's descriptor table costs a directory listing each: not at every
-/// early sweep.
-const SCAN_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Default)]
 pub struct Fds {
@@ -61,7 +57,7 @@ impl Signal for Fds {
     fn publish(&mut self, ctx: &mut Context) -> Vec<Published> {
         let due = self
             .scanned
-            .is_none_or(|at| ctx.now.duration_since(at) >= SCAN_EVERY);
+            .is_none_or(|at| ctx.now.duration_since(at) >= PROC_SCAN_EVERY);
         if due {
             self.scanned = Some(ctx.now);
             let mut highest: HashMap<WorkloadLabels, f64> = HashMap::new();

@@ -1,0 +1,138 @@
+//! CPU throttling against known ground truth: a busy process in a cgroup allowed 10 ms of CPU
+//! per 100 ms period is held off the CPU for about 90% of the time, and the agent reports
+//! exactly what the cgroup's own `cpu.stat` says.
+use std::{
+    ffi::CString,
+    os::unix::process::CommandExt as _,
+    path::PathBuf,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use tests::{Agent, eventually, spawn_named_with, unique_comm};
+
+const SPIN: &str = env!("CARGO_BIN_EXE_spin");
+
+/// A CPU cgroup with a quota of `quota_us` per `period_us`, removed on drop (cgroup v1's `cpu`
+/// hierarchy where it is mounted, else v2).
+struct CpuCgroup {
+    dir: PathBuf,
+    v2: bool,
+}
+
+impl CpuCgroup {
+    fn new(name: &str, quota_us: u64, period_us: u64) -> CpuCgroup {
+        let v1 = PathBuf::from("/sys/fs/cgroup/cpu");
+        let (dir, v2) = if v1.join("cpu.cfs_quota_us").exists() {
+            (v1.join(name), false)
+        } else {
+            let root = PathBuf::from("/sys/fs/cgroup");
+            // The root must hand the cpu controller down to its children.
+            std::fs::write(root.join("cgroup.subtree_control"), "+cpu").unwrap();
+            (root.join(name), true)
+        };
+        std::fs::create_dir_all(&dir).unwrap();
+        let set = |file: &str, value: String| {
+            let path = dir.join(file);
+            std::fs::write(&path, value).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+        };
+        if v2 {
+            set("cpu.max", format!("{quota_us} {period_us}"));
+        } else {
+            set("cpu.cfs_period_us", period_us.to_string());
+            set("cpu.cfs_quota_us", quota_us.to_string());
+        }
+        CpuCgroup { dir, v2 }
+    }
+
+    fn procs(&self) -> CString {
+        CString::new(self.dir.join("cgroup.procs").to_str().unwrap()).unwrap()
+    }
+
+    /// What the kernel says the cgroup was throttled, in seconds.
+    fn throttled_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(self.dir.join("cpu.stat")).unwrap();
+        let (field, per_second) = if self.v2 {
+            ("throttled_usec", 1e6)
+        } else {
+            ("throttled_time", 1e9)
+        };
+        let value: u64 = stat
+            .lines()
+            .find_map(|line| line.strip_prefix(field)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in {stat}"));
+        value as f64 / per_second
+    }
+}
+
+impl Drop for CpuCgroup {
+    fn drop(&mut self) {
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.dir).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// 10 ms per 100 ms and a process that never sleeps for 3 s: throttled about 2.7 s, and the
+/// agent's counter equal to the cgroup's own figure.
+#[test]
+fn a_busy_process_under_a_cpu_quota_is_throttled_nine_tenths_of_the_time() {
+    const SECONDS: f64 = 3.0;
+    let agent = Agent::start(&[]);
+    let comm = unique_comm("quota");
+    let cgroup = CpuCgroup::new(&comm, 10_000, 100_000);
+    let procs = cgroup.procs();
+    let started = Instant::now();
+    let spinner = spawn_named_with(&comm, SPIN.as_ref(), |command| {
+        // On CPU 0 like the other spinners: the quota, not the CPU, holds it back. It would
+        // spin on well past SECONDS; it is stopped then.
+        command
+            .args([(SECONDS + 60.0).to_string(), "0".into()])
+            .stdout(Stdio::null());
+        // SAFETY: between fork and exec the child only calls open/write/close on a path
+        // prepared before the fork (no allocation): "0" moves the writing process itself.
+        unsafe {
+            command.pre_exec(move || {
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+                libc::close(fd);
+                if written != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    });
+    // Stopped after SECONDS, not ended, so that it stays a running process of the cgroup
+    // while the agent takes its last reading.
+    let pid = spinner.id() as i32;
+    std::thread::sleep(Duration::from_secs_f64(SECONDS).saturating_sub(started.elapsed()));
+    // SAFETY: a signal to our own child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    std::thread::sleep(Duration::from_millis(200));
+    let truth = cgroup.throttled_seconds();
+    let reported = eventually(Duration::from_secs(15), "the throttled time", || {
+        let value = agent
+            .scrape()
+            .value("monitor_cpu_throttled_seconds_total", &[("comm", &comm)])?;
+        ((value - truth).abs() < 1e-6).then_some(value)
+    });
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let mut spinner = spinner;
+    let _ = spinner.wait();
+    eprintln!("throttled {reported} s of {SECONDS} s (the cgroup says {truth} s)");
+    // 9 of every 10 periods' time, give or take the period the process started in and the
+    // one it was stopped in, and scheduling slack on a loaded machine: 0.7–1.0 of the time.
+    assert!(
+        (0.7 * SECONDS..=SECONDS).contains(&reported),
+        "throttled {reported} s of {SECONDS} s"
+    );
+    drop(cgroup);
+}

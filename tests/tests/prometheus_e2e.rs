@@ -264,7 +264,7 @@ fn prometheus_scrapes_exact_totals_and_rates_and_runs_rules_and_dashboard() {
             );
         }
     }
-    assert_eq!(count, 17 + 65, "golden-signal and SLO rules loaded");
+    assert_eq!(count, 18 + 65, "golden-signal and SLO rules loaded");
 
     // The dashboard: every panel's queries run; the workload panels find the workload.
     let dashboard: Value = serde_json::from_str(

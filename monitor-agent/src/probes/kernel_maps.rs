@@ -69,6 +69,11 @@ impl ProcessMaps {
         })
     }
 
+    /// The process the probes saw listen on `key` (or that was seeded for it).
+    pub fn listener(&self, key: &ListenerKey) -> Option<Owner> {
+        self.listeners.get(key, 0).ok()
+    }
+
     /// The generation that currently holds `tgid`.
     pub fn generation(&self, tgid: u32) -> Option<u32> {
         self.generations

@@ -103,6 +103,31 @@ pub mod family {
         labels: &[label::DIRECTION, label::PORT],
         workload: true,
     };
+    pub const TCP_LISTEN_OVERFLOWS: Family = Family {
+        name: "monitor_tcp_listen_overflows_total",
+        help: "Connection attempts a listening socket of the process dropped (sk_drops of the \
+               socket: its accept queue was full, or the SYN could not be answered), per local \
+               port; sockets in the agent's network namespace.",
+        kind: Kind::Counter,
+        labels: &[label::PORT],
+        workload: true,
+    };
+    pub const TCP_ACCEPT_QUEUE_LENGTH: Family = Family {
+        name: "monitor_tcp_accept_queue_length",
+        help: "Connections waiting to be accepted on the process's listening sockets, per \
+               local port (Recv-Q of ss -lnt); sockets in the agent's network namespace.",
+        kind: Kind::Gauge,
+        labels: &[label::PORT],
+        workload: true,
+    };
+    pub const TCP_ACCEPT_QUEUE_MAX: Family = Family {
+        name: "monitor_tcp_accept_queue_max",
+        help: "The accept queue's limit (the listen() backlog, capped by somaxconn) of the \
+               process's listening sockets, per local port (Send-Q of ss -lnt).",
+        kind: Kind::Gauge,
+        labels: &[label::PORT],
+        workload: true,
+    };
     pub const TCP_RETRANSMITS: Family = Family {
         name: "monitor_tcp_retransmits_total",
         help: "TCP segments retransmitted (SYNs included), per process name and peer.",
@@ -357,6 +382,9 @@ pub mod family {
         TCP_CONNECT_ERRORS,
         TCP_CONNECTIONS_OPENED,
         TCP_CONNECTIONS_ACTIVE,
+        TCP_LISTEN_OVERFLOWS,
+        TCP_ACCEPT_QUEUE_LENGTH,
+        TCP_ACCEPT_QUEUE_MAX,
         TCP_RETRANSMITS,
         TCP_RESETS,
         TCP_RTT,

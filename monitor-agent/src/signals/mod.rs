@@ -6,6 +6,7 @@ use crate::probes::Loaded;
 
 pub mod fds;
 pub mod http;
+pub mod listen;
 pub mod oom;
 pub mod sched;
 pub mod signal;
@@ -20,6 +21,7 @@ pub fn all(loaded: &mut Loaded, settings: &Settings) -> anyhow::Result<Vec<Box<d
     Ok(vec![
         Box::new(syscalls::Syscalls::take(loaded)?),
         Box::new(tcp::Tcp::take(loaded, settings)?),
+        Box::new(listen::Listen::new()),
         Box::new(http::Http::take(loaded, settings)?),
         Box::new(sched::Sched::take(loaded)?),
         Box::new(oom::Oom::take(loaded)?),

@@ -12,6 +12,7 @@ use crate::{
     signals::{
         fds,
         http::{self, RequestsSnapshot},
+        listen::{self, ListenSnapshot},
         oom,
         sched::{self, SchedSnapshot},
         syscalls::{self, SyscallsSnapshot},
@@ -195,6 +196,13 @@ fn published(policy: &LabelPolicy, probes: &[ProbeState], build: &BuildInfo) -> 
     published.extend(sched::published(&sched_snapshot(), policy));
     published.extend(oom::published(&[(labels("java", 11, &[]), 1)], policy));
     published.extend(fds::published(&[(labels("java", 11, &[]), 0.9)], policy));
+    published.extend(listen::published(
+        &ListenSnapshot {
+            queues: vec![(labels("nginx", 9, &["8080"]), (3, 511))],
+            overflows: vec![(labels("nginx", 9, &["8080"]), 17)],
+        },
+        policy,
+    ));
     published.extend(throttle::published(
         &[(labels("java", 11, &[]), 2_430_000_000)],
         policy,

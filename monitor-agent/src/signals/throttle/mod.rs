@@ -11,7 +11,7 @@
 use std::{
     collections::{HashMap, HashSet},
     path::{Path, PathBuf},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use super::signal::{Context, PROC_SCAN_EVERY, SeriesCount, Signal, series_count};

@@ -1,0 +1,180 @@
+//! Accept-queue saturation: for each listening TCP port of a process, the connections waiting
+//! to be accepted, the queue's limit, and the connection attempts the socket dropped. Read at
+//! every sweep from the kernel's socket diagnostics (`diag`, what `ss -lnt` shows), for the
+//! agent's network namespace; the owner of each port is the process the probes saw call
+//! `listen()` (`TCP_LISTENERS`, seeded at start-up for older listeners).
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
+
+use log::debug;
+use monitor_common::ListenerKey;
+
+use super::signal::{Context, SeriesCount, Signal, series_count};
+use crate::series::{
+    families::{Family, family},
+    labels::LabelPolicy,
+    publish::{self, Published, Value},
+    table::{SeriesTable, WorkloadLabels},
+};
+
+mod diag;
+
+const FAMILIES: &[Family] = &[
+    family::TCP_LISTEN_OVERFLOWS,
+    family::TCP_ACCEPT_QUEUE_LENGTH,
+    family::TCP_ACCEPT_QUEUE_MAX,
+];
+
+/// One sweep's accept queues per (label set with its port): waiting now, and the limit.
+#[derive(Debug, Default)]
+pub struct ListenSnapshot {
+    pub queues: Vec<(WorkloadLabels, (u64, u64))>,
+    pub overflows: Vec<(WorkloadLabels, u64)>,
+}
+
+pub struct Listen {
+    /// The agent's network namespace (`TCP_LISTENERS` keys carry one).
+    netns: Option<u32>,
+    queues: SeriesTable<WorkloadLabels, u64>,
+    overflows: SeriesTable<WorkloadLabels, u64>,
+    /// Drops last read per socket inode: only what is new is added.
+    seen_drops: HashMap<u32, u32>,
+    failed: bool,
+}
+
+impl Listen {
+    pub fn new() -> Self {
+        let netns = std::fs::read_link("/proc/self/ns/net")
+            .ok()
+            .and_then(|link| {
+                let link = link.to_str()?.to_owned();
+                crate::probes::listeners::bracketed_inode(&link, "net")
+            })
+            .map(|inode| inode as u32);
+        Self {
+            netns,
+            queues: SeriesTable::default(),
+            overflows: SeriesTable::default(),
+            seen_drops: HashMap::new(),
+            failed: false,
+        }
+    }
+}
+
+impl Signal for Listen {
+    fn families(&self) -> &'static [Family] {
+        FAMILIES
+    }
+
+    fn publish(&mut self, ctx: &mut Context) -> Vec<Published> {
+        let listeners = match diag::listeners() {
+            Ok(listeners) => listeners,
+            Err(err) => {
+                if !self.failed {
+                    log::warn!(
+                        "reading listening sockets (sock_diag netlink): {err}; no accept-queue \
+                         metrics until it works"
+                    );
+                    self.failed = true;
+                }
+                Vec::new()
+            }
+        };
+        let running: HashMap<u32, _> = ctx
+            .naming
+            .running(ctx.now)
+            .into_iter()
+            .map(|(owner, who)| (owner.tgid, (owner, who)))
+            .collect();
+        let mut queues: HashMap<WorkloadLabels, (u64, u64)> = HashMap::new();
+        let mut sockets = HashSet::new();
+        for listener in listeners {
+            let key = ListenerKey {
+                netns: self.netns.unwrap_or(0),
+                port: listener.port,
+                _pad: 0,
+            };
+            let Some(owner) = ctx.kernel.listener(&key) else {
+                continue;
+            };
+            let Some((current, who)) = running.get(&owner.tgid) else {
+                continue;
+            };
+            if current.generation != owner.generation && owner.generation != 0 {
+                debug!("port {} listed for an older {owner:?}", listener.port);
+                continue;
+            }
+            let port = vec![listener.port.to_string()];
+            let labels = ctx.recorder.labels(
+                family::TCP_ACCEPT_QUEUE_LENGTH.name,
+                &self.queues,
+                who,
+                port.clone(),
+            );
+            let queue = queues.entry(labels).or_default();
+            queue.0 += u64::from(listener.queued);
+            queue.1 += u64::from(listener.max);
+            let Some(drops) = listener.drops else {
+                continue;
+            };
+            sockets.insert(listener.inode);
+            let before = self.seen_drops.insert(listener.inode, drops);
+            let new = match before {
+                Some(before) if before <= drops => drops - before,
+                _ => drops,
+            };
+            if before.is_none() || new > 0 {
+                ctx.recorder.record(
+                    family::TCP_LISTEN_OVERFLOWS.name,
+                    &mut self.overflows,
+                    who,
+                    port,
+                    &u64::from(new),
+                );
+            }
+        }
+        self.seen_drops.retain(|inode, _| sockets.contains(inode));
+        // A gauge of listening sockets now: a port no longer listened on goes at once.
+        let present = queues.keys().map(|labels| (labels.clone(), 1)).collect();
+        self.queues.publish(present, ctx.now, Duration::ZERO);
+        let mut snapshot = ListenSnapshot {
+            queues: queues.into_iter().collect(),
+            overflows: self.overflows.publish(HashMap::new(), ctx.now, ctx.ttl),
+        };
+        snapshot.queues.sort_by(|a, b| a.0.cmp(&b.0));
+        published(&snapshot, ctx.recorder.policy)
+    }
+
+    fn series_counts(&self) -> Vec<SeriesCount> {
+        vec![
+            series_count(&family::TCP_LISTEN_OVERFLOWS, &self.overflows),
+            series_count(&family::TCP_ACCEPT_QUEUE_LENGTH, &self.queues),
+            series_count(&family::TCP_ACCEPT_QUEUE_MAX, &self.queues),
+        ]
+    }
+}
+
+pub fn published(snapshot: &ListenSnapshot, policy: &LabelPolicy) -> Vec<Published> {
+    vec![
+        Published::workload(
+            family::TCP_LISTEN_OVERFLOWS,
+            &snapshot.overflows,
+            policy,
+            publish::counter,
+        ),
+        Published::workload(
+            family::TCP_ACCEPT_QUEUE_LENGTH,
+            &snapshot.queues,
+            policy,
+            |(queued, _)| Value::Gauge(*queued as f64),
+        ),
+        Published::workload(
+            family::TCP_ACCEPT_QUEUE_MAX,
+            &snapshot.queues,
+            policy,
+            |(_, max)| Value::Gauge(*max as f64),
+        ),
+    ]
+}

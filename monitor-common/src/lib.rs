@@ -40,6 +40,13 @@ pub mod program {
     /// Memory: the OOM killer chose a victim (`mark_victim(task, uid)`, or `(pid)` before).
     pub const OOM_VICTIM: &str = "mon_oom_victim";
     pub const OOM_VICTIM_PID: &str = "mon_oom_victim_pid";
+    /// Block I/O: a request went to the device and came back (`block_rq_complete`). The issue
+    /// hook reads `block_rq_issue(q, rq)` (before 5.11), a second argument that later
+    /// kernels refuse to attach: there the fallback reads `block_rq_issue(rq)`. The other
+    /// order would attach the one-argument reader on 5.10 too, reading `q` as the request.
+    pub const BLOCK_ISSUE: &str = "mon_block_issue";
+    pub const BLOCK_ISSUE_RQ: &str = "mon_block_issue_rq";
+    pub const BLOCK_COMPLETE: &str = "mon_block_complete";
 }
 
 /// Map names (the `static` names in `monitor-ebpf`).
@@ -62,9 +69,11 @@ pub mod map {
     pub const RUNQ_LATENCY: &str = "RUNQ_LATENCY";
     pub const CPU_TIME: &str = "CPU_TIME";
     pub const OOM_KILLS: &str = "OOM_KILLS";
+    pub const BLOCK_STARTS: &str = "BLOCK_STARTS";
+    pub const BLOCK_IO: &str = "BLOCK_IO";
 
     /// Every map of the object, for tools that look for leftovers.
-    pub const ALL: [&str; 18] = [
+    pub const ALL: [&str; 20] = [
         THREAD_START,
         PROCESS_STATE,
         EXCLUDED,
@@ -83,6 +92,8 @@ pub mod map {
         RUNQ_LATENCY,
         CPU_TIME,
         OOM_KILLS,
+        BLOCK_STARTS,
+        BLOCK_IO,
     ];
 }
 
@@ -94,7 +105,7 @@ pub mod global {
     /// Byte offsets of kernel struct members the network probes read, found in the running
     /// kernel's BTF at start-up (never hard-coded): (global, `struct.member` path, size).
     /// The probes see them as constants (`.rodata` is frozen at load).
-    pub const KERNEL_OFFSETS: [(&str, &str, u32); 19] = [
+    pub const KERNEL_OFFSETS: [(&str, &str, u32); 20] = [
         ("OFF_SKC_FAMILY", "sock_common.skc_family", 2),
         ("OFF_SKC_DADDR", "sock_common.skc_daddr", 4),
         ("OFF_SKC_V6_DADDR", "sock_common.skc_v6_daddr", 16),
@@ -117,6 +128,8 @@ pub mod global {
         ("OFF_SOCKET_SK", "socket.sk", 8),
         // The OOM victim's process (`mark_victim(task, uid)`).
         ("OFF_TASK_TGID", "task_struct.tgid", 4),
+        // A block request's operation (`REQ_OP_*` in the low bits of `request.cmd_flags`).
+        ("OFF_RQ_CMD_FLAGS", "request.cmd_flags", 4),
     ];
 
     /// Which directions the system-call exit path of socket I/O records (bit 0: sends, bit
@@ -156,6 +169,10 @@ pub mod capacity {
     pub const CPU_TIME: u32 = 4_096;
     /// OOM victims between sweeps.
     pub const OOM_KILLS: u32 = 1_024;
+    /// Block requests in flight (LRU by request: one completed unseen is forgotten).
+    pub const BLOCK_STARTS: u32 = 16_384;
+    /// Distinct (process incarnation, operation) pairs with block I/O between sweeps.
+    pub const BLOCK_IO: u32 = 4_096;
     /// Payload bytes copied per socket read or write: a request line and its headers.
     pub const PAYLOAD_CAPTURE: usize = 512;
 }
@@ -207,10 +224,12 @@ pub enum Counter {
     CpuTimeFull = 18,
     /// `OOM_KILLS` refused a key (full): that OOM kill went uncounted.
     OomKillsFull = 19,
+    /// `BLOCK_IO` refused a key (full): that block request went uncounted.
+    BlockIoFull = 20,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 20] = [
+    pub const ALL: [Counter; 21] = [
         Counter::ProcessEventsProduced,
         Counter::ProcessEventsDropped,
         Counter::SyscallStatsFull,
@@ -231,6 +250,7 @@ impl Counter {
         Counter::RunqLatencyFull,
         Counter::CpuTimeFull,
         Counter::OomKillsFull,
+        Counter::BlockIoFull,
     ];
     pub const LEN: u32 = Self::ALL.len() as u32;
 }
@@ -353,6 +373,37 @@ pub struct SchedCpu {
     pub since_ns: u64,
     /// Its run-queue wait before that, if it was seen becoming runnable; 0: none.
     pub waited_ns: u64,
+}
+
+/// Value of `BLOCK_STARTS`, keyed by the request's kernel address: when it was issued, by
+/// whom (the task that issued it: the writer for direct and synchronous I/O, a kernel
+/// thread for writeback).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlockStart {
+    pub start_ns: u64,
+    pub owner: Owner,
+}
+
+/// Key of `BLOCK_IO`: a process incarnation and a block operation (`block_op`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct BlockKey {
+    pub owner: Owner,
+    pub op: u32,
+    pub _pad: u32,
+}
+
+/// `BlockKey::op`: the kernel's `REQ_OP_*` numbers that the metrics name.
+pub mod block_op {
+    pub const READ: u32 = 0;
+    pub const WRITE: u32 = 1;
+    pub const FLUSH: u32 = 2;
+    pub const DISCARD: u32 = 3;
+    /// Any other operation (write-zeroes, zone management, driver-private).
+    pub const OTHER: u32 = 255;
+    /// `REQ_OP_BITS`: the operation is the low 8 bits of `cmd_flags`.
+    pub const MASK: u32 = 0xff;
 }
 
 /// Kinds of `ProcessEvent`.
@@ -525,6 +576,8 @@ const _: () = {
     assert!(core::mem::size_of::<ProcessState>() == 8);
     assert!(core::mem::size_of::<ProcessEvent>() == 40);
     assert!(core::mem::size_of::<SchedCpu>() == 16);
+    assert!(core::mem::size_of::<BlockStart>() == 16);
+    assert!(core::mem::size_of::<BlockKey>() == 16);
 };
 
 #[cfg(feature = "user")]
@@ -544,6 +597,8 @@ mod pod {
     unsafe impl aya::Pod for super::TcpEvent {}
     unsafe impl aya::Pod for super::PayloadEvent {}
     unsafe impl aya::Pod for super::SchedCpu {}
+    unsafe impl aya::Pod for super::BlockStart {}
+    unsafe impl aya::Pod for super::BlockKey {}
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 #![no_std]
 #![no_main]
 
+mod block;
 mod maps;
 mod network;
 mod noop;

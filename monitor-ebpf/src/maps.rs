@@ -2,15 +2,19 @@
 //! overridden by the agent (`EbpfLoader::map_max_entries`); the values here are defaults.
 use aya_ebpf::{
     Global,
-    bindings::{BPF_F_NO_PREALLOC, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    bindings::{
+        BPF_F_NO_PREALLOC, BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP,
+    },
     helpers::{bpf_get_current_comm, bpf_ktime_get_ns},
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use monitor_common::{
-    Counter, Histogram, ListenerKey, NetBytes, Owner, ProcessEvent, ProcessState, SchedCpu,
-    SyscallErrorKey, SyscallKey, TcpConn, ThreadStart, capacity,
+    BlockKey, BlockStart, Counter, Histogram, ListenerKey, NetBytes, Owner, ProcessEvent,
+    ProcessState, SchedCpu, SyscallErrorKey, SyscallKey, TcpConn, ThreadStart, capacity,
 };
+
+const EEXIST: i64 = 17;
 
 /// The agent's own TGID (set at load): its scrapes and map reads are not what users watch.
 #[unsafe(no_mangle)]
@@ -63,6 +67,16 @@ pub static PROCESS_EVENTS: RingBuf = RingBuf::with_byte_size(capacity::PROCESS_E
 #[map]
 pub static TCP_LISTENERS: HashMap<ListenerKey, Owner> =
     HashMap::with_max_entries(capacity::TCP_LISTENERS, BPF_F_NO_PREALLOC);
+
+/// Block requests in flight, by the request's kernel address: issued when, by whom.
+#[map]
+pub static BLOCK_STARTS: LruHashMap<u64, BlockStart> =
+    LruHashMap::with_max_entries(capacity::BLOCK_STARTS, 0);
+
+/// Block I/O per (process incarnation, operation), summed per CPU.
+#[map]
+pub static BLOCK_IO: PerCpuHashMap<BlockKey, Histogram> =
+    PerCpuHashMap::with_max_entries(capacity::BLOCK_IO, BPF_F_NO_PREALLOC);
 
 /// Tracked sockets by kernel address, from connect/accept to `tcp_destroy_sock`. Most TCP
 /// events fire in softirq or timer context; this map is how they find their process.
@@ -129,6 +143,27 @@ pub fn batched_wakeup(ring: &RingBuf, batch_bytes: u64) -> u64 {
     } else {
         BPF_RB_NO_WAKEUP.into()
     }
+}
+
+/// This CPU's value of `key` in `map`, created as `zero` if missing; a full map is counted.
+#[inline(always)]
+pub fn per_cpu_entry<K, V>(
+    map: &PerCpuHashMap<K, V>,
+    key: &K,
+    zero: V,
+    full: Counter,
+) -> Option<*mut V> {
+    if let Some(value) = map.get_ptr_mut(key) {
+        return Some(value);
+    }
+    if let Err(err) = map.insert(key, &zero, BPF_NOEXIST.into()) {
+        // EEXIST: another CPU created the key between our lookup and insert.
+        if i64::from(err) != -EEXIST {
+            bump(full);
+            return None;
+        }
+    }
+    map.get_ptr_mut(key)
 }
 
 #[inline(always)]

@@ -13,7 +13,6 @@
 //! and 5.10 passes no previous state), that is its wait; if it sleeps, its wakeup restarts
 //! the wait before it can run again. No task state is read, on any kernel.
 use aya_ebpf::{
-    bindings::BPF_NOEXIST,
     helpers::{bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns},
     macros::raw_tracepoint,
     programs::RawTracePointContext,
@@ -21,10 +20,9 @@ use aya_ebpf::{
 use monitor_common::{Counter, Histogram, Owner, announced, hist};
 
 use crate::maps::{
-    AGENT_TGID, CPU_TIME, PROCESS_STATE, RUNQ_LATENCY, RUNQ_SINCE, SCHED_CPU, bump, is_excluded,
+    AGENT_TGID, CPU_TIME, PROCESS_STATE, RUNQ_LATENCY, RUNQ_SINCE, SCHED_CPU, is_excluded,
+    per_cpu_entry,
 };
-
-const EEXIST: i64 = 17;
 
 #[raw_tracepoint(tracepoint = "sched_wakeup")]
 pub fn mon_sched_wakeup(ctx: RawTracePointContext) -> i32 {
@@ -142,25 +140,4 @@ fn charge(tgid: u32, ran_ns: u64, waited_ns: u64) {
             stats.sum_ns += waited_ns;
         }
     }
-}
-
-/// This CPU's value of `owner` in `map`, created as `zero` if missing; a full map is counted.
-#[inline(always)]
-fn per_cpu_entry<V>(
-    map: &aya_ebpf::maps::PerCpuHashMap<Owner, V>,
-    owner: &Owner,
-    zero: V,
-    full: Counter,
-) -> Option<*mut V> {
-    if let Some(value) = map.get_ptr_mut(owner) {
-        return Some(value);
-    }
-    if let Err(err) = map.insert(owner, &zero, BPF_NOEXIST.into()) {
-        // EEXIST: another CPU created the key between our lookup and insert.
-        if i64::from(err) != -EEXIST {
-            bump(full);
-            return None;
-        }
-    }
-    map.get_ptr_mut(owner)
 }

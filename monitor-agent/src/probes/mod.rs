@@ -68,7 +68,7 @@ const SOCKET_IO_FALLBACK: Hook = Hook {
 /// In attach order: process lifecycle first so generations exist before the first syscall
 /// is keyed; `sys_enter` before `sys_exit` so exits find their start times; socket
 /// destruction before the state changes that track sockets, so no entry outlives its socket.
-pub const PROBES: [Probe; 15] = [
+pub const PROBES: [Probe; 17] = [
     Probe {
         program: program::PROCESS_EXEC,
         tracepoint: "sched_process_exec",
@@ -182,6 +182,24 @@ pub const PROBES: [Probe; 15] = [
             tracepoint: "mark_victim",
         }),
         needs: "raw tracepoints (4.17+), kernel BTF (the victim's task_struct.tgid)",
+        reads_structs: true,
+    },
+    // Issues before completions, so a completion finds its start.
+    Probe {
+        program: program::BLOCK_ISSUE,
+        tracepoint: "block_rq_issue",
+        fallback: Some(Hook {
+            program: program::BLOCK_ISSUE_RQ,
+            tracepoint: "block_rq_issue",
+        }),
+        needs: "raw tracepoints (4.17+)",
+        reads_structs: false,
+    },
+    Probe {
+        program: program::BLOCK_COMPLETE,
+        tracepoint: "block_rq_complete",
+        fallback: None,
+        needs: "raw tracepoints (4.17+), kernel BTF (request.cmd_flags)",
         reads_structs: true,
     },
 ];
@@ -309,6 +327,8 @@ pub fn load(settings: &LoadSettings) -> anyhow::Result<Loaded> {
         (map::NET_BYTES, u64::from(settings.net_bytes_entries)),
         (map::TCP_EVENTS, u64::from(settings.tcp_events_bytes)),
         (map::PAYLOAD_SOCKS, u64::from(capacity::PAYLOAD_SOCKS)),
+        (map::BLOCK_STARTS, u64::from(capacity::BLOCK_STARTS)),
+        (map::BLOCK_IO, u64::from(capacity::BLOCK_IO)),
         (
             map::PAYLOAD_EVENTS,
             u64::from(settings.payload_events_bytes),

@@ -118,6 +118,7 @@ mod tests {
             map::RUNQ_LATENCY,
             map::CPU_TIME,
             map::OOM_KILLS,
+            map::BLOCK_IO,
         ];
         expected.sort_unstable();
         assert_eq!(names, expected);

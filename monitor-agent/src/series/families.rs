@@ -20,6 +20,7 @@ pub mod label {
     pub const MAP: &str = "map";
     pub const FAMILY: &str = "family";
     pub const VERSION: &str = "version";
+    pub const OPERATION: &str = "operation";
     pub const KERNEL: &str = "kernel";
     pub const PEER: &str = "peer";
     pub const REASON: &str = "reason";
@@ -344,6 +345,15 @@ pub mod family {
         labels: &[],
         workload: true,
     };
+    pub const BLOCK_IO_DURATION: Family = Family {
+        name: "monitor_block_io_duration_seconds",
+        help: "Block requests the process issued, from issue to completion, by operation \
+               (read, write, flush, discard; other). Writeback issued by kernel threads \
+               counts under them.",
+        kind: Kind::Histogram,
+        labels: &[label::OPERATION],
+        workload: true,
+    };
     pub const OOM_KILLS: Family = Family {
         name: "monitor_oom_kills_total",
         help: "Processes the OOM killer chose to kill, under the victim's identity.",
@@ -395,6 +405,7 @@ pub mod family {
         RUNQUEUE_LATENCY,
         CPU_SECONDS,
         CPU_THROTTLED,
+        BLOCK_IO_DURATION,
         OOM_KILLS,
         FD_UTILIZATION,
         BUILD_INFO,

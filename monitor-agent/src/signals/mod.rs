@@ -4,6 +4,7 @@
 //! `monitor-ebpf`, its wire types in `monitor-common`, its room here, and one line in `all`.
 use crate::probes::Loaded;
 
+pub mod block;
 pub mod fds;
 pub mod http;
 pub mod listen;
@@ -25,6 +26,7 @@ pub fn all(loaded: &mut Loaded, settings: &Settings) -> anyhow::Result<Vec<Box<d
         Box::new(http::Http::take(loaded, settings)?),
         Box::new(sched::Sched::take(loaded)?),
         Box::new(oom::Oom::take(loaded)?),
+        Box::new(block::Block::take(loaded)?),
         Box::new(fds::Fds::new()),
         Box::new(throttle::Throttle::new()),
     ])

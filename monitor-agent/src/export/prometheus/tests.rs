@@ -10,7 +10,7 @@ use crate::{
         table::{WorkloadLabels, observe},
     },
     signals::{
-        fds,
+        block, fds,
         http::{self, RequestsSnapshot},
         listen::{self, ListenSnapshot},
         oom,
@@ -196,6 +196,12 @@ fn published(policy: &LabelPolicy, probes: &[ProbeState], build: &BuildInfo) -> 
     published.extend(sched::published(&sched_snapshot(), policy));
     published.extend(oom::published(&[(labels("java", 11, &[]), 1)], policy));
     published.extend(fds::published(&[(labels("java", 11, &[]), 0.9)], policy));
+    let mut written = Histogram::ZERO;
+    observe(&mut written, 400_000);
+    published.extend(block::published(
+        &[(labels("postgres", 12, &["write"]), written)],
+        policy,
+    ));
     published.extend(listen::published(
         &ListenSnapshot {
             queues: vec![(labels("nginx", 9, &["8080"]), (3, 511))],

@@ -1,0 +1,88 @@
+//! Block I/O against known ground truth: a process that writes N blocks of a file with
+//! direct I/O (no page cache: each write is one request to the device, issued by the writer)
+//! is reported with exactly N write operations under its name; its `fdatasync` adds at most
+//! one write (the filesystem's commit block) and one flush.
+use std::{
+    io::{BufRead as _, BufReader, Write as _},
+    process::Stdio,
+    time::Duration,
+};
+
+use tests::{Agent, TempDir, eventually, python3, spawn_named_with, unique_comm};
+
+/// Block size of the writes, and their count.
+const BLOCK: usize = 4096;
+const WRITES: usize = 64;
+
+/// Overwrites the file's first N blocks with O_DIRECT, one `pwrite` each; says so and waits
+/// for a line on stdin; then `fdatasync`s.
+const DIRECT_WRITER: &str = r#"
+import mmap, os, sys
+path, count, block = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+fd = os.open(path, os.O_WRONLY | os.O_DIRECT)
+buffer = mmap.mmap(-1, block)  # page-aligned, as O_DIRECT needs
+buffer.write(b"d" * block)
+for i in range(count):
+    assert os.pwrite(fd, buffer, i * block) == block
+print("written", flush=True)
+sys.stdin.readline()
+os.fdatasync(fd)
+os.close(fd)
+"#;
+
+fn count(agent: &Agent, comm: &str, operation: &str) -> Option<f64> {
+    agent.scrape().value(
+        "monitor_block_io_duration_seconds_count",
+        &[("comm", comm), ("operation", operation)],
+    )
+}
+
+#[test]
+fn direct_writes_are_one_write_operation_each_under_the_writer() {
+    let agent = Agent::start(&[]);
+    // On the disk under the test's temporary directory; written and synced first, so the
+    // direct writes overwrite allocated blocks and need no metadata (a journal write would
+    // come from the filesystem's own thread, not the writer).
+    let dir = TempDir::new("block-io");
+    let path = dir.path().join("data");
+    let mut file = std::fs::File::create(&path).unwrap();
+    file.write_all(&vec![b'p'; WRITES * BLOCK]).unwrap();
+    file.sync_all().unwrap();
+    drop(file);
+    let comm = unique_comm("direct");
+    let mut writer = spawn_named_with(&comm, &python3(), |command| {
+        command
+            .args(["-c", DIRECT_WRITER, path.to_str().unwrap()])
+            .args([WRITES.to_string(), BLOCK.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+    });
+    let mut line = String::new();
+    BufReader::new(writer.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "written\n");
+    let writes = eventually(Duration::from_secs(10), "the direct writes", || {
+        count(&agent, &comm, "write").filter(|&writes| writes >= WRITES as f64)
+    });
+    // Nothing comes late: exactly one request per write.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(writes, WRITES as f64);
+    assert_eq!(count(&agent, &comm, "write"), Some(WRITES as f64));
+    // fdatasync: the filesystem may write one commit block from the writer (ext4's fast
+    // commit or journal record), and a disk with a write-back cache gets a flush (on its own,
+    // or carried by that write).
+    writeln!(writer.stdin.take().unwrap()).unwrap();
+    assert!(writer.wait().unwrap().success());
+    std::thread::sleep(Duration::from_secs(2));
+    let after = count(&agent, &comm, "write").unwrap();
+    let flushes = count(&agent, &comm, "flush").unwrap_or(0.0);
+    eprintln!(
+        "{comm}: {WRITES} direct writes counted exactly; fdatasync added {} writes and {flushes} flushes",
+        after - writes
+    );
+    assert!(
+        after - writes <= 1.0 && flushes <= 1.0,
+        "{after} writes, {flushes} flushes"
+    );
+}

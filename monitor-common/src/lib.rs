@@ -17,6 +17,9 @@ pub mod program {
     /// Empty hooks on the same tracepoints: the benchmark's floor, never attached by the agent.
     pub const NOOP_SYS_ENTER: &str = "noop_sys_enter";
     pub const NOOP_SYS_EXIT: &str = "noop_sys_exit";
+    pub const NOOP_SCHED_SWITCH: &str = "noop_sched_switch";
+    pub const NOOP_SCHED_WAKEUP: &str = "noop_sched_wakeup";
+    pub const NOOP_SCHED_WAKEUP_NEW: &str = "noop_sched_wakeup_new";
     /// TCP lifecycle (`inet_sock_set_state`): connects, accepts, failures, closes.
     pub const TCP_STATE: &str = "mon_tcp_state";
     /// `tcp_destroy_sock`: the last event of a socket, frees its `TCP_CONNS` entry.

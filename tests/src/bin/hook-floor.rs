@@ -1,12 +1,16 @@
-//! The benchmark's floor: attaches the monitor's two empty programs to the `sys_enter` and
-//! `sys_exit` raw tracepoints, which is the least any per-syscall hook can cost. Prints
-//! `ready` once both are attached, then holds them until stdin reaches EOF or the process
+//! The benchmark's floor: attaches the monitor's empty programs to the `sys_enter` and
+//! `sys_exit` raw tracepoints, the least any per-syscall hook can cost, and to the scheduler's
+//! `sched_switch`, `sched_wakeup` and `sched_wakeup_new`, the least any per-switch hook can
+//! cost (a workload that does not switch never runs them). Prints `ready` once all are
+//! attached, then holds them until stdin reaches EOF or the process
 //! is killed (SIGTERM/SIGKILL), when the kernel detaches them.
 use std::io::{self, Write as _};
 
 use anyhow::{Context as _, Result};
 use aya::{Ebpf, EbpfLoader, programs::RawTracePoint};
-use monitor_common::program::{NOOP_SYS_ENTER, NOOP_SYS_EXIT};
+use monitor_common::program::{
+    NOOP_SCHED_SWITCH, NOOP_SCHED_WAKEUP, NOOP_SCHED_WAKEUP_NEW, NOOP_SYS_ENTER, NOOP_SYS_EXIT,
+};
 
 fn main() -> Result<()> {
     raise_memlock_limit();
@@ -15,8 +19,15 @@ fn main() -> Result<()> {
     let mut ebpf = EbpfLoader::new()
         .load(monitor_agent::probes::object())
         .context("loading the monitor's eBPF object (are you root?)")?;
-    attach(&mut ebpf, NOOP_SYS_ENTER, "sys_enter")?;
-    attach(&mut ebpf, NOOP_SYS_EXIT, "sys_exit")?;
+    for (program, tracepoint) in [
+        (NOOP_SYS_ENTER, "sys_enter"),
+        (NOOP_SYS_EXIT, "sys_exit"),
+        (NOOP_SCHED_SWITCH, "sched_switch"),
+        (NOOP_SCHED_WAKEUP, "sched_wakeup"),
+        (NOOP_SCHED_WAKEUP_NEW, "sched_wakeup_new"),
+    ] {
+        attach(&mut ebpf, program, tracepoint)?;
+    }
 
     let mut stdout = io::stdout().lock();
     writeln!(stdout, "ready").context("writing to stdout")?;

@@ -202,15 +202,42 @@ fn syscall_suite(lab: &Lab, options: &Options, environment: Environment) -> Resu
         path: lab.binary("syscall-loop")?,
         iterations: options.iterations,
     };
+    // A round trip costs about a hundred getppid calls here: a twentieth as many keeps the
+    // two workloads' times alike.
+    let switch_loop = SyscallLoop {
+        path: lab.binary("switch-loop")?,
+        iterations: (options.iterations / 20).max(1_000),
+    };
     let mut series: Vec<Series> = Condition::ALL.into_iter().map(Series::new).collect();
+    let switch_conditions = [Condition::None, Condition::Empty, Condition::Agent];
+    let mut switch_series: Vec<Series> = switch_conditions.into_iter().map(Series::new).collect();
     let unavailable = interleave(
         options.runs,
         &Condition::ALL,
-        |condition| lab.under(condition, report::BPFTRACE_SCRIPT, || syscall_loop.run()),
-        |at, condition, ns| {
+        |condition| {
+            lab.under(condition, report::BPFTRACE_SCRIPT, || {
+                let per_call = syscall_loop.run()?;
+                let per_trip = if switch_conditions.contains(&condition) {
+                    Some(switch_loop.run()?)
+                } else {
+                    None
+                };
+                Ok((per_call, per_trip))
+            })
+        },
+        |at, condition, (ns, trip)| {
             println!("bench: {at} {:<8} {ns:>8.1} ns/call", condition.name());
             if let Some(s) = series.iter_mut().find(|s| s.condition == condition) {
                 s.runs.push(ns);
+            }
+            if let Some(trip) = trip {
+                println!(
+                    "bench: {at} {:<8} {trip:>8.1} ns/round trip",
+                    condition.name()
+                );
+                if let Some(s) = switch_series.iter_mut().find(|s| s.condition == condition) {
+                    s.runs.push(trip);
+                }
             }
         },
     )?;
@@ -229,6 +256,10 @@ fn syscall_suite(lab: &Lab, options: &Options, environment: Environment) -> Resu
         runs: options.runs,
         series,
         program_times,
+        switches: report::Switches {
+            trips: switch_loop.iterations,
+            series: switch_series,
+        },
     })
 }
 

@@ -42,8 +42,9 @@ impl Condition {
         match self {
             Condition::None => "nothing attached.",
             Condition::Empty => {
-                "two empty raw-tracepoint programs on `sys_enter` and `sys_exit` \
-                 (`hook-floor`): the floor cost of any per-syscall hook."
+                "empty raw-tracepoint programs on `sys_enter` and `sys_exit`, and on \
+                 `sched_switch`, `sched_wakeup` and `sched_wakeup_new` (`hook-floor`): the \
+                 floor cost of any per-syscall and per-switch hook."
             }
             Condition::Agent => "the release agent with its default settings.",
             Condition::AgentOnly(_) => {
@@ -125,65 +126,107 @@ pub struct Report {
     pub series: Vec<Series>,
     /// The hooks' own run times (empty, then the agent's), or why they are missing.
     pub program_times: Result<Vec<ProgramTime>, String>,
+    pub switches: Switches,
+}
+
+/// The context-switch workload of the same rounds (`switch-loop`).
+pub struct Switches {
+    pub trips: u64,
+    pub series: Vec<Series>,
+}
+
+impl Switches {
+    pub fn markdown(&self) -> String {
+        let mut out = String::from("\n### Context switches\n\n");
+        let _ = writeln!(
+            out,
+            "In the same rounds, `switch-loop` passes a byte {} times between two threads \
+             over two pipes, both pinned to the last CPU, so that every pass wakes the other \
+             thread and switches to it; it reports the nanoseconds per round trip (two \
+             switches, two wakeups, four pipe system calls) of its fastest batch. The empty \
+             hooks are the same as above, the scheduler's included; bpftrace is not run here \
+             (its script hooks system calls, not the scheduler).\n",
+            self.trips
+        );
+        out.push_str(&table(&self.series, "ns/trip"));
+        let value = match ratio(&self.series, Condition::Agent) {
+            Ok(ratio) => format!("**{ratio:.2}**"),
+            Err(reason) => format!("n/a ({reason})"),
+        };
+        let _ = writeln!(
+            out,
+            "\n- agent: (agent − none) / (empty − none) = {value}\n\nTarget: ≤ {TARGET_RATIO:.1} \
+             (the agent's syscall and scheduler probes at most twice their empty hooks on a \
+             switch-heavy workload). A measurement, not a test."
+        );
+        out
+    }
 }
 
 /// The agent may cost at most this many empty hooks per syscall.
 const TARGET_RATIO: f64 = 2.0;
 
-impl Report {
-    fn median_of(&self, condition: Condition) -> Option<f64> {
-        self.series
-            .iter()
-            .find(|s| s.condition == condition)
-            .and_then(Series::median)
-    }
+fn median_of(series: &[Series], condition: Condition) -> Option<f64> {
+    series
+        .iter()
+        .find(|s| s.condition == condition)
+        .and_then(Series::median)
+}
 
-    /// (condition − none) / (empty − none): the condition's cost in units of an empty hook.
-    pub fn ratio(&self, condition: Condition) -> Result<f64, String> {
-        let none = self.median_of(Condition::None).ok_or("no baseline")?;
-        let empty = self
-            .median_of(Condition::Empty)
-            .ok_or("no empty-hook measurement")?;
-        let value = self.median_of(condition).ok_or_else(|| {
-            let reason = self.series.iter().find(|s| s.condition == condition);
-            match reason.and_then(|s| s.unavailable.as_deref()) {
-                Some(reason) => format!("{} unavailable: {reason}", condition.name()),
-                None => format!("no {} measurement", condition.name()),
-            }
-        })?;
-        if empty <= none {
-            return Err("the empty hook measured no slower than none; raise --iterations".into());
+/// (condition − none) / (empty − none): the condition's cost in units of the empty hooks.
+pub fn ratio(series: &[Series], condition: Condition) -> Result<f64, String> {
+    let none = median_of(series, Condition::None).ok_or("no baseline")?;
+    let empty = median_of(series, Condition::Empty).ok_or("no empty-hook measurement")?;
+    let value = median_of(series, condition).ok_or_else(|| {
+        let reason = series.iter().find(|s| s.condition == condition);
+        match reason.and_then(|s| s.unavailable.as_deref()) {
+            Some(reason) => format!("{} unavailable: {reason}", condition.name()),
+            None => format!("no {} measurement", condition.name()),
         }
-        Ok((value - none) / (empty - none))
+    })?;
+    if empty <= none {
+        return Err("the empty hook measured no slower than none; raise --iterations".into());
+    }
+    Ok((value - none) / (empty - none))
+}
+
+/// Median, overhead over none and every run of each condition, in `unit` (`ns/call`).
+pub fn table(series: &[Series], unit: &str) -> String {
+    let none = median_of(series, Condition::None);
+    let mut out = format!(
+        "| condition | median {unit} | overhead over none (ns) | all runs ({unit}) |\n\
+         |---|---:|---:|---|\n"
+    );
+    for series in series {
+        let name = series.condition.name();
+        let row = match (&series.unavailable, series.median()) {
+            (Some(reason), _) => format!("| {name} | n/a | n/a | n/a: {} |", cell(reason)),
+            (None, Some(median)) => {
+                let overhead = match (series.condition, none) {
+                    (Condition::None, _) => "baseline".to_owned(),
+                    (_, Some(none)) => format!("{:.1}", median - none),
+                    (_, None) => "n/a".to_owned(),
+                };
+                format!(
+                    "| {name} | {median:.1} | {overhead} | {} |",
+                    runs_list(&series.runs, 1)
+                )
+            }
+            (None, None) => format!("| {name} | n/a | n/a | no runs |"),
+        };
+        out.push_str(&row);
+        out.push('\n');
+    }
+    out
+}
+
+impl Report {
+    pub fn ratio(&self, condition: Condition) -> Result<f64, String> {
+        ratio(&self.series, condition)
     }
 
     pub fn table(&self) -> String {
-        let none = self.median_of(Condition::None);
-        let mut out = String::from(
-            "| condition | median ns/call | overhead over none (ns) | all runs (ns/call) |\n\
-             |---|---:|---:|---|\n",
-        );
-        for series in &self.series {
-            let name = series.condition.name();
-            let row = match (&series.unavailable, series.median()) {
-                (Some(reason), _) => format!("| {name} | n/a | n/a | n/a: {} |", cell(reason)),
-                (None, Some(median)) => {
-                    let overhead = match (series.condition, none) {
-                        (Condition::None, _) => "baseline".to_owned(),
-                        (_, Some(none)) => format!("{:.1}", median - none),
-                        (_, None) => "n/a".to_owned(),
-                    };
-                    format!(
-                        "| {name} | {median:.1} | {overhead} | {} |",
-                        runs_list(&series.runs, 1)
-                    )
-                }
-                (None, None) => format!("| {name} | n/a | n/a | no runs |"),
-            };
-            out.push_str(&row);
-            out.push('\n');
-        }
-        out
+        table(&self.series, "ns/call")
     }
 
     pub fn ratios(&self) -> String {
@@ -234,6 +277,7 @@ impl Report {
         out.push_str(&self.ratios());
         out.push_str(WHERE_THE_TIME_GOES);
         out.push_str(&self.program_table());
+        out.push_str(&self.switches.markdown());
         out
     }
 
@@ -316,6 +360,14 @@ mod tests {
             iterations: 1000,
             runs: 3,
             program_times: Err("not measured in the unit tests".into()),
+            switches: Switches {
+                trips: 100,
+                series: vec![
+                    series(Condition::None, &[4000.0]),
+                    series(Condition::Empty, &[4400.0]),
+                    series(Condition::Agent, &[5000.0]),
+                ],
+            },
             series: vec![
                 series(Condition::None, &[100.0, 102.0, 101.0]),
                 series(Condition::Empty, &[111.0, 110.0, 130.0]),
@@ -323,6 +375,14 @@ mod tests {
                 bpftrace,
             ],
         }
+    }
+
+    #[test]
+    fn the_context_switch_section_has_its_table_and_ratio() {
+        let markdown = report(series(Condition::Bpftrace, &[1.0])).switches.markdown();
+        assert!(markdown.contains("### Context switches"), "{markdown}");
+        assert!(markdown.contains("| agent | 5000.0 | 1000.0 |"), "{markdown}");
+        assert!(markdown.contains("(agent − none) / (empty − none) = **2.50**"), "{markdown}");
     }
 
     #[test]

@@ -972,3 +972,59 @@ pub mod docker {
         }
     }
 }
+
+/// A cgroup directory a test made (under a v1 controller's hierarchy or v2's), removed on
+/// drop once its processes are gone.
+pub struct Cgroup {
+    pub dir: PathBuf,
+}
+
+impl Cgroup {
+    pub fn create(dir: PathBuf) -> Cgroup {
+        std::fs::create_dir_all(&dir).unwrap();
+        Cgroup { dir }
+    }
+
+    /// Writes `value` to the cgroup's `file`, if the kernel has that file.
+    pub fn set_if_present(&self, file: &str, value: &str) {
+        let path = self.dir.join(file);
+        if path.exists() {
+            std::fs::write(&path, value).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+        }
+    }
+
+    /// Makes the process `command` starts join this cgroup before its program runs.
+    pub fn join_at_exec(&self, command: &mut Command) {
+        use std::os::unix::process::CommandExt as _;
+        let procs =
+            std::ffi::CString::new(self.dir.join("cgroup.procs").to_str().unwrap()).unwrap();
+        // SAFETY: between fork and exec the child only calls open/write/close on a path
+        // prepared before the fork (no allocation): "0" moves the writing process itself.
+        unsafe {
+            command.pre_exec(move || {
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+                libc::close(fd);
+                if written != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        // Empty once its process is gone; the kernel may take a moment to let it go.
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.dir).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}

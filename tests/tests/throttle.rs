@@ -2,78 +2,46 @@
 //! per 100 ms period is held off the CPU for about 90% of the time, and the agent reports
 //! exactly what the cgroup's own `cpu.stat` says.
 use std::{
-    ffi::CString,
-    os::unix::process::CommandExt as _,
     path::PathBuf,
     process::Stdio,
     time::{Duration, Instant},
 };
 
-use tests::{Agent, eventually, spawn_named_with, unique_comm};
+use tests::{Agent, Cgroup, eventually, spawn_named_with, unique_comm};
 
 const SPIN: &str = env!("CARGO_BIN_EXE_spin");
 
-/// A CPU cgroup with a quota of `quota_us` per `period_us`, removed on drop (cgroup v1's `cpu`
-/// hierarchy where it is mounted, else v2).
-struct CpuCgroup {
-    dir: PathBuf,
-    v2: bool,
+/// A CPU cgroup with a quota of `quota_us` per `period_us` (cgroup v1's `cpu` hierarchy
+/// where it is mounted, else v2), and whether it is v2.
+fn cpu_cgroup(name: &str, quota_us: u64, period_us: u64) -> (Cgroup, bool) {
+    let v1 = PathBuf::from("/sys/fs/cgroup/cpu");
+    if v1.join("cpu.cfs_quota_us").exists() {
+        let cgroup = Cgroup::create(v1.join(name));
+        cgroup.set_if_present("cpu.cfs_period_us", &period_us.to_string());
+        cgroup.set_if_present("cpu.cfs_quota_us", &quota_us.to_string());
+        return (cgroup, false);
+    }
+    let root = PathBuf::from("/sys/fs/cgroup");
+    // The root must hand the cpu controller down to its children.
+    std::fs::write(root.join("cgroup.subtree_control"), "+cpu").unwrap();
+    let cgroup = Cgroup::create(root.join(name));
+    cgroup.set_if_present("cpu.max", &format!("{quota_us} {period_us}"));
+    (cgroup, true)
 }
 
-impl CpuCgroup {
-    fn new(name: &str, quota_us: u64, period_us: u64) -> CpuCgroup {
-        let v1 = PathBuf::from("/sys/fs/cgroup/cpu");
-        let (dir, v2) = if v1.join("cpu.cfs_quota_us").exists() {
-            (v1.join(name), false)
-        } else {
-            let root = PathBuf::from("/sys/fs/cgroup");
-            // The root must hand the cpu controller down to its children.
-            std::fs::write(root.join("cgroup.subtree_control"), "+cpu").unwrap();
-            (root.join(name), true)
-        };
-        std::fs::create_dir_all(&dir).unwrap();
-        let set = |file: &str, value: String| {
-            let path = dir.join(file);
-            std::fs::write(&path, value).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
-        };
-        if v2 {
-            set("cpu.max", format!("{quota_us} {period_us}"));
-        } else {
-            set("cpu.cfs_period_us", period_us.to_string());
-            set("cpu.cfs_quota_us", quota_us.to_string());
-        }
-        CpuCgroup { dir, v2 }
-    }
-
-    fn procs(&self) -> CString {
-        CString::new(self.dir.join("cgroup.procs").to_str().unwrap()).unwrap()
-    }
-
-    /// What the kernel says the cgroup was throttled, in seconds.
-    fn throttled_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(self.dir.join("cpu.stat")).unwrap();
-        let (field, per_second) = if self.v2 {
-            ("throttled_usec", 1e6)
-        } else {
-            ("throttled_time", 1e9)
-        };
-        let value: u64 = stat
-            .lines()
-            .find_map(|line| line.strip_prefix(field)?.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {field} in {stat}"));
-        value as f64 / per_second
-    }
-}
-
-impl Drop for CpuCgroup {
-    fn drop(&mut self) {
-        for _ in 0..50 {
-            if std::fs::remove_dir(&self.dir).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
+/// What the kernel says the cgroup was throttled, in seconds.
+fn throttled_seconds(cgroup: &Cgroup, v2: bool) -> f64 {
+    let stat = std::fs::read_to_string(cgroup.dir.join("cpu.stat")).unwrap();
+    let (field, per_second) = if v2 {
+        ("throttled_usec", 1e6)
+    } else {
+        ("throttled_time", 1e9)
+    };
+    let value: u64 = stat
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in {stat}"));
+    value as f64 / per_second
 }
 
 /// 10 ms per 100 ms and a process that never sleeps for 3 s: throttled about 2.7 s, and the
@@ -83,8 +51,7 @@ fn a_busy_process_under_a_cpu_quota_is_throttled_nine_tenths_of_the_time() {
     const SECONDS: f64 = 3.0;
     let agent = Agent::start(&[]);
     let comm = unique_comm("quota");
-    let cgroup = CpuCgroup::new(&comm, 10_000, 100_000);
-    let procs = cgroup.procs();
+    let (cgroup, v2) = cpu_cgroup(&comm, 10_000, 100_000);
     let started = Instant::now();
     let spinner = spawn_named_with(&comm, SPIN.as_ref(), |command| {
         // On CPU 0 like the other spinners: the quota, not the CPU, holds it back. It would
@@ -92,22 +59,7 @@ fn a_busy_process_under_a_cpu_quota_is_throttled_nine_tenths_of_the_time() {
         command
             .args([(SECONDS + 60.0).to_string(), "0".into()])
             .stdout(Stdio::null());
-        // SAFETY: between fork and exec the child only calls open/write/close on a path
-        // prepared before the fork (no allocation): "0" moves the writing process itself.
-        unsafe {
-            command.pre_exec(move || {
-                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
-                if fd < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                let written = libc::write(fd, b"0".as_ptr().cast(), 1);
-                libc::close(fd);
-                if written != 1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        cgroup.join_at_exec(command);
     });
     // Stopped after SECONDS, not ended, so that it stays a running process of the cgroup
     // while the agent takes its last reading.
@@ -116,7 +68,7 @@ fn a_busy_process_under_a_cpu_quota_is_throttled_nine_tenths_of_the_time() {
     // SAFETY: a signal to our own child.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
     std::thread::sleep(Duration::from_millis(200));
-    let truth = cgroup.throttled_seconds();
+    let truth = throttled_seconds(&cgroup, v2);
     let reported = eventually(Duration::from_secs(15), "the throttled time", || {
         let value = agent
             .scrape()

@@ -379,10 +379,18 @@ mod tests {
 
     #[test]
     fn the_context_switch_section_has_its_table_and_ratio() {
-        let markdown = report(series(Condition::Bpftrace, &[1.0])).switches.markdown();
+        let markdown = report(series(Condition::Bpftrace, &[1.0]))
+            .switches
+            .markdown();
         assert!(markdown.contains("### Context switches"), "{markdown}");
-        assert!(markdown.contains("| agent | 5000.0 | 1000.0 |"), "{markdown}");
-        assert!(markdown.contains("(agent − none) / (empty − none) = **2.50**"), "{markdown}");
+        assert!(
+            markdown.contains("| agent | 5000.0 | 1000.0 |"),
+            "{markdown}"
+        );
+        assert!(
+            markdown.contains("(agent − none) / (empty − none) = **2.50**"),
+            "{markdown}"
+        );
     }
 
     #[test]

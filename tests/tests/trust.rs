@@ -448,11 +448,15 @@ fn runs_without_kernel_btf() {
     let wrapper = in_mount_namespace("mount --bind /dev/null /sys/kernel/btf/vmlinux");
     let agent = start_wrapped(&wrapper);
     let scrape = agent.scrape();
-    // Exactly the probes that read kernel structs at BTF offsets are refused.
+    // Exactly the probes that read kernel structs at BTF offsets are refused. The `probe`
+    // label names the hook that runs: a probe's own program or its fallback's.
     let reads_structs = |program: &str| {
         monitor_agent::probes::PROBES
             .iter()
-            .find(|probe| probe.program == program)
+            .find(|probe| {
+                probe.program == program
+                    || probe.fallback.is_some_and(|hook| hook.program == program)
+            })
             .unwrap_or_else(|| panic!("{program} is no probe"))
             .reads_structs
     };

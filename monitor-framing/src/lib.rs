@@ -433,15 +433,6 @@ impl Conn {
         };
     }
 
-    pub fn role(&self) -> u8 {
-        self.role
-    }
-
-    /// Requests waiting for their response.
-    pub fn pending(&self) -> u8 {
-        self.count
-    }
-
     /// Frames one read or write; `window` is scratch space, of which `io.loaded` bytes may
     /// already hold the read/write's start.
     pub fn feed<W: Wire>(&mut self, io: &Io, window: &mut [u8; WINDOW], wire: &mut W) -> Outcome {

@@ -77,6 +77,11 @@ pub fn counter(value: &u64) -> Value {
     Value::Counter(*value as f64)
 }
 
+/// A counter kept in nanoseconds, exported in seconds.
+pub fn seconds(ns: &u64) -> Value {
+    Value::Counter(*ns as f64 / 1e9)
+}
+
 pub fn histogram(value: &Histogram) -> Value {
     Value::Histogram(Box::new(*value))
 }

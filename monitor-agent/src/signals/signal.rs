@@ -24,6 +24,34 @@ use crate::{
 /// `throttle`) do so: a file or directory read per process, not for every early sweep.
 pub const PROC_SCAN_EVERY: Duration = Duration::from_secs(5);
 
+/// When a `PROC_SCAN_EVERY` room last scanned: `due` says whether to scan now, and notes it.
+#[derive(Debug, Default)]
+pub struct ProcScan(Option<Instant>);
+
+impl ProcScan {
+    pub fn due(&mut self, now: Instant) -> bool {
+        let due = self
+            .0
+            .is_none_or(|at| now.duration_since(at) >= PROC_SCAN_EVERY);
+        if due {
+            self.0 = Some(now);
+        }
+        due
+    }
+}
+
+/// What a cumulative figure the kernel keeps (a cgroup's throttled time, a socket's drops)
+/// added since it was last read (`before`): all of it at first sight, and all of it when it
+/// went back (a new object under the old name counts from zero). `None` when nothing is new
+/// and the series already exists.
+pub fn growth(before: Option<u64>, now: u64) -> Option<u64> {
+    match before {
+        None => Some(now),
+        Some(before) if before > now => Some(now),
+        Some(before) => Some(now - before).filter(|&new| new > 0),
+    }
+}
+
 /// What the signals are built with, from the command line.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -113,4 +141,28 @@ where
     }
     ctx.map_entries.push((map.name(), total - finished.len()));
     table.publish(live, ctx.now, ctx.ttl)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn growth_is_what_is_new_all_of_it_after_a_reset_and_none_when_idle() {
+        assert_eq!(growth(None, 0), Some(0));
+        assert_eq!(growth(None, 40), Some(40));
+        assert_eq!(growth(Some(40), 55), Some(15));
+        assert_eq!(growth(Some(40), 40), None);
+        assert_eq!(growth(Some(40), 7), Some(7));
+    }
+
+    #[test]
+    fn a_proc_scan_is_due_at_first_then_once_per_period() {
+        let start = Instant::now();
+        let mut scan = ProcScan::default();
+        assert!(scan.due(start));
+        assert!(!scan.due(start + PROC_SCAN_EVERY / 2));
+        assert!(scan.due(start + PROC_SCAN_EVERY));
+        assert!(!scan.due(start + PROC_SCAN_EVERY));
+    }
 }

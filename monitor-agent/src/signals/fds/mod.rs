@@ -1,12 +1,9 @@
 //! Descriptor saturation: how close each process is to its open-files limit. Read from
 //! `/proc` (no kernel probe: the count and the limit are there, exact, for any process), for
 //! the running processes the agent has named, at most every `SCAN_EVERY`.
-use std::{
-    collections::HashMap,
-    time::{Duration, Instant},
-};
+use std::{collections::HashMap, time::Duration};
 
-use super::signal::{Context, PROC_SCAN_EVERY, SeriesCount, Signal, series_count};
+use super::signal::{Context, ProcScan, SeriesCount, Signal, series_count};
 use crate::series::{
     families::{Family, family},
     labels::LabelPolicy,
@@ -22,7 +19,7 @@ pub struct Fds {
     table: SeriesTable<WorkloadLabels, u64>,
     /// The last scan: the highest ratio per label set, and when.
     last: Vec<(WorkloadLabels, f64)>,
-    scanned: Option<Instant>,
+    scan: ProcScan,
 }
 
 impl Fds {
@@ -55,11 +52,7 @@ impl Signal for Fds {
     }
 
     fn publish(&mut self, ctx: &mut Context) -> Vec<Published> {
-        let due = self
-            .scanned
-            .is_none_or(|at| ctx.now.duration_since(at) >= PROC_SCAN_EVERY);
-        if due {
-            self.scanned = Some(ctx.now);
+        if self.scan.due(ctx.now) {
             let mut highest: HashMap<WorkloadLabels, f64> = HashMap::new();
             for (owner, who) in ctx.naming.running(ctx.now) {
                 let Some(ratio) = utilization(owner.tgid) else {

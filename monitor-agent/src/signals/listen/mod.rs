@@ -11,7 +11,7 @@ use std::{
 use log::debug;
 use monitor_common::ListenerKey;
 
-use super::signal::{Context, SeriesCount, Signal, series_count};
+use super::signal::{Context, SeriesCount, Signal, growth, series_count};
 use crate::series::{
     families::{Family, family},
     labels::LabelPolicy,
@@ -40,8 +40,14 @@ pub struct Listen {
     queues: SeriesTable<WorkloadLabels, u64>,
     overflows: SeriesTable<WorkloadLabels, u64>,
     /// Drops last read per socket inode: only what is new is added.
-    seen_drops: HashMap<u32, u32>,
+    seen_drops: HashMap<u32, u64>,
     failed: bool,
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Listen {
@@ -120,18 +126,15 @@ impl Signal for Listen {
                 continue;
             };
             sockets.insert(listener.inode);
+            let drops = u64::from(drops);
             let before = self.seen_drops.insert(listener.inode, drops);
-            let new = match before {
-                Some(before) if before <= drops => drops - before,
-                _ => drops,
-            };
-            if before.is_none() || new > 0 {
+            if let Some(new) = growth(before, drops) {
                 ctx.recorder.record(
                     family::TCP_LISTEN_OVERFLOWS.name,
                     &mut self.overflows,
                     who,
                     port,
-                    &u64::from(new),
+                    &new,
                 );
             }
         }

@@ -8,7 +8,7 @@ use crate::{
     series::{
         families::{Family, family},
         labels::LabelPolicy,
-        publish::{self, Published, Value},
+        publish::{self, Published},
         table::{SeriesTable, WorkloadLabels},
     },
 };
@@ -86,8 +86,11 @@ pub fn published(snapshot: &SchedSnapshot, policy: &LabelPolicy) -> Vec<Publishe
             policy,
             publish::histogram,
         ),
-        Published::workload(family::CPU_SECONDS, &snapshot.cpu_ns, policy, |ns| {
-            Value::Counter(*ns as f64 / 1e9)
-        }),
+        Published::workload(
+            family::CPU_SECONDS,
+            &snapshot.cpu_ns,
+            policy,
+            publish::seconds,
+        ),
     ]
 }

@@ -1,6 +1,6 @@
 //! CPU throttling: how long a process's cgroup was held off the CPU by its quota (CFS
 //! bandwidth), read from the cgroup's own `cpu.stat` for the running processes the agent has
-//! named, at most every `PROC_SCAN_EVERY`. No kernel probe: the kernel keeps the exact figure
+//! named, at most every `signal::PROC_SCAN_EVERY`. No kernel probe: the kernel keeps the exact figure
 //! per cgroup (v1 `throttled_time` in ns, v2 `throttled_usec`), and only cgroups with a quota
 //! (v1 `cpu.cfs_quota_us` > 0, v2 `cpu.max` not `max`) are looked at.
 //!
@@ -11,14 +11,13 @@
 use std::{
     collections::{HashMap, HashSet},
     path::{Path, PathBuf},
-    time::Instant,
 };
 
-use super::signal::{Context, PROC_SCAN_EVERY, SeriesCount, Signal, series_count};
+use super::signal::{Context, ProcScan, SeriesCount, Signal, growth, series_count};
 use crate::series::{
     families::{Family, family},
     labels::LabelPolicy,
-    publish::{Published, Value},
+    publish::{self, Published},
     table::{SeriesTable, WorkloadLabels},
 };
 
@@ -140,7 +139,13 @@ pub struct Throttle {
     /// The throttled time last read per (label set, cgroup): only what is new is added.
     seen: HashMap<(WorkloadLabels, PathBuf), u64>,
     last: Vec<(WorkloadLabels, u64)>,
-    scanned: Option<Instant>,
+    scan: ProcScan,
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Throttle {
@@ -151,7 +156,7 @@ impl Throttle {
             table: SeriesTable::default(),
             seen: HashMap::new(),
             last: Vec::new(),
-            scanned: None,
+            scan: ProcScan::default(),
         }
     }
 }
@@ -162,11 +167,7 @@ impl Signal for Throttle {
     }
 
     fn publish(&mut self, ctx: &mut Context) -> Vec<Published> {
-        let due = self
-            .scanned
-            .is_none_or(|at| ctx.now.duration_since(at) >= PROC_SCAN_EVERY);
-        if due {
-            self.scanned = Some(ctx.now);
+        if self.scan.due(ctx.now) {
             for (owner, who) in ctx.naming.running(ctx.now) {
                 let Ok(text) = std::fs::read_to_string(format!("/proc/{}/cgroup", owner.tgid))
                 else {
@@ -181,12 +182,7 @@ impl Signal for Throttle {
                 let family = family::CPU_THROTTLED.name;
                 let labels = ctx.recorder.labels(family, &self.table, &who, Vec::new());
                 let before = self.seen.insert((labels, dir), now_ns);
-                // A cgroup removed and made again under the same name starts from zero.
-                let new_ns = match before {
-                    Some(before) if before <= now_ns => now_ns - before,
-                    _ => now_ns,
-                };
-                if before.is_none() || new_ns > 0 {
+                if let Some(new_ns) = growth(before, now_ns) {
                     ctx.recorder
                         .record(family, &mut self.table, &who, Vec::new(), &new_ns);
                 }
@@ -209,7 +205,7 @@ pub fn published(throttled_ns: &[(WorkloadLabels, u64)], policy: &LabelPolicy) -
         family::CPU_THROTTLED,
         throttled_ns,
         policy,
-        |ns| Value::Counter(*ns as f64 / 1e9),
+        publish::seconds,
     )]
 }
 

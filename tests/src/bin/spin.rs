@@ -1,6 +1,8 @@
 //! `spin SECONDS CPU`: burns CPU on CPU number `CPU` until `SECONDS` of wall time have
 //! passed, making no system call in the loop: the scheduler tests' CPU-bound workload. Prints
-//! its own ground truth: the CPU seconds it used and the wall seconds it lived (from `main`).
+//! its own ground truth: the CPU seconds it used, the wall seconds it lived (from `main`),
+//! and the seconds the kernel itself says it waited for a CPU since it was forked
+//! (`/proc/self/schedstat`'s run_delay; 0 where the kernel keeps no such figure).
 use std::time::{Duration, Instant};
 
 fn main() {
@@ -34,7 +36,24 @@ fn main() {
         }
     }
     std::hint::black_box(spins);
-    println!("{} {}", cpu_seconds(), born.elapsed().as_secs_f64());
+    println!(
+        "{} {} {}",
+        cpu_seconds(),
+        born.elapsed().as_secs_f64(),
+        run_delay_seconds()
+    );
+}
+
+/// `/proc/self/schedstat`: "CPU-ns run-delay-ns timeslices"; all zero when the kernel keeps
+/// no scheduler statistics (CONFIG_SCHED_INFO off).
+fn run_delay_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/schedstat").unwrap_or_default();
+    let delay: u64 = stat
+        .split_whitespace()
+        .nth(1)
+        .and_then(|field| field.parse().ok())
+        .unwrap_or(0);
+    delay as f64 / 1e9
 }
 
 /// CPU time this process used so far (all its threads; it has one).

@@ -60,8 +60,9 @@ pub fn markdown(provenance: &Provenance, runs: &[Run]) -> String {
          the same smoke test on this machine's own kernel. The smoke test starts the agent, \
          runs workloads whose outcome is known exactly, each under a process name of its own \
          (failing syscalls, TCP connects accepted and refused, HTTP/1.1 requests over one \
-         keep-alive connection between Python's http.server and http.client), and compares \
-         what the agent exports with the truth.\n"
+         keep-alive connection between Python's http.server and http.client, two CPU-bound \
+         processes sharing one CPU, a process allocating beyond its memory cgroup's limit), \
+         and compares what the agent exports with the truth.\n"
     );
     let _ = writeln!(text, "## Verdict\n\n{}", verdict(runs));
     let _ = writeln!(
@@ -75,7 +76,10 @@ pub fn markdown(provenance: &Provenance, runs: &[Run]) -> String {
     let _ = writeln!(
         text,
         "## Ground truth\n\nWhat the agent exported for each workload; ✗ marks a number that \
-         is not exact, `absent` a series that was never exported.\n\n{}",
+         does not hold, `absent` a series that was never exported. Counts must be exact. Times \
+         are shown as the agent's figure over the workload's own (its CPU clock; the \
+         kernel's run_delay from `/proc/self/schedstat`, or where the kernel keeps none, the \
+         part of its life it did not run), which must be 1 within the tolerance shown.\n\n{}",
         check_table(runs)
     );
     let _ = writeln!(
@@ -249,11 +253,11 @@ fn fallback_text(fallback: &Fallback) -> String {
 
 /// Checks as rows, with the expected number, kernels as columns.
 pub fn check_table(runs: &[Run]) -> String {
-    let mut rows: Vec<(String, u64)> = Vec::new();
+    let mut rows: Vec<(String, String)> = Vec::new();
     for result in runs.iter().filter_map(|run| run.result.as_ref()) {
         for check in &result.checks {
             if !rows.iter().any(|(what, _)| *what == check.what) {
-                rows.push((check.what.clone(), check.expected));
+                rows.push((check.what.clone(), check.expected_text()));
             }
         }
     }
@@ -266,7 +270,7 @@ pub fn check_table(runs: &[Run]) -> String {
                     return "no result".to_owned();
                 };
                 match result.checks.iter().find(|check| check.what == *what) {
-                    Some(check) if check.exact() => check.observed_text(),
+                    Some(check) if check.holds() => check.observed_text(),
                     Some(check) => format!("**{}** ✗", check.observed_text()),
                     None => "—".to_owned(),
                 }
@@ -357,6 +361,7 @@ mod tests {
                     selector: "x".into(),
                     expected: 7,
                     observed,
+                    tolerance: 0.0,
                 }],
                 settle_seconds: 1.5,
                 ..SmokeResult::default()

@@ -108,13 +108,34 @@ pub struct Check {
     /// The series summed, as `name{label="value",…}`.
     pub selector: String,
     pub expected: u64,
-    /// The sum of the matching samples; `None` when there is no such series.
+    /// The sum of the matching samples (divided by the ground truth, for a ratio check);
+    /// `None` when there is no such series.
     pub observed: Option<f64>,
+    /// How far from `expected` the observation may be, as a fraction of it: 0 for a count,
+    /// which must be exact.
+    #[serde(default)]
+    pub tolerance: f64,
 }
 
 impl Check {
-    pub fn exact(&self) -> bool {
-        self.observed == Some(self.expected as f64)
+    /// Exact, or within the tolerance of a timed check.
+    pub fn holds(&self) -> bool {
+        let expected = self.expected as f64;
+        self.observed
+            .is_some_and(|observed| (observed - expected).abs() <= self.tolerance * expected)
+    }
+
+    /// `37`, or `1 ± 5 %` for a check with a tolerance.
+    pub fn expected_text(&self) -> String {
+        if self.tolerance == 0.0 {
+            self.expected.to_string()
+        } else {
+            format!(
+                "{} ± {} %",
+                self.expected,
+                format_value(self.tolerance * 100.0)
+            )
+        }
     }
 
     /// `37`, or `absent` when the agent exported no such series.
@@ -141,9 +162,13 @@ pub struct Expectation {
     pub name: String,
     pub labels: Vec<(String, String)>,
     pub expected: u64,
+    /// The workload's own measure a timed observation is divided by (1 for a count).
+    truth: f64,
+    tolerance: f64,
 }
 
 impl Expectation {
+    /// A count, which must be exact.
     pub fn new(what: &str, name: &str, labels: &[(&str, &str)], expected: u64) -> Self {
         Self {
             what: what.to_owned(),
@@ -153,11 +178,39 @@ impl Expectation {
                 .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
                 .collect(),
             expected,
+            truth: 1.0,
+            tolerance: 0.0,
         }
     }
 
-    /// The sum over the matching samples, `None` if none matches.
+    /// A timed figure against the workload's own measure of it (`truth`): their ratio must
+    /// be 1 within `tolerance`. The ratio, not the seconds, is what every kernel shares.
+    pub fn ratio(
+        what: &str,
+        name: &str,
+        labels: &[(&str, &str)],
+        truth: f64,
+        tolerance: f64,
+    ) -> Self {
+        Self {
+            truth,
+            tolerance,
+            ..Self::new(what, name, labels, 1)
+        }
+    }
+
+    /// The sum over the matching samples (over the truth, for a ratio), `None` if none
+    /// matches.
     pub fn observe(&self, samples: &[Sample]) -> Option<f64> {
+        let sum = self.sum(samples)?;
+        if self.truth == 1.0 {
+            return Some(sum);
+        }
+        // Three decimals: the report shows a ratio, not float noise.
+        Some((sum / self.truth * 1000.0).round() / 1000.0)
+    }
+
+    fn sum(&self, samples: &[Sample]) -> Option<f64> {
         let mut matching = samples.iter().filter(|sample| {
             sample.name == self.name
                 && self
@@ -175,6 +228,7 @@ impl Expectation {
             selector: self.selector(),
             expected: self.expected,
             observed: self.observe(samples),
+            tolerance: self.tolerance,
         }
     }
 
@@ -434,11 +488,11 @@ pub fn problems(name: &str, result: &SmokeResult, agent_log: &str) -> Vec<String
             found.push(format!("{who}: refusal log: {problem}"));
         }
     }
-    for check in result.checks.iter().filter(|check| !check.exact()) {
+    for check in result.checks.iter().filter(|check| !check.holds()) {
         found.push(format!(
             "{who}: {}: expected {}, observed {}",
             check.what,
-            check.expected,
+            check.expected_text(),
             check.observed_text(),
         ));
     }
@@ -542,7 +596,7 @@ odd{a="q\"uo\\te",b="x,y"} +Inf
             37,
         );
         let check = openat.check(&samples);
-        assert!(check.exact());
+        assert!(check.holds());
         assert_eq!(
             check.selector,
             r#"monitor_syscall_errors_total{comm="kgsys42",syscall="openat",errno="ENOENT"}"#
@@ -558,7 +612,7 @@ odd{a="q\"uo\\te",b="x,y"} +Inf
             23,
         )
         .check(&samples);
-        assert!(!close.exact());
+        assert!(!close.holds());
         assert_eq!(close.observed_text(), "22");
         // Two series that differ in another label add up.
         let served = Expectation::new(
@@ -572,6 +626,41 @@ odd{a="q\"uo\\te",b="x,y"} +Inf
             .check(&samples);
         assert_eq!(missing.observed, None);
         assert_eq!(missing.observed_text(), "absent");
+    }
+
+    #[test]
+    fn a_ratio_check_holds_within_its_tolerance_and_not_beyond() {
+        let samples = parse_samples(
+            "monitor_cpu_seconds_total{comm=\"kgspin42\"} 2.9\n\
+             monitor_cpu_seconds_total{comm=\"other\"} 9\n",
+        );
+        let cpu = |truth| {
+            Expectation::ratio(
+                "scheduler: CPU time",
+                "monitor_cpu_seconds_total",
+                &[("comm", "kgspin42")],
+                truth,
+                0.05,
+            )
+            .check(&samples)
+        };
+        let near = cpu(3.0);
+        assert_eq!(near.observed, Some(0.967));
+        assert!(near.holds());
+        assert_eq!(near.expected_text(), "1 ± 5 %");
+        let far = cpu(2.5);
+        assert_eq!(far.observed, Some(1.16));
+        assert!(!far.holds());
+        // A workload that failed has no truth: never a pass.
+        assert!(!cpu(0.0).holds());
+        let absent = Expectation::ratio(
+            "x",
+            "monitor_cpu_seconds_total",
+            &[("comm", "no")],
+            3.0,
+            0.05,
+        );
+        assert!(!absent.check(&samples).holds());
     }
 
     #[test]
@@ -712,6 +801,7 @@ odd{a="q\"uo\\te",b="x,y"} +Inf
                 selector: "s".into(),
                 expected: 37,
                 observed: Some(37.0),
+                tolerance: 0.0,
             }],
             ..SmokeResult::default()
         }

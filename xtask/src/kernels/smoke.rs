@@ -9,8 +9,9 @@
 //! `result.yaml` (read by the host), `metrics.txt`, `healthz.txt` and `agent.log`.
 use std::{
     fs,
+    os::unix::process::ExitStatusExt as _,
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::{Command, ExitStatus, Stdio},
     sync::mpsc::RecvTimeoutError,
     thread,
     time::{Duration, Instant},
@@ -40,6 +41,19 @@ const TCP_BYTES: u64 = 1000;
 /// Requests over one keep-alive connection: answered 200 on /ok, 404 on /missing.
 const HTTP_OK: u64 = 7;
 const HTTP_MISSING: u64 = 3;
+/// Two spinners sharing one CPU for SPIN_SECONDS: each runs about half the time and waits
+/// the other half. The agent's CPU time must match their own clocks to 5 % (charged at each
+/// switch, nothing sampled), their run-queue wait to 10 % of the kernel's own figure for
+/// them (schedstat's run_delay, which like the agent counts the waits of their exec; where
+/// the kernel keeps none, what of their lives they did not run: an emulated exec is slow,
+/// and its waits, outside their clocks, put the agent 14 % above that on 5.10 and 6.1).
+const SPINNERS: usize = 2;
+const SPIN_SECONDS: f64 = 3.0;
+const CPU_TOLERANCE: f64 = 0.05;
+const WAIT_TOLERANCE: f64 = 0.10;
+/// A hog allocating HOG_MIB in a memory cgroup limited to LIMIT_MIB: one OOM kill.
+const HOG_MIB: u64 = 200;
+const LIMIT_MIB: u64 = 32;
 
 /// An emulated guest loads and verifies the probes slowly: minutes are not unusual on 5.10.
 const AGENT_START_TIMEOUT: Duration = Duration::from_secs(180);
@@ -99,6 +113,8 @@ struct Comms {
     tcp_server: String,
     http_server: String,
     http_client: String,
+    spin: String,
+    hog: String,
 }
 
 impl Comms {
@@ -110,19 +126,25 @@ impl Comms {
             tcp_server: comm("kgtcps"),
             http_server: comm("kghsrv"),
             http_client: comm("kghcli"),
+            spin: comm("kgspin"),
+            hog: comm("kghog"),
         }
     }
 }
 
-/// The ports the workloads used: they are part of the series' labels.
-struct Ports {
+/// What the workloads told: the ports they used (part of the series' labels) and the
+/// spinners' own CPU and waiting seconds.
+#[derive(Default)]
+struct Facts {
     tcp: u16,
     refused: u16,
     http: u16,
+    spin_cpu_seconds: f64,
+    spin_wait_seconds: f64,
 }
 
-/// What the agent must report for the workloads, exactly.
-fn expectations(comms: &Comms, ports: &Ports) -> Vec<Expectation> {
+/// What the agent must report for the workloads: counts exactly, times within tolerance.
+fn expectations(comms: &Comms, facts: &Facts) -> Vec<Expectation> {
     const ERRORS: &str = "monitor_syscall_errors_total";
     const OPENED: &str = "monitor_tcp_connections_opened_total";
     const BYTES: &str = "monitor_network_bytes_total";
@@ -131,10 +153,10 @@ fn expectations(comms: &Comms, ports: &Ports) -> Vec<Expectation> {
     let sys = comms.syscalls.as_str();
     let (tcp_client, tcp_server) = (comms.tcp_client.as_str(), comms.tcp_server.as_str());
     let (http_server, http_client) = (comms.http_server.as_str(), comms.http_client.as_str());
-    let tcp_port = ports.tcp.to_string();
-    let tcp_peer = format!("127.0.0.1:{}", ports.tcp);
-    let refused_peer = format!("127.0.0.1:{}", ports.refused);
-    let http_port = ports.http.to_string();
+    let tcp_port = facts.tcp.to_string();
+    let tcp_peer = format!("127.0.0.1:{}", facts.tcp);
+    let refused_peer = format!("127.0.0.1:{}", facts.refused);
+    let http_port = facts.http.to_string();
     let served = |status, route| {
         [
             ("comm", http_server),
@@ -237,6 +259,26 @@ fn expectations(comms: &Comms, ports: &Ports) -> Vec<Expectation> {
             &fetched("404"),
             HTTP_MISSING,
         ),
+        Expectation::ratio(
+            "scheduler: CPU time / the spinners' own",
+            "monitor_cpu_seconds_total",
+            &[("comm", &comms.spin)],
+            facts.spin_cpu_seconds,
+            CPU_TOLERANCE,
+        ),
+        Expectation::ratio(
+            "scheduler: run-queue wait / the spinners' own",
+            "monitor_runqueue_latency_seconds_sum",
+            &[("comm", &comms.spin)],
+            facts.spin_wait_seconds,
+            WAIT_TOLERANCE,
+        ),
+        Expectation::new(
+            "OOM kills: 200 MiB in a 32 MiB cgroup",
+            "monitor_oom_kills_total",
+            &[("comm", &comms.hog)],
+            1,
+        ),
     ]
 }
 
@@ -306,20 +348,20 @@ fn smoke(options: &GuestOptions, work: &Path, result: &mut SmokeResult) -> Resul
         work,
         bins: &options.bins,
     };
-    let mut ports = Ports {
-        tcp: 0,
-        refused: 0,
-        http: 0,
-    };
+    let mut facts = Facts::default();
     // Each workload on its own: one failing does not hide what the others show.
-    let steps: [(&str, &WorkloadStep); 3] = [
+    let steps: [(&str, &WorkloadStep); 5] = [
         ("syscall workload", &|_| workloads.syscalls(&comms)),
-        ("TCP workload", &|ports| workloads.tcp(&comms, ports)),
-        ("HTTP workload", &|ports| workloads.http(&comms, ports)),
+        ("TCP workload", &|facts| workloads.tcp(&comms, facts)),
+        ("HTTP workload", &|facts| workloads.http(&comms, facts)),
+        ("scheduler workload", &|facts| {
+            workloads.sched(&comms, facts)
+        }),
+        ("OOM workload", &|_| workloads.oom(&comms)),
     ];
     for (what, step) in steps {
         let began = Instant::now();
-        match step(&mut ports) {
+        match step(&mut facts) {
             Ok(()) => println!(
                 "kernels-guest: {what} done in {:.1} s",
                 began.elapsed().as_secs_f64()
@@ -331,23 +373,21 @@ fn smoke(options: &GuestOptions, work: &Path, result: &mut SmokeResult) -> Resul
         }
     }
 
-    let expected = expectations(&comms, &ports);
+    let expected = expectations(&comms, &facts);
     let settle_from = Instant::now();
     let deadline = settle_from + Duration::from_secs(options.settle_seconds);
     let mut metrics = loop {
         let metrics = scrape(&mut agent, port, &log_path)?;
         let samples = parse_samples(&metrics);
-        let all_exact = expected
-            .iter()
-            .all(|e| e.observe(&samples) == Some(e.expected as f64));
-        if all_exact || Instant::now() >= deadline {
+        let all_hold = expected.iter().all(|e| e.check(&samples).holds());
+        if all_hold || Instant::now() >= deadline {
             break metrics;
         }
         thread::sleep(Duration::from_millis(500));
     };
     result.settle_seconds = settle_from.elapsed().as_secs_f64();
     if Instant::now() < deadline {
-        // Exact once is not yet settled: the workloads have exited, and the sweeps that fold
+        // Holding once is not yet settled: the workloads have exited, and the sweeps that fold
         // their kernel entries into final values must not count anything twice.
         thread::sleep(CONFIRM_AFTER);
         metrics = scrape(&mut agent, port, &log_path)?;
@@ -461,8 +501,8 @@ fn wait_until_serving(agent: &mut Supervised, port: u16, log: &Path) -> Result<(
     }
 }
 
-/// One workload: runs it, recording the ports it used.
-type WorkloadStep<'a> = dyn Fn(&mut Ports) -> Result<()> + 'a;
+/// One workload: runs it, recording what it told.
+type WorkloadStep<'a> = dyn Fn(&mut Facts) -> Result<()> + 'a;
 
 struct Workloads<'a> {
     /// Scratch folder for the symlinks and scripts.
@@ -482,7 +522,7 @@ impl Workloads<'_> {
 
     /// net-workload: a listener accepting TCP_OK connections that each carry TCP_BYTES, then
     /// TCP_REFUSED connects to a port nobody listens on.
-    fn tcp(&self, comms: &Comms, ports: &mut Ports) -> Result<()> {
+    fn tcp(&self, comms: &Comms, ports: &mut Facts) -> Result<()> {
         let net = self.bin("net-workload")?;
         let mut server = self.named(&comms.tcp_server, &net)?;
         server.args(["serve", "127.0.0.1:0", "--accept", &TCP_OK.to_string()]);
@@ -515,7 +555,7 @@ impl Workloads<'_> {
     }
 
     /// Python's http.server and http.client over one keep-alive connection.
-    fn http(&self, comms: &Comms, ports: &mut Ports) -> Result<()> {
+    fn http(&self, comms: &Comms, ports: &mut Facts) -> Result<()> {
         // Debian's interpreter itself, not a version manager's shim: a shim is a script that
         // execs another binary, which would rename the process.
         let python = fs::canonicalize("/usr/bin/python3")
@@ -542,6 +582,61 @@ impl Workloads<'_> {
         // The server's series outlive it: it can go now.
         server.stop(libc::SIGTERM, Duration::from_secs(5))?;
         outcome.map(drop)
+    }
+
+    /// spin: SPINNERS processes pinned to the last CPU for SPIN_SECONDS, each printing its
+    /// CPU seconds, the seconds it lived and the kernel's run_delay for it; what it lived
+    /// and did not run, it waited (it never sleeps).
+    fn sched(&self, comms: &Comms, facts: &mut Facts) -> Result<()> {
+        let spin = self.bin("spin")?;
+        let last = thread::available_parallelism().map_or(1, |n| n.get()) - 1;
+        let mut spinners = Vec::new();
+        for _ in 0..SPINNERS {
+            let mut command = self.named(&comms.spin, &spin)?;
+            command.args([SPIN_SECONDS.to_string(), last.to_string()]);
+            let mut child = Supervised::spawn(&comms.spin, &mut command)?;
+            let stdout = child.child_mut().stdout.take().context("no stdout pipe")?;
+            spinners.push((child, thread::spawn(move || read_all(stdout))));
+        }
+        for (mut child, stdout) in spinners {
+            wait_for_exit(&comms.spin, &mut child)?;
+            let printed = stdout
+                .join()
+                .map_err(|_| anyhow!("reading a spinner's output panicked"))?;
+            let told: Vec<f64> = printed
+                .split_whitespace()
+                .filter_map(|field| field.parse().ok())
+                .collect();
+            let [cpu, lived, run_delay] = told[..] else {
+                bail!("spin printed {printed:?}, not `CPU_SECONDS LIVED_SECONDS RUN_DELAY`");
+            };
+            facts.spin_cpu_seconds += cpu;
+            facts.spin_wait_seconds += if run_delay > 0.0 {
+                run_delay
+            } else {
+                lived - cpu
+            };
+        }
+        Ok(())
+    }
+
+    /// hog: HOG_MIB in a memory cgroup of LIMIT_MIB without swap, which it joins itself;
+    /// the OOM killer must end it.
+    fn oom(&self, comms: &Comms) -> Result<()> {
+        let cgroup = MemoryCgroup::create(self.work, &comms.hog, LIMIT_MIB << 20)?;
+        let mut command = self.named(&comms.hog, &self.bin("hog")?)?;
+        command.arg(HOG_MIB.to_string()).arg(&cgroup.dir);
+        let mut hog = Supervised::spawn(&comms.hog, &mut command)?;
+        let status = wait_for_status(&comms.hog, &mut hog);
+        drop(cgroup);
+        let status = status?;
+        if status.signal() != Some(libc::SIGKILL) {
+            bail!(
+                "the hog was not killed by the OOM killer ({status}): {}",
+                child_stderr(&mut hog)
+            );
+        }
+        Ok(())
     }
 
     fn bin(&self, name: &str) -> Result<PathBuf> {
@@ -606,15 +701,96 @@ fn start_until_line(comm: &str, command: &mut Command) -> Result<(Supervised, St
     }
 }
 
+/// A memory cgroup with a limit and no swap, removed (and its hierarchy unmounted, if this
+/// mounted it) on drop.
+struct MemoryCgroup {
+    dir: PathBuf,
+    mounted: Option<PathBuf>,
+}
+
+impl MemoryCgroup {
+    /// Under cgroup v1's memory hierarchy where it is mounted (the reference host is
+    /// hybrid), else under v2's: `/sys/fs/cgroup` where init mounted it there, else mounted
+    /// under `work` (a guest's init may mount none).
+    fn create(work: &Path, name: &str, limit: u64) -> Result<Self> {
+        let limit = limit.to_string();
+        let v1 = Path::new("/sys/fs/cgroup/memory");
+        if v1.join("memory.limit_in_bytes").exists() {
+            let cgroup = Self::make(v1.join(name), None)?;
+            cgroup.set("memory.limit_in_bytes", &limit)?;
+            cgroup.set_if_present("memory.memsw.limit_in_bytes", &limit)?;
+            cgroup.set_if_present("memory.swappiness", "0")?;
+            return Ok(cgroup);
+        }
+        let mut root = PathBuf::from("/sys/fs/cgroup");
+        let mut mounted = None;
+        if !root.join("cgroup.controllers").exists() {
+            root = work.join("cgroup2");
+            fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+            crate::process::run(
+                Command::new("mount")
+                    .args(["-t", "cgroup2", "none"])
+                    .arg(&root),
+            )
+            .context("mounting cgroup2 (no cgroup hierarchy with memory at /sys/fs/cgroup)")?;
+            mounted = Some(root.clone());
+        }
+        fs::write(root.join("cgroup.subtree_control"), "+memory")
+            .context("enabling the memory controller for the root cgroup's children")?;
+        let cgroup = Self::make(root.join(name), mounted)?;
+        cgroup.set("memory.max", &limit)?;
+        cgroup.set_if_present("memory.swap.max", "0")?;
+        Ok(cgroup)
+    }
+
+    fn make(dir: PathBuf, mounted: Option<PathBuf>) -> Result<Self> {
+        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Self { dir, mounted })
+    }
+
+    fn set(&self, file: &str, value: &str) -> Result<()> {
+        let path = self.dir.join(file);
+        fs::write(&path, value).with_context(|| format!("writing {value} to {}", path.display()))
+    }
+
+    fn set_if_present(&self, file: &str, value: &str) -> Result<()> {
+        if self.dir.join(file).exists() {
+            self.set(file, value)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for MemoryCgroup {
+    fn drop(&mut self) {
+        // Empty once its process is gone; the kernel may take a moment to let it go.
+        for _ in 0..50 {
+            if fs::remove_dir(&self.dir).is_ok() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        if let Some(root) = &self.mounted {
+            let _ = Command::new("umount").arg(root).status();
+        }
+    }
+}
+
 /// Waits for a workload's successful exit; kills it after WORKLOAD_TIMEOUT.
 fn wait_for_exit(comm: &str, child: &mut Supervised) -> Result<()> {
+    let status = wait_for_status(comm, child)?;
+    if !status.success() {
+        bail!("{comm} failed ({status}): {}", child_stderr(child));
+    }
+    Ok(())
+}
+
+/// Waits for a workload's exit, whatever its status; kills it after WORKLOAD_TIMEOUT.
+fn wait_for_status(comm: &str, child: &mut Supervised) -> Result<ExitStatus> {
     let deadline = Instant::now() + WORKLOAD_TIMEOUT;
     loop {
         if let Some(status) = child.exited()? {
-            if status.success() {
-                return Ok(());
-            }
-            bail!("{comm} failed ({status}): {}", child_stderr(child));
+            return Ok(status);
         }
         if Instant::now() >= deadline {
             child.stop(libc::SIGKILL, Duration::from_secs(5))?;
@@ -658,6 +834,8 @@ mod tests {
             &comms.tcp_server,
             &comms.http_server,
             &comms.http_client,
+            &comms.spin,
+            &comms.hog,
         ] {
             assert!(comm.len() <= 15, "{comm}");
         }
@@ -666,23 +844,36 @@ mod tests {
     #[test]
     fn expectations_name_the_workloads_series() {
         let comms = Comms::new(42);
-        let ports = Ports {
+        let facts = Facts {
             tcp: 4000,
             refused: 4001,
             http: 4002,
+            spin_cpu_seconds: 3.0,
+            spin_wait_seconds: 3.0,
         };
-        let expected = expectations(&comms, &ports);
+        let expected = expectations(&comms, &facts);
         let scrape = "\
 monitor_tcp_connect_errors_total{comm=\"kgtcpc42\",peer=\"127.0.0.1:4001\",reason=\"refused\",container=\"\"} 3
 http_client_request_duration_seconds_count{comm=\"kghcli42\",http_request_method=\"GET\",http_response_status_code=\"404\",server_address=\"127.0.0.1\",server_port=\"4002\"} 3
+monitor_cpu_seconds_total{comm=\"kgspin42\"} 2.9
+monitor_runqueue_latency_seconds_sum{comm=\"kgspin42\"} 3.5
+monitor_oom_kills_total{comm=\"kghog42\"} 1
 ";
         let samples = parse_samples(scrape);
-        let exact: Vec<&str> = expected
+        let holding: Vec<&str> = expected
             .iter()
-            .filter(|e| e.check(&samples).exact())
+            .filter(|e| e.check(&samples).holds())
             .map(|e| e.what.as_str())
             .collect();
-        assert_eq!(exact, ["TCP connects: refused", "HTTP client: GET 404"]);
+        assert_eq!(
+            holding,
+            [
+                "TCP connects: refused",
+                "HTTP client: GET 404",
+                "scheduler: CPU time / the spinners' own",
+                "OOM kills: 200 MiB in a 32 MiB cgroup"
+            ]
+        );
         // The rows of the report: stable text, no comm or port in it.
         for e in &expected {
             assert!(

@@ -69,9 +69,9 @@ impl ProcessMaps {
         })
     }
 
-    /// The process the probes saw listen on `key` (or that was seeded for it).
-    pub fn listener(&self, key: &ListenerKey) -> Option<Owner> {
-        self.listeners.get(key, 0).ok()
+    /// Every listening port the probes know of (in any network namespace), with its owner.
+    pub fn listeners(&self) -> Vec<(ListenerKey, Owner)> {
+        self.listeners.iter().filter_map(Result::ok).collect()
     }
 
     /// The generation that currently holds `tgid`.

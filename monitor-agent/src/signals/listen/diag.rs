@@ -3,7 +3,10 @@
 //! `sk_max_ack_backlog`), and the connection attempts it dropped (`sk_drops`: the accept
 //! queue was full, or the SYN could not be answered). Encoding and parsing are pure; the
 //! socket calls are the only `unsafe`.
-use std::io;
+use std::{
+    io,
+    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+};
 
 const NETLINK_SOCK_DIAG: i32 = 4;
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
@@ -127,8 +130,18 @@ fn align(length: usize) -> usize {
     (length + 3) & !3
 }
 
-/// Every listening TCP socket (IPv4 and IPv6) of the agent's network namespace.
-pub fn listeners() -> io::Result<Vec<Listener>> {
+/// Every listening TCP socket (IPv4 and IPv6) of a network namespace: the agent's own, or
+/// the one `netns` (an open `/proc/<pid>/ns/net`) names.
+pub fn listeners(netns: Option<&std::fs::File>) -> io::Result<Vec<Listener>> {
+    let socket = match netns {
+        None => socket()?,
+        Some(netns) => socket_in(netns)?,
+    };
+    dump(&socket)
+}
+
+/// A sock_diag socket, in the calling thread's network namespace.
+fn socket() -> io::Result<OwnedFd> {
     // SAFETY: plain socket creation; the descriptor is owned (and closed) below.
     let fd = unsafe {
         libc::socket(
@@ -141,8 +154,31 @@ pub fn listeners() -> io::Result<Vec<Listener>> {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: `fd` is a new descriptor nothing else owns.
-    let socket = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// A sock_diag socket in another network namespace: made by a thread that joins it and then
+/// ends, so no other thread of the agent ever changes namespace. A socket stays in the
+/// namespace it was made in. Joining needs CAP_SYS_ADMIN.
+fn socket_in(netns: &std::fs::File) -> io::Result<OwnedFd> {
+    let fd = netns.as_raw_fd();
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                // SAFETY: setns(2) on a descriptor the caller keeps open for the call; it
+                // changes only this short-lived thread's namespace.
+                if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                socket()
+            })
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the namespace thread panicked")))
+    })
+}
+
+fn dump(socket: &OwnedFd) -> io::Result<Vec<Listener>> {
+    let fd = socket.as_raw_fd();
     let mut all = Vec::new();
     let mut buf = vec![0u8; 32 * 1024];
     for (sequence, family) in [(1, libc::AF_INET as u8), (2, libc::AF_INET6 as u8)] {

@@ -1,15 +1,16 @@
 //! Accept-queue saturation: for each listening TCP port of a process, the connections waiting
 //! to be accepted, the queue's limit, and the connection attempts the socket dropped. Read at
-//! every sweep from the kernel's socket diagnostics (`diag`, what `ss -lnt` shows), for the
-//! agent's network namespace; the owner of each port is the process the probes saw call
-//! `listen()` (`TCP_LISTENERS`, seeded at start-up for older listeners).
+//! every sweep from the kernel's socket diagnostics (`diag`, what `ss -lnt` shows), once per
+//! network namespace that holds a known listener (a pod's or a container's is joined through
+//! one of its processes, which needs CAP_SYS_ADMIN); the owner of each port is the process
+//! the probes saw call `listen()` (`TCP_LISTENERS`, seeded at start-up for older listeners).
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     time::Duration,
 };
 
 use log::debug;
-use monitor_common::ListenerKey;
+use monitor_common::{ListenerKey, Owner};
 
 use super::signal::{Context, SeriesCount, Signal, growth, series_count};
 use crate::series::{
@@ -41,7 +42,9 @@ pub struct Listen {
     overflows: SeriesTable<WorkloadLabels, u64>,
     /// Drops last read per socket inode: only what is new is added.
     seen_drops: HashMap<u32, u64>,
+    /// Whether reading the agent's own namespace, or another one, failed already (said once).
     failed: bool,
+    failed_elsewhere: bool,
 }
 
 impl Default for Listen {
@@ -65,7 +68,46 @@ impl Listen {
             overflows: SeriesTable::default(),
             seen_drops: HashMap::new(),
             failed: false,
+            failed_elsewhere: false,
         }
+    }
+
+    /// The listening sockets of the network namespace `netns`, read through one of the
+    /// processes `tgids` that is still in it when it is not the agent's own. A failure is
+    /// said once (per kind) and is an empty list.
+    fn sockets(&mut self, netns: u32, tgids: &[u32]) -> Vec<diag::Listener> {
+        if Some(netns) == self.netns {
+            return diag::listeners(None).unwrap_or_else(|err| {
+                if !std::mem::replace(&mut self.failed, true) {
+                    log::warn!(
+                        "reading listening sockets (sock_diag netlink): {err}; no accept-queue \
+                         metrics until it works"
+                    );
+                }
+                Vec::new()
+            });
+        }
+        // The first owner still in that namespace (the others may have gone or moved).
+        let Some(namespace) = tgids.iter().find_map(|tgid| {
+            let path = format!("/proc/{tgid}/ns/net");
+            let link = std::fs::read_link(&path).ok()?;
+            let inode = crate::probes::listeners::bracketed_inode(link.to_str()?, "net")?;
+            (inode as u32 == netns).then(|| std::fs::File::open(&path).ok())?
+        }) else {
+            return Vec::new();
+        };
+        diag::listeners(Some(&namespace)).unwrap_or_else(|err| {
+            if !std::mem::replace(&mut self.failed_elsewhere, true) {
+                log::warn!(
+                    "reading listening sockets of another network namespace (a pod's or a \
+                     container's): {err}; their accept queues are not reported (joining a \
+                     namespace needs CAP_SYS_ADMIN)"
+                );
+            } else {
+                debug!("reading the listening sockets of network namespace {netns}: {err}");
+            }
+            Vec::new()
+        })
     }
 }
 
@@ -75,19 +117,21 @@ impl Signal for Listen {
     }
 
     fn publish(&mut self, ctx: &mut Context) -> Vec<Published> {
-        let listeners = match diag::listeners() {
-            Ok(listeners) => listeners,
-            Err(err) => {
-                if !self.failed {
-                    log::warn!(
-                        "reading listening sockets (sock_diag netlink): {err}; no accept-queue \
-                         metrics until it works"
-                    );
-                    self.failed = true;
-                }
-                Vec::new()
-            }
-        };
+        let known = ctx.kernel.listeners();
+        // One dump per network namespace that holds a known listener, through its owners.
+        let mut namespaces: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+        for (key, owner) in &known {
+            namespaces.entry(key.netns).or_default().push(owner.tgid);
+        }
+        let owners: HashMap<ListenerKey, Owner> = known.into_iter().collect();
+        let listeners: Vec<(u32, diag::Listener)> = namespaces
+            .iter()
+            .flat_map(|(&netns, tgids)| {
+                self.sockets(netns, tgids)
+                    .into_iter()
+                    .map(move |listener| (netns, listener))
+            })
+            .collect();
         let running: HashMap<u32, _> = ctx
             .naming
             .running(ctx.now)
@@ -96,13 +140,13 @@ impl Signal for Listen {
             .collect();
         let mut queues: HashMap<WorkloadLabels, (u64, u64)> = HashMap::new();
         let mut sockets = HashSet::new();
-        for listener in listeners {
+        for (netns, listener) in listeners {
             let key = ListenerKey {
-                netns: self.netns.unwrap_or(0),
+                netns,
                 port: listener.port,
                 _pad: 0,
             };
-            let Some(owner) = ctx.kernel.listener(&key) else {
+            let Some(&owner) = owners.get(&key) else {
                 continue;
             };
             let Some((current, who)) = running.get(&owner.tgid) else {

@@ -595,6 +595,48 @@ pub fn python3() -> PathBuf {
     std::fs::canonicalize("/usr/bin/python3").expect("/usr/bin/python3 (Debian package python3)")
 }
 
+/// Listens on a port of 127.0.0.1 with a backlog of 1 and never accepts, until killed; prints
+/// `ready PORT` once listening.
+pub const PYTHON_NEVER_ACCEPTS: &str = r#"
+import socket, time
+server = socket.socket()
+server.bind(("127.0.0.1", 0))
+server.listen(1)
+print("ready", server.getsockname()[1], flush=True)
+time.sleep(300)
+"#;
+
+/// `python3 -c SCRIPT PORT COUNT`: opens COUNT connections to 127.0.0.1:PORT without waiting
+/// for any, prints `ready`, and keeps them open until killed.
+pub const PYTHON_CONNECTS: &str = r#"
+import socket, sys, time
+clients = []
+for _ in range(int(sys.argv[2])):
+    client = socket.socket()
+    client.setblocking(False)
+    client.connect_ex(("127.0.0.1", int(sys.argv[1])))
+    clients.append(client)
+print("ready", flush=True)
+time.sleep(300)
+"#;
+
+/// `python3 -c SCRIPT PATH COUNT BLOCK`: overwrites the file's first COUNT blocks with
+/// O_DIRECT, one `pwrite` each (one request to the device each, issued by the writer);
+/// prints `written` and waits for a line on stdin (or its end); then `fdatasync`s.
+pub const PYTHON_DIRECT_WRITER: &str = r#"
+import mmap, os, sys
+path, count, block = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+fd = os.open(path, os.O_WRONLY | os.O_DIRECT)
+buffer = mmap.mmap(-1, block)  # page-aligned, as O_DIRECT needs
+buffer.write(b"d" * block)
+for i in range(count):
+    assert os.pwrite(fd, buffer, i * block) == block
+print("written", flush=True)
+sys.stdin.readline()
+os.fdatasync(fd)
+os.close(fd)
+"#;
+
 /// Python's http.server (HTTP/1.1, keep-alive), run as `python3 SCRIPT SLOW_SECONDS`: 500 for
 /// /fail, 200 after SLOW_SECONDS for /slow, 200 for anything else (query strings ignored).
 /// It prints its port once listening.
@@ -983,6 +1025,48 @@ impl Cgroup {
     pub fn create(dir: PathBuf) -> Cgroup {
         std::fs::create_dir_all(&dir).unwrap();
         Cgroup { dir }
+    }
+
+    /// A CPU cgroup with a quota of `quota_us` per `period_us` (cgroup v1's `cpu` hierarchy
+    /// where it is mounted, else v2), and whether it is v2.
+    pub fn cpu_quota(name: &str, quota_us: u64, period_us: u64) -> (Cgroup, bool) {
+        let v1 = PathBuf::from("/sys/fs/cgroup/cpu");
+        if v1.join("cpu.cfs_quota_us").exists() {
+            let cgroup = Cgroup::create(v1.join(name));
+            cgroup.set_if_present("cpu.cfs_period_us", &period_us.to_string());
+            cgroup.set_if_present("cpu.cfs_quota_us", &quota_us.to_string());
+            return (cgroup, false);
+        }
+        let root = PathBuf::from("/sys/fs/cgroup");
+        // The root must hand the cpu controller down to its children.
+        std::fs::write(root.join("cgroup.subtree_control"), "+cpu").unwrap();
+        let cgroup = Cgroup::create(root.join(name));
+        cgroup.set_if_present("cpu.max", &format!("{quota_us} {period_us}"));
+        (cgroup, true)
+    }
+
+    /// A memory cgroup limited to `limit` bytes, without swap (cgroup v2, or v1's memory
+    /// hierarchy).
+    pub fn memory_limit(name: &str, limit: u64) -> Cgroup {
+        let root = PathBuf::from("/sys/fs/cgroup");
+        let v2 = root.join("cgroup.controllers").exists();
+        let cgroup = if v2 {
+            // The root must hand the memory controller down to its children.
+            std::fs::write(root.join("cgroup.subtree_control"), "+memory").unwrap();
+            Cgroup::create(root.join(name))
+        } else {
+            Cgroup::create(root.join("memory").join(name))
+        };
+        let limit = limit.to_string();
+        if v2 {
+            cgroup.set_if_present("memory.max", &limit);
+            cgroup.set_if_present("memory.swap.max", "0");
+        } else {
+            cgroup.set_if_present("memory.limit_in_bytes", &limit);
+            cgroup.set_if_present("memory.memsw.limit_in_bytes", &limit);
+            cgroup.set_if_present("memory.swappiness", "0");
+        }
+        cgroup
     }
 
     /// Writes `value` to the cgroup's `file`, if the kernel has that file.

@@ -8,27 +8,13 @@ use std::{
     time::Duration,
 };
 
-use tests::{Agent, TempDir, eventually, python3, spawn_named_with, unique_comm};
+use tests::{
+    Agent, PYTHON_DIRECT_WRITER, TempDir, eventually, python3, spawn_named_with, unique_comm,
+};
 
 /// Block size of the writes, and their count.
 const BLOCK: usize = 4096;
 const WRITES: usize = 64;
-
-/// Overwrites the file's first N blocks with O_DIRECT, one `pwrite` each; says so and waits
-/// for a line on stdin; then `fdatasync`s.
-const DIRECT_WRITER: &str = r#"
-import mmap, os, sys
-path, count, block = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-fd = os.open(path, os.O_WRONLY | os.O_DIRECT)
-buffer = mmap.mmap(-1, block)  # page-aligned, as O_DIRECT needs
-buffer.write(b"d" * block)
-for i in range(count):
-    assert os.pwrite(fd, buffer, i * block) == block
-print("written", flush=True)
-sys.stdin.readline()
-os.fdatasync(fd)
-os.close(fd)
-"#;
 
 fn count(agent: &Agent, comm: &str, operation: &str) -> Option<f64> {
     agent.scrape().value(
@@ -52,7 +38,7 @@ fn direct_writes_are_one_write_operation_each_under_the_writer() {
     let comm = unique_comm("direct");
     let mut writer = spawn_named_with(&comm, &python3(), |command| {
         command
-            .args(["-c", DIRECT_WRITER, path.to_str().unwrap()])
+            .args(["-c", PYTHON_DIRECT_WRITER, path.to_str().unwrap()])
             .args([WRITES.to_string(), BLOCK.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped());

@@ -1,41 +1,17 @@
 //! Memory saturation against known ground truth: a process in a memory cgroup allocating far
 //! beyond the cgroup's limit is the OOM killer's one victim.
-use std::{os::unix::process::ExitStatusExt as _, path::PathBuf, time::Duration};
+use std::{os::unix::process::ExitStatusExt as _, time::Duration};
 
 use tests::{Agent, Cgroup, eventually, spawn_named_with, unique_comm};
 
 const HOG: &str = env!("CARGO_BIN_EXE_hog");
-
-/// A memory cgroup limited to `limit` bytes, without swap (cgroup v2, or v1's memory
-/// hierarchy).
-fn memory_cgroup(name: &str, limit: u64) -> Cgroup {
-    let root = PathBuf::from("/sys/fs/cgroup");
-    let v2 = root.join("cgroup.controllers").exists();
-    let cgroup = if v2 {
-        // The root must hand the memory controller down to its children.
-        std::fs::write(root.join("cgroup.subtree_control"), "+memory").unwrap();
-        Cgroup::create(root.join(name))
-    } else {
-        Cgroup::create(root.join("memory").join(name))
-    };
-    let limit = limit.to_string();
-    if v2 {
-        cgroup.set_if_present("memory.max", &limit);
-        cgroup.set_if_present("memory.swap.max", "0");
-    } else {
-        cgroup.set_if_present("memory.limit_in_bytes", &limit);
-        cgroup.set_if_present("memory.memsw.limit_in_bytes", &limit);
-        cgroup.set_if_present("memory.swappiness", "0");
-    }
-    cgroup
-}
 
 /// 200 MiB in a 32 MiB cgroup: exactly one OOM kill, under the victim's name.
 #[test]
 fn a_process_beyond_its_memory_limit_is_one_oom_kill_under_its_name() {
     let agent = Agent::start(&[]);
     let comm = unique_comm("hog");
-    let cgroup = memory_cgroup(&comm, 32 << 20);
+    let cgroup = Cgroup::memory_limit(&comm, 32 << 20);
     let mut hog = spawn_named_with(&comm, HOG.as_ref(), |command| {
         command.arg("200").stdout(std::process::Stdio::null());
         cgroup.join_at_exec(command);

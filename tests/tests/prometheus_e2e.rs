@@ -1,7 +1,9 @@
 //! A real Prometheus (the Debian package) scrapes the real agent with the shipped scrape
 //! config and rules, while a workload fails syscalls at a known pace. Its HTTP API must
 //! return the workload's exact totals and its rates, every shipped rule must evaluate
-//! cleanly, and every Grafana panel's PromQL must run (and find the workload).
+//! cleanly, and every Grafana panel's PromQL must run (and find the workload). Beside it, a
+//! second process name is held in every kind of saturation (a CPU quota, a full accept
+//! queue, an OOM kill, direct block I/O), so the saturation row has something to show.
 use std::{
     net::SocketAddr,
     process::{Command, Stdio},
@@ -10,8 +12,9 @@ use std::{
 
 use serde_json::Value;
 use tests::{
-    Agent, Server, TempDir, eventually, free_port, http_get, require_program, run_as, unique_comm,
-    workspace_root,
+    Agent, Cgroup, PYTHON_CONNECTS, PYTHON_DIRECT_WRITER, PYTHON_NEVER_ACCEPTS, Server, Spawned,
+    TempDir, eventually, free_port, http_get, python3, require_program, run_as, spawn_as,
+    spawn_named_with, unique_comm, workspace_root,
 };
 
 /// Per run of gt-workload: failing openat, close(-1), 1 ms nanosleeps.
@@ -20,6 +23,81 @@ const CLOSE: u64 = 4;
 const SLEEPS: u64 = 5;
 /// One run a second, on absolute deadlines.
 const RUNS: u64 = 30;
+
+/// Processes of one name (its `service` too, on a host) in every kind of saturation, kept
+/// until dropped: a spinner under a CPU quota, a listener whose accept queue is full, a hog
+/// the OOM killer ended, a direct-I/O writer.
+struct Saturated {
+    comm: String,
+    _spinner: KillOnDrop,
+    _listener: Spawned,
+    _knockers: Spawned,
+    _cgroups: [Cgroup; 2],
+    _dir: TempDir,
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Saturated {
+    fn start() -> Saturated {
+        let comm = unique_comm("promsat");
+        let (quota, _) = Cgroup::cpu_quota(&comm, 10_000, 100_000);
+        let spinner = spawn_named_with(&comm, env!("CARGO_BIN_EXE_spin").as_ref(), |command| {
+            command.args(["300", "0"]).stdout(Stdio::null());
+            quota.join_at_exec(command);
+        });
+        let spinner = KillOnDrop(spinner);
+        let python = python3();
+        let listener = spawn_as(&comm, &python, &["-c".into(), PYTHON_NEVER_ACCEPTS.into()]);
+        let knockers = spawn_as(
+            &unique_comm("knock"),
+            &python,
+            &[
+                "-c".into(),
+                PYTHON_CONNECTS.into(),
+                listener.port().to_string(),
+                "12".into(),
+            ],
+        );
+        let memory = Cgroup::memory_limit(&format!("{comm}-oom"), 32 << 20);
+        let mut hog = spawn_named_with(&comm, env!("CARGO_BIN_EXE_hog").as_ref(), |command| {
+            command.arg("200").stdout(Stdio::null());
+            memory.join_at_exec(command);
+        });
+        assert!(!hog.wait().unwrap().success(), "the hog outlived its limit");
+        let dir = TempDir::new("prom-e2e-block");
+        let path = dir.path().join("data");
+        std::fs::write(&path, vec![b'p'; 16 * 4096]).unwrap();
+        let writer = spawn_named_with(&comm, &python, |command| {
+            command
+                .args([
+                    "-c",
+                    PYTHON_DIRECT_WRITER,
+                    path.to_str().unwrap(),
+                    "16",
+                    "4096",
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null());
+        });
+        assert!(writer.wait_with_output().unwrap().status.success());
+        Saturated {
+            comm,
+            _spinner: spinner,
+            _listener: listener,
+            _knockers: knockers,
+            _cgroups: [quota, memory],
+            _dir: dir,
+        }
+    }
+}
 
 fn now() -> f64 {
     SystemTime::now()
@@ -153,6 +231,7 @@ fn prometheus_scrapes_exact_totals_and_rates_and_runs_rules_and_dashboard() {
         || (prometheus.scalar("up{job=\"monitor-agent\"}", now()) == Some(1.0)).then_some(()),
     );
 
+    let saturated = Saturated::start();
     let comm = unique_comm("promwl");
     let workload = env!("CARGO_BIN_EXE_gt-workload");
     let args = [OPENAT, CLOSE, SLEEPS, 1].map(|n| n.to_string());
@@ -266,7 +345,9 @@ fn prometheus_scrapes_exact_totals_and_rates_and_runs_rules_and_dashboard() {
     }
     assert_eq!(count, 18 + 65, "golden-signal and SLO rules loaded");
 
-    // The dashboard: every panel's queries run; the workload panels find the workload.
+    // The dashboard: every panel's queries run; the workload panels find the workload, the
+    // saturation row (one per service) the saturated processes (a host process's service is
+    // its comm).
     let dashboard: Value = serde_json::from_str(
         &std::fs::read_to_string(workspace_root().join("deploy/grafana/golden-signals.json"))
             .unwrap(),
@@ -279,6 +360,7 @@ fn prometheus_scrapes_exact_totals_and_rates_and_runs_rules_and_dashboard() {
             let concrete = expr
                 .replace("$__rate_interval", "20s")
                 .replace("$comm", &comm)
+                .replace("$service", &saturated.comm)
                 .replace("$syscall", ".*")
                 .replace("$instance", ".*");
             assert!(!concrete.contains('$'), "unknown variable in {expr}");
@@ -291,18 +373,24 @@ fn prometheus_scrapes_exact_totals_and_rates_and_runs_rules_and_dashboard() {
                 "panel {:?}: no data: {concrete}",
                 panel["title"]
             );
-            if expr.contains("$comm") {
-                assert!(
-                    result
-                        .iter()
-                        .all(|series| series["metric"]["comm"].as_str() == Some(comm.as_str())),
-                    "panel {:?}: {result:?}",
-                    panel["title"]
-                );
+            for (variable, label, value) in [
+                ("$comm", "comm", &comm),
+                ("$service", "service", &saturated.comm),
+            ] {
+                if expr.contains(variable) {
+                    assert!(
+                        result
+                            .iter()
+                            .all(|series| series["metric"][label].as_str() == Some(value)),
+                        "panel {:?}: {result:?}",
+                        panel["title"]
+                    );
+                }
             }
         }
     }
-    assert!(queries >= 10, "{queries} dashboard queries");
+    assert!(queries >= 18, "{queries} dashboard queries");
+    drop(saturated);
 }
 
 /// The agent's own pod, as Kubernetes service discovery would name the target.

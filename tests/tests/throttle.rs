@@ -2,7 +2,6 @@
 //! per 100 ms period is held off the CPU for about 90% of the time, and the agent reports
 //! exactly what the cgroup's own `cpu.stat` says.
 use std::{
-    path::PathBuf,
     process::Stdio,
     time::{Duration, Instant},
 };
@@ -10,24 +9,6 @@ use std::{
 use tests::{Agent, Cgroup, eventually, spawn_named_with, unique_comm};
 
 const SPIN: &str = env!("CARGO_BIN_EXE_spin");
-
-/// A CPU cgroup with a quota of `quota_us` per `period_us` (cgroup v1's `cpu` hierarchy
-/// where it is mounted, else v2), and whether it is v2.
-fn cpu_cgroup(name: &str, quota_us: u64, period_us: u64) -> (Cgroup, bool) {
-    let v1 = PathBuf::from("/sys/fs/cgroup/cpu");
-    if v1.join("cpu.cfs_quota_us").exists() {
-        let cgroup = Cgroup::create(v1.join(name));
-        cgroup.set_if_present("cpu.cfs_period_us", &period_us.to_string());
-        cgroup.set_if_present("cpu.cfs_quota_us", &quota_us.to_string());
-        return (cgroup, false);
-    }
-    let root = PathBuf::from("/sys/fs/cgroup");
-    // The root must hand the cpu controller down to its children.
-    std::fs::write(root.join("cgroup.subtree_control"), "+cpu").unwrap();
-    let cgroup = Cgroup::create(root.join(name));
-    cgroup.set_if_present("cpu.max", &format!("{quota_us} {period_us}"));
-    (cgroup, true)
-}
 
 /// What the kernel says the cgroup was throttled, in seconds.
 fn throttled_seconds(cgroup: &Cgroup, v2: bool) -> f64 {
@@ -51,7 +32,7 @@ fn a_busy_process_under_a_cpu_quota_is_throttled_nine_tenths_of_the_time() {
     const SECONDS: f64 = 3.0;
     let agent = Agent::start(&[]);
     let comm = unique_comm("quota");
-    let (cgroup, v2) = cpu_cgroup(&comm, 10_000, 100_000);
+    let (cgroup, v2) = Cgroup::cpu_quota(&comm, 10_000, 100_000);
     let started = Instant::now();
     let spinner = spawn_named_with(&comm, SPIN.as_ref(), |command| {
         // On CPU 0 like the other spinners: the quota, not the CPU, holds it back. It would

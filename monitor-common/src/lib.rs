@@ -40,6 +40,7 @@ pub mod program {
     pub const SCHED_WAKEUP: &str = "mon_sched_wakeup";
     pub const SCHED_WAKEUP_NEW: &str = "mon_sched_wakeup_new";
     pub const SCHED_SWITCH: &str = "mon_sched_switch";
+    pub const SCHED_SWITCH_ANY: &str = "mon_sched_switch_any";
     /// Memory: the OOM killer chose a victim (`mark_victim(task, uid)`, or `(pid)` before).
     pub const OOM_VICTIM: &str = "mon_oom_victim";
     pub const OOM_VICTIM_PID: &str = "mon_oom_victim_pid";

@@ -8,10 +8,13 @@
 //! leaves, when `current` names it. Switches are tens of thousands a second per CPU: every
 //! value is summed in per-CPU maps, nothing crosses a ring buffer.
 //!
-//! A task leaving the CPU is recorded as waiting from then on, whatever its state: if it
-//! still runs (its slice ended: `preempt` is false for those on the return to user mode,
-//! and 5.10 passes no previous state), that is its wait; if it sleeps, its wakeup restarts
-//! the wait before it can run again. No task state is read, on any kernel.
+//! A task leaving the CPU still runnable (preempted, or its slice over: `preempt` is false
+//! for those on the return to user mode, but their state is still TASK_RUNNING) waits from
+//! then on. One going to sleep waits only once woken, and its wakeup records that; so from
+//! 5.18, which passes the state it leaves in (`prev_state`), a sleeper's switch writes
+//! nothing, which spares the map write that is most of a switch's cost where threads hand
+//! work to each other. Before 5.18 (`mon_sched_switch_any`) every task leaving is recorded,
+//! and a sleeper's wakeup overwrites it before it can run again. No task struct is read.
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns},
     macros::raw_tracepoint,
@@ -43,11 +46,29 @@ fn runnable(task: u64) -> i32 {
     0
 }
 
+/// `sched_switch(preempt, prev, next, prev_state)` (5.18 on); refused where the tracepoint
+/// has three arguments.
 #[raw_tracepoint(tracepoint = "sched_switch")]
 pub fn mon_sched_switch(ctx: RawTracePointContext) -> i32 {
+    let preempted = ctx.arg::<u64>(0) as u8 != 0;
+    // TASK_RUNNING is 0; a task preempted while getting ready to sleep stays on the run
+    // queue whatever its state says.
+    let runnable = preempted || ctx.arg::<u64>(3) as u32 == 0;
+    switch(ctx.arg(2), runnable)
+}
+
+/// `sched_switch(preempt, prev, next)` (before 5.18): the fallback.
+#[raw_tracepoint(tracepoint = "sched_switch")]
+pub fn mon_sched_switch_any(ctx: RawTracePointContext) -> i32 {
+    switch(ctx.arg(2), true)
+}
+
+/// The current task leaves the CPU for `next`; `runnable`: it may still be waiting to run
+/// (not known to sleep).
+#[inline(always)]
+fn switch(next: u64, runnable: bool) -> i32 {
     // SAFETY: no preconditions; a plain helper call.
     let now = unsafe { bpf_ktime_get_ns() };
-    let next: u64 = ctx.arg(2);
     let Some(cpu) = SCHED_CPU.get_ptr_mut(0) else {
         return 0;
     };
@@ -56,9 +77,11 @@ pub fn mon_sched_switch(ctx: RawTracePointContext) -> i32 {
     // The task leaving the CPU (see the module's comment).
     let pid_tgid = bpf_get_current_pid_tgid();
     if pid_tgid as u32 != 0 {
-        // SAFETY: no preconditions; the address is only used as a key.
-        let prev = unsafe { bpf_get_current_task() };
-        let _ = RUNQ_SINCE.insert(&prev, &now, 0);
+        if runnable {
+            // SAFETY: no preconditions; the address is only used as a key.
+            let prev = unsafe { bpf_get_current_task() };
+            let _ = RUNQ_SINCE.insert(&prev, &now, 0);
+        }
         if cpu.since_ns != 0 {
             charge(
                 (pid_tgid >> 32) as u32,

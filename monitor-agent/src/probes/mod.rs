@@ -170,8 +170,11 @@ pub const PROBES: [Probe; 17] = [
     Probe {
         program: program::SCHED_SWITCH,
         tracepoint: "sched_switch",
-        fallback: None,
-        needs: "raw tracepoints (4.17+)",
+        fallback: Some(Hook {
+            program: program::SCHED_SWITCH_ANY,
+            tracepoint: "sched_switch",
+        }),
+        needs: "raw tracepoints (4.17+); from 5.18 (prev_state) a sleeper's switch writes no map",
         reads_structs: false,
     },
     Probe {

@@ -118,6 +118,7 @@ pub async fn run(config: Config, web: WebConfig) -> anyhow::Result<()> {
     let endpoints = Arc::new(Endpoints {
         source: Box::new(snapshots),
         probes: loaded.probes.clone(),
+        metrics_path: config.web_telemetry_path.clone(),
     });
     let settings = server::Settings {
         web,

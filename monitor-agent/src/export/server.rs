@@ -1,5 +1,6 @@
-//! The HTTP endpoint: `/metrics` (Prometheus text format), `/healthz`, and a landing page;
-//! nothing else (no debug or profiling endpoints). With `--web.config.file`: TLS, basic auth
+//! The HTTP endpoint: the metrics (Prometheus text format, on `--web.telemetry-path`,
+//! gzip-encoded when the scraper accepts it), `/healthz`, and a landing page; nothing else
+//! (no debug or profiling endpoints). With `--web.config.file`: TLS, basic auth
 //! and extra response headers. Always: a deadline for the TLS handshake and the request
 //! headers (slow clients are cut off), and a cap on requests in flight (503 beyond).
 use std::{
@@ -54,6 +55,8 @@ impl Source for Snapshots {
 pub struct Endpoints {
     pub source: Box<dyn Source>,
     pub probes: Vec<ProbeState>,
+    /// Where the metrics are served (`--web.telemetry-path`).
+    pub metrics_path: String,
 }
 
 /// How the endpoint is served: `--web.config.file`, `--web.max-requests`,
@@ -120,7 +123,10 @@ pub async fn serve(
     } else {
         ""
     };
-    info!("serving {scheme}://{address}/metrics{auth}");
+    info!(
+        "serving {scheme}://{address}{}{auth}",
+        state.endpoints.metrics_path
+    );
     if state.auth.is_some() && tls.is_none() {
         warn!("basic auth without TLS: passwords cross the network in the clear");
     }
@@ -275,21 +281,68 @@ async fn respond<B>(request: &Request<B>, endpoints: &Endpoints) -> Response<Ful
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n".into());
     }
-    match request.uri().path() {
-        "/metrics" => metrics(endpoints.source.as_ref()).await,
+    let path = request.uri().path();
+    if path == endpoints.metrics_path {
+        let gzip = accepts_gzip(request.headers().get_all(header::ACCEPT_ENCODING));
+        return metrics(endpoints.source.as_ref(), gzip).await;
+    }
+    match path {
         "/healthz" => health(&endpoints.probes),
-        "/" => text(StatusCode::OK, LANDING.into()),
+        "/" => text(StatusCode::OK, landing(&endpoints.metrics_path)),
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: try /metrics or /healthz\n".into(),
+            format!("not found: try {} or /healthz\n", endpoints.metrics_path),
         ),
     }
 }
 
-/// The snapshot is computed on the pipeline's thread; rendering and encoding happen here.
-async fn metrics(source: &dyn Source) -> Response<Full<Bytes>> {
+/// Whether `Accept-Encoding` allows gzip: named (or `*`) without `q=0`, as Prometheus and
+/// curl send it (`gzip`, `gzip, deflate`, `gzip;q=1.0, identity;q=0.5, *;q=0`).
+fn accepts_gzip<'a>(values: impl IntoIterator<Item = &'a HeaderValue>) -> bool {
+    let mut gzip = None;
+    let mut any = None;
+    for value in values {
+        let Ok(value) = value.to_str() else { continue };
+        for item in value.split(',') {
+            let mut parts = item.split(';');
+            let coding = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let refused = parts.any(|parameter| {
+                let parameter = parameter.trim().to_ascii_lowercase();
+                parameter
+                    .strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f64>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            match coding.as_str() {
+                "gzip" | "x-gzip" => gzip = Some(!refused),
+                "*" => any = Some(!refused),
+                _ => {}
+            }
+        }
+    }
+    gzip.or(any).unwrap_or(false)
+}
+
+fn gzipped(body: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Write as _;
+    // The fastest level: a scrape is mostly repeated label text, which compresses about
+    // tenfold even so, and the CPU it costs is the agent's.
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 8),
+        flate2::Compression::fast(),
+    );
+    encoder.write_all(body)?;
+    encoder.finish()
+}
+
+/// The snapshot is computed on the pipeline's thread; rendering and encoding happen here,
+/// with the agent's own `process_*` figures read now.
+async fn metrics(source: &dyn Source, gzip: bool) -> Response<Full<Bytes>> {
     let encoded = match source.published().await {
-        Ok(published) => super::prometheus::encode(&super::prometheus::gather(&published)),
+        Ok(mut published) => {
+            published.extend(super::process::published(&super::process::Figures::read()));
+            super::prometheus::encode(&super::prometheus::gather(&published))
+        }
         Err(err) => Err(err),
     };
     let (body, content_type) = match encoded {
@@ -302,9 +355,28 @@ async fn metrics(source: &dyn Source) -> Response<Full<Bytes>> {
             );
         }
     };
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let compressed = if gzip {
+        match gzipped(&body) {
+            Ok(compressed) => Some(compressed),
+            Err(err) => {
+                // Nothing is lost: the same body goes out uncompressed.
+                warn!("gzip-encoding the metrics: {err}; sending them uncompressed");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let gzipped = compressed.is_some();
+    let mut response = Response::new(Full::new(Bytes::from(compressed.unwrap_or(body))));
+    let headers = response.headers_mut();
     if let Ok(value) = header::HeaderValue::from_str(&content_type) {
-        response.headers_mut().insert(header::CONTENT_TYPE, value);
+        headers.insert(header::CONTENT_TYPE, value);
+    }
+    // Caches between must not hand a compressed body to a client that did not ask.
+    headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    if gzipped {
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
     response
 }
@@ -348,15 +420,16 @@ pub fn health(probes: &[ProbeState]) -> Response<Full<Bytes>> {
 
 /// What someone who opens the address in a browser needs: what this is, which version, where
 /// to go next.
-const LANDING: &str = concat!(
-    "monitor-agent ",
-    env!("CARGO_PKG_VERSION"),
-    ": golden-signal metrics from eBPF, for applications nobody changed\n\n",
-    "/metrics  Prometheus metrics (monitor_build_info has the version and kernel)\n",
-    "/healthz  probe health: ok, or degraded and the probes the kernel refused\n\n",
-    "Flags: monitor-agent --help. Metrics, probes, kernels and deployment: the project's ",
-    "README.md, docs/kernels.md and docs/security.md.\n",
-);
+fn landing(metrics_path: &str) -> String {
+    format!(
+        "monitor-agent {}: golden-signal metrics from eBPF, for applications nobody changed\n\n\
+         {metrics_path}  Prometheus metrics (monitor_build_info has the version and kernel)\n\
+         /healthz  probe health: ok, or degraded and the probes the kernel refused\n\n\
+         Flags: monitor-agent --help. Metrics, probes, kernels and deployment: the project's \
+         README.md, docs/kernels.md and docs/security.md.\n",
+        env!("CARGO_PKG_VERSION")
+    )
+}
 
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
@@ -379,8 +452,9 @@ mod tests {
             "--help",
             "README",
         ] {
-            assert!(super::LANDING.contains(needle), "{needle}");
+            assert!(super::landing("/metrics").contains(needle), "{needle}");
         }
+        assert!(super::landing("/custom/path").contains("/custom/path  Prometheus metrics"));
     }
 
     use http_body_util::BodyExt as _;
@@ -403,6 +477,7 @@ mod tests {
         let endpoints = Arc::new(Endpoints {
             source: Box::new(Nothing),
             probes: Vec::new(),
+            metrics_path: "/metrics".into(),
         });
         let web = WebConfig::parse(web, std::path::Path::new(".")).unwrap();
         let settings = Settings {
@@ -457,6 +532,77 @@ mod tests {
             StatusCode::OK
         );
         drop(second);
+    }
+
+    #[test]
+    fn gzip_is_accepted_when_named_or_starred_without_q_zero() {
+        let accepts = |values: &[&str]| {
+            let values: Vec<HeaderValue> = values
+                .iter()
+                .map(|v| HeaderValue::from_str(v).unwrap())
+                .collect();
+            accepts_gzip(&values)
+        };
+        assert!(accepts(&["gzip"]));
+        assert!(accepts(&["deflate, GZIP;q=0.5"]));
+        assert!(accepts(&["identity", "gzip"]));
+        assert!(accepts(&["*"]));
+        assert!(!accepts(&[]));
+        assert!(!accepts(&["identity"]));
+        assert!(!accepts(&["gzip;q=0"]));
+        assert!(!accepts(&["gzip;q=0.0, *"]));
+        assert!(!accepts(&["*;q=0"]));
+    }
+
+    #[tokio::test]
+    async fn metrics_are_gzipped_when_asked_and_plain_otherwise_on_their_path() {
+        use std::io::Read as _;
+        let state = state(0, "");
+        let plain = handle(&get("/metrics", None), &state).await;
+        assert_eq!(plain.headers().get(header::CONTENT_ENCODING), None);
+        assert_eq!(plain.headers()[header::VARY], "Accept-Encoding");
+        let plain = body_text(plain).await;
+        assert!(plain.contains("# TYPE process_open_fds gauge"), "{plain}");
+        let request = Request::get("/metrics")
+            .header(header::ACCEPT_ENCODING, "gzip, deflate")
+            .body(())
+            .unwrap();
+        let zipped = handle(&request, &state).await;
+        assert_eq!(zipped.headers()[header::CONTENT_ENCODING], "gzip");
+        let bytes = zipped.into_body().collect().await.unwrap().to_bytes();
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&bytes[..])
+            .read_to_string(&mut text)
+            .unwrap();
+        // The same families (the process figures move between two reads).
+        let families = |text: &str| -> Vec<String> {
+            text.lines()
+                .filter(|line| line.starts_with("# TYPE"))
+                .map(str::to_owned)
+                .collect()
+        };
+        assert_eq!(families(&text), families(&plain));
+    }
+
+    #[tokio::test]
+    async fn the_telemetry_path_moves_the_metrics_and_nothing_else() {
+        let mut state = state(0, "");
+        state.endpoints = Arc::new(Endpoints {
+            source: Box::new(Nothing),
+            probes: Vec::new(),
+            metrics_path: "/internal/metrics".into(),
+        });
+        let status = |path: &'static str| {
+            let state = &state;
+            async move { handle(&get(path, None), state).await.status() }
+        };
+        assert_eq!(status("/internal/metrics").await, StatusCode::OK);
+        assert_eq!(status("/metrics").await, StatusCode::NOT_FOUND);
+        assert_eq!(status("/healthz").await, StatusCode::OK);
+        let landing = body_text(handle(&get("/", None), &state).await).await;
+        assert!(landing.contains("/internal/metrics  Prometheus metrics"));
+        let missing = body_text(handle(&get("/nope", None), &state).await).await;
+        assert_eq!(missing, "not found: try /internal/metrics or /healthz\n");
     }
 
     #[tokio::test]

@@ -321,6 +321,50 @@ pub mod family {
         labels: &[],
         workload: false,
     };
+    // The agent's own process, as every Prometheus client library exports it (read at each
+    // scrape by `export::process`).
+    pub const PROCESS_CPU_SECONDS: Family = Family {
+        name: "process_cpu_seconds_total",
+        help: "Total user and system CPU time spent in seconds.",
+        kind: Kind::Counter,
+        labels: &[],
+        workload: false,
+    };
+    pub const PROCESS_RESIDENT_MEMORY: Family = Family {
+        name: "process_resident_memory_bytes",
+        help: "Resident memory size in bytes.",
+        kind: Kind::Gauge,
+        labels: &[],
+        workload: false,
+    };
+    pub const PROCESS_VIRTUAL_MEMORY: Family = Family {
+        name: "process_virtual_memory_bytes",
+        help: "Virtual memory size in bytes.",
+        kind: Kind::Gauge,
+        labels: &[],
+        workload: false,
+    };
+    pub const PROCESS_OPEN_FDS: Family = Family {
+        name: "process_open_fds",
+        help: "Number of open file descriptors.",
+        kind: Kind::Gauge,
+        labels: &[],
+        workload: false,
+    };
+    pub const PROCESS_MAX_FDS: Family = Family {
+        name: "process_max_fds",
+        help: "Maximum number of open file descriptors (the soft limit).",
+        kind: Kind::Gauge,
+        labels: &[],
+        workload: false,
+    };
+    pub const PROCESS_START_TIME: Family = Family {
+        name: "process_start_time_seconds",
+        help: "Start time of the process since unix epoch in seconds.",
+        kind: Kind::Gauge,
+        labels: &[],
+        workload: false,
+    };
     pub const RUNQUEUE_LATENCY: Family = Family {
         name: "monitor_runqueue_latency_seconds",
         help: "Each wait of a thread of the process between becoming runnable (woken, new, or \
@@ -420,5 +464,11 @@ pub mod family {
         MAP_INSERT_FAILURES,
         SERIES,
         SERIES_EXPIRED,
+        PROCESS_CPU_SECONDS,
+        PROCESS_RESIDENT_MEMORY,
+        PROCESS_VIRTUAL_MEMORY,
+        PROCESS_OPEN_FDS,
+        PROCESS_MAX_FDS,
+        PROCESS_START_TIME,
     ];
 }

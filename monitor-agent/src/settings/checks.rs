@@ -138,6 +138,26 @@ pub(crate) fn parse_listen_address(text: &str) -> Result<SocketAddr, String> {
     Ok(SocketAddr::from((ip, port)))
 }
 
+/// The metrics' path: absolute, plain (no query, fragment or space), and not one of the
+/// other endpoints'.
+pub(crate) fn parse_telemetry_path(text: &str) -> Result<String, String> {
+    if !text.starts_with('/') {
+        return Err(format!("`{text}` must start with /"));
+    }
+    if text
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#')
+    {
+        return Err(format!(
+            "`{text}` must be a plain path (no query, fragment or space)"
+        ));
+    }
+    if text == "/" || text == "/healthz" {
+        return Err(format!("`{text}` is taken (the landing page or /healthz)"));
+    }
+    Ok(text.to_owned())
+}
+
 /// The sweep interval: too short and the agent does nothing but sweep, too long and the
 /// kernel maps fill with finished processes between sweeps.
 pub(crate) fn parse_sweep_interval(text: &str) -> Result<Duration, String> {

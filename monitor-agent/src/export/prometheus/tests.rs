@@ -214,6 +214,16 @@ fn published(policy: &LabelPolicy, probes: &[ProbeState], build: &BuildInfo) -> 
         policy,
     ));
     published.extend(health::published(&health(), probes, build));
+    published.extend(crate::export::process::published(
+        &crate::export::process::Figures {
+            cpu_seconds: Some(12.5),
+            resident_bytes: Some(41_943_040.0),
+            virtual_bytes: Some(1_073_741_824.0),
+            start_time_seconds: Some(1_764_900_000.25),
+            open_fds: Some(37.0),
+            max_fds: Some(1_048_576.0),
+        },
+    ));
     published
 }
 

@@ -21,7 +21,7 @@ use crate::{
     settings::{
         checks::{
             parse_api_url, parse_constant_label, parse_duration, parse_listen_address,
-            parse_nonzero_duration, parse_ring_bytes, parse_sweep_interval,
+            parse_nonzero_duration, parse_ring_bytes, parse_sweep_interval, parse_telemetry_path,
         },
         file::{FileConfig, FileError},
     },
@@ -61,6 +61,16 @@ pub struct Config {
         value_parser = parse_listen_address
     )]
     pub listen_address: SocketAddr,
+
+    /// Path under which to expose the metrics; /healthz and / stay where they are.
+    #[arg(
+        long = "web.telemetry-path",
+        env = "MONITOR_WEB_TELEMETRY_PATH",
+        value_name = "PATH",
+        default_value = "/metrics",
+        value_parser = parse_telemetry_path
+    )]
+    pub web_telemetry_path: String,
 
     /// Web configuration file enabling TLS and/or basic authentication, in the format the
     /// Prometheus exporters share (tls_server_config, basic_auth_users with bcrypt hashes,

@@ -90,6 +90,11 @@ fn new_flags_have_defaults() {
     assert_eq!(config.kubernetes_node_name, None);
     assert_eq!(config.kubernetes_api_url, None);
     assert_eq!(config.kubernetes_deleted_pod_ttl, Duration::from_secs(60));
+    assert_eq!(config.web_telemetry_path, "/metrics");
+    assert_eq!(
+        load(&["--web.telemetry-path", "/probe/metrics"]).web_telemetry_path,
+        "/probe/metrics"
+    );
     let config = load(&[
         "--series.max",
         "5",
@@ -127,6 +132,10 @@ fn bad_new_flags_are_usage_errors() {
         &["--select.exclude", "uid=0"],
         &["--kubernetes.api-url", "10.0.0.1:443"],
         &["--kubernetes.deleted-pod-ttl", "1"],
+        &["--web.telemetry-path", "metrics"],
+        &["--web.telemetry-path", "/healthz"],
+        &["--web.telemetry-path", "/"],
+        &["--web.telemetry-path", "/metrics?x=1"],
     ] {
         let error =
             load_from(std::iter::once("monitor-agent").chain(args.iter().copied())).unwrap_err();

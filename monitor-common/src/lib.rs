@@ -68,7 +68,6 @@ pub mod map {
     pub const TCP_EVENTS: &str = "TCP_EVENTS";
     pub const PAYLOAD_SOCKS: &str = "PAYLOAD_SOCKS";
     pub const PAYLOAD_EVENTS: &str = "PAYLOAD_EVENTS";
-    pub const RUNQ_SINCE: &str = "RUNQ_SINCE";
     pub const SCHED_CPU: &str = "SCHED_CPU";
     pub const RUNQ_LATENCY: &str = "RUNQ_LATENCY";
     pub const CPU_TIME: &str = "CPU_TIME";
@@ -77,7 +76,7 @@ pub mod map {
     pub const BLOCK_IO: &str = "BLOCK_IO";
 
     /// Every map of the object, for tools that look for leftovers.
-    pub const ALL: [&str; 20] = [
+    pub const ALL: [&str; 19] = [
         THREAD_START,
         PROCESS_STATE,
         EXCLUDED,
@@ -91,7 +90,6 @@ pub mod map {
         TCP_EVENTS,
         PAYLOAD_SOCKS,
         PAYLOAD_EVENTS,
-        RUNQ_SINCE,
         SCHED_CPU,
         RUNQ_LATENCY,
         CPU_TIME,
@@ -109,7 +107,7 @@ pub mod global {
     /// Byte offsets of kernel struct members the network probes read, found in the running
     /// kernel's BTF at start-up (never hard-coded): (global, `struct.member` path, size).
     /// The probes see them as constants (`.rodata` is frozen at load).
-    pub const KERNEL_OFFSETS: [(&str, &str, u32); 20] = [
+    pub const KERNEL_OFFSETS: [(&str, &str, u32); 21] = [
         ("OFF_SKC_FAMILY", "sock_common.skc_family", 2),
         ("OFF_SKC_DADDR", "sock_common.skc_daddr", 4),
         ("OFF_SKC_V6_DADDR", "sock_common.skc_v6_daddr", 16),
@@ -132,6 +130,8 @@ pub mod global {
         ("OFF_SOCKET_SK", "socket.sk", 8),
         // The OOM victim's process (`mark_victim(task, uid)`).
         ("OFF_TASK_TGID", "task_struct.tgid", 4),
+        // The thread a scheduler event names (`sched_wakeup(p)`, `sched_switch(.., next)`).
+        ("OFF_TASK_PID", "task_struct.pid", 4),
         // A block request's operation (`REQ_OP_*` in the low bits of `request.cmd_flags`).
         ("OFF_RQ_CMD_FLAGS", "request.cmd_flags", 4),
     ];
@@ -166,8 +166,6 @@ pub mod capacity {
     pub const PAYLOAD_SOCKS: u32 = 65_536;
     /// Bytes of the payload ring buffer: about 7 000 captured reads/writes in flight.
     pub const PAYLOAD_EVENTS_BYTES: u32 = 4 * 1024 * 1024;
-    /// Runnable tasks waiting for a CPU (LRU by task: one woken and gone is forgotten).
-    pub const RUNQ_SINCE: u32 = 32_768;
     /// Process incarnations with run-queue waits or CPU time between sweeps.
     pub const RUNQ_LATENCY: u32 = 4_096;
     pub const CPU_TIME: u32 = 4_096;
@@ -336,15 +334,25 @@ pub struct SyscallErrorKey {
     pub errno: u32,
 }
 
-/// Value of `THREAD_START`, indexed by thread id: the syscall a thread is in and since when.
+/// Value of `THREAD_START`, indexed by thread id: the syscall a thread is in and since when,
+/// and since when it waits for a CPU. The syscall probes and the scheduler probes write only
+/// their own fields.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ThreadStart {
     /// `bpf_ktime_get_ns()` at `sys_enter`; 0 means "not in a recorded syscall".
     pub start_ns: u64,
     pub nr: u32,
-    pub _pad: u32,
+    /// `bpf_ktime_get_ns() >> RUNNABLE_SHIFT` when the thread became runnable (woken, or
+    /// left the CPU still runnable); 0: not waiting, or not known to. In the padding the
+    /// struct had anyway: 256 ns units in 32 bits wrap after 18 minutes, far beyond any wait
+    /// for a CPU, and both ends are truncated alike, so a wait is off by less than 256 ns,
+    /// as often up as down (the histogram's first bound is 256 ns).
+    pub runnable_since: u32,
 }
+
+/// See `ThreadStart::runnable_since`.
+pub const RUNNABLE_SHIFT: u32 = 8;
 
 /// Value of `PROCESS_STATE`, indexed by TGID: which generation holds that PID now.
 #[repr(C)]

@@ -104,11 +104,6 @@ pub static PAYLOAD_SOCKS: LruHashMap<u64, u32> =
 #[map]
 pub static PAYLOAD_EVENTS: RingBuf = RingBuf::with_byte_size(capacity::PAYLOAD_EVENTS_BYTES, 0);
 
-/// Runnable tasks by kernel address, since when: set at wakeup or preemption, taken when the
-/// task gets a CPU. LRU: a task woken and gone before it ran is forgotten, nothing leaks.
-#[map]
-pub static RUNQ_SINCE: LruHashMap<u64, u64> = LruHashMap::with_max_entries(capacity::RUNQ_SINCE, 0);
-
 /// Per CPU: the task on it since when, and how long it waited first (`SchedCpu`).
 #[map]
 pub static SCHED_CPU: PerCpuArray<SchedCpu> = PerCpuArray::with_max_entries(1, 0);

@@ -1,8 +1,9 @@
 //! Saturation from the scheduler: how long each process's threads waited for a CPU once
 //! runnable (woken, new, or their slice over while still runnable), and how long they ran.
 //!
-//! Raw tracepoints, no struct reads: `sched_wakeup(p)` and `sched_wakeup_new(p)` key the
-//! wait's start by the task's kernel address; `sched_switch(preempt, prev, next)` runs in
+//! Raw tracepoints: `sched_wakeup(p)` and `sched_wakeup_new(p)` stamp the wait's start in the
+//! woken thread's `THREAD_START` slot (its thread id read from `task_struct.pid`, offset
+//! from BTF): an array store, no hashing. `sched_switch(preempt, prev, next, ..)` runs in
 //! `prev`'s context, so `current` names the task leaving the CPU. The wait and the start of
 //! the slice of the task switched in are kept per CPU and charged to its process when it
 //! leaves, when `current` names it. Switches are tens of thousands a second per CPU: every
@@ -10,22 +11,29 @@
 //!
 //! A task leaving the CPU still runnable (preempted, or its slice over: `preempt` is false
 //! for those on the return to user mode, but their state is still TASK_RUNNING) waits from
-//! then on. One going to sleep waits only once woken, and its wakeup records that; so from
+//! then on. One going to sleep waits only once woken, and its wakeup stamps that; so from
 //! 5.18, which passes the state it leaves in (`prev_state`), a sleeper's switch writes
-//! nothing, which spares the map write that is most of a switch's cost where threads hand
-//! work to each other. Before 5.18 (`mon_sched_switch_any`) every task leaving is recorded,
-//! and a sleeper's wakeup overwrites it before it can run again. No task struct is read.
+//! nothing. Before 5.18 (`mon_sched_switch_any`) every task leaving is stamped, and a
+//! sleeper's wakeup stamps it again before it can run.
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns},
+    Global,
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     macros::raw_tracepoint,
     programs::RawTracePointContext,
 };
-use monitor_common::{Counter, Histogram, Owner, announced, hist};
+use monitor_common::{Counter, Histogram, Owner, RUNNABLE_SHIFT, announced, hist};
 
-use crate::maps::{
-    AGENT_TGID, CPU_TIME, PROCESS_STATE, RUNQ_LATENCY, RUNQ_SINCE, SCHED_CPU, is_excluded,
-    per_cpu_entry,
+use crate::{
+    maps::{
+        AGENT_TGID, CPU_TIME, PROCESS_STATE, RUNQ_LATENCY, SCHED_CPU, THREAD_START, is_excluded,
+        per_cpu_entry,
+    },
+    sock::read,
 };
+
+// Offset (bytes) set at load from BTF; see `monitor_common::global::KERNEL_OFFSETS`.
+#[unsafe(no_mangle)]
+static OFF_TASK_PID: Global<u32> = Global::new(0);
 
 #[raw_tracepoint(tracepoint = "sched_wakeup")]
 pub fn mon_sched_wakeup(ctx: RawTracePointContext) -> i32 {
@@ -37,12 +45,25 @@ pub fn mon_sched_wakeup_new(ctx: RawTracePointContext) -> i32 {
     runnable(ctx.arg(0))
 }
 
+/// The wait-start stamp for `now`; never 0, which means "not waiting".
+#[inline(always)]
+fn stamp(now: u64) -> u32 {
+    ((now >> RUNNABLE_SHIFT) as u32).max(1)
+}
+
 /// Task `task` (its kernel address) is runnable from now on.
 #[inline(always)]
 fn runnable(task: u64) -> i32 {
+    let Some(tid) = read::<u32>(task, &OFF_TASK_PID) else {
+        return 0;
+    };
     // SAFETY: no preconditions; a plain helper call.
     let now = unsafe { bpf_ktime_get_ns() };
-    let _ = RUNQ_SINCE.insert(&task, &now, 0);
+    if let Some(slot) = THREAD_START.get_ptr_mut(tid) {
+        // SAFETY: pointer into an array map value; the scheduler probes alone write this
+        // field, and a task is woken or switched on one CPU at a time.
+        unsafe { (*slot).runnable_since = stamp(now) };
+    }
     0
 }
 
@@ -74,13 +95,15 @@ fn switch(next: u64, runnable: bool) -> i32 {
     };
     // SAFETY: this CPU's slot of a per-CPU array; switches on one CPU never overlap.
     let cpu = unsafe { &mut *cpu };
-    // The task leaving the CPU (see the module's comment).
+    // The task leaving the CPU (see the module's comment); the idle tasks (thread id 0 on
+    // every CPU) are never stamped.
     let pid_tgid = bpf_get_current_pid_tgid();
     if pid_tgid as u32 != 0 {
         if runnable {
-            // SAFETY: no preconditions; the address is only used as a key.
-            let prev = unsafe { bpf_get_current_task() };
-            let _ = RUNQ_SINCE.insert(&prev, &now, 0);
+            if let Some(slot) = THREAD_START.get_ptr_mut(pid_tgid as u32) {
+                // SAFETY: as in `runnable`.
+                unsafe { (*slot).runnable_since = stamp(now) };
+            }
         }
         if cpu.since_ns != 0 {
             charge(
@@ -91,14 +114,20 @@ fn switch(next: u64, runnable: bool) -> i32 {
         }
     }
     // The task switched in: its wait ends now, to be charged when it leaves.
-    // SAFETY: a copy is taken at once; the entry is deleted right after.
-    let since = unsafe { RUNQ_SINCE.get(&next) }.copied().unwrap_or(0);
-    if since != 0 {
-        let _ = RUNQ_SINCE.remove(&next);
+    let mut since = 0;
+    if let Some(tid) = read::<u32>(next, &OFF_TASK_PID).filter(|&tid| tid != 0) {
+        if let Some(slot) = THREAD_START.get_ptr_mut(tid) {
+            // SAFETY: as in `runnable`.
+            unsafe {
+                since = (*slot).runnable_since;
+                (*slot).runnable_since = 0;
+            }
+        }
     }
     cpu.since_ns = now;
-    cpu.waited_ns = if since != 0 && since < now {
-        now - since
+    // Both ends in the same truncated units (wrapping every 18 minutes).
+    cpu.waited_ns = if since != 0 {
+        u64::from(stamp(now).wrapping_sub(since)) << RUNNABLE_SHIFT
     } else {
         0
     };

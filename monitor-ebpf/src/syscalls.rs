@@ -10,7 +10,7 @@ use aya_ebpf::{
     programs::RawTracePointContext,
 };
 use monitor_common::{
-    Counter, Histogram, SyscallErrorKey, SyscallKey, ThreadStart, announced, event_kind, hist,
+    Counter, Histogram, SyscallErrorKey, SyscallKey, announced, event_kind, hist,
 };
 
 use crate::maps::{
@@ -30,13 +30,11 @@ pub fn mon_sys_enter(ctx: RawTracePointContext) -> i32 {
     }
     if let Some(slot) = THREAD_START.get_ptr_mut(pid_tgid as u32) {
         let nr: i64 = ctx.arg(1);
-        // SAFETY: pointer into an array map value; only this thread writes its own slot.
+        // SAFETY: pointer into an array map value; only this thread writes these fields of
+        // its own slot (`runnable_since` is the scheduler probes').
         unsafe {
-            *slot = ThreadStart {
-                start_ns: bpf_ktime_get_ns(),
-                nr: nr as u32,
-                _pad: 0,
-            };
+            (*slot).start_ns = bpf_ktime_get_ns();
+            (*slot).nr = nr as u32;
         }
     }
     0

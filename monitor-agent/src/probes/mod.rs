@@ -55,6 +55,8 @@ impl Probe {
 }
 
 const NET_NEEDS: &str = "raw tracepoints (4.17+), kernel BTF (/sys/kernel/btf/vmlinux)";
+const SCHED_NEEDS: &str = "raw tracepoints (4.17+), kernel BTF (task_struct.pid: the thread a \
+    wakeup or switch names); sched_switch's prev_state (5.18+) spares sleepers a write";
 const SOCKET_IO_NEEDS: &str = "raw tracepoints (4.17+), kernel BTF (/sys/kernel/btf/vmlinux); \
     the sock_*_length tracepoints (not in 6.1, in 6.12) or else the syscall-exit hook";
 
@@ -157,15 +159,15 @@ pub const PROBES: [Probe; 17] = [
         program: program::SCHED_WAKEUP,
         tracepoint: "sched_wakeup",
         fallback: None,
-        needs: "raw tracepoints (4.17+)",
-        reads_structs: false,
+        needs: SCHED_NEEDS,
+        reads_structs: true,
     },
     Probe {
         program: program::SCHED_WAKEUP_NEW,
         tracepoint: "sched_wakeup_new",
         fallback: None,
-        needs: "raw tracepoints (4.17+)",
-        reads_structs: false,
+        needs: SCHED_NEEDS,
+        reads_structs: true,
     },
     Probe {
         program: program::SCHED_SWITCH,
@@ -174,8 +176,8 @@ pub const PROBES: [Probe; 17] = [
             program: program::SCHED_SWITCH_ANY,
             tracepoint: "sched_switch",
         }),
-        needs: "raw tracepoints (4.17+); from 5.18 (prev_state) a sleeper's switch writes no map",
-        reads_structs: false,
+        needs: SCHED_NEEDS,
+        reads_structs: true,
     },
     Probe {
         program: program::OOM_VICTIM,

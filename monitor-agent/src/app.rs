@@ -123,7 +123,9 @@ pub async fn run(config: Config, web: WebConfig) -> anyhow::Result<()> {
     let settings = server::Settings {
         web,
         max_requests: config.web_max_requests,
+        max_connections: config.web_max_connections,
         header_timeout: config.web_read_header_timeout,
+        write_timeout: config.web_write_timeout,
     };
     server::serve(listener, endpoints, settings, shutdown_signal()).await?;
 

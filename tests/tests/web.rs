@@ -384,3 +384,58 @@ fn empty_config_file_serves_plain_http() {
     let _ = child.kill();
     let _ = wait_timeout(&mut child, Duration::from_secs(10));
 }
+
+/// `--web.max-connections 1` and `--web.write-timeout 2s`: a client pipelines hundreds of
+/// scrapes and reads none of the answers. Its connection holds the only slot, so others are
+/// closed at once, until its writes have made no progress for 2 s: then it is dropped and
+/// the next client is served. Without the timeout the slot would be held for as long as the
+/// silent client keeps its socket.
+#[test]
+fn a_client_that_stops_reading_is_dropped_after_the_write_timeout() {
+    let agent = Agent::start(&["--web.max-connections", "1", "--web.write-timeout", "2s"]);
+    // Wait until the agent's own /healthz poll has let go of its connection.
+    std::thread::sleep(Duration::from_millis(200));
+    let mut silent = TcpStream::connect(agent.address).unwrap();
+    silent
+        .set_write_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let started = Instant::now();
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {}\r\n\r\n", agent.address);
+    // Far more than the socket buffers of both ends hold, whatever the page's size.
+    // (Should the agent stop reading them first, what was written is plenty.)
+    let _ = silent.write_all(request.repeat(2000).as_bytes());
+    let mut refused = 0;
+    let served_after = loop {
+        match tests::http_get(agent.address, "/healthz") {
+            Ok((200, _)) => break started.elapsed(),
+            Ok((status, body)) => panic!("{status}: {body}"),
+            Err(_) => refused += 1,
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "still refused after {:?}: the silent client was never dropped",
+            started.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    eprintln!("{refused} connections closed at once; served after {served_after:?}");
+    assert!(refused > 0, "the one connection slot was not held");
+    assert!(
+        served_after >= Duration::from_millis(1500),
+        "{served_after:?}"
+    );
+    // The silent client's connection was closed by the agent: what it reads ends.
+    silent
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut drained = Vec::new();
+    let end = silent.read_to_end(&mut drained);
+    assert!(
+        end.is_ok()
+            || end
+                .as_ref()
+                .is_err_and(|err| err.kind() == std::io::ErrorKind::ConnectionReset),
+        "{end:?} after {} bytes",
+        drained.len()
+    );
+}

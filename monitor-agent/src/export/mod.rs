@@ -3,3 +3,4 @@
 pub mod process;
 pub mod prometheus;
 pub mod server;
+mod write_timeout;

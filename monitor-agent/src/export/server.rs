@@ -2,7 +2,9 @@
 //! gzip-encoded when the scraper accepts it), `/healthz`, and a landing page; nothing else
 //! (no debug or profiling endpoints). With `--web.config.file`: TLS, basic auth
 //! and extra response headers. Always: a deadline for the TLS handshake and the request
-//! headers (slow clients are cut off), and a cap on requests in flight (503 beyond).
+//! headers (slow clients are cut off), a cap on requests in flight (503 beyond), a cap on
+//! open connections (closed at once beyond), and a write timeout (a client that stops
+//! reading is dropped, with what its request held).
 use std::{
     convert::Infallible,
     future::Future,
@@ -60,13 +62,17 @@ pub struct Endpoints {
 }
 
 /// How the endpoint is served: `--web.config.file`, `--web.max-requests`,
-/// `--web.read-header-timeout`.
+/// `--web.max-connections`, `--web.read-header-timeout`, `--web.write-timeout`.
 pub struct Settings {
     pub web: WebConfig,
     /// Requests in flight at once, `/healthz` aside; 0: no limit.
     pub max_requests: usize,
+    /// Connections open at once; 0: no limit.
+    pub max_connections: usize,
     /// For the TLS handshake, then for each request's headers (idle keep-alive included).
     pub header_timeout: Duration,
+    /// How long a write may wait for a client that reads nothing.
+    pub write_timeout: Duration,
 }
 
 /// Binds before anything is loaded, so a taken port fails fast and changes nothing.
@@ -85,7 +91,9 @@ struct State {
     auth: Option<Arc<BasicAuth>>,
     headers: Vec<(HeaderName, HeaderValue)>,
     limit: Option<Arc<Semaphore>>,
+    connections: Option<Arc<Semaphore>>,
     header_timeout: Duration,
+    write_timeout: Duration,
 }
 
 impl State {
@@ -100,7 +108,10 @@ impl State {
             headers: settings.web.headers,
             limit: (settings.max_requests > 0)
                 .then(|| Arc::new(Semaphore::new(settings.max_requests))),
+            connections: (settings.max_connections > 0)
+                .then(|| Arc::new(Semaphore::new(settings.max_connections))),
             header_timeout: settings.header_timeout,
+            write_timeout: settings.write_timeout,
         };
         (state, tls)
     }
@@ -144,9 +155,23 @@ pub async fn serve(
                 }
             },
         };
+        // Held by the connection's task until it ends. Beyond the cap a connection is closed
+        // at once: idle ones are cut after the header timeout, so the cap frees itself.
+        let open = match &state.connections {
+            None => None,
+            Some(connections) => match Arc::clone(connections).try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    debug!("connection from {peer} closed: --web.max-connections open already");
+                    continue;
+                }
+            },
+        };
         let state = Arc::clone(&state);
         let tls = tls.clone();
+        let stream = super::write_timeout::WriteTimeout::new(stream, state.write_timeout);
         tokio::spawn(async move {
+            let _open = open;
             let Some(acceptor) = tls else {
                 return serve_connection(stream, state, peer).await;
             };
@@ -483,7 +508,9 @@ mod tests {
         let settings = Settings {
             web,
             max_requests,
+            max_connections: 0,
             header_timeout: Duration::from_secs(1),
+            write_timeout: Duration::from_secs(1),
         };
         State::new(endpoints, settings).0
     }

@@ -94,11 +94,28 @@ pub struct Config {
     )]
     pub web_max_requests: usize,
 
+    /// Maximum number of open connections, idle keep-alive ones included; more are closed
+    /// at once. 0 means no limit.
+    #[arg(
+        long = "web.max-connections",
+        env = "MONITOR_WEB_MAX_CONNECTIONS",
+        value_name = "N",
+        default_value_t = 256
+    )]
+    pub web_max_connections: usize,
+
     /// Time a client has for the TLS handshake, then for each request's headers (an idle
     /// keep-alive connection included); slower clients are disconnected.
     #[arg(long = "web.read-header-timeout", value_name = "DURATION", default_value = "10s",
           value_parser = parse_nonzero_duration)]
     pub web_read_header_timeout: Duration,
+
+    /// Time a response may wait for a client that reads none of it (its socket buffer
+    /// full); such a client is disconnected, freeing its rendered page and request slot. A
+    /// slow reader that keeps reading is served to the end.
+    #[arg(long = "web.write-timeout", value_name = "DURATION", default_value = "30s",
+          value_parser = parse_nonzero_duration)]
+    pub web_write_timeout: Duration,
 
     /// Extra labels on workload series, comma-separated. `pid` splits every series per process
     /// instead of aggregating per `comm`: only for hosts with few, long-lived processes.

@@ -439,3 +439,54 @@ fn a_client_that_stops_reading_is_dropped_after_the_write_timeout() {
         drained.len()
     );
 }
+
+/// A burst of 60 wrong passwords at once (bcrypt cost 12) while a scraper whose password was
+/// checked before keeps scraping: at most two bcrypt checks run at a time, the rest of the
+/// burst is refused at once (503) without holding a request slot, and the scraper is
+/// answered 200 throughout. Without that limit the burst's checks would hold 40 request
+/// slots (`--web.max-requests`) for seconds and refuse the scraper.
+#[test]
+fn a_burst_of_wrong_passwords_does_not_starve_a_known_scraper() {
+    let setup = Setup::new("burst");
+    let config = setup.config(&format!(
+        "{TLS_AND_AUTH}{}",
+        users("prometheus", "s3cret", 12)
+    ));
+    let agent = start_agent(&setup, &config, &[]);
+    let tls = setup.tls_client();
+    let address = agent.address;
+    let scrape = || https_get(&tls, address, "/metrics", Some(("prometheus", "s3cret")));
+    // Checked once with bcrypt; from now on a hash comparison.
+    assert_eq!(scrape().unwrap().0, 200);
+    let burst: Vec<_> = (0..60)
+        .map(|_| {
+            let tls = Arc::clone(&tls);
+            std::thread::spawn(move || {
+                https_get(&tls, address, "/metrics", Some(("prometheus", "wrong")))
+                    .map(|(status, _)| status)
+                    .unwrap_or(0)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut answered = Vec::new();
+    for _ in 0..5 {
+        let started = Instant::now();
+        answered.push((scrape().unwrap().0, started.elapsed()));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let statuses: Vec<u16> = burst.into_iter().map(|t| t.join().unwrap()).collect();
+    let count = |wanted: u16| statuses.iter().filter(|&&s| s == wanted).count();
+    eprintln!(
+        "burst: {} × 401, {} × 503, {} other; the scraper: {answered:?}",
+        count(401),
+        count(503),
+        statuses.len() - count(401) - count(503)
+    );
+    assert!(
+        answered.iter().all(|(status, _)| *status == 200),
+        "{answered:?}"
+    );
+    assert!(count(503) > 0, "the burst was never refused: {statuses:?}");
+    assert_eq!(count(401) + count(503), statuses.len(), "{statuses:?}");
+}

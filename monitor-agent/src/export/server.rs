@@ -91,6 +91,8 @@ struct State {
     auth: Option<Arc<BasicAuth>>,
     headers: Vec<(HeaderName, HeaderValue)>,
     limit: Option<Arc<Semaphore>>,
+    /// bcrypt checks running at once (see `PASSWORD_CHECKS`).
+    password_checks: Arc<Semaphore>,
     connections: Option<Arc<Semaphore>>,
     header_timeout: Duration,
     write_timeout: Duration,
@@ -108,6 +110,7 @@ impl State {
             headers: settings.web.headers,
             limit: (settings.max_requests > 0)
                 .then(|| Arc::new(Semaphore::new(settings.max_requests))),
+            password_checks: Arc::new(Semaphore::new(PASSWORD_CHECKS)),
             connections: (settings.max_connections > 0)
                 .then(|| Arc::new(Semaphore::new(settings.max_connections))),
             header_timeout: settings.header_timeout,
@@ -234,7 +237,17 @@ async fn authorize_and_respond<B>(request: &Request<B>, state: &State) -> Respon
         },
     };
     if let Some(auth) = &state.auth {
-        if !authorized(auth, request.headers().get(header::AUTHORIZATION)).await {
+        let header = request.headers().get(header::AUTHORIZATION);
+        let checked = authorized(auth, &state.password_checks, header).await;
+        if checked == Check::Busy {
+            debug!("request refused: {PASSWORD_CHECKS} password checks running already");
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many password checks in flight, retry later\n".into(),
+            )
+            .map(Body::from);
+        }
+        if checked == Check::Denied {
             let mut response = text(StatusCode::UNAUTHORIZED, "unauthorized\n".into());
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -252,18 +265,48 @@ async fn authorize_and_respond<B>(request: &Request<B>, state: &State) -> Respon
     })
 }
 
-/// A cached success costs a SHA-256; anything else one bcrypt, off the runtime's thread.
-async fn authorized(auth: &Arc<BasicAuth>, header: Option<&HeaderValue>) -> bool {
+/// bcrypt checks at once: each takes a CPU for tens to hundreds of milliseconds, on
+/// purpose. Beyond them a request that needs one is refused at once (503), so a burst of
+/// wrong passwords costs at most this many CPUs and holds at most this many request slots,
+/// while scrapes whose password was already checked (a SHA-256, no bcrypt) keep being served.
+const PASSWORD_CHECKS: usize = 2;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Check {
+    Allowed,
+    Denied,
+    /// A bcrypt check was needed and every slot for one was taken.
+    Busy,
+}
+
+/// A cached success costs a SHA-256; anything else one bcrypt, off the runtime's thread,
+/// if a slot for one is free.
+async fn authorized(
+    auth: &Arc<BasicAuth>,
+    checks: &Arc<Semaphore>,
+    header: Option<&HeaderValue>,
+) -> Check {
     let Some((user, password)) = header.and_then(basic_credentials) else {
-        return false;
+        return Check::Denied;
     };
     if auth.cached(&user, &password) {
-        return true;
+        return Check::Allowed;
     }
+    let Ok(slot) = Arc::clone(checks).try_acquire_owned() else {
+        return Check::Busy;
+    };
     let auth = Arc::clone(auth);
-    tokio::task::spawn_blocking(move || auth.verify(&user, &password))
-        .await
-        .unwrap_or(false)
+    let verified = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        auth.verify(&user, &password)
+    })
+    .await
+    .unwrap_or(false);
+    if verified {
+        Check::Allowed
+    } else {
+        Check::Denied
+    }
 }
 
 /// A response body that holds its request's `--web.max-requests` permit until it is sent, so

@@ -17,7 +17,7 @@ use rustls::{
     crypto::CryptoProvider,
     server::{VerifierBuilderError, WebPkiClientVerifier},
 };
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject as _};
+use rustls_pki_types::{CertificateDer, pem::PemObject as _};
 use serde::{Deserialize, Deserializer, de::Error as _};
 
 /// What the file asks for, checked and ready to serve with.
@@ -296,35 +296,17 @@ impl<'de> Deserialize<'de> for BcryptHash {
 
 impl RawTls {
     fn build(self, dir: &Path) -> anyhow::Result<ServerConfig> {
+        // Files are watched for renewals; an inline certificate cannot change.
+        let files = self
+            .cert_file
+            .as_ref()
+            .zip(self.key_file.as_ref())
+            .map(|(cert, key)| (dir.join(cert), dir.join(key)));
         let cert = pem_source("cert", self.cert, self.cert_file, dir)?
             .ok_or_else(|| anyhow!("tls_server_config: cert_file (or cert) is required"))?;
         let key = pem_source("key", self.key, self.key_file, dir)?
             .ok_or_else(|| anyhow!("tls_server_config: key_file (or key) is required"))?;
         let client_ca = pem_source("client_ca", self.client_ca, self.client_ca_file, dir)?;
-
-        let certs = CertificateDer::pem_slice_iter(&cert.bytes)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|err| {
-                anyhow!(
-                    "tls_server_config.{}: {} is not PEM: {err}",
-                    cert.field,
-                    cert.place
-                )
-            })?;
-        if certs.is_empty() {
-            bail!(
-                "tls_server_config.{}: no certificate in {}",
-                cert.field,
-                cert.place
-            );
-        }
-        let private_key = PrivateKeyDer::from_pem_slice(&key.bytes).map_err(|err| {
-            anyhow!(
-                "tls_server_config.{}: no private key in {} ({err})",
-                key.field,
-                key.place
-            )
-        })?;
 
         let mut provider = rustls::crypto::ring::default_provider();
         if let Some(names) = &self.cipher_suites {
@@ -334,6 +316,7 @@ impl RawTls {
             provider.kx_groups = curves(&provider, names)?;
         }
         let provider = Arc::new(provider);
+        let certified = certificate::certified_key(&cert, &key, &provider)?;
 
         let min = self.min_version.unwrap_or(TlsVersion::Tls12);
         let max = self.max_version.unwrap_or(TlsVersion::Tls13);
@@ -380,8 +363,10 @@ impl RawTls {
                         )
                     })?;
                 }
-                let verifier =
-                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+                let verifier = WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    Arc::clone(&provider),
+                );
                 let verifier = if mode == ClientAuth::VerifyIfGiven {
                     verifier.allow_unauthenticated()
                 } else {
@@ -400,26 +385,15 @@ impl RawTls {
                 builder.with_client_cert_verifier(verifier)
             }
         };
-        let mut config = builder
-            .with_single_cert(certs, private_key)
-            .map_err(|err| {
-                anyhow!(
-                    "tls_server_config: {} and {} do not make a usable certificate: {err}",
-                    cert.place,
-                    key.place
-                )
-            })?;
+        let mut config = builder.with_cert_resolver(Arc::new(certificate::Certificate::new(
+            certified,
+            files,
+            Arc::clone(&provider),
+        )));
         config.ignore_client_order = self.prefer_server_cipher_suites.unwrap_or(true);
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(config)
     }
-}
-
-/// PEM bytes from an inline field or from a file, and how to name where they came from.
-struct Pem {
-    bytes: Vec<u8>,
-    field: String,
-    place: String,
 }
 
 fn pem_source(
@@ -436,20 +410,7 @@ fn pem_source(
             field: field.to_owned(),
             place: format!("the inline {field}"),
         })),
-        (None, Some(file)) => {
-            let path = dir.join(file);
-            let bytes = std::fs::read(&path).map_err(|err| {
-                anyhow!(
-                    "tls_server_config.{field}_file: cannot read {}: {err}",
-                    path.display()
-                )
-            })?;
-            Ok(Some(Pem {
-                bytes,
-                field: format!("{field}_file"),
-                place: path.display().to_string(),
-            }))
-        }
+        (None, Some(file)) => Ok(Some(certificate::read_pem(field, &dir.join(file))?)),
     }
 }
 
@@ -639,3 +600,6 @@ pub fn basic_credentials(header: &HeaderValue) -> Option<(String, String)> {
 
 #[cfg(test)]
 mod tests;
+
+mod certificate;
+use certificate::Pem;

@@ -14,6 +14,17 @@ use crate::{
 /// Shown when an incarnation ended before anything named it (its events were lost).
 pub const UNKNOWN_COMM: &str = "[unknown]";
 
+/// A process may call itself anything, the agent's own placeholder names included; such a
+/// name gets a leading `_`, so that `[unknown]` and `[overflow]` (the budget's overflow
+/// series) always mean the agent's.
+fn unreserved(comm: &str) -> String {
+    if comm == UNKNOWN_COMM || comm == crate::series::table::OVERFLOW_COMM {
+        format!("_{comm}")
+    } else {
+        comm.to_owned()
+    }
+}
+
 #[derive(Debug)]
 struct Known {
     comm: String,
@@ -45,7 +56,7 @@ impl ProcessNames {
                 self.known.insert(
                     incarnation,
                     Known {
-                        comm: event.comm.clone(),
+                        comm: unreserved(&event.comm),
                         finished: None,
                         facts: None,
                         identity: None,
@@ -54,7 +65,7 @@ impl ProcessNames {
             }
             ProcessEventKind::Seen => {
                 self.known.entry(incarnation).or_insert_with(|| Known {
-                    comm: event.comm.clone(),
+                    comm: unreserved(&event.comm),
                     finished: None,
                     facts: None,
                     identity: None,
@@ -63,7 +74,7 @@ impl ProcessNames {
             ProcessEventKind::Exit => {
                 // Keep the name it was first seen under: its series are already exported so.
                 let known = self.known.entry(incarnation).or_insert_with(|| Known {
-                    comm: event.comm.clone(),
+                    comm: unreserved(&event.comm),
                     finished: None,
                     facts: None,
                     identity: None,
@@ -85,7 +96,9 @@ impl ProcessNames {
         if let Some(known) = self.known.get(&incarnation) {
             return known.comm.clone();
         }
-        let comm = read_comm(incarnation.tgid).unwrap_or_else(|| UNKNOWN_COMM.to_owned());
+        let comm = read_comm(incarnation.tgid)
+            .map(|comm| unreserved(&comm))
+            .unwrap_or_else(|| UNKNOWN_COMM.to_owned());
         let finished = (!current).then_some(now);
         self.known.insert(
             incarnation,
@@ -239,5 +252,17 @@ mod tests {
         names.apply(&event(ProcessEventKind::Exit, 5, "short"), now);
         assert_eq!(names.resolve(at(5), false, now, |_| None), "short");
         assert_eq!(names.resolve(at(6), false, now, |_| None), UNKNOWN_COMM);
+    }
+
+    #[test]
+    fn a_process_named_like_the_agents_placeholders_is_told_apart() {
+        let now = Instant::now();
+        let mut names = ProcessNames::default();
+        names.apply(&event(ProcessEventKind::Exec, 3, "[overflow]"), now);
+        assert_eq!(names.resolve(at(3), true, now, |_| None), "_[overflow]");
+        let read = |_| Some("[unknown]".to_owned());
+        assert_eq!(names.resolve(at(4), true, now, read), "_[unknown]");
+        let read = |_| Some("[kworker]".to_owned());
+        assert_eq!(names.resolve(at(5), true, now, read), "[kworker]");
     }
 }

@@ -240,9 +240,10 @@ pub struct Config {
           default_value_t = capacity::PAYLOAD_EVENTS_BYTES, value_parser = parse_ring_bytes)]
     pub payload_events_bytes: u32,
 
-    /// Distinct http_route values per process name on http_server_request_duration_seconds;
-    /// further routes are counted under http_route="_overflow". A process name's routes are
-    /// forgotten when its series expire (--series.ttl).
+    /// Distinct http_route values per service (in its namespace; on a host, the process
+    /// name) on http_server_request_duration_seconds; further routes are counted under
+    /// http_route="_overflow". A route's place is freed when its own series expire
+    /// (--series.ttl).
     #[arg(
         long = "http.routes-per-comm",
         env = "MONITOR_HTTP_ROUTES_PER_COMM",
@@ -252,8 +253,10 @@ pub struct Config {
     pub http_routes_per_comm: usize,
 
     /// Distinct `peer` label values per process name on the TCP families; further peers are
-    /// counted under peer="other" (and in monitor_tcp_peer_overflow_total). A peer's place
-    /// is freed when its series expire (--series.ttl).
+    /// counted under peer="other" (and in monitor_tcp_peer_overflow_total). Also distinct
+    /// servers (server_address and server_port) per service on
+    /// http_client_request_duration_seconds; further ones are "other". A place is freed when
+    /// its series expire (--series.ttl).
     #[arg(
         long = "tcp.peers-per-comm",
         env = "MONITOR_TCP_PEERS_PER_COMM",

@@ -1,10 +1,11 @@
 //! Captured socket payloads → per-connection protocol parsers (`monitor-protocols`) →
-//! request series (HTTP server and client RED metrics), with the per-`comm` route cap.
+//! request series (HTTP server and client RED metrics), with caps per service on the label
+//! values a request chooses: routes (server) and server addresses (client).
 //!
 //! Pure: events arrive decoded and already named. Connection state is bounded: idle
 //! connections are forgotten, and at most `MAX_CONNECTIONS` are followed at once.
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     net::SocketAddr,
     time::{Duration, Instant},
 };
@@ -18,8 +19,11 @@ use crate::{
     signals::signal::{SeriesCount, series_count},
 };
 
-/// The `http_route` of every route past a comm's cap (`--http.routes-per-comm`).
+/// The `http_route` of every route past a service's cap (`--http.routes-per-comm`).
 pub const OVERFLOW_ROUTE: &str = "_overflow";
+/// `server_address` and `server_port` of every server past a service's cap
+/// (`--tcp.peers-per-comm`), as the TCP families' `peer`.
+pub const OVERFLOW_SERVER: &str = crate::signals::tcp::OVERFLOW_PEER;
 
 /// Connections followed at once; chunks of further new connections are counted and dropped.
 pub const MAX_CONNECTIONS: usize = 16_384;
@@ -34,6 +38,21 @@ struct Followed {
     remote: SocketAddr,
     connection: Connection,
     last_seen: Instant,
+}
+
+/// Whose cap a label value counts against: the service, in its namespace, as the family's
+/// label choice shows it (on a host, the service is the comm).
+fn cap_key(who: &Workload) -> String {
+    let service = if who.service.is_empty() {
+        &who.comm
+    } else {
+        &who.service
+    };
+    format!("{}/{service}", who.namespace)
+}
+
+fn server_key(address: &str, port: &str) -> String {
+    format!("{address} {port}")
 }
 
 /// An exchange parsed from a process's socket, waiting to be named and recorded.
@@ -56,9 +75,12 @@ pub struct RequestsSnapshot {
 
 pub struct Requests {
     connections: HashMap<(u32, u64), Followed>,
-    /// Distinct routes per comm (`OVERFLOW_ROUTE` beyond), so that identifiers the route
-    /// normalisation misses cannot grow the series count without bound.
+    /// Distinct routes per service (`OVERFLOW_ROUTE` beyond), so that identifiers the route
+    /// normalisation misses cannot grow the series count without bound, and one tenant's
+    /// junk cannot crowd out another's routes.
     routes: ValueCap,
+    /// Distinct servers (`address:port`) per service a client reaches.
+    servers: ValueCap,
     server: SeriesTable<WorkloadLabels, Histogram>,
     client: SeriesTable<WorkloadLabels, Histogram>,
     chunks_dropped: u64,
@@ -66,10 +88,11 @@ pub struct Requests {
 }
 
 impl Requests {
-    pub fn new(routes_per_comm: usize) -> Self {
+    pub fn new(routes_per_service: usize, servers_per_service: usize) -> Self {
         Self {
             connections: HashMap::new(),
-            routes: ValueCap::new(routes_per_comm),
+            routes: ValueCap::new(routes_per_service),
+            servers: ValueCap::new(servers_per_service),
             server: SeriesTable::default(),
             client: SeriesTable::default(),
             chunks_dropped: 0,
@@ -121,14 +144,14 @@ impl Requests {
         let Completed { http, remote, .. } = completed;
         let remote = *remote;
         use crate::series::families::family::{HTTP_CLIENT_DURATION, HTTP_SERVER_DURATION};
-        let comm = who.comm.as_str();
         let mut histogram = Histogram::ZERO;
         observe(&mut histogram, http.duration_ns);
         let method = http.method.as_str().to_owned();
         let status = http.status.to_string();
         let (family, table, values) = match http.role {
             Role::Server => {
-                let route = if self.routes.admit(comm, &http.route) {
+                let owner = cap_key(&rec.policy.project(HTTP_SERVER_DURATION.name, who));
+                let route = if self.routes.admit(&owner, &http.route) {
                     http.route.clone()
                 } else {
                     OVERFLOW_ROUTE.to_owned()
@@ -145,7 +168,14 @@ impl Requests {
                     .map(|host| split_host_port(host).0.to_owned())
                     .filter(|host| !host.is_empty())
                     .unwrap_or_else(|| remote.ip().to_string());
-                let values = vec![method, status, address, remote.port().to_string()];
+                let port = remote.port().to_string();
+                let owner = cap_key(&rec.policy.project(HTTP_CLIENT_DURATION.name, who));
+                let (address, port) = if self.servers.admit(&owner, &server_key(&address, &port)) {
+                    (address, port)
+                } else {
+                    (OVERFLOW_SERVER.to_owned(), OVERFLOW_SERVER.to_owned())
+                };
+                let values = vec![method, status, address, port];
                 (HTTP_CLIENT_DURATION.name, &mut self.client, values)
             }
         };
@@ -157,12 +187,20 @@ impl Requests {
             .retain(|_, followed| now.duration_since(followed.last_seen) < IDLE_CONNECTION);
         let server = self.server.publish(HashMap::new(), now, ttl);
         let client = self.client.publish(HashMap::new(), now, ttl);
-        // A comm whose server series all expired gets its whole route budget back.
-        let live: std::collections::HashSet<&str> = server
-            .iter()
-            .map(|(labels, _)| labels.who.comm.as_str())
-            .collect();
-        self.routes.retain(|comm, _| live.contains(comm));
+        // Each place in a cap is freed when the last series that holds its value expires.
+        let live = |series: &[(WorkloadLabels, Histogram)], value: fn(&[String]) -> String| {
+            series
+                .iter()
+                .map(|(labels, _)| (cap_key(&labels.who), value(&labels.values)))
+                .collect::<HashSet<_>>()
+        };
+        // Values: method, status, route / method, status, address, port.
+        let routes = live(&server, |values| values[2].clone());
+        let servers = live(&client, |values| server_key(&values[2], &values[3]));
+        self.routes
+            .retain(|owner, route| routes.contains(&(owner.to_owned(), route.to_owned())));
+        self.servers
+            .retain(|owner, server| servers.contains(&(owner.to_owned(), server.to_owned())));
         RequestsSnapshot {
             server,
             client,
@@ -177,5 +215,104 @@ impl Requests {
             series_count(&HTTP_SERVER_DURATION, &self.server),
             series_count(&HTTP_CLIENT_DURATION, &self.client),
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use monitor_common::Owner;
+    use monitor_protocols::http::Method;
+
+    use super::*;
+    use crate::series::{labels::LabelPolicy, table::Budget};
+
+    fn who(namespace: &str, service: &str, comm: &str) -> Workload {
+        Workload {
+            comm: comm.into(),
+            namespace: namespace.into(),
+            service: service.into(),
+            ..Workload::default()
+        }
+    }
+
+    fn exchange(role: Role, route: &str, host: Option<&str>, port: u16) -> Completed {
+        Completed {
+            owner: Owner {
+                tgid: 1,
+                generation: 0,
+            },
+            remote: SocketAddr::from(([10, 0, 0, 1], port)),
+            http: HttpExchange {
+                role,
+                method: Method::Get,
+                status: 200,
+                route: route.into(),
+                duration_ns: 1_000,
+                host: host.map(str::to_owned),
+            },
+        }
+    }
+
+    /// The route (server) or address and port (client) each recorded exchange got.
+    fn labels_of(series: &[(WorkloadLabels, Histogram)], who: &Workload) -> Vec<Vec<String>> {
+        let mut found: Vec<Vec<String>> = series
+            .iter()
+            .filter(|(labels, _)| labels.who == *who)
+            .map(|(labels, _)| labels.values[2..].to_vec())
+            .collect();
+        found.sort();
+        found
+    }
+
+    #[test]
+    fn routes_and_servers_are_capped_per_service_and_freed_when_their_own_series_expire() {
+        let policy = LabelPolicy::default();
+        let mut budget = Budget::new(1_000);
+        let start = Instant::now();
+        let ttl = Duration::from_secs(60);
+        let mut requests = Requests::new(2, 1);
+        let shop = who("a", "shop", "java");
+        // Another service under the same comm: a cap of its own.
+        let cart = who("b", "cart", "java");
+        let mut record = |requests: &mut Requests, exchange: &Completed, who: &Workload, at| {
+            let mut recorder = Recorder {
+                policy: &policy,
+                budget: &mut budget,
+                now: at,
+            };
+            requests.record(exchange, who, &mut recorder);
+        };
+        let server = |route| exchange(Role::Server, route, None, 80);
+        record(&mut requests, &server("/x"), &shop, start);
+        // A series' age counts from the sweep that first shows its value.
+        requests.publish(start, ttl);
+        let later = start + Duration::from_secs(30);
+        for route in ["/y", "/z"] {
+            record(&mut requests, &server(route), &shop, later);
+        }
+        record(&mut requests, &server("/q"), &cart, later);
+        let client = |host| exchange(Role::Client, "/", Some(host), 8080);
+        record(&mut requests, &client("db.internal"), &shop, later);
+        record(&mut requests, &client("cache.internal"), &shop, later);
+        let snapshot = requests.publish(later, ttl);
+        let routes = |snapshot: &RequestsSnapshot, who| labels_of(&snapshot.server, who);
+        assert_eq!(routes(&snapshot, &shop), [["/x"], ["/y"], ["_overflow"]]);
+        assert_eq!(routes(&snapshot, &cart), [["/q"]]);
+        assert_eq!(
+            labels_of(&snapshot.client, &shop),
+            [["db.internal", "8080"], ["other", "other"]]
+        );
+
+        // /x alone has been idle past the TTL: its place, and only its, is free again.
+        let expired = start + ttl + Duration::from_secs(1);
+        requests.publish(expired, ttl);
+        record(&mut requests, &server("/w"), &shop, expired);
+        record(&mut requests, &server("/v"), &shop, expired);
+        let snapshot = requests.publish(expired, ttl);
+        assert_eq!(
+            routes(&snapshot, &shop),
+            [["/w"], ["/y"], ["_overflow"]],
+            "/w took the place of /x; /v found none"
+        );
     }
 }

@@ -60,7 +60,7 @@ impl Http {
         Ok(Self {
             payloads: EventRing::take(loaded, RING, decode::payload_event)?,
             pending: Vec::new(),
-            requests: Requests::new(settings.routes_per_comm),
+            requests: Requests::new(settings.routes_per_comm, settings.peers_per_comm),
         })
     }
 }

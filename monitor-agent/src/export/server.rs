@@ -160,15 +160,9 @@ pub async fn serve(
         };
         // Held by the connection's task until it ends. Beyond the cap a connection is closed
         // at once: idle ones are cut after the header timeout, so the cap frees itself.
-        let open = match &state.connections {
-            None => None,
-            Some(connections) => match Arc::clone(connections).try_acquire_owned() {
-                Ok(permit) => Some(permit),
-                Err(_) => {
-                    debug!("connection from {peer} closed: --web.max-connections open already");
-                    continue;
-                }
-            },
+        let Ok(open) = try_place(state.connections.as_ref()) else {
+            debug!("connection from {peer} closed: --web.max-connections open already");
+            continue;
         };
         let state = Arc::clone(&state);
         let tls = tls.clone();
@@ -222,19 +216,13 @@ async fn authorize_and_respond<B>(request: &Request<B>, state: &State) -> Respon
     }
     // The permit is taken first, so that beyond the limit a request costs nothing (no bcrypt,
     // no rendering); it is held until the response body is sent.
-    let permit = match &state.limit {
-        None => None,
-        Some(limit) => match Arc::clone(limit).try_acquire_owned() {
-            Ok(permit) => Some(permit),
-            Err(_) => {
-                debug!("request refused: --web.max-requests in flight already");
-                return text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "too many requests in flight, retry later\n".into(),
-                )
-                .map(Body::from);
-            }
-        },
+    let Ok(permit) = try_place(state.limit.as_ref()) else {
+        debug!("request refused: --web.max-requests in flight already");
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many requests in flight, retry later\n".into(),
+        )
+        .map(Body::from);
     };
     if let Some(auth) = &state.auth {
         let header = request.headers().get(header::AUTHORIZATION);
@@ -277,6 +265,15 @@ enum Check {
     Denied,
     /// A bcrypt check was needed and every slot for one was taken.
     Busy,
+}
+
+/// A place under `limit` (none needed without one), or an error when it is spent.
+fn try_place(
+    limit: Option<&Arc<Semaphore>>,
+) -> Result<Option<OwnedSemaphorePermit>, tokio::sync::TryAcquireError> {
+    limit
+        .map(|limit| Arc::clone(limit).try_acquire_owned())
+        .transpose()
 }
 
 /// A cached success costs a SHA-256; anything else one bcrypt, off the runtime's thread,

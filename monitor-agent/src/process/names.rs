@@ -161,6 +161,13 @@ impl ProcessNames {
 
     /// The incarnations named and not known to have ended (an exit event or a later
     /// generation ends them).
+    /// Whether `owner` is known and has not finished.
+    pub fn is_running(&self, owner: Owner) -> bool {
+        self.known
+            .get(&owner)
+            .is_some_and(|known| known.finished.is_none())
+    }
+
     pub fn running(&self) -> Vec<Owner> {
         self.known
             .iter()

@@ -125,16 +125,34 @@ impl<'a> Naming<'a> {
     /// The processes running now (named, their generation still the current one) with their
     /// workload, excluded ones left out: for signals read from `/proc` rather than the kernel.
     pub fn running(&mut self, now: Instant) -> Vec<(Owner, Workload)> {
-        let mut running = Vec::new();
-        for owner in self.names.running() {
-            if !self.is_current_known(owner) {
-                continue;
-            }
-            if let Some(who) = self.workload(owner, true, now) {
-                running.push((owner, who));
-            }
+        self.names
+            .running()
+            .into_iter()
+            .filter_map(|owner| self.if_running(owner, now))
+            .collect()
+    }
+
+    /// Process `tgid` as `running` would list it, for a signal that needs a few processes
+    /// (the owners of listening sockets), not all of them.
+    pub fn running_process(&mut self, tgid: u32, now: Instant) -> Option<(Owner, Workload)> {
+        let maps = self.maps;
+        let generation = (*self
+            .generations
+            .entry(tgid)
+            .or_insert_with(|| maps.generation(tgid)))?;
+        let owner = Owner { tgid, generation };
+        if !self.names.is_running(owner) {
+            return None;
         }
-        running
+        self.if_running(owner, now)
+    }
+
+    /// `owner` with its workload, if it is named, current and not excluded.
+    fn if_running(&mut self, owner: Owner, now: Instant) -> Option<(Owner, Workload)> {
+        if !self.is_current_known(owner) {
+            return None;
+        }
+        Some((owner, self.workload(owner, true, now)?))
     }
 
     /// Current, and known to be: a failed generation lookup does not count as current here.

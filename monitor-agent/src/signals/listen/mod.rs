@@ -132,12 +132,6 @@ impl Signal for Listen {
                     .map(move |listener| (netns, listener))
             })
             .collect();
-        let running: HashMap<u32, _> = ctx
-            .naming
-            .running(ctx.now)
-            .into_iter()
-            .map(|(owner, who)| (owner.tgid, (owner, who)))
-            .collect();
         let mut queues: HashMap<WorkloadLabels, (u64, u64)> = HashMap::new();
         let mut sockets = HashSet::new();
         for (netns, listener) in listeners {
@@ -149,7 +143,7 @@ impl Signal for Listen {
             let Some(&owner) = owners.get(&key) else {
                 continue;
             };
-            let Some((current, who)) = running.get(&owner.tgid) else {
+            let Some((current, who)) = ctx.naming.running_process(owner.tgid, ctx.now) else {
                 continue;
             };
             if current.generation != owner.generation && owner.generation != 0 {
@@ -160,7 +154,7 @@ impl Signal for Listen {
             let labels = ctx.recorder.labels(
                 family::TCP_ACCEPT_QUEUE_LENGTH.name,
                 &self.queues,
-                who,
+                &who,
                 port.clone(),
             );
             let queue = queues.entry(labels).or_default();
@@ -176,7 +170,7 @@ impl Signal for Listen {
                 ctx.recorder.record(
                     family::TCP_LISTEN_OVERFLOWS.name,
                     &mut self.overflows,
-                    who,
+                    &who,
                     port,
                     &new,
                 );

@@ -18,7 +18,7 @@ use crate::{
     },
     process::{
         names::ProcessNames,
-        naming::{Naming, UNNAMED_GRACE},
+        naming::{Naming, RunningList, UNNAMED_GRACE},
     },
     series::{
         labels::LabelPolicy,
@@ -89,6 +89,8 @@ pub struct Pipeline {
     ttl: Duration,
     name_grace: Duration,
     unnamed: HashMap<Owner, Instant>,
+    /// The running processes, listed once per sweep for the rooms that scan them all.
+    running: RunningList,
     events_paused_until: Option<Instant>,
     /// Process exits read since the last sweep, and when that was (`sweep_due`).
     exits_since_sweep: u64,
@@ -131,6 +133,7 @@ impl Pipeline {
             ttl: settings.ttl,
             name_grace: (settings.sweep_interval * 3).max(Duration::from_secs(30)),
             unnamed: HashMap::new(),
+            running: None,
             events_paused_until: None,
             exits_since_sweep: 0,
             last_sweep: None,
@@ -212,6 +215,7 @@ impl Pipeline {
                 &mut self.names,
                 &self.resolver,
                 &mut self.unnamed,
+                &mut self.running,
             ),
             recorder: Recorder {
                 policy: &self.policy,

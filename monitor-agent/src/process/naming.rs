@@ -56,7 +56,13 @@ pub struct Naming<'a> {
     pub excluded: Vec<Owner>,
     /// Which generation holds each PID, read once per drain or sweep.
     generations: HashMap<u32, Option<u32>>,
+    /// `running`'s list and the sweep it was made for: the rooms that scan every running
+    /// process (`fds`, `throttle`) share one list per sweep.
+    running: &'a mut RunningList,
 }
+
+/// The running processes as listed at one sweep (`Naming::running`).
+pub type RunningList = Option<(Instant, Vec<(Owner, Workload)>)>;
 
 impl<'a> Naming<'a> {
     pub fn new(
@@ -64,6 +70,7 @@ impl<'a> Naming<'a> {
         names: &'a mut ProcessNames,
         resolver: &'a Resolver,
         unnamed: &'a mut HashMap<Owner, Instant>,
+        running: &'a mut RunningList,
     ) -> Self {
         Self {
             maps,
@@ -72,6 +79,7 @@ impl<'a> Naming<'a> {
             unnamed,
             excluded: Vec::new(),
             generations: HashMap::new(),
+            running,
         }
     }
 
@@ -125,11 +133,19 @@ impl<'a> Naming<'a> {
     /// The processes running now (named, their generation still the current one) with their
     /// workload, excluded ones left out: for signals read from `/proc` rather than the kernel.
     pub fn running(&mut self, now: Instant) -> Vec<(Owner, Workload)> {
-        self.names
+        if let Some((at, list)) = self.running.as_ref() {
+            if *at == now {
+                return list.clone();
+            }
+        }
+        let list: Vec<_> = self
+            .names
             .running()
             .into_iter()
             .filter_map(|owner| self.if_running(owner, now))
-            .collect()
+            .collect();
+        *self.running = Some((now, list.clone()));
+        list
     }
 
     /// Process `tgid` as `running` would list it, for a signal that needs a few processes

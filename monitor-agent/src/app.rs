@@ -7,7 +7,10 @@ use log::{LevelFilter, info, warn};
 use tokio::io::unix::AsyncFd;
 
 use crate::{
-    export::server::{self, Endpoints},
+    export::{
+        self,
+        server::{self, Endpoints},
+    },
     identity::{self, resolver::Resolver},
     pipeline::{self, Pipeline},
     privileges,
@@ -78,9 +81,14 @@ pub async fn run(config: Config, web: WebConfig) -> anyhow::Result<()> {
         ttl: config.series_ttl,
         sweep_interval: config.sweep_interval,
         series_max: config.series_max,
+        fold: crate::process::folding::FoldRule {
+            names_per_parent: config.processes_names_per_parent,
+            short_lived: config.processes_short_lived,
+        },
         signals: signals::Settings {
             peers_per_comm: config.tcp_peers_per_comm,
             routes_per_comm: config.http_routes_per_comm,
+            syscall_histograms: config.syscall_histograms.clone(),
         },
     };
     let policy = LabelPolicy::new(
@@ -115,10 +123,20 @@ pub async fn run(config: Config, web: WebConfig) -> anyhow::Result<()> {
         tasks.spawn(forward_kernel_logs(logger));
     }
 
+    let export = match config.otlp() {
+        Some(otlp) => Some(export::otlp::spawn(
+            &otlp,
+            Arc::new(snapshots.clone()),
+            config.kubernetes_node_name.clone(),
+            &mut tasks,
+        )?),
+        None => None,
+    };
     let endpoints = Arc::new(Endpoints {
         source: Box::new(snapshots),
         probes: loaded.probes.clone(),
         metrics_path: config.web_telemetry_path.clone(),
+        export,
     });
     let settings = server::Settings {
         web,

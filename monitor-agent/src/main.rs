@@ -2,7 +2,8 @@ use std::process::ExitCode;
 
 use monitor_agent::{
     app, logging,
-    settings::{self, LoadError, web::WebConfig},
+    settings::{self, LoadError, Subcommand, web::WebConfig},
+    slo,
 };
 
 /// Every error starts with this, whatever found it (clap, a file's parser, the agent).
@@ -38,6 +39,9 @@ fn main() -> ExitCode {
             return ExitCode::from(BAD_INPUT);
         }
     };
+    if let Some(Subcommand::Slo(args)) = &config.command {
+        return run_slo(args);
+    }
     let web = match &config.web_config_file {
         Some(path) => match WebConfig::load(path) {
             Ok(web) => web,
@@ -60,6 +64,29 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => fail(&err),
     }
+}
+
+/// `monitor-agent slo`: no logger, no runtime, no probe; the rules on stdout or in a file.
+fn run_slo(args: &slo::Args) -> ExitCode {
+    let mut note = |note: &str| eprintln!("monitor-agent: note: {note}");
+    match slo::run(args, &mut note) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(slo::Error::Input(err)) => {
+            eprintln!("{PREFIX}{}", one_line(&err));
+            ExitCode::from(BAD_INPUT)
+        }
+        Err(slo::Error::Output(err)) => fail(&err),
+    }
+}
+
+/// An error chain on one line, even where a parser's message spans several.
+fn one_line(err: &anyhow::Error) -> String {
+    format!("{err:#}")
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// One line on stderr, whatever the logger's level: this is what the operator must read.

@@ -1,6 +1,8 @@
 //! What the agent needs from the kernel before it tries anything, said in one line.
 use anyhow::{Context as _, bail};
 
+pub const CAP_DAC_READ_SEARCH: u32 = 2;
+pub const CAP_SYS_PTRACE: u32 = 19;
 const CAP_SYS_ADMIN: u32 = 21;
 const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
@@ -19,6 +21,12 @@ pub fn check() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// This process's effective capabilities (a bit per capability number); `None` if
+/// `/proc/self/status` cannot be read.
+pub fn effective() -> Option<u64> {
+    effective_capabilities(&std::fs::read_to_string("/proc/self/status").ok()?)
 }
 
 fn effective_capabilities(status: &str) -> Option<u64> {

@@ -107,7 +107,7 @@ pub mod global {
     /// Byte offsets of kernel struct members the network probes read, found in the running
     /// kernel's BTF at start-up (never hard-coded): (global, `struct.member` path, size).
     /// The probes see them as constants (`.rodata` is frozen at load).
-    pub const KERNEL_OFFSETS: [(&str, &str, u32); 21] = [
+    pub const KERNEL_OFFSETS: [(&str, &str, u32); 22] = [
         ("OFF_SKC_FAMILY", "sock_common.skc_family", 2),
         ("OFF_SKC_DADDR", "sock_common.skc_daddr", 4),
         ("OFF_SKC_V6_DADDR", "sock_common.skc_v6_daddr", 16),
@@ -128,8 +128,10 @@ pub mod global {
         ("OFF_FILE_PRIVATE_DATA", "file.private_data", 8),
         ("OFF_INODE_MODE", "inode.i_mode", 2),
         ("OFF_SOCKET_SK", "socket.sk", 8),
-        // The OOM victim's process (`mark_victim(task, uid)`).
+        // The OOM victim's process (`mark_victim(task, uid)`), and an exec'ing process's
+        // parent (`real_parent->tgid`).
         ("OFF_TASK_TGID", "task_struct.tgid", 4),
+        ("OFF_TASK_REAL_PARENT", "task_struct.real_parent", 8),
         // The thread a scheduler event names (`sched_wakeup(p)`, `sched_switch(.., next)`).
         ("OFF_TASK_PID", "task_struct.pid", 4),
         // A block request's operation (`REQ_OP_*` in the low bits of `request.cmd_flags`).
@@ -437,7 +439,9 @@ pub struct ProcessEvent {
     pub kind: u32,
     pub tgid: u32,
     pub generation: u32,
-    pub _pad: u32,
+    /// `EXEC`: the TGID of the process's parent (`real_parent`), which short-lived processes
+    /// are folded under; 0 when not known (other kinds, or no BTF offsets).
+    pub parent_tgid: u32,
     pub timestamp_ns: u64,
     pub comm: [u8; 16],
 }

@@ -171,7 +171,7 @@ pub fn bump(counter: Counter) {
 
 /// Writes one `PROCESS_EVENTS` record for the current task; a full buffer is counted.
 #[inline(always)]
-pub fn emit_process_event(kind: u32, tgid: u32, generation: u32) {
+pub fn emit_process_event(kind: u32, tgid: u32, generation: u32, parent_tgid: u32) {
     bump(Counter::ProcessEventsProduced);
     let Some(mut entry) = PROCESS_EVENTS.reserve::<ProcessEvent>(0) else {
         bump(Counter::ProcessEventsDropped);
@@ -181,7 +181,7 @@ pub fn emit_process_event(kind: u32, tgid: u32, generation: u32) {
         kind,
         tgid,
         generation,
-        _pad: 0,
+        parent_tgid,
         // SAFETY: no preconditions; a plain helper call.
         timestamp_ns: unsafe { bpf_ktime_get_ns() },
         comm: bpf_get_current_comm().unwrap_or([0; 16]),

@@ -16,7 +16,7 @@ use crate::{
 
 // Offset (bytes) set at load from BTF; see `monitor_common::global::KERNEL_OFFSETS`.
 #[unsafe(no_mangle)]
-static OFF_TASK_TGID: Global<u32> = Global::new(0);
+pub(crate) static OFF_TASK_TGID: Global<u32> = Global::new(0);
 
 const EEXIST: i64 = 17;
 

@@ -2,13 +2,25 @@
 //!
 //! Raw tracepoints, so no tracefs and no record offsets: `sched_process_exec` and
 //! `sched_process_exit` both run in the context of the task concerned, which gives its
-//! TGID and comm through helpers without reading `task_struct`.
+//! TGID and comm through helpers. Only the exec'ing process's parent is read from
+//! `task_struct`, at offsets from BTF, and only when they were found.
 use aya_ebpf::{
-    helpers::bpf_get_current_pid_tgid, macros::raw_tracepoint, programs::RawTracePointContext,
+    Global,
+    helpers::{bpf_get_current_pid_tgid, bpf_get_current_task},
+    macros::raw_tracepoint,
+    programs::RawTracePointContext,
 };
 use monitor_common::{ThreadStart, announced, event_kind};
 
-use crate::maps::{PROCESS_STATE, THREAD_START, emit_process_event};
+use crate::{
+    maps::{PROCESS_STATE, THREAD_START, emit_process_event},
+    oom::OFF_TASK_TGID,
+    sock::read,
+};
+
+// Offset (bytes) set at load from BTF; see `monitor_common::global::KERNEL_OFFSETS`.
+#[unsafe(no_mangle)]
+static OFF_TASK_REAL_PARENT: Global<u32> = Global::new(0);
 
 #[raw_tracepoint(tracepoint = "sched_process_exec")]
 pub fn mon_proc_exec(_ctx: RawTracePointContext) -> i32 {
@@ -16,8 +28,23 @@ pub fn mon_proc_exec(_ctx: RawTracePointContext) -> i32 {
     // The new program starts a new generation: its syscalls must not add to the old name's.
     // The event names it, so it counts as announced.
     let generation = next_generation(tgid, announced::NAMED);
-    emit_process_event(event_kind::EXEC, tgid, generation);
+    emit_process_event(event_kind::EXEC, tgid, generation, parent_tgid());
     0
+}
+
+/// `current->real_parent->tgid`; 0 when the offsets are not known (the agent runs this
+/// program even where BTF lacks them: the parent only decides folding).
+#[inline(always)]
+fn parent_tgid() -> u32 {
+    if OFF_TASK_REAL_PARENT.load() == 0 || OFF_TASK_TGID.load() == 0 {
+        return 0;
+    }
+    // SAFETY: no preconditions; the result is only used as an address for probe reads.
+    let task = unsafe { bpf_get_current_task() };
+    read::<u64>(task, &OFF_TASK_REAL_PARENT)
+        .filter(|&parent| parent != 0)
+        .and_then(|parent| read::<u32>(parent, &OFF_TASK_TGID))
+        .unwrap_or(0)
 }
 
 /// `sched_process_exit(task, group_dead)` (6.16+): the generation ends with the last thread,
@@ -49,7 +76,7 @@ fn process_exit(process_ends: bool) -> i32 {
         let tgid = (pid_tgid >> 32) as u32;
         crate::sched::process_ends(tgid);
         let generation = PROCESS_STATE.get(tgid).map_or(0, |state| state.generation);
-        emit_process_event(event_kind::EXIT, tgid, generation);
+        emit_process_event(event_kind::EXIT, tgid, generation, 0);
         next_generation(tgid, announced::ENDED);
     }
     0

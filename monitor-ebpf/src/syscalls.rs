@@ -100,7 +100,7 @@ fn current_generation(tgid: u32, leader: bool) -> u32 {
     let state = unsafe { &mut *state };
     if leader && state.announced != announced::NAMED {
         state.announced = announced::NAMED;
-        emit_process_event(event_kind::SEEN, tgid, state.generation);
+        emit_process_event(event_kind::SEEN, tgid, state.generation, 0);
     }
     state.generation
 }

@@ -1112,3 +1112,60 @@ impl Drop for Cgroup {
         }
     }
 }
+
+/// The capability sets the shipped deployments grant, read from the files themselves (so a
+/// test run under them cannot drift from what ships), as setpriv(1) names them (`bpf`,
+/// `sys_ptrace`, …).
+pub mod shipped {
+    use super::workspace_root;
+
+    fn read(path: &str) -> String {
+        std::fs::read_to_string(workspace_root().join(path))
+            .unwrap_or_else(|err| panic!("{path}: {err}"))
+    }
+
+    /// The DaemonSet container's `capabilities.add` (it runs as UID 0, all others dropped).
+    pub fn daemonset_capabilities() -> Vec<String> {
+        let manifest = read("deploy/kubernetes/monitor-agent.yaml");
+        let lists: Vec<&str> = manifest
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix("add: ["))
+            .collect();
+        assert_eq!(lists.len(), 1, "one capabilities.add list in the manifest");
+        let list = lists[0].strip_suffix(']').expect("add: [...] on one line");
+        list.split(',')
+            .map(|cap| cap.trim().trim_matches('"').to_ascii_lowercase())
+            .collect()
+    }
+
+    /// The systemd unit's ambient capabilities (its bounding set must say the same).
+    pub fn unit_capabilities() -> Vec<String> {
+        let unit = read("deploy/systemd/monitor-agent.service");
+        let value = |key: &str| -> Vec<String> {
+            let values: Vec<&str> = unit
+                .lines()
+                .filter_map(|line| line.strip_prefix(key))
+                .collect();
+            assert_eq!(values.len(), 1, "one {key} line in the unit");
+            values[0]
+                .split_whitespace()
+                .map(|cap| {
+                    cap.strip_prefix("CAP_")
+                        .unwrap_or_else(|| panic!("{key}: {cap}"))
+                        .to_ascii_lowercase()
+                })
+                .collect()
+        };
+        let ambient = value("AmbientCapabilities=");
+        assert_eq!(ambient, value("CapabilityBoundingSet="));
+        ambient
+    }
+
+    /// setpriv's `-all,+a,+b` for a capability list.
+    pub fn setpriv_set(caps: &[String]) -> String {
+        std::iter::once("-all".to_owned())
+            .chain(caps.iter().map(|cap| format!("+{cap}")))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}

@@ -207,3 +207,135 @@ fn kubernetes_outside_a_pod_fails_before_loading() {
     );
     assert_started_nothing(&output);
 }
+
+/// `monitor-agent slo` as an operator without a checkout runs it: an unprivileged user (no
+/// capability at all), the agent's own settings in the environment ignored, the example SLO
+/// file in, exactly the shipped rule file out; nothing loaded, exit 0.
+#[test]
+fn slo_command_needs_no_privilege_and_makes_the_shipped_rules() {
+    let dir = tests::TempDir::new("slo-command");
+    // The example at the same relative path as in the checkout (the header names it), in a
+    // directory the unprivileged user can read and, for --output, write.
+    std::fs::create_dir_all(dir.path().join("deploy/slo")).unwrap();
+    let example = tests::workspace_root().join("deploy/slo/example.yaml");
+    std::fs::copy(&example, dir.path().join("deploy/slo/example.yaml")).unwrap();
+    std::os::unix::fs::chown(dir.path(), Some(65534), Some(65534)).unwrap();
+    let shipped = std::fs::read_to_string(
+        tests::workspace_root().join("deploy/prometheus/slo-example.rules.yaml"),
+    )
+    .unwrap();
+
+    let unprivileged = |args: &[&str]| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .args(["--inh-caps=-all", "--bounding-set=-all"])
+            .arg(agent_bin())
+            .args(args)
+            .current_dir(dir.path())
+            // What the agent would read for a run, even wrong: not for this command.
+            .env("MONITOR_CONFIG_FILE", "/nonexistent/monitor.yml")
+            .env("MONITOR_WEB_CONFIG_FILE", "/nonexistent/web.yml")
+            .env("MONITOR_SERIES_TTL", "not-a-duration")
+            .output()
+            .expect("setpriv (util-linux)")
+    };
+    let output = unprivileged(&["slo", "deploy/slo/example.yaml"]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout) == shipped,
+        "monitor-agent slo deploy/slo/example.yaml differs from \
+         deploy/prometheus/slo-example.rules.yaml: regenerate it with `cargo xtask slo \
+         deploy/slo/example.yaml --output deploy/prometheus/slo-example.rules.yaml`\n{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    // The example's 250 ms threshold is not a bound: said once, on stderr, not in the rules.
+    assert_eq!(
+        stderr(&output),
+        "monitor-agent: note: SLO checkout-latency: threshold 0.25 s is not a histogram \
+         bound; using the next bound up, 0.268435456 s\n"
+    );
+    assert_started_nothing(&output);
+
+    let output = unprivileged(&[
+        "slo",
+        "deploy/slo/example.yaml",
+        "--output",
+        "slo.rules.yaml",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert!(output.stdout.is_empty(), "{output:?}");
+    assert!(std::fs::read_to_string(dir.path().join("slo.rules.yaml")).unwrap() == shipped);
+}
+
+/// A wrong SLO file is bad input like a wrong flag: one line naming the file and what is
+/// wrong, exit 2, no rules written. A rule file that cannot be written is a failed run: 1.
+#[test]
+fn slo_command_bad_file_is_one_line_and_a_usage_error() {
+    let dir = tests::TempDir::new("slo-bad");
+    let example =
+        std::fs::read_to_string(tests::workspace_root().join("deploy/slo/example.yaml")).unwrap();
+    let rules = dir.path().join("slo.rules.yaml");
+    let typo_line = format!(
+        "line {}",
+        1 + example
+            .lines()
+            .position(|line| line.trim_start().starts_with("objective:"))
+            .unwrap()
+    );
+    for (name, text, expected) in [
+        (
+            "typo.yaml",
+            example.replacen("objective:", "objectiv:", 1),
+            &["typo.yaml", "unknown field `objectiv`", &typo_line][..],
+        ),
+        (
+            "objective.yaml",
+            example.replacen("objective: 99.9", "objective: 100", 1),
+            &["SLO checkout-availability", "objective 100"],
+        ),
+        (
+            "threshold.yaml",
+            example.replacen("threshold: 0.25", "threshold: 20", 1),
+            &["SLO checkout-latency", "17.179869184"],
+        ),
+        ("missing.yaml", String::new(), &["cannot read SLO file"]),
+    ] {
+        let file = dir.path().join(name);
+        if !text.is_empty() {
+            std::fs::write(&file, text).unwrap();
+        }
+        let output = Command::new(agent_bin())
+            .arg("slo")
+            .arg(&file)
+            .arg("--output")
+            .arg(&rules)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{name}: {output:?}");
+        let text = stderr(&output);
+        assert!(text.starts_with("monitor-agent: error: "), "{name}: {text}");
+        assert_eq!(text.trim_end().lines().count(), 1, "{name}: {text}");
+        for needle in expected {
+            assert!(
+                text.contains(needle),
+                "{name}: {needle:?} missing from {text:?}"
+            );
+        }
+        assert!(!rules.exists(), "{name}: rules written");
+        assert_started_nothing(&output);
+    }
+
+    let output = agent(&[
+        "slo",
+        tests::workspace_root()
+            .join("deploy/slo/example.yaml")
+            .to_str()
+            .unwrap(),
+        "--output",
+        dir.path()
+            .join("no-such-dir/slo.rules.yaml")
+            .to_str()
+            .unwrap(),
+    ]);
+    assert_one_line_error(&output, &["cannot write", "no-such-dir"]);
+}

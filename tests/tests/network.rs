@@ -778,6 +778,7 @@ fn peers_beyond_the_cap_are_folded_into_other() {
         .iter()
         .map(|server| V4.addr("127.0.0.1", server.port()))
         .collect();
+    let ports: Vec<String> = servers.iter().map(|s| s.port().to_string()).collect();
     // One after another, so the first three peers the agent sees are the first three here.
     run(&client, &["connect", &peers.join(","), "--expect", "ok"]);
     for server in servers {
@@ -792,13 +793,26 @@ fn peers_beyond_the_cap_are_folded_into_other() {
         .map(|s| (s.labels["peer"].clone(), s.value))
         .collect();
     series.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut expected: Vec<(String, f64)> = peers[..CAP]
-        .iter()
-        .map(|peer| (peer.clone(), 1.0))
-        .chain([("other".to_owned(), (LISTENERS - CAP) as f64)])
-        .collect();
-    expected.sort_by(|a, b| a.0.cmp(&b.0));
+    // The first CAP values once each, the rest under "other", sorted as the scrape's are.
+    let capped = |values: &[String]| {
+        let mut expected: Vec<(String, f64)> = values[..CAP]
+            .iter()
+            .map(|value| (value.clone(), 1.0))
+            .chain([("other".to_owned(), (LISTENERS - CAP) as f64)])
+            .collect();
+        expected.sort_by(|a, b| a.0.cmp(&b.0));
+        expected
+    };
+    let expected = capped(&peers);
     assert_eq!(series, expected);
+    // The outbound connections' `port` label (the remote port) is capped the same way.
+    let outbound = [("comm", client.as_str()), ("direction", "outbound")];
+    let mut opened: Vec<(String, f64)> = scrape
+        .matching(OPENED, &outbound)
+        .map(|s| (s.labels["port"].clone(), s.value))
+        .collect();
+    opened.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(opened, capped(&ports), "{OPENED} per outbound port");
 
     // Each connection also leaves one RTT sample at its close (the handshake gave one), under
     // the same capped peer: the counts per peer equal the connects.

@@ -312,7 +312,7 @@ fn prometheus_scrapes_exact_totals_and_rates_and_runs_rules_and_dashboard() {
     // of the rates is the ratio of the totals, within the rate window's jitter (±15 %).
     let total_calls = agent
         .scrape()
-        .sum("monitor_syscall_duration_seconds_count", &[("comm", &comm)]);
+        .sum("monitor_syscalls_total", &[("comm", &comm)]);
     let truth = (RUNS * (OPENAT + CLOSE)) as f64 / total_calls;
     let ratio = eventually(
         Duration::from_secs(20),
@@ -364,6 +364,14 @@ fn prometheus_scrapes_exact_totals_and_rates_and_runs_rules_and_dashboard() {
                 .replace("$syscall", ".*")
                 .replace("$instance", ".*");
             assert!(!concrete.contains('$'), "unknown variable in {expr}");
+            // Per node: with many agents, an aggregation without `instance` would add
+            // different hosts' processes into one series.
+            assert_eq!(
+                aggregations_dropping_instance(expr),
+                Vec::<String>::new(),
+                "panel {:?}: aggregations that drop `instance`",
+                panel["title"]
+            );
             let result = prometheus.query(&concrete, mid);
             queries += 1;
             // Every panel shows something in this scenario, and a workload panel shows the
@@ -371,6 +379,14 @@ fn prometheus_scrapes_exact_totals_and_rates_and_runs_rules_and_dashboard() {
             assert!(
                 !result.is_empty(),
                 "panel {:?}: no data: {concrete}",
+                panel["title"]
+            );
+            let instance = agent.address.to_string();
+            assert!(
+                result
+                    .iter()
+                    .all(|series| series["metric"]["instance"].as_str() == Some(&instance)),
+                "panel {:?}: series without their instance: {result:?}",
                 panel["title"]
             );
             for (variable, label, value) in [
@@ -391,6 +407,140 @@ fn prometheus_scrapes_exact_totals_and_rates_and_runs_rules_and_dashboard() {
     }
     assert!(queries >= 18, "{queries} dashboard queries");
     drop(saturated);
+}
+
+/// PromQL's aggregation operators that make new series from the labels they group by.
+/// (`topk`, `bottomk`, `limitk` and `limit_ratio` return input series, labels and all.)
+const AGGREGATIONS: [&str; 10] = [
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "group",
+    "stddev",
+    "stdvar",
+    "count",
+    "count_values",
+    "quantile",
+];
+
+/// Each aggregation in `expr` whose result loses the `instance` label: no grouping, a `by`
+/// without it, or a `without` that names it. As written in `expr`, for the failure message.
+fn aggregations_dropping_instance(expr: &str) -> Vec<String> {
+    // Label values may hold anything: blank out quoted strings, keeping the offsets.
+    let mut code: Vec<u8> = expr.as_bytes().to_vec();
+    let mut quote = None;
+    for byte in code.iter_mut() {
+        match quote {
+            Some(q) if *byte == q => quote = None,
+            Some(_) => *byte = b' ',
+            None if *byte == b'"' || *byte == b'\'' || *byte == b'`' => quote = Some(*byte),
+            None => {}
+        }
+    }
+    let code = String::from_utf8(code).unwrap();
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    // `(labels)` at the start of `rest` (after blanks): the labels and what follows.
+    let labels = |rest: &str| -> Option<(Vec<String>, usize)> {
+        let trimmed = rest.trim_start();
+        let inner = trimmed.strip_prefix('(')?;
+        let end = inner.find(')')?;
+        let names = inner[..end]
+            .split(',')
+            .map(|name| name.trim().to_owned())
+            .filter(|name| !name.is_empty())
+            .collect();
+        Some((names, rest.len() - trimmed.len() + 1 + end + 1))
+    };
+    // `by (…)` or `without (…)` at the start of `rest`: does the result keep `instance`?
+    let grouping = |rest: &str| -> Option<bool> {
+        let trimmed = rest.trim_start();
+        if let Some(after) = trimmed.strip_prefix("by") {
+            let (names, _) = labels(after)?;
+            return Some(names.iter().any(|name| name == "instance"));
+        }
+        if let Some(after) = trimmed.strip_prefix("without") {
+            let (names, _) = labels(after)?;
+            return Some(!names.iter().any(|name| name == "instance"));
+        }
+        None
+    };
+    let mut dropping = Vec::new();
+    for (start, _) in code.match_indices(|c: char| c.is_ascii_lowercase()) {
+        if start > 0 && code[..start].ends_with(word) {
+            continue;
+        }
+        let name_end = code[start..]
+            .find(|c: char| !word(c))
+            .map_or(code.len(), |n| start + n);
+        if !AGGREGATIONS.contains(&&code[start..name_end]) {
+            continue;
+        }
+        let rest = &code[name_end..];
+        let keeps = match grouping(rest) {
+            // `sum by (…) (…)`
+            Some(keeps) => keeps,
+            None if rest.trim_start().starts_with('(') => {
+                // `sum(…)`, maybe followed by `by (…)`: find the closing parenthesis.
+                let open = name_end + rest.len() - rest.trim_start().len();
+                let mut depth = 0;
+                let close = code[open..]
+                    .char_indices()
+                    .find_map(|(i, c)| {
+                        match c {
+                            '(' => depth += 1,
+                            ')' => depth -= 1,
+                            _ => {}
+                        }
+                        (depth == 0).then_some(open + i)
+                    })
+                    .expect("balanced parentheses");
+                grouping(&code[close + 1..]).unwrap_or(false)
+            }
+            // A label or metric named like an operator (`count` in `{count="1"}` is blanked).
+            None => continue,
+        };
+        if !keeps {
+            let shown: String = expr[start..].chars().take(60).collect();
+            dropping.push(shown);
+        }
+    }
+    dropping
+}
+
+/// The check above, on expressions whose answer is known: it cannot pass everything.
+#[test]
+fn aggregations_that_drop_instance_are_found() {
+    for keeps in [
+        "sum by (instance, comm) (rate(x[1m]))",
+        "sum(rate(x[1m])) by (comm, instance)",
+        "topk(10, sum by (instance) (x))",
+        "topk(10, x)",
+        "histogram_quantile(0.99, sum by (instance, le) (rate(x_bucket[1m])))",
+        "max without (pid) (x)",
+        "max_over_time(x[5m]) / count_over_time(x{sum=\"sum(x)\"}[5m])",
+    ] {
+        assert_eq!(
+            aggregations_dropping_instance(keeps),
+            Vec::<String>::new(),
+            "{keeps}"
+        );
+    }
+    for (drops, found) in [
+        ("sum by (comm) (rate(x[1m]))", 1),
+        ("sum(rate(x[1m]))", 1),
+        ("sum(rate(x[1m])) by (comm)", 1),
+        ("topk(10, sum by (comm) (x))", 1),
+        ("max without (instance) (x)", 1),
+        ("sum by (comm) (x) / sum by (instance, comm) (y)", 1),
+        ("histogram_quantile(0.5, sum by (le) (x)) + count(y)", 2),
+    ] {
+        assert_eq!(
+            aggregations_dropping_instance(drops).len(),
+            found,
+            "{drops}"
+        );
+    }
 }
 
 /// The agent's own pod, as Kubernetes service discovery would name the target.
@@ -465,17 +615,6 @@ fn kubernetes_scrape_config_keeps_the_workloads_own_namespace_and_pod() {
     assert_eq!(own[0]["metric"]["pod"], AGENT_POD, "{own:?}");
     assert_eq!(own[0]["metric"]["namespace"], "monitor", "{own:?}");
     assert_eq!(own[0]["metric"]["job"], "monitor-agent", "{own:?}");
-}
-
-fn xtask_bin() -> std::path::PathBuf {
-    // `cargo xtask test` builds xtask into the same profile directory as the agent.
-    let bin = tests::agent_bin().with_file_name("xtask");
-    assert!(
-        bin.exists(),
-        "{} missing: run the tests with `cargo xtask test`",
-        bin.display()
-    );
-    bin
 }
 
 /// argv: port of a listener, a closed port, TCP connects that succeed, TCP connects that
@@ -596,14 +735,14 @@ fn generated_slo_rules_give_the_ground_truth_error_ratios() {
     let slo_file = dir.path().join("slos.yaml");
     std::fs::write(&slo_file, slos).unwrap();
     let rules_file = dir.path().join("slo.rules.yaml");
-    let output = Command::new(xtask_bin())
+    let output = Command::new(tests::agent_bin())
         .arg("slo")
         .arg(&slo_file)
         .arg("--output")
         .arg(&rules_file)
         .output()
         .unwrap();
-    assert!(output.status.success(), "xtask slo: {output:?}");
+    assert!(output.status.success(), "monitor-agent slo: {output:?}");
     let rules = std::fs::read_to_string(&rules_file).unwrap();
     let job = format!(
         "- job_name: monitor-agent\n  static_configs:\n    - targets: ['{}']\n",

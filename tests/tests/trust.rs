@@ -177,7 +177,7 @@ fn full_kernel_maps_count_refusals_and_the_agent_keeps_working() {
     );
     let getppid = |scrape: &tests::Scrape| {
         scrape.value(
-            "monitor_syscall_duration_seconds_count",
+            "monitor_syscalls_total",
             &[("comm", ticker.comm.as_str()), ("syscall", "getppid")],
         )
     };
@@ -596,7 +596,7 @@ fn secrets_in_arguments_environment_and_query_strings_stay_out() {
     let scrape = agent.scrape();
     assert!(
         scrape
-            .matching("monitor_syscall_duration_seconds_count", &[("comm", "sh")])
+            .matching("monitor_syscalls_total", &[("comm", "sh")])
             .next()
             .is_some()
     );

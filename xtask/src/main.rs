@@ -168,15 +168,15 @@ enum Cmd {
         engine: String,
     },
 
-    /// Turn an SLO file into Prometheus recording rules and burn-rate alerts.
-    #[command(long_about = "Generate Prometheus rules from an SLO file (YAML).\n\n\
-        Each SLO names an SLI kind (http-availability, http-latency, syscall-availability, \
-        syscall-latency, connect-availability), a PromQL selector, an objective in percent \
-        and a window (default 30d). The output records its error ratio over 5m … 3d and the \
-        window, and alerts on multi-window, multi-burn-rate conditions: page at 14.4x (1h and \
-        5m) or 6x (6h and 30m), ticket at 3x (1d and 2h) or 1x (3d and 6h), scaled for \
-        windows other than 30 days. See deploy/slo/example.yaml.\n\n\
-        Example: cargo xtask slo deploy/slo/example.yaml --output deploy/prometheus/slo-example.rules.yaml")]
+    /// Turn an SLO file into Prometheus rules: runs `monitor-agent slo` (built first).
+    #[command(
+        long_about = "Generate Prometheus rules from an SLO file (YAML), with the \
+        agent's own generator: builds the debug agent and runs `monitor-agent slo INPUT \
+        [--output OUTPUT]` (its output, notes and exit status; see `monitor-agent slo --help` \
+        for the SLO file and the rules). Without a checkout, run the shipped binary or image \
+        the same way.\n\n\
+        Example: cargo xtask slo deploy/slo/example.yaml --output deploy/prometheus/slo-example.rules.yaml"
+    )]
     Slo {
         /// The SLO file.
         input: PathBuf,

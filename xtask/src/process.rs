@@ -115,6 +115,9 @@ fn is_executable(path: &Path) -> bool {
         .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }
 
+/// How long a killed helper may take to go.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+
 /// A long-lived helper (agent, bpftrace, hook-floor). Dropping it kills the process, so a
 /// failed benchmark never leaves probes attached behind it.
 pub struct Supervised {
@@ -189,7 +192,19 @@ impl Supervised {
     fn kill(&mut self) {
         // Errors mean it is already gone, which is what we want.
         let _ = self.child.kill();
-        let _ = self.child.wait();
+        // A process stuck in the kernel (uninterruptible sleep) outlives SIGKILL: wait a
+        // while, not forever, so that whoever stops it reports it instead of hanging.
+        let deadline = Instant::now() + KILL_WAIT;
+        while Instant::now() < deadline {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!(
+            "xtask: warning: {} still running {KILL_WAIT:?} after SIGKILL (stuck in the kernel?)",
+            self.name
+        );
     }
 }
 

@@ -48,10 +48,13 @@ const VM_TOOLS: &[(&str, &str)] = &[
     ("depmod", "kmod"),
 ];
 
-/// Python packages the deployment tests import, pinned: (import name, pip requirement).
+/// Python packages the tests import, pinned: (import name, pip requirement). `rotel` is
+/// a real OTLP receiver (the Rotel collector's binary, shipped in the wheel) that the OTLP
+/// push tests send to and read back from its debug output.
 const PYTHON_PACKAGES: &[(&str, &str)] = &[
     ("kubernetes_validate", "kubernetes-validate==1.37.0"),
     ("helm_python", "helm-python-sdk==0.2.2"),
+    ("rotel", "rotel==0.0.1a15"),
 ];
 
 /// PyPI packages used as commands, pinned: (command, pip requirement). Checked by running
@@ -59,8 +62,10 @@ const PYTHON_PACKAGES: &[(&str, &str)] = &[
 /// which version is on PATH). virtme-ng 1.42 boots Debian's 5.10, 6.1 and 6.12 kernels here.
 const PYTHON_COMMANDS: &[(&str, &str)] = &[("vng", "virtme-ng==1.42")];
 
+/// On stderr, like every other line xtask prints of its own: the stdout of a command such as
+/// `cargo xtask slo` is its result.
 fn progress(what: &str, state: &str) {
-    println!("setup: {what} ... {state}");
+    eprintln!("setup: {what} ... {state}");
 }
 
 /// Toolchain and system packages: what `test` and `bench` need.

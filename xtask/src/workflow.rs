@@ -14,7 +14,7 @@ pub fn build(release: bool) -> Result<()> {
     build_agent(release)
 }
 
-fn build_agent(release: bool) -> Result<()> {
+pub fn build_agent(release: bool) -> Result<()> {
     let mut cmd = cargo()?;
     cmd.args(["build", "-p", "monitor-agent"]);
     if release {

@@ -18,10 +18,7 @@ pub struct Stat {
 /// Parses `/proc/<pid>/stat`: fields 14, 15 (utime, stime), 22 (starttime), 23 (vsize),
 /// 24 (rss), counted from 1 at the pid.
 pub fn parse_stat(text: &str) -> Option<Stat> {
-    let (_, rest) = text.rsplit_once(") ")?;
-    // `rest` starts at field 3 (state).
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let field = |number: usize| fields.get(number - 3)?.parse::<u64>().ok();
+    let field = |number| crate::proc_stat::field(text, number);
     Some(Stat {
         cpu_ticks: field(14)? + field(15)?,
         start_ticks: field(22)?,

@@ -59,6 +59,8 @@ pub struct Endpoints {
     pub probes: Vec<ProbeState>,
     /// Where the metrics are served (`--web.telemetry-path`).
     pub metrics_path: String,
+    /// The OTLP push's counters, when it runs (`--otlp.endpoint`).
+    pub export: Option<Arc<super::otlp::stats::Stats>>,
 }
 
 /// How the endpoint is served: `--web.config.file`, `--web.max-requests`,
@@ -349,7 +351,7 @@ async fn respond<B>(request: &Request<B>, endpoints: &Endpoints) -> Response<Ful
     let path = request.uri().path();
     if path == endpoints.metrics_path {
         let gzip = accepts_gzip(request.headers().get_all(header::ACCEPT_ENCODING));
-        return metrics(endpoints.source.as_ref(), gzip).await;
+        return metrics(endpoints.source.as_ref(), endpoints.export.as_deref(), gzip).await;
     }
     match path {
         "/healthz" => health(&endpoints.probes),
@@ -402,10 +404,17 @@ fn gzipped(body: &[u8]) -> std::io::Result<Vec<u8>> {
 
 /// The snapshot is computed on the pipeline's thread; rendering and encoding happen here,
 /// with the agent's own `process_*` figures read now.
-async fn metrics(source: &dyn Source, gzip: bool) -> Response<Full<Bytes>> {
+async fn metrics(
+    source: &dyn Source,
+    export: Option<&super::otlp::stats::Stats>,
+    gzip: bool,
+) -> Response<Full<Bytes>> {
     let encoded = match source.published().await {
         Ok(mut published) => {
             published.extend(super::process::published(&super::process::Figures::read()));
+            if let Some(export) = export {
+                published.extend(export.published());
+            }
             super::prometheus::encode(&super::prometheus::gather(&published))
         }
         Err(err) => Err(err),
@@ -448,7 +457,7 @@ async fn metrics(source: &dyn Source, gzip: bool) -> Response<Full<Bytes>> {
 
 /// 200 while at least one probe runs (a degraded agent still serves what it has, so a
 /// liveness probe must not restart it); 503 when nothing is attached. `ok` unless the kernel
-/// refused a probe: one disabled with `--probes.disable` was the operator's choice, listed
+/// refused a probe or a read of another process's `/proc` (a missing capability): one disabled with `--probes.disable` was the operator's choice, listed
 /// after the first line so it stays visible without making the agent look broken.
 pub fn health(probes: &[ProbeState]) -> Response<Full<Bytes>> {
     let refused: Vec<String> = probes
@@ -470,13 +479,15 @@ pub fn health(probes: &[ProbeState]) -> Response<Full<Bytes>> {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let first = if refused.is_empty() && status == StatusCode::OK {
+    let denied = crate::proc_access::health_lines();
+    let first = if refused.is_empty() && denied.is_empty() && status == StatusCode::OK {
         "ok"
     } else {
         "degraded"
     };
     let body: String = std::iter::once(first.to_owned())
         .chain(refused)
+        .chain(denied)
         .chain(disabled)
         .map(|line| line + "\n")
         .collect();
@@ -541,6 +552,7 @@ mod tests {
     fn state(max_requests: usize, web: &str) -> State {
         let endpoints = Arc::new(Endpoints {
             source: Box::new(Nothing),
+            export: None,
             probes: Vec::new(),
             metrics_path: "/metrics".into(),
         });
@@ -656,6 +668,7 @@ mod tests {
         let mut state = state(0, "");
         state.endpoints = Arc::new(Endpoints {
             source: Box::new(Nothing),
+            export: None,
             probes: Vec::new(),
             metrics_path: "/internal/metrics".into(),
         });

@@ -518,7 +518,12 @@ async fn inspect(socket: &Path, id: &str, limits: &Limits) -> Result<Option<Stri
 
 /// One `GET` on a new connection to Docker's socket (local: no pool).
 async fn get(socket: &Path, path: &str) -> anyhow::Result<(Response<Incoming>, Connection)> {
-    let stream = UnixStream::connect(socket).await.context("connecting")?;
+    let stream = crate::proc_access::check(
+        crate::proc_access::What::DockerSocket,
+        socket,
+        UnixStream::connect(socket).await,
+    )
+    .context("connecting")?;
     // Runs on the runtime of the task that called: lookups and the follower are its tasks.
     http_get::get(stream, "docker", path, None).await
 }

@@ -17,7 +17,10 @@ use super::{
     docker::Docker,
     kubernetes::PodStore,
 };
-use crate::identity::selection::{Selection, SelectorKey, ServiceOverride};
+use crate::{
+    identity::selection::{Selection, SelectorKey, ServiceOverride},
+    proc_access::{self, What},
+};
 
 /// What `/proc` said about a process when it was named.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -31,9 +34,11 @@ impl Facts {
     pub fn read(tgid: u32) -> Facts {
         Facts {
             cgroup: cgroup::read(tgid).unwrap_or_default(),
-            exe: std::fs::read_link(format!("/proc/{tgid}/exe"))
-                .ok()
-                .and_then(|path| path.to_str().map(str::to_owned)),
+            exe: {
+                let path = PathBuf::from(format!("/proc/{tgid}/exe"));
+                proc_access::check(What::Exe, &path, std::fs::read_link(&path)).ok()
+            }
+            .and_then(|path| path.to_str().map(str::to_owned)),
         }
     }
 }

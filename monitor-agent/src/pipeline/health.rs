@@ -53,6 +53,8 @@ pub struct Health {
     /// Per workload family: series in use, expired so far, label sets refused by the budget.
     pub series: Vec<SeriesCount>,
     pub series_max: usize,
+    /// Per kind (`what`): reads of other processes' `/proc` (or the Docker socket) refused.
+    pub proc_access_denied: Vec<(&'static str, u64)>,
 }
 
 /// One row per hook: two probes may share one (the syscall-exit hook of socket I/O), and a
@@ -127,5 +129,12 @@ pub fn published(health: &Health, probes: &[ProbeState], build: &BuildInfo) -> V
         Published::plain(SERIES_EXPIRED, series(|count| count.expired)),
         Published::plain(SERIES_DROPPED, series(|count| count.dropped)),
         Published::single(SERIES_BUDGET, health.series_max as f64),
+        Published::plain(
+            PROC_ACCESS_DENIED,
+            health
+                .proc_access_denied
+                .iter()
+                .map(|&(what, count)| (vec![what], count as f64)),
+        ),
     ]
 }

@@ -17,6 +17,7 @@ use crate::{
         kernel_maps::ProcessMaps,
     },
     process::{
+        folding::FoldRule,
         names::ProcessNames,
         naming::{Naming, RunningList, UNNAMED_GRACE},
     },
@@ -47,6 +48,8 @@ pub struct Settings {
     pub sweep_interval: Duration,
     /// Workload series over all families before new label sets go to the overflow series.
     pub series_max: usize,
+    /// Which short-lived processes share `[short-lived]`'s series.
+    pub fold: FoldRule,
     pub signals: signals::Settings,
 }
 
@@ -126,7 +129,7 @@ impl Pipeline {
             events: EventRing::take(loaded, PROCESS_RING, decode::process_event)?,
             signals: signals::all(loaded, &settings.signals)?,
             maps,
-            names: ProcessNames::default(),
+            names: ProcessNames::new(settings.fold),
             resolver,
             policy,
             budget: Budget::new(settings.series_max),
@@ -260,6 +263,7 @@ impl Pipeline {
             self.exclude(excluded);
         }
         self.names.prune(now, self.name_grace);
+        self.names.prune_parents(now, self.ttl);
         let names = &self.names;
         self.unnamed.retain(|owner, since| {
             !names.is_known(*owner) && now.duration_since(*since) < UNNAMED_GRACE * 2
@@ -298,6 +302,10 @@ impl Pipeline {
             insert_failures,
             series: self.series_counts(),
             series_max: self.budget.max(),
+            proc_access_denied: crate::proc_access::counts()
+                .into_iter()
+                .map(|(what, count)| (what.label(), count))
+                .collect(),
         }
     }
 

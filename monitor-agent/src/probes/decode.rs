@@ -24,6 +24,8 @@ pub enum ProcessEventKind {
 pub struct ProcessRecord {
     pub kind: ProcessEventKind,
     pub owner: Owner,
+    /// Exec events: the parent's TGID, when the probe could read it.
+    pub parent_tgid: Option<u32>,
     pub timestamp_ns: u64,
     pub comm: String,
 }
@@ -127,11 +129,12 @@ pub fn process_event(record: &[u8]) -> Result<ProcessRecord, DecodeError> {
     };
     let tgid = buf.get_u32_ne();
     let generation = buf.get_u32_ne();
-    let _pad = buf.get_u32_ne();
+    let parent_tgid = buf.get_u32_ne();
     let timestamp_ns = buf.get_u64_ne();
     Ok(ProcessRecord {
         kind,
         owner: Owner { tgid, generation },
+        parent_tgid: (parent_tgid != 0).then_some(parent_tgid),
         timestamp_ns,
         comm: comm(buf),
     })
@@ -241,7 +244,7 @@ mod tests {
             kind,
             tgid: 4242,
             generation: 7,
-            _pad: 0,
+            parent_tgid: 77,
             timestamp_ns: 123_456_789,
             comm: [0; 16],
         };
@@ -250,7 +253,7 @@ mod tests {
         bytes.extend_from_slice(&event.kind.to_ne_bytes());
         bytes.extend_from_slice(&event.tgid.to_ne_bytes());
         bytes.extend_from_slice(&event.generation.to_ne_bytes());
-        bytes.extend_from_slice(&event._pad.to_ne_bytes());
+        bytes.extend_from_slice(&event.parent_tgid.to_ne_bytes());
         bytes.extend_from_slice(&event.timestamp_ns.to_ne_bytes());
         bytes.extend_from_slice(&event.comm);
         bytes
@@ -267,6 +270,7 @@ mod tests {
                     tgid: 4242,
                     generation: 7
                 },
+                parent_tgid: Some(77),
                 timestamp_ns: 123_456_789,
                 comm: "nginx".into()
             }

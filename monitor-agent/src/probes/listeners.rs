@@ -5,11 +5,16 @@
 //! the agent therefore finds every TCP listener in every network namespace (`/proc/<pid>/net/
 //! tcp{,6}` of one process per namespace), its owner (the process holding the socket's fd), and
 //! writes them into `TCP_LISTENERS`. Racing `listen()` calls are fine: both write the same.
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    path::{Path, PathBuf},
+};
 
 use aya::maps::{HashMap as BpfHashMap, MapData};
 use log::{debug, info};
 use monitor_common::{ListenerKey, Owner};
+
+use crate::proc_access::{self, What};
 
 /// `TCP_LISTEN` in the `st` column of `/proc/net/tcp`.
 const LISTEN_STATE: &str = "0A";
@@ -58,8 +63,14 @@ fn pids() -> Vec<u32> {
         .collect()
 }
 
-fn link(path: String) -> Option<String> {
-    Some(std::fs::read_link(path).ok()?.to_str()?.to_owned())
+/// The target of the link at `path`; a refusal is counted as `what`.
+fn link(what: What, path: &Path) -> Option<String> {
+    Some(
+        proc_access::check(what, path, std::fs::read_link(path))
+            .ok()?
+            .to_str()?
+            .to_owned(),
+    )
 }
 
 /// Every listener on the host: (netns inode, port) → owning TGID.
@@ -68,8 +79,8 @@ fn find() -> HashMap<ListenerKey, u32> {
     let mut rows: HashMap<u64, Vec<(u32, u16)>> = HashMap::new(); // socket inode → (netns, port)
     let mut namespaces = HashSet::new();
     for &pid in &pids {
-        let Some(netns) =
-            link(format!("/proc/{pid}/ns/net")).and_then(|link| bracketed_inode(&link, "net"))
+        let Some(netns) = link(What::NsNet, Path::new(&format!("/proc/{pid}/ns/net")))
+            .and_then(|link| bracketed_inode(&link, "net"))
         else {
             continue;
         };
@@ -92,15 +103,13 @@ fn find() -> HashMap<ListenerKey, u32> {
         return owners;
     }
     for &pid in &pids {
-        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        let path = PathBuf::from(format!("/proc/{pid}/fd"));
+        let Ok(fds) = proc_access::check(What::Fd, &path, std::fs::read_dir(&path)) else {
             continue;
         };
         for fd in fds.filter_map(Result::ok) {
-            let Some(inode) = fd
-                .path()
-                .to_str()
-                .and_then(|path| link(path.to_owned()))
-                .and_then(|link| bracketed_inode(&link, "socket"))
+            let Some(inode) =
+                link(What::Fd, &fd.path()).and_then(|link| bracketed_inode(&link, "socket"))
             else {
                 continue;
             };

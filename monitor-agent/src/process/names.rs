@@ -6,6 +6,7 @@ use std::{
 
 use monitor_common::Owner;
 
+use super::folding::{Fold, FoldRule, Folding, Life, SHORT_LIVED_COMM};
 use crate::{
     identity::resolver::{Facts, Identity},
     probes::decode::{ProcessEventKind, ProcessRecord},
@@ -15,10 +16,13 @@ use crate::{
 pub const UNKNOWN_COMM: &str = "[unknown]";
 
 /// A process may call itself anything, the agent's own placeholder names included; such a
-/// name gets a leading `_`, so that `[unknown]` and `[overflow]` (the budget's overflow
-/// series) always mean the agent's.
+/// name gets a leading `_`, so that `[unknown]`, `[overflow]` (the budget's overflow series)
+/// and `[short-lived]` always mean the agent's.
 fn unreserved(comm: &str) -> String {
-    if comm == UNKNOWN_COMM || comm == crate::series::table::OVERFLOW_COMM {
+    if comm == UNKNOWN_COMM
+        || comm == crate::series::table::OVERFLOW_COMM
+        || comm == SHORT_LIVED_COMM
+    {
         format!("_{comm}")
     } else {
         comm.to_owned()
@@ -34,14 +38,39 @@ struct Known {
     /// Its identity labels once final (see `Resolver::identity`), and whether the selection
     /// rules keep it.
     identity: Option<(Identity, bool)>,
+    /// Exec'd with a known parent: what folding needs (`folding`).
+    life: Option<Life>,
+    /// Whether it is folded into `[short-lived]`, once decided.
+    folded: Option<bool>,
+}
+
+impl Known {
+    fn new(comm: &str) -> Self {
+        Known {
+            comm: unreserved(comm),
+            finished: None,
+            facts: None,
+            identity: None,
+            life: None,
+            folded: None,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 pub struct ProcessNames {
     known: HashMap<Owner, Known>,
+    folding: Folding,
 }
 
 impl ProcessNames {
+    pub fn new(fold: FoldRule) -> Self {
+        Self {
+            known: HashMap::new(),
+            folding: Folding::new(fold),
+        }
+    }
+
     pub fn apply(&mut self, event: &ProcessRecord, now: Instant) {
         let incarnation = event.owner;
         match event.kind {
@@ -53,33 +82,36 @@ impl ProcessNames {
                 if let Some(previous) = self.known.get_mut(&previous) {
                     previous.finished.get_or_insert(now);
                 }
-                self.known.insert(
-                    incarnation,
-                    Known {
-                        comm: unreserved(&event.comm),
-                        finished: None,
-                        facts: None,
-                        identity: None,
-                    },
-                );
+                let mut known = Known::new(&event.comm);
+                if let Some(parent_tgid) = event.parent_tgid {
+                    // Places are taken in exec order, so a parent's first programs keep theirs.
+                    if self.folding.place(&known.comm, parent_tgid, now) {
+                        known.folded = Some(false);
+                    } else {
+                        known.life = Some(Life {
+                            parent_tgid,
+                            exec_ns: event.timestamp_ns,
+                            exit_ns: None,
+                        });
+                    }
+                }
+                self.known.insert(incarnation, known);
             }
             ProcessEventKind::Seen => {
-                self.known.entry(incarnation).or_insert_with(|| Known {
-                    comm: unreserved(&event.comm),
-                    finished: None,
-                    facts: None,
-                    identity: None,
-                });
+                self.known
+                    .entry(incarnation)
+                    .or_insert_with(|| Known::new(&event.comm));
             }
             ProcessEventKind::Exit => {
                 // Keep the name it was first seen under: its series are already exported so.
-                let known = self.known.entry(incarnation).or_insert_with(|| Known {
-                    comm: unreserved(&event.comm),
-                    finished: None,
-                    facts: None,
-                    identity: None,
-                });
+                let known = self
+                    .known
+                    .entry(incarnation)
+                    .or_insert_with(|| Known::new(&event.comm));
                 known.finished.get_or_insert(now);
+                if let Some(life) = known.life.as_mut() {
+                    life.exit_ns = Some(event.timestamp_ns);
+                }
             }
         }
     }
@@ -96,20 +128,46 @@ impl ProcessNames {
         if let Some(known) = self.known.get(&incarnation) {
             return known.comm.clone();
         }
-        let comm = read_comm(incarnation.tgid)
-            .map(|comm| unreserved(&comm))
-            .unwrap_or_else(|| UNKNOWN_COMM.to_owned());
-        let finished = (!current).then_some(now);
-        self.known.insert(
-            incarnation,
-            Known {
-                comm: comm.clone(),
-                finished,
-                facts: None,
-                identity: None,
+        let mut known = match read_comm(incarnation.tgid) {
+            Some(comm) => Known::new(&comm),
+            None => Known {
+                comm: UNKNOWN_COMM.to_owned(),
+                ..Known::new("")
             },
-        );
+        };
+        known.finished = (!current).then_some(now);
+        let comm = known.comm.clone();
+        self.known.insert(incarnation, known);
         comm
+    }
+
+    /// Decides that a known incarnation keeps its own name (never folded).
+    pub fn keep_name(&mut self, incarnation: Owner) {
+        if let Some(known) = self.known.get_mut(&incarnation) {
+            known.folded.get_or_insert(false);
+        }
+    }
+
+    /// Whether a known incarnation's series are its own or `[short-lived]`'s (see
+    /// `folding`); decided once. Incarnations not exec'd under the agent's eyes keep theirs.
+    pub fn fold(&mut self, incarnation: Owner, current: bool) -> Fold {
+        let Some(known) = self.known.get_mut(&incarnation) else {
+            return Fold::Own;
+        };
+        match (known.folded, known.life) {
+            (Some(true), _) => Fold::Folded,
+            (Some(false), _) | (None, None) => Fold::Own,
+            (None, Some(life)) => {
+                let finished = !current || known.finished.is_some();
+                let fold = self
+                    .folding
+                    .decide(life, finished, super::folding::monotonic_ns());
+                if fold != Fold::Later {
+                    known.folded = Some(fold == Fold::Folded);
+                }
+                fold
+            }
+        }
     }
 
     /// Marks an incarnation finished (its generation is over) when no exit event said so,
@@ -128,6 +186,12 @@ impl ProcessNames {
                 .finished
                 .is_none_or(|at| now.duration_since(at) < keep)
         });
+    }
+
+    /// Forgets the parents of folded processes with no new child for `keep` (the series
+    /// TTL): their places are free again.
+    pub fn prune_parents(&mut self, now: Instant, keep: Duration) {
+        self.folding.prune(now, keep);
     }
 
     /// The facts recorded for a known incarnation.
@@ -159,8 +223,6 @@ impl ProcessNames {
         self.known.contains_key(&incarnation)
     }
 
-    /// The incarnations named and not known to have ended (an exit event or a later
-    /// generation ends them).
     /// Whether `owner` is known and has not finished.
     pub fn is_running(&self, owner: Owner) -> bool {
         self.known
@@ -168,6 +230,8 @@ impl ProcessNames {
             .is_some_and(|known| known.finished.is_none())
     }
 
+    /// The incarnations named and not known to have ended (an exit event or a later
+    /// generation ends them).
     pub fn running(&self) -> Vec<Owner> {
         self.known
             .iter()
@@ -185,11 +249,41 @@ impl ProcessNames {
     }
 }
 
-/// `/proc/<tgid>/comm` without its newline; `None` once the process is reaped.
+/// `/proc/<tgid>/comm` without its newline; `None` once the process is reaped. A kernel
+/// thread's instance numbers are masked (`kernel_thread_name`).
 pub fn read_proc_comm(tgid: u32) -> Option<String> {
     let bytes = std::fs::read(format!("/proc/{tgid}/comm")).ok()?;
     let bytes = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
-    Some(crate::probes::decode::comm(bytes))
+    let comm = crate::probes::decode::comm(bytes);
+    if comm.bytes().any(|byte| byte.is_ascii_digit()) && is_kernel_thread(tgid) {
+        return Some(kernel_thread_name(&comm));
+    }
+    Some(comm)
+}
+
+/// A kernel thread's name with each run of digits as `*`: `ksoftirqd/0` → `ksoftirqd/*`,
+/// `kworker/u8:3-events_unbound` → `kworker/u*:*-events_unbound`. A node has such threads
+/// per CPU and per worker, numbered anew as workers come and go: one set of series (a run
+/// queue histogram each) per number would grow with the CPUs and never stop churning.
+fn kernel_thread_name(comm: &str) -> String {
+    let mut name = String::with_capacity(comm.len());
+    for c in comm.chars() {
+        if !c.is_ascii_digit() {
+            name.push(c);
+        } else if !name.ends_with('*') {
+            name.push('*');
+        }
+    }
+    name
+}
+
+/// Whether `/proc/<tgid>/stat` has PF_KTHREAD in its flags (field 9).
+fn is_kernel_thread(tgid: u32) -> bool {
+    const PF_KTHREAD: u64 = 0x0020_0000;
+    std::fs::read_to_string(format!("/proc/{tgid}/stat"))
+        .ok()
+        .and_then(|stat| crate::proc_stat::field(&stat, 9))
+        .is_some_and(|flags| flags & PF_KTHREAD != 0)
 }
 
 #[cfg(test)]
@@ -200,6 +294,7 @@ mod tests {
         ProcessRecord {
             kind,
             owner: at(generation),
+            parent_tgid: None,
             timestamp_ns: 0,
             comm: comm.into(),
         }
@@ -271,5 +366,18 @@ mod tests {
         assert_eq!(names.resolve(at(4), true, now, read), "_[unknown]");
         let read = |_| Some("[kworker]".to_owned());
         assert_eq!(names.resolve(at(5), true, now, read), "[kworker]");
+    }
+
+    #[test]
+    fn kernel_threads_lose_their_instance_numbers_and_only_they() {
+        assert_eq!(kernel_thread_name("ksoftirqd/0"), "ksoftirqd/*");
+        assert_eq!(
+            kernel_thread_name("kworker/u8:13-events_unbound"),
+            "kworker/u*:*-events_unbound"
+        );
+        assert_eq!(kernel_thread_name("rcu_preempt"), "rcu_preempt");
+        // kthreadd (PID 2) is a kernel thread; this test process is not.
+        assert!(is_kernel_thread(2));
+        assert!(!is_kernel_thread(std::process::id()));
     }
 }

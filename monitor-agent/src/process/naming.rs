@@ -8,7 +8,10 @@ use std::{
 
 use monitor_common::Owner;
 
-use super::names::{ProcessNames, read_proc_comm};
+use super::{
+    folding::{Fold, SHORT_LIVED_COMM},
+    names::{ProcessNames, read_proc_comm},
+};
 use crate::{
     identity::resolver::{Facts, Resolver},
     probes::kernel_maps::ProcessMaps,
@@ -22,6 +25,9 @@ use crate::{
 /// is named from `/proc` (by then possibly another process) or `[unknown]`. Events can lag:
 /// the ring buffer's consumer stops at a record another CPU has reserved but not submitted.
 pub const UNNAMED_GRACE: Duration = Duration::from_secs(10);
+
+/// Events held at most for processes whose folding is not decided yet (`folding`).
+const FOLD_WAIT_MAX: usize = 4096;
 
 /// A kernel map key: whose it is, and its family's own label values.
 pub trait KernelKey: Copy {
@@ -43,6 +49,15 @@ impl KernelKey for Owner {
 /// A ring-buffer event that belongs to one process incarnation, applied once it is named.
 pub trait OwnedEvent {
     fn owner(&self) -> Owner;
+}
+
+/// What naming an incarnation gave.
+enum Named {
+    Is(Workload),
+    /// The selection rules exclude it.
+    Excluded,
+    /// Not yet: it may still be folded (`folding`).
+    Later,
 }
 
 /// The naming state of one drain or sweep: borrowed from the pipeline for its duration.
@@ -96,9 +111,8 @@ impl<'a> Naming<'a> {
         now.is_none_or(|now| now == owner.generation)
     }
 
-    /// Who `owner` is, as every workload family labels it (before projection); `None` when
-    /// the selection rules exclude it.
-    fn workload(&mut self, owner: Owner, current: bool, now: Instant) -> Option<Workload> {
+    /// Who `owner` is, as every workload family labels it (before projection).
+    fn workload(&mut self, owner: Owner, current: bool, now: Instant) -> Named {
         let names = &mut *self.names;
         let comm = names.resolve(owner, current, now, read_proc_comm);
         if current {
@@ -118,16 +132,28 @@ impl<'a> Naming<'a> {
             }
         };
         if !admitted {
-            return None;
+            return Named::Excluded;
         }
-        Some(Workload {
+        let mut who = Workload {
             comm,
             pid: Some(owner.tgid),
             container: identity.container,
             pod: identity.pod,
             namespace: identity.namespace,
             service: identity.service,
-        })
+        };
+        match names.fold(owner, current) {
+            Fold::Own => {}
+            Fold::Folded => {
+                // A service named after the process (a host process's default) folds with it.
+                if who.service == who.comm {
+                    who.service = SHORT_LIVED_COMM.to_owned();
+                }
+                who.comm = SHORT_LIVED_COMM.to_owned();
+            }
+            Fold::Later => return Named::Later,
+        }
+        Named::Is(who)
     }
 
     /// The processes running now (named, their generation still the current one) with their
@@ -163,12 +189,16 @@ impl<'a> Naming<'a> {
         self.if_running(owner, now)
     }
 
-    /// `owner` with its workload, if it is named, current and not excluded.
+    /// `owner` with its workload, if it is named, current, not excluded and not waiting for
+    /// its folding decision.
     fn if_running(&mut self, owner: Owner, now: Instant) -> Option<(Owner, Workload)> {
         if !self.is_current_known(owner) {
             return None;
         }
-        Some((owner, self.workload(owner, true, now)?))
+        match self.workload(owner, true, now) {
+            Named::Is(who) => Some((owner, who)),
+            Named::Excluded | Named::Later => None,
+        }
     }
 
     /// Current, and known to be: a failed generation lookup does not count as current here.
@@ -203,13 +233,18 @@ impl<'a> Naming<'a> {
                     continue;
                 }
             }
-            let Some(who) = self.workload(owner, current, now) else {
-                // Not counted, and freed like a finished key.
-                if current {
-                    self.excluded.push(owner);
+            let who = match self.workload(owner, current, now) {
+                Named::Is(who) => who,
+                Named::Excluded => {
+                    // Not counted, and freed like a finished key.
+                    if current {
+                        self.excluded.push(owner);
+                    }
+                    finished.push(key);
+                    continue;
                 }
-                finished.push(key);
-                continue;
+                // Stays in the kernel map, unexported, until it can be named.
+                Named::Later => continue,
             };
             // A live label set not in the table yet is admitted (or sent to the overflow
             // series) here, before `publish` creates it.
@@ -247,8 +282,22 @@ impl<'a> Naming<'a> {
                 waiting.push((event, since));
                 continue;
             }
-            if let Some(who) = self.workload(owner, current, now) {
-                apply(&event, &who);
+            match self.workload(owner, current, now) {
+                Named::Is(who) => apply(&event, &who),
+                Named::Excluded => {}
+                // Events wait for a folding decision only while few do: a busy young process
+                // must not grow the queue (and each drain's pass over it) for seconds, so
+                // past the limit it keeps its own name, the decision that is always right.
+                Named::Later if waiting.len() >= FOLD_WAIT_MAX => {
+                    self.names.keep_name(owner);
+                    if let Named::Is(who) = self.workload(owner, current, now) {
+                        apply(&event, &who);
+                    }
+                }
+                Named::Later => {
+                    held.insert(owner);
+                    waiting.push((event, since));
+                }
             }
         }
         *pending = waiting;

@@ -32,6 +32,9 @@ pub mod label {
     pub const HTTP_ROUTE: &str = "http_route";
     pub const SERVER_ADDRESS: &str = "server_address";
     pub const SERVER_PORT: &str = "server_port";
+    pub const EXPORTER: &str = "exporter";
+    pub const RESULT: &str = "result";
+    pub const WHAT: &str = "what";
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,14 +48,62 @@ pub struct Family {
     pub workload: bool,
 }
 
+impl Family {
+    /// Prometheus series one label set of this family exports: a histogram's buckets (the
+    /// finite ones and `+Inf`), `_sum` and `_count`; one for a counter or a gauge, times the
+    /// rows a label set is exported as (bytes: one per direction).
+    pub fn series_per_label_set(&self) -> usize {
+        let rows = if self.name == family::NETWORK_BYTES.name {
+            2
+        } else {
+            1
+        };
+        let series = match self.kind {
+            Kind::Histogram => monitor_common::hist::LAST + 1 + 2,
+            Kind::Counter | Kind::Gauge => 1,
+        };
+        rows * series
+    }
+}
+
+/// What admitting one label set to the table of family `name` costs the series budget: the
+/// family's series and those of the families published from the same table.
+pub fn admission_cost(name: &str) -> usize {
+    use family::*;
+    let sharing: &[Family] = match name {
+        n if n == TCP_CONNECTIONS_OPENED.name => &[TCP_CONNECTIONS_OPENED, TCP_CONNECTIONS_ACTIVE],
+        n if n == TCP_ACCEPT_QUEUE_LENGTH.name => &[TCP_ACCEPT_QUEUE_LENGTH, TCP_ACCEPT_QUEUE_MAX],
+        _ => return by_name(name).map_or(1, |family| family.series_per_label_set()),
+    };
+    sharing.iter().map(Family::series_per_label_set).sum()
+}
+
+/// The family called `name`.
+pub fn by_name(name: &str) -> Option<Family> {
+    family::ALL
+        .iter()
+        .copied()
+        .find(|family| family.name == name)
+}
+
 pub mod family {
     use super::{Family, Kind, label};
 
     pub const SYSCALL_DURATION: Family = Family {
         name: "monitor_syscall_duration_seconds",
-        help: "Time from syscall entry to exit, per process name and syscall. Buckets are the \
-               kernel's log2 nanosecond buckets; _count is the call rate (traffic).",
+        help: "Time from syscall entry to exit, per process name and syscall, for the \
+               syscalls --syscalls.histograms names (by default those that block: file and \
+               network I/O, sync, sleeps and waits). Buckets are the kernel's log2 \
+               nanosecond buckets.",
         kind: Kind::Histogram,
+        labels: &[label::SYSCALL],
+        workload: true,
+    };
+    pub const SYSCALLS: Family = Family {
+        name: "monitor_syscalls_total",
+        help: "Syscalls completed, per process name and syscall (traffic), every syscall; the \
+               latency histogram is kept for the syscalls --syscalls.histograms names.",
+        kind: Kind::Counter,
         labels: &[label::SYSCALL],
         workload: true,
     };
@@ -301,7 +352,9 @@ pub mod family {
     };
     pub const SERIES: Family = Family {
         name: "monitor_series",
-        help: "Label sets currently exported, per metric family.",
+        help: "Prometheus series currently exported per workload family (each histogram \
+               bucket, _sum and _count is one series). Their total is held under --series.max, \
+               apart from each family's one overflow label set.",
         kind: Kind::Gauge,
         labels: &[label::FAMILY],
         workload: false,
@@ -316,9 +369,28 @@ pub mod family {
     };
     pub const SERIES_BUDGET: Family = Family {
         name: "monitor_series_budget",
-        help: "The global budget of workload series (--series.max).",
+        help: "The global budget of workload series, in Prometheus series (--series.max).",
         kind: Kind::Gauge,
         labels: &[],
+        workload: false,
+    };
+    // The push exporters' own health (`export::otlp`); on /metrics and in the pushes.
+    pub const EXPORT_REQUESTS: Family = Family {
+        name: "monitor_export_requests_total",
+        help: "Export requests sent by a push exporter (exporter=\"otlp\"), by result: \
+               success (accepted), failure (no answer, a timeout, or 429/502/503/504: \
+               retried with backoff), rejected (any other answer: the batch is dropped).",
+        kind: Kind::Counter,
+        labels: &[label::EXPORTER, label::RESULT],
+        workload: false,
+    };
+    pub const EXPORT_DROPPED_POINTS: Family = Family {
+        name: "monitor_export_dropped_points_total",
+        help: "Data points a push exporter gave up on: the oldest batches, dropped when its \
+               bounded queue was full (the endpoint slow or down), and batches the endpoint \
+               rejected.",
+        kind: Kind::Counter,
+        labels: &[label::EXPORTER],
         workload: false,
     };
     // The agent's own process, as every Prometheus client library exports it (read at each
@@ -413,9 +485,18 @@ pub mod family {
         labels: &[],
         workload: true,
     };
+    pub const PROC_ACCESS_DENIED: Family = Family {
+        name: "monitor_proc_access_denied_total",
+        help: "Reads of other processes' /proc entries (fd, ns_net, exe) or of the Docker \
+               socket (docker_socket) that the kernel refused: the agent lacks CAP_SYS_PTRACE / \
+               CAP_DAC_READ_SEARCH (or the socket's group), so what they feed is missing.",
+        kind: Kind::Counter,
+        labels: &[label::WHAT],
+        workload: false,
+    };
     pub const SERIES_EXPIRED: Family = Family {
         name: "monitor_series_expired_total",
-        help: "Label sets dropped after the series TTL of idleness, per metric family.",
+        help: "Prometheus series dropped after the series TTL of idleness, per metric family.",
         kind: Kind::Counter,
         labels: &[label::FAMILY],
         workload: false,
@@ -430,6 +511,7 @@ pub mod family {
         PAYLOAD_CONNECTIONS,
         PAYLOAD_CHUNKS_DROPPED,
         SYSCALL_DURATION,
+        SYSCALLS,
         SYSCALL_ERRORS,
         SYSCALL_UNMATCHED_EXITS,
         TCP_CONNECT_DURATION,
@@ -453,6 +535,7 @@ pub mod family {
         OOM_KILLS,
         FD_UTILIZATION,
         BUILD_INFO,
+        PROC_ACCESS_DENIED,
         PROBE_ATTACHED,
         PROBE_DISABLED,
         RINGBUF_PRODUCED,
@@ -464,6 +547,8 @@ pub mod family {
         MAP_INSERT_FAILURES,
         SERIES,
         SERIES_EXPIRED,
+        EXPORT_REQUESTS,
+        EXPORT_DROPPED_POINTS,
         PROCESS_CPU_SECONDS,
         PROCESS_RESIDENT_MEMORY,
         PROCESS_VIRTUAL_MEMORY,

@@ -134,9 +134,10 @@ impl WorkloadLabels {
     }
 }
 
-/// The hard global budget of workload series. A new label set is admitted while fewer than
-/// `max` series exist over all workload families; after that it goes to its family's
-/// overflow series (one per family, on top of the budget) and is counted as dropped.
+/// The hard global budget of workload series, counted in Prometheus series (a histogram label
+/// set is 30 of them). A new label set is admitted while its series fit in what is left of
+/// `max` over all workload families; otherwise it goes to its family's overflow series (one
+/// per family, on top of the budget) and is counted as dropped.
 #[derive(Debug)]
 pub struct Budget {
     max: usize,
@@ -160,7 +161,7 @@ impl Budget {
         }
     }
 
-    /// Resets the count of series in use (after expiries), from the tables themselves.
+    /// Resets the count of Prometheus series in use (after expiries), from the tables.
     pub fn recount(&mut self, used: usize) {
         self.used = used;
     }
@@ -175,8 +176,9 @@ impl Budget {
         if table.contains(&labels) {
             return labels;
         }
-        if self.used < self.max {
-            self.used += 1;
+        let cost = super::families::admission_cost(family);
+        if self.used + cost <= self.max {
+            self.used += cost;
             return labels;
         }
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -399,6 +401,29 @@ mod tests {
         assert_eq!(overflow.0.values, [""]);
         assert_eq!(budget.dropped("f"), 2, "c and d, once each");
         assert_eq!(budget.dropped("g"), 0);
+    }
+
+    #[test]
+    fn the_budget_counts_prometheus_series_a_histogram_label_set_is_thirty() {
+        use crate::series::families::family::{SYSCALL_DURATION, SYSCALL_ERRORS};
+        let now = Instant::now();
+        let mut budget = Budget::new(61);
+        let mut histograms: SeriesTable<WorkloadLabels, u64> = SeriesTable::default();
+        let mut counters: SeriesTable<WorkloadLabels, u64> = SeriesTable::default();
+        for comm in ["a", "b", "c"] {
+            let admitted = budget.admit(SYSCALL_DURATION.name, &histograms, labels(comm));
+            histograms.retire(admitted, &1, now);
+        }
+        assert_eq!(
+            budget.dropped(SYSCALL_DURATION.name),
+            1,
+            "30 + 30 fit in 61, 90 do not"
+        );
+        let admitted = budget.admit(SYSCALL_ERRORS.name, &counters, labels("a"));
+        assert_eq!(admitted.who.comm, "a", "one counter series still fits");
+        counters.retire(admitted, &1, now);
+        let refused = budget.admit(SYSCALL_ERRORS.name, &counters, labels("b"));
+        assert_eq!(refused.who.comm, OVERFLOW_COMM);
     }
 
     #[test]

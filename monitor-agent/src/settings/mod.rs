@@ -3,6 +3,7 @@
 pub mod checks;
 pub mod cli;
 pub mod file;
+pub mod otlp;
 pub mod web;
 
-pub use cli::{Config, LoadError, load_from};
+pub use cli::{Config, LoadError, Subcommand, load_from};

@@ -20,7 +20,7 @@ pub use signal::{Context, Settings, Signal};
 /// Every signal, in the order their families are published. The one place to register one.
 pub fn all(loaded: &mut Loaded, settings: &Settings) -> anyhow::Result<Vec<Box<dyn Signal>>> {
     Ok(vec![
-        Box::new(syscalls::Syscalls::take(loaded)?),
+        Box::new(syscalls::Syscalls::take(loaded, settings)?),
         Box::new(tcp::Tcp::take(loaded, settings)?),
         Box::new(listen::Listen::new()),
         Box::new(http::Http::take(loaded, settings)?),

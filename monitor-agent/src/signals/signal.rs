@@ -59,9 +59,11 @@ pub struct Settings {
     pub peers_per_comm: usize,
     /// Distinct HTTP routes per comm before the rest share one overflow value.
     pub routes_per_comm: usize,
+    /// The syscalls with a latency histogram (all are counted).
+    pub syscall_histograms: super::syscalls::histograms::HistogramSyscalls,
 }
 
-/// (family name, label sets in use, label sets expired so far).
+/// (family name, Prometheus series in use, series expired so far).
 pub type SeriesCount = (&'static str, u64, u64);
 
 pub trait Signal: Send {
@@ -113,12 +115,17 @@ impl Context<'_> {
     }
 }
 
-/// (family, series, expired) of one table.
+/// (family, Prometheus series, series expired so far) of one table.
 pub fn series_count<L: Clone + Eq + std::hash::Hash, V: Observations>(
     family: &Family,
     table: &SeriesTable<L, V>,
 ) -> SeriesCount {
-    (family.name, table.len() as u64, table.expired_total())
+    let series = family.series_per_label_set() as u64;
+    (
+        family.name,
+        table.len() as u64 * series,
+        table.expired_total() * series,
+    )
 }
 
 /// Sweeps one aggregate map: finished keys retired into `table` and freed, its entries
@@ -135,12 +142,29 @@ where
 {
     let rows = map.rows();
     let total = rows.len();
-    let (live, finished) = ctx.naming.sort(rows, family.name, table, &mut ctx.recorder);
+    let (published, finished) = sweep_rows(rows, family, table, ctx);
     for key in &finished {
         map.remove(key);
     }
     ctx.map_entries.push((map.name(), total - finished.len()));
-    table.publish(live, ctx.now, ctx.ttl)
+    published
+}
+
+/// `sweep_map`'s naming and publishing of rows already read, for a room that publishes one
+/// map's rows in more than one table: the keys of finished processes are returned, for the
+/// caller to free once every table has retired them.
+pub fn sweep_rows<K, V>(
+    rows: Vec<(K, V)>,
+    family: &Family,
+    table: &mut SeriesTable<WorkloadLabels, V>,
+    ctx: &mut Context,
+) -> (Vec<(WorkloadLabels, V)>, Vec<K>)
+where
+    K: KernelKey,
+    V: Observations,
+{
+    let (live, finished) = ctx.naming.sort(rows, family.name, table, &mut ctx.recorder);
+    (table.publish(live, ctx.now, ctx.ttl), finished)
 }
 
 #[cfg(test)]

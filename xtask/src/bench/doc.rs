@@ -6,6 +6,8 @@
 pub enum Suite {
     /// Per-syscall overhead (getppid loop).
     Syscalls,
+    /// Prometheus series per scrape: an idle machine, and after 80 short-lived programs.
+    Series,
     /// Connection rate and loopback throughput.
     Network,
     /// nginx requests/s under wrk.
@@ -13,12 +15,13 @@ pub enum Suite {
 }
 
 impl Suite {
-    /// Also the order of the report's sections.
-    pub const ALL: [Suite; 3] = [Suite::Syscalls, Suite::Network, Suite::Http];
+    /// Also the order of the report's sections (`appendix` follows the last one's).
+    pub const ALL: [Suite; 4] = [Suite::Syscalls, Suite::Series, Suite::Network, Suite::Http];
 
     pub fn name(self) -> &'static str {
         match self {
             Suite::Syscalls => "syscalls",
+            Suite::Series => "series",
             Suite::Network => "network",
             Suite::Http => "http",
         }
@@ -27,6 +30,7 @@ impl Suite {
     pub fn title(self) -> &'static str {
         match self {
             Suite::Syscalls => "Syscall overhead",
+            Suite::Series => "Series per scrape",
             Suite::Network => "Network overhead",
             Suite::Http => "HTTP overhead (nginx and wrk)",
         }
@@ -35,8 +39,8 @@ impl Suite {
 
 const HEADER: &str = "# Benchmarks\n\n\
     Written by `cargo xtask bench` (as root). Each section names the command that produced \
-    its figures; `--only syscalls`, `--only network` or `--only http` rewrites that section \
-    and keeps the others.\n";
+    its figures; `--only syscalls`, `--only series`, `--only network` or `--only http` \
+    rewrites that section and keeps the others.\n";
 
 fn begin(suite: Suite) -> String {
     format!("<!-- bench:{} -->", suite.name())

@@ -10,6 +10,7 @@ mod lab;
 mod net_report;
 mod prog_stats;
 mod report;
+mod series;
 mod worker;
 
 use std::{
@@ -137,6 +138,11 @@ pub fn bench(options: &Options) -> Result<()> {
             Suite::Syscalls => {
                 let report = syscall_suite(&lab, options, environment.clone())?;
                 println!("\n{}\n{}", report.table(), report.ratios());
+                report.markdown()
+            }
+            Suite::Series => {
+                let report = series::suite(&lab, options.runs, environment.clone())?;
+                println!("\n{}", report.table());
                 report.markdown()
             }
             Suite::Network => {

@@ -51,6 +51,13 @@ const SPINNERS: usize = 2;
 const SPIN_SECONDS: f64 = 3.0;
 const CPU_TOLERANCE: f64 = 0.05;
 const WAIT_TOLERANCE: f64 = 0.10;
+/// One shell runs CHURN_PROGRAMS short gt-workloads, each under a name of its own, each
+/// failing CHURN_OPENAT openat(2)s: past the agent's default 16 names per parent
+/// (`--processes.names-per-parent`), they are counted as comm="[short-lived]". The parent
+/// comes from the exec probe (`real_parent`, at offsets from BTF): exact on every kernel.
+const CHURN_PROGRAMS: u64 = 20;
+const CHURN_KEPT: u64 = 16;
+const CHURN_OPENAT: u64 = 3;
 /// A hog allocating HOG_MIB in a memory cgroup limited to LIMIT_MIB: one OOM kill.
 const HOG_MIB: u64 = 200;
 const LIMIT_MIB: u64 = 32;
@@ -115,6 +122,8 @@ struct Comms {
     http_client: String,
     spin: String,
     hog: String,
+    /// The churn loop's programs are `{churn}-1` … `{churn}-CHURN_PROGRAMS`.
+    churn: String,
 }
 
 impl Comms {
@@ -128,6 +137,7 @@ impl Comms {
             http_client: comm("kghcli"),
             spin: comm("kgspin"),
             hog: comm("kghog"),
+            churn: comm("kgch"),
         }
     }
 }
@@ -173,7 +183,28 @@ fn expectations(comms: &Comms, facts: &Facts) -> Vec<Expectation> {
             ("server_port", http_port.as_str()),
         ]
     };
+    let first_churn = format!("{}-1", comms.churn);
     vec![
+        Expectation::new(
+            "folding: a parent's first program names are kept",
+            ERRORS,
+            &[
+                ("comm", &first_churn),
+                ("syscall", "openat"),
+                ("errno", "ENOENT"),
+            ],
+            CHURN_OPENAT,
+        ),
+        Expectation::new(
+            "folding: short-lived programs past 16 names share [short-lived]",
+            ERRORS,
+            &[
+                ("comm", "[short-lived]"),
+                ("syscall", "openat"),
+                ("errno", "ENOENT"),
+            ],
+            (CHURN_PROGRAMS - CHURN_KEPT) * CHURN_OPENAT,
+        ),
         Expectation::new(
             "syscall errors: openat ENOENT",
             ERRORS,
@@ -350,7 +381,7 @@ fn smoke(options: &GuestOptions, work: &Path, result: &mut SmokeResult) -> Resul
     };
     let mut facts = Facts::default();
     // Each workload on its own: one failing does not hide what the others show.
-    let steps: [(&str, &WorkloadStep); 5] = [
+    let steps: [(&str, &WorkloadStep); 6] = [
         ("syscall workload", &|_| workloads.syscalls(&comms)),
         ("TCP workload", &|facts| workloads.tcp(&comms, facts)),
         ("HTTP workload", &|facts| workloads.http(&comms, facts)),
@@ -358,6 +389,7 @@ fn smoke(options: &GuestOptions, work: &Path, result: &mut SmokeResult) -> Resul
             workloads.sched(&comms, facts)
         }),
         ("OOM workload", &|_| workloads.oom(&comms)),
+        ("churn workload", &|_| workloads.churn(&comms)),
     ];
     for (what, step) in steps {
         let began = Instant::now();
@@ -401,6 +433,7 @@ fn smoke(options: &GuestOptions, work: &Path, result: &mut SmokeResult) -> Resul
         result.healthz = body;
     }
     write(out, "healthz.txt", &result.healthz)?;
+    println!("kernels-guest: stopping the agent");
     result.agent_exit = match agent.stop(libc::SIGTERM, AGENT_STOP_GRACE)? {
         Some(status) => status.to_string(),
         None => format!("killed after ignoring SIGTERM for {AGENT_STOP_GRACE:?}"),
@@ -517,6 +550,35 @@ impl Workloads<'_> {
         let mut workload = self.named(&comms.syscalls, &self.bin("gt-workload")?)?;
         workload.args(&args);
         run_to_end(&comms.syscalls, &mut workload)?;
+        Ok(())
+    }
+
+    /// One shell loop running CHURN_PROGRAMS gt-workloads under distinct names.
+    fn churn(&self, comms: &Comms) -> Result<()> {
+        let workload = self.bin("gt-workload")?;
+        for i in 1..=CHURN_PROGRAMS {
+            let link = self.work.join(format!("{}-{i}", comms.churn));
+            if link.symlink_metadata().is_err() {
+                std::os::unix::fs::symlink(&workload, &link)
+                    .with_context(|| format!("linking {}", link.display()))?;
+            }
+        }
+        // Brace expansion, so no other program (`seq`) runs under the loop's shell; `exit`
+        // last, so bash does not exec the last program in its own place.
+        let script = format!(
+            "for i in {{1..{CHURN_PROGRAMS}}}; do \"$0/{}-$i\" {CHURN_OPENAT} 0 1 1 || exit 1; \
+             done; exit 0",
+            comms.churn
+        );
+        let mut shell = Command::new("bash");
+        shell
+            .args(["-c", &script])
+            .arg(self.work)
+            .env_remove("LD_LIBRARY_PATH")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        run_to_end("churn loop", &mut shell)?;
         Ok(())
     }
 

@@ -43,3 +43,23 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | 
 {{- default "default" .Values.serviceAccount.name }}
 {{- end }}
 {{- end }}
+
+{{/* [registry/]repository[:tag][@digest]; the tag defaults to the appVersion. */}}
+{{- define "monitor-agent.image" -}}
+{{- $image := .Values.image.repository }}
+{{- with .Values.image.registry }}
+{{- $image = printf "%s/%s" (trimSuffix "/" .) $image }}
+{{- end }}
+{{- with (.Values.image.tag | default .Chart.AppVersion) }}
+{{- $image = printf "%s:%s" $image (toString .) }}
+{{- end }}
+{{- with .Values.image.digest }}
+{{- $image = printf "%s@%s" $image . }}
+{{- end }}
+{{- $image }}
+{{- end }}
+
+{{/* "true" when the web configuration turns TLS on: probes and scrapes use HTTPS. */}}
+{{- define "monitor-agent.tls" -}}
+{{- if (.Values.webConfig | default dict).tls_server_config }}true{{ end }}
+{{- end }}

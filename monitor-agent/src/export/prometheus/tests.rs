@@ -52,6 +52,12 @@ fn syscalls_snapshot() -> SyscallsSnapshot {
     opens.buckets[3] = 1;
     opens.sum_ns = 2_500;
     SyscallsSnapshot {
+        calls: vec![
+            (labels("sleeper", 7, &["nanosleep"]), 6),
+            (labels("sleeper", 7, &["mmap"]), 4),
+            (labels("q\"b\\n\nl", 8, &["openat"]), 3),
+            (WorkloadLabels::overflow(1), 3),
+        ],
         durations: vec![
             (labels("sleeper", 7, &["nanosleep"]), sleeps),
             (labels("q\"b\\n\nl", 8, &["openat"]), opens),
@@ -162,6 +168,7 @@ fn health() -> Health {
             dropped: 5,
         }],
         series_max: 10_000,
+        proc_access_denied: vec![("fd", 6), ("ns_net", 0), ("exe", 7), ("docker_socket", 0)],
     }
 }
 
@@ -224,6 +231,11 @@ fn published(policy: &LabelPolicy, probes: &[ProbeState], build: &BuildInfo) -> 
             max_fds: Some(1_048_576.0),
         },
     ));
+    let export = crate::export::otlp::stats::Stats::default();
+    export.count(crate::export::otlp::stats::Outcome::Success);
+    export.count(crate::export::otlp::stats::Outcome::Failure);
+    export.dropped(2000);
+    published.extend(export.published());
     published
 }
 

@@ -15,10 +15,12 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Limited};
 use hyper::{Response, StatusCode, body::Incoming, header::HeaderValue};
 use log::debug;
-use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{
-    super::http_get::{self, Connection},
+    super::{
+        http_get::{self, Connection},
+        http_url::{self, HttpUrl, UrlError},
+    },
     api::{ApiStatus, PodList, WatchEvent, parse_pod_list, parse_watch_event},
     config::{KubeConfig, read_token},
     pod::PodMeta,
@@ -45,67 +47,12 @@ const SYSTEM_CA_BUNDLES: &[&str] = &[
     "/etc/ssl/cert.pem",
 ];
 
-/// The parts of `api_url` a request needs.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Endpoint {
-    https: bool,
-    /// Without brackets for IPv6.
-    host: String,
-    port: u16,
-    /// `Host` header value.
-    authority: String,
-    /// Path prefix, no trailing slash (usually empty).
-    base_path: String,
-}
-
-fn parse_api_url(url: &str) -> anyhow::Result<Endpoint> {
-    let (https, rest) = if let Some(rest) = url.strip_prefix("https://") {
-        (true, rest)
-    } else if let Some(rest) = url.strip_prefix("http://") {
-        (false, rest)
-    } else {
-        bail!("API url {url:?} does not start with https:// or http://");
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(slash) => (&rest[..slash], &rest[slash..]),
-        None => (rest, ""),
-    };
-    if authority.contains('@') || path.contains(['?', '#']) {
-        bail!("API url {url:?}: only scheme://host[:port][/path] is supported");
-    }
-    let default_port = if https { 443 } else { 80 };
-    let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
-        let (host, after) = bracketed
-            .split_once(']')
-            .ok_or_else(|| anyhow!("API url {url:?}: unclosed '[' in the host"))?;
-        match after {
-            "" => (host, None),
-            _ => match after.strip_prefix(':') {
-                Some(port) => (host, Some(port)),
-                None => bail!("API url {url:?}: junk after the IPv6 address"),
-            },
-        }
-    } else {
-        match authority.rsplit_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (authority, None),
-        }
-    };
-    if host.is_empty() {
-        bail!("API url {url:?} has no host");
-    }
-    let port = match port {
-        Some(port) => port
-            .parse()
-            .map_err(|_| anyhow!("API url {url:?}: bad port {port:?}"))?,
-        None => default_port,
-    };
-    Ok(Endpoint {
-        https,
-        host: host.to_owned(),
-        port,
-        authority: authority.to_owned(),
-        base_path: path.trim_end_matches('/').to_owned(),
+/// The API server's URL; its path is a prefix (usually empty).
+fn parse_api_url(url: &str) -> anyhow::Result<HttpUrl> {
+    http_url::parse(url).map_err(|err| match err {
+        // Not echoed: the part before '@' is a credential.
+        UrlError::Credentials => anyhow!("API url: {err}"),
+        other => anyhow!("API url {url:?}: {other}"),
     })
 }
 
@@ -122,16 +69,13 @@ fn encode_query(value: &str) -> String {
     out
 }
 
-trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
-
 struct ApiResponse {
     response: Response<Incoming>,
     _connection: Connection,
 }
 
 pub(super) struct Client {
-    endpoint: Endpoint,
+    endpoint: HttpUrl,
     tls: Option<tokio_rustls::TlsConnector>,
     token: Option<String>,
     /// Where the token came from: read again for every request (kubelet rotates it).
@@ -149,7 +93,7 @@ impl Client {
         };
         let list_path = format!(
             "{}/api/v1/pods?fieldSelector={}",
-            endpoint.base_path,
+            endpoint.path,
             encode_query(&format!("spec.nodeName={}", config.node_name))
         );
         Ok(Client {
@@ -161,32 +105,15 @@ impl Client {
         })
     }
 
+    /// The URL of `path` (which starts with the endpoint's own path prefix), for messages.
     fn url(&self, path: &str) -> String {
         let scheme = if self.endpoint.https { "https" } else { "http" };
         format!("{scheme}://{}{path}", self.endpoint.authority)
     }
 
-    async fn connect(&self) -> anyhow::Result<Box<dyn Io>> {
-        let address = (self.endpoint.host.as_str(), self.endpoint.port);
-        let tcp = tokio::net::TcpStream::connect(address)
-            .await
-            .with_context(|| format!("connecting to {}", self.endpoint.authority))?;
-        tcp.set_nodelay(true).ok();
-        let Some(tls) = &self.tls else {
-            return Ok(Box::new(tcp));
-        };
-        let name = rustls_pki_types::ServerName::try_from(self.endpoint.host.clone())
-            .map_err(|err| anyhow!("{:?} is not a TLS server name: {err}", self.endpoint.host))?;
-        let stream = tls
-            .connect(name, tcp)
-            .await
-            .with_context(|| format!("TLS handshake with {}", self.endpoint.authority))?;
-        Ok(Box::new(stream))
-    }
-
     /// One GET on a new connection; the response's body streams as it arrives.
     async fn get(&self, path: &str) -> anyhow::Result<ApiResponse> {
-        let io = tokio::time::timeout(CONNECT_TIMEOUT, self.connect())
+        let io = tokio::time::timeout(CONNECT_TIMEOUT, self.endpoint.connect(self.tls.as_ref()))
             .await
             .map_err(|_| {
                 anyhow!(
@@ -383,7 +310,8 @@ async fn api_error(status: StatusCode, body: Incoming) -> String {
     }
 }
 
-fn tls_connector(ca_file: Option<&Path>) -> anyhow::Result<tokio_rustls::TlsConnector> {
+/// A TLS client that trusts `ca_file`, else the system's CA bundle (also the OTLP push's).
+pub(crate) fn tls_connector(ca_file: Option<&Path>) -> anyhow::Result<tokio_rustls::TlsConnector> {
     use rustls_pki_types::{CertificateDer, pem::PemObject as _};
 
     let bundle = match ca_file {

@@ -12,7 +12,7 @@
 //! decodes the API's objects, `client` speaks HTTP to it; this file is the loop that ties them
 //! together.
 mod api;
-mod client;
+pub(crate) mod client;
 mod config;
 mod pod;
 mod store;

@@ -24,6 +24,10 @@ use crate::{
             parse_nonzero_duration, parse_ring_bytes, parse_sweep_interval, parse_telemetry_path,
         },
         file::{FileConfig, FileError},
+        otlp::{
+            Endpoint, Header, OtlpSettings, RawHeader, Temporality, parse_endpoint, parse_headers,
+            parse_interval, raw_header,
+        },
     },
 };
 
@@ -38,11 +42,23 @@ pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9655";
         Attaches raw tracepoints to every syscall and to the TCP stack on this host, aggregates \
         syscall latency and errors, connects, resets, retransmits, RTT and bytes per process, and \
         serves them on /metrics (Prometheus text format) and its own \
-        health on /healthz. Needs root, or CAP_BPF + CAP_PERFMON (CAP_SYS_ADMIN on older kernels).\n\n\
+        health on /healthz. Needs root, or CAP_BPF + CAP_PERFMON (CAP_SYS_ADMIN on older kernels), \
+        and CAP_SYS_PTRACE + CAP_DAC_READ_SEARCH to read other users' /proc (exe= selectors, \
+        listeners older than the agent).\n\n\
         Settings come from the command line, then the environment (MONITOR_*), then \
-        --config.file, then the defaults shown: the first that sets a value wins."
+        --config.file, then the defaults shown: the first that sets a value wins.\n\n\
+        `monitor-agent slo FILE` instead turns an SLO file into Prometheus rules and exits \
+        (no probe, no privilege needed; `monitor-agent slo --help`).",
+    // A command runs instead of the agent: flags given with it would be silently ignored.
+    args_conflicts_with_subcommands = true,
+    disable_help_subcommand = true
 )]
 pub struct Config {
+    /// A command to run instead of the agent (`slo`); `None` runs the agent. When it is
+    /// set, no other setting is read from a file and nothing is started.
+    #[command(subcommand)]
+    pub command: Option<Subcommand>,
+
     /// YAML file with the settings for series, labels, identity, service overrides and process
     /// selection (schema: README, "Configuration file"); per-family label choice and service
     /// overrides exist only there. Checked in full before anything is loaded: a mistake is one
@@ -133,12 +149,14 @@ pub struct Config {
           default_value = "5m", value_parser = parse_duration)]
     pub series_ttl: Duration,
 
-    /// Hard limit on the number of workload series, all families together. Beyond it, a label
-    /// set not seen before is counted in its family's single overflow series instead, so memory
-    /// and scrape size stay bounded whatever the workload does; series that exist keep being
-    /// updated, and a place is freed when a series expires (--series.ttl).
+    /// Hard limit on the workload series, all families together, counted in Prometheus series
+    /// (a histogram label set is 30: its buckets, _sum and _count). Beyond it, a label set not
+    /// seen before is counted in its family's single overflow series instead, so memory and
+    /// scrape size stay bounded whatever the workload does; series that exist keep being
+    /// updated, and a place is freed when a series expires (--series.ttl). The defaults keep a
+    /// typical process to about 160 series: 50000 is a ceiling for a busy node, not a target.
     #[arg(long = "series.max", env = "MONITOR_SERIES_MAX", value_name = "N",
-          default_value_t = 10_000,
+          default_value_t = 50_000,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub series_max: usize,
 
@@ -240,6 +258,38 @@ pub struct Config {
           default_value_t = capacity::PAYLOAD_EVENTS_BYTES, value_parser = parse_ring_bytes)]
     pub payload_events_bytes: u32,
 
+    /// Distinct program names each parent process's children keep as their own comm. A
+    /// later new name that exits within --processes.short-lived of its exec is counted as
+    /// comm="[short-lived]" (other identity labels kept), so a shell loop, CI runner or job
+    /// scheduler running many differently named programs adds one set of series, not one per
+    /// name. Programs that live longer always keep their name. 0: never fold.
+    #[arg(
+        long = "processes.names-per-parent",
+        env = "MONITOR_PROCESSES_NAMES_PER_PARENT",
+        value_name = "N",
+        default_value_t = 16
+    )]
+    pub processes_names_per_parent: usize,
+
+    /// How long a process beyond its parent's --processes.names-per-parent must live to
+    /// keep its own comm; until then its series wait (they appear once it has).
+    #[arg(long = "processes.short-lived", env = "MONITOR_PROCESSES_SHORT_LIVED",
+          value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub processes_short_lived: Duration,
+
+    /// Syscalls that get a latency histogram (monitor_syscall_duration_seconds, 30 series per
+    /// process name and syscall): `blocking` (file and network I/O, sync, sleeps and waits;
+    /// the list is in the README), `all`, `none`, or syscall names, e.g. `blocking,mmap`.
+    /// Every syscall is counted in monitor_syscalls_total and its errors in
+    /// monitor_syscall_errors_total whatever this says.
+    #[arg(
+        long = "syscalls.histograms",
+        env = "MONITOR_SYSCALLS_HISTOGRAMS",
+        value_name = "LIST",
+        default_value = "blocking"
+    )]
+    pub syscall_histograms: crate::signals::syscalls::histograms::HistogramSyscalls,
+
     /// Distinct http_route values per service (in its namespace; on a host, the process
     /// name) on http_server_request_duration_seconds; further routes are counted under
     /// http_route="_overflow". A route's place is freed when its own series expire
@@ -254,7 +304,8 @@ pub struct Config {
 
     /// Distinct `peer` label values per process name on the TCP families; further peers are
     /// counted under peer="other" (and in monitor_tcp_peer_overflow_total). Also distinct
-    /// servers (server_address and server_port) per service on
+    /// remote ports (`port`) of outbound connections per process name, then port="other", and
+    /// distinct servers (server_address and server_port) per service on
     /// http_client_request_duration_seconds; further ones are "other". A place is freed when
     /// its series expire (--series.ttl).
     #[arg(
@@ -284,6 +335,47 @@ pub struct Config {
         default_value_t = crate::probes::SocketIoHook::Auto
     )]
     pub socket_io: crate::probes::SocketIoHook,
+
+    /// Push the metrics with OTLP/HTTP (protobuf) to URL/v1/metrics as well, e.g.
+    /// http://otel-collector:4318 (an OpenTelemetry Collector, Datadog's or New Relic's OTLP
+    /// endpoint). http:// or https:// (checked against the system's CA bundle). Off when
+    /// unset. The push never delays /metrics: a slow or unreachable endpoint only fills a
+    /// bounded queue, whose oldest batches are then dropped.
+    #[arg(
+        long = "otlp.endpoint",
+        env = "OTEL_EXPORTER_OTLP_ENDPOINT",
+        value_name = "URL"
+    )]
+    pub otlp_endpoint_text: Option<String>,
+
+    /// `--otlp.endpoint`, checked (by `load_from`: clap would echo a refused URL, and one
+    /// with a password in it must not be).
+    #[arg(skip)]
+    pub otlp_endpoint: Option<Endpoint>,
+
+    /// How often the metrics are pushed with --otlp.endpoint (at least 1s).
+    #[arg(long = "otlp.interval", env = "MONITOR_OTLP_INTERVAL", value_name = "DURATION",
+          default_value = "60s", value_parser = parse_interval)]
+    pub otlp_interval: Duration,
+
+    /// Request headers sent with every push, KEY=VALUE, comma-separated or repeated: API
+    /// keys (e.g. api-key=... for New Relic, dd-api-key=... for Datadog). Their values are
+    /// secrets: never logged, never on /metrics, never echoed in an error. Prefer the
+    /// environment variable (or a file-backed one) over the command line, which other local
+    /// users can read in /proc.
+    #[arg(long = "otlp.headers", env = "OTEL_EXPORTER_OTLP_HEADERS", hide_env_values = true,
+          value_name = "KEY=VALUE", value_delimiter = ',', value_parser = raw_header)]
+    pub otlp_raw_headers: Vec<RawHeader>,
+
+    /// `--otlp.headers`, checked (by `load_from`).
+    #[arg(skip)]
+    pub otlp_headers: Vec<Header>,
+
+    /// How counters and histograms are pushed: cumulative (since the series started, as
+    /// on /metrics) or delta (since the previous push; for back ends that prefer deltas).
+    #[arg(long = "otlp.temporality", env = "MONITOR_OTLP_TEMPORALITY", value_name = "TEMPORALITY",
+          value_enum, default_value_t = Temporality::Cumulative)]
+    pub otlp_temporality: Temporality,
 
     /// For tests only: read no process events for this long after start-up, so that a test
     /// can overfill the ring buffer and check the loss accounting.
@@ -318,6 +410,30 @@ pub struct Config {
     pub log_format: crate::logging::Format,
 }
 
+/// What the binary can do besides running the agent.
+#[derive(clap::Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum Subcommand {
+    /// Turn an SLO file into Prometheus recording rules and burn-rate alerts, then exit.
+    #[command(
+        long_about = "Turn an SLO file (YAML) into Prometheus recording rules and \
+        multi-window, multi-burn-rate alerts, then exit. Loads no probe and needs no \
+        privilege: any user, on any machine, or in the container image.\n\n\
+        Each SLO names an SLI kind (http-availability, http-latency, syscall-availability, \
+        syscall-latency, connect-availability), a PromQL selector, an objective in percent \
+        and a window (default 30d). The output records its error ratio over 5m … 3d and the \
+        window, labelled slo, sloth_service, sloth_slo and sloth_id (as Sloth does, for its \
+        and Pyrra-style dashboards), and alerts on multi-window, multi-burn-rate conditions: \
+        page at 14.4x (1h and 5m) or 6x (6h and 30m), ticket at 3x (1d and 2h) or 1x (3d and \
+        6h), scaled for windows other than 30 days. A latency threshold between two of the \
+        agent's histogram bounds (2^k ns) is snapped up to the next bound, said on stderr. \
+        See deploy/slo/example.yaml.\n\n\
+        Exit status: 0 when the rules are written, 2 for a bad or unreadable SLO file (one \
+        line on stderr), 1 when the rules cannot be written.\n\n\
+        Example: monitor-agent slo my-slos.yaml --output /etc/prometheus/slo.rules.yaml"
+    )]
+    Slo(crate::slo::Args),
+}
+
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExtraLabel {
     /// The process ID (TGID).
@@ -327,6 +443,16 @@ pub enum ExtraLabel {
 impl Config {
     pub fn with_pid_label(&self) -> bool {
         self.labels.contains(&ExtraLabel::Pid)
+    }
+
+    /// The OTLP push, when `--otlp.endpoint` is set.
+    pub fn otlp(&self) -> Option<OtlpSettings> {
+        Some(OtlpSettings {
+            endpoint: self.otlp_endpoint.clone()?,
+            interval: self.otlp_interval,
+            headers: self.otlp_headers.clone(),
+            temporality: self.otlp_temporality,
+        })
     }
 }
 
@@ -358,6 +484,9 @@ mod id {
     pub const CONSTANT_LABELS: &str = "constant_labels";
     pub const TCP_PEERS_PER_COMM: &str = "tcp_peers_per_comm";
     pub const HTTP_ROUTES_PER_COMM: &str = "http_routes_per_comm";
+    pub const SYSCALL_HISTOGRAMS: &str = "syscall_histograms";
+    pub const PROCESSES_NAMES_PER_PARENT: &str = "processes_names_per_parent";
+    pub const PROCESSES_SHORT_LIVED: &str = "processes_short_lived";
     pub const DOCKER_SOCKET: &str = "docker_socket";
     pub const KUBERNETES_NODE_NAME: &str = "kubernetes_node_name";
     pub const KUBERNETES_API_URL: &str = "kubernetes_api_url";
@@ -366,13 +495,16 @@ mod id {
     pub const SELECT_EXCLUDE: &str = "select_exclude";
 
     #[cfg(test)]
-    pub const ALL: [&str; 12] = [
+    pub const ALL: [&str; 15] = [
         SERIES_TTL,
         SERIES_MAX,
         LABELS,
         CONSTANT_LABELS,
         TCP_PEERS_PER_COMM,
         HTTP_ROUTES_PER_COMM,
+        SYSCALL_HISTOGRAMS,
+        PROCESSES_NAMES_PER_PARENT,
+        PROCESSES_SHORT_LIVED,
         DOCKER_SOCKET,
         KUBERNETES_NODE_NAME,
         KUBERNETES_API_URL,
@@ -386,12 +518,24 @@ mod id {
 /// command line > environment > file > default. clap parses the first two and records each
 /// value's source; the file then fills every setting whose value is clap's default or absent.
 /// Lists (`--label.const`, `--select.*`) are replaced whole, never merged with the file's.
+/// A command (`slo`) takes only its own arguments: no environment, no file.
 pub fn load_from<I, T>(args: I) -> Result<Config, LoadError>
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
     let mut command = Config::command();
+    // A command (first, as it must be) is not the agent: the agent's environment, which a
+    // shell or a pod may well hold, is none of its business and must not fail it.
+    let names_a_command = args.get(1).is_some_and(|first| {
+        command
+            .get_subcommands()
+            .any(|sub| first.to_str() == Some(sub.get_name()))
+    });
+    if names_a_command {
+        command = command.mut_args(|arg| arg.env(None));
+    }
     let matches = command
         .try_get_matches_from_mut(args)
         .map_err(LoadError::Usage)?;
@@ -403,7 +547,21 @@ where
             format!("--label.const: `{name}` is given twice"),
         )));
     }
-    if let Some(path) = &config.config_file {
+    if let Some(text) = &config.otlp_endpoint_text {
+        config.otlp_endpoint = Some(parse_endpoint(text).map_err(|err| {
+            LoadError::Usage(command.error(
+                ErrorKind::ValueValidation,
+                format!("--otlp.endpoint: {err}"),
+            ))
+        })?);
+    }
+    config.otlp_headers = parse_headers(&config.otlp_raw_headers).map_err(|err| {
+        LoadError::Usage(
+            command.error(ErrorKind::ValueValidation, format!("--otlp.headers: {err}")),
+        )
+    })?;
+    // A command reads its own input, not the agent's settings file.
+    if let (Some(path), None) = (&config.config_file, &config.command) {
         let file = FileConfig::load(path).map_err(LoadError::File)?;
         config.apply_file(file, &matches);
     }
@@ -457,6 +615,21 @@ impl Config {
             &mut self.http_routes_per_comm,
             file.http_routes_per_comm,
             unset(id::HTTP_ROUTES_PER_COMM),
+        );
+        fill(
+            &mut self.syscall_histograms,
+            file.syscall_histograms,
+            unset(id::SYSCALL_HISTOGRAMS),
+        );
+        fill(
+            &mut self.processes_names_per_parent,
+            file.processes_names_per_parent,
+            unset(id::PROCESSES_NAMES_PER_PARENT),
+        );
+        fill(
+            &mut self.processes_short_lived,
+            file.processes_short_lived,
+            unset(id::PROCESSES_SHORT_LIVED),
         );
         fill(
             &mut self.docker_socket,

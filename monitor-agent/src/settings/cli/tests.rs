@@ -81,7 +81,7 @@ fn constant_labels() {
 fn new_flags_have_defaults() {
     let config = load(&[]);
     assert_eq!(config.config_file, None);
-    assert_eq!(config.series_max, 10_000);
+    assert_eq!(config.series_max, 50_000);
     assert!(config.constant_labels.is_empty());
     assert!(config.family_labels.is_empty());
     assert!(config.service_overrides.is_empty());
@@ -149,6 +149,47 @@ fn bad_new_flags_are_usage_errors() {
     }
 }
 
+/// `slo` runs instead of the agent: its own arguments, no agent flag beside it (it would be
+/// ignored), and a run without it has no command.
+#[test]
+fn slo_is_a_command_of_its_own() {
+    let slo = |file: &str, output: Option<&str>| {
+        Some(Subcommand::Slo(crate::slo::Args {
+            file: file.into(),
+            output: output.map(PathBuf::from),
+        }))
+    };
+    assert_eq!(load(&["slo", "s.yaml"]).command, slo("s.yaml", None));
+    assert_eq!(
+        load(&["slo", "s.yaml", "--output", "r.yaml"]).command,
+        slo("s.yaml", Some("r.yaml"))
+    );
+    assert_eq!(
+        load(&["slo", "-o", "r.yaml", "s.yaml"]).command,
+        slo("s.yaml", Some("r.yaml"))
+    );
+    assert_eq!(load(&["--labels", "pid"]).command, None);
+    for (args, kind) in [
+        (
+            &["--labels", "pid", "slo", "s.yaml"][..],
+            ErrorKind::ArgumentConflict,
+        ),
+        (&["slo"], ErrorKind::MissingRequiredArgument),
+        (
+            &["slo", "s.yaml", "--labels", "pid"],
+            ErrorKind::UnknownArgument,
+        ),
+        (&["help"], ErrorKind::InvalidSubcommand),
+    ] {
+        let error =
+            load_from(std::iter::once("monitor-agent").chain(args.iter().copied())).unwrap_err();
+        match error {
+            LoadError::Usage(err) => assert_eq!(err.kind(), kind, "{args:?}: {err}"),
+            other => panic!("{args:?}: {other}"),
+        }
+    }
+}
+
 #[test]
 fn the_file_fills_what_flags_leave_at_their_defaults() {
     let file = TempFile::new(
@@ -186,7 +227,7 @@ fn the_file_fills_what_flags_leave_at_their_defaults() {
         "--series.ttl",
         "1s",
         "--series.max",
-        "10000",
+        "50000",
         "--label.const",
         "team=a",
         "--tcp.peers-per-comm",
@@ -200,7 +241,7 @@ fn the_file_fills_what_flags_leave_at_their_defaults() {
     ]);
     assert_eq!(config.series_ttl, Duration::from_secs(1));
     assert_eq!(
-        config.series_max, 10_000,
+        config.series_max, 50_000,
         "given, even if equal to the default"
     );
     assert_eq!(config.tcp_peers_per_comm, 64);
@@ -344,4 +385,50 @@ fn pid_label_is_opt_in() {
     let config = Config::try_parse_from(["monitor-agent", "--labels", "pid"]).unwrap();
     assert!(config.with_pid_label());
     assert!(Config::try_parse_from(["monitor-agent", "--labels", "uid"]).is_err());
+}
+
+#[test]
+fn otlp_settings_are_checked_and_their_secrets_never_shown() {
+    let config = load_from([
+        "monitor-agent",
+        "--otlp.endpoint",
+        "http://collector:4318/",
+        "--otlp.headers",
+        "api-key=s3cr3t,x-team=blue",
+        "--otlp.temporality",
+        "delta",
+    ])
+    .unwrap();
+    let otlp = config.otlp().unwrap();
+    assert_eq!(
+        otlp.endpoint.to_string(),
+        "http://collector:4318/v1/metrics"
+    );
+    assert_eq!(otlp.interval, Duration::from_secs(60));
+    assert_eq!(otlp.temporality, Temporality::Delta);
+    let headers: Vec<(&str, &str)> = otlp
+        .headers
+        .iter()
+        .map(|header| (header.name.as_str(), header.value()))
+        .collect();
+    assert_eq!(headers, [("api-key", "s3cr3t"), ("x-team", "blue")]);
+    let shown = format!("{config:?} {otlp:?}");
+    assert!(
+        !shown.contains("s3cr3t") && !shown.contains("blue"),
+        "{shown}"
+    );
+
+    assert!(load_from(["monitor-agent"]).unwrap().otlp().is_none());
+    for bad in [
+        &["--otlp.headers", "s3cr3t"][..],
+        &["--otlp.endpoint", "http://user:s3cr3t@collector:4318"],
+    ] {
+        let Err(LoadError::Usage(err)) =
+            load_from(std::iter::once("monitor-agent").chain(bad.iter().copied()))
+        else {
+            panic!("{bad:?} accepted");
+        };
+        let text = err.to_string();
+        assert!(!text.contains("s3cr3t"), "{text}");
+    }
 }

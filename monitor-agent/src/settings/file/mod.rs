@@ -23,6 +23,7 @@ use crate::{
     identity::selection::{Selector, SelectorKey, ServiceOverride, check_pattern},
     series::labels::IdentityLabel,
     settings::checks::{check_constant_label_name, parse_api_url, parse_duration},
+    signals::syscalls::histograms::HistogramSyscalls,
 };
 
 /// What the file sets; `None` (or empty) where it says nothing.
@@ -35,6 +36,9 @@ pub struct FileConfig {
     pub family_labels: HashMap<String, Vec<IdentityLabel>>,
     pub tcp_peers_per_comm: Option<usize>,
     pub http_routes_per_comm: Option<usize>,
+    pub syscall_histograms: Option<HistogramSyscalls>,
+    pub processes_names_per_parent: Option<usize>,
+    pub processes_short_lived: Option<Duration>,
     pub docker_socket: Option<PathBuf>,
     pub kubernetes_node_name: Option<String>,
     pub kubernetes_api_url: Option<String>,
@@ -107,12 +111,14 @@ impl FileConfig {
 #[derive(Deserialize, Default)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a mapping of series, labels, tcp, http, identity, \
-                                          service and selection"
+    expecting = "a mapping of series, labels, syscalls, processes, tcp, http, identity, \
+                 service and selection"
 )]
 struct RawFile {
     series: Option<RawSeries>,
     labels: Option<RawLabels>,
+    syscalls: Option<RawSyscalls>,
+    processes: Option<RawProcesses>,
     tcp: Option<RawTcp>,
     http: Option<RawHttp>,
     identity: Option<RawIdentity>,
@@ -136,6 +142,22 @@ struct RawLabels {
     pid: Option<bool>,
     constant: Option<UniqueMap<ConstantLabelName, LabelValue>>,
     families: Option<UniqueMap<FamilyName, LabelChoice>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping with histograms")]
+struct RawSyscalls {
+    histograms: Option<SyscallList>,
+}
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with names_per_parent and short_lived"
+)]
+struct RawProcesses {
+    names_per_parent: Option<usize>,
+    short_lived: Option<DurationValue>,
 }
 
 #[derive(Deserialize)]
@@ -256,6 +278,18 @@ impl RawFile {
             family_labels,
             tcp_peers_per_comm: self.tcp.and_then(|tcp| tcp.peers_per_comm),
             http_routes_per_comm: self.http.and_then(|http| http.routes_per_comm),
+            syscall_histograms: self
+                .syscalls
+                .and_then(|syscalls| syscalls.histograms)
+                .map(|list| list.0),
+            processes_names_per_parent: self
+                .processes
+                .as_ref()
+                .and_then(|processes| processes.names_per_parent),
+            processes_short_lived: self
+                .processes
+                .and_then(|processes| processes.short_lived)
+                .map(|limit| limit.0),
             docker_socket,
             kubernetes_node_name,
             kubernetes_api_url,
@@ -296,6 +330,13 @@ struct DurationValue(Duration);
 checked_string!(DurationValue, "a duration such as 30s, 5m or 1h", |text| {
     parse_duration(text).map(DurationValue)
 });
+
+struct SyscallList(HistogramSyscalls);
+checked_string!(
+    SyscallList,
+    "all, none, blocking or syscall names such as blocking,mmap",
+    |text| text.parse().map(SyscallList)
+);
 
 struct NonEmpty(String);
 checked_string!(NonEmpty, "a non-empty string", |text| {

@@ -10,6 +10,11 @@ labels:
     environment: prod
   families:
     monitor_syscall_duration_seconds: [comm, service, namespace]
+syscalls:
+  histograms: blocking,mmap   # --syscalls.histograms
+processes:
+  names_per_parent: 16  # --processes.names-per-parent
+  short_lived: 5s       # --processes.short-lived
 tcp:
   peers_per_comm: 64
 http:
@@ -85,6 +90,12 @@ fn the_documented_schema_parses() {
             IdentityLabel::Namespace
         ]
     );
+    assert_eq!(
+        config.syscall_histograms,
+        Some("blocking,mmap".parse().unwrap())
+    );
+    assert_eq!(config.processes_names_per_parent, Some(16));
+    assert_eq!(config.processes_short_lived, Some(Duration::from_secs(5)));
     assert_eq!(config.tcp_peers_per_comm, Some(64));
     assert_eq!(config.http_routes_per_comm, Some(100));
     assert_eq!(
@@ -112,6 +123,16 @@ fn the_documented_schema_parses() {
         .collect();
     assert_eq!(include, ["comm=nginx", "namespace=shop"]);
     assert_eq!(config.select_exclude.unwrap().len(), 1);
+}
+
+#[test]
+fn a_bad_syscall_list_is_named_with_its_line() {
+    assert_problem(
+        "syscalls:\n  histograms: blocking,reed\n",
+        2,
+        "syscalls.histograms",
+        "`reed` is not a syscall",
+    );
 }
 
 #[test]

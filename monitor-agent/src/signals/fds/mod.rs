@@ -4,11 +4,14 @@
 use std::{collections::HashMap, time::Duration};
 
 use super::signal::{Context, ProcScan, SeriesCount, Signal, series_count};
-use crate::series::{
-    families::{Family, family},
-    labels::LabelPolicy,
-    publish::{Published, Value},
-    table::{SeriesTable, WorkloadLabels},
+use crate::{
+    proc_access::{self, What},
+    series::{
+        families::{Family, family},
+        labels::LabelPolicy,
+        publish::{Published, Value},
+        table::{SeriesTable, WorkloadLabels},
+    },
 };
 
 const FAMILIES: &[Family] = &[family::FD_UTILIZATION];
@@ -33,7 +36,10 @@ impl Fds {
 pub fn utilization(tgid: u32) -> Option<f64> {
     let limits = std::fs::read_to_string(format!("/proc/{tgid}/limits")).ok()?;
     let soft = soft_open_files_limit(&limits)?;
-    let open = std::fs::read_dir(format!("/proc/{tgid}/fd")).ok()?.count();
+    let path = std::path::PathBuf::from(format!("/proc/{tgid}/fd"));
+    let open = proc_access::check(What::Fd, &path, std::fs::read_dir(&path))
+        .ok()?
+        .count();
     Some(open as f64 / soft as f64)
 }
 

@@ -13,11 +13,14 @@ use log::debug;
 use monitor_common::{ListenerKey, Owner};
 
 use super::signal::{Context, SeriesCount, Signal, growth, series_count};
-use crate::series::{
-    families::{Family, family},
-    labels::LabelPolicy,
-    publish::{self, Published, Value},
-    table::{SeriesTable, WorkloadLabels},
+use crate::{
+    proc_access::{self, What},
+    series::{
+        families::{Family, family},
+        labels::LabelPolicy,
+        publish::{self, Published, Value},
+        table::{SeriesTable, WorkloadLabels},
+    },
 };
 
 mod diag;
@@ -89,10 +92,11 @@ impl Listen {
         }
         // The first owner still in that namespace (the others may have gone or moved).
         let Some(namespace) = tgids.iter().find_map(|tgid| {
-            let path = format!("/proc/{tgid}/ns/net");
-            let link = std::fs::read_link(&path).ok()?;
+            let path = std::path::PathBuf::from(format!("/proc/{tgid}/ns/net"));
+            let link = proc_access::check(What::NsNet, &path, std::fs::read_link(&path)).ok()?;
             let inode = crate::probes::listeners::bracketed_inode(link.to_str()?, "net")?;
-            (inode as u32 == netns).then(|| std::fs::File::open(&path).ok())?
+            (inode as u32 == netns)
+                .then(|| proc_access::check(What::NsNet, &path, std::fs::File::open(&path)).ok())?
         }) else {
             return Vec::new();
         };

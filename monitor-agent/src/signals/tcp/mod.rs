@@ -122,6 +122,12 @@ impl Signal for Tcp {
 
     fn series_counts(&self) -> Vec<SeriesCount> {
         let mut counts = self.network.series_counts();
+        // The kernel's own resets (comm="[kernel]") are one series more, always exported.
+        for (family, in_use, _) in &mut counts {
+            if *family == family::TCP_RESETS.name {
+                *in_use += 1;
+            }
+        }
         counts.push(series_count(&family::NETWORK_BYTES, &self.bytes));
         counts
     }

@@ -1,5 +1,5 @@
 //! TCP events and socket byte counts → the TCP families' tables, with the per-`comm` peer
-//! cap.
+//! and outbound port caps.
 //!
 //! Pure: events arrive decoded and already named (`comm`, `pid`); the kernel's byte counts
 //! arrive folded per label set. Every value is kept in a `series::table::SeriesTable`, so the
@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use monitor_common::NetBytes;
+use monitor_common::{NetBytes, Owner};
 
 use crate::{
     probes::decode::{Direction, TcpEventKind, TcpRecord},
@@ -122,7 +122,18 @@ pub struct Network {
     /// Distinct peers per comm (`OVERFLOW_PEER` beyond); a place is freed when no series
     /// carries the peer any more.
     peers: ValueCap,
+    /// Distinct remote ports of outbound connections per comm, the same way: a client that
+    /// connects to many ports (a scanner, a pool of ephemeral services) cannot multiply the
+    /// connection series.
+    ports: ValueCap,
+    /// Open outbound connections counted under `port="other"`, so that their close lands
+    /// there too even if a place was freed meanwhile (open and close must pair).
+    other_port_conns: HashSet<(Owner, u16, SocketAddr)>,
 }
+
+/// Connections remembered at most in `other_port_conns`; a close lost with a full ring would
+/// otherwise leave its entry for good.
+const OTHER_PORT_CONNS_MAX: usize = 65_536;
 
 impl Network {
     pub fn new(peers_per_comm: usize) -> Self {
@@ -136,6 +147,35 @@ impl Network {
             connection_duration: SeriesTable::default(),
             peer_overflow: SeriesTable::default(),
             peers: ValueCap::new(peers_per_comm),
+            ports: ValueCap::new(peers_per_comm),
+            other_port_conns: HashSet::new(),
+        }
+    }
+
+    /// The `port` label of a connection's open or close: inbound, the listening port (as many
+    /// as the process listens on); outbound, the remote port after the per-comm cap.
+    fn port(&mut self, event: &TcpRecord, comm: &str) -> String {
+        if event.direction == Direction::Inbound {
+            return event.local_port.to_string();
+        }
+        let port = event.remote.port().to_string();
+        let connection = (event.owner, event.local_port, event.remote);
+        match event.kind {
+            TcpEventKind::Open => {
+                // A new connection on the same four-tuple ends an older one whose close was lost.
+                self.other_port_conns.remove(&connection);
+                if self.ports.admit(comm, &port) {
+                    return port;
+                }
+                if self.other_port_conns.len() >= OTHER_PORT_CONNS_MAX {
+                    self.other_port_conns.clear();
+                }
+                self.other_port_conns.insert(connection);
+                OVERFLOW_PEER.to_owned()
+            }
+            _ if self.other_port_conns.remove(&connection) => OVERFLOW_PEER.to_owned(),
+            // Opened under its own port, whose place its open connection holds.
+            _ => port,
         }
     }
 
@@ -143,17 +183,13 @@ impl Network {
     pub fn apply(&mut self, event: &TcpRecord, who: &Workload, rec: &mut Recorder) {
         use crate::series::families::family::*;
         let direction = direction_label(event.direction).to_owned();
-        let port = match event.direction {
-            Direction::Outbound => event.remote.port(),
-            Direction::Inbound => event.local_port,
-        };
         match event.kind {
             TcpEventKind::Open => {
                 let opened = ConnCounts {
                     opened: 1,
                     closed: 0,
                 };
-                let values = vec![direction, port.to_string()];
+                let values = vec![direction, self.port(event, &who.comm)];
                 let family = TCP_CONNECTIONS_OPENED.name;
                 rec.record(family, &mut self.connections, who, values, &opened);
                 if event.direction == Direction::Outbound {
@@ -180,7 +216,7 @@ impl Network {
                     opened: 0,
                     closed: 1,
                 };
-                let values = vec![direction.clone(), port.to_string()];
+                let values = vec![direction.clone(), self.port(event, &who.comm)];
                 let family = TCP_CONNECTIONS_OPENED.name;
                 rec.record(family, &mut self.connections, who, values, &closed);
                 let table = &mut self.connection_duration;
@@ -267,6 +303,16 @@ impl Network {
             .collect();
         self.peers
             .retain(|comm, peer| in_use.contains(&(comm.to_owned(), peer.to_owned())));
+        let ports_in_use: HashSet<(String, String)> = snapshot
+            .connections
+            .iter()
+            .filter(|(labels, _)| labels.values.first().map(String::as_str) == Some("outbound"))
+            .filter_map(|(labels, _)| {
+                Some((labels.who.comm.clone(), labels.values.get(1)?.clone()))
+            })
+            .collect();
+        self.ports
+            .retain(|comm, port| ports_in_use.contains(&(comm.to_owned(), port.to_owned())));
         snapshot
     }
 
@@ -402,6 +448,48 @@ mod tests {
         assert_eq!(value(&snapshot.retransmits, "c", &[OVERFLOW_PEER]), Some(3));
         assert_eq!(value(&snapshot.peer_overflow, "c", &[]), Some(3));
         assert_eq!(value(&snapshot.retransmits, "d", &["::1"]), Some(1));
+    }
+
+    #[test]
+    fn outbound_ports_beyond_the_cap_share_other_and_opens_pair_with_closes() {
+        let t0 = Instant::now();
+        let ttl = Duration::from_secs(60);
+        let mut network = Network::new(1);
+        let at = |kind, port: u16| {
+            let mut record = event(kind, Direction::Outbound, &format!("10.0.0.9:{port}"));
+            record.local_port = 40_000 + port;
+            record
+        };
+        apply(&mut network, &at(TcpEventKind::Open, 443), "c", t0);
+        for port in [8001, 8002, 8003] {
+            apply(&mut network, &at(TcpEventKind::Open, port), "c", t0);
+        }
+        // 443 closes and its series expires: its place is free again...
+        apply(&mut network, &at(TcpEventKind::Close, 443), "c", t0);
+        network.publish(t0, ttl);
+        network.publish(t0 + ttl, ttl);
+        // ...but 8001, opened under "other", closes there all the same.
+        apply(&mut network, &at(TcpEventKind::Close, 8001), "c", t0 + ttl);
+        let snapshot = network.publish(t0 + ttl, ttl);
+        let other = value(&snapshot.connections, "c", &["outbound", OVERFLOW_PEER]).unwrap();
+        assert_eq!((other.opened, other.closed, other.active()), (3, 1, 2));
+        assert_eq!(
+            value(&snapshot.connections, "c", &["outbound", "8001"]),
+            None
+        );
+        // The freed place goes to the next new port.
+        apply(&mut network, &at(TcpEventKind::Open, 9000), "c", t0 + ttl);
+        let snapshot = network.publish(t0 + ttl, ttl);
+        assert_eq!(
+            value(&snapshot.connections, "c", &["outbound", "9000"]).map(|c| c.active()),
+            Some(1)
+        );
+        // Inbound ports (the listening ones) are not capped.
+        let mut inbound = event(TcpEventKind::Open, Direction::Inbound, "10.0.0.3:5000");
+        inbound.local_port = 8443;
+        apply(&mut network, &inbound, "c", t0 + ttl);
+        let snapshot = network.publish(t0 + ttl, ttl);
+        assert!(value(&snapshot.connections, "c", &["inbound", "8443"]).is_some());
     }
 
     #[test]

@@ -11,19 +11,19 @@ fn api_urls() {
     let url = parse_api_url("https://10.96.0.1:443").unwrap();
     assert_eq!(
         url,
-        Endpoint {
+        HttpUrl {
             https: true,
             host: "10.96.0.1".into(),
             port: 443,
             authority: "10.96.0.1:443".into(),
-            base_path: String::new(),
+            path: String::new(),
         }
     );
     let url = parse_api_url("https://[fd00::1]").unwrap();
     assert_eq!((url.host.as_str(), url.port), ("fd00::1", 443));
     let url = parse_api_url("http://127.0.0.1:8001/proxy/").unwrap();
     assert_eq!((url.https, url.port), (false, 8001));
-    assert_eq!(url.base_path, "/proxy");
+    assert_eq!(url.path, "/proxy");
     assert!(parse_api_url("ftp://x").is_err());
     assert!(parse_api_url("https://:443").is_err());
     assert!(parse_api_url("https://host:port").is_err());

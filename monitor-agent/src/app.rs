@@ -55,8 +55,10 @@ pub async fn run(config: Config, web: WebConfig) -> anyhow::Result<()> {
         net_bytes_entries: config.net_bytes_entries,
         tcp_events_bytes: config.tcp_events_bytes,
         payload_events_bytes: config.payload_events_bytes,
+        request_events_bytes: config.request_events_bytes,
         disabled: config.disabled_probes.clone(),
         socket_io: config.socket_io,
+        request_framing: config.request_framing,
         kernel_log_level: kernel_log_level(config.log_level),
     })?;
     if loaded.probes.iter().all(|state| !state.attached()) {

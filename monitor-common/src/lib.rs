@@ -36,6 +36,12 @@ pub mod program {
     /// Fallback for both on kernels without those tracepoints (6.1 and older): the exits of the
     /// read/write/send/recv system calls, the socket found from the file descriptor.
     pub const SOCK_IO_SYSCALL_EXIT: &str = "mon_sock_io_exit";
+    /// The same three hooks with HTTP/1.x framed in the kernel (`bpf_loop`, 5.17+): one
+    /// `REQUEST_EVENTS` record per completed request instead of a copy of every read and
+    /// write. Where the kernel refuses them, the copying programs above run instead.
+    pub const SOCK_SEND_FRAMED: &str = "mon_sock_send_framed";
+    pub const SOCK_RECV_FRAMED: &str = "mon_sock_recv_framed";
+    pub const SOCK_IO_SYSCALL_EXIT_FRAMED: &str = "mon_sock_io_exit_framed";
     /// Scheduler: a task became runnable (woken, or new), and a CPU switched tasks.
     pub const SCHED_WAKEUP: &str = "mon_sched_wakeup";
     pub const SCHED_WAKEUP_NEW: &str = "mon_sched_wakeup_new";
@@ -68,6 +74,9 @@ pub mod map {
     pub const TCP_EVENTS: &str = "TCP_EVENTS";
     pub const PAYLOAD_SOCKS: &str = "PAYLOAD_SOCKS";
     pub const PAYLOAD_EVENTS: &str = "PAYLOAD_EVENTS";
+    pub const HTTP_CONNS: &str = "HTTP_CONNS";
+    pub const FRAME_SCRATCH: &str = "FRAME_SCRATCH";
+    pub const REQUEST_EVENTS: &str = "REQUEST_EVENTS";
     pub const SCHED_CPU: &str = "SCHED_CPU";
     pub const RUNQ_LATENCY: &str = "RUNQ_LATENCY";
     pub const CPU_TIME: &str = "CPU_TIME";
@@ -76,7 +85,7 @@ pub mod map {
     pub const BLOCK_IO: &str = "BLOCK_IO";
 
     /// Every map of the object, for tools that look for leftovers.
-    pub const ALL: [&str; 19] = [
+    pub const ALL: [&str; 22] = [
         THREAD_START,
         PROCESS_STATE,
         EXCLUDED,
@@ -90,6 +99,9 @@ pub mod map {
         TCP_EVENTS,
         PAYLOAD_SOCKS,
         PAYLOAD_EVENTS,
+        HTTP_CONNS,
+        FRAME_SCRATCH,
+        REQUEST_EVENTS,
         SCHED_CPU,
         RUNQ_LATENCY,
         CPU_TIME,
@@ -168,6 +180,14 @@ pub mod capacity {
     pub const PAYLOAD_SOCKS: u32 = 65_536;
     /// Bytes of the payload ring buffer: about 7 000 captured reads/writes in flight.
     pub const PAYLOAD_EVENTS_BYTES: u32 = 4 * 1024 * 1024;
+    /// HTTP connections framed in the kernel at once (LRU, about 400 bytes each: a forgotten
+    /// connection is judged again at its next request).
+    pub const HTTP_CONNS: u32 = 8_192;
+    /// Bytes of the request ring buffer: about 15 000 completed requests (128 bytes and an
+    /// 8-byte header each) in flight, a quarter of a second at 60 000 requests/s.
+    pub const REQUEST_EVENTS_BYTES: u32 = 2 * 1024 * 1024;
+    /// Bytes of a request's target (server) or `Host` (client) a request record carries.
+    pub const REQUEST_TEXT: usize = 64;
     /// Process incarnations with run-queue waits or CPU time between sweeps.
     pub const RUNQ_LATENCY: u32 = 4_096;
     pub const CPU_TIME: u32 = 4_096;
@@ -230,10 +250,17 @@ pub enum Counter {
     OomKillsFull = 19,
     /// `BLOCK_IO` refused a key (full): that block request went uncounted.
     BlockIoFull = 20,
+    /// Completed requests the probes tried to write to `REQUEST_EVENTS` (read + dropped).
+    RequestEventsProduced = 21,
+    /// Completed requests lost because `REQUEST_EVENTS` had no room.
+    RequestEventsDropped = 22,
+    /// `HTTP_CONNS` refused a new connection (an update failed): its requests go uncounted
+    /// until it is judged again.
+    HttpConnsFull = 23,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 21] = [
+    pub const ALL: [Counter; 24] = [
         Counter::ProcessEventsProduced,
         Counter::ProcessEventsDropped,
         Counter::SyscallStatsFull,
@@ -255,6 +282,9 @@ impl Counter {
         Counter::CpuTimeFull,
         Counter::OomKillsFull,
         Counter::BlockIoFull,
+        Counter::RequestEventsProduced,
+        Counter::RequestEventsDropped,
+        Counter::HttpConnsFull,
     ];
     pub const LEN: u32 = Self::ALL.len() as u32;
 }
@@ -577,7 +607,33 @@ pub struct PayloadEvent {
     pub data: [u8; capacity::PAYLOAD_CAPTURE],
 }
 
+/// Record of the `REQUEST_EVENTS` ring buffer: one HTTP/1.x request framed in the kernel,
+/// from its first byte to its response's status line. No body byte, no query string.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct RequestEvent {
+    pub owner: Owner,
+    /// The socket's kernel address.
+    pub sk: u64,
+    /// When the request's first byte was seen, and its response's status line.
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub remote: Endpoint,
+    pub local_port: u16,
+    pub status: u16,
+    /// `monitor_framing::role`, `method` and `text_flags`.
+    pub role: u8,
+    pub method: u8,
+    pub flags: u8,
+    /// Bytes of `text` used.
+    pub text_len: u8,
+    pub _pad: [u8; 4],
+    /// Server: the request target, up to `?`/`#`. Client: the `Host` header's value.
+    pub text: [u8; capacity::REQUEST_TEXT],
+}
+
 const _: () = {
+    assert!(core::mem::size_of::<RequestEvent>() == 64 + capacity::REQUEST_TEXT);
     assert!(core::mem::size_of::<PayloadEvent>() == 64 + capacity::PAYLOAD_CAPTURE);
     assert!(core::mem::size_of::<Owner>() == 8);
     assert!(core::mem::size_of::<NetBytes>() == 16);
@@ -612,6 +668,7 @@ mod pod {
     unsafe impl aya::Pod for super::TcpConn {}
     unsafe impl aya::Pod for super::TcpEvent {}
     unsafe impl aya::Pod for super::PayloadEvent {}
+    unsafe impl aya::Pod for super::RequestEvent {}
     unsafe impl aya::Pod for super::SchedCpu {}
     unsafe impl aya::Pod for super::BlockStart {}
     unsafe impl aya::Pod for super::BlockKey {}

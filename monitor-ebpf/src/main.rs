@@ -4,6 +4,7 @@
 #![no_main]
 
 mod block;
+mod framing;
 mod maps;
 mod network;
 mod noop;

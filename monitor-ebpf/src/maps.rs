@@ -104,6 +104,29 @@ pub static PAYLOAD_SOCKS: LruHashMap<u64, u32> =
 #[map]
 pub static PAYLOAD_EVENTS: RingBuf = RingBuf::with_byte_size(capacity::PAYLOAD_EVENTS_BYTES, 0);
 
+/// HTTP/1.x framing state per socket judged HTTP by the framing programs (`framing`). LRU:
+/// a connection forgotten under pressure is judged again at its next request.
+#[map]
+pub static HTTP_CONNS: LruHashMap<u64, monitor_framing::Conn> =
+    LruHashMap::with_max_entries(capacity::HTTP_CONNS, 0);
+
+/// Per CPU: where the framing copies a window of a read/write, keeps what it changes while
+/// framing one (`framing::Scratch`), and the all-zero connection new `HTTP_CONNS` entries are created from (a `Conn`
+/// is too big for the BPF stack).
+#[repr(C)]
+pub struct FrameScratch {
+    pub window: [u8; monitor_framing::WINDOW],
+    pub state: crate::framing::Scratch,
+    pub blank: monitor_framing::Conn,
+}
+
+#[map]
+pub static FRAME_SCRATCH: PerCpuArray<FrameScratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// One record per request completed by the framing programs (`RequestEvent`).
+#[map]
+pub static REQUEST_EVENTS: RingBuf = RingBuf::with_byte_size(capacity::REQUEST_EVENTS_BYTES, 0);
+
 /// Per CPU: the task on it since when, and how long it waited first (`SchedCpu`).
 #[map]
 pub static SCHED_CPU: PerCpuArray<SchedCpu> = PerCpuArray::with_max_entries(1, 0);

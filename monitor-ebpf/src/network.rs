@@ -12,7 +12,7 @@ use aya_ebpf::{
 use monitor_common::{Counter, ListenerKey, TcpConn, TcpEvent, direction, tcp_event};
 
 use crate::{
-    maps::{PAYLOAD_SOCKS, TCP_CONNS, TCP_EVENTS, TCP_LISTENERS, batched_wakeup, bump},
+    maps::{HTTP_CONNS, PAYLOAD_SOCKS, TCP_CONNS, TCP_EVENTS, TCP_LISTENERS, batched_wakeup, bump},
     sock::{current_owner, family, local_port, now_ns, read, remote, tcp_family},
 };
 
@@ -223,6 +223,7 @@ pub fn mon_tcp_destroy(ctx: RawTracePointContext) -> i32 {
     let sk: u64 = ctx.arg(0);
     let _ = TCP_CONNS.remove(sk);
     let _ = PAYLOAD_SOCKS.remove(sk);
+    let _ = HTTP_CONNS.remove(sk);
     0
 }
 

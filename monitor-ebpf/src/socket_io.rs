@@ -1,6 +1,7 @@
-//! Socket I/O: payload bytes per process and the payload capture of request protocols, from
-//! whichever hook the running kernel offers. Every hook ends in `on_socket_io`, so what is
-//! recorded does not depend on where it was seen:
+//! Socket I/O: payload bytes per process, and requests framed in the kernel (`framing`, the
+//! `_framed` programs) or payloads copied for user space (`payload`, where the verifier
+//! refuses the framing), from whichever hook the running kernel offers. Every hook ends in
+//! `on_socket_io`, so what is recorded does not depend on where it was seen:
 //! - `sock_send_length` / `sock_recv_length` (not in 6.1, in 6.12): inside `sock_sendmsg`/`sock_recvmsg`,
 //!   the socket as an argument; non-socket I/O never reaches the probe.
 //! - `sys_exit` (any kernel): the exits of the read/write/send/recv system calls, the socket
@@ -16,6 +17,7 @@ use aya_ebpf::{
 use monitor_common::{Counter, NetBytes, global, payload_direction};
 
 use crate::{
+    framing,
     maps::{NET_BYTES, bump},
     payload::{self, NR_READ, NR_READV, NR_RECVFROM, NR_RECVMSG, NR_SENDMSG, NR_SENDTO},
     payload::{NR_WRITE, NR_WRITEV},
@@ -52,9 +54,41 @@ const S_IFSOCK: u16 = 0o140000;
 /// `sock_send_length(sk, ret, flags)`, inside `sock_sendmsg`: runs in the sender's context.
 #[raw_tracepoint(tracepoint = "sock_send_length")]
 pub fn mon_sock_send(ctx: RawTracePointContext) -> i32 {
+    on_send::<false>(ctx)
+}
+
+#[raw_tracepoint(tracepoint = "sock_send_length")]
+pub fn mon_sock_send_framed(ctx: RawTracePointContext) -> i32 {
+    on_send::<true>(ctx)
+}
+
+/// `sock_recv_length(sk, ret, flags)`, inside `sock_recvmsg`.
+#[raw_tracepoint(tracepoint = "sock_recv_length")]
+pub fn mon_sock_recv(ctx: RawTracePointContext) -> i32 {
+    on_recv::<false>(ctx)
+}
+
+#[raw_tracepoint(tracepoint = "sock_recv_length")]
+pub fn mon_sock_recv_framed(ctx: RawTracePointContext) -> i32 {
+    on_recv::<true>(ctx)
+}
+
+/// `sys_exit(regs, ret)` for kernels without the `sock_*_length` tracepoints.
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn mon_sock_io_exit(ctx: RawTracePointContext) -> i32 {
+    on_syscall_exit::<false>(ctx)
+}
+
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn mon_sock_io_exit_framed(ctx: RawTracePointContext) -> i32 {
+    on_syscall_exit::<true>(ctx)
+}
+
+#[inline(always)]
+fn on_send<const FRAMED: bool>(ctx: RawTracePointContext) -> i32 {
     let ret = ctx.arg::<u64>(1) as i32;
     if ret > 0 {
-        on_socket_io(
+        on_socket_io::<FRAMED>(
             ctx.arg(0),
             ret as u32,
             payload_direction::EGRESS,
@@ -64,14 +98,14 @@ pub fn mon_sock_send(ctx: RawTracePointContext) -> i32 {
     0
 }
 
-/// `sock_recv_length(sk, ret, flags)`, inside `sock_recvmsg`. A `MSG_PEEK` read leaves the
-/// data queued for the next read: counting it would count those bytes twice.
-#[raw_tracepoint(tracepoint = "sock_recv_length")]
-pub fn mon_sock_recv(ctx: RawTracePointContext) -> i32 {
+/// A `MSG_PEEK` read leaves the data queued for the next read: counting it would count
+/// those bytes twice.
+#[inline(always)]
+fn on_recv<const FRAMED: bool>(ctx: RawTracePointContext) -> i32 {
     let ret = ctx.arg::<u64>(1) as i32;
     let flags = ctx.arg::<u64>(2);
     if ret > 0 && flags & MSG_PEEK == 0 {
-        on_socket_io(
+        on_socket_io::<FRAMED>(
             ctx.arg(0),
             ret as u32,
             payload_direction::INGRESS,
@@ -81,9 +115,8 @@ pub fn mon_sock_recv(ctx: RawTracePointContext) -> i32 {
     0
 }
 
-/// `sys_exit(regs, ret)` for kernels without the `sock_*_length` tracepoints.
-#[raw_tracepoint(tracepoint = "sys_exit")]
-pub fn mon_sock_io_exit(ctx: RawTracePointContext) -> i32 {
+#[inline(always)]
+fn on_syscall_exit<const FRAMED: bool>(ctx: RawTracePointContext) -> i32 {
     let ret: i64 = ctx.arg(1);
     if ret <= 0 {
         return 0;
@@ -122,14 +155,19 @@ pub fn mon_sock_io_exit(ctx: RawTracePointContext) -> i32 {
         return 0;
     };
     let length = u32::try_from(ret).unwrap_or(u32::MAX);
-    on_socket_io(sk, length, direction, || payload::user_buffer(&regs));
+    on_socket_io::<FRAMED>(sk, length, direction, || payload::user_buffer(&regs));
     0
 }
 
-/// Counts `length` bytes moved through socket `sk` and offers the call to payload capture,
-/// for TCP sockets of processes the agent watches.
+/// Counts `length` bytes moved through socket `sk` and offers the call to request framing
+/// (`FRAMED`) or payload capture, for TCP sockets of processes the agent watches.
 #[inline(always)]
-fn on_socket_io(sk: u64, length: u32, direction: u32, buffer: impl FnOnce() -> Option<(u64, u64)>) {
+fn on_socket_io<const FRAMED: bool>(
+    sk: u64,
+    length: u32,
+    direction: u32,
+    buffer: impl FnOnce() -> Option<(u64, u64)>,
+) {
     let Some(owner) = current_owner() else { return };
     let Some(family) = tcp_family(sk) else { return };
     let (sent, received) = if direction == payload_direction::EGRESS {
@@ -138,7 +176,11 @@ fn on_socket_io(sk: u64, length: u32, direction: u32, buffer: impl FnOnce() -> O
         (0, u64::from(length))
     };
     add_bytes(owner, sent, received);
-    payload::capture(sk, owner, family, length, direction, buffer);
+    if FRAMED {
+        framing::frame(sk, owner, family, length, direction, buffer);
+    } else {
+        payload::capture(sk, owner, family, length, direction, buffer);
+    }
 }
 
 #[inline(always)]

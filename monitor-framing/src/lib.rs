@@ -4,19 +4,19 @@
 //! fixtures, the differential tests against `monitor-protocols`' parser and the fuzzer run
 //! it without root (`monitor_protocols::http::kernel::KernelTwin`).
 //!
-//! **Not in the probes yet.** Built into `mon_sock_send`/`mon_sock_recv`, the 6.18 verifier
-//! refuses it: with the connection state in map memory it walks every state's branch for
-//! every byte of a window, and its loop checkpoints (one per 20 jumps or 100 instructions)
-//! are too sparse to prune a byte loop, so one 256-byte window already exceeds its million
-//! instructions. Keeping the state in a register did not change that. What remains to try
-//! is in the 2026-12-05 notes (`bpf_loop` where the kernel has it, fewer branches per byte).
+//! **In the probes** (`monitor-ebpf/src/framing.rs`), on kernels with `bpf_loop` (5.17+):
+//! there [`Wire::scan`] steps through a window with `bpf_loop` and [`Conn::step_stored`] as
+//! its callback, so the verifier checks one byte's step once. Unrolled over a 256-byte window
+//! (this crate's own [`Wire::scan`]), the 6.18 verifier walked every state's branch for every
+//! byte and gave up past its million instructions; older kernels have no `bpf_loop`, and
+//! there the agent copies payloads and parses them in user space instead.
 //!
 //! The kernel build is why it looks the way it does:
 //!
 //! - **A byte-at-a-time state machine** over windows of [`WINDOW`] bytes that the caller
 //!   copies from the syscall's buffer ([`Wire::read`]): every loop has a constant bound, every
-//!   index is masked, and all state lives in [`Conn`] (a kernel map value), so the verifiers
-//!   of 5.10 onwards can prove and prune it. No allocation, no slices of unknown length.
+//!   index is masked, and all state lives in [`Conn`] (a kernel map value). No allocation,
+//!   no slices of unknown length.
 //! - **Bodies are skipped by count**, never read: `Content-Length` bodies in one jump, chunked
 //!   bodies chunk by chunk (only the size lines are read). A response's head is read to its
 //!   blank line, a request's head likewise, and nothing else.
@@ -40,8 +40,10 @@
 
 /// Bytes examined per copy from the syscall's buffer (a power of two: indexes are masked).
 pub const WINDOW: usize = 256;
-/// Windows read per read/write at most: 1 KiB of heads or chunk-size lines.
-pub const MAX_WINDOWS: u32 = 4;
+/// Windows read per read/write at most: 16 KiB of heads or chunk-size lines (long cookies;
+/// a large write of many small chunks). Each is a turn of the probes' outer `bpf_loop`,
+/// so the bound costs the verifier nothing, and a read/write pays only for what it needs.
+pub const MAX_WINDOWS: u32 = 64;
 /// Bytes of request target (server) or `Host` (client) kept per request.
 pub const TEXT_CAP: usize = 64;
 /// Requests awaiting their response (pipelining); a further one drops the oldest.
@@ -87,7 +89,8 @@ pub mod text_flags {
 }
 
 /// One read or write (BPF functions take at most five arguments: hence a struct).
-#[derive(Clone, Copy, Debug)]
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Io {
     /// `direction::*`.
     pub direction: u8,
@@ -119,6 +122,67 @@ pub trait Wire {
     fn now_ns(&mut self) -> u64;
     /// A request was answered with final status `status`, whose line began at `end_ns`.
     fn completed(&mut self, request: &Pending, role: u8, status: u16, end_ns: u64);
+
+    /// Frames one read/write: [`Conn::turn`] until it stops, at most [`MAX_TURNS`] times
+    /// (`Again` when the turns ran out). This plain loop is what user space runs; the probes
+    /// replace it with `bpf_loop`, `cursor` in map memory (see [`Cursor`]).
+    fn turns(
+        &mut self,
+        conn: &mut Conn,
+        side: usize,
+        io: &Io,
+        cursor: &mut Cursor,
+        window: &mut [u8; WINDOW],
+    ) -> Turn
+    where
+        Self: Sized,
+    {
+        let mut turn = 0;
+        while turn < MAX_TURNS {
+            turn += 1;
+            match conn.turn(side, io, cursor, window, self) {
+                Turn::Again => {}
+                done => return done,
+            }
+        }
+        Turn::Again
+    }
+
+    /// Steps `conn`'s side `side` through `window[..got]` (`got` is 1..=`WINDOW`) until a
+    /// byte ends the window's reading; the bytes used and that byte's [`Step`] (`Next` when
+    /// all were used). The side's state is in `conn` on entry and must be on return.
+    ///
+    /// This plain loop is what user space runs. The probes replace it with `bpf_loop` and
+    /// [`Conn::step_stored`] as its callback: the verifier then checks one byte's step once,
+    /// instead of walking every branch of every byte of an unrolled window.
+    fn scan(&mut self, conn: &mut Conn, side: usize, window: &[u8; WINDOW], got: u32) -> (u32, Step)
+    where
+        Self: Sized,
+    {
+        // The state is a local while the window is read, and stored once at the end: kept
+        // in a register, a verifier walking this loop knows it and follows only the branch
+        // of the state the bytes lead to.
+        let mut st = conn.sides[side].state;
+        // The loop ends at the constant WINDOW, `got` only breaks out of it: compilers turn
+        // `used < got` into `used != got`, which tells a verifier nothing, and it would walk
+        // on past any bound. Hidden from the compiler, `got` cannot replace WINDOW.
+        let got = opaque(got);
+        let mut used: u32 = 0;
+        let mut step = Step::Next;
+        while used < WINDOW as u32 {
+            if used >= got {
+                break;
+            }
+            let byte = window[masked(used as usize, WINDOW)];
+            used += 1;
+            step = conn.step(&mut st, side, byte, self);
+            if step != Step::Next {
+                break;
+            }
+        }
+        conn.sides[side].state = st;
+        (used, step)
+    }
 }
 
 /// A request whose request line was read, waiting for its response.
@@ -253,13 +317,42 @@ const MAX_CHUNK_DIGITS: u8 = 15;
 const MAX_CONTENT_LENGTH: u64 = 1 << 52;
 
 /// What one byte did to the parse.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Step {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
     Next,
     /// The side now skips bytes by count (or until the end): stop reading the window.
     Skip,
     /// The connection left HTTP.
     Done,
+}
+
+/// What a turn of framing a read/write left to do ([`Conn::turn`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Turn {
+    /// Another turn.
+    Again,
+    /// The read/write is done with (all of it used, or the rest is not framed).
+    Stop,
+    /// The connection left HTTP.
+    Done,
+}
+
+/// Turns per read/write at most: each either skips body bytes (at most twice in a row: data,
+/// then its CRLF read) or reads a window, so twice the windows bounds them.
+pub const MAX_TURNS: u32 = 2 * MAX_WINDOWS + 2;
+
+/// Where the framing of one read/write stands between its turns. The probes keep it in map
+/// memory, where the verifier knows none of its values and so checks a turn once for all.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cursor {
+    /// Bytes of the read/write done with.
+    offset: u32,
+    /// Windows read.
+    windows: u32,
+    /// The side's parse state (`Side::state`) while the read/write is framed.
+    st: u8,
+    _pad: [u8; 7],
 }
 
 /// Read/writes that start no request before a socket is judged not HTTP; also how many
@@ -437,31 +530,26 @@ impl Conn {
     /// already hold the read/write's start.
     pub fn feed<W: Wire>(&mut self, io: &Io, window: &mut [u8; WINDOW], wire: &mut W) -> Outcome {
         let k = side_of(self.role, io.direction);
-        // The state is a local while the read/write is framed, and stored once at the end:
-        // kept in a register, the verifier knows it and walks only the branch of the state
-        // the bytes lead to, where a value reloaded from the map at every byte would make it
-        // walk every state's branch at every byte.
-        let mut st = self.sides[k].state;
-        let outcome = self.frame(&mut st, k, io, window, wire);
-        self.sides[k].state = st;
+        let mut cursor = Cursor {
+            offset: 0,
+            windows: 0,
+            st: self.sides[k].state,
+            _pad: [0; 7],
+        };
+        let outcome = self.frame(k, io, &mut cursor, window, wire);
+        self.sides[k].state = cursor.st;
         outcome
     }
 
     fn frame<W: Wire>(
         &mut self,
-        st: &mut u8,
         k: usize,
         io: &Io,
+        cursor: &mut Cursor,
         window: &mut [u8; WINDOW],
         wire: &mut W,
     ) -> Outcome {
-        let Io {
-            length,
-            readable,
-            loaded,
-            ..
-        } = *io;
-        if *st == LOST {
+        if cursor.st == LOST {
             if self.proven == 0 {
                 self.misses += 1;
                 if self.misses >= MAX_MISSES {
@@ -470,77 +558,90 @@ impl Conn {
             }
             // Resynchronise: only a read/write that begins a message can, and if this one
             // does not, `step` finds it lost again at its first byte.
-            *st = IDLE;
+            cursor.st = IDLE;
             self.sides[k].framing = framing::RESYNCED;
         }
-        let readable = readable.min(length);
-        let mut offset: u32 = 0;
-        let mut windows: u32 = 0;
-        // Each turn either skips body bytes (at most twice in a row: data, then its CRLF
-        // read) or reads a window: twice the windows bounds it.
-        let mut turn = 0;
-        while turn < 2 * MAX_WINDOWS + 2 {
-            turn += 1;
-            if offset >= length {
-                break;
-            }
-            match *st {
-                BODY | CHUNK_DATA => {
-                    let side = &mut self.sides[k];
-                    let skip = side.remaining.min(u64::from(length - offset));
-                    side.remaining -= skip;
-                    offset += skip as u32;
-                    if side.remaining == 0 {
-                        *st = if *st == BODY { IDLE } else { CHUNK_END };
-                    }
-                    continue;
-                }
-                UNTIL_CLOSE | LOST => break,
-                _ => {}
-            }
-            // Head bytes this call cannot read, or read no more of: the framing is lost.
-            if offset >= readable || windows == MAX_WINDOWS {
-                if offset >= readable && self.cut(st, k, wire) == Step::Done {
-                    return Outcome::Done;
-                }
-                *st = LOST;
-                break;
-            }
-            let want = (readable - offset).min(WINDOW as u32);
-            let got = if offset == 0 && loaded > 0 {
-                loaded.min(want)
-            } else {
-                wire.read(offset, want, window)
-            };
-            windows += 1;
-            if got == 0 {
-                *st = LOST;
-                break;
-            }
-            // The loop ends at the constant WINDOW, `got` only breaks out of it: compilers turn
-            // `used < got` into `used != got`, which tells the verifier nothing, and it would
-            // walk on past any bound. Hidden from the compiler, `got` cannot replace WINDOW.
-            let got = opaque(got);
-            let mut used: u32 = 0;
-            while used < WINDOW as u32 {
-                if used >= got {
-                    break;
-                }
-                let byte = window[masked(used as usize, WINDOW)];
-                used += 1;
-                match self.step(st, k, byte, wire) {
-                    Step::Next => {}
-                    Step::Skip => break,
-                    Step::Done => return Outcome::Done,
-                }
-            }
-            offset += used;
+        if wire.turns(self, k, io, cursor, window) == Turn::Done {
+            return Outcome::Done;
         }
         // Out of turns with head bytes left: what they hold is unknown.
-        if offset < length && !matches!(*st, BODY | CHUNK_DATA | UNTIL_CLOSE | LOST) {
-            *st = LOST;
+        if cursor.offset < io.length && !matches!(cursor.st, BODY | CHUNK_DATA | UNTIL_CLOSE | LOST)
+        {
+            cursor.st = LOST;
         }
         Outcome::Framing
+    }
+
+    /// One turn of framing a read/write on side `side`: skips body bytes, or reads a window
+    /// and steps through it ([`Wire::scan`]). The body of the probes' outer `bpf_loop`
+    /// callback ([`Wire::turns`]), so everything it carries from one turn to the next is in
+    /// `cursor`.
+    pub fn turn<W: Wire>(
+        &mut self,
+        side: usize,
+        io: &Io,
+        cursor: &mut Cursor,
+        window: &mut [u8; WINDOW],
+        wire: &mut W,
+    ) -> Turn {
+        let k = side & 1;
+        let length = io.length;
+        let readable = io.readable.min(length);
+        if cursor.offset >= length {
+            return Turn::Stop;
+        }
+        match cursor.st {
+            BODY | CHUNK_DATA => {
+                let side = &mut self.sides[k];
+                let skip = side.remaining.min(u64::from(length - cursor.offset));
+                side.remaining -= skip;
+                cursor.offset += skip as u32;
+                if side.remaining == 0 {
+                    cursor.st = if cursor.st == BODY { IDLE } else { CHUNK_END };
+                }
+                return Turn::Again;
+            }
+            UNTIL_CLOSE | LOST => return Turn::Stop,
+            _ => {}
+        }
+        // Head bytes this call cannot read, or read no more of: the framing is lost.
+        if cursor.offset >= readable || cursor.windows >= MAX_WINDOWS {
+            if cursor.offset >= readable && self.cut(&mut cursor.st, k, wire) == Step::Done {
+                return Turn::Done;
+            }
+            cursor.st = LOST;
+            return Turn::Stop;
+        }
+        let want = (readable - cursor.offset).min(WINDOW as u32);
+        let got = if cursor.offset == 0 && io.loaded > 0 {
+            io.loaded.min(want)
+        } else {
+            wire.read(cursor.offset, want, window)
+        };
+        cursor.windows += 1;
+        if got == 0 {
+            cursor.st = LOST;
+            return Turn::Stop;
+        }
+        self.sides[k].state = cursor.st;
+        let (used, step) = wire.scan(self, k, window, got);
+        cursor.st = self.sides[k].state;
+        if step == Step::Done {
+            return Turn::Done;
+        }
+        cursor.offset += used;
+        Turn::Again
+    }
+
+    /// One byte of side `side`, its state read from and written back to `self`: the body
+    /// of the probes' `bpf_loop` callback ([`Wire::scan`]).
+    #[inline(always)]
+    pub fn step_stored<W: Wire>(&mut self, side: usize, byte: u8, wire: &mut W) -> Step {
+        let side = side & 1;
+        let mut st = self.sides[side].state;
+        let step = self.step(&mut st, side, byte, wire);
+        self.sides[side].state = st;
+        step
     }
 
     fn step<W: Wire>(&mut self, st: &mut u8, k: usize, byte: u8, wire: &mut W) -> Step {

@@ -115,9 +115,24 @@ fn nginx(comm: &str) -> (Running, u16) {
     (running, port)
 }
 
+/// Framed in the kernel (this kernel has `bpf_loop`): one request record per request on
+/// each side, and not one payload copied.
 #[test]
 fn nginx_and_curl_exact_counts_per_status_on_both_sides() {
-    nginx_and_curl_exact(&[]);
+    let agent = nginx_and_curl_exact(&[]);
+    let scrape = agent.scrape();
+    let produced = |ring: &str| {
+        scrape.value(
+            "monitor_ringbuf_events_produced_total",
+            &[("ringbuf", ring)],
+        )
+    };
+    assert_eq!(produced("payload_events"), Some(0.0));
+    assert!(produced("request_events") >= Some(64.0));
+    assert_eq!(
+        scrape.value("monitor_requests_framed_in_kernel", &[]),
+        Some(1.0)
+    );
 }
 
 /// Kernels before 6.3 capture requests at the exits of the read/write/send/recv system
@@ -132,6 +147,35 @@ fn nginx_and_curl_exact_through_the_syscall_exit_hook_too() {
         ),
         Some(1.0)
     );
+}
+
+/// Kernels before 5.17 cannot frame requests (no `bpf_loop`): the reads and writes are
+/// copied and parsed in user space, and the same counts must come out of that path, through
+/// either hook.
+#[test]
+fn nginx_and_curl_exact_with_the_framing_in_user_space_too() {
+    for hook in ["tracepoints", "syscalls"] {
+        let agent = nginx_and_curl_exact(&[
+            "--probes.request-framing",
+            "user",
+            "--probes.socket-io",
+            hook,
+        ]);
+        let scrape = agent.scrape();
+        let produced = |ring: &str| {
+            scrape.value(
+                "monitor_ringbuf_events_produced_total",
+                &[("ringbuf", ring)],
+            )
+        };
+        assert!(produced("payload_events") > Some(0.0), "{hook}");
+        assert_eq!(produced("request_events"), Some(0.0), "{hook}");
+        assert_eq!(
+            scrape.value("monitor_requests_framed_in_kernel", &[]),
+            Some(0.0),
+            "{hook}"
+        );
+    }
 }
 
 fn nginx_and_curl_exact(agent_args: &[&str]) -> Agent {

@@ -365,6 +365,7 @@ fn connect_outcomes(agent: &Agent, pair: &NetnsPair, family: Family) {
 fn bytes_are_counted_exactly_on_both_ends_and_peeks_are_not() {
     let agent = bytes_are_exact(&[]);
     assert_socket_io_hook(&agent, "mon_sock_send", "sock_send_length");
+    assert_framed_in_kernel(&agent, true);
 }
 
 /// Kernels before 6.3 have no `sock_*_length` tracepoints; their hook is forced here.
@@ -372,6 +373,27 @@ fn bytes_are_counted_exactly_on_both_ends_and_peeks_are_not() {
 fn bytes_are_exact_through_the_syscall_exit_hook_too() {
     let agent = bytes_are_exact(&["--probes.socket-io", "syscalls"]);
     assert_socket_io_hook(&agent, "mon_sock_io_exit", "sys_exit");
+    assert_framed_in_kernel(&agent, true);
+}
+
+/// Where the kernel cannot frame requests (before 5.17), the copying programs run: the same
+/// bytes through them.
+#[test]
+fn bytes_are_exact_through_the_copying_programs_too() {
+    let agent = bytes_are_exact(&["--probes.request-framing", "user"]);
+    assert_socket_io_hook(&agent, "mon_sock_send", "sock_send_length");
+    assert_framed_in_kernel(&agent, false);
+}
+
+/// Where requests are framed, as the agent reports it: the probes run the framing programs
+/// (this kernel has `bpf_loop`), or the copying ones.
+pub fn assert_framed_in_kernel(agent: &Agent, framed: bool) {
+    assert_eq!(
+        agent
+            .scrape()
+            .value("monitor_requests_framed_in_kernel", &[]),
+        Some(f64::from(u8::from(framed)))
+    );
 }
 
 /// Socket I/O was read through `program` on `tracepoint`, and every socket I/O hook shown
@@ -381,10 +403,7 @@ pub fn assert_socket_io_hook(agent: &Agent, program: &str, tracepoint: &str) {
     let label = |sample: &tests::Sample, name: &str| sample.labels[name].clone();
     let hooks: Vec<(String, String, f64)> = scrape
         .matching("monitor_probe_attached", &[])
-        .filter(|sample| {
-            ["mon_sock_send", "mon_sock_recv", "mon_sock_io_exit"]
-                .contains(&label(sample, "probe").as_str())
-        })
+        .filter(|sample| label(sample, "probe").starts_with("mon_sock_"))
         .map(|sample| {
             (
                 label(sample, "probe"),

@@ -62,9 +62,10 @@ pub struct Health {
 fn hooks_where(probes: &[ProbeState], holds: fn(&ProbeState) -> bool) -> Vec<(Hook, bool)> {
     let mut rows: Vec<(Hook, bool)> = Vec::new();
     for state in probes {
-        match rows.iter_mut().find(|(hook, _)| *hook == state.hook) {
+        let hook = state.labelled_hook();
+        match rows.iter_mut().find(|(row, _)| *row == hook) {
             Some((_, value)) => *value |= holds(state),
-            None => rows.push((state.hook, holds(state))),
+            None => rows.push((hook, holds(state))),
         }
     }
     rows
@@ -104,6 +105,10 @@ pub fn published(health: &Health, probes: &[ProbeState], build: &BuildInfo) -> V
         ),
         Published::plain(PROBE_ATTACHED, hooks(ProbeState::attached)),
         Published::plain(PROBE_DISABLED, hooks(ProbeState::disabled)),
+        Published::single(
+            REQUESTS_FRAMED_IN_KERNEL,
+            f64::from(u8::from(crate::probes::frames_in_kernel(probes))),
+        ),
         Published::plain(
             MAP_INSERT_FAILURES,
             health

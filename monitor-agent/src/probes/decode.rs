@@ -80,6 +80,24 @@ pub struct PayloadRecord {
     pub data: Vec<u8>,
 }
 
+/// `monitor_common::RequestEvent`, typed: one HTTP/1.x request framed in the kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestRecord {
+    pub owner: Owner,
+    pub sk: u64,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub remote: SocketAddr,
+    pub local_port: u16,
+    pub status: u16,
+    /// `monitor_framing::role`, `method` and `text_flags`, as the kernel wrote them.
+    pub role: u8,
+    pub method: u8,
+    pub flags: u8,
+    /// The request target's start (server) or the `Host` value (client).
+    pub text: Vec<u8>,
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum DecodeError {
     Length { expected: usize, got: usize },
@@ -225,6 +243,40 @@ pub fn payload_event(record: &[u8]) -> Result<PayloadRecord, DecodeError> {
         remote,
         local_port,
         data: buf[..captured as usize].to_vec(),
+    })
+}
+
+pub fn request_event(record: &[u8]) -> Result<RequestRecord, DecodeError> {
+    check_length::<monitor_common::RequestEvent>(record)?;
+    let mut buf = record;
+    let tgid = buf.get_u32_ne();
+    let generation = buf.get_u32_ne();
+    let sk = buf.get_u64_ne();
+    let start_ns = buf.get_u64_ne();
+    let end_ns = buf.get_u64_ne();
+    let remote = endpoint(&mut buf)?;
+    let local_port = buf.get_u16_ne();
+    let status = buf.get_u16_ne();
+    let role = buf.get_u8();
+    let method = buf.get_u8();
+    let flags = buf.get_u8();
+    let text_len = buf.get_u8();
+    buf.advance(4);
+    if usize::from(text_len) > buf.len() {
+        return Err(DecodeError::Captured(u32::from(text_len)));
+    }
+    Ok(RequestRecord {
+        owner: Owner { tgid, generation },
+        sk,
+        start_ns,
+        end_ns,
+        remote,
+        local_port,
+        status,
+        role,
+        method,
+        flags,
+        text: buf[..usize::from(text_len)].to_vec(),
     })
 }
 
@@ -383,6 +435,37 @@ mod tests {
         assert_eq!(event.data, b"GET");
         record[4..8].copy_from_slice(&10_000u32.to_ne_bytes());
         assert_eq!(payload_event(&record), Err(DecodeError::Captured(10_000)));
+    }
+
+    #[test]
+    fn request_events_carry_only_the_text_used() {
+        let mut record = Vec::new();
+        record.extend_from_slice(&42u32.to_ne_bytes());
+        record.extend_from_slice(&3u32.to_ne_bytes());
+        record.extend_from_slice(&0xffff_8880_dead_beefu64.to_ne_bytes());
+        record.extend_from_slice(&1_000u64.to_ne_bytes());
+        record.extend_from_slice(&251_000u64.to_ne_bytes());
+        record.extend_from_slice(&10u16.to_ne_bytes());
+        record.extend_from_slice(&40_000u16.to_ne_bytes());
+        record.extend_from_slice(&Ipv6Addr::LOCALHOST.octets());
+        record.extend_from_slice(&8080u16.to_ne_bytes());
+        record.extend_from_slice(&404u16.to_ne_bytes());
+        record.extend_from_slice(&[1, 1, 0, 6, 0, 0, 0, 0]);
+        record.extend_from_slice(b"/users");
+        record.resize(size_of::<monitor_common::RequestEvent>(), 0xaa);
+        let event = request_event(&record).unwrap();
+        assert_eq!((event.owner.tgid, event.owner.generation), (42, 3));
+        assert_eq!((event.start_ns, event.end_ns), (1_000, 251_000));
+        assert_eq!(event.remote.to_string(), "[::1]:40000");
+        assert_eq!((event.local_port, event.status), (8080, 404));
+        assert_eq!((event.role, event.method, event.flags), (1, 1, 0));
+        assert_eq!(event.text, b"/users");
+        record[59] = 65;
+        assert_eq!(request_event(&record), Err(DecodeError::Captured(65)));
+        assert!(matches!(
+            request_event(&record[..10]),
+            Err(DecodeError::Length { .. })
+        ));
     }
 
     #[test]

@@ -222,6 +222,56 @@ pub enum SocketIoHook {
     Syscalls,
 }
 
+/// Where HTTP/1.x requests are framed: `--probes.request-framing`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum RequestFraming {
+    /// In the kernel where its verifier accepts the framing programs (they need bpf_loop,
+    /// 5.17+), else in user space.
+    #[default]
+    Auto,
+    /// Only in the kernel: one record per request, no payload copied. Where the kernel
+    /// refuses it, the socket I/O probes stay detached.
+    Kernel,
+    /// Only in user space: a prefix of every read/write of an HTTP socket is copied to the
+    /// agent and parsed there (any kernel; costlier per call).
+    User,
+}
+
+/// Each copying socket I/O program and the program that frames requests in the kernel on
+/// the same hook.
+const FRAMING_PROGRAMS: [(&str, &str); 3] = [
+    (program::SOCK_SEND, program::SOCK_SEND_FRAMED),
+    (program::SOCK_RECV, program::SOCK_RECV_FRAMED),
+    (
+        program::SOCK_IO_SYSCALL_EXIT,
+        program::SOCK_IO_SYSCALL_EXIT_FRAMED,
+    ),
+];
+
+/// The program that frames requests in the kernel on `hook`, for a socket I/O hook.
+fn framed(hook: Hook) -> Option<Hook> {
+    FRAMING_PROGRAMS
+        .iter()
+        .find(|(copying, _)| *copying == hook.program)
+        .map(|&(_, program)| Hook {
+            program,
+            tracepoint: hook.tracepoint,
+        })
+}
+
+fn is_framed(hook: &Hook) -> bool {
+    FRAMING_PROGRAMS
+        .iter()
+        .any(|(_, framing)| *framing == hook.program)
+}
+
+/// Whether requests are framed in the kernel: a framing program runs.
+pub fn frames_in_kernel(probes: &[ProbeState]) -> bool {
+    probes
+        .iter()
+        .any(|state| state.attached() && is_framed(&state.hook))
+}
+
 /// Why a probe is not attached: an operator's choice is not a fault, and alerts and
 /// `/healthz` must tell the two apart without parsing messages.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -250,6 +300,20 @@ impl ProbeState {
         self.detached == Some(Detached::Disabled)
     }
 
+    /// The hook as the probe metrics name it: a framing program under the name of the
+    /// copying program it stands for, so that series and alerts do not depend on where the
+    /// kernel lets requests be framed (`monitor_requests_framed_in_kernel` tells that).
+    pub fn labelled_hook(&self) -> Hook {
+        let program = FRAMING_PROGRAMS
+            .iter()
+            .find(|(_, framing)| *framing == self.hook.program)
+            .map_or(self.hook.program, |&(copying, _)| copying);
+        Hook {
+            program,
+            tracepoint: self.hook.tracepoint,
+        }
+    }
+
     /// The kernel's (or BTF's) reason, for a refused probe only.
     pub fn refusal(&self) -> Option<&str> {
         match &self.detached {
@@ -268,9 +332,11 @@ pub struct LoadSettings {
     pub net_bytes_entries: u32,
     pub tcp_events_bytes: u32,
     pub payload_events_bytes: u32,
+    pub request_events_bytes: u32,
     /// Programs of `PROBES` not to attach (`--probes.disable`).
     pub disabled: Vec<String>,
     pub socket_io: SocketIoHook,
+    pub request_framing: RequestFraming,
     /// `aya-log` level inside the kernel (1 error … 5 trace), so disabled logs cost nothing.
     pub kernel_log_level: u8,
 }
@@ -305,7 +371,8 @@ pub fn load(settings: &LoadSettings) -> anyhow::Result<Loaded> {
         .map_max_entries(map::TCP_CONNS, settings.tcp_conns_entries)
         .map_max_entries(map::NET_BYTES, settings.net_bytes_entries)
         .map_max_entries(map::TCP_EVENTS, settings.tcp_events_bytes)
-        .map_max_entries(map::PAYLOAD_EVENTS, settings.payload_events_bytes);
+        .map_max_entries(map::PAYLOAD_EVENTS, settings.payload_events_bytes)
+        .map_max_entries(map::REQUEST_EVENTS, settings.request_events_bytes);
     if let Ok(offsets) = &offsets {
         for (global, offset) in offsets {
             loader.override_global(global, offset, true);
@@ -338,6 +405,11 @@ pub fn load(settings: &LoadSettings) -> anyhow::Result<Loaded> {
             map::PAYLOAD_EVENTS,
             u64::from(settings.payload_events_bytes),
         ),
+        (map::HTTP_CONNS, u64::from(capacity::HTTP_CONNS)),
+        (
+            map::REQUEST_EVENTS,
+            u64::from(settings.request_events_bytes),
+        ),
     ];
     let preallocated_object = preallocated_object(&capacities)?;
     let mut ebpf = loader
@@ -368,7 +440,8 @@ pub fn load(settings: &LoadSettings) -> anyhow::Result<Loaded> {
                 );
                 return not_attached(Detached::Refused(why.clone()));
             }
-            attach_probe(&mut ebpf, probe, settings.socket_io, &mut attached)
+            let hooks = hooks(probe, settings.socket_io, settings.request_framing);
+            attach_probe(&mut ebpf, probe, &hooks, &mut attached)
         })
         .collect();
     Ok(Loaded {
@@ -431,17 +504,27 @@ fn socket_io_directions(disabled: &[String]) -> u32 {
 /// and registers them; elsewhere it would read the wrong calls, so it is not offered.
 const SYSCALL_EXIT_CAPTURE: bool = cfg!(target_arch = "x86_64");
 
-/// The hooks to try for `probe`, in order of preference.
-fn hooks(probe: &Probe, socket_io: SocketIoHook) -> Vec<Hook> {
+/// The hooks to try for `probe`, in order of preference. For socket I/O, every hook that
+/// frames requests in the kernel comes before every hook that copies payloads (`auto`).
+fn hooks(probe: &Probe, socket_io: SocketIoHook, framing: RequestFraming) -> Vec<Hook> {
     let primary = std::iter::once(probe.primary());
     let fallback = probe
         .fallback
         .filter(|_| SYSCALL_EXIT_CAPTURE || !probe.is_socket_io())
         .into_iter();
-    match (probe.is_socket_io(), socket_io) {
+    let copying: Vec<Hook> = match (probe.is_socket_io(), socket_io) {
         (true, SocketIoHook::Tracepoints) => primary.collect(),
         (true, SocketIoHook::Syscalls) => fallback.collect(),
         _ => primary.chain(fallback).collect(),
+    };
+    if !probe.is_socket_io() {
+        return copying;
+    }
+    let framing_hooks = copying.iter().filter_map(|&hook| framed(hook));
+    match framing {
+        RequestFraming::Auto => framing_hooks.chain(copying.iter().copied()).collect(),
+        RequestFraming::Kernel => framing_hooks.collect(),
+        RequestFraming::User => copying,
     }
 }
 
@@ -449,14 +532,25 @@ fn hooks(probe: &Probe, socket_io: SocketIoHook) -> Vec<Hook> {
 /// attached (a fallback that serves two probes) is shared, never attached twice: its
 /// program would then run twice per event. Each refusal is one log line; the verifier's
 /// whole log only at debug level.
+///
+/// Both directions of socket I/O must frame the same way (a connection's requests and
+/// responses meet in one state): once one socket I/O hook runs, the other probe is offered
+/// only hooks of its kind.
 fn attach_probe(
     ebpf: &mut Ebpf,
     probe: &Probe,
-    socket_io: SocketIoHook,
+    hooks: &[Hook],
     attached: &mut Vec<Hook>,
 ) -> ProbeState {
     let mut refusals = Vec::new();
-    for hook in hooks(probe, socket_io) {
+    let kind = attached
+        .iter()
+        .find(|hook| framed(**hook).is_some() || is_framed(hook))
+        .map(is_framed);
+    let hooks = hooks.iter().copied().filter(|hook| {
+        !probe.is_socket_io() || kind.is_none_or(|framed| framed == is_framed(hook))
+    });
+    for hook in hooks {
         if attached.contains(&hook) {
             info!(
                 "probe {} uses {} on raw tracepoint {}, already attached",

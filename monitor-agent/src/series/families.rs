@@ -293,6 +293,15 @@ pub mod family {
         labels: &[label::PROBE, label::TRACEPOINT],
         workload: false,
     };
+    pub const REQUESTS_FRAMED_IN_KERNEL: Family = Family {
+        name: "monitor_requests_framed_in_kernel",
+        help: "1 if HTTP requests are framed in the kernel (one record per request; Linux \
+               5.17+), 0 if read/write prefixes are copied and parsed in the agent \
+               (--probes.request-framing; the metrics are the same).",
+        kind: Kind::Gauge,
+        labels: &[],
+        workload: false,
+    };
     pub const PROBE_DISABLED: Family = Family {
         name: "monitor_probe_disabled",
         help: "1 if the probe was disabled on purpose with --probes.disable (so \
@@ -538,6 +547,7 @@ pub mod family {
         PROC_ACCESS_DENIED,
         PROBE_ATTACHED,
         PROBE_DISABLED,
+        REQUESTS_FRAMED_IN_KERNEL,
         RINGBUF_PRODUCED,
         RINGBUF_READ,
         RINGBUF_LOST,

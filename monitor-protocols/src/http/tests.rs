@@ -734,6 +734,60 @@ mod kernel_framing {
         );
     }
 
+    /// The integration test's 1 MiB chunked body (`tests/tests/http_framing.rs`): chunks of
+    /// 1 to 70,000 bytes, cut into writes of 3 to 250,000 bytes that start anywhere, every
+    /// other one at a fake status line inside the data, with a request pipelined behind it.
+    #[test]
+    fn a_one_mib_chunked_body_in_writes_that_start_anywhere_keeps_the_framing() {
+        const FAKE: &[u8] = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n";
+        let total = 1 << 20;
+        let body: Vec<u8> = FAKE.iter().copied().cycle().take(total).collect();
+        let sizes = [1, 13, 100, 511, 512, 513, 4096, 9000, 65529, 70000, 2, 300];
+        let (mut encoded, mut sent, mut chunks) = (Vec::new(), 0, 0);
+        while sent < total {
+            let n = sizes[chunks % sizes.len()].min(total - sent);
+            encoded.extend_from_slice(format!("{n:x}\r\n").as_bytes());
+            encoded.extend_from_slice(&body[sent..sent + n]);
+            encoded.extend_from_slice(b"\r\n");
+            (sent, chunks) = (sent + n, chunks + 1);
+        }
+        encoded.extend_from_slice(b"0\r\n\r\n");
+        let mut ios = vec![
+            io(
+                Ingress,
+                b"GET /big HTTP/1.1\r\n\r\nGET /after HTTP/1.1\r\n\r\n",
+                1,
+            ),
+            io(
+                Egress,
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                2,
+            ),
+        ];
+        let cuts = [7, 1000, 100000, 3, 250000, 4096, 65536, 517];
+        let (mut at, mut writes) = (0, 0);
+        while at < encoded.len() {
+            let mut end = (at + cuts[writes % cuts.len()]).min(encoded.len());
+            if writes % 2 == 1 {
+                end = encoded[end..]
+                    .windows(12)
+                    .position(|w| w == &FAKE[..12])
+                    .map_or(encoded.len(), |p| end + p);
+            }
+            ios.push(io(Egress, &encoded[at..end], 3));
+            (at, writes) = (end, writes + 1);
+        }
+        ios.push(io(
+            Egress,
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+            9,
+        ));
+        assert_eq!(
+            summary(&twin(&ios)),
+            [("GET", 200, "/big", 1), ("GET", 404, "/after", 8)]
+        );
+    }
+
     #[test]
     fn pipelined_requests_in_one_read_and_responses_in_one_write() {
         let requests = b"GET /a HTTP/1.1\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyzDELETE /c HTTP/1.1\r\n\r\n";

@@ -14,12 +14,13 @@ use super::{
 };
 
 /// Also the order within each round.
-pub const CONDITIONS: [Condition; 6] = [
+pub const CONDITIONS: [Condition; 7] = [
     Condition::None,
     Condition::Agent,
     Condition::AgentOnly(Family::Syscalls),
     Condition::AgentOnly(Family::Tcp),
     Condition::AgentOnly(Family::Capture),
+    Condition::AgentUserFraming,
     Condition::Bpftrace,
 ];
 
@@ -483,10 +484,16 @@ impl HttpReport {
         out.push_str("\nConditions:\n\n- `none`: nothing attached.\n");
         out.push_str(
             "- `agent`: the release agent with its default settings: syscall hooks, TCP \
-             probes, and HTTP payload capture with request parsing in user space \
+             probes, HTTP requests framed in the kernel, one record per request \
              (`http_server_request_duration_seconds` for nginx, \
              `http_client_request_duration_seconds` for wrk), and the scheduler and OOM \
              probes.\n",
+        );
+        out.push_str(
+            "- `agent:user-framing`: the same agent with the requests framed in user space \
+             (`--probes.request-framing user`), as on kernels without `bpf_loop` (before \
+             5.17): a prefix of every read and write of an HTTP socket is copied to the \
+             agent and parsed there.\n",
         );
         for family in Family::ALL {
             let _ = writeln!(

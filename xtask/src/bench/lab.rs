@@ -149,7 +149,7 @@ impl Lab {
         match condition {
             Condition::None => work().map(Measured::Done),
             Condition::Empty => self.with_hook_floor(work),
-            Condition::Agent | Condition::AgentOnly(_) => Ok(self
+            Condition::Agent | Condition::AgentOnly(_) | Condition::AgentUserFraming => Ok(self
                 .with_agent(condition, work, false)?
                 .map(|observed| observed.value)),
             Condition::Bpftrace => self.with_bpftrace(bpftrace_script, work),
@@ -177,6 +177,9 @@ impl Lab {
     fn agent_args(&self, condition: Condition) -> Result<Vec<String>> {
         Ok(match condition {
             Condition::AgentOnly(family) => self.probe_plan()?.agent_args(family).to_vec(),
+            Condition::AgentUserFraming => {
+                vec!["--probes.request-framing".into(), "user".into()]
+            }
             _ => Vec::new(),
         })
     }

@@ -11,6 +11,9 @@ pub enum Condition {
     /// The agent with process lifecycle and one family of probes only (`--probes.disable`
     /// the rest): that family's share of the agent's cost.
     AgentOnly(Family),
+    /// The whole agent with requests framed in user space (`--probes.request-framing user`),
+    /// as on kernels without `bpf_loop`: what framing in the kernel saves.
+    AgentUserFraming,
     Bpftrace,
 }
 
@@ -29,13 +32,17 @@ impl Condition {
             Condition::Empty => "empty",
             Condition::Agent => "agent",
             Condition::AgentOnly(family) => family.condition_name(),
+            Condition::AgentUserFraming => "agent:user-framing",
             Condition::Bpftrace => "bpftrace",
         }
     }
 
     /// Whether the condition runs the agent (whole or in part).
     pub fn is_agent(self) -> bool {
-        matches!(self, Condition::Agent | Condition::AgentOnly(_))
+        matches!(
+            self,
+            Condition::Agent | Condition::AgentOnly(_) | Condition::AgentUserFraming
+        )
     }
 
     fn description(self) -> &'static str {
@@ -49,6 +56,10 @@ impl Condition {
             Condition::Agent => "the release agent with its default settings.",
             Condition::AgentOnly(_) => {
                 "the release agent with process lifecycle and one family of probes only."
+            }
+            Condition::AgentUserFraming => {
+                "the release agent with requests framed in user space \
+                 (`--probes.request-framing user`)."
             }
             Condition::Bpftrace => {
                 "a bpftrace script keeping a per-(comm, syscall) latency histogram, \

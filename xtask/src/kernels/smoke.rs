@@ -442,15 +442,16 @@ fn smoke(options: &GuestOptions, work: &Path, result: &mut SmokeResult) -> Resul
     let fell_back = result
         .probes
         .iter()
-        .any(|probe| probe.probe == SOCKET_IO_FALLBACK && probe.attached);
+        .any(|probe| SOCKET_IO_FALLBACK.contains(&probe.probe.as_str()) && probe.attached);
     if fell_back {
         result.refusal = Some(refusal_log(options)?);
     }
     Ok(())
 }
 
-/// The program socket I/O falls back to where the `sock_*_length` hooks are refused.
-const SOCKET_IO_FALLBACK: &str = "mon_sock_io_exit";
+/// The programs socket I/O falls back to where the `sock_*_length` hooks are refused
+/// (framing requests in the kernel, or copying payloads where it cannot).
+const SOCKET_IO_FALLBACK: [&str; 2] = ["mon_sock_io_exit_framed", "mon_sock_io_exit"];
 
 /// Forces the socket I/O probes onto the hooks this kernel refused (`--probes.socket-io
 /// tracepoints`), once at info and once at debug level, and reads what the agent logged

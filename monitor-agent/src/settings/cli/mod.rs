@@ -258,6 +258,12 @@ pub struct Config {
           default_value_t = capacity::PAYLOAD_EVENTS_BYTES, value_parser = parse_ring_bytes)]
     pub payload_events_bytes: u32,
 
+    /// Bytes of the ring buffer of requests framed in the kernel (HTTP): a power of two, at
+    /// least one page (4096). Each request takes 136 bytes.
+    #[arg(long = "kernel.request-events-bytes", value_name = "BYTES",
+          default_value_t = capacity::REQUEST_EVENTS_BYTES, value_parser = parse_ring_bytes)]
+    pub request_events_bytes: u32,
+
     /// Distinct program names each parent process's children keep as their own comm. A
     /// later new name that exits within --processes.short-lived of its exec is counted as
     /// comm="[short-lived]" (other identity labels kept), so a shell loop, CI runner or job
@@ -335,6 +341,20 @@ pub struct Config {
         default_value_t = crate::probes::SocketIoHook::Auto
     )]
     pub socket_io: crate::probes::SocketIoHook,
+
+    /// Where HTTP/1.x requests are framed. auto: in the kernel where its verifier accepts
+    /// the framing programs (bpf_loop, Linux 5.17+; so 6.1 and later), one record per
+    /// request and no payload copied; else a prefix of every read/write of an HTTP socket is
+    /// copied to the agent and parsed there. kernel or user: only that way (kernel leaves the
+    /// socket I/O probes detached where the kernel refuses it). The metrics are the same.
+    #[arg(
+        long = "probes.request-framing",
+        env = "MONITOR_PROBES_REQUEST_FRAMING",
+        value_name = "WHERE",
+        value_enum,
+        default_value_t = crate::probes::RequestFraming::Auto
+    )]
+    pub request_framing: crate::probes::RequestFraming,
 
     /// Push the metrics with OTLP/HTTP (protobuf) to URL/v1/metrics as well, e.g.
     /// http://otel-collector:4318 (an OpenTelemetry Collector, Datadog's or New Relic's OTLP

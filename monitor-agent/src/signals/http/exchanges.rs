@@ -13,7 +13,7 @@ use std::{
 use monitor_protocols::{Chunk, Connection, Exchange, HttpExchange, Role, http::split_host_port};
 
 use crate::{
-    probes::decode::PayloadRecord,
+    probes::decode::{PayloadRecord, RequestRecord},
     series::labels::Workload,
     series::table::{Histogram, Recorder, SeriesTable, ValueCap, WorkloadLabels, observe},
     signals::signal::{SeriesCount, series_count},
@@ -98,6 +98,25 @@ impl Requests {
             chunks_dropped: 0,
             exchanges: Vec::new(),
         }
+    }
+
+    /// A request the kernel framed (`--probes.request-framing`): complete already, only its
+    /// labels are made here. None of its bytes went past the kernel but the target's start
+    /// (server, cut at `?`) or the `Host` value (client).
+    pub fn framed(event: &RequestRecord) -> Option<Completed> {
+        let http = monitor_protocols::http::kernel::exchange(
+            event.role,
+            event.method,
+            event.status,
+            &event.text,
+            event.flags,
+            event.end_ns.saturating_sub(event.start_ns),
+        )?;
+        Some(Completed {
+            owner: event.owner,
+            remote: event.remote,
+            http,
+        })
     }
 
     /// Feeds one captured read/write to its connection's parser; the exchanges it completes

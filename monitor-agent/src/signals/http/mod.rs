@@ -1,6 +1,8 @@
-//! HTTP/1.x requests served and made, parsed from the socket reads and writes the kernel
-//! captures (`PAYLOAD_EVENTS`, from `monitor-ebpf/src/payload.rs`) by the parsers of
-//! `monitor-protocols`.
+//! HTTP/1.x requests served and made: framed in the kernel, one record per request
+//! (`REQUEST_EVENTS`, from `monitor-ebpf/src/framing.rs`), or, where the kernel cannot,
+//! parsed here from the socket reads and writes it captures (`PAYLOAD_EVENTS`, from
+//! `monitor-ebpf/src/payload.rs`) by the parsers of `monitor-protocols`. The agent runs one
+//! or the other (`--probes.request-framing`) and drains both rings.
 use std::time::Instant;
 
 use monitor_common::{Counter, Owner, map};
@@ -9,7 +11,7 @@ use super::signal::{Context, SeriesCount, Settings, Signal};
 use crate::{
     probes::{
         Loaded,
-        decode::{self, PayloadRecord},
+        decode::{self, PayloadRecord, RequestRecord},
         event_ring::{EventRing, RingRead, RingSpec},
     },
     process::naming::OwnedEvent,
@@ -35,11 +37,18 @@ const FAMILIES: &[Family] = &[
     family::PAYLOAD_CHUNKS_DROPPED,
 ];
 
-const RING: RingSpec = RingSpec {
+const PAYLOAD_RING: RingSpec = RingSpec {
     map: map::PAYLOAD_EVENTS,
     label: "payload_events",
     produced: Counter::PayloadEventsProduced,
     dropped: Counter::PayloadEventsDropped,
+};
+
+const REQUEST_RING: RingSpec = RingSpec {
+    map: map::REQUEST_EVENTS,
+    label: "request_events",
+    produced: Counter::RequestEventsProduced,
+    dropped: Counter::RequestEventsDropped,
 };
 
 impl OwnedEvent for Completed {
@@ -50,6 +59,7 @@ impl OwnedEvent for Completed {
 
 pub struct Http {
     payloads: EventRing<PayloadRecord>,
+    framed: EventRing<RequestRecord>,
     /// Parsed requests whose process no event has named yet.
     pending: Vec<(Completed, Instant)>,
     requests: Requests,
@@ -58,7 +68,8 @@ pub struct Http {
 impl Http {
     pub fn take(loaded: &mut Loaded, settings: &Settings) -> anyhow::Result<Self> {
         Ok(Self {
-            payloads: EventRing::take(loaded, RING, decode::payload_event)?,
+            payloads: EventRing::take(loaded, PAYLOAD_RING, decode::payload_event)?,
+            framed: EventRing::take(loaded, REQUEST_RING, decode::request_event)?,
             pending: Vec::new(),
             requests: Requests::new(settings.routes_per_comm, settings.peers_per_comm),
         })
@@ -71,7 +82,7 @@ impl Signal for Http {
     }
 
     fn ring_fds(&self) -> anyhow::Result<Vec<std::os::fd::OwnedFd>> {
-        Ok(vec![self.payloads.fd()?])
+        Ok(vec![self.payloads.fd()?, self.framed.fd()?])
     }
 
     /// Parsing needs no name: only the few reads/writes that complete a request wait for
@@ -82,6 +93,8 @@ impl Signal for Http {
         let mut completed = Vec::new();
         self.payloads
             .drain(|event| requests.feed(&event, now, &mut completed));
+        self.framed
+            .drain(|event| completed.extend(Requests::framed(&event)));
         self.pending
             .extend(completed.into_iter().map(|exchange| (exchange, now)));
         let recorder = &mut ctx.recorder;
@@ -105,7 +118,11 @@ impl Signal for Http {
     }
 
     fn rings(&self) -> Vec<RingRead> {
-        vec![self.payloads.status()]
+        vec![self.payloads.status(), self.framed.status()]
+    }
+
+    fn map_insert_failures(&self) -> &'static [(&'static str, Counter)] {
+        &[(map::HTTP_CONNS, Counter::HttpConnsFull)]
     }
 }
 

@@ -3,9 +3,11 @@
 //! No payload byte leaves the kernel, and a body is skipped by count, never copied.
 //!
 //! Called by `socket_io` instead of `payload::capture` from the `_framed` programs, which
-//! need `bpf_loop` (5.17+): each window of bytes is stepped through by a `bpf_loop` callback,
-//! so the verifier checks one byte's step once. A verifier without `bpf_loop` refuses the
-//! programs and the agent attaches the copying ones instead, with the parsing in user space.
+//! need `bpf_loop` (5.17+): the turns of a read/write and the bytes of each window are
+//! `bpf_loop` callbacks (`turn`, `scan_byte`), so the verifier checks a turn and a byte's
+//! step once each instead of walking every byte of an unrolled window. A verifier without
+//! `bpf_loop` refuses the programs and the agent attaches the copying ones instead, with the
+//! parsing in user space.
 //!
 //! A socket is judged on its first reads/writes (`monitor_framing::starts_request`), with
 //! the same per-socket verdicts as payload capture: a few that start no request, and it

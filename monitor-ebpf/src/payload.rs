@@ -59,31 +59,76 @@ fn read_user<T>(address: u64) -> Option<T> {
     unsafe { aya_ebpf::helpers::bpf_probe_read_user(address as *const T).ok() }
 }
 
+/// The saved user registers of a system call that the capture reads: its number and its
+/// first, second, third and fourth arguments. Read as the one run of `struct pt_regs` from
+/// `r10` to `orig_rax` (72 bytes, where the whole struct is 168): the stack of the framing
+/// programs, callbacks included, must stay within the 512 bytes the verifiers allow.
+#[derive(Clone, Copy)]
+pub struct SyscallRegs([u64; SyscallRegs::WORDS]);
+
+impl SyscallRegs {
+    const FIRST: usize = core::mem::offset_of!(pt_regs, r10);
+    const WORDS: usize = (core::mem::offset_of!(pt_regs, orig_rax) - Self::FIRST) / 8 + 1;
+
+    /// The registers saved at `regs`, a `struct pt_regs` in kernel memory.
+    #[inline(always)]
+    pub fn read(regs: u64) -> Option<Self> {
+        // SAFETY: bpf_probe_read_kernel checks the address and fails instead of faulting;
+        // the value is plain integers.
+        unsafe { bpf_probe_read_kernel((regs + Self::FIRST as u64) as *const [u64; Self::WORDS]) }
+            .ok()
+            .map(Self)
+    }
+
+    #[inline(always)]
+    fn word(&self, offset: usize) -> u64 {
+        self.0[(offset - Self::FIRST) / 8]
+    }
+
+    pub fn nr(&self) -> u64 {
+        self.word(core::mem::offset_of!(pt_regs, orig_rax))
+    }
+
+    pub fn arg0(&self) -> u64 {
+        self.word(core::mem::offset_of!(pt_regs, rdi))
+    }
+
+    pub fn arg1(&self) -> u64 {
+        self.word(core::mem::offset_of!(pt_regs, rsi))
+    }
+
+    pub fn arg2(&self) -> u64 {
+        self.word(core::mem::offset_of!(pt_regs, rdx))
+    }
+
+    pub fn arg3(&self) -> u64 {
+        self.word(core::mem::offset_of!(pt_regs, r10))
+    }
+}
+
 /// The user buffer of the syscall in progress and its size, from the task's saved user
 /// registers (`bpf_task_pt_regs`, 5.15+: only the in-syscall tracepoint hook uses it).
 #[inline(always)]
 pub fn current_user_buffer() -> Option<(u64, u64)> {
     // SAFETY: plain helper calls; `bpf_task_pt_regs` of the current task returns its saved
-    // user registers, read below through bpf_probe_read_kernel, which cannot fault.
-    let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as *const pt_regs;
-    if regs.is_null() {
+    // user registers, read through bpf_probe_read_kernel, which cannot fault.
+    let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as u64;
+    if regs == 0 {
         return None;
     }
-    // SAFETY: as above.
-    let regs: pt_regs = unsafe { bpf_probe_read_kernel(regs) }.ok()?;
-    user_buffer(&regs)
+    user_buffer(&SyscallRegs::read(regs)?)
 }
 
 /// The user buffer of a syscall and its size, from its arguments.
 #[inline(always)]
-pub fn user_buffer(regs: &pt_regs) -> Option<(u64, u64)> {
+pub fn user_buffer(regs: &SyscallRegs) -> Option<(u64, u64)> {
     let iovec = |address: u64| -> Option<(u64, u64)> {
         Some((read_user(address)?, read_user(address + 8)?))
     };
-    match regs.orig_rax {
-        NR_READ | NR_WRITE | NR_SENDTO | NR_RECVFROM => Some((regs.rsi, regs.rdx)),
-        NR_READV | NR_WRITEV => iovec(regs.rsi),
-        NR_SENDMSG | NR_RECVMSG => iovec(read_user(regs.rsi + MSGHDR_IOV)?),
+    match regs.nr() {
+        NR_READ | NR_WRITE | NR_SENDTO | NR_RECVFROM => Some((regs.arg1(), regs.arg2())),
+        NR_READV | NR_WRITEV => iovec(regs.arg1()),
+        NR_SENDMSG | NR_RECVMSG => iovec(read_user(regs.arg1() + MSGHDR_IOV)?),
         _ => None, // sendfile, splice, io_uring, sendmmsg: no single user buffer
     }
 }

@@ -19,7 +19,9 @@ use monitor_common::{Counter, NetBytes, global, payload_direction};
 use crate::{
     framing,
     maps::{NET_BYTES, bump},
-    payload::{self, NR_READ, NR_READV, NR_RECVFROM, NR_RECVMSG, NR_SENDMSG, NR_SENDTO},
+    payload::{
+        self, NR_READ, NR_READV, NR_RECVFROM, NR_RECVMSG, NR_SENDMSG, NR_SENDTO, SyscallRegs,
+    },
     payload::{NR_WRITE, NR_WRITEV},
     sock::{current_owner, read, tcp_family},
 };
@@ -138,20 +140,20 @@ fn on_syscall_exit<const FRAMED: bool>(ctx: RawTracePointContext) -> i32 {
     if SOCK_IO_DIRECTIONS.load() & wanted == 0 {
         return 0;
     }
-    let Some(regs) = read_at::<pt_regs>(regs) else {
+    let Some(regs) = SyscallRegs::read(regs) else {
         return 0;
     };
     // recvfrom(fd, buf, len, flags, …) and recvmsg(fd, msg, flags): as above, a peek is
     // counted by the read that consumes the data.
     let flags = match nr {
-        NR_RECVFROM => regs.r10,
-        NR_RECVMSG => regs.rdx,
+        NR_RECVFROM => regs.arg3(),
+        NR_RECVMSG => regs.arg2(),
         _ => 0,
     };
     if flags & MSG_PEEK != 0 {
         return 0;
     }
-    let Some(sk) = socket_of_fd(regs.rdi) else {
+    let Some(sk) = socket_of_fd(regs.arg0()) else {
         return 0;
     };
     let length = u32::try_from(ret).unwrap_or(u32::MAX);

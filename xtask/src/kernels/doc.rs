@@ -18,7 +18,8 @@ measured; the README (\"Probes and what the kernel must offer\") has the details
 | raw tracepoints (`BPF_PROG_TYPE_RAW_TRACEPOINT`) | 4.17 | every probe: arguments are the kernel function's, so no tracefs and no record layout | nothing attaches (and older than the ring buffer anyway) |
 | kernel BTF at `/sys/kernel/btf/vmlinux` (`CONFIG_DEBUG_INFO_BTF`) | 5.5 (the sysfs file) | struct offsets read at start-up for the network probes (`mon_tcp_*`, `mon_sock_*`) | those probes stay detached: no TCP, byte or HTTP metrics; syscall and process metrics are unaffected. Debian's kernels have it (bullseye's 5.10 on) |
 | hash maps allocated at run time in tracing programs | 6.1 | the agent's per-process and per-connection maps | every hash map is preallocated at start-up (more memory, bounded by the `--kernel.*-entries` flags) |
-| `sock_send_length` / `sock_recv_length` tracepoints | after 6.1 (present in 6.12) | socket bytes and request payloads | the syscall-exit fallback (`mon_sock_io_exit`): `sendfile`, `splice`, `sendmmsg`/`recvmmsg` and io_uring are not seen |
+| `sock_send_length` / `sock_recv_length` tracepoints | after 6.1 (present in 6.12) | socket bytes and requests | the syscall-exit fallback (`mon_sock_io_exit`, or `mon_sock_io_exit_framed`): `sendfile`, `splice`, `sendmmsg`/`recvmmsg` and io_uring are not seen |
+| the `bpf_loop` helper | 5.17 | HTTP/1.x framed in the kernel (the `mon_sock_*_framed` programs): one record per request, no payload copied | the copying programs: a prefix of each read/write of an HTTP socket copied to the agent and parsed there (the same counts, more cost per call); `monitor_requests_framed_in_kernel 0` |
 | `tcp_retransmit_skb` with its `err` argument | after 6.12 | retransmits, failed ones excluded | `mon_tcp_retransmit_sent`: the older tracepoint, which fires only for retransmissions sent |
 | `sched_process_exit` with `group_dead` | 6.16 | process exits | `mon_proc_exit_leader` on the same tracepoint |
 

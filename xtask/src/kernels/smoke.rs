@@ -151,6 +151,8 @@ struct Facts {
     http: u16,
     spin_cpu_seconds: f64,
     spin_wait_seconds: f64,
+    /// Whether this kernel has `bpf_loop` (5.17+), and so must frame requests in the kernel.
+    frames_in_kernel: bool,
 }
 
 /// What the agent must report for the workloads: counts exactly, times within tolerance.
@@ -305,6 +307,12 @@ fn expectations(comms: &Comms, facts: &Facts) -> Vec<Expectation> {
             WAIT_TOLERANCE,
         ),
         Expectation::new(
+            "HTTP framed in the kernel: 1 from 5.17 (bpf_loop), else 0",
+            "monitor_requests_framed_in_kernel",
+            &[],
+            u64::from(facts.frames_in_kernel),
+        ),
+        Expectation::new(
             "OOM kills: 200 MiB in a 32 MiB cgroup",
             "monitor_oom_kills_total",
             &[("comm", &comms.hog)],
@@ -379,7 +387,10 @@ fn smoke(options: &GuestOptions, work: &Path, result: &mut SmokeResult) -> Resul
         work,
         bins: &options.bins,
     };
-    let mut facts = Facts::default();
+    let mut facts = Facts {
+        frames_in_kernel: has_bpf_loop()?,
+        ..Facts::default()
+    };
     // Each workload on its own: one failing does not hide what the others show.
     let steps: [(&str, &WorkloadStep); 6] = [
         ("syscall workload", &|_| workloads.syscalls(&comms)),
@@ -447,6 +458,18 @@ fn smoke(options: &GuestOptions, work: &Path, result: &mut SmokeResult) -> Resul
         result.refusal = Some(refusal_log(options)?);
     }
     Ok(())
+}
+
+/// Whether the running kernel is 5.17 or later, where `bpf_loop` came (`uname -r`).
+fn has_bpf_loop() -> Result<bool> {
+    let release = fs::read_to_string("/proc/sys/kernel/osrelease")
+        .context("reading /proc/sys/kernel/osrelease")?;
+    let mut numbers = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|part| part.parse::<u32>().unwrap_or(0));
+    let version = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+    Ok(version >= (5, 17))
 }
 
 /// The programs socket I/O falls back to where the `sock_*_length` hooks are refused
@@ -913,9 +936,11 @@ mod tests {
             http: 4002,
             spin_cpu_seconds: 3.0,
             spin_wait_seconds: 3.0,
+            frames_in_kernel: true,
         };
         let expected = expectations(&comms, &facts);
         let scrape = "\
+monitor_requests_framed_in_kernel 1
 monitor_tcp_connect_errors_total{comm=\"kgtcpc42\",peer=\"127.0.0.1:4001\",reason=\"refused\",container=\"\"} 3
 http_client_request_duration_seconds_count{comm=\"kghcli42\",http_request_method=\"GET\",http_response_status_code=\"404\",server_address=\"127.0.0.1\",server_port=\"4002\"} 3
 monitor_cpu_seconds_total{comm=\"kgspin42\"} 2.9
@@ -934,6 +959,7 @@ monitor_oom_kills_total{comm=\"kghog42\"} 1
                 "TCP connects: refused",
                 "HTTP client: GET 404",
                 "scheduler: CPU time / the spinners' own",
+                "HTTP framed in the kernel: 1 from 5.17 (bpf_loop), else 0",
                 "OOM kills: 200 MiB in a 32 MiB cgroup"
             ]
         );

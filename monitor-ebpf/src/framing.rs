@@ -51,6 +51,9 @@ pub struct Scratch {
     pub side: u64,
     /// The time of the read/write, once asked (0: not yet).
     pub now: u64,
+    /// The window's next byte to step, and how many it holds.
+    pub at: u32,
+    pub got: u32,
     /// Bytes used when a byte ended a window's reading, and that byte's step (`STEP_*`).
     pub used: u32,
     pub step: u8,
@@ -183,7 +186,10 @@ impl Wire for KernelWire {
         window: &[u8; WINDOW],
         got: u32,
     ) -> (u32, Step) {
-        self.state().step = STEP_NEXT;
+        let state = self.state();
+        state.step = STEP_NEXT;
+        state.at = 0;
+        state.got = got;
         let mut loops = Loops {
             conn,
             window: (window as *const [u8; WINDOW]).cast_mut(),
@@ -252,23 +258,36 @@ extern "C" fn turn(_index: u64, ctx: *mut c_void) -> i64 {
     1
 }
 
-/// One byte of a window: 0 to go on, 1 to stop (the side skips by count now, or the
-/// connection left HTTP).
+/// One byte of a window, and the rest of its line where the state ignores it: 0 to go on,
+/// 1 to stop (the window is used up, the side skips by count now, or the connection left
+/// HTTP). Each call uses at least one byte, so `got` calls are enough.
 #[inline(never)]
-extern "C" fn scan_byte(index: u64, ctx: *mut c_void) -> i64 {
+extern "C" fn scan_byte(_index: u64, ctx: *mut c_void) -> i64 {
     // SAFETY: bpf_loop passes back the `Loops` that `KernelWire::scan` gave it.
     let (conn, window, wire) = unsafe { Loops::from(ctx) };
-    let byte = window[index as usize & (WINDOW - 1)];
-    let side = wire.state().side as usize;
+    let state = wire.state();
+    let (at, got, side) = (state.at, state.got, state.side as usize);
+    if at >= got {
+        return 1;
+    }
+    let byte = window[at as usize & (WINDOW - 1)];
     let code = match conn.step_stored(side, byte, wire) {
-        Step::Next => return 0,
+        Step::Next => STEP_NEXT,
         Step::Skip => STEP_SKIP,
         Step::Done => STEP_DONE,
     };
     let state = wire.state();
-    state.used = index as u32 + 1;
-    state.step = code;
-    1
+    if code != STEP_NEXT {
+        state.used = at + 1;
+        state.step = code;
+        return 1;
+    }
+    state.at = if conn.waits_for_line_end(side) {
+        monitor_framing::line_end(window, at + 1, got)
+    } else {
+        at + 1
+    };
+    0
 }
 
 /// Frames one socket read or write of `length` bytes, unless the socket was judged not to
@@ -321,9 +340,13 @@ pub fn frame(
     }
     let mut conn = None;
     if judged == verdict::HTTP {
-        conn = HTTP_CONNS.get_ptr_mut(sk);
+        // SAFETY: a value of HTTP_CONNS, read for its owner only.
+        conn = HTTP_CONNS
+            .get_ptr_mut(sk)
+            .filter(|entry| unsafe { (**entry).tgid } == owner.tgid);
         if conn.is_none() {
-            // Evicted: judged again from this read/write.
+            // Evicted, or the address of a closed socket reused by another process's:
+            // judged again from this read/write.
             judged = 0;
         }
     }
@@ -347,7 +370,10 @@ pub fn frame(
                 return;
             };
             // SAFETY: a map value just created, all zeroes.
-            unsafe { (*conn).begin(direction as u8) };
+            unsafe {
+                (*conn).tgid = owner.tgid;
+                (*conn).conn.begin(direction as u8);
+            }
             let _ = PAYLOAD_SOCKS.insert(sk, verdict::HTTP, BPF_ANY.into());
             conn
         }
@@ -360,7 +386,7 @@ pub fn frame(
     // SAFETY: a value of HTTP_CONNS; a concurrent read/write of the same socket on another
     // CPU (rare: one thread per connection) can only garble that connection's framing,
     // which resynchronises at its next message.
-    let outcome = unsafe { &mut *conn }.feed(&io, window, &mut wire);
+    let outcome = unsafe { &mut (*conn).conn }.feed(&io, window, &mut wire);
     if outcome == Outcome::Done {
         let _ = PAYLOAD_SOCKS.insert(sk, verdict::IGNORE, BPF_ANY.into());
         let _ = HTTP_CONNS.remove(sk);

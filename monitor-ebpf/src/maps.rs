@@ -107,17 +107,28 @@ pub static PAYLOAD_EVENTS: RingBuf = RingBuf::with_byte_size(capacity::PAYLOAD_E
 /// HTTP/1.x framing state per socket judged HTTP by the framing programs (`framing`). LRU:
 /// a connection forgotten under pressure is judged again at its next request.
 #[map]
-pub static HTTP_CONNS: LruHashMap<u64, monitor_framing::Conn> =
+pub static HTTP_CONNS: LruHashMap<u64, HttpConn> =
     LruHashMap::with_max_entries(capacity::HTTP_CONNS, 0);
 
+/// Value of `HTTP_CONNS`: a connection's framing, and whose it is. A freed socket's address
+/// is soon another socket's, possibly another process's and with the other role (wrk's
+/// client socket, then nginx's accepted one); `tcp_destroy_sock` forgets the framing, and
+/// where that probe is disabled the owner tells a new connection from the old one.
+#[repr(C)]
+pub struct HttpConn {
+    pub conn: monitor_framing::Conn,
+    pub tgid: u32,
+}
+
 /// Per CPU: where the framing copies a window of a read/write, keeps what it changes while
-/// framing one (`framing::Scratch`), and the all-zero connection new `HTTP_CONNS` entries are created from (a `Conn`
+/// framing one (`framing::Scratch`), and the all-zero connection new `HTTP_CONNS` entries
+/// are created from (a `Conn`
 /// is too big for the BPF stack).
 #[repr(C)]
 pub struct FrameScratch {
     pub window: [u8; monitor_framing::WINDOW],
     pub state: crate::framing::Scratch,
-    pub blank: monitor_framing::Conn,
+    pub blank: HttpConn,
 }
 
 #[map]

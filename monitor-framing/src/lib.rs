@@ -179,10 +179,34 @@ pub trait Wire {
             if step != Step::Next {
                 break;
             }
+            if waits_for_line_end(st) {
+                used = line_end(window, used, got);
+            }
         }
         conn.sides[side].state = st;
         (used, step)
     }
+}
+
+/// Whether a side in state `st` ignores every byte until the line's `\n` (a reason phrase,
+/// a header no one asked for, a trailer, a chunk extension): those bytes need no step.
+#[inline(always)]
+pub fn waits_for_line_end(st: u8) -> bool {
+    matches!(st, REASON | SKIP_LINE | TRAILER_LINE | CHUNK_EXTENSION)
+}
+
+/// The index of the first `\n` in `window[from..got]`, or `got` when there is none.
+#[inline(always)]
+pub fn line_end(window: &[u8; WINDOW], from: u32, got: u32) -> u32 {
+    let mut at = from;
+    // Bounded by the constant WINDOW for the verifiers; `got` only breaks out (see `scan`).
+    while at < WINDOW as u32 {
+        if at >= got || window[masked(at as usize, WINDOW)] == b'\n' {
+            break;
+        }
+        at += 1;
+    }
+    at.min(got)
 }
 
 /// A request whose request line was read, waiting for its response.
@@ -631,6 +655,12 @@ impl Conn {
         }
         cursor.offset += used;
         Turn::Again
+    }
+
+    /// Whether side `side` ignores every byte until the line's end ([`waits_for_line_end`]).
+    #[inline(always)]
+    pub fn waits_for_line_end(&self, side: usize) -> bool {
+        waits_for_line_end(self.sides[side & 1].state)
     }
 
     /// One byte of side `side`, its state read from and written back to `self`: the body

@@ -82,8 +82,7 @@ struct KernelWire {
 
 impl KernelWire {
     fn state(&mut self) -> &mut Scratch {
-        // SAFETY: this CPU's scratch value (see `frame`); programs of these hooks do not
-        // nest on one CPU.
+        // SAFETY: this CPU's scratch value (see `frame`).
         unsafe { &mut (*self.scratch).state }
     }
 }
@@ -316,7 +315,10 @@ pub fn frame(
     let Some(scratch) = FRAME_SCRATCH.get_ptr_mut(0) else {
         return;
     };
-    // SAFETY: this CPU's scratch value; programs of these hooks do not nest on one CPU.
+    // SAFETY: this CPU's scratch value, a map value the verifier bounds. These programs run
+    // in the task's syscall and do not nest; only a fully preemptible kernel (preempt=full)
+    // could run another on this CPU meanwhile, garbling this read/write's framing, which
+    // then resynchronises at the next message.
     let window = unsafe { &mut (*scratch).window };
     // SAFETY: as above; never written, so all zeroes.
     let blank = unsafe { &(*scratch).blank };

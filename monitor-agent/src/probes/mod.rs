@@ -662,3 +662,72 @@ fn pid_max() -> u32 {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe_named(program: &str) -> &'static Probe {
+        PROBES
+            .iter()
+            .find(|probe| probe.program == program)
+            .unwrap()
+    }
+
+    fn programs(hooks: &[Hook]) -> Vec<&str> {
+        hooks.iter().map(|hook| hook.program).collect()
+    }
+
+    #[test]
+    fn socket_io_tries_the_framing_programs_before_the_copying_ones() {
+        let send = probe_named(program::SOCK_SEND);
+        let all = |framing| hooks(send, SocketIoHook::Auto, framing);
+        assert_eq!(
+            programs(&all(RequestFraming::Auto)),
+            [
+                "mon_sock_send_framed",
+                "mon_sock_io_exit_framed",
+                "mon_sock_send",
+                "mon_sock_io_exit"
+            ]
+        );
+        assert_eq!(
+            programs(&all(RequestFraming::Kernel)),
+            ["mon_sock_send_framed", "mon_sock_io_exit_framed"]
+        );
+        assert_eq!(
+            programs(&all(RequestFraming::User)),
+            ["mon_sock_send", "mon_sock_io_exit"]
+        );
+        let syscalls = hooks(send, SocketIoHook::Syscalls, RequestFraming::Auto);
+        assert_eq!(
+            programs(&syscalls),
+            ["mon_sock_io_exit_framed", "mon_sock_io_exit"]
+        );
+        // Other probes have no framing program.
+        let exec = probe_named(program::PROCESS_EXEC);
+        assert_eq!(
+            programs(&hooks(exec, SocketIoHook::Auto, RequestFraming::Kernel)),
+            ["mon_proc_exec"]
+        );
+    }
+
+    #[test]
+    fn a_framing_program_is_labelled_as_the_copying_one_it_stands_for() {
+        let state = |program, tracepoint| ProbeState {
+            probe: *probe_named(program::SOCK_RECV),
+            hook: Hook {
+                program,
+                tracepoint,
+            },
+            detached: None,
+        };
+        let framed = state(program::SOCK_IO_SYSCALL_EXIT_FRAMED, "sys_exit");
+        assert_eq!(framed.labelled_hook().program, "mon_sock_io_exit");
+        assert_eq!(framed.labelled_hook().tracepoint, "sys_exit");
+        assert!(frames_in_kernel(std::slice::from_ref(&framed)));
+        let copying = state(program::SOCK_RECV, "sock_recv_length");
+        assert_eq!(copying.labelled_hook(), copying.hook);
+        assert!(!frames_in_kernel(&[copying]));
+    }
+}

@@ -159,14 +159,7 @@ pub trait Wire {
     where
         Self: Sized,
     {
-        // The state is a local while the window is read, and stored once at the end: kept
-        // in a register, a verifier walking this loop knows it and follows only the branch
-        // of the state the bytes lead to.
         let mut st = conn.sides[side].state;
-        // The loop ends at the constant WINDOW, `got` only breaks out of it: compilers turn
-        // `used < got` into `used != got`, which tells a verifier nothing, and it would walk
-        // on past any bound. Hidden from the compiler, `got` cannot replace WINDOW.
-        let got = opaque(got);
         let mut used: u32 = 0;
         let mut step = Step::Next;
         while used < WINDOW as u32 {
@@ -199,7 +192,10 @@ pub fn waits_for_line_end(st: u8) -> bool {
 #[inline(always)]
 pub fn line_end(window: &[u8; WINDOW], from: u32, got: u32) -> u32 {
     let mut at = from;
-    // Bounded by the constant WINDOW for the verifiers; `got` only breaks out (see `scan`).
+    // The loop ends at the constant WINDOW, `got` only breaks out of it: compilers turn
+    // `at < got` into `at != got`, which tells a verifier nothing, and it would walk on past
+    // any bound. Hidden from the compiler, `got` cannot replace WINDOW.
+    let got = opaque(got);
     while at < WINDOW as u32 {
         if at >= got || window[masked(at as usize, WINDOW)] == b'\n' {
             break;

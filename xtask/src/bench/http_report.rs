@@ -539,9 +539,9 @@ impl HttpReport {
         );
         out.push_str(&self.coverage_table());
         out.push_str(
-            "\n### The probes' kernel time per request\n\n`mon_sock_send`/`mon_sock_recv` \
-             run once per socket write/read of nginx and wrk, and copy the payload of the \
-             HTTP ones; the syscall hooks run on every system call of both, the scheduler \
+            "\n### The probes' kernel time per request\n\n`mon_sock_send_framed`/`mon_sock_recv_framed` \
+             run once per socket write/read of nginx and wrk, and frame the HTTP ones (one \
+             record per request); the syscall hooks run on every system call of both, the scheduler \
              hooks on every context switch and wakeup. The programs run for every process \
              on the machine, so anything else running meanwhile adds runs that are counted \
              against wrk's requests.\n\n",
@@ -564,10 +564,11 @@ const CAVEATS: &str = "
 
 Both CPUs of a two-CPU machine are busy in every run, one with nginx and one with wrk (and the
 loopback softirq of whichever sends). Whatever the agent does in user space per request
-(reading captured payload events, parsing the HTTP messages, updating histograms) therefore
+(reading request records, naming and updating histograms; with `agent:user-framing`,
+parsing the copied HTTP messages too) therefore
 takes CPU time from nginx or from wrk, and shows up in full as lost requests/s; on a machine
 with idle CPUs it would run beside them. The in-kernel part (syscall hooks on every call of
-both processes, and the payload copy on each socket read and write) slows nginx and wrk
+both processes, and the framing of each socket read and write) slows nginx and wrk
 directly on any machine. The request is the cheapest nginx can answer, so the agent's fixed
 per-request cost is as large a share of it as it will ever be. These are measurements on a
 shared virtual machine, not a test: nothing fails when a run lands elsewhere.

@@ -155,20 +155,12 @@ impl Wire for KernelWire {
         state.cursor = *cursor;
         state.side = side as u64;
         state.turn = TURN_AGAIN;
-        let mut loops = Loops {
+        Loops {
             conn,
             window,
             wire: self,
-        };
-        // SAFETY: `turn` is a callback of bpf_loop's type and `loops` outlives the call.
-        unsafe {
-            bpf_loop(
-                MAX_TURNS,
-                turn as *mut c_void,
-                (&mut loops as *mut Loops).cast(),
-                0,
-            )
-        };
+        }
+        .run(MAX_TURNS, turn);
         let state = self.state();
         *cursor = state.cursor;
         match state.turn {
@@ -189,20 +181,12 @@ impl Wire for KernelWire {
         state.step = STEP_NEXT;
         state.at = 0;
         state.got = got;
-        let mut loops = Loops {
+        Loops {
             conn,
             window: (window as *const [u8; WINDOW]).cast_mut(),
             wire: self,
-        };
-        // SAFETY: `scan_byte` is a callback of bpf_loop's type and `loops` outlives the call.
-        unsafe {
-            bpf_loop(
-                got,
-                scan_byte as *mut c_void,
-                (&mut loops as *mut Loops).cast(),
-                0,
-            )
-        };
+        }
+        .run(got, scan_byte);
         let state = self.state();
         match state.step {
             STEP_DONE => (state.used, Step::Done),
@@ -221,6 +205,22 @@ struct Loops {
 }
 
 impl Loops {
+    /// Calls `callback` with these pointers, `count` times at most (`bpf_loop`): until it
+    /// returns 1.
+    #[inline(always)]
+    fn run(mut self, count: u32, callback: extern "C" fn(u64, *mut c_void) -> i64) {
+        // SAFETY: `callback` has the type bpf_loop calls (inlined here, the verifier sees
+        // the function itself), and `self` outlives the call on this stack.
+        unsafe {
+            bpf_loop(
+                count,
+                callback as *mut c_void,
+                (&mut self as *mut Loops).cast(),
+                0,
+            )
+        };
+    }
+
     /// # Safety
     /// `ctx` is the `Loops` a `bpf_loop` call was given, alive on its caller's stack.
     unsafe fn from<'a>(

@@ -233,7 +233,7 @@ pub enum RequestFraming {
     /// refuses it, the socket I/O probes stay detached.
     Kernel,
     /// Only in user space: a prefix of every read/write of an HTTP socket is copied to the
-    /// agent and parsed there (any kernel; costlier per call).
+    /// agent and parsed there (any kernel; more of the agent's CPU per request).
     User,
 }
 

@@ -26,8 +26,8 @@ use monitor_framing::{
 
 use crate::{
     maps::{
-        FRAME_SCRATCH, FrameScratch, HTTP_CONNS, PAYLOAD_SOCKS, REQUEST_EVENTS, batched_wakeup,
-        bump,
+        FRAME_SCRATCH, FrameScratch, HTTP_CONNS, PAYLOAD_SOCKS, REQUEST_EVENTS, Scratch,
+        batched_wakeup, bump,
     },
     sock::{local_port, now_ns, remote},
 };
@@ -36,32 +36,6 @@ const _: () = assert!(monitor_framing::TEXT_CAP == REQUEST_TEXT);
 
 /// About 500 requests per wakeup of the agent.
 const WAKEUP_BATCH_BYTES: u64 = 64 * 1024;
-
-/// Everything a read/write's framing changes or branches on, kept in this CPU's
-/// `FRAME_SCRATCH` value rather than on the stack. The verifier knows no value in map
-/// memory, so the `bpf_loop` callbacks start every iteration, and every call, from the same
-/// state, and each is checked once or twice; a constant on the stack (a step taken, a
-/// side, the time not yet read, the address family) would make it check them again for
-/// each value, past its million instructions.
-#[repr(C)]
-pub struct Scratch {
-    pub io: Io,
-    pub cursor: Cursor,
-    /// The side being read (`monitor_framing`'s requests or responses).
-    pub side: u64,
-    /// The time of the read/write, once asked (0: not yet).
-    pub now: u64,
-    /// The window's next byte to step, and how many it holds.
-    pub at: u32,
-    pub got: u32,
-    /// Bytes used when a byte ended a window's reading, and that byte's step (`STEP_*`).
-    pub used: u32,
-    pub step: u8,
-    /// How the turns ended (`TURN_*`).
-    pub turn: u8,
-    /// The socket's address family.
-    pub family: u16,
-}
 
 const STEP_NEXT: u8 = 0;
 const STEP_SKIP: u8 = 1;

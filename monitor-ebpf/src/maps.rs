@@ -120,14 +120,40 @@ pub struct HttpConn {
     pub tgid: u32,
 }
 
+/// Everything a read/write's framing changes or branches on, kept in this CPU's
+/// `FRAME_SCRATCH` value rather than on the stack. The verifier knows no value in map
+/// memory, so the `bpf_loop` callbacks start every iteration, and every call, from the same
+/// state, and each is checked once or twice; a constant on the stack (a step taken, a
+/// side, the time not yet read, the address family) would make it check them again for
+/// each value, past its million instructions.
+#[repr(C)]
+pub struct Scratch {
+    pub io: monitor_framing::Io,
+    pub cursor: monitor_framing::Cursor,
+    /// The side being read (`monitor_framing`'s requests or responses).
+    pub side: u64,
+    /// The time of the read/write, once asked (0: not yet).
+    pub now: u64,
+    /// The window's next byte to step, and how many it holds.
+    pub at: u32,
+    pub got: u32,
+    /// Bytes used when a byte ended a window's reading, and that byte's step
+    /// (`framing::STEP_*`).
+    pub used: u32,
+    pub step: u8,
+    /// How the turns ended (`framing::TURN_*`).
+    pub turn: u8,
+    /// The socket's address family.
+    pub family: u16,
+}
+
 /// Per CPU: where the framing copies a window of a read/write, keeps what it changes while
-/// framing one (`framing::Scratch`), and the all-zero connection new `HTTP_CONNS` entries
-/// are created from (a `Conn`
-/// is too big for the BPF stack).
+/// framing one (`Scratch`), and the all-zero connection new `HTTP_CONNS` entries are
+/// created from (a `Conn` is too big for the BPF stack).
 #[repr(C)]
 pub struct FrameScratch {
     pub window: [u8; monitor_framing::WINDOW],
-    pub state: crate::framing::Scratch,
+    pub state: Scratch,
     pub blank: HttpConn,
 }
 

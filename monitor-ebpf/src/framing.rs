@@ -15,10 +15,7 @@
 //! a tunnel), whose framing state is dropped.
 use core::ffi::c_void;
 
-use aya_ebpf::{
-    bindings::BPF_ANY,
-    helpers::generated::{bpf_loop, bpf_probe_read_user},
-};
+use aya_ebpf::{bindings::BPF_ANY, helpers::generated::bpf_loop};
 use monitor_common::{Counter, Owner, RequestEvent, capacity::REQUEST_TEXT};
 use monitor_framing::{
     Conn, Cursor, Io, MAX_TURNS, Outcome, Pending, Step, Turn, WINDOW, Wire, verdict,
@@ -29,6 +26,7 @@ use crate::{
         FRAME_SCRATCH, FrameScratch, HTTP_CONNS, PAYLOAD_SOCKS, REQUEST_EVENTS, Scratch,
         batched_wakeup, bump,
     },
+    payload,
     sock::{local_port, now_ns, remote},
 };
 
@@ -63,22 +61,17 @@ impl KernelWire {
 
 impl Wire for KernelWire {
     fn read(&mut self, offset: u32, len: u32, window: &mut [u8; WINDOW]) -> u32 {
-        let src = (self.buffer + u64::from(offset)) as *const c_void;
-        // The size is bounded by a mask at the call, on a value the compiler cannot see
-        // through (see `payload::copy_prefix`): older verifiers lose a spilled bound.
-        let size = if len >= WINDOW as u32 {
-            WINDOW as u32
-        } else {
-            // SAFETY: a plain read of a local.
-            (unsafe { core::ptr::read_volatile(&len) }) & (WINDOW as u32 - 1)
+        let mut size = u64::from(len);
+        // SAFETY: `window` holds WINDOW bytes; the helper checks the user address and fails
+        // instead of faulting.
+        let failed = unsafe {
+            payload::copy_prefix::<WINDOW>(
+                window.as_mut_ptr(),
+                &mut size,
+                self.buffer + u64::from(offset),
+            )
         };
-        if size == 0 {
-            return 0;
-        }
-        // SAFETY: `window` holds WINDOW bytes and `size` is at most that; the helper checks
-        // the user address and fails instead of faulting.
-        let failed = unsafe { bpf_probe_read_user(window.as_mut_ptr().cast(), size, src) };
-        if failed != 0 { 0 } else { size }
+        if failed != 0 { 0 } else { size as u32 }
     }
 
     fn now_ns(&mut self) -> u64 {

@@ -133,26 +133,27 @@ pub fn user_buffer(regs: &SyscallRegs) -> Option<(u64, u64)> {
     }
 }
 
-/// Copies the first `*len` bytes (at most `PAYLOAD_CAPTURE`, to which `*len` is cut) of the
-/// user buffer at `src` to `dst`; the helper's result. Verifiers before 5.13 or so forget a
-/// bound learnt on a register once the compiler spills it to the stack (as it does in these
-/// large inlined programs), and then refuse the helper's size ("R2 unbounded memory
-/// access"). So the size is bounded by a mask right at the call, on a value read back
-/// through a volatile load: the compiler cannot prove the mask redundant and drop it.
+/// Copies the first `*len` bytes (at most `CAP`, to which `*len` is cut) of the user buffer
+/// at `src` to `dst`; the helper's result. Verifiers before 5.13 or so forget a bound learnt
+/// on a register once the compiler spills it to the stack (as it does in these large
+/// inlined programs), and then refuse the helper's size ("R2 unbounded memory access"). So
+/// the size is bounded by a mask right at the call, on a value read back through a volatile
+/// load: the compiler cannot prove the mask redundant and drop it. Shared by payload capture
+/// (`PAYLOAD_CAPTURE` bytes) and the framing's windows.
 ///
 /// # Safety
-/// `dst` must have room for `PAYLOAD_CAPTURE` bytes.
+/// `dst` must have room for `CAP` bytes.
 #[inline(always)]
-unsafe fn copy_prefix(dst: *mut u8, len: &mut u64, src: u64) -> i64 {
-    const CAP: u64 = PAYLOAD_CAPTURE as u64;
-    const _: () = assert!(CAP.is_power_of_two());
-    if *len >= CAP {
-        *len = CAP;
+pub unsafe fn copy_prefix<const CAP: usize>(dst: *mut u8, len: &mut u64, src: u64) -> i64 {
+    const { assert!(CAP.is_power_of_two()) };
+    let cap = CAP as u64;
+    if *len >= cap {
+        *len = cap;
         // SAFETY: the caller's `dst` holds CAP bytes; the helper cannot fault.
         return unsafe { bpf_probe_read_user(dst.cast(), CAP as u32, src as *const _) };
     }
     // SAFETY: a plain read of a local.
-    let size = unsafe { core::ptr::read_volatile(len) } & (CAP - 1);
+    let size = unsafe { core::ptr::read_volatile(len) } & (cap - 1);
     // SAFETY: `size` < CAP; as above.
     unsafe { bpf_probe_read_user(dst.cast(), size as u32, src as *const _) }
 }
@@ -236,7 +237,9 @@ pub fn capture(
     let event = entry.as_mut_ptr();
     let mut captured = u64::from(length).min(size);
     // SAFETY: `event` points to a reserved ring-buffer record of the right size.
-    let copied = unsafe { copy_prefix((*event).data.as_mut_ptr(), &mut captured, buffer) };
+    let copied = unsafe {
+        copy_prefix::<PAYLOAD_CAPTURE>((*event).data.as_mut_ptr(), &mut captured, buffer)
+    };
     if copied != 0 {
         captured = 0;
     }

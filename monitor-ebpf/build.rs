@@ -1,7 +1,10 @@
 use which::which;
 
-/// Cargo does not notice a new `bpf-linker`; relinking with the old one would hide a fix.
 fn main() {
+    // Global BPF functions (`framing.rs`): exported, so they keep global linkage and the
+    // verifier checks each once instead of at every call.
+    println!("cargo:rustc-link-arg=--export=mon_frame_turn,mon_frame_byte");
+    // Cargo does not notice a new `bpf-linker`; relinking with the old one would hide a fix.
     if let Ok(linker) = which("bpf-linker") {
         println!("cargo:rerun-if-changed={}", linker.display());
     }

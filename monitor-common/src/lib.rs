@@ -36,7 +36,7 @@ pub mod program {
     /// Fallback for both on kernels without those tracepoints (6.1 and older): the exits of the
     /// read/write/send/recv system calls, the socket found from the file descriptor.
     pub const SOCK_IO_SYSCALL_EXIT: &str = "mon_sock_io_exit";
-    /// The same three hooks with HTTP/1.x framed in the kernel (`bpf_loop`, 5.17+): one
+    /// The same three hooks with HTTP/1.x framed in the kernel (global functions, 5.6+): one
     /// `REQUEST_EVENTS` record per completed request instead of a copy of every read and
     /// write. Where the kernel refuses them, the copying programs above run instead.
     pub const SOCK_SEND_FRAMED: &str = "mon_sock_send_framed";

@@ -2,20 +2,20 @@
 //! connection that starts like HTTP, with one `REQUEST_EVENTS` record per completed request.
 //! No payload byte leaves the kernel, and a body is skipped by count, never copied.
 //!
-//! Called by `socket_io` instead of `payload::capture` from the `_framed` programs, which
-//! need `bpf_loop` (5.17+): the turns of a read/write and the bytes of each window are
-//! `bpf_loop` callbacks (`turn`, `scan_byte`), so the verifier checks a turn and a byte's
-//! step once each instead of walking every byte of an unrolled window. A verifier without
-//! `bpf_loop` refuses the programs and the agent attaches the copying ones instead, with the
-//! parsing in user space.
+//! Called by `socket_io` instead of `payload::capture` from the `_framed` programs. A turn
+//! of a read/write and a byte of a window are each a global BPF function (`mon_frame_turn`,
+//! `mon_frame_byte`), which the verifier checks once, on its own, instead of walking every
+//! byte of an unrolled window from every caller: the 6.18 verifier gave up on that past a
+//! million instructions. Global functions (5.6+) take scalars only before 5.12, so they
+//! find everything in this CPU's `FRAME_SCRATCH` value, the connection's state included
+//! (copied there from `HTTP_CONNS` and back). A verifier that refuses the programs anyway
+//! gets the copying ones instead, with the parsing in user space.
 //!
 //! A socket is judged on its first reads/writes (`monitor_framing::starts_request`), with
 //! the same per-socket verdicts as payload capture: a few that start no request, and it
 //! costs one hash lookup per call from then on; so does one that leaves HTTP (an upgrade,
 //! a tunnel), whose framing state is dropped.
-use core::ffi::c_void;
-
-use aya_ebpf::{bindings::BPF_ANY, helpers::generated::bpf_loop};
+use aya_ebpf::bindings::BPF_ANY;
 use monitor_common::{Counter, Owner, RequestEvent, capacity::REQUEST_TEXT};
 use monitor_framing::{
     Conn, Cursor, Io, MAX_TURNS, Outcome, Pending, Step, Turn, WINDOW, Wire, verdict,
@@ -23,7 +23,7 @@ use monitor_framing::{
 
 use crate::{
     maps::{
-        FRAME_SCRATCH, FrameScratch, HTTP_CONNS, PAYLOAD_SOCKS, REQUEST_EVENTS, Scratch,
+        FRAME_SCRATCH, FrameScratch, HTTP_CONNS, HttpConn, PAYLOAD_SOCKS, REQUEST_EVENTS, Scratch,
         batched_wakeup, bump,
     },
     payload,
@@ -42,17 +42,21 @@ const TURN_AGAIN: u8 = 0;
 const TURN_STOP: u8 = 1;
 const TURN_DONE: u8 = 2;
 
-/// The framing's side of one read/write: where its bytes are, and whose they are.
+/// The framing's side of one read/write: this CPU's `FRAME_SCRATCH` value, which holds
+/// where the read/write's bytes are and whose they are (`Scratch`).
 struct KernelWire {
-    /// The caller's buffer (user memory).
-    buffer: u64,
-    owner: Owner,
-    sk: u64,
-    /// This CPU's `FRAME_SCRATCH` value.
     scratch: *mut FrameScratch,
 }
 
 impl KernelWire {
+    #[inline(always)]
+    fn here() -> Option<Self> {
+        FRAME_SCRATCH
+            .get_ptr_mut(0)
+            .map(|scratch| KernelWire { scratch })
+    }
+
+    #[inline(always)]
     fn state(&mut self) -> &mut Scratch {
         // SAFETY: this CPU's scratch value (see `frame`).
         unsafe { &mut (*self.scratch).state }
@@ -62,13 +66,14 @@ impl KernelWire {
 impl Wire for KernelWire {
     fn read(&mut self, offset: u32, len: u32, window: &mut [u8; WINDOW]) -> u32 {
         let mut size = u64::from(len);
+        let buffer = self.state().buffer;
         // SAFETY: `window` holds WINDOW bytes; the helper checks the user address and fails
         // instead of faulting.
         let failed = unsafe {
             payload::copy_prefix::<WINDOW>(
                 window.as_mut_ptr(),
                 &mut size,
-                self.buffer + u64::from(offset),
+                buffer + u64::from(offset),
             )
         };
         if failed != 0 { 0 } else { size as u32 }
@@ -88,17 +93,18 @@ impl Wire for KernelWire {
             bump(Counter::RequestEventsDropped);
             return;
         };
-        let family = self.state().family;
+        let state = self.state();
+        let (owner, sk, family) = (state.owner, state.sk, state.family);
         let event = entry.as_mut_ptr();
         // SAFETY: `event` points to a reserved ring-buffer record of the right size; every
         // field is written before it is submitted.
         unsafe {
-            (*event).owner = self.owner;
-            (*event).sk = self.sk;
+            (*event).owner = owner;
+            (*event).sk = sk;
             (*event).start_ns = request.start_ns;
             (*event).end_ns = end_ns;
-            (*event).remote = remote(self.sk, family);
-            (*event).local_port = local_port(self.sk);
+            (*event).remote = remote(sk, family);
+            (*event).local_port = local_port(sk);
             (*event).status = status;
             (*event).role = role;
             (*event).method = request.method;
@@ -116,18 +122,14 @@ impl Wire for KernelWire {
         side: usize,
         _io: &Io,
         cursor: &mut Cursor,
-        window: &mut [u8; WINDOW],
+        _window: &mut [u8; WINDOW],
     ) -> Turn {
         let state = self.state();
         state.cursor = *cursor;
         state.side = side as u64;
         state.turn = TURN_AGAIN;
-        Loops {
-            conn,
-            window,
-            wire: self,
-        }
-        .run(MAX_TURNS, turn);
+        changed_elsewhere(conn);
+        repeat(MAX_TURNS, MAX_TURNS, mon_frame_turn);
         let state = self.state();
         *cursor = state.cursor;
         match state.turn {
@@ -141,19 +143,16 @@ impl Wire for KernelWire {
         &mut self,
         conn: &mut Conn,
         _side: usize,
-        window: &[u8; WINDOW],
+        _window: &[u8; WINDOW],
         got: u32,
     ) -> (u32, Step) {
         let state = self.state();
         state.step = STEP_NEXT;
         state.at = 0;
         state.got = got;
-        Loops {
-            conn,
-            window: (window as *const [u8; WINDOW]).cast_mut(),
-            wire: self,
-        }
-        .run(got, scan_byte);
+        changed_elsewhere(conn);
+        // Each call uses at least one byte, so `got` calls are enough.
+        repeat(got, WINDOW as u32, mon_frame_byte);
         let state = self.state();
         match state.step {
             STEP_DONE => (state.used, Step::Done),
@@ -163,59 +162,51 @@ impl Wire for KernelWire {
     }
 }
 
-/// What the `bpf_loop` callbacks work on: pointers only (the rest is in `Scratch`), as the
-/// verifier passes a callback only this struct's address.
-struct Loops {
-    conn: *mut Conn,
-    window: *mut [u8; WINDOW],
-    wire: *mut KernelWire,
+/// `conn` is this CPU's working copy (`FrameScratch::conn`), which the global functions
+/// reach through the map, not through this reference: without this the compiler could
+/// keep its fields in registers across their calls.
+#[inline(always)]
+fn changed_elsewhere(conn: &mut Conn) {
+    core::hint::black_box(conn as *mut Conn);
 }
 
-impl Loops {
-    /// Calls `callback` with these pointers, `count` times at most (`bpf_loop`): until it
-    /// returns 1.
-    #[inline(always)]
-    fn run(mut self, count: u32, callback: extern "C" fn(u64, *mut c_void) -> i64) {
-        // SAFETY: `callback` has the type bpf_loop calls (inlined here, the verifier sees
-        // the function itself), and `self` outlives the call on this stack.
-        unsafe {
-            bpf_loop(
-                count,
-                callback as *mut c_void,
-                (&mut self as *mut Loops).cast(),
-                0,
-            )
-        };
-    }
-
-    /// # Safety
-    /// `ctx` is the `Loops` a `bpf_loop` call was given, alive on its caller's stack.
-    unsafe fn from<'a>(
-        ctx: *mut c_void,
-    ) -> (&'a mut Conn, &'a mut [u8; WINDOW], &'a mut KernelWire) {
-        // SAFETY: by the caller; its pointers are to map values and a stack local of the
-        // program, all alive for the call.
-        unsafe {
-            let loops = &*ctx.cast::<Loops>();
-            (&mut *loops.conn, &mut *loops.window, &mut *loops.wire)
+/// Calls `step` with 0, 1, … until it returns non-zero, `count` times at most (and never
+/// more than the constant `bound`, which the verifier walks).
+#[inline(always)]
+fn repeat(count: u32, bound: u32, step: extern "C" fn(u64) -> i64) {
+    let mut index = 0;
+    while index < bound && index < count {
+        if step(u64::from(index)) != 0 {
+            break;
         }
+        index += 1;
     }
 }
 
-/// One turn of a read/write: 0 to go on, 1 when it is done with.
+// The two global BPF functions (exported by the linker, see build.rs): a verifier checks a
+// global function once, on its own, for every argument value and every state of the
+// caller, instead of again at each call. Arguments are scalars only, as 5.10's verifier
+// requires; everything they work on is in this CPU's `FRAME_SCRATCH` value, where it knows
+// no value either.
+
+/// One turn of a read/write (`Conn::turn`): 0 to go on, 1 when it is done with.
+#[unsafe(no_mangle)]
 #[inline(never)]
-extern "C" fn turn(_index: u64, ctx: *mut c_void) -> i64 {
-    // SAFETY: bpf_loop passes back the `Loops` that `KernelWire::turns` gave it.
-    let (conn, window, wire) = unsafe { Loops::from(ctx) };
-    // SAFETY: this CPU's scratch value, apart from the window and the connection.
-    let state = unsafe { &mut (*wire.scratch).state };
+pub extern "C" fn mon_frame_turn(_index: u64) -> i64 {
+    let Some(mut wire) = KernelWire::here() else {
+        return 1;
+    };
+    let scratch = wire.scratch;
+    // SAFETY: disjoint fields of this CPU's scratch value; `wire` touches only `state`.
+    let (conn, window, state) = unsafe {
+        (
+            &mut (*scratch).conn.conn,
+            &mut (*scratch).window,
+            &mut (*scratch).state,
+        )
+    };
     let side = state.side as usize;
-    let io = &state.io;
-    let cursor = &mut state.cursor;
-    // SAFETY: `io` and `cursor` are fields of the scratch value that `turn` only reads or
-    // that no one else touches during the call.
-    let (io, cursor) = unsafe { (&*(io as *const Io), &mut *(cursor as *mut Cursor)) };
-    let code = match conn.turn(side, io, cursor, window, wire) {
+    let code = match conn.turn(side, &state.io, &mut state.cursor, window, &mut wire) {
         Turn::Again => return 0,
         Turn::Stop => TURN_STOP,
         Turn::Done => TURN_DONE,
@@ -226,18 +217,23 @@ extern "C" fn turn(_index: u64, ctx: *mut c_void) -> i64 {
 
 /// One byte of a window, and the rest of its line where the state ignores it: 0 to go on,
 /// 1 to stop (the window is used up, the side skips by count now, or the connection left
-/// HTTP). Each call uses at least one byte, so `got` calls are enough.
+/// HTTP).
+#[unsafe(no_mangle)]
 #[inline(never)]
-extern "C" fn scan_byte(_index: u64, ctx: *mut c_void) -> i64 {
-    // SAFETY: bpf_loop passes back the `Loops` that `KernelWire::scan` gave it.
-    let (conn, window, wire) = unsafe { Loops::from(ctx) };
+pub extern "C" fn mon_frame_byte(_index: u64) -> i64 {
+    let Some(mut wire) = KernelWire::here() else {
+        return 1;
+    };
+    let scratch = wire.scratch;
+    // SAFETY: disjoint fields of this CPU's scratch value; `wire` touches only `state`.
+    let (conn, window) = unsafe { (&mut (*scratch).conn.conn, &(*scratch).window) };
     let state = wire.state();
     let (at, got, side) = (state.at, state.got, state.side as usize);
     if at >= got {
         return 1;
     }
     let byte = window[at as usize & (WINDOW - 1)];
-    let code = match conn.step_stored(side, byte, wire) {
+    let code = match conn.step_stored(side, byte, &mut wire) {
         Step::Next => STEP_NEXT,
         Step::Skip => STEP_SKIP,
         Step::Done => STEP_DONE,
@@ -279,27 +275,23 @@ pub fn frame(
         }
         return;
     };
-    let Some(scratch) = FRAME_SCRATCH.get_ptr_mut(0) else {
+    let Some(mut wire) = KernelWire::here() else {
         return;
     };
+    let scratch = wire.scratch;
     // SAFETY: this CPU's scratch value, a map value the verifier bounds. These programs run
     // in the task's syscall and do not nest; only a fully preemptible kernel (preempt=full)
     // could run another on this CPU meanwhile, garbling this read/write's framing, which
     // then resynchronises at the next message.
-    let window = unsafe { &mut (*scratch).window };
-    // SAFETY: as above; never written, so all zeroes.
-    let blank = unsafe { &(*scratch).blank };
+    let (window, work) = unsafe { (&mut (*scratch).window, &mut (*scratch).conn) };
     let readable = size.min(u64::from(length)) as u32;
-    let mut wire = KernelWire {
-        buffer: address,
-        owner,
-        sk,
-        scratch,
-    };
     {
         let state = wire.state();
         state.now = 0;
         state.family = family;
+        state.sk = sk;
+        state.owner = owner;
+        state.buffer = address;
         state.io = Io {
             direction: direction as u8,
             length,
@@ -307,21 +299,24 @@ pub fn frame(
             loaded: 0,
         };
     }
-    let mut conn = None;
+    let mut stored = None;
     if judged == verdict::HTTP {
         // SAFETY: a value of HTTP_CONNS, read for its owner only.
-        conn = HTTP_CONNS
+        stored = HTTP_CONNS
             .get_ptr_mut(sk)
             .filter(|entry| unsafe { (**entry).tgid } == owner.tgid);
-        if conn.is_none() {
+        if stored.is_none() {
             // Evicted, or the address of a closed socket reused by another process's:
             // judged again from this read/write.
             judged = 0;
         }
     }
     let mut loaded = 0;
-    let conn = match conn {
-        Some(conn) => conn,
+    match stored {
+        // SAFETY: a value of HTTP_CONNS; a concurrent read/write of the same socket on
+        // another CPU (rare: one thread per connection) can only garble that connection's
+        // framing, which resynchronises at its next message.
+        Some(entry) => unsafe { copy_conn(work, entry) },
         None => {
             let want = readable.min(WINDOW as u32);
             if want > 0 {
@@ -331,33 +326,55 @@ pub fn frame(
                 let _ = PAYLOAD_SOCKS.insert(sk, verdict::after_miss(judged), BPF_ANY.into());
                 return;
             }
-            if HTTP_CONNS.insert(sk, blank, BPF_ANY.into()).is_err() {
-                bump(Counter::HttpConnsFull);
-                return;
-            }
-            let Some(conn) = HTTP_CONNS.get_ptr_mut(sk) else {
-                return;
-            };
-            // SAFETY: a map value just created, all zeroes.
-            unsafe {
-                (*conn).tgid = owner.tgid;
-                (*conn).conn.begin(direction as u8);
-            }
-            let _ = PAYLOAD_SOCKS.insert(sk, verdict::HTTP, BPF_ANY.into());
-            conn
+            // SAFETY: as above; `blank` is never written, so all zeroes.
+            unsafe { copy_conn(work, &(*scratch).blank) };
+            work.tgid = owner.tgid;
+            work.conn.begin(direction as u8);
         }
-    };
+    }
     wire.state().io.loaded = loaded;
     // Read back from the map, so the verifier knows none of its values (see `Scratch`); a
     // volatile read, or the compiler would reuse the values just stored.
     // SAFETY: a plain read of this CPU's scratch value.
     let io = unsafe { core::ptr::read_volatile(&wire.state().io) };
-    // SAFETY: a value of HTTP_CONNS; a concurrent read/write of the same socket on another
-    // CPU (rare: one thread per connection) can only garble that connection's framing,
-    // which resynchronises at its next message.
-    let outcome = unsafe { &mut (*conn).conn }.feed(&io, window, &mut wire);
-    if outcome == Outcome::Done {
+    if work.conn.feed(&io, window, &mut wire) == Outcome::Done {
         let _ = PAYLOAD_SOCKS.insert(sk, verdict::IGNORE, BPF_ANY.into());
-        let _ = HTTP_CONNS.remove(sk);
+        if stored.is_some() {
+            let _ = HTTP_CONNS.remove(sk);
+        }
+        return;
+    }
+    match stored {
+        // SAFETY: as above.
+        Some(entry) => unsafe { copy_conn(entry, work) },
+        None => {
+            if HTTP_CONNS.insert(sk, work, BPF_ANY.into()).is_err() {
+                bump(Counter::HttpConnsFull);
+                return;
+            }
+            let _ = PAYLOAD_SOCKS.insert(sk, verdict::HTTP, BPF_ANY.into());
+        }
+    }
+}
+
+/// Copies a connection's framing state a word at a time. A plain assignment compiles to a
+/// call of the linker's `memcpy`, which copies byte by byte: 3,300 instructions a read/write.
+///
+/// # Safety
+/// `dst` and `src` are valid, aligned and do not overlap.
+#[inline(always)]
+unsafe fn copy_conn(dst: *mut HttpConn, src: *const HttpConn) {
+    const WORDS: usize = core::mem::size_of::<HttpConn>() / 8;
+    const {
+        assert!(core::mem::size_of::<HttpConn>().is_multiple_of(8));
+        assert!(core::mem::align_of::<HttpConn>() == 8);
+    };
+    let (dst, src) = (dst.cast::<u64>(), src.cast::<u64>());
+    for word in 0..WORDS {
+        // SAFETY: by the caller; `word` < WORDS stays inside both values. Volatile, or the
+        // compiler turns the loop back into a call of `memcpy`.
+        unsafe {
+            core::ptr::write_volatile(dst.add(word), core::ptr::read_volatile(src.add(word)))
+        };
     }
 }

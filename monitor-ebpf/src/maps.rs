@@ -120,12 +120,11 @@ pub struct HttpConn {
     pub tgid: u32,
 }
 
-/// Everything a read/write's framing changes or branches on, kept in this CPU's
-/// `FRAME_SCRATCH` value rather than on the stack. The verifier knows no value in map
-/// memory, so the `bpf_loop` callbacks start every iteration, and every call, from the same
-/// state, and each is checked once or twice; a constant on the stack (a step taken, a
-/// side, the time not yet read, the address family) would make it check them again for
-/// each value, past its million instructions.
+/// Everything a read/write's framing works on, kept in this CPU's `FRAME_SCRATCH` value
+/// rather than on the stack: the framing's global functions take scalars only (all 5.10's
+/// verifier allows), so they find it there. The verifier also knows no value in map memory,
+/// so it checks each path once, not once per constant a caller could have left on the
+/// stack (a step taken, a side, the time not yet read, the address family).
 #[repr(C)]
 pub struct Scratch {
     pub io: monitor_framing::Io,
@@ -145,6 +144,10 @@ pub struct Scratch {
     pub turn: u8,
     /// The socket's address family.
     pub family: u16,
+    /// The socket, its owner, and the caller's buffer (user memory).
+    pub sk: u64,
+    pub owner: Owner,
+    pub buffer: u64,
 }
 
 /// Per CPU: where the framing copies a window of a read/write, keeps what it changes while
@@ -154,6 +157,9 @@ pub struct Scratch {
 pub struct FrameScratch {
     pub window: [u8; monitor_framing::WINDOW],
     pub state: Scratch,
+    /// The connection being framed: a copy of its `HTTP_CONNS` value, written back after
+    /// (the global functions cannot be handed a pointer to it).
+    pub conn: HttpConn,
     pub blank: HttpConn,
 }
 

@@ -4,12 +4,11 @@
 //! fixtures, the differential tests against `monitor-protocols`' parser and the fuzzer run
 //! it without root (`monitor_protocols::http::kernel::KernelTwin`).
 //!
-//! **In the probes** (`monitor-ebpf/src/framing.rs`), on kernels with `bpf_loop` (5.17+):
-//! there [`Wire::scan`] steps through a window with `bpf_loop` and [`Conn::step_stored`] as
-//! its callback, so the verifier checks one byte's step once. Unrolled over a 256-byte window
-//! (this crate's own [`Wire::scan`]), the 6.18 verifier walked every state's branch for every
-//! byte and gave up past its million instructions; older kernels have no `bpf_loop`, and
-//! there the agent copies payloads and parses them in user space instead.
+//! **In the probes** (`monitor-ebpf/src/framing.rs`): there [`Wire::turns`] and
+//! [`Wire::scan`] call a global BPF function per turn and per byte ([`Conn::turn`],
+//! [`Conn::step_stored`]), which the verifier checks once each, on every kernel from 5.6.
+//! Unrolled over a 256-byte window (this crate's own [`Wire::scan`]), the 6.18 verifier
+//! walked every state's branch for every byte and gave up past its million instructions.
 //!
 //! The kernel build is why it looks the way it does:
 //!
@@ -41,7 +40,7 @@
 /// Bytes examined per copy from the syscall's buffer (a power of two: indexes are masked).
 pub const WINDOW: usize = 256;
 /// Windows read per read/write at most: 16 KiB of heads or chunk-size lines (long cookies;
-/// a large write of many small chunks). Each is a turn of the probes' outer `bpf_loop`,
+/// a large write of many small chunks). Each is a call of the probes' per-turn function,
 /// so the bound costs the verifier nothing, and a read/write pays only for what it needs.
 pub const MAX_WINDOWS: u32 = 64;
 /// Bytes of request target (server) or `Host` (client) kept per request.
@@ -125,7 +124,7 @@ pub trait Wire {
 
     /// Frames one read/write: [`Conn::turn`] until it stops, at most [`MAX_TURNS`] times
     /// (`Again` when the turns ran out). This plain loop is what user space runs; the probes
-    /// replace it with `bpf_loop`, `cursor` in map memory (see [`Cursor`]).
+    /// call a global function per turn instead, `cursor` in map memory (see [`Cursor`]).
     fn turns(
         &mut self,
         conn: &mut Conn,
@@ -152,8 +151,8 @@ pub trait Wire {
     /// byte ends the window's reading; the bytes used and that byte's [`Step`] (`Next` when
     /// all were used). The side's state is in `conn` on entry and must be on return.
     ///
-    /// This plain loop is what user space runs. The probes replace it with `bpf_loop` and
-    /// [`Conn::step_stored`] as its callback: the verifier then checks one byte's step once,
+    /// This plain loop is what user space runs. The probes call a global function per byte
+    /// instead, [`Conn::step_stored`] its body: the verifier then checks one byte's step once,
     /// instead of walking every branch of every byte of an unrolled window.
     fn scan(&mut self, conn: &mut Conn, side: usize, window: &[u8; WINDOW], got: u32) -> (u32, Step)
     where
@@ -593,8 +592,8 @@ impl Conn {
     }
 
     /// One turn of framing a read/write on side `side`: skips body bytes, or reads a window
-    /// and steps through it ([`Wire::scan`]). The body of the probes' outer `bpf_loop`
-    /// callback ([`Wire::turns`]), so everything it carries from one turn to the next is in
+    /// and steps through it ([`Wire::scan`]). The body of the probes' per-turn global
+    /// function ([`Wire::turns`]), so everything it carries from one turn to the next is in
     /// `cursor`.
     pub fn turn<W: Wire>(
         &mut self,
@@ -660,7 +659,7 @@ impl Conn {
     }
 
     /// One byte of side `side`, its state read from and written back to `self`: the body
-    /// of the probes' `bpf_loop` callback ([`Wire::scan`]).
+    /// of the probes' per-byte global function ([`Wire::scan`]).
     #[inline(always)]
     pub fn step_stored<W: Wire>(&mut self, side: usize, byte: u8, wire: &mut W) -> Step {
         let side = side & 1;

@@ -115,7 +115,7 @@ fn nginx(comm: &str) -> (Running, u16) {
     (running, port)
 }
 
-/// Framed in the kernel (this kernel has `bpf_loop`): one request record per request on
+/// Framed in the kernel (the default): one request record per request on
 /// each side, and not one payload copied.
 #[test]
 fn nginx_and_curl_exact_counts_per_status_on_both_sides() {
@@ -149,9 +149,9 @@ fn nginx_and_curl_exact_through_the_syscall_exit_hook_too() {
     );
 }
 
-/// Kernels before 5.17 cannot frame requests (no `bpf_loop`): the reads and writes are
-/// copied and parsed in user space, and the same counts must come out of that path, through
-/// either hook.
+/// Where a verifier refuses the framing programs, the reads and writes are copied and
+/// parsed in user space, and the same counts must come out of that path, through either
+/// hook.
 #[test]
 fn nginx_and_curl_exact_with_the_framing_in_user_space_too() {
     for hook in ["tracepoints", "syscalls"] {

@@ -386,7 +386,7 @@ fn bytes_are_exact_through_the_copying_programs_too() {
 }
 
 /// Where requests are framed, as the agent reports it: the probes run the framing programs
-/// (this kernel has `bpf_loop`), or the copying ones.
+/// (global BPF functions, 5.6+), or the copying ones.
 pub fn assert_framed_in_kernel(agent: &Agent, framed: bool) {
     assert_eq!(
         agent

@@ -225,8 +225,8 @@ pub enum SocketIoHook {
 /// Where HTTP/1.x requests are framed: `--probes.request-framing`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum RequestFraming {
-    /// In the kernel where its verifier accepts the framing programs (they need bpf_loop,
-    /// 5.17+), else in user space.
+    /// In the kernel where its verifier accepts the framing programs (they need global BPF
+    /// functions, 5.6+), else in user space.
     #[default]
     Auto,
     /// Only in the kernel: one record per request, no payload copied. Where the kernel

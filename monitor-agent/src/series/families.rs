@@ -295,8 +295,7 @@ pub mod family {
     };
     pub const REQUESTS_FRAMED_IN_KERNEL: Family = Family {
         name: "monitor_requests_framed_in_kernel",
-        help: "1 if HTTP requests are framed in the kernel (one record per request; Linux \
-               5.17+), 0 if read/write prefixes are copied and parsed in the agent \
+        help: "1 if HTTP requests are framed in the kernel (one record per request), 0 if read/write prefixes are copied and parsed in the agent \
                (--probes.request-framing; the metrics are the same).",
         kind: Kind::Gauge,
         labels: &[],

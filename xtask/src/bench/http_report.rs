@@ -491,8 +491,8 @@ impl HttpReport {
         );
         out.push_str(
             "- `agent:user-framing`: the same agent with the requests framed in user space \
-             (`--probes.request-framing user`), as on kernels without `bpf_loop` (before \
-             5.17): a prefix of every read and write of an HTTP socket is copied to the \
+             (`--probes.request-framing user`), as where a verifier refuses the framing \
+             programs: a prefix of every read and write of an HTTP socket is copied to the \
              agent and parsed there.\n",
         );
         for family in Family::ALL {

@@ -12,7 +12,7 @@ pub enum Condition {
     /// the rest): that family's share of the agent's cost.
     AgentOnly(Family),
     /// The whole agent with requests framed in user space (`--probes.request-framing user`),
-    /// as on kernels without `bpf_loop`: what framing in the kernel saves.
+    /// as where a verifier refuses the framing programs: what framing in the kernel saves.
     AgentUserFraming,
     Bpftrace,
 }

@@ -151,8 +151,6 @@ struct Facts {
     http: u16,
     spin_cpu_seconds: f64,
     spin_wait_seconds: f64,
-    /// Whether this kernel has `bpf_loop` (5.17+), and so must frame requests in the kernel.
-    frames_in_kernel: bool,
 }
 
 /// What the agent must report for the workloads: counts exactly, times within tolerance.
@@ -307,10 +305,10 @@ fn expectations(comms: &Comms, facts: &Facts) -> Vec<Expectation> {
             WAIT_TOLERANCE,
         ),
         Expectation::new(
-            "HTTP framed in the kernel: 1 from 5.17 (bpf_loop), else 0",
+            "HTTP framed in the kernel",
             "monitor_requests_framed_in_kernel",
             &[],
-            u64::from(facts.frames_in_kernel),
+            1,
         ),
         Expectation::new(
             "OOM kills: 200 MiB in a 32 MiB cgroup",
@@ -387,10 +385,7 @@ fn smoke(options: &GuestOptions, work: &Path, result: &mut SmokeResult) -> Resul
         work,
         bins: &options.bins,
     };
-    let mut facts = Facts {
-        frames_in_kernel: has_bpf_loop(&result.kernel),
-        ..Facts::default()
-    };
+    let mut facts = Facts::default();
     // Each workload on its own: one failing does not hide what the others show.
     let steps: [(&str, &WorkloadStep); 6] = [
         ("syscall workload", &|_| workloads.syscalls(&comms)),
@@ -458,15 +453,6 @@ fn smoke(options: &GuestOptions, work: &Path, result: &mut SmokeResult) -> Resul
         result.refusal = Some(refusal_log(options)?);
     }
     Ok(())
-}
-
-/// Whether kernel `release` (`uname -r`) is 5.17 or later, where `bpf_loop` came.
-fn has_bpf_loop(release: &str) -> bool {
-    let mut numbers = release
-        .split(|c: char| !c.is_ascii_digit())
-        .map(|part| part.parse::<u32>().unwrap_or(0));
-    let version = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
-    version >= (5, 17)
 }
 
 /// The programs socket I/O falls back to where the `sock_*_length` hooks are refused
@@ -925,15 +911,6 @@ mod tests {
     }
 
     #[test]
-    fn bpf_loop_is_told_from_the_kernel_release() {
-        assert!(!has_bpf_loop("5.10.0-32-amd64"));
-        assert!(!has_bpf_loop("5.16.20"));
-        assert!(has_bpf_loop("5.17.0"));
-        assert!(has_bpf_loop("6.1.0-50-amd64"));
-        assert!(has_bpf_loop("6.18.44-fc-v1272"));
-    }
-
-    #[test]
     fn expectations_name_the_workloads_series() {
         let comms = Comms::new(42);
         let facts = Facts {
@@ -942,7 +919,6 @@ mod tests {
             http: 4002,
             spin_cpu_seconds: 3.0,
             spin_wait_seconds: 3.0,
-            frames_in_kernel: true,
         };
         let expected = expectations(&comms, &facts);
         let scrape = "\
@@ -965,7 +941,7 @@ monitor_oom_kills_total{comm=\"kghog42\"} 1
                 "TCP connects: refused",
                 "HTTP client: GET 404",
                 "scheduler: CPU time / the spinners' own",
-                "HTTP framed in the kernel: 1 from 5.17 (bpf_loop), else 0",
+                "HTTP framed in the kernel",
                 "OOM kills: 200 MiB in a 32 MiB cgroup"
             ]
         );

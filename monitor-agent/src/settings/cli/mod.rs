@@ -343,7 +343,7 @@ pub struct Config {
     pub socket_io: crate::probes::SocketIoHook,
 
     /// Where HTTP/1.x requests are framed. auto: in the kernel where its verifier accepts
-    /// the framing programs (bpf_loop, Linux 5.17+; so 6.1 and later), one record per
+    /// the framing programs (global BPF functions, Linux 5.6+), one record per
     /// request and no payload copied; else a prefix of every read/write of an HTTP socket is
     /// copied to the agent and parsed there. kernel or user: only that way (kernel leaves the
     /// socket I/O probes detached where the kernel refuses it). The metrics are the same.

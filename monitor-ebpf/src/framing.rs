@@ -215,7 +215,7 @@ pub extern "C" fn mon_frame_turn(_index: u64) -> i64 {
     1
 }
 
-/// One byte of a window, and the rest of its line where the state ignores it: 0 to go on,
+/// A run of a window's bytes from the next one (`Conn::step_run`): 0 to go on,
 /// 1 to stop (the window is used up, the side skips by count now, or the connection left
 /// HTTP).
 #[unsafe(no_mangle)]
@@ -232,23 +232,19 @@ pub extern "C" fn mon_frame_byte(_index: u64) -> i64 {
     if at >= got {
         return 1;
     }
-    let byte = window[at as usize & (WINDOW - 1)];
-    let code = match conn.step_stored(side, byte, &mut wire) {
+    let (next, step) = conn.step_run(side, window, at, got, &mut wire);
+    let code = match step {
         Step::Next => STEP_NEXT,
         Step::Skip => STEP_SKIP,
         Step::Done => STEP_DONE,
     };
     let state = wire.state();
     if code != STEP_NEXT {
-        state.used = at + 1;
+        state.used = next;
         state.step = code;
         return 1;
     }
-    state.at = if conn.waits_for_line_end(side) {
-        monitor_framing::line_end(window, at + 1, got)
-    } else {
-        at + 1
-    };
+    state.at = next;
     0
 }
 

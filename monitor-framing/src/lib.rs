@@ -6,7 +6,7 @@
 //!
 //! **In the probes** (`monitor-ebpf/src/framing.rs`): there [`Wire::turns`] and
 //! [`Wire::scan`] call a global BPF function per turn and per byte ([`Conn::turn`],
-//! [`Conn::step_stored`]), which the verifier checks once each, on every kernel from 5.6.
+//! [`Conn::step_run`]), which the verifier checks once each, on every kernel from 5.6.
 //! Unrolled over a 256-byte window (this crate's own [`Wire::scan`]), the 6.18 verifier
 //! walked every state's branch for every byte and gave up past its million instructions.
 //!
@@ -151,32 +151,25 @@ pub trait Wire {
     /// byte ends the window's reading; the bytes used and that byte's [`Step`] (`Next` when
     /// all were used). The side's state is in `conn` on entry and must be on return.
     ///
-    /// This plain loop is what user space runs. The probes call a global function per byte
-    /// instead, [`Conn::step_stored`] its body: the verifier then checks one byte's step once,
+    /// This plain loop is what user space runs. The probes call a global function per run
+    /// of bytes instead, [`Conn::step_run`] its body: the verifier then checks a run once,
     /// instead of walking every branch of every byte of an unrolled window.
     fn scan(&mut self, conn: &mut Conn, side: usize, window: &[u8; WINDOW], got: u32) -> (u32, Step)
     where
         Self: Sized,
     {
-        let mut st = conn.sides[side].state;
         let mut used: u32 = 0;
-        let mut step = Step::Next;
         while used < WINDOW as u32 {
             if used >= got {
                 break;
             }
-            let byte = window[masked(used as usize, WINDOW)];
-            used += 1;
-            step = conn.step(&mut st, side, byte, self);
+            let (next, step) = conn.step_run(side, window, used, got, self);
+            used = next;
             if step != Step::Next {
-                break;
-            }
-            if waits_for_line_end(st) {
-                used = line_end(window, used, got);
+                return (used, step);
             }
         }
-        conn.sides[side].state = st;
-        (used, step)
+        (used, Step::Next)
     }
 }
 
@@ -359,6 +352,11 @@ pub enum Turn {
 /// Turns per read/write at most: each either skips body bytes (at most twice in a row: data,
 /// then its CRLF read) or reads a window, so twice the windows bounds them.
 pub const MAX_TURNS: u32 = 2 * MAX_WINDOWS + 2;
+
+/// Bytes after the first that one [`Conn::step_run`] steps at most: a request line, or a
+/// header line's name and value, in one call of the probes' per-byte function. A verifier
+/// walks each of them once (at 64 the 6.18 verifier gave up past a million instructions).
+pub const RUN: u32 = 32;
 
 /// Where the framing of one read/write stands between its turns. The probes keep it in map
 /// memory, where the verifier knows none of its values and so checks a turn once for all.
@@ -652,16 +650,64 @@ impl Conn {
         Turn::Again
     }
 
-    /// Whether side `side` ignores every byte until the line's end ([`waits_for_line_end`]).
+    /// Steps side `side` through `window[..got]` from `at` (< `got`): the byte at `at`,
+    /// whatever its state, then up to [`RUN`] more while their states only read and write
+    /// `self` (a start line's tokens, header names and values), then past the bytes a state
+    /// ignores up to the line's end. The index after the last byte used, and that byte's
+    /// [`Step`] (`Next` when none stopped the window's reading).
+    ///
+    /// The body of the probes' per-byte global function ([`Wire::scan`]): a run costs one
+    /// call, and a dispatch per byte. Here too, so the twin runs exactly what the probes do.
     #[inline(always)]
-    pub fn waits_for_line_end(&self, side: usize) -> bool {
-        waits_for_line_end(self.sides[side & 1].state)
+    pub fn step_run<W: Wire>(
+        &mut self,
+        side: usize,
+        window: &[u8; WINDOW],
+        at: u32,
+        got: u32,
+        wire: &mut W,
+    ) -> (u32, Step) {
+        let k = side & 1;
+        let step = self.step_stored(k, window[masked(at as usize, WINDOW)], wire);
+        let mut at = at + 1;
+        if step != Step::Next {
+            return (at, step);
+        }
+        let mut run = 0;
+        while run < RUN {
+            if at >= got {
+                break;
+            }
+            // Read back, so a verifier meets one unknown state per byte, not each constant
+            // a handler could have stored.
+            let mut st = reloaded(&self.sides[k].state);
+            let byte = window[masked(at as usize, WINDOW)];
+            let step = match st {
+                METHOD => self.method(&mut st, byte),
+                TARGET => self.target(&mut st, byte),
+                REQUEST_VERSION => self.request_version(&mut st, byte),
+                STATUS_VERSION => self.status_version(&mut st, byte),
+                LINE_START if byte != b'\r' && byte != b'\n' => self.line_start(&mut st, k, byte),
+                NAME => self.name(&mut st, k, byte),
+                VALUE => self.value(&mut st, k, byte),
+                _ => break,
+            };
+            self.sides[k].state = st;
+            at += 1;
+            run += 1;
+            if step != Step::Next {
+                return (at, step);
+            }
+        }
+        if waits_for_line_end(self.sides[k].state) {
+            at = line_end(window, at, got);
+        }
+        (at, Step::Next)
     }
 
-    /// One byte of side `side`, its state read from and written back to `self`: the body
-    /// of the probes' per-byte global function ([`Wire::scan`]).
+    /// One byte of side `side`, its state read from and written back to `self`.
     #[inline(always)]
-    pub fn step_stored<W: Wire>(&mut self, side: usize, byte: u8, wire: &mut W) -> Step {
+    fn step_stored<W: Wire>(&mut self, side: usize, byte: u8, wire: &mut W) -> Step {
         let side = side & 1;
         let mut st = self.sides[side].state;
         let step = self.step(&mut st, side, byte, wire);
@@ -1229,6 +1275,14 @@ impl Conn {
 fn opaque(value: u32) -> u32 {
     // SAFETY: a plain read of a local variable.
     unsafe { core::ptr::read_volatile(&value) }
+}
+
+/// `*value`, read from memory again: the compiler would otherwise reuse the constant a
+/// handler just stored there, and a verifier would walk the next byte once per constant.
+#[inline(always)]
+fn reloaded(value: &u8) -> u8 {
+    // SAFETY: a plain read through a reference.
+    unsafe { core::ptr::read_volatile(value) }
 }
 
 /// `index % size` for a power-of-two `size`, as a mask the compiler cannot drop. Where it can

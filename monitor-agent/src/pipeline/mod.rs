@@ -1,10 +1,9 @@
 //! The running pipeline: the process-event ring and every signal in, one `Snapshot` of
 //! exporter-neutral series out. It owns all of its state (no lock): it runs on its own thread
 //! (`thread`), and scrapes ask it for a snapshot through a channel.
-use std::{
-    collections::HashMap,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
+
+use foldhash::{HashMap, HashMapExt};
 
 use log::{info, warn};
 use monitor_common::{Counter, Owner, map};

@@ -6,10 +6,9 @@
 //! container, pod, namespace and service labels unchanged). A program that lives longer
 //! keeps its name whatever its parent did, so services are never folded; deciding that takes
 //! until it has lived `short_lived`, and its series appear then.
-use std::{
-    collections::{HashMap, HashSet},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 /// `comm` of the series short-lived processes are folded into.
 pub const SHORT_LIVED_COMM: &str = "[short-lived]";

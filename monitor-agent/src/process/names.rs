@@ -1,8 +1,7 @@
 //! Who a (TGID, generation) is: its `comm`, from exec/exit events, else from `/proc`.
-use std::{
-    collections::HashMap,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
+
+use foldhash::{HashMap, HashMapExt};
 
 use monitor_common::Owner;
 

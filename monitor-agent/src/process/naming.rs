@@ -1,10 +1,9 @@
 //! Naming what the kernel reports: a kernel map key or a ring-buffer event carries only a
 //! process generation (`Owner`); this turns it into the `Workload` its series are labelled
 //! with, or says it must wait, or that the selection rules exclude it.
-use std::{
-    collections::{HashMap, HashSet},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use monitor_common::Owner;
 

@@ -3,10 +3,11 @@
 //! when the kernel entries of an exited process are freed. Retired-only series expire once
 //! idle for the TTL. Pure: the kernel maps are read elsewhere and passed in.
 use std::{
-    collections::{HashMap, HashSet},
     hash::{Hash, Hasher as _},
     time::{Duration, Instant},
 };
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 pub use monitor_common::Histogram;
 

@@ -5,10 +5,11 @@
 //! Pure: events arrive decoded and already named. Connection state is bounded: idle
 //! connections are forgotten, and at most `MAX_CONNECTIONS` are followed at once.
 use std::{
-    collections::{HashMap, HashSet},
     net::SocketAddr,
     time::{Duration, Instant},
 };
+
+use foldhash::{HashMap, HashMapExt, HashSet};
 
 use monitor_protocols::{Chunk, Connection, Exchange, HttpExchange, Role, http::split_host_port};
 

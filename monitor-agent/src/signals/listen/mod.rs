@@ -186,7 +186,7 @@ impl Signal for Listen {
         self.queues.publish(present, ctx.now, Duration::ZERO);
         let mut snapshot = ListenSnapshot {
             queues: queues.into_iter().collect(),
-            overflows: self.overflows.publish(HashMap::new(), ctx.now, ctx.ttl),
+            overflows: self.overflows.publish(Default::default(), ctx.now, ctx.ttl),
         };
         snapshot.queues.sort_by(|a, b| a.0.cmp(&b.0));
         published(&snapshot, ctx.recorder.policy)

@@ -5,7 +5,7 @@
 //! arrive folded per label set. Every value is kept in a `series::table::SeriesTable`, so the
 //! same retire/TTL rules as the syscall families apply.
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashSet,
     net::SocketAddr,
     time::{Duration, Instant},
 };
@@ -277,7 +277,7 @@ impl Network {
             now: Instant,
             ttl: Duration,
         ) -> Vec<(WorkloadLabels, V)> {
-            table.publish(HashMap::new(), now, ttl)
+            table.publish(Default::default(), now, ttl)
         }
         let snapshot = NetworkSnapshot {
             connect_duration: events(&mut self.connect_duration, now, ttl),

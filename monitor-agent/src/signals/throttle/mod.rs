@@ -187,7 +187,7 @@ impl Signal for Throttle {
                         .record(family, &mut self.table, &who, Vec::new(), &new_ns);
                 }
             }
-            self.last = self.table.publish(HashMap::new(), ctx.now, ctx.ttl);
+            self.last = self.table.publish(Default::default(), ctx.now, ctx.ttl);
             let live: HashSet<&WorkloadLabels> =
                 self.last.iter().map(|(labels, _)| labels).collect();
             self.seen.retain(|(labels, _), _| live.contains(labels));

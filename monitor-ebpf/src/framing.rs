@@ -3,10 +3,10 @@
 //! No payload byte leaves the kernel, and a body is skipped by count, never copied.
 //!
 //! Called by `socket_io` instead of `payload::capture` from the `_framed` programs. A turn
-//! of a read/write and a byte of a window are each a global BPF function (`mon_frame_turn`,
-//! `mon_frame_byte`), which the verifier checks once, on its own, instead of walking every
-//! byte of an unrolled window from every caller: the 6.18 verifier gave up on that past a
-//! million instructions. Global functions (5.6+) take scalars only before 5.12, so they
+//! of a read/write and a run of a window's bytes (`Conn::step_run`) are each a global BPF
+//! function (`mon_frame_turn`, `mon_frame_byte`), which the verifier checks once, on its
+//! own, instead of walking every byte of an unrolled window from every caller: the 6.18
+//! verifier gave up on that past a million instructions. Global functions (5.6+) take scalars only before 5.12, so they
 //! find everything in this CPU's `FRAME_SCRATCH` value, the connection's state included
 //! (copied there from `HTTP_CONNS` and back). A verifier that refuses the programs anyway
 //! gets the copying ones instead, with the parsing in user space.

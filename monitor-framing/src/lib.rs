@@ -5,7 +5,7 @@
 //! it without root (`monitor_protocols::http::kernel::KernelTwin`).
 //!
 //! **In the probes** (`monitor-ebpf/src/framing.rs`): there [`Wire::turns`] and
-//! [`Wire::scan`] call a global BPF function per turn and per byte ([`Conn::turn`],
+//! [`Wire::scan`] call a global BPF function per turn and per run of bytes ([`Conn::turn`],
 //! [`Conn::step_run`]), which the verifier checks once each, on every kernel from 5.6.
 //! Unrolled over a 256-byte window (this crate's own [`Wire::scan`]), the 6.18 verifier
 //! walked every state's branch for every byte and gave up past its million instructions.
@@ -176,13 +176,13 @@ pub trait Wire {
 /// Whether a side in state `st` ignores every byte until the line's `\n` (a reason phrase,
 /// a header no one asked for, a trailer, a chunk extension): those bytes need no step.
 #[inline(always)]
-pub fn waits_for_line_end(st: u8) -> bool {
+fn waits_for_line_end(st: u8) -> bool {
     matches!(st, REASON | SKIP_LINE | TRAILER_LINE | CHUNK_EXTENSION)
 }
 
 /// The index of the first `\n` in `window[from..got]`, or `got` when there is none.
 #[inline(always)]
-pub fn line_end(window: &[u8; WINDOW], from: u32, got: u32) -> u32 {
+fn line_end(window: &[u8; WINDOW], from: u32, got: u32) -> u32 {
     let mut at = from;
     // The loop ends at the constant WINDOW, `got` only breaks out of it: compilers turn
     // `at < got` into `at != got`, which tells a verifier nothing, and it would walk on past

@@ -77,6 +77,8 @@ pub mod map {
     pub const HTTP_CONNS: &str = "HTTP_CONNS";
     pub const FRAME_SCRATCH: &str = "FRAME_SCRATCH";
     pub const REQUEST_EVENTS: &str = "REQUEST_EVENTS";
+    pub const DNS_SOCKS: &str = "DNS_SOCKS";
+    pub const DNS_EVENTS: &str = "DNS_EVENTS";
     pub const SCHED_CPU: &str = "SCHED_CPU";
     pub const RUNQ_LATENCY: &str = "RUNQ_LATENCY";
     pub const CPU_TIME: &str = "CPU_TIME";
@@ -85,7 +87,7 @@ pub mod map {
     pub const BLOCK_IO: &str = "BLOCK_IO";
 
     /// Every map of the object, for tools that look for leftovers.
-    pub const ALL: [&str; 22] = [
+    pub const ALL: [&str; 24] = [
         THREAD_START,
         PROCESS_STATE,
         EXCLUDED,
@@ -102,6 +104,8 @@ pub mod map {
         HTTP_CONNS,
         FRAME_SCRATCH,
         REQUEST_EVENTS,
+        DNS_SOCKS,
+        DNS_EVENTS,
         SCHED_CPU,
         RUNQ_LATENCY,
         CPU_TIME,
@@ -188,6 +192,11 @@ pub mod capacity {
     pub const REQUEST_EVENTS_BYTES: u32 = 2 * 1024 * 1024;
     /// Bytes of a request's target (server) or `Host` (client) a request record carries.
     pub const REQUEST_TEXT: usize = 64;
+    /// Unconnected UDP sockets that sent a DNS query, whose reads are looked at for its
+    /// answer (LRU: connected sockets need no entry, their peer port says it).
+    pub const DNS_SOCKS: u32 = 16_384;
+    /// Bytes of the DNS ring buffer: about 900 DNS messages (their first 512 bytes) in flight.
+    pub const DNS_EVENTS_BYTES: u32 = 512 * 1024;
     /// Process incarnations with run-queue waits or CPU time between sweeps.
     pub const RUNQ_LATENCY: u32 = 4_096;
     pub const CPU_TIME: u32 = 4_096;
@@ -257,10 +266,14 @@ pub enum Counter {
     /// `HTTP_CONNS` refused a new connection (an update failed): its requests go uncounted
     /// until it is judged again.
     HttpConnsFull = 23,
+    /// DNS messages the probes tried to write to `DNS_EVENTS` (read + dropped, once drained).
+    DnsEventsProduced = 24,
+    /// DNS messages lost because `DNS_EVENTS` had no room.
+    DnsEventsDropped = 25,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 24] = [
+    pub const ALL: [Counter; 26] = [
         Counter::ProcessEventsProduced,
         Counter::ProcessEventsDropped,
         Counter::SyscallStatsFull,
@@ -285,6 +298,8 @@ impl Counter {
         Counter::RequestEventsProduced,
         Counter::RequestEventsDropped,
         Counter::HttpConnsFull,
+        Counter::DnsEventsProduced,
+        Counter::DnsEventsDropped,
     ];
     pub const LEN: u32 = Self::ALL.len() as u32;
 }
@@ -583,10 +598,14 @@ pub mod payload_flags {
     /// The first read/write captured since the socket was judged: a new connection, even if
     /// the kernel reuses the address of a closed socket with the same peer.
     pub const FIRST: u32 = 1;
+    /// `DNS_EVENTS`: the message came over TCP, its 2-byte length first.
+    pub const STREAM: u32 = 2;
 }
 
 /// Record of the `PAYLOAD_EVENTS` ring buffer: one read or write on a socket whose traffic
-/// looks like a request protocol, with a prefix of its bytes.
+/// looks like a request protocol, with a prefix of its bytes. Also the record of the
+/// `DNS_EVENTS` ring: one DNS message a process sent or received (over TCP, a read/write
+/// that starts with one), `remote` the server it was sent to.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct PayloadEvent {

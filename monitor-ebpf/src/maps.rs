@@ -170,6 +170,16 @@ pub static FRAME_SCRATCH: PerCpuArray<FrameScratch> = PerCpuArray::with_max_entr
 #[map]
 pub static REQUEST_EVENTS: RingBuf = RingBuf::with_byte_size(capacity::REQUEST_EVENTS_BYTES, 0);
 
+/// Unconnected UDP sockets that sent a DNS query (`dns`), and the TGID that sent it: their
+/// reads are looked at for the answer. LRU: a socket forgotten only misses answers, and a
+/// freed socket's address reused by another process is told apart by the TGID.
+#[map]
+pub static DNS_SOCKS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(capacity::DNS_SOCKS, 0);
+
+/// One record per DNS message a process sent or received (`PayloadEvent`, from `dns`).
+#[map]
+pub static DNS_EVENTS: RingBuf = RingBuf::with_byte_size(capacity::DNS_EVENTS_BYTES, 0);
+
 /// Per CPU: the task on it since when, and how long it waited first (`SchedCpu`).
 #[map]
 pub static SCHED_CPU: PerCpuArray<SchedCpu> = PerCpuArray::with_max_entries(1, 0);

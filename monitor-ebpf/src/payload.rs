@@ -42,6 +42,8 @@ pub const NR_SENDTO: u64 = 44;
 pub const NR_RECVFROM: u64 = 45;
 pub const NR_SENDMSG: u64 = 46;
 pub const NR_RECVMSG: u64 = 47;
+pub const NR_RECVMMSG: u32 = 299;
+pub const NR_SENDMMSG: u32 = 307;
 /// `struct user_msghdr`: `msg_iov` follows `msg_name` and `msg_namelen` (UAPI, stable).
 const MSGHDR_IOV: u64 = 16;
 
@@ -53,7 +55,7 @@ const MESSAGE_STARTS: [[u8; 4]; 10] = [
 ];
 
 #[inline(always)]
-fn read_user<T>(address: u64) -> Option<T> {
+pub fn read_user<T>(address: u64) -> Option<T> {
     // SAFETY: bpf_probe_read_user checks the address and fails instead of faulting; the
     // value is plain integers.
     unsafe { aya_ebpf::helpers::bpf_probe_read_user(address as *const T).ok() }
@@ -104,19 +106,35 @@ impl SyscallRegs {
     pub fn arg3(&self) -> u64 {
         self.word(core::mem::offset_of!(pt_regs, r10))
     }
+
+    pub fn arg4(&self) -> u64 {
+        self.word(core::mem::offset_of!(pt_regs, r8))
+    }
 }
 
-/// The user buffer of the syscall in progress and its size, from the task's saved user
-/// registers (`bpf_task_pt_regs`, 5.15+: only the in-syscall tracepoint hook uses it).
+/// The registers of the syscall in progress, from the task's saved user registers
+/// (`bpf_task_pt_regs`, 5.15+: only the in-syscall tracepoint hook uses it).
 #[inline(always)]
-pub fn current_user_buffer() -> Option<(u64, u64)> {
+pub fn current_regs() -> Option<SyscallRegs> {
     // SAFETY: plain helper calls; `bpf_task_pt_regs` of the current task returns its saved
     // user registers, read through bpf_probe_read_kernel, which cannot fault.
     let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as u64;
     if regs == 0 {
         return None;
     }
-    user_buffer(&SyscallRegs::read(regs)?)
+    SyscallRegs::read(regs)
+}
+
+/// Where the current task's saved user registers are (`struct pt_regs`, kernel memory), as
+/// a plain number (0 if unknown): the verifier types `bpf_task_pt_regs`'s result as a
+/// pointer, which a global function (`dns::mon_dns_message`) may not be passed. Copying its
+/// bytes through a helper leaves a number it only reads through probe reads.
+#[inline(always)]
+pub fn current_regs_at() -> u64 {
+    // SAFETY: a plain helper call; the pointer is not dereferenced here.
+    let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) };
+    // SAFETY: reads the 8 bytes of a local of this frame.
+    unsafe { bpf_probe_read_kernel(core::ptr::from_ref(&regs).cast::<u64>()) }.unwrap_or(0)
 }
 
 /// The user buffer of a syscall and its size, from its arguments.

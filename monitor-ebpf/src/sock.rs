@@ -3,7 +3,9 @@
 //! (`network`), socket I/O (`socket_io`) and payload capture (`payload`); imports no probe.
 use aya_ebpf::{
     Global,
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel},
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
+    },
 };
 use monitor_common::{Endpoint, Owner};
 
@@ -22,10 +24,29 @@ static OFF_SKC_DPORT: Global<u32> = Global::new(0);
 pub static OFF_SKC_NUM: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
 static OFF_SK_PROTOCOL: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_TASK_FILES: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_FILES_FDT: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_FDT_MAX_FDS: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_FDT_FD: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_FILE_INODE: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_FILE_PRIVATE_DATA: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_INODE_MODE: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_SOCKET_SK: Global<u32> = Global::new(0);
 
 pub const AF_INET: u16 = 2;
 pub const AF_INET6: u16 = 10;
-const IPPROTO_TCP: u16 = 6;
+pub const IPPROTO_TCP: u16 = 6;
+pub const IPPROTO_UDP: u16 = 17;
+const S_IFMT: u16 = 0o170000;
+const S_IFSOCK: u16 = 0o140000;
 
 /// Reads a `T` at `base + offset` in kernel memory; `None` if the read faults.
 #[inline(always)]
@@ -60,10 +81,27 @@ pub fn current_owner() -> Option<Owner> {
 /// hooks also fire for UDP, unix and MPTCP's meta sockets.
 #[inline(always)]
 pub fn tcp_family(sk: u64) -> Option<u16> {
+    inet_socket(sk)
+        .filter(|&(_, protocol)| protocol == IPPROTO_TCP)
+        .map(|(family, _)| family)
+}
+
+/// The address family and protocol (`IPPROTO_TCP`, `IPPROTO_UDP`) of a TCP or UDP socket
+/// over IPv4 or IPv6, `None` for any other socket.
+#[inline(always)]
+pub fn inet_socket(sk: u64) -> Option<(u16, u16)> {
     let family: u16 = read(sk, &OFF_SKC_FAMILY)?;
-    ((family == AF_INET || family == AF_INET6)
-        && read::<u16>(sk, &OFF_SK_PROTOCOL) == Some(IPPROTO_TCP))
-    .then_some(family)
+    if family != AF_INET && family != AF_INET6 {
+        return None;
+    }
+    let protocol: u16 = read(sk, &OFF_SK_PROTOCOL)?;
+    (protocol == IPPROTO_TCP || protocol == IPPROTO_UDP).then_some((family, protocol))
+}
+
+/// The peer's port, in host order (0: an unconnected UDP socket).
+#[inline(always)]
+pub fn remote_port(sk: u64) -> u16 {
+    u16::from_be(read(sk, &OFF_SKC_DPORT).unwrap_or(0))
 }
 
 /// The address family of any socket (a child of a TCP listener needs no TCP check).
@@ -95,4 +133,37 @@ pub fn remote(sk: u64, family: u16) -> Endpoint {
         port: u16::from_be(port),
         addr,
     }
+}
+
+/// The `struct sock` behind file descriptor `fd` of the current process, if it is a socket:
+/// `current->files->fdt->fd[fd]`, a socket inode, then `((struct socket *)private_data)->sk`.
+#[inline(always)]
+pub fn socket_of_fd(fd: u64) -> Option<u64> {
+    // SAFETY: no preconditions; the task pointer is only read through probe reads.
+    let task = unsafe { bpf_get_current_task() };
+    let files: u64 = read(task, &OFF_TASK_FILES)?;
+    let fdt: u64 = read(files, &OFF_FILES_FDT)?;
+    let max_fds: u32 = read(fdt, &OFF_FDT_MAX_FDS)?;
+    if fd >= u64::from(max_fds) {
+        return None;
+    }
+    let fds: u64 = read(fdt, &OFF_FDT_FD)?;
+    let file: u64 = read_kernel(fds + fd * 8)?;
+    if file == 0 {
+        return None;
+    }
+    let inode: u64 = read(file, &OFF_FILE_INODE)?;
+    let mode: u16 = read(inode, &OFF_INODE_MODE)?;
+    if mode & S_IFMT != S_IFSOCK {
+        return None;
+    }
+    let socket: u64 = read(file, &OFF_FILE_PRIVATE_DATA)?;
+    read(socket, &OFF_SOCKET_SK)
+}
+
+#[inline(always)]
+fn read_kernel<T>(address: u64) -> Option<T> {
+    // SAFETY: bpf_probe_read_kernel checks the address itself and fails instead of faulting;
+    // the value is plain data.
+    unsafe { bpf_probe_read_kernel(address as *const T).ok() }
 }

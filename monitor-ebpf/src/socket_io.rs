@@ -10,39 +10,21 @@
 use aya_ebpf::{
     Global,
     bindings::{BPF_NOEXIST, pt_regs},
-    helpers::{bpf_get_current_task, bpf_probe_read_kernel},
+    helpers::bpf_probe_read_kernel,
     macros::raw_tracepoint,
     programs::RawTracePointContext,
 };
 use monitor_common::{Counter, NetBytes, global, payload_direction};
 
 use crate::{
-    framing,
+    dns, framing,
     maps::{NET_BYTES, bump},
     payload::{
         self, NR_READ, NR_READV, NR_RECVFROM, NR_RECVMSG, NR_SENDMSG, NR_SENDTO, SyscallRegs,
     },
     payload::{NR_WRITE, NR_WRITEV},
-    sock::{current_owner, read, tcp_family},
+    sock::{IPPROTO_UDP, current_owner, inet_socket, remote_port, socket_of_fd},
 };
-
-// Offsets (bytes) set at load from BTF; see `monitor_common::global::KERNEL_OFFSETS`.
-#[unsafe(no_mangle)]
-static OFF_TASK_FILES: Global<u32> = Global::new(0);
-#[unsafe(no_mangle)]
-static OFF_FILES_FDT: Global<u32> = Global::new(0);
-#[unsafe(no_mangle)]
-static OFF_FDT_MAX_FDS: Global<u32> = Global::new(0);
-#[unsafe(no_mangle)]
-static OFF_FDT_FD: Global<u32> = Global::new(0);
-#[unsafe(no_mangle)]
-static OFF_FILE_INODE: Global<u32> = Global::new(0);
-#[unsafe(no_mangle)]
-static OFF_FILE_PRIVATE_DATA: Global<u32> = Global::new(0);
-#[unsafe(no_mangle)]
-static OFF_INODE_MODE: Global<u32> = Global::new(0);
-#[unsafe(no_mangle)]
-static OFF_SOCKET_SK: Global<u32> = Global::new(0);
 
 /// `global::SOCK_IO_DIRECTIONS`: what the `sys_exit` hook records (set at load).
 #[unsafe(no_mangle)]
@@ -50,8 +32,6 @@ static SOCK_IO_DIRECTIONS: Global<u32> = Global::new(global::SOCK_IO_SEND | glob
 
 const MSG_PEEK: u64 = 2;
 const EEXIST: i64 = 17;
-const S_IFMT: u16 = 0o170000;
-const S_IFSOCK: u16 = 0o140000;
 
 /// `sock_send_length(sk, ret, flags)`, inside `sock_sendmsg`: runs in the sender's context.
 #[raw_tracepoint(tracepoint = "sock_send_length")]
@@ -94,7 +74,8 @@ fn on_send<const FRAMED: bool>(ctx: RawTracePointContext) -> i32 {
             ctx.arg(0),
             ret as u32,
             payload_direction::EGRESS,
-            payload::current_user_buffer,
+            payload::current_regs_at,
+            payload::current_regs,
         );
     }
     0
@@ -111,7 +92,8 @@ fn on_recv<const FRAMED: bool>(ctx: RawTracePointContext) -> i32 {
             ctx.arg(0),
             ret as u32,
             payload_direction::INGRESS,
-            payload::current_user_buffer,
+            payload::current_regs_at,
+            payload::current_regs,
         );
     }
     0
@@ -123,9 +105,9 @@ fn on_syscall_exit<const FRAMED: bool>(ctx: RawTracePointContext) -> i32 {
     if ret <= 0 {
         return 0;
     }
-    let regs: u64 = ctx.arg(0);
+    let regs_at: u64 = ctx.arg(0);
     // The syscall number alone first: most exits are not socket I/O.
-    let Some(nr) = read_at::<u64>(regs + core::mem::offset_of!(pt_regs, orig_rax) as u64) else {
+    let Some(nr) = read_at::<u64>(regs_at + core::mem::offset_of!(pt_regs, orig_rax) as u64) else {
         return 0;
     };
     let (direction, wanted) = match nr {
@@ -140,7 +122,7 @@ fn on_syscall_exit<const FRAMED: bool>(ctx: RawTracePointContext) -> i32 {
     if SOCK_IO_DIRECTIONS.load() & wanted == 0 {
         return 0;
     }
-    let Some(regs) = SyscallRegs::read(regs) else {
+    let Some(regs) = SyscallRegs::read(regs_at) else {
         return 0;
     };
     // recvfrom(fd, buf, len, flags, …) and recvmsg(fd, msg, flags): as above, a peek is
@@ -157,27 +139,42 @@ fn on_syscall_exit<const FRAMED: bool>(ctx: RawTracePointContext) -> i32 {
         return 0;
     };
     let length = u32::try_from(ret).unwrap_or(u32::MAX);
-    on_socket_io::<FRAMED>(sk, length, direction, || payload::user_buffer(&regs));
+    on_socket_io::<FRAMED>(sk, length, direction, || regs_at, || Some(regs));
     0
 }
 
-/// Counts `length` bytes moved through socket `sk` and offers the call to request framing
-/// (`FRAMED`) or payload capture, for TCP sockets of processes the agent watches.
+/// Counts `length` bytes moved through TCP socket `sk` and offers the call to request
+/// framing (`FRAMED`) or payload capture; DNS messages (UDP, or TCP to port 53) go to `dns`
+/// instead. Only for processes the agent watches. `regs_at` finds where the syscall's saved
+/// registers are, `regs` reads them (the buffer, a datagram's destination); each is asked
+/// only for sockets that need it.
 #[inline(always)]
 fn on_socket_io<const FRAMED: bool>(
     sk: u64,
     length: u32,
     direction: u32,
-    buffer: impl FnOnce() -> Option<(u64, u64)>,
+    regs_at: impl FnOnce() -> u64,
+    regs: impl FnOnce() -> Option<SyscallRegs>,
 ) {
     let Some(owner) = current_owner() else { return };
-    let Some(family) = tcp_family(sk) else { return };
+    let Some((family, protocol)) = inet_socket(sk) else {
+        return;
+    };
+    if protocol == IPPROTO_UDP {
+        dns::observe(sk, owner, family, false, length, direction, regs_at);
+        return;
+    }
     let (sent, received) = if direction == payload_direction::EGRESS {
         (u64::from(length), 0)
     } else {
         (0, u64::from(length))
     };
     add_bytes(owner, sent, received);
+    if remote_port(sk) == dns::PORT {
+        dns::observe(sk, owner, family, true, length, direction, regs_at);
+        return;
+    }
+    let buffer = || regs().and_then(|regs| payload::user_buffer(&regs));
     if FRAMED {
         framing::frame(sk, owner, family, length, direction, buffer);
     } else {
@@ -208,32 +205,6 @@ fn add_bytes(owner: monitor_common::Owner, sent: u64, received: u64) {
         (*bytes).sent += sent;
         (*bytes).received += received;
     }
-}
-
-/// The `struct sock` behind file descriptor `fd` of the current process, if it is a socket:
-/// `current->files->fdt->fd[fd]`, a socket inode, then `((struct socket *)private_data)->sk`.
-#[inline(always)]
-fn socket_of_fd(fd: u64) -> Option<u64> {
-    // SAFETY: no preconditions; the task pointer is only read through probe reads.
-    let task = unsafe { bpf_get_current_task() };
-    let files: u64 = read(task, &OFF_TASK_FILES)?;
-    let fdt: u64 = read(files, &OFF_FILES_FDT)?;
-    let max_fds: u32 = read(fdt, &OFF_FDT_MAX_FDS)?;
-    if fd >= u64::from(max_fds) {
-        return None;
-    }
-    let fds: u64 = read(fdt, &OFF_FDT_FD)?;
-    let file: u64 = read_at(fds + fd * 8)?;
-    if file == 0 {
-        return None;
-    }
-    let inode: u64 = read(file, &OFF_FILE_INODE)?;
-    let mode: u16 = read(inode, &OFF_INODE_MODE)?;
-    if mode & S_IFMT != S_IFSOCK {
-        return None;
-    }
-    let socket: u64 = read(file, &OFF_FILE_PRIVATE_DATA)?;
-    read(socket, &OFF_SOCKET_SK)
 }
 
 #[inline(always)]

@@ -2,7 +2,8 @@
 //!
 //! Raw tracepoints `sys_enter`/`sys_exit`: the cheapest syscall hook here and independent of
 //! tracefs record layouts. The enter side does one inlined array store; the exit side one
-//! inlined array read, one per-CPU hash lookup and, for failures only, one more.
+//! inlined array read, one per-CPU hash lookup and, for failures only, one more. The exit
+//! of a `sendmmsg`/`recvmmsg` also goes to `dns`, which only this hook can see whole.
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
@@ -10,17 +11,26 @@ use aya_ebpf::{
     programs::RawTracePointContext,
 };
 use monitor_common::{
-    Counter, Histogram, SyscallErrorKey, SyscallKey, announced, event_kind, hist,
+    Counter, Histogram, Owner, SyscallErrorKey, SyscallKey, announced, event_kind, hist,
+    payload_direction,
 };
 
-use crate::maps::{
-    AGENT_TGID, PROCESS_STATE, SYSCALL_ERRORS, SYSCALL_STATS, THREAD_START, bump,
-    emit_process_event, is_excluded,
+use crate::{
+    dns,
+    maps::{
+        AGENT_TGID, PROCESS_STATE, SYSCALL_ERRORS, SYSCALL_STATS, THREAD_START, bump,
+        emit_process_event, is_excluded,
+    },
+    payload::{NR_RECVMMSG, NR_SENDMMSG},
 };
 
 /// The kernel's `MAX_ERRNO`: return values in `[-4095, -1]` are errors, anything else is not.
 const MAX_ERRNO: i64 = 4095;
 const EEXIST: i64 = 17;
+
+/// A new key's first value, from read-only data: built on the stack, its 232 bytes would
+/// leave too little of the 512 for the calls the exit probe makes (`dns::multiple`).
+static ZERO: Histogram = Histogram::ZERO;
 
 #[raw_tracepoint(tracepoint = "sys_enter")]
 pub fn mon_sys_enter(ctx: RawTracePointContext) -> i32 {
@@ -75,6 +85,14 @@ pub fn mon_sys_exit(ctx: RawTracePointContext) -> i32 {
     record_latency(&key, duration_ns);
 
     let ret: i64 = ctx.arg(1);
+    if ret > 0 && (start.nr == NR_SENDMMSG || start.nr == NR_RECVMMSG) {
+        let direction = if start.nr == NR_SENDMMSG {
+            payload_direction::EGRESS
+        } else {
+            payload_direction::INGRESS
+        };
+        dns::multiple(ctx.arg(0), ret, Owner { tgid, generation }, direction);
+    }
     if (-MAX_ERRNO..0).contains(&ret) {
         let key = SyscallErrorKey {
             tgid,
@@ -110,7 +128,10 @@ fn record_latency(key: &SyscallKey, duration_ns: u64) {
     let stats = match SYSCALL_STATS.get_ptr_mut(key) {
         Some(stats) => stats,
         None => {
-            if let Err(err) = SYSCALL_STATS.insert(key, Histogram::ZERO, BPF_NOEXIST.into()) {
+            // A reference on purpose: by value, the histogram would be copied to the stack.
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            let inserted = SYSCALL_STATS.insert(key, &ZERO, BPF_NOEXIST.into());
+            if let Err(err) = inserted {
                 // EEXIST: another CPU created the key between our lookup and insert.
                 if i64::from(err) != -EEXIST {
                     // Counted, and reported by the agent once per sweep: a log line per

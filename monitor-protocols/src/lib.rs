@@ -51,17 +51,22 @@
 #![forbid(unsafe_code)]
 
 mod chunk;
+pub mod dns;
 pub mod http;
+pub mod postgres;
 mod protocol;
+pub mod redis;
 pub mod route;
 
 pub use chunk::{Chunk, Direction, Role};
 pub use http::{HttpExchange, Method};
+pub use postgres::PostgresExchange;
 pub use protocol::{Detection, Exchange, ParserStatus, Protocol, ProtocolParser};
+pub use redis::RedisExchange;
 pub use route::normalize_route;
 
 /// Every protocol this crate can recognise, in detection order.
-pub static PROTOCOLS: &[&dyn Protocol] = &[&http::Http1];
+pub static PROTOCOLS: &[&dyn Protocol] = &[&http::Http1, &redis::Redis, &postgres::Postgres];
 
 /// Bound on the bytes a [`Connection`] keeps between chunks, for any input.
 pub const MAX_BUFFERED_BYTES: usize = 16 * 1024;

@@ -2,7 +2,10 @@
 //! exchanges every parser produces. A module of its own, between the protocols' exchange
 //! types (which [`Exchange`] holds) and their parsers (which implement [`ProtocolParser`]):
 //! a protocol imports the contract, not the crate root that registers the protocol.
-use crate::{chunk::Chunk, http::exchange::HttpExchange};
+use crate::{
+    chunk::Chunk, http::exchange::HttpExchange, postgres::exchange::PostgresExchange,
+    redis::exchange::RedisExchange,
+};
 
 /// A detector's verdict on the start of a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,6 +22,8 @@ pub enum Detection {
 #[non_exhaustive]
 pub enum Exchange {
     Http(HttpExchange),
+    Postgres(PostgresExchange),
+    Redis(RedisExchange),
 }
 
 /// What a parser tells its connection after a chunk.

@@ -31,6 +31,10 @@ const SYSTEM_TOOLS: &[(&str, &str)] = &[
     // The request tests (tests/tests/http.rs): an unmodified web server and load generator.
     ("nginx", "nginx"),
     ("wrk", "wrk"),
+    // The DNS tests (tests/tests/dns.rs): an unmodified server answering a test zone, and
+    // an unmodified client.
+    ("dnsmasq", "dnsmasq-base"),
+    ("dig", "bind9-dnsutils"),
     // The network tests (tests/tests/network.rs): namespaces, a veth pair, and firewall
     // rules that drop SYNs and segments inside them.
     ("ip", "iproute2"),

@@ -72,6 +72,8 @@ pub struct PayloadRecord {
     /// The first read/write captured of this socket: a new connection, whatever came before
     /// on the same kernel socket address.
     pub first: bool,
+    /// `DNS_EVENTS`: a message read from or written to a TCP stream (its length first).
+    pub stream: bool,
     pub owner: Owner,
     pub sk: u64,
     pub timestamp_ns: u64,
@@ -237,6 +239,7 @@ pub fn payload_event(record: &[u8]) -> Result<PayloadRecord, DecodeError> {
         flow,
         length,
         first: flags & payload_flags::FIRST != 0,
+        stream: flags & payload_flags::STREAM != 0,
         owner: Owner { tgid, generation },
         sk,
         timestamp_ns,

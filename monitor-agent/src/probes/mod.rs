@@ -410,6 +410,8 @@ pub fn load(settings: &LoadSettings) -> anyhow::Result<Loaded> {
             map::REQUEST_EVENTS,
             u64::from(settings.request_events_bytes),
         ),
+        (map::DNS_SOCKS, u64::from(capacity::DNS_SOCKS)),
+        (map::DNS_EVENTS, u64::from(capacity::DNS_EVENTS_BYTES)),
     ];
     let preallocated_object = preallocated_object(&capacities)?;
     let mut ebpf = loader

@@ -32,6 +32,8 @@ pub mod label {
     pub const HTTP_ROUTE: &str = "http_route";
     pub const SERVER_ADDRESS: &str = "server_address";
     pub const SERVER_PORT: &str = "server_port";
+    pub const DNS_QUESTION_TYPE: &str = "dns_question_type";
+    pub const DNS_RESPONSE_CODE: &str = "dns_response_code";
     pub const EXPORTER: &str = "exporter";
     pub const RESULT: &str = "result";
     pub const WHAT: &str = "what";
@@ -253,6 +255,20 @@ pub mod family {
             label::HTTP_STATUS,
             label::SERVER_ADDRESS,
             label::SERVER_PORT,
+        ],
+        workload: true,
+    };
+    pub const DNS_LOOKUP_DURATION: Family = Family {
+        name: "dns_lookup_duration_seconds",
+        help: "DNS queries a process sent (UDP or TCP, to port 53), seen on the wire: from the \
+               query written to its answer read, matched by id and question. \
+               dns_response_code is the answer's RCODE, or timeout when none came within 5 s \
+               (observed as 5 s). Question names are never exported.",
+        kind: Kind::Histogram,
+        labels: &[
+            label::DNS_QUESTION_TYPE,
+            label::DNS_RESPONSE_CODE,
+            label::SERVER_ADDRESS,
         ],
         workload: true,
     };
@@ -515,6 +531,7 @@ pub mod family {
         SERIES_BUDGET,
         HTTP_SERVER_DURATION,
         HTTP_CLIENT_DURATION,
+        DNS_LOOKUP_DURATION,
         PAYLOAD_UNREADABLE,
         PAYLOAD_CONNECTIONS,
         PAYLOAD_CHUNKS_DROPPED,

@@ -5,6 +5,7 @@
 use crate::probes::Loaded;
 
 pub mod block;
+pub mod dns;
 pub mod fds;
 pub mod http;
 pub mod listen;
@@ -24,6 +25,7 @@ pub fn all(loaded: &mut Loaded, settings: &Settings) -> anyhow::Result<Vec<Box<d
         Box::new(tcp::Tcp::take(loaded, settings)?),
         Box::new(listen::Listen::new()),
         Box::new(http::Http::take(loaded, settings)?),
+        Box::new(dns::Dns::take(loaded, settings)?),
         Box::new(sched::Sched::take(loaded)?),
         Box::new(oom::Oom::take(loaded)?),
         Box::new(block::Block::take(loaded)?),

@@ -15,6 +15,7 @@ use crate::{
     process::naming::{KernelKey, Naming},
     series::{
         families::Family,
+        labels::Workload,
         publish::Published,
         table::{Observations, Recorder, SeriesTable, WorkloadLabels},
     },
@@ -50,6 +51,18 @@ pub fn growth(before: Option<u64>, now: u64) -> Option<u64> {
         Some(before) if before > now => Some(now),
         Some(before) => Some(now - before).filter(|&new| new > 0),
     }
+}
+
+/// Whose cap a label value a workload chooses (a route, a server) counts against: the
+/// service, in its namespace, as the family's label choice shows it (on a host, the service
+/// is the comm).
+pub fn cap_key(who: &Workload) -> String {
+    let service = if who.service.is_empty() {
+        &who.comm
+    } else {
+        &who.service
+    };
+    format!("{}/{service}", who.namespace)
 }
 
 /// What the signals are built with, from the command line.

@@ -30,6 +30,7 @@ fn run_on(connection: &mut Connection, ios: &[Io<'_>]) -> Vec<HttpExchange> {
     out.into_iter()
         .map(|exchange| match exchange {
             Exchange::Http(http) => http,
+            other => panic!("not HTTP: {other:?}"),
         })
         .collect()
 }

@@ -41,6 +41,16 @@ const TCP_BYTES: u64 = 1000;
 /// Requests over one keep-alive connection: answered 200 on /ok, 404 on /missing.
 const HTTP_OK: u64 = 7;
 const HTTP_MISSING: u64 = 3;
+/// DNS lookups to a server on port 53 of DNS_SERVER: A questions answered (connected UDP),
+/// A questions for names that do not exist (connected UDP), AAAA questions sent with
+/// `sendto` on an unconnected socket, MX questions over TCP, and SRV questions by dig
+/// (which sends each with `sendmmsg`, seen at the syscall's exit).
+const DNS_SERVER: &str = "127.0.0.153";
+const DNS_OK: u64 = 6;
+const DNS_NX: u64 = 4;
+const DNS_UNCONNECTED: u64 = 3;
+const DNS_TCP: u64 = 2;
+const DNS_DIG: u64 = 2;
 /// Two spinners sharing one CPU for SPIN_SECONDS: each runs about half the time and waits
 /// the other half. The agent's CPU time must match their own clocks to 5 % (charged at each
 /// switch, nothing sampled), their run-queue wait to 10 % of the kernel's own figure for
@@ -112,6 +122,40 @@ pub struct GuestOptions {
     pub settle_seconds: u64,
 }
 
+/// The DNS client: `client.py SERVER OK NX UNCONNECTED TCP`, with the answers' RCODEs
+/// checked.
+const DNS_CLIENT: &str = r#"
+import socket, struct, sys
+server = sys.argv[1]
+ok, nx, loose_count, tcp = (int(arg) for arg in sys.argv[2:6])
+ids = iter(range(1, 60000))
+def query(name, qtype):
+    out = struct.pack(">HHHHHH", next(ids), 0x0100, 1, 0, 0, 0)
+    for label in name.split("."):
+        out += bytes([len(label)]) + label.encode()
+    return out + b"\x00" + struct.pack(">HH", qtype, 1)
+def check(answer, rcode):
+    if answer[3] & 0xf != rcode:
+        sys.exit(f"RCODE {answer[3] & 0xf}, wanted {rcode}")
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+udp.settimeout(30)
+udp.connect((server, 53))
+for i in range(ok):
+    udp.send(query(f"h{i}.ok.test", 1)); check(udp.recv(512), 0)
+for i in range(nx):
+    udp.send(query(f"h{i}.nx.test", 1)); check(udp.recv(512), 3)
+loose = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+loose.settimeout(30)
+for i in range(loose_count):
+    loose.sendto(query(f"l{i}.ok.test", 28), (server, 53)); check(loose.recvfrom(512)[0], 0)
+for i in range(tcp):
+    stream = socket.create_connection((server, 53), timeout=30)
+    message = query(f"t{i}.ok.test", 15)
+    stream.sendall(struct.pack(">H", len(message)) + message)
+    check(stream.recv(512)[2:], 0)
+    stream.close()
+"#;
+
 /// The unique process names of one run: a prefix plus this process's PID (at most 15 bytes,
 /// the kernel's limit).
 struct Comms {
@@ -122,6 +166,9 @@ struct Comms {
     http_client: String,
     spin: String,
     hog: String,
+    dns_server: String,
+    dns_client: String,
+    dig: String,
     /// The churn loop's programs are `{churn}-1` … `{churn}-CHURN_PROGRAMS`.
     churn: String,
 }
@@ -137,6 +184,9 @@ impl Comms {
             http_client: comm("kghcli"),
             spin: comm("kgspin"),
             hog: comm("kghog"),
+            dns_server: comm("kgdnss"),
+            dns_client: comm("kgdnsc"),
+            dig: comm("kgdig"),
             churn: comm("kgch"),
         }
     }
@@ -184,6 +234,16 @@ fn expectations(comms: &Comms, facts: &Facts) -> Vec<Expectation> {
         ]
     };
     let first_churn = format!("{}-1", comms.churn);
+    let lookups = |comm, qtype, rcode| {
+        [
+            ("comm", comm),
+            ("dns_question_type", qtype),
+            ("dns_response_code", rcode),
+            ("server_address", DNS_SERVER),
+        ]
+    };
+    const LOOKUPS: &str = "dns_lookup_duration_seconds_count";
+    let (dns_client, dig) = (comms.dns_client.as_str(), comms.dig.as_str());
     vec![
         Expectation::new(
             "folding: a parent's first program names are kept",
@@ -311,6 +371,36 @@ fn expectations(comms: &Comms, facts: &Facts) -> Vec<Expectation> {
             1,
         ),
         Expectation::new(
+            "DNS: A answered (connected UDP)",
+            LOOKUPS,
+            &lookups(dns_client, "A", "NOERROR"),
+            DNS_OK,
+        ),
+        Expectation::new(
+            "DNS: A NXDOMAIN (connected UDP)",
+            LOOKUPS,
+            &lookups(dns_client, "A", "NXDOMAIN"),
+            DNS_NX,
+        ),
+        Expectation::new(
+            "DNS: AAAA answered (unconnected UDP, sendto)",
+            LOOKUPS,
+            &lookups(dns_client, "AAAA", "NOERROR"),
+            DNS_UNCONNECTED,
+        ),
+        Expectation::new(
+            "DNS: MX answered (TCP)",
+            LOOKUPS,
+            &lookups(dns_client, "MX", "NOERROR"),
+            DNS_TCP,
+        ),
+        Expectation::new(
+            "DNS: SRV answered (dig, sendmmsg)",
+            LOOKUPS,
+            &lookups(dig, "SRV", "NOERROR"),
+            DNS_DIG,
+        ),
+        Expectation::new(
             "OOM kills: 200 MiB in a 32 MiB cgroup",
             "monitor_oom_kills_total",
             &[("comm", &comms.hog)],
@@ -387,10 +477,11 @@ fn smoke(options: &GuestOptions, work: &Path, result: &mut SmokeResult) -> Resul
     };
     let mut facts = Facts::default();
     // Each workload on its own: one failing does not hide what the others show.
-    let steps: [(&str, &WorkloadStep); 6] = [
+    let steps: [(&str, &WorkloadStep); 7] = [
         ("syscall workload", &|_| workloads.syscalls(&comms)),
         ("TCP workload", &|facts| workloads.tcp(&comms, facts)),
         ("HTTP workload", &|facts| workloads.http(&comms, facts)),
+        ("DNS workload", &|_| workloads.dns(&comms)),
         ("scheduler workload", &|facts| {
             workloads.sched(&comms, facts)
         }),
@@ -651,6 +742,45 @@ impl Workloads<'_> {
         // The server's series outlive it: it can go now.
         server.stop(libc::SIGTERM, Duration::from_secs(5))?;
         outcome.map(drop)
+    }
+
+    /// A DNS server on port 53 of DNS_SERVER (UDP and TCP), the Python client and dig.
+    fn dns(&self, comms: &Comms) -> Result<()> {
+        let python = fs::canonicalize("/usr/bin/python3")
+            .context("/usr/bin/python3 (Debian package python3)")?;
+        let server_script = self.work.join("dns_server.py");
+        let client_script = self.work.join("dns_client.py");
+        fs::write(&server_script, crate::python::DNS_SERVER)
+            .context("writing the DNS server script")?;
+        fs::write(&client_script, DNS_CLIENT).context("writing the DNS client script")?;
+        let mut server = self.named(&comms.dns_server, &python)?;
+        server.arg(&server_script).arg(DNS_SERVER);
+        let (mut server, _ready) = start_until_line(&comms.dns_server, &mut server)?;
+        let mut client = self.named(&comms.dns_client, &python)?;
+        client
+            .arg(&client_script)
+            .arg(DNS_SERVER)
+            .args([DNS_OK, DNS_NX, DNS_UNCONNECTED, DNS_TCP].map(|n| n.to_string()));
+        let mut outcome = run_to_end(&comms.dns_client, &mut client).map(drop);
+        if outcome.is_ok() {
+            let dig = crate::process::find_program("dig")
+                .context("dig not found (Debian package bind9-dnsutils)")?;
+            for i in 0..DNS_DIG {
+                let mut command = self.named(&comms.dig, &dig)?;
+                command.args(["+tries=1", "+time=20", "+short"]);
+                command.args([
+                    format!("@{DNS_SERVER}"),
+                    format!("d{i}.ok.test"),
+                    "SRV".into(),
+                ]);
+                outcome = run_to_end(&comms.dig, &mut command).map(drop);
+                if outcome.is_err() {
+                    break;
+                }
+            }
+        }
+        server.stop(libc::SIGTERM, Duration::from_secs(5))?;
+        outcome
     }
 
     /// spin: SPINNERS processes pinned to the last CPU for SPIN_SECONDS, each printing its

@@ -10,7 +10,7 @@ use crate::{
         table::{WorkloadLabels, observe},
     },
     signals::{
-        block, fds,
+        block, dns, fds,
         http::{self, RequestsSnapshot},
         listen::{self, ListenSnapshot},
         oom,
@@ -200,6 +200,21 @@ fn published(policy: &LabelPolicy, probes: &[ProbeState], build: &BuildInfo) -> 
     let mut published = syscalls::published(&syscalls_snapshot(), policy);
     published.extend(tcp::published(&network, policy, &counter));
     published.extend(http::published(&requests_snapshot(), policy, 0));
+    let mut looked_up = Histogram::ZERO;
+    observe(&mut looked_up, 800_000);
+    published.extend(dns::published(
+        &[
+            (
+                labels("nginx", 9, &["AAAA", "NOERROR", "10.96.0.10"]),
+                looked_up,
+            ),
+            (
+                labels("nginx", 9, &["A", "timeout", "10.96.0.10"]),
+                looked_up,
+            ),
+        ],
+        policy,
+    ));
     published.extend(sched::published(&sched_snapshot(), policy));
     published.extend(oom::published(&[(labels("java", 11, &[]), 1)], policy));
     published.extend(fds::published(&[(labels("java", 11, &[]), 0.9)], policy));

@@ -17,7 +17,7 @@ use crate::{
     probes::decode::{PayloadRecord, RequestRecord},
     series::labels::Workload,
     series::table::{Histogram, Recorder, SeriesTable, ValueCap, WorkloadLabels, observe},
-    signals::signal::{SeriesCount, series_count},
+    signals::signal::{SeriesCount, cap_key, series_count},
 };
 
 /// The `http_route` of every route past a service's cap (`--http.routes-per-comm`).
@@ -39,17 +39,6 @@ struct Followed {
     remote: SocketAddr,
     connection: Connection,
     last_seen: Instant,
-}
-
-/// Whose cap a label value counts against: the service, in its namespace, as the family's
-/// label choice shows it (on a host, the service is the comm).
-fn cap_key(who: &Workload) -> String {
-    let service = if who.service.is_empty() {
-        &who.comm
-    } else {
-        &who.service
-    };
-    format!("{}/{service}", who.namespace)
 }
 
 fn server_key(address: &str, port: &str) -> String {

@@ -59,6 +59,7 @@ pub async fn run(config: Config, web: WebConfig) -> anyhow::Result<()> {
         disabled: config.disabled_probes.clone(),
         socket_io: config.socket_io,
         request_framing: config.request_framing,
+        databases: config.databases,
         kernel_log_level: kernel_log_level(config.log_level),
     })?;
     if loaded.probes.iter().all(|state| !state.attached()) {

@@ -79,6 +79,8 @@ pub mod map {
     pub const REQUEST_EVENTS: &str = "REQUEST_EVENTS";
     pub const DNS_SOCKS: &str = "DNS_SOCKS";
     pub const DNS_EVENTS: &str = "DNS_EVENTS";
+    pub const DB_SCRATCH: &str = "DB_SCRATCH";
+    pub const DB_EVENTS: &str = "DB_EVENTS";
     pub const SCHED_CPU: &str = "SCHED_CPU";
     pub const RUNQ_LATENCY: &str = "RUNQ_LATENCY";
     pub const CPU_TIME: &str = "CPU_TIME";
@@ -87,7 +89,7 @@ pub mod map {
     pub const BLOCK_IO: &str = "BLOCK_IO";
 
     /// Every map of the object, for tools that look for leftovers.
-    pub const ALL: [&str; 24] = [
+    pub const ALL: [&str; 26] = [
         THREAD_START,
         PROCESS_STATE,
         EXCLUDED,
@@ -106,6 +108,8 @@ pub mod map {
         REQUEST_EVENTS,
         DNS_SOCKS,
         DNS_EVENTS,
+        DB_SCRATCH,
+        DB_EVENTS,
         SCHED_CPU,
         RUNQ_LATENCY,
         CPU_TIME,
@@ -160,6 +164,10 @@ pub mod global {
     pub const SOCK_IO_DIRECTIONS: &str = "SOCK_IO_DIRECTIONS";
     pub const SOCK_IO_SEND: u32 = 1;
     pub const SOCK_IO_RECV: u32 = 2;
+
+    /// 1 when the reads/writes of database connections are copied to the agent
+    /// (`--probes.databases`), 0 when such connections are ignored like any other.
+    pub const DATABASES: &str = "DATABASES";
 }
 
 /// Default sizes, overridable at load time (`EbpfLoader::map_max_entries`).
@@ -197,6 +205,12 @@ pub mod capacity {
     pub const DNS_SOCKS: u32 = 16_384;
     /// Bytes of the DNS ring buffer: about 900 DNS messages (their first 512 bytes) in flight.
     pub const DNS_EVENTS_BYTES: u32 = 512 * 1024;
+    /// Bytes of a database connection's read/write copied to the agent: a pipeline of about
+    /// a hundred small Redis commands, a PostgreSQL driver's Parse/Bind/Execute/Sync.
+    pub const DB_CAPTURE: usize = 4096;
+    /// Bytes of the database ring buffer: records are as long as what they carry, so about
+    /// 40 000 small commands or replies (or 1 000 of the longest) in flight.
+    pub const DB_EVENTS_BYTES: u32 = 4 * 1024 * 1024;
     /// Process incarnations with run-queue waits or CPU time between sweeps.
     pub const RUNQ_LATENCY: u32 = 4_096;
     pub const CPU_TIME: u32 = 4_096;
@@ -270,10 +284,14 @@ pub enum Counter {
     DnsEventsProduced = 24,
     /// DNS messages lost because `DNS_EVENTS` had no room.
     DnsEventsDropped = 25,
+    /// Database reads/writes the probes tried to write to `DB_EVENTS` (read + dropped).
+    DbEventsProduced = 26,
+    /// Database reads/writes lost because `DB_EVENTS` had no room.
+    DbEventsDropped = 27,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 26] = [
+    pub const ALL: [Counter; 28] = [
         Counter::ProcessEventsProduced,
         Counter::ProcessEventsDropped,
         Counter::SyscallStatsFull,
@@ -300,6 +318,8 @@ impl Counter {
         Counter::HttpConnsFull,
         Counter::DnsEventsProduced,
         Counter::DnsEventsDropped,
+        Counter::DbEventsProduced,
+        Counter::DbEventsDropped,
     ];
     pub const LEN: u32 = Self::ALL.len() as u32;
 }
@@ -626,6 +646,25 @@ pub struct PayloadEvent {
     pub data: [u8; capacity::PAYLOAD_CAPTURE],
 }
 
+/// `DB_SCRATCH` value, and what a `DB_EVENTS` record holds: one read or write on a socket
+/// that started like a database's wire protocol, a `PayloadEvent`'s head then up to
+/// `capacity::DB_CAPTURE` bytes. A record is only as long as its head and `captured` bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct DbEvent {
+    pub direction: u32,
+    pub captured: u32,
+    pub length: u32,
+    pub flags: u32,
+    pub owner: Owner,
+    pub sk: u64,
+    pub timestamp_ns: u64,
+    pub remote: Endpoint,
+    pub local_port: u16,
+    pub _pad2: u16,
+    pub data: [u8; capacity::DB_CAPTURE],
+}
+
 /// Record of the `REQUEST_EVENTS` ring buffer: one HTTP/1.x request framed in the kernel,
 /// from its first byte to its response's status line. No body byte, no query string.
 #[repr(C)]
@@ -654,6 +693,8 @@ pub struct RequestEvent {
 const _: () = {
     assert!(core::mem::size_of::<RequestEvent>() == 64 + capacity::REQUEST_TEXT);
     assert!(core::mem::size_of::<PayloadEvent>() == 64 + capacity::PAYLOAD_CAPTURE);
+    assert!(core::mem::size_of::<DbEvent>() == 64 + capacity::DB_CAPTURE);
+    assert!(core::mem::offset_of!(DbEvent, data) == core::mem::offset_of!(PayloadEvent, data));
     assert!(core::mem::size_of::<Owner>() == 8);
     assert!(core::mem::size_of::<NetBytes>() == 16);
     assert!(core::mem::size_of::<ListenerKey>() == 8);
@@ -687,6 +728,7 @@ mod pod {
     unsafe impl aya::Pod for super::TcpConn {}
     unsafe impl aya::Pod for super::TcpEvent {}
     unsafe impl aya::Pod for super::PayloadEvent {}
+    unsafe impl aya::Pod for super::DbEvent {}
     unsafe impl aya::Pod for super::RequestEvent {}
     unsafe impl aya::Pod for super::SchedCpu {}
     unsafe impl aya::Pod for super::BlockStart {}

@@ -15,13 +15,14 @@
 //! the same per-socket verdicts as payload capture: a few that start no request, and it
 //! costs one hash lookup per call from then on; so does one that leaves HTTP (an upgrade,
 //! a tunnel), whose framing state is dropped.
-use aya_ebpf::bindings::BPF_ANY;
+use aya_ebpf::{Global, bindings::BPF_ANY};
 use monitor_common::{Counter, Owner, RequestEvent, capacity::REQUEST_TEXT};
 use monitor_framing::{
     Conn, Cursor, Io, MAX_TURNS, Outcome, Pending, Step, Turn, WINDOW, Wire, verdict,
 };
 
 use crate::{
+    database,
     maps::{
         FRAME_SCRATCH, FrameScratch, HTTP_CONNS, HttpConn, PAYLOAD_SOCKS, REQUEST_EVENTS, Scratch,
         batched_wakeup, bump,
@@ -31,6 +32,10 @@ use crate::{
 };
 
 const _: () = assert!(monitor_framing::TEXT_CAP == REQUEST_TEXT);
+
+/// `global::DATABASES`: whether database connections are copied (set at load).
+#[unsafe(no_mangle)]
+static DATABASES: Global<u32> = Global::new(0);
 
 /// About 500 requests per wakeup of the agent.
 const WAKEUP_BATCH_BYTES: u64 = 64 * 1024;
@@ -271,6 +276,17 @@ pub fn frame(
         }
         return;
     };
+    if judged == verdict::DATABASE {
+        database::capture(
+            sk,
+            owner,
+            family,
+            direction,
+            (length, size.min(u64::from(length)) as u32),
+            address,
+        );
+        return;
+    }
     let Some(mut wire) = KernelWire::here() else {
         return;
     };
@@ -319,6 +335,11 @@ pub fn frame(
                 loaded = wire.read(0, want, window);
             }
             if !monitor_framing::starts_request(window, loaded) {
+                if DATABASES.load() != 0 && monitor_framing::starts_database(window, loaded) {
+                    let _ = PAYLOAD_SOCKS.insert(sk, verdict::DATABASE, BPF_ANY.into());
+                    database::capture(sk, owner, family, direction, (length, readable), address);
+                    return;
+                }
                 let _ = PAYLOAD_SOCKS.insert(sk, verdict::after_miss(judged), BPF_ANY.into());
                 return;
             }

@@ -4,6 +4,7 @@
 #![no_main]
 
 mod block;
+mod database;
 mod dns;
 mod framing;
 mod maps;

@@ -10,7 +10,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use monitor_common::{
-    BlockKey, BlockStart, Counter, Histogram, ListenerKey, NetBytes, Owner, ProcessEvent,
+    BlockKey, BlockStart, Counter, DbEvent, Histogram, ListenerKey, NetBytes, Owner, ProcessEvent,
     ProcessState, SchedCpu, SyscallErrorKey, SyscallKey, TcpConn, ThreadStart, capacity,
 };
 
@@ -179,6 +179,15 @@ pub static DNS_SOCKS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(capaci
 /// One record per DNS message a process sent or received (`PayloadEvent`, from `dns`).
 #[map]
 pub static DNS_EVENTS: RingBuf = RingBuf::with_byte_size(capacity::DNS_EVENTS_BYTES, 0);
+
+/// Per CPU: the database read/write being copied (`database`), whose head and captured bytes
+/// then go to `DB_EVENTS` as one record of just that length.
+#[map]
+pub static DB_SCRATCH: PerCpuArray<DbEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// One record per read/write of a database connection (`DbEvent`'s head and bytes).
+#[map]
+pub static DB_EVENTS: RingBuf = RingBuf::with_byte_size(capacity::DB_EVENTS_BYTES, 0);
 
 /// Per CPU: the task on it since when, and how long it waited first (`SchedCpu`).
 #[map]

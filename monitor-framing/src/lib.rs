@@ -381,6 +381,43 @@ const REQUEST_STARTS: [[u8; 4]; 9] = [
     *b"GET ", *b"POST", *b"PUT ", *b"HEAD", *b"DELE", *b"PATC", *b"OPTI", *b"CONN", *b"TRAC",
 ];
 
+/// Whether a read/write whose first `len` bytes are in `window` starts like a client's
+/// message to a database: a Redis command (`*<count>\r\n$`, an array of bulk strings), or
+/// a PostgreSQL startup packet (protocol 3.0, or an `SSLRequest`/`GSSENCRequest`), simple
+/// query (`Q`) or statement (`P`) with a plausible length. Read on a socket's first
+/// reads/writes, where [`starts_request`] said no; a false start costs the copies of that
+/// connection, which the agent's parsers then ignore.
+pub fn starts_database(window: &[u8; WINDOW], len: u32) -> bool {
+    if len < 8 {
+        return false;
+    }
+    // Constant indexes only: every access is then in bounds for the verifier.
+    let b = [
+        window[0], window[1], window[2], window[3], window[4], window[5], window[6], window[7],
+    ];
+    let digit = |byte: u8| byte.is_ascii_digit();
+    let resp = b[0] == b'*'
+        && digit(b[1])
+        && ((b[2] == b'\r' && b[3] == b'\n' && b[4] == b'$')
+            || (digit(b[2]) && b[3] == b'\r' && b[4] == b'\n' && b[5] == b'$'));
+    let length = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    let code = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
+    let startup = (code == PG_PROTOCOL_3 && (8..=PG_MAX_STARTUP).contains(&length))
+        || (length == 8 && (code == PG_SSL_REQUEST || code == PG_GSSENC_REQUEST));
+    let message_length = u32::from_be_bytes([b[1], b[2], b[3], b[4]]);
+    let message = (b[0] == b'Q' || b[0] == b'P') && (5..PG_MAX_MESSAGE).contains(&message_length);
+    resp || startup || message
+}
+
+/// PostgreSQL's startup codes (protocol 3.0, and the two encryption requests).
+const PG_PROTOCOL_3: u32 = 0x0003_0000;
+const PG_SSL_REQUEST: u32 = 80_877_103;
+const PG_GSSENC_REQUEST: u32 = 80_877_104;
+/// Longest startup packet the server accepts (`MAX_STARTUP_PACKET_LENGTH`).
+const PG_MAX_STARTUP: u32 = 10_000;
+/// Longer query or statement messages than this are not taken for a start.
+const PG_MAX_MESSAGE: u32 = 1 << 24;
+
 /// Whether a read/write whose first `len` bytes are in `window` may start an HTTP request:
 /// a standard method's first four bytes, or fewer that begin one (a client that writes `GE`
 /// then `T / HTTP/1.1`), or any method token followed by an origin-form target (`PROPFIND
@@ -428,6 +465,9 @@ pub fn starts_request(window: &[u8; WINDOW], len: u32) -> bool {
 /// [`verdict::IGNORE`] (never looked at again).
 pub mod verdict {
     pub const HTTP: u32 = 100;
+    /// A database's wire protocol ([`starts_database`](super::starts_database)): its reads
+    /// and writes are copied to the agent, which frames them.
+    pub const DATABASE: u32 = 150;
     pub const IGNORE: u32 = 200;
 
     /// The verdict after a read/write that started no request.

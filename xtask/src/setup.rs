@@ -35,6 +35,12 @@ const SYSTEM_TOOLS: &[(&str, &str)] = &[
     // an unmodified client.
     ("dnsmasq", "dnsmasq-base"),
     ("dig", "bind9-dnsutils"),
+    // The database tests and benchmark (tests/tests/db.rs, `bench --only databases`):
+    // unmodified servers, clients and load generators.
+    ("redis-server", "redis-server"),
+    ("redis-benchmark", "redis-tools"),
+    ("pg_ctlcluster", "postgresql-15"),
+    ("psql", "postgresql-client-15"),
     // The network tests (tests/tests/network.rs): namespaces, a veth pair, and firewall
     // rules that drop SYNs and segments inside them.
     ("ip", "iproute2"),

@@ -7,8 +7,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use bytes::Buf as _;
 use monitor_common::{
-    Owner, capacity::PAYLOAD_CAPTURE, direction, event_kind, payload_direction, payload_flags,
-    tcp_event,
+    Owner,
+    capacity::{DB_CAPTURE, PAYLOAD_CAPTURE},
+    direction, event_kind, payload_direction, payload_flags, tcp_event,
 };
 pub use monitor_protocols::Direction as Flow;
 
@@ -216,6 +217,31 @@ fn endpoint(buf: &mut &[u8]) -> Result<SocketAddr, DecodeError> {
 
 pub fn payload_event(record: &[u8]) -> Result<PayloadRecord, DecodeError> {
     check_length::<monitor_common::PayloadEvent>(record)?;
+    payload(record, PAYLOAD_CAPTURE)
+}
+
+/// A `DB_EVENTS` record: a `PayloadEvent`'s head, then exactly its captured bytes.
+pub fn db_event(record: &[u8]) -> Result<PayloadRecord, DecodeError> {
+    let event = payload(record, DB_CAPTURE)?;
+    let expected = std::mem::offset_of!(monitor_common::DbEvent, data) + event.data.len();
+    if record.len() != expected {
+        return Err(DecodeError::Length {
+            expected,
+            got: record.len(),
+        });
+    }
+    Ok(event)
+}
+
+/// A `PayloadEvent`'s head and the `captured` bytes after it (at most `capacity`).
+fn payload(record: &[u8], capacity: usize) -> Result<PayloadRecord, DecodeError> {
+    let head = std::mem::offset_of!(monitor_common::PayloadEvent, data);
+    if record.len() < head {
+        return Err(DecodeError::Length {
+            expected: head,
+            got: record.len(),
+        });
+    }
     let mut buf = record;
     let flow = match buf.get_u32_ne() {
         payload_direction::EGRESS => Flow::Egress,
@@ -223,9 +249,6 @@ pub fn payload_event(record: &[u8]) -> Result<PayloadRecord, DecodeError> {
         other => return Err(DecodeError::Direction(other)),
     };
     let captured = buf.get_u32_ne();
-    if captured as usize > PAYLOAD_CAPTURE {
-        return Err(DecodeError::Captured(captured));
-    }
     let length = buf.get_u32_ne();
     let flags = buf.get_u32_ne();
     let tgid = buf.get_u32_ne();
@@ -235,6 +258,9 @@ pub fn payload_event(record: &[u8]) -> Result<PayloadRecord, DecodeError> {
     let remote = endpoint(&mut buf)?;
     let local_port = buf.get_u16_ne();
     let _pad2 = buf.get_u16_ne();
+    if captured as usize > capacity || captured as usize > buf.len() {
+        return Err(DecodeError::Captured(captured));
+    }
     Ok(PayloadRecord {
         flow,
         length,
@@ -438,6 +464,25 @@ mod tests {
         assert_eq!(event.data, b"GET");
         record[4..8].copy_from_slice(&10_000u32.to_ne_bytes());
         assert_eq!(payload_event(&record), Err(DecodeError::Captured(10_000)));
+
+        // The same head as a database record: exactly as long as the bytes it carries.
+        record.truncate(64 + 3);
+        record[4..8].copy_from_slice(&3u32.to_ne_bytes());
+        assert_eq!(db_event(&record).unwrap().data, b"GET");
+        record.push(0);
+        assert_eq!(
+            db_event(&record),
+            Err(DecodeError::Length {
+                expected: 67,
+                got: 68
+            })
+        );
+        record.truncate(66);
+        assert_eq!(db_event(&record), Err(DecodeError::Captured(3)));
+        assert!(matches!(
+            db_event(&record[..40]),
+            Err(DecodeError::Length { .. })
+        ));
     }
 
     #[test]

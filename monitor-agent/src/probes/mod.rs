@@ -337,6 +337,8 @@ pub struct LoadSettings {
     pub disabled: Vec<String>,
     pub socket_io: SocketIoHook,
     pub request_framing: RequestFraming,
+    /// Copy database connections' reads/writes to the agent (`--probes.databases`).
+    pub databases: bool,
     /// `aya-log` level inside the kernel (1 error … 5 trace), so disabled logs cost nothing.
     pub kernel_log_level: u8,
 }
@@ -357,10 +359,12 @@ pub fn load(settings: &LoadSettings) -> anyhow::Result<Loaded> {
     let agent_tgid = std::process::id();
     let offsets = kernel_offsets();
     let socket_io_directions = socket_io_directions(&settings.disabled);
+    let databases = u32::from(settings.databases);
     let mut loader = EbpfLoader::new();
     loader
         .override_global(global::AGENT_TGID, &agent_tgid, true)
         .override_global(global::SOCK_IO_DIRECTIONS, &socket_io_directions, true)
+        .override_global(global::DATABASES, &databases, true)
         .override_global("AYA_LOG_LEVEL", &settings.kernel_log_level, false)
         .map_max_entries(map::THREAD_START, pid_slots)
         .map_max_entries(map::PROCESS_STATE, pid_slots)
@@ -412,6 +416,7 @@ pub fn load(settings: &LoadSettings) -> anyhow::Result<Loaded> {
         ),
         (map::DNS_SOCKS, u64::from(capacity::DNS_SOCKS)),
         (map::DNS_EVENTS, u64::from(capacity::DNS_EVENTS_BYTES)),
+        (map::DB_EVENTS, u64::from(capacity::DB_EVENTS_BYTES)),
     ];
     let preallocated_object = preallocated_object(&capacities)?;
     let mut ebpf = loader

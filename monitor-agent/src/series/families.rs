@@ -32,6 +32,9 @@ pub mod label {
     pub const HTTP_ROUTE: &str = "http_route";
     pub const SERVER_ADDRESS: &str = "server_address";
     pub const SERVER_PORT: &str = "server_port";
+    pub const DB_SYSTEM_NAME: &str = "db_system_name";
+    pub const DB_OPERATION_NAME: &str = "db_operation_name";
+    pub const DB_RESPONSE_STATUS_CODE: &str = "db_response_status_code";
     pub const DNS_QUESTION_TYPE: &str = "dns_question_type";
     pub const DNS_RESPONSE_CODE: &str = "dns_response_code";
     pub const EXPORTER: &str = "exporter";
@@ -255,6 +258,36 @@ pub mod family {
             label::HTTP_STATUS,
             label::SERVER_ADDRESS,
             label::SERVER_PORT,
+        ],
+        workload: true,
+    };
+    pub const DB_CLIENT_DURATION: Family = Family {
+        name: "db_client_operation_duration_seconds",
+        help: "Database operations a process sent (Redis commands, PostgreSQL queries and \
+               executions), seen on the wire: from the operation written to its response's \
+               first byte read. db_operation_name is the command or the statement's first \
+               keyword, db_response_status_code the error (Redis's prefix, PostgreSQL's \
+               SQLSTATE), empty on success.",
+        kind: Kind::Histogram,
+        labels: &[
+            label::DB_SYSTEM_NAME,
+            label::DB_OPERATION_NAME,
+            label::DB_RESPONSE_STATUS_CODE,
+            label::SERVER_ADDRESS,
+            label::SERVER_PORT,
+        ],
+        workload: true,
+    };
+    pub const DB_SERVER_DURATION: Family = Family {
+        name: "db_server_operation_duration_seconds",
+        help: "Database operations a process served (Redis commands, PostgreSQL queries and \
+               executions), seen on the wire: from the operation read to its response's first \
+               byte written.",
+        kind: Kind::Histogram,
+        labels: &[
+            label::DB_SYSTEM_NAME,
+            label::DB_OPERATION_NAME,
+            label::DB_RESPONSE_STATUS_CODE,
         ],
         workload: true,
     };
@@ -531,6 +564,8 @@ pub mod family {
         SERIES_BUDGET,
         HTTP_SERVER_DURATION,
         HTTP_CLIENT_DURATION,
+        DB_CLIENT_DURATION,
+        DB_SERVER_DURATION,
         DNS_LOOKUP_DURATION,
         PAYLOAD_UNREADABLE,
         PAYLOAD_CONNECTIONS,

@@ -5,6 +5,8 @@
 use crate::probes::Loaded;
 
 pub mod block;
+pub mod connections;
+pub mod db;
 pub mod dns;
 pub mod fds;
 pub mod http;
@@ -25,6 +27,7 @@ pub fn all(loaded: &mut Loaded, settings: &Settings) -> anyhow::Result<Vec<Box<d
         Box::new(tcp::Tcp::take(loaded, settings)?),
         Box::new(listen::Listen::new()),
         Box::new(http::Http::take(loaded, settings)?),
+        Box::new(db::Db::take(loaded, settings)?),
         Box::new(dns::Dns::take(loaded, settings)?),
         Box::new(sched::Sched::take(loaded)?),
         Box::new(oom::Oom::take(loaded)?),

@@ -10,19 +10,28 @@ pub enum Suite {
     Series,
     /// Connection rate and loopback throughput.
     Network,
+    /// redis-benchmark and pgbench.
+    Databases,
     /// nginx requests/s under wrk.
     Http,
 }
 
 impl Suite {
     /// Also the order of the report's sections (`appendix` follows the last one's).
-    pub const ALL: [Suite; 4] = [Suite::Syscalls, Suite::Series, Suite::Network, Suite::Http];
+    pub const ALL: [Suite; 5] = [
+        Suite::Syscalls,
+        Suite::Series,
+        Suite::Network,
+        Suite::Databases,
+        Suite::Http,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Suite::Syscalls => "syscalls",
             Suite::Series => "series",
             Suite::Network => "network",
+            Suite::Databases => "databases",
             Suite::Http => "http",
         }
     }
@@ -32,6 +41,7 @@ impl Suite {
             Suite::Syscalls => "Syscall overhead",
             Suite::Series => "Series per scrape",
             Suite::Network => "Network overhead",
+            Suite::Databases => "Databases (redis-benchmark, pgbench)",
             Suite::Http => "HTTP overhead (nginx and wrk)",
         }
     }
@@ -39,8 +49,8 @@ impl Suite {
 
 const HEADER: &str = "# Benchmarks\n\n\
     Written by `cargo xtask bench` (as root). Each section names the command that produced \
-    its figures; `--only syscalls`, `--only series`, `--only network` or `--only http` \
-    rewrites that section and keeps the others.\n";
+    its figures; `--only syscalls`, `--only series`, `--only network`, `--only databases` \
+    or `--only http` rewrites that section and keeps the others.\n";
 
 fn begin(suite: Suite) -> String {
     format!("<!-- bench:{} -->", suite.name())

@@ -55,7 +55,7 @@ impl Placement {
 }
 
 /// `program args…`, behind `taskset -c CPU` when pinned.
-fn pinned(cpu: Option<usize>, program: &Path) -> Command {
+pub fn pinned(cpu: Option<usize>, program: &Path) -> Command {
     match cpu {
         Some(cpu) => {
             let mut cmd = Command::new("taskset");

@@ -149,7 +149,10 @@ impl Lab {
         match condition {
             Condition::None => work().map(Measured::Done),
             Condition::Empty => self.with_hook_floor(work),
-            Condition::Agent | Condition::AgentOnly(_) | Condition::AgentUserFraming => Ok(self
+            Condition::Agent
+            | Condition::AgentOnly(_)
+            | Condition::AgentUserFraming
+            | Condition::AgentDatabases => Ok(self
                 .with_agent(condition, work, false)?
                 .map(|observed| observed.value)),
             Condition::Bpftrace => self.with_bpftrace(bpftrace_script, work),
@@ -180,6 +183,7 @@ impl Lab {
             Condition::AgentUserFraming => {
                 vec!["--probes.request-framing".into(), "user".into()]
             }
+            Condition::AgentDatabases => vec!["--probes.databases".into()],
             _ => Vec::new(),
         })
     }
@@ -373,6 +377,36 @@ fn parse_positive(helper: &str, unit: &str, stdout: &str) -> Result<f64> {
         bail!("{helper} printed an implausible {value} {unit}");
     }
     Ok(value)
+}
+
+/// Rounds of every condition in turn, so slow drift (thermal, frequency, background load)
+/// lands on all conditions alike instead of on whichever ran last. Returns the conditions
+/// that could not be measured, with the reason.
+pub fn interleave<T>(
+    runs: u32,
+    conditions: &[Condition],
+    mut measure: impl FnMut(Condition) -> Result<Measured<T>>,
+    mut record: impl FnMut(&str, Condition, T),
+) -> Result<Vec<(Condition, String)>> {
+    let mut unavailable: Vec<(Condition, String)> = Vec::new();
+    for round in 1..=runs {
+        let at = format!("round {round}/{runs}");
+        for &condition in conditions {
+            if unavailable.iter().any(|(c, _)| *c == condition) {
+                continue; // it failed once; retrying every round would only repeat the reason
+            }
+            let name = condition.name();
+            let measured = measure(condition).with_context(|| format!("{at}, condition {name}"))?;
+            match measured {
+                Measured::Done(value) => record(&at, condition, value),
+                Measured::Unavailable(reason) => {
+                    println!("bench: {at} {name:<14} n/a: {reason}");
+                    unavailable.push((condition, reason));
+                }
+            }
+        }
+    }
+    Ok(unavailable)
 }
 
 #[cfg(test)]

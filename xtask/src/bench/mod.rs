@@ -2,6 +2,7 @@
 //! its connection-rate and throughput overhead, and nginx's requests/s under wrk, against the
 //! no-monitor floor and bpftrace (and, for nginx, the agent with one probe family at a time).
 mod cpu;
+mod databases;
 mod doc;
 mod families;
 mod http;
@@ -29,7 +30,7 @@ pub use doc::Suite;
 use families::Family;
 use http::{Nginx, Placement, Wrk};
 use http_report::{HttpReport, HttpSeries};
-use lab::{Lab, Measured, SyscallLoop, net_workload};
+use lab::{Lab, Measured, SyscallLoop, interleave, net_workload};
 use net_report::{NetReport, WorkloadSeries};
 use report::{Condition, Environment, Report, Series};
 pub use worker::{WORKER_COMMAND, Workload, run as net_worker};
@@ -75,6 +76,17 @@ pub struct Options {
     #[arg(long, default_value_t = 10, value_name = "SECS",
         value_parser = clap::value_parser!(u64).range(1..))]
     pub http_seconds: u64,
+
+    /// databases: requests per redis-benchmark test (SET, then GET, each with pipelines of
+    /// 1 and of 16).
+    #[arg(long, default_value_t = 200_000, value_name = "N",
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub db_requests: u64,
+
+    /// databases: seconds of each pgbench run.
+    #[arg(long, default_value_t = 5, value_name = "SECS",
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub db_seconds: u64,
 
     /// Markdown report to write; a relative path is taken from the workspace root.
     #[arg(long, default_value = DEFAULT_OUTPUT, value_name = "FILE")]
@@ -150,6 +162,17 @@ pub fn bench(options: &Options) -> Result<()> {
                 println!("\n{}", report.table());
                 report.markdown()
             }
+            Suite::Databases => {
+                let report = databases::suite(
+                    &lab,
+                    options.runs,
+                    options.db_requests,
+                    options.db_seconds,
+                    environment.clone(),
+                )?;
+                println!("\n{}", report.table());
+                report.markdown()
+            }
             Suite::Http => {
                 let report = http_suite(&lab, options, environment.clone())?;
                 println!(
@@ -171,36 +194,6 @@ pub fn bench(options: &Options) -> Result<()> {
     fs::write(&path, document).with_context(|| format!("writing {}", path.display()))?;
     println!("bench: wrote {}", path.display());
     Ok(())
-}
-
-/// Rounds of every condition in turn, so slow drift (thermal, frequency, background load)
-/// lands on all conditions alike instead of on whichever ran last. Returns the conditions
-/// that could not be measured, with the reason.
-fn interleave<T>(
-    runs: u32,
-    conditions: &[Condition],
-    mut measure: impl FnMut(Condition) -> Result<Measured<T>>,
-    mut record: impl FnMut(&str, Condition, T),
-) -> Result<Vec<(Condition, String)>> {
-    let mut unavailable: Vec<(Condition, String)> = Vec::new();
-    for round in 1..=runs {
-        let at = format!("round {round}/{runs}");
-        for &condition in conditions {
-            if unavailable.iter().any(|(c, _)| *c == condition) {
-                continue; // it failed once; retrying every round would only repeat the reason
-            }
-            let name = condition.name();
-            let measured = measure(condition).with_context(|| format!("{at}, condition {name}"))?;
-            match measured {
-                Measured::Done(value) => record(&at, condition, value),
-                Measured::Unavailable(reason) => {
-                    println!("bench: {at} {name:<14} n/a: {reason}");
-                    unavailable.push((condition, reason));
-                }
-            }
-        }
-    }
-    Ok(unavailable)
 }
 
 fn syscall_suite(lab: &Lab, options: &Options, environment: Environment) -> Result<Report> {
@@ -531,6 +524,12 @@ fn command_line(options: &Options) -> String {
             options.connections, options.bulk_bytes, options.small_bytes
         ));
     }
+    if suites.contains(&Suite::Databases) {
+        line.push_str(&format!(
+            " --db-requests {} --db-seconds {}",
+            options.db_requests, options.db_seconds
+        ));
+    }
     if suites.contains(&Suite::Http) {
         line.push_str(&format!(" --http-seconds {}", options.http_seconds));
     }
@@ -607,7 +606,8 @@ mod tests {
         assert_eq!(
             command_line(&options),
             "cargo xtask bench --runs 7 --iterations 2000000 --connections 20000 \
-             --bulk-bytes 1000000000 --small-bytes 100000000 --http-seconds 10"
+             --bulk-bytes 1000000000 --small-bytes 100000000 --db-requests 200000 \
+             --db-seconds 5 --http-seconds 10"
         );
         let options = parse(&["--only", "syscalls", "--iterations", "1000", "--runs", "3"]);
         assert_eq!(
@@ -631,6 +631,11 @@ mod tests {
         assert_eq!(
             command_line(&options.unwrap()),
             "cargo xtask bench --only http --runs 2 --http-seconds 3"
+        );
+        let options = parse(&["--only", "databases", "--runs", "3", "--db-seconds", "2"]);
+        assert_eq!(
+            command_line(&options.unwrap()),
+            "cargo xtask bench --only databases --runs 3 --db-requests 200000 --db-seconds 2"
         );
     }
 }

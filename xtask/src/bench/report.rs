@@ -14,6 +14,8 @@ pub enum Condition {
     /// The whole agent with requests framed in user space (`--probes.request-framing user`),
     /// as where a verifier refuses the framing programs: what framing in the kernel saves.
     AgentUserFraming,
+    /// The whole agent following database connections too (`--probes.databases`).
+    AgentDatabases,
     Bpftrace,
 }
 
@@ -33,6 +35,7 @@ impl Condition {
             Condition::Agent => "agent",
             Condition::AgentOnly(family) => family.condition_name(),
             Condition::AgentUserFraming => "agent:user-framing",
+            Condition::AgentDatabases => "agent:databases",
             Condition::Bpftrace => "bpftrace",
         }
     }
@@ -41,7 +44,10 @@ impl Condition {
     pub fn is_agent(self) -> bool {
         matches!(
             self,
-            Condition::Agent | Condition::AgentOnly(_) | Condition::AgentUserFraming
+            Condition::Agent
+                | Condition::AgentOnly(_)
+                | Condition::AgentUserFraming
+                | Condition::AgentDatabases
         )
     }
 
@@ -60,6 +66,9 @@ impl Condition {
             Condition::AgentUserFraming => {
                 "the release agent with requests framed in user space \
                  (`--probes.request-framing user`)."
+            }
+            Condition::AgentDatabases => {
+                "the release agent following database connections too (`--probes.databases`)."
             }
             Condition::Bpftrace => {
                 "a bpftrace script keeping a per-(comm, syscall) latency histogram, \

@@ -51,6 +51,12 @@ const DNS_NX: u64 = 4;
 const DNS_UNCONNECTED: u64 = 3;
 const DNS_TCP: u64 = 2;
 const DNS_DIG: u64 = 2;
+/// Redis commands a client sends to redis-server over one connection: SETs, GETs, GETs of
+/// a list (WRONGTYPE errors), then a pipeline of PIPELINED SETs in one write.
+const REDIS_SET: u64 = 5;
+const REDIS_GET: u64 = 4;
+const REDIS_WRONGTYPE: u64 = 3;
+const REDIS_PIPELINED: u64 = 100;
 /// Two spinners sharing one CPU for SPIN_SECONDS: each runs about half the time and waits
 /// the other half. The agent's CPU time must match their own clocks to 5 % (charged at each
 /// switch, nothing sampled), their run-queue wait to 10 % of the kernel's own figure for
@@ -156,6 +162,36 @@ for i in range(tcp):
     stream.close()
 "#;
 
+/// The Redis client: `client.py PORT SET GET WRONGTYPE PIPELINED`, with every reply
+/// checked. The LPUSH that makes the list is one more command.
+const REDIS_CLIENT: &str = r#"
+import socket, sys
+port, sets, gets, wrong, pipelined = (int(arg) for arg in sys.argv[1:6])
+connection = socket.create_connection(("127.0.0.1", port), timeout=30)
+def command(*words):
+    out = b"*%d\r\n" % len(words)
+    for word in words:
+        out += b"$%d\r\n%s\r\n" % (len(word), word)
+    return out
+def replies(count):
+    data = b""
+    while data.count(b"\r\n") < count:
+        more = connection.recv(65536)
+        if not more:
+            sys.exit("redis-server closed the connection")
+        data += more
+    return data
+for i in range(sets):
+    connection.sendall(command(b"SET", b"k%d" % i, b"v")); assert replies(1) == b"+OK\r\n"
+for i in range(gets):
+    connection.sendall(command(b"GET", b"k%d" % i)); assert replies(2) == b"$1\r\nv\r\n"
+connection.sendall(command(b"LPUSH", b"list", b"x")); replies(1)
+for i in range(wrong):
+    connection.sendall(command(b"GET", b"list")); assert replies(1).startswith(b"-WRONGTYPE")
+connection.sendall(b"".join(command(b"SET", b"p%d" % i, b"v") for i in range(pipelined)))
+assert replies(pipelined) == b"+OK\r\n" * pipelined
+"#;
+
 /// The unique process names of one run: a prefix plus this process's PID (at most 15 bytes,
 /// the kernel's limit).
 struct Comms {
@@ -169,6 +205,8 @@ struct Comms {
     dns_server: String,
     dns_client: String,
     dig: String,
+    redis_server: String,
+    redis_client: String,
     /// The churn loop's programs are `{churn}-1` … `{churn}-CHURN_PROGRAMS`.
     churn: String,
 }
@@ -187,6 +225,8 @@ impl Comms {
             dns_server: comm("kgdnss"),
             dns_client: comm("kgdnsc"),
             dig: comm("kgdig"),
+            redis_server: comm("kgrds"),
+            redis_client: comm("kgrdc"),
             churn: comm("kgch"),
         }
     }
@@ -199,6 +239,7 @@ struct Facts {
     tcp: u16,
     refused: u16,
     http: u16,
+    redis: u16,
     spin_cpu_seconds: f64,
     spin_wait_seconds: f64,
 }
@@ -243,6 +284,26 @@ fn expectations(comms: &Comms, facts: &Facts) -> Vec<Expectation> {
         ]
     };
     const LOOKUPS: &str = "dns_lookup_duration_seconds_count";
+    const SERVED: &str = "db_server_operation_duration_seconds_count";
+    const SENT: &str = "db_client_operation_duration_seconds_count";
+    let redis_port = facts.redis.to_string();
+    let redis_sent = |command, status| {
+        [
+            ("comm", comms.redis_client.as_str()),
+            ("db_system_name", "redis"),
+            ("db_operation_name", command),
+            ("db_response_status_code", status),
+            ("server_port", redis_port.as_str()),
+        ]
+    };
+    let redis_served = |command, status| {
+        [
+            ("comm", comms.redis_server.as_str()),
+            ("db_system_name", "redis"),
+            ("db_operation_name", command),
+            ("db_response_status_code", status),
+        ]
+    };
     let (dns_client, dig) = (comms.dns_client.as_str(), comms.dig.as_str());
     vec![
         Expectation::new(
@@ -401,6 +462,31 @@ fn expectations(comms: &Comms, facts: &Facts) -> Vec<Expectation> {
             DNS_DIG,
         ),
         Expectation::new(
+            "Redis client: SET (one by one, then pipelined)",
+            SENT,
+            &redis_sent("SET", ""),
+            REDIS_SET + REDIS_PIPELINED,
+        ),
+        Expectation::new("Redis client: GET", SENT, &redis_sent("GET", ""), REDIS_GET),
+        Expectation::new(
+            "Redis client: GET WRONGTYPE",
+            SENT,
+            &redis_sent("GET", "WRONGTYPE"),
+            REDIS_WRONGTYPE,
+        ),
+        Expectation::new(
+            "Redis server: SET",
+            SERVED,
+            &redis_served("SET", ""),
+            REDIS_SET + REDIS_PIPELINED,
+        ),
+        Expectation::new(
+            "Redis server: GET WRONGTYPE",
+            SERVED,
+            &redis_served("GET", "WRONGTYPE"),
+            REDIS_WRONGTYPE,
+        ),
+        Expectation::new(
             "OOM kills: 200 MiB in a 32 MiB cgroup",
             "monitor_oom_kills_total",
             &[("comm", &comms.hog)],
@@ -457,6 +543,8 @@ fn smoke(options: &GuestOptions, work: &Path, result: &mut SmokeResult) -> Resul
         Command::new(&options.agent)
             .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
             .args(["--log.level", "info"])
+            // The Redis workload's connections are followed (off by default: its cost).
+            .arg("--probes.databases")
             // Exited workloads are folded at each sweep: sooner here than the 5 s default.
             .args(["--kernel.sweep-interval", SWEEP_INTERVAL])
             .stdin(Stdio::null())
@@ -477,11 +565,12 @@ fn smoke(options: &GuestOptions, work: &Path, result: &mut SmokeResult) -> Resul
     };
     let mut facts = Facts::default();
     // Each workload on its own: one failing does not hide what the others show.
-    let steps: [(&str, &WorkloadStep); 7] = [
+    let steps: [(&str, &WorkloadStep); 8] = [
         ("syscall workload", &|_| workloads.syscalls(&comms)),
         ("TCP workload", &|facts| workloads.tcp(&comms, facts)),
         ("HTTP workload", &|facts| workloads.http(&comms, facts)),
         ("DNS workload", &|_| workloads.dns(&comms)),
+        ("Redis workload", &|facts| workloads.redis(&comms, facts)),
         ("scheduler workload", &|facts| {
             workloads.sched(&comms, facts)
         }),
@@ -783,6 +872,44 @@ impl Workloads<'_> {
         outcome
     }
 
+    /// redis-server on a free port of 127.0.0.1 (no persistence), and the Python client.
+    fn redis(&self, comms: &Comms, facts: &mut Facts) -> Result<()> {
+        let redis = crate::process::find_program("redis-server")
+            .context("redis-server not found (Debian package redis-server)")?;
+        let python = fs::canonicalize("/usr/bin/python3")
+            .context("/usr/bin/python3 (Debian package python3)")?;
+        let client_script = self.work.join("redis_client.py");
+        fs::write(&client_script, REDIS_CLIENT).context("writing the Redis client script")?;
+        facts.redis = free_port()?;
+        let mut server = self.named(&comms.redis_server, &redis)?;
+        server.args(["--port", &facts.redis.to_string(), "--bind", "127.0.0.1"]);
+        server.args(["--save", "", "--appendonly", "no", "--daemonize", "no"]);
+        let (mut server, _banner) = start_until_line(&comms.redis_server, &mut server)?;
+        // Ready once it accepts: the banner comes before the listening socket.
+        let address = std::net::SocketAddr::from(([127, 0, 0, 1], facts.redis));
+        let deadline = Instant::now() + WORKLOAD_TIMEOUT;
+        while std::net::TcpStream::connect(address).is_err() {
+            if Instant::now() >= deadline {
+                bail!("redis-server did not listen on {address}");
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        let mut client = self.named(&comms.redis_client, &python)?;
+        client.arg(&client_script).args(
+            [
+                u64::from(facts.redis),
+                REDIS_SET,
+                REDIS_GET,
+                REDIS_WRONGTYPE,
+                REDIS_PIPELINED,
+            ]
+            .map(|n| n.to_string()),
+        );
+        let outcome = run_to_end(&comms.redis_client, &mut client).map(drop);
+        server.stop(libc::SIGTERM, Duration::from_secs(5))?;
+        outcome
+    }
+
     /// spin: SPINNERS processes pinned to the last CPU for SPIN_SECONDS, each printing its
     /// CPU seconds, the seconds it lived and the kernel's run_delay for it; what it lived
     /// and did not run, it waited (it never sleeps).
@@ -1047,6 +1174,7 @@ mod tests {
             tcp: 4000,
             refused: 4001,
             http: 4002,
+            redis: 4003,
             spin_cpu_seconds: 3.0,
             spin_wait_seconds: 3.0,
         };

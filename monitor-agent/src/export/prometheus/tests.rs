@@ -10,7 +10,9 @@ use crate::{
         table::{WorkloadLabels, observe},
     },
     signals::{
-        block, dns, fds,
+        block,
+        db::{self, OperationsSnapshot},
+        dns, fds,
         http::{self, RequestsSnapshot},
         listen::{self, ListenSnapshot},
         oom,
@@ -200,6 +202,22 @@ fn published(policy: &LabelPolicy, probes: &[ProbeState], build: &BuildInfo) -> 
     let mut published = syscalls::published(&syscalls_snapshot(), policy);
     published.extend(tcp::published(&network, policy, &counter));
     published.extend(http::published(&requests_snapshot(), policy, 0));
+    let mut operated = Histogram::ZERO;
+    observe(&mut operated, 120_000);
+    published.extend(db::published(
+        &OperationsSnapshot {
+            client: vec![(
+                labels(
+                    "java",
+                    11,
+                    &["postgresql", "SELECT", "42P01", "10.0.0.5", "5432"],
+                ),
+                operated,
+            )],
+            server: vec![(labels("redis-server", 13, &["redis", "GET", ""]), operated)],
+        },
+        policy,
+    ));
     let mut looked_up = Histogram::ZERO;
     observe(&mut looked_up, 800_000);
     published.extend(dns::published(

@@ -356,6 +356,15 @@ pub struct Config {
     )]
     pub request_framing: crate::probes::RequestFraming,
 
+    /// Follow database connections (Redis RESP2/3, PostgreSQL v3, found by their first bytes
+    /// in the kernel) into db_client_operation_duration_seconds and
+    /// db_server_operation_duration_seconds. Off by default: each read and write of such a
+    /// connection (up to 4 KiB) is copied to the agent and framed there, which costs busy
+    /// Redis servers a third of their throughput or more (docs/benchmarks.md). Needs
+    /// requests framed in the kernel (--probes.request-framing auto or kernel).
+    #[arg(long = "probes.databases", env = "MONITOR_PROBES_DATABASES")]
+    pub databases: bool,
+
     /// Push the metrics with OTLP/HTTP (protobuf) to URL/v1/metrics as well, e.g.
     /// http://otel-collector:4318 (an OpenTelemetry Collector, Datadog's or New Relic's OTLP
     /// endpoint). http:// or https:// (checked against the system's CA bundle). Off when

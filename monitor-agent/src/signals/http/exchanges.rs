@@ -11,13 +11,16 @@ use std::{
 
 use foldhash::{HashMap, HashMapExt, HashSet};
 
-use monitor_protocols::{Chunk, Connection, Exchange, HttpExchange, Role, http::split_host_port};
+use monitor_protocols::{Exchange, HttpExchange, Role, http::split_host_port};
 
 use crate::{
     probes::decode::{PayloadRecord, RequestRecord},
     series::labels::Workload,
     series::table::{Histogram, Recorder, SeriesTable, ValueCap, WorkloadLabels, observe},
-    signals::signal::{SeriesCount, cap_key, series_count},
+    signals::{
+        connections::Connections,
+        signal::{SeriesCount, cap_key, series_count},
+    },
 };
 
 /// The `http_route` of every route past a service's cap (`--http.routes-per-comm`).
@@ -25,21 +28,6 @@ pub const OVERFLOW_ROUTE: &str = "_overflow";
 /// `server_address` and `server_port` of every server past a service's cap
 /// (`--tcp.peers-per-comm`), as the TCP families' `peer`.
 pub const OVERFLOW_SERVER: &str = crate::signals::tcp::OVERFLOW_PEER;
-
-/// Connections followed at once; chunks of further new connections are counted and dropped.
-pub const MAX_CONNECTIONS: usize = 16_384;
-/// A connection with no captured read or write for this long is forgotten (a keep-alive
-/// connection idle longer starts over with its next request, which the parser handles).
-pub const IDLE_CONNECTION: Duration = Duration::from_secs(120);
-
-struct Followed {
-    /// The socket's peer when first seen: the same kernel socket address with another peer
-    /// is a new connection (sockets are reused once freed), as is any whose read/write the
-    /// kernel marks first (the same peer again: a client reconnecting).
-    remote: SocketAddr,
-    connection: Connection,
-    last_seen: Instant,
-}
 
 fn server_key(address: &str, port: &str) -> String {
     format!("{address} {port}")
@@ -64,7 +52,7 @@ pub struct RequestsSnapshot {
 }
 
 pub struct Requests {
-    connections: HashMap<(u32, u64), Followed>,
+    connections: Connections,
     /// Distinct routes per service (`OVERFLOW_ROUTE` beyond), so that identifiers the route
     /// normalisation misses cannot grow the series count without bound, and one tenant's
     /// junk cannot crowd out another's routes.
@@ -73,20 +61,16 @@ pub struct Requests {
     servers: ValueCap,
     server: SeriesTable<WorkloadLabels, Histogram>,
     client: SeriesTable<WorkloadLabels, Histogram>,
-    chunks_dropped: u64,
-    exchanges: Vec<Exchange>,
 }
 
 impl Requests {
     pub fn new(routes_per_service: usize, servers_per_service: usize) -> Self {
         Self {
-            connections: HashMap::new(),
+            connections: Connections::new(),
             routes: ValueCap::new(routes_per_service),
             servers: ValueCap::new(servers_per_service),
             server: SeriesTable::default(),
             client: SeriesTable::default(),
-            chunks_dropped: 0,
-            exchanges: Vec::new(),
         }
     }
 
@@ -113,31 +97,8 @@ impl Requests {
     /// are appended to `completed`, to be named and recorded (`record`). Parsing needs no
     /// name: only the few reads/writes that complete a request pay for naming.
     pub fn feed(&mut self, event: &PayloadRecord, now: Instant, completed: &mut Vec<Completed>) {
-        let key = (event.owner.tgid, event.sk);
-        if !self.connections.contains_key(&key) && self.connections.len() >= MAX_CONNECTIONS {
-            self.chunks_dropped += 1;
-            return;
-        }
-        let followed = self.connections.entry(key).or_insert_with(|| Followed {
-            remote: event.remote,
-            connection: Connection::new(),
-            last_seen: now,
-        });
-        if followed.remote != event.remote || event.first {
-            followed.remote = event.remote;
-            followed.connection = Connection::new();
-        }
-        followed.last_seen = now;
-        let chunk = Chunk {
-            direction: event.flow,
-            total_len: u64::from(event.length),
-            data: &event.data,
-            timestamp_ns: event.timestamp_ns,
-        };
-        followed.connection.feed(&chunk, &mut self.exchanges);
-        let remote = followed.remote;
-        for exchange in self.exchanges.drain(..) {
-            // Exchanges of protocols without metrics yet are dropped here.
+        self.connections.feed(event, now, |exchange, remote| {
+            // The databases' exchanges are the `db` room's: it reads their own ring.
             if let Exchange::Http(http) = exchange {
                 completed.push(Completed {
                     owner: event.owner,
@@ -145,7 +106,7 @@ impl Requests {
                     http,
                 });
             }
-        }
+        });
     }
 
     /// Records a completed exchange of the process `who`.
@@ -192,8 +153,7 @@ impl Requests {
     }
 
     pub fn publish(&mut self, now: Instant, ttl: Duration) -> RequestsSnapshot {
-        self.connections
-            .retain(|_, followed| now.duration_since(followed.last_seen) < IDLE_CONNECTION);
+        self.connections.forget_idle(now);
         let server = self.server.publish(HashMap::new(), now, ttl);
         let client = self.client.publish(HashMap::new(), now, ttl);
         // Each place in a cap is freed when the last series that holds its value expires.
@@ -213,8 +173,8 @@ impl Requests {
         RequestsSnapshot {
             server,
             client,
-            connections: self.connections.len() as u64,
-            chunks_dropped: self.chunks_dropped,
+            connections: self.connections.followed() as u64,
+            chunks_dropped: self.connections.chunks_dropped(),
         }
     }
 

@@ -25,9 +25,7 @@ use crate::{
 mod exchanges;
 
 use exchanges::Requests;
-pub use exchanges::{
-    Completed, IDLE_CONNECTION, MAX_CONNECTIONS, OVERFLOW_ROUTE, RequestsSnapshot,
-};
+pub use exchanges::{Completed, OVERFLOW_ROUTE, RequestsSnapshot};
 
 const FAMILIES: &[Family] = &[
     family::HTTP_SERVER_DURATION,

@@ -2,14 +2,17 @@
 //! memory cap, and must never let statement text out: operations are command keywords or
 //! `_OTHER`, SQLSTATEs five characters of `[0-9A-Z]` or `_OTHER`.
 //!
-//! The input is the record list of the `http` target (see there): flags (direction, gap,
+//! The input is the record list of every protocol target (`common/chunks.rs`): flags (direction, gap,
 //! nanoseconds), captured length, optional gap byte, data. The seeds in
 //! `fuzz/corpus/postgres/` are the unit tests' fixtures in this form.
 #![no_main]
 
+#[path = "../common/chunks.rs"]
+mod chunks;
+
 use libfuzzer_sys::fuzz_target;
 use monitor_protocols::{
-    Chunk, Connection, Direction, Exchange, MAX_BUFFERED_BYTES, ProtocolParser,
+    Connection, Exchange, MAX_BUFFERED_BYTES, ProtocolParser,
     postgres::{OTHER, PostgresParser, operation_keyword},
 };
 
@@ -19,33 +22,12 @@ fuzz_target!(|input: &[u8]| {
     let mut connection = Connection::new();
     let mut parser = PostgresParser::new();
     let mut out = Vec::new();
-    let mut timestamp_ns = 0u64;
-    let mut rest = input;
-    while let [flags, len, tail @ ..] = rest {
-        let (gap, tail) = match (flags & 2 != 0, tail) {
-            (true, [gap, tail @ ..]) => (u64::from(*gap) * 61 + 1, tail),
-            (true, []) => break,
-            (false, tail) => (0, tail),
-        };
-        let len = usize::from(*len).min(tail.len());
-        let (data, tail) = tail.split_at(len);
-        rest = tail;
-        timestamp_ns += u64::from(flags >> 2);
-        let chunk = Chunk {
-            direction: if flags & 1 == 0 {
-                Direction::Ingress
-            } else {
-                Direction::Egress
-            },
-            total_len: data.len() as u64 + gap,
-            data,
-            timestamp_ns,
-        };
-        connection.feed(&chunk, &mut out);
-        parser.feed(&chunk, &mut out);
+    let timestamp_ns = chunks::for_each_chunk(input, |chunk| {
+        connection.feed(chunk, &mut out);
+        parser.feed(chunk, &mut out);
         assert!(connection.buffered_bytes() <= MAX_BUFFERED_BYTES);
         assert!(parser.buffered_bytes() <= MAX_BUFFERED_BYTES);
-    }
+    });
     for exchange in &out {
         let Exchange::Postgres(postgres) = exchange else {
             continue;

@@ -622,15 +622,18 @@ pub mod payload_flags {
     pub const STREAM: u32 = 2;
 }
 
-/// Record of the `PAYLOAD_EVENTS` ring buffer: one read or write on a socket whose traffic
-/// looks like a request protocol, with a prefix of its bytes. Also the record of the
-/// `DNS_EVENTS` ring: one DNS message a process sent or received (over TCP, a read/write
-/// that starts with one), `remote` the server it was sent to.
+/// One read or write of a socket, with up to `N` bytes of it: the records of the payload
+/// rings.
+/// - `PayloadEvent`, the `PAYLOAD_EVENTS` record: a socket whose traffic looks like a request
+///   protocol. Also the `DNS_EVENTS` record: one DNS message a process sent or received (over
+///   TCP, a read/write that starts with one), `remote` the server it was sent to.
+/// - `DbEvent`, the `DB_SCRATCH` value: a socket that started like a database's wire
+///   protocol. A `DB_EVENTS` record is only its head and its `captured` bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
-pub struct PayloadEvent {
+pub struct Captured<const N: usize> {
     pub direction: u32,
-    /// Bytes in `data` (at most `capacity::PAYLOAD_CAPTURE`).
+    /// Bytes in `data` (at most `N`).
     pub captured: u32,
     /// Bytes the syscall moved.
     pub length: u32,
@@ -643,27 +646,11 @@ pub struct PayloadEvent {
     pub remote: Endpoint,
     pub local_port: u16,
     pub _pad2: u16,
-    pub data: [u8; capacity::PAYLOAD_CAPTURE],
+    pub data: [u8; N],
 }
 
-/// `DB_SCRATCH` value, and what a `DB_EVENTS` record holds: one read or write on a socket
-/// that started like a database's wire protocol, a `PayloadEvent`'s head then up to
-/// `capacity::DB_CAPTURE` bytes. A record is only as long as its head and `captured` bytes.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct DbEvent {
-    pub direction: u32,
-    pub captured: u32,
-    pub length: u32,
-    pub flags: u32,
-    pub owner: Owner,
-    pub sk: u64,
-    pub timestamp_ns: u64,
-    pub remote: Endpoint,
-    pub local_port: u16,
-    pub _pad2: u16,
-    pub data: [u8; capacity::DB_CAPTURE],
-}
+pub type PayloadEvent = Captured<{ capacity::PAYLOAD_CAPTURE }>;
+pub type DbEvent = Captured<{ capacity::DB_CAPTURE }>;
 
 /// Record of the `REQUEST_EVENTS` ring buffer: one HTTP/1.x request framed in the kernel,
 /// from its first byte to its response's status line. No body byte, no query string.
@@ -694,7 +681,6 @@ const _: () = {
     assert!(core::mem::size_of::<RequestEvent>() == 64 + capacity::REQUEST_TEXT);
     assert!(core::mem::size_of::<PayloadEvent>() == 64 + capacity::PAYLOAD_CAPTURE);
     assert!(core::mem::size_of::<DbEvent>() == 64 + capacity::DB_CAPTURE);
-    assert!(core::mem::offset_of!(DbEvent, data) == core::mem::offset_of!(PayloadEvent, data));
     assert!(core::mem::size_of::<Owner>() == 8);
     assert!(core::mem::size_of::<NetBytes>() == 16);
     assert!(core::mem::size_of::<ListenerKey>() == 8);

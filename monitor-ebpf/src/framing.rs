@@ -276,15 +276,9 @@ pub fn frame(
         }
         return;
     };
+    let readable = size.min(u64::from(length)) as u32;
     if judged == verdict::DATABASE {
-        database::capture(
-            sk,
-            owner,
-            family,
-            direction,
-            (length, size.min(u64::from(length)) as u32),
-            address,
-        );
+        database::capture(sk, owner, family, direction, (length, readable), address);
         return;
     }
     let Some(mut wire) = KernelWire::here() else {
@@ -296,7 +290,6 @@ pub fn frame(
     // could run another on this CPU meanwhile, garbling this read/write's framing, which
     // then resynchronises at the next message.
     let (window, work) = unsafe { (&mut (*scratch).window, &mut (*scratch).conn) };
-    let readable = size.min(u64::from(length)) as u32;
     {
         let state = wire.state();
         state.now = 0;

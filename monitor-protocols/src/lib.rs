@@ -57,6 +57,8 @@ pub mod postgres;
 mod protocol;
 pub mod redis;
 pub mod route;
+#[cfg(test)]
+mod test_io;
 
 pub use chunk::{Chunk, Direction, Role};
 pub use http::{HttpExchange, Method};

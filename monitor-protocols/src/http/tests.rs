@@ -1,14 +1,10 @@
 //! Byte fixtures fed through [`Connection`], as the agent will: detection included.
 use super::*;
-use crate::{Connection, Direction::*, MAX_BUFFERED_BYTES};
-
-/// A captured syscall: direction, full byte count, captured prefix, timestamp.
-struct Io<'a>(Direction, u64, &'a [u8], u64);
-
-/// Fully captured.
-fn io(direction: Direction, data: &[u8], ts: u64) -> Io<'_> {
-    Io(direction, data.len() as u64, data, ts)
-}
+use crate::{
+    Connection,
+    Direction::*,
+    test_io::{Io, feed, io},
+};
 
 /// Only the first `captured` bytes of `data` were captured.
 fn cut(direction: Direction, data: &[u8], captured: usize, ts: u64) -> Io<'_> {
@@ -16,18 +12,8 @@ fn cut(direction: Direction, data: &[u8], captured: usize, ts: u64) -> Io<'_> {
 }
 
 fn run_on(connection: &mut Connection, ios: &[Io<'_>]) -> Vec<HttpExchange> {
-    let mut out = Vec::new();
-    for &Io(direction, total_len, data, timestamp_ns) in ios {
-        let chunk = Chunk {
-            direction,
-            total_len,
-            data,
-            timestamp_ns,
-        };
-        connection.feed(&chunk, &mut out);
-        assert!(connection.buffered_bytes() <= MAX_BUFFERED_BYTES);
-    }
-    out.into_iter()
+    feed(connection, ios)
+        .into_iter()
         .map(|exchange| match exchange {
             Exchange::Http(http) => http,
             other => panic!("not HTTP: {other:?}"),

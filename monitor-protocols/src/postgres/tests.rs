@@ -6,41 +6,34 @@
 //! read by the server, and the other way round: each test runs them once as the client
 //! sees them (queries are egress) and once as the server does (queries are ingress).
 use super::*;
-use crate::{Connection, Direction::*, MAX_BUFFERED_BYTES};
-
-/// A captured syscall, as the client sees it: direction, full byte count, captured prefix,
-/// timestamp.
-#[derive(Clone, Copy)]
-struct Io<'a>(Direction, u64, &'a [u8], u64);
-
-/// Fully captured.
-fn io(direction: Direction, data: &[u8], ts: u64) -> Io<'_> {
-    Io(direction, data.len() as u64, data, ts)
-}
+use crate::{
+    Connection,
+    Direction::*,
+    MAX_BUFFERED_BYTES,
+    test_io::{Io, feed, io},
+};
 
 /// Only `data` of the `total` bytes were captured.
 fn cut(direction: Direction, data: &[u8], total: u64, ts: u64) -> Io<'_> {
     Io(direction, total, data, ts)
 }
 
+/// The exchanges of `ios` (captured syscalls as the client sees them), fed as the client's
+/// or, `flip`ped, as the server's.
 fn feed_all(connection: &mut Connection, ios: &[Io<'_>], flip: bool) -> Vec<PostgresExchange> {
-    let mut out = Vec::new();
-    for &Io(direction, total_len, data, timestamp_ns) in ios {
-        let direction = match (direction, flip) {
-            (direction, false) => direction,
-            (Egress, true) => Ingress,
-            (Ingress, true) => Egress,
-        };
-        let chunk = Chunk {
-            direction,
-            total_len,
-            data,
-            timestamp_ns,
-        };
-        connection.feed(&chunk, &mut out);
-        assert!(connection.buffered_bytes() <= MAX_BUFFERED_BYTES);
-    }
-    out.into_iter()
+    let flipped: Vec<Io<'_>> = ios
+        .iter()
+        .map(|&Io(direction, total, data, ts)| {
+            let direction = match (direction, flip) {
+                (direction, false) => direction,
+                (Egress, true) => Ingress,
+                (Ingress, true) => Egress,
+            };
+            Io(direction, total, data, ts)
+        })
+        .collect();
+    feed(connection, &flipped)
+        .into_iter()
         .map(|exchange| match exchange {
             Exchange::Postgres(postgres) => postgres,
             other => panic!("not PostgreSQL: {other:?}"),

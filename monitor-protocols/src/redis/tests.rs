@@ -6,7 +6,10 @@
 //! record: [`ToServer`] is what the client wrote (the server read), [`ToClient`] the reverse.
 //! Each fixture is replayed twice, as the client's chunks and as the server's.
 use super::*;
-use crate::{Connection, MAX_BUFFERED_BYTES};
+use crate::{
+    Connection, MAX_BUFFERED_BYTES,
+    test_io::{Io, feed},
+};
 
 /// Which way a captured record went.
 #[derive(Clone, Copy, Debug)]
@@ -15,10 +18,6 @@ enum Way {
     ToClient,
 }
 use Way::*;
-
-/// A captured syscall: direction, full byte count, captured prefix, timestamp.
-#[derive(Clone, Copy)]
-struct Io<'a>(Direction, u64, &'a [u8], u64);
 
 /// A capture as one end sees it: record `i` is one fully captured chunk at `i` µs.
 fn ios<'a>(capture: &[(Way, &'a [u8])], role: Role) -> Vec<Io<'a>> {
@@ -44,18 +43,8 @@ fn direction(way: Way, role: Role) -> Direction {
 }
 
 fn run_on(connection: &mut Connection, ios: &[Io<'_>]) -> Vec<RedisExchange> {
-    let mut out = Vec::new();
-    for &Io(direction, total_len, data, timestamp_ns) in ios {
-        let chunk = Chunk {
-            direction,
-            total_len,
-            data,
-            timestamp_ns,
-        };
-        connection.feed(&chunk, &mut out);
-        assert!(connection.buffered_bytes() <= MAX_BUFFERED_BYTES);
-    }
-    out.into_iter()
+    feed(connection, ios)
+        .into_iter()
         .map(|exchange| match exchange {
             Exchange::Redis(redis) => redis,
             other => panic!("not Redis: {other:?}"),

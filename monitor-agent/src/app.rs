@@ -60,6 +60,9 @@ pub async fn run(config: Config, web: WebConfig) -> anyhow::Result<()> {
         socket_io: config.socket_io,
         request_framing: config.request_framing,
         databases: config.databases,
+        timed_syscalls: monitor_common::global::timed_syscalls(|nr| {
+            config.syscall_histograms.contains(nr)
+        }),
         kernel_log_level: kernel_log_level(config.log_level),
     })?;
     if loaded.probes.iter().all(|state| !state.attached()) {

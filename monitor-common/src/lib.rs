@@ -168,6 +168,25 @@ pub mod global {
     /// 1 when the reads/writes of database connections are copied to the agent
     /// (`--probes.databases`), 0 when such connections are ignored like any other.
     pub const DATABASES: &str = "DATABASES";
+
+    /// Bit `nr % 64` of word `nr / 64` set when syscall `nr` is timed: it has a latency
+    /// histogram (`--syscalls.histograms`). The others are only counted, and their entry and
+    /// exit skip the clock. Numbers past the words are timed.
+    pub const TIMED_SYSCALLS: &str = "TIMED_SYSCALLS";
+    pub const TIMED_SYSCALL_WORDS: usize = 8;
+
+    /// `TIMED_SYSCALLS`' words for the syscalls `timed` says have a histogram.
+    pub fn timed_syscalls(timed: impl Fn(u32) -> bool) -> [u64; TIMED_SYSCALL_WORDS] {
+        let mut words = [0u64; TIMED_SYSCALL_WORDS];
+        let mut nr = 0;
+        while nr < TIMED_SYSCALL_WORDS * 64 {
+            if timed(nr as u32) {
+                words[nr / 64] |= 1 << (nr % 64);
+            }
+            nr += 1;
+        }
+        words
+    }
 }
 
 /// Default sizes, overridable at load time (`EbpfLoader::map_max_entries`).
@@ -724,6 +743,15 @@ mod pod {
 #[cfg(test)]
 mod tests {
     use super::hist::*;
+
+    #[test]
+    fn timed_syscalls_are_one_bit_each() {
+        let words = crate::global::timed_syscalls(|nr| nr == 0 || nr == 65 || nr == 511);
+        assert_eq!(words[0], 1);
+        assert_eq!(words[1], 2);
+        assert_eq!(words[7], 1 << 63);
+        assert_eq!(words[2..7], [0; 5]);
+    }
 
     #[test]
     fn bucket_edges_are_inclusive_upper_bounds() {

@@ -339,6 +339,8 @@ pub struct LoadSettings {
     pub request_framing: RequestFraming,
     /// Copy database connections' reads/writes to the agent (`--probes.databases`).
     pub databases: bool,
+    /// `global::TIMED_SYSCALLS`: the syscalls whose entry and exit read the clock.
+    pub timed_syscalls: [u64; global::TIMED_SYSCALL_WORDS],
     /// `aya-log` level inside the kernel (1 error … 5 trace), so disabled logs cost nothing.
     pub kernel_log_level: u8,
 }
@@ -365,6 +367,7 @@ pub fn load(settings: &LoadSettings) -> anyhow::Result<Loaded> {
         .override_global(global::AGENT_TGID, &agent_tgid, true)
         .override_global(global::SOCK_IO_DIRECTIONS, &socket_io_directions, true)
         .override_global(global::DATABASES, &databases, true)
+        .override_global(global::TIMED_SYSCALLS, &settings.timed_syscalls, true)
         .override_global("AYA_LOG_LEVEL", &settings.kernel_log_level, false)
         .map_max_entries(map::THREAD_START, pid_slots)
         .map_max_entries(map::PROCESS_STATE, pid_slots)

@@ -45,14 +45,8 @@ fn twin(ios: &[Io<'_>]) -> Vec<HttpExchange> {
 
 fn twin_on(twin: &mut kernel::KernelTwin, ios: &[Io<'_>]) -> Vec<HttpExchange> {
     let mut out = Vec::new();
-    for &Io(direction, total_len, data, timestamp_ns) in ios {
-        let chunk = Chunk {
-            direction,
-            total_len,
-            data,
-            timestamp_ns,
-        };
-        twin.feed(&chunk, &mut out);
+    for io in ios {
+        twin.feed(&io.chunk(), &mut out);
     }
     out
 }

@@ -253,14 +253,22 @@ pub fn wait_for_line(
 
 /// The last lines of a log file, to put a helper's own explanation into our error.
 pub fn log_tail(path: &Path, lines: usize) -> String {
+    last_lines(path, lines).join(" / ")
+}
+
+/// The last `lines` non-blank lines of a log (none when it cannot be read).
+pub fn last_lines(path: &Path, lines: usize) -> Vec<String> {
     let Ok(text) = std::fs::read_to_string(path) else {
-        return String::new();
+        return Vec::new();
     };
     let all: Vec<&str> = text
         .lines()
         .filter(|line| !line.trim().is_empty())
         .collect();
-    all[all.len().saturating_sub(lines)..].join(" / ")
+    all[all.len().saturating_sub(lines)..]
+        .iter()
+        .map(|line| (*line).to_owned())
+        .collect()
 }
 
 #[cfg(test)]

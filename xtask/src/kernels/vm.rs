@@ -41,6 +41,9 @@ pub fn boot(
         // /dev/kvm exists on the CI machines but guests hang under it (MSR errors): software
         // emulation is slower and works.
         .arg("--disable-kvm")
+        // The kernel's console goes to vng.log: when a guest dies without a result, its last
+        // lines (an oops, a panic, the OOM killer) are the only account of why.
+        .arg("--verbose")
         .arg("--rwdir")
         .arg(out)
         .args(["--exec", script])

@@ -60,6 +60,7 @@ pub async fn run(config: Config, web: WebConfig) -> anyhow::Result<()> {
         socket_io: config.socket_io,
         request_framing: config.request_framing,
         databases: config.databases,
+        tls: config.tls,
         timed_syscalls: monitor_common::global::timed_syscalls(|nr| {
             config.syscall_histograms.contains(nr)
         }),
@@ -120,6 +121,13 @@ pub async fn run(config: Config, web: WebConfig) -> anyhow::Result<()> {
         pipeline.pause_events_until(Instant::now() + pause);
     }
     let (snapshots, running) = pipeline::thread::spawn(pipeline, config.sweep_interval)?;
+    // The object goes to the TLS scan thread, which attaches uprobes to libraries as they
+    // appear; it holds every probe attached until it stops.
+    let probes::Loaded {
+        ebpf, probes, tls, ..
+    } = loaded;
+    let framed = probes::frames_in_kernel(&probes);
+    let tls_scans = probes::tls::spawn(ebpf, config.tls.then_some(framed), tls)?;
 
     let mut tasks = tokio::task::JoinSet::new();
     if let (Some(kube), Some(pods)) = (kube, pods) {
@@ -140,7 +148,7 @@ pub async fn run(config: Config, web: WebConfig) -> anyhow::Result<()> {
     };
     let endpoints = Arc::new(Endpoints {
         source: Box::new(snapshots),
-        probes: loaded.probes.clone(),
+        probes,
         metrics_path: config.web_telemetry_path.clone(),
         export,
     });
@@ -156,7 +164,7 @@ pub async fn run(config: Config, web: WebConfig) -> anyhow::Result<()> {
     info!("shutting down: detaching probes");
     tasks.shutdown().await;
     running.stop();
-    drop(loaded);
+    tls_scans.stop();
     info!("probes detached, bye");
     Ok(())
 }

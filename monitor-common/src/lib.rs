@@ -57,6 +57,17 @@ pub mod program {
     pub const BLOCK_ISSUE: &str = "mon_block_issue";
     pub const BLOCK_ISSUE_RQ: &str = "mon_block_issue_rq";
     pub const BLOCK_COMPLETE: &str = "mon_block_complete";
+    /// TLS (uprobes on libssl): the entry of `SSL_read`/`SSL_write`, and of their `_ex`
+    /// forms; their returns, copying the plaintext or framing it in the kernel like the
+    /// socket I/O programs.
+    pub const SSL_CALL: &str = "mon_ssl_call";
+    pub const SSL_CALL_EX: &str = "mon_ssl_call_ex";
+    pub const SSL_READ_RET: &str = "mon_ssl_read_ret";
+    pub const SSL_WRITE_RET: &str = "mon_ssl_write_ret";
+    pub const SSL_READ_RET_FRAMED: &str = "mon_ssl_read_ret_framed";
+    pub const SSL_WRITE_RET_FRAMED: &str = "mon_ssl_write_ret_framed";
+    /// The return of `SSL_do_handshake`: the connection's socket, before its first read.
+    pub const SSL_HANDSHAKE_RET: &str = "mon_ssl_handshake_ret";
 }
 
 /// Map names (the `static` names in `monitor-ebpf`).
@@ -87,9 +98,11 @@ pub mod map {
     pub const OOM_KILLS: &str = "OOM_KILLS";
     pub const BLOCK_STARTS: &str = "BLOCK_STARTS";
     pub const BLOCK_IO: &str = "BLOCK_IO";
+    pub const TLS_CALLS: &str = "TLS_CALLS";
+    pub const TLS_SOCKS: &str = "TLS_SOCKS";
 
     /// Every map of the object, for tools that look for leftovers.
-    pub const ALL: [&str; 26] = [
+    pub const ALL: [&str; 28] = [
         THREAD_START,
         PROCESS_STATE,
         EXCLUDED,
@@ -116,6 +129,8 @@ pub mod map {
         OOM_KILLS,
         BLOCK_STARTS,
         BLOCK_IO,
+        TLS_CALLS,
+        TLS_SOCKS,
     ];
 }
 
@@ -168,6 +183,10 @@ pub mod global {
     /// 1 when the reads/writes of database connections are copied to the agent
     /// (`--probes.databases`), 0 when such connections are ignored like any other.
     pub const DATABASES: &str = "DATABASES";
+
+    /// 1 when the TLS uprobes may run (`--probes.tls`): only then do the socket I/O probes
+    /// look for a TLS call in progress on the thread.
+    pub const TLS: &str = "TLS";
 
     /// Bit `nr % 64` of word `nr / 64` set when syscall `nr` is timed: it has a latency
     /// histogram (`--syscalls.histograms`). The others are only counted, and their entry and
@@ -241,6 +260,10 @@ pub mod capacity {
     pub const BLOCK_IO: u32 = 4_096;
     /// Payload bytes copied per socket read or write: a request line and its headers.
     pub const PAYLOAD_CAPTURE: usize = 512;
+    /// Threads inside a TLS library's read or write at once.
+    pub const TLS_CALLS: u32 = 16_384;
+    /// TLS connections (`SSL *`) whose socket is remembered (LRU).
+    pub const TLS_SOCKS: u32 = 16_384;
 }
 
 /// Slots of the per-CPU `COUNTERS` array: self-observability counters kept in the kernel.
@@ -307,10 +330,13 @@ pub enum Counter {
     DbEventsProduced = 26,
     /// Database reads/writes lost because `DB_EVENTS` had no room.
     DbEventsDropped = 27,
+    /// TLS reads/writes with no socket to tie them to (a memory BIO, or an `SSL *` whose
+    /// socket was forgotten and that made no socket call this time): not framed.
+    TlsNoSocket = 28,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 28] = [
+    pub const ALL: [Counter; 29] = [
         Counter::ProcessEventsProduced,
         Counter::ProcessEventsDropped,
         Counter::SyscallStatsFull,
@@ -339,6 +365,7 @@ impl Counter {
         Counter::DnsEventsDropped,
         Counter::DbEventsProduced,
         Counter::DbEventsDropped,
+        Counter::TlsNoSocket,
     ];
     pub const LEN: u32 = Self::ALL.len() as u32;
 }

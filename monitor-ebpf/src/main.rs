@@ -17,6 +17,7 @@ mod sched;
 mod sock;
 mod socket_io;
 mod syscalls;
+mod tls;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -13,7 +13,7 @@ use monitor_common::{Counter, ListenerKey, TcpConn, TcpEvent, direction, tcp_eve
 
 use crate::{
     maps::{HTTP_CONNS, PAYLOAD_SOCKS, TCP_CONNS, TCP_EVENTS, TCP_LISTENERS, batched_wakeup, bump},
-    sock::{current_owner, family, local_port, now_ns, read, remote, tcp_family},
+    sock::{TLS_TAG, current_owner, family, local_port, now_ns, read, remote, tcp_family},
 };
 
 // Offsets (bytes) set at load from BTF; see `monitor_common::global::KERNEL_OFFSETS`.
@@ -222,8 +222,11 @@ fn on_close(sk: u64) {
 pub fn mon_tcp_destroy(ctx: RawTracePointContext) -> i32 {
     let sk: u64 = ctx.arg(0);
     let _ = TCP_CONNS.remove(sk);
-    let _ = PAYLOAD_SOCKS.remove(sk);
-    let _ = HTTP_CONNS.remove(sk);
+    // The plaintext of a TLS connection is keyed apart (`sock::TLS_TAG`).
+    for key in [sk, sk | TLS_TAG] {
+        let _ = PAYLOAD_SOCKS.remove(key);
+        let _ = HTTP_CONNS.remove(key);
+    }
     0
 }
 

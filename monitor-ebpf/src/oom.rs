@@ -52,15 +52,15 @@ fn count(tgid: u32) {
     // The victim still runs: its generation is the current one (it ends at its exit).
     let generation = PROCESS_STATE.get(tgid).map_or(0, |state| state.generation);
     let owner = Owner { tgid, generation };
-    if let Some(kills) = OOM_KILLS.get_ptr_mut(&owner) {
+    if let Some(kills) = OOM_KILLS.get_ptr_mut(owner) {
         // SAFETY: this CPU's copy of a per-CPU hash value.
         unsafe { *kills += 1 };
         return;
     }
-    match OOM_KILLS.insert(&owner, 1u64, BPF_NOEXIST.into()) {
+    match OOM_KILLS.insert(owner, 1u64, BPF_NOEXIST.into()) {
         Ok(()) => {}
         Err(err) if i64::from(err) == -EEXIST => {
-            if let Some(kills) = OOM_KILLS.get_ptr_mut(&owner) {
+            if let Some(kills) = OOM_KILLS.get_ptr_mut(owner) {
                 // SAFETY: as above.
                 unsafe { *kills += 1 };
             }

@@ -41,6 +41,10 @@ static OFF_INODE_MODE: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
 static OFF_SOCKET_SK: Global<u32> = Global::new(0);
 
+/// Set in a socket's address (a `struct sock` is 8-byte aligned) to key the plaintext of a
+/// TLS connection apart from its ciphertext (`tls`). Stripped by every read of the socket.
+pub const TLS_TAG: u64 = 1;
+
 pub const AF_INET: u16 = 2;
 pub const AF_INET6: u16 = 10;
 pub const IPPROTO_TCP: u16 = 6;
@@ -113,12 +117,13 @@ pub fn family(sk: u64) -> u16 {
 /// The local port, in host order.
 #[inline(always)]
 pub fn local_port(sk: u64) -> u16 {
-    read(sk, &OFF_SKC_NUM).unwrap_or(0)
+    read(sk & !TLS_TAG, &OFF_SKC_NUM).unwrap_or(0)
 }
 
 /// The peer of socket `sk` of address `family`.
 #[inline(always)]
 pub fn remote(sk: u64, family: u16) -> Endpoint {
+    let sk = sk & !TLS_TAG;
     let port: u16 = read(sk, &OFF_SKC_DPORT).unwrap_or(0);
     let addr = if family == AF_INET6 {
         read::<[u8; 16]>(sk, &OFF_SKC_V6_DADDR).unwrap_or([0; 16])

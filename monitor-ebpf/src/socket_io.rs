@@ -24,6 +24,7 @@ use crate::{
     },
     payload::{NR_WRITE, NR_WRITEV},
     sock::{IPPROTO_UDP, current_owner, inet_socket, remote_port, socket_of_fd},
+    tls,
 };
 
 /// `global::SOCK_IO_DIRECTIONS`: what the `sys_exit` hook records (set at load).
@@ -170,6 +171,7 @@ fn on_socket_io<const FRAMED: bool>(
         (0, u64::from(length))
     };
     add_bytes(owner, sent, received);
+    tls::note_socket(sk);
     if remote_port(sk) == dns::PORT {
         dns::observe(sk, owner, family, true, length, direction, regs_at);
         return;

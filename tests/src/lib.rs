@@ -911,6 +911,8 @@ mod tests {
 
 /// A Docker engine started by hand for one test (the Debian `docker.io` package), and its
 /// containers.
+pub mod web;
+
 pub mod docker {
     use std::{
         process::{Command, Output, Stdio},
@@ -995,6 +997,44 @@ pub mod docker {
                 unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) };
             }
         }
+    }
+
+    /// Copies `binary` to `dest` under `root`, with every library `ldd` says it loads at
+    /// the same path: a root filesystem for a container whose files are its own.
+    pub fn copy_with_libraries(binary: &std::path::Path, root: &std::path::Path, dest: &str) {
+        let copy = |from: &std::path::Path, to: &str| {
+            let target = root.join(to.trim_start_matches('/'));
+            std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+            std::fs::copy(from, &target).unwrap();
+        };
+        copy(binary, dest);
+        let ldd = Command::new("ldd").arg(binary).output().expect("ldd");
+        for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+            // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" or "/lib64/ld-linux-x86-64.so.2 (0x…)"
+            let path = line
+                .split("=>")
+                .last()
+                .and_then(|rest| rest.split_whitespace().next())
+                .filter(|path| path.starts_with('/'));
+            if let Some(path) = path {
+                copy(std::path::Path::new(path), path);
+            }
+        }
+    }
+
+    /// `root` as a tarball in `dir`, for `docker import` (no image can be pulled here).
+    pub fn tarball(root: &std::path::Path, dir: &std::path::Path) -> std::path::PathBuf {
+        let tarball = dir.join("rootfs.tar");
+        let status = Command::new("tar")
+            .arg("-C")
+            .arg(root)
+            .arg("-cf")
+            .arg(&tarball)
+            .arg(".")
+            .status()
+            .unwrap();
+        assert!(status.success());
+        tarball
     }
 
     pub fn text(output: &Output) -> String {

@@ -5,73 +5,15 @@
 use std::{
     io::{BufRead as _, BufReader},
     process::Stdio,
-    time::Duration,
 };
 
 use tests::{
-    Agent, Scrape, Server, TempDir, eventually, require_program, spawn_named_with, unique_comm,
+    Agent, Server, TempDir, spawn_named_with, unique_comm,
+    web::{GRACE, Running, curl_as, nginx, scrape_when, urls},
 };
 
 const SERVER: &str = "http_server_request_duration_seconds";
 const CLIENT: &str = "http_client_request_duration_seconds";
-/// How long a server gets to stop on SIGTERM before it is killed.
-const GRACE: Duration = Duration::from_secs(5);
-
-/// curl, as `comm`, fetching every URL in turn over one keep-alive connection; returns the
-/// status codes curl itself saw (the client-side ground truth).
-fn curl_as(comm: &str, urls: &[String]) -> Vec<u16> {
-    let curl = require_program("curl", "curl");
-    let child = spawn_named_with(comm, &curl, |command| {
-        command.args(["--silent", "--show-error", "--write-out", "%{http_code}\\n"]);
-        for url in urls {
-            command.args(["--output", "/dev/null", url]);
-        }
-        command.stdout(Stdio::piped()).stderr(Stdio::piped());
-    });
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "curl failed: {output:?}");
-    String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(|code| code.parse().unwrap())
-        .collect()
-}
-
-fn urls(port: u16, path: &str, count: usize) -> Vec<String> {
-    vec![format!("http://127.0.0.1:{port}{path}"); count]
-}
-
-fn count(scrape: &Scrape, family: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    scrape.value(&format!("{family}_count"), labels)
-}
-
-/// Waits until every (labels, count) pair is reported exactly, then returns the scrape.
-fn scrape_when(agent: &Agent, family: &str, expected: &[(Vec<(&str, &str)>, f64)]) -> Scrape {
-    let mut last = None;
-    let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        eventually(
-            Duration::from_secs(15),
-            "the expected request counts",
-            || {
-                let scrape = agent.scrape();
-                let done = expected
-                    .iter()
-                    .all(|(labels, n)| count(&scrape, family, labels) == Some(*n));
-                last = Some(scrape.text.clone());
-                done.then_some(scrape)
-            },
-        )
-    }));
-    waited.unwrap_or_else(|_| {
-        let text = last.unwrap_or_default();
-        let seen: Vec<&str> = text.lines().filter(|l| l.starts_with(family)).collect();
-        panic!(
-            "expected {expected:?} in {family}; the agent reported:\n{}",
-            seen.join("\n")
-        )
-    })
-}
-
 /// The labels of `comm`'s server series for GETs answered `status` on `route`.
 fn get_served<'a>(comm: &'a str, status: &'a str, route: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![
@@ -80,39 +22,6 @@ fn get_served<'a>(comm: &'a str, status: &'a str, route: &'a str) -> Vec<(&'a st
         ("http_response_status_code", status),
         ("http_route", route),
     ]
-}
-
-/// A server for the test's duration, and the directory it runs from.
-type Running = (Server, TempDir);
-
-fn nginx(comm: &str) -> (Running, u16) {
-    let nginx = require_program("nginx", "nginx");
-    let dir = TempDir::new("nginx");
-    let port = tests::free_port();
-    let root = dir.path().display().to_string();
-    let config = format!(
-        "daemon off;\nmaster_process on;\nworker_processes 1;\nuser root;\npid {root}/nginx.pid;\n\
-         error_log {root}/error.log;\nevents {{ worker_connections 64; }}\n\
-         http {{\n  access_log off;\n  client_body_temp_path {root}/body;\n\
-         proxy_temp_path {root}/proxy;\n  fastcgi_temp_path {root}/fastcgi;\n\
-         uwsgi_temp_path {root}/uwsgi;\n  scgi_temp_path {root}/scgi;\n  keepalive_requests 1000;\n\
-         server {{\n    listen 127.0.0.1:{port};\n    location = /ok {{ return 200 \"ok\\n\"; }}\n\
-         location / {{ return 404; }}\n  }}\n}}\n"
-    );
-    let config_path = dir.path().join("nginx.conf");
-    std::fs::write(&config_path, config).unwrap();
-    let child = spawn_named_with(comm, &nginx, |command| {
-        command
-            .args(["-e", &format!("{root}/error.log"), "-c"])
-            .arg(&config_path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-    });
-    let running = (Server::adopt("nginx", child, GRACE), dir);
-    eventually(Duration::from_secs(10), "nginx listening", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-    });
-    (running, port)
 }
 
 /// Framed in the kernel (the default): one request record per request on
@@ -184,9 +93,9 @@ fn nginx_and_curl_exact(agent_args: &[&str]) -> Agent {
     let agent = Agent::start(agent_args);
     let server = unique_comm("ngx");
     let client = unique_comm("curlnx");
-    let (_nginx, port) = nginx(&server);
-    let mut requests = urls(port, "/ok", OK);
-    requests.extend(urls(port, "/missing", MISSING));
+    let (_nginx, port) = nginx(&server, false);
+    let mut requests = urls("http", port, "/ok", OK);
+    requests.extend(urls("http", port, "/missing", MISSING));
     let codes = curl_as(&client, &requests);
     assert_eq!(codes.iter().filter(|&&c| c == 200).count(), OK);
     assert_eq!(codes.iter().filter(|&&c| c == 404).count(), MISSING);
@@ -254,10 +163,10 @@ fn python_server_errors_routes_without_queries_and_latency_buckets() {
     let server = unique_comm("pysrv");
     let client = unique_comm("curlpy");
     let (_python, port) = python_server(&server);
-    let mut requests = urls(port, "/fail", FAILS);
-    requests.extend(urls(port, "/users/12345?token=secret-one", OKS / 2));
-    requests.extend(urls(port, "/users/67890?token=secret-two", OKS / 2));
-    requests.extend(urls(port, "/slow", SLOW));
+    let mut requests = urls("http", port, "/fail", FAILS);
+    requests.extend(urls("http", port, "/users/12345?token=secret-one", OKS / 2));
+    requests.extend(urls("http", port, "/users/67890?token=secret-two", OKS / 2));
+    requests.extend(urls("http", port, "/slow", SLOW));
     let codes = curl_as(&client, &requests);
     assert_eq!(codes.iter().filter(|&&c| c == 500).count(), FAILS);
 
@@ -321,7 +230,7 @@ fn personal_data_in_paths_never_reaches_a_label() {
     ];
     let requests: Vec<String> = paths
         .iter()
-        .flat_map(|(path, _)| urls(port, path, 1))
+        .flat_map(|(path, _)| urls("http", port, path, 1))
         .collect();
     let codes = curl_as(&client, &requests);
     assert!(codes.iter().all(|&code| code == 200), "{codes:?}");

@@ -14,7 +14,7 @@ use std::{
 
 use tests::{
     Agent, Scrape, TempDir,
-    docker::{Container, Docker, text},
+    docker::{self, Container, Docker, text},
     eventually, ground_truth, promtool_check, run_as, unique_comm, workspace_root,
 };
 
@@ -48,33 +48,8 @@ fn workload_series(
 /// tarball for `docker import` (no image can be pulled here).
 fn rootfs_with(binary: &Path, name: &str, dir: &TempDir) -> PathBuf {
     let root = dir.path().join("rootfs");
-    std::fs::create_dir_all(&root).unwrap();
-    std::fs::copy(binary, root.join(name)).unwrap();
-    let ldd = Command::new("ldd").arg(binary).output().expect("ldd");
-    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
-        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" or "/lib64/ld-linux-x86-64.so.2 (0x…)"
-        let path = line
-            .split("=>")
-            .last()
-            .and_then(|rest| rest.split_whitespace().next())
-            .filter(|path| path.starts_with('/'));
-        if let Some(path) = path {
-            let target = root.join(path.trim_start_matches('/'));
-            std::fs::create_dir_all(target.parent().unwrap()).unwrap();
-            std::fs::copy(path, &target).unwrap();
-        }
-    }
-    let tarball = dir.path().join("rootfs.tar");
-    let status = Command::new("tar")
-        .arg("-C")
-        .arg(&root)
-        .arg("-cf")
-        .arg(&tarball)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(status.success());
-    tarball
+    docker::copy_with_libraries(binary, &root, name);
+    docker::tarball(&root, dir.path())
 }
 
 #[test]

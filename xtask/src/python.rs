@@ -2,9 +2,10 @@
 //! `python3`: one copy each.
 
 /// Python's http.server, HTTP/1.1 with keep-alive, a thread per connection: 200 on /ok, 404
-/// on anything else. It prints its port once listening.
+/// on anything else; over TLS (OpenSSL, through Python's `ssl`) when given a certificate and
+/// its key (`CERT KEY`). It prints its port once listening.
 pub const HTTP_SERVER: &str = r#"
-import http.server
+import http.server, ssl, sys
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def do_GET(self):
@@ -17,6 +18,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+if len(sys.argv) == 3:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(sys.argv[1], sys.argv[2])
+    server.socket = context.wrap_socket(server.socket, server_side=True)
 print(server.server_address[1], flush=True)
 server.serve_forever()
 "#;

@@ -9,6 +9,7 @@ pub mod listeners;
 mod object;
 mod prealloc;
 mod refusal;
+pub mod tls;
 
 use anyhow::Context as _;
 use aya::{Ebpf, EbpfLoader, programs::RawTracePoint};
@@ -339,6 +340,8 @@ pub struct LoadSettings {
     pub request_framing: RequestFraming,
     /// Copy database connections' reads/writes to the agent (`--probes.databases`).
     pub databases: bool,
+    /// The TLS uprobes may run (`--probes.tls`).
+    pub tls: bool,
     /// `global::TIMED_SYSCALLS`: the syscalls whose entry and exit read the clock.
     pub timed_syscalls: [u64; global::TIMED_SYSCALL_WORDS],
     /// `aya-log` level inside the kernel (1 error … 5 trace), so disabled logs cost nothing.
@@ -352,6 +355,8 @@ pub struct Loaded {
     pub pid_slots: u32,
     /// `max_entries` of each sized map, as loaded.
     pub capacities: Vec<(&'static str, u64)>,
+    /// What the TLS library scans find (`tls::spawn` fills it, the `tls` room publishes it).
+    pub tls: tls::SharedStatus,
 }
 
 /// Loads the object; attaches every probe independently, so one the kernel refuses is
@@ -362,11 +367,13 @@ pub fn load(settings: &LoadSettings) -> anyhow::Result<Loaded> {
     let offsets = kernel_offsets();
     let socket_io_directions = socket_io_directions(&settings.disabled);
     let databases = u32::from(settings.databases);
+    let tls = u32::from(settings.tls);
     let mut loader = EbpfLoader::new();
     loader
         .override_global(global::AGENT_TGID, &agent_tgid, true)
         .override_global(global::SOCK_IO_DIRECTIONS, &socket_io_directions, true)
         .override_global(global::DATABASES, &databases, true)
+        .override_global(global::TLS, &tls, true)
         .override_global(global::TIMED_SYSCALLS, &settings.timed_syscalls, true)
         .override_global("AYA_LOG_LEVEL", &settings.kernel_log_level, false)
         .map_max_entries(map::THREAD_START, pid_slots)
@@ -420,6 +427,8 @@ pub fn load(settings: &LoadSettings) -> anyhow::Result<Loaded> {
         (map::DNS_SOCKS, u64::from(capacity::DNS_SOCKS)),
         (map::DNS_EVENTS, u64::from(capacity::DNS_EVENTS_BYTES)),
         (map::DB_EVENTS, u64::from(capacity::DB_EVENTS_BYTES)),
+        (map::TLS_CALLS, u64::from(capacity::TLS_CALLS)),
+        (map::TLS_SOCKS, u64::from(capacity::TLS_SOCKS)),
     ];
     let preallocated_object = preallocated_object(&capacities)?;
     let mut ebpf = loader
@@ -459,6 +468,7 @@ pub fn load(settings: &LoadSettings) -> anyhow::Result<Loaded> {
         probes,
         pid_slots,
         capacities,
+        tls: tls::SharedStatus::default(),
     })
 }
 

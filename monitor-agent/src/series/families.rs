@@ -30,6 +30,7 @@ pub mod label {
     pub const HTTP_METHOD: &str = "http_request_method";
     pub const HTTP_STATUS: &str = "http_response_status_code";
     pub const HTTP_ROUTE: &str = "http_route";
+    pub const URL_SCHEME: &str = "url_scheme";
     pub const SERVER_ADDRESS: &str = "server_address";
     pub const SERVER_PORT: &str = "server_port";
     pub const DB_SYSTEM_NAME: &str = "db_system_name";
@@ -243,21 +244,29 @@ pub mod family {
         name: "http_server_request_duration_seconds",
         help: "HTTP/1.x requests served, seen on the wire: from the request's first byte read \
                to the response's first byte written. http_route is the path without its query, \
-               identifiers replaced by {id}.",
+               identifiers replaced by {id}; url_scheme is https for requests read through a \
+               TLS library (OpenSSL).",
         kind: Kind::Histogram,
-        labels: &[label::HTTP_METHOD, label::HTTP_STATUS, label::HTTP_ROUTE],
+        labels: &[
+            label::HTTP_METHOD,
+            label::HTTP_STATUS,
+            label::HTTP_ROUTE,
+            label::URL_SCHEME,
+        ],
         workload: true,
     };
     pub const HTTP_CLIENT_DURATION: Family = Family {
         name: "http_client_request_duration_seconds",
         help: "HTTP/1.x requests made, seen on the wire: from the request's first byte written \
-               to the response's first byte read.",
+               to the response's first byte read; url_scheme is https for requests written \
+               through a TLS library (OpenSSL).",
         kind: Kind::Histogram,
         labels: &[
             label::HTTP_METHOD,
             label::HTTP_STATUS,
             label::SERVER_ADDRESS,
             label::SERVER_PORT,
+            label::URL_SCHEME,
         ],
         workload: true,
     };
@@ -309,6 +318,31 @@ pub mod family {
         name: "monitor_payload_unreadable_total",
         help: "Socket reads/writes of captured connections whose bytes could not be read \
                (sendfile, splice, io_uring, or a fault): their requests may be missed.",
+        kind: Kind::Counter,
+        labels: &[],
+        workload: false,
+    };
+    pub const TLS_LIBRARIES: Family = Family {
+        name: "monitor_tls_libraries_instrumented",
+        help: "TLS library files (OpenSSL libssl: the host's, each container's own copy) with \
+               uprobes on SSL_read and SSL_write, whose processes' HTTPS is seen.",
+        kind: Kind::Gauge,
+        labels: &[],
+        workload: false,
+    };
+    pub const TLS_UNINSTRUMENTED: Family = Family {
+        name: "monitor_tls_uninstrumented_processes",
+        help: "Running processes whose TLS traffic the agent cannot see, by reason: go (Go's \
+               crypto/tls compiled in), gnutls or nss (those libraries and no libssl), \
+               attach_failed (the kernel refused uprobes on their libssl).",
+        kind: Kind::Gauge,
+        labels: &[label::REASON],
+        workload: false,
+    };
+    pub const TLS_NO_SOCKET: Family = Family {
+        name: "monitor_tls_unattributed_calls_total",
+        help: "TLS reads/writes with plaintext but no socket to tie them to (a memory BIO, as \
+               Python's asyncio uses): not framed.",
         kind: Kind::Counter,
         labels: &[],
         workload: false,
@@ -568,6 +602,9 @@ pub mod family {
         DB_SERVER_DURATION,
         DNS_LOOKUP_DURATION,
         PAYLOAD_UNREADABLE,
+        TLS_LIBRARIES,
+        TLS_UNINSTRUMENTED,
+        TLS_NO_SOCKET,
         PAYLOAD_CONNECTIONS,
         PAYLOAD_CHUNKS_DROPPED,
         SYSCALL_DURATION,

@@ -17,6 +17,7 @@ pub mod signal;
 pub mod syscalls;
 pub mod tcp;
 pub mod throttle;
+pub mod tls;
 
 pub use signal::{Context, Settings, Signal};
 
@@ -29,6 +30,7 @@ pub fn all(loaded: &mut Loaded, settings: &Settings) -> anyhow::Result<Vec<Box<d
         Box::new(http::Http::take(loaded, settings)?),
         Box::new(db::Db::take(loaded, settings)?),
         Box::new(dns::Dns::take(loaded, settings)?),
+        Box::new(tls::Tls::take(loaded)),
         Box::new(sched::Sched::take(loaded)?),
         Box::new(oom::Oom::take(loaded)?),
         Box::new(block::Block::take(loaded)?),

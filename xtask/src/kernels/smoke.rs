@@ -92,10 +92,16 @@ const AGENT_STOP_GRACE: Duration = Duration::from_secs(20);
 /// http.client over one keep-alive connection: `client.py PORT OK MISSING` makes OK GETs
 /// of /ok, then MISSING of /missing, and fails unless each got the status it should.
 const HTTP_CLIENT: &str = r#"
-import http.client, sys
+import http.client, ssl, sys
 port, ok, missing = (int(arg) for arg in sys.argv[1:4])
 plan = [("/ok", 200)] * ok + [("/missing", 404)] * missing
-connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+if sys.argv[4:] == ["https"]:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    connection = http.client.HTTPSConnection("127.0.0.1", port, timeout=60, context=context)
+else:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
 wrong = []
 for path, status in plan:
     connection.request("GET", path)
@@ -200,6 +206,8 @@ struct Comms {
     tcp_server: String,
     http_server: String,
     http_client: String,
+    https_server: String,
+    https_client: String,
     spin: String,
     hog: String,
     dns_server: String,
@@ -220,6 +228,8 @@ impl Comms {
             tcp_server: comm("kgtcps"),
             http_server: comm("kghsrv"),
             http_client: comm("kghcli"),
+            https_server: comm("kgtlss"),
+            https_client: comm("kgtlsc"),
             spin: comm("kgspin"),
             hog: comm("kghog"),
             dns_server: comm("kgdnss"),
@@ -239,6 +249,7 @@ struct Facts {
     tcp: u16,
     refused: u16,
     http: u16,
+    https: u16,
     redis: u16,
     spin_cpu_seconds: f64,
     spin_wait_seconds: f64,
@@ -257,21 +268,24 @@ fn expectations(comms: &Comms, facts: &Facts) -> Vec<Expectation> {
     let tcp_port = facts.tcp.to_string();
     let tcp_peer = format!("127.0.0.1:{}", facts.tcp);
     let refused_peer = format!("127.0.0.1:{}", facts.refused);
-    let http_port = facts.http.to_string();
-    let served = |status, route| {
+    let (http_port, https_port) = (facts.http.to_string(), facts.https.to_string());
+    let (https_server, https_client) = (comms.https_server.as_str(), comms.https_client.as_str());
+    let served = |comm, scheme, status, route| {
         [
-            ("comm", http_server),
+            ("comm", comm),
             ("http_request_method", "GET"),
             ("http_response_status_code", status),
             ("http_route", route),
+            ("url_scheme", scheme),
         ]
     };
-    let fetched = |status| {
+    let fetched = |comm, scheme, port, status| {
         [
-            ("comm", http_client),
+            ("comm", comm),
             ("http_request_method", "GET"),
             ("http_response_status_code", status),
-            ("server_port", http_port.as_str()),
+            ("server_port", port),
+            ("url_scheme", scheme),
         ]
     };
     let first_churn = format!("{}-1", comms.churn);
@@ -395,20 +409,49 @@ fn expectations(comms: &Comms, facts: &Facts) -> Vec<Expectation> {
         Expectation::new(
             "HTTP server: GET /ok 200",
             SERVER,
-            &served("200", "/ok"),
+            &served(http_server, "http", "200", "/ok"),
             HTTP_OK,
         ),
         Expectation::new(
             "HTTP server: GET /missing 404",
             SERVER,
-            &served("404", "/missing"),
+            &served(http_server, "http", "404", "/missing"),
             HTTP_MISSING,
         ),
-        Expectation::new("HTTP client: GET 200", CLIENT, &fetched("200"), HTTP_OK),
+        Expectation::new(
+            "HTTP client: GET 200",
+            CLIENT,
+            &fetched(http_client, "http", &http_port, "200"),
+            HTTP_OK,
+        ),
         Expectation::new(
             "HTTP client: GET 404",
             CLIENT,
-            &fetched("404"),
+            &fetched(http_client, "http", &http_port, "404"),
+            HTTP_MISSING,
+        ),
+        Expectation::new(
+            "HTTPS server (OpenSSL uprobes): GET /ok 200",
+            SERVER,
+            &served(https_server, "https", "200", "/ok"),
+            HTTP_OK,
+        ),
+        Expectation::new(
+            "HTTPS server (OpenSSL uprobes): GET /missing 404",
+            SERVER,
+            &served(https_server, "https", "404", "/missing"),
+            HTTP_MISSING,
+        ),
+        Expectation::new(
+            "HTTPS client (OpenSSL uprobes): GET 200",
+            CLIENT,
+            &fetched(https_client, "https", &https_port, "200"),
+            HTTP_OK,
+        ),
+        Expectation::new(
+            "HTTPS client (OpenSSL uprobes): GET 404",
+            CLIENT,
+            &fetched(https_client, "https", &https_port, "404"),
             HTTP_MISSING,
         ),
         Expectation::ratio(
@@ -565,10 +608,11 @@ fn smoke(options: &GuestOptions, work: &Path, result: &mut SmokeResult) -> Resul
     };
     let mut facts = Facts::default();
     // Each workload on its own: one failing does not hide what the others show.
-    let steps: [(&str, &WorkloadStep); 8] = [
+    let steps: [(&str, &WorkloadStep); 9] = [
         ("syscall workload", &|_| workloads.syscalls(&comms)),
         ("TCP workload", &|facts| workloads.tcp(&comms, facts)),
         ("HTTP workload", &|facts| workloads.http(&comms, facts)),
+        ("HTTPS workload", &|facts| workloads.https(&comms, facts)),
         ("DNS workload", &|_| workloads.dns(&comms)),
         ("Redis workload", &|facts| workloads.redis(&comms, facts)),
         ("scheduler workload", &|facts| {
@@ -804,7 +848,46 @@ impl Workloads<'_> {
     }
 
     /// Python's http.server and http.client over one keep-alive connection.
-    fn http(&self, comms: &Comms, ports: &mut Facts) -> Result<()> {
+    fn http(&self, comms: &Comms, facts: &mut Facts) -> Result<()> {
+        facts.http = self.http_over(&comms.http_server, &comms.http_client, None)?;
+        Ok(())
+    }
+
+    /// The same server and client over TLS: OpenSSL's calls, seen by the uprobes.
+    fn https(&self, comms: &Comms, facts: &mut Facts) -> Result<()> {
+        let (cert, key) = (self.work.join("cert.pem"), self.work.join("key.pem"));
+        let openssl = crate::process::find_program("openssl")
+            .context("openssl not found (Debian package openssl)")?;
+        // An EC key: an RSA one takes seconds to make under software emulation.
+        let mut command = Command::new(openssl);
+        command
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+            .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+            .args(["-subj", "/CN=localhost", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        run_to_end("openssl", &mut command)?;
+        facts.https = self.http_over(
+            &comms.https_server,
+            &comms.https_client,
+            Some((&cert, &key)),
+        )?;
+        Ok(())
+    }
+
+    /// Python's HTTP server and client, plain or over TLS with `tls`'s certificate and key:
+    /// HTTP_OK requests to /ok, HTTP_MISSING to /missing, on one connection. The server's
+    /// port.
+    fn http_over(
+        &self,
+        server_comm: &str,
+        client_comm: &str,
+        tls: Option<(&Path, &Path)>,
+    ) -> Result<u16> {
         // Debian's interpreter itself, not a version manager's shim: a shim is a script that
         // execs another binary, which would rename the process.
         let python = fs::canonicalize("/usr/bin/python3")
@@ -814,23 +897,29 @@ impl Workloads<'_> {
         fs::write(&server_script, crate::python::HTTP_SERVER)
             .context("writing the HTTP server script")?;
         fs::write(&client_script, HTTP_CLIENT).context("writing the HTTP client script")?;
-        let mut server = self.named(&comms.http_server, &python)?;
+        let mut server = self.named(server_comm, &python)?;
         server.arg(&server_script);
-        let (mut server, ready) = start_until_line(&comms.http_server, &mut server)?;
-        ports.http = ready
+        if let Some((cert, key)) = tls {
+            server.arg(cert).arg(key);
+        }
+        let (mut server, ready) = start_until_line(server_comm, &mut server)?;
+        let port: u16 = ready
             .trim()
             .parse()
             .with_context(|| format!("the HTTP server printed {ready:?}, not its port"))?;
-        let mut client = self.named(&comms.http_client, &python)?;
+        let mut client = self.named(client_comm, &python)?;
         client.arg(&client_script).args([
-            ports.http.to_string(),
+            port.to_string(),
             HTTP_OK.to_string(),
             HTTP_MISSING.to_string(),
         ]);
-        let outcome = run_to_end(&comms.http_client, &mut client);
+        if tls.is_some() {
+            client.arg("https");
+        }
+        let outcome = run_to_end(client_comm, &mut client);
         // The server's series outlive it: it can go now.
         server.stop(libc::SIGTERM, Duration::from_secs(5))?;
-        outcome.map(drop)
+        outcome.map(|_| port)
     }
 
     /// A DNS server on port 53 of DNS_SERVER (UDP and TCP), the Python client and dig.
@@ -1174,6 +1263,7 @@ mod tests {
             tcp: 4000,
             refused: 4001,
             http: 4002,
+            https: 4004,
             redis: 4003,
             spin_cpu_seconds: 3.0,
             spin_wait_seconds: 3.0,
@@ -1182,7 +1272,8 @@ mod tests {
         let scrape = "\
 monitor_requests_framed_in_kernel 1
 monitor_tcp_connect_errors_total{comm=\"kgtcpc42\",peer=\"127.0.0.1:4001\",reason=\"refused\",container=\"\"} 3
-http_client_request_duration_seconds_count{comm=\"kghcli42\",http_request_method=\"GET\",http_response_status_code=\"404\",server_address=\"127.0.0.1\",server_port=\"4002\"} 3
+http_client_request_duration_seconds_count{comm=\"kghcli42\",http_request_method=\"GET\",http_response_status_code=\"404\",server_address=\"127.0.0.1\",server_port=\"4002\",url_scheme=\"http\"} 3
+http_server_request_duration_seconds_count{comm=\"kgtlss42\",http_request_method=\"GET\",http_response_status_code=\"200\",http_route=\"/ok\",url_scheme=\"https\"} 7
 monitor_cpu_seconds_total{comm=\"kgspin42\"} 2.9
 monitor_runqueue_latency_seconds_sum{comm=\"kgspin42\"} 3.5
 monitor_oom_kills_total{comm=\"kghog42\"} 1
@@ -1198,6 +1289,7 @@ monitor_oom_kills_total{comm=\"kghog42\"} 1
             [
                 "TCP connects: refused",
                 "HTTP client: GET 404",
+                "HTTPS server (OpenSSL uprobes): GET /ok 200",
                 "scheduler: CPU time / the spinners' own",
                 "HTTP framed in the kernel",
                 "OOM kills: 200 MiB in a 32 MiB cgroup"

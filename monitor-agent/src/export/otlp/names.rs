@@ -24,6 +24,7 @@ const ATTRIBUTES: &[(&str, &str, bool)] = &[
         true,
     ),
     ("http_route", "http.route", false),
+    ("url_scheme", "url.scheme", false),
     ("server_address", "server.address", false),
     ("server_port", "server.port", true),
     ("db_system_name", "db.system.name", false),

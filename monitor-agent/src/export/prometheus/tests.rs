@@ -3,7 +3,7 @@ use monitor_common::{Counter, NetBytes, hist, map, program};
 use super::*;
 use crate::{
     pipeline::health::{self, BuildInfo, Health, RingHealth, SeriesCount},
-    probes::{Detached, Hook, PROBES, ProbeState, kernel_maps::MapFill},
+    probes::{self, Detached, Hook, PROBES, ProbeState, kernel_maps::MapFill},
     series::{
         families::{Family, family},
         labels::{IdentityLabel, LabelPolicy, Workload},
@@ -19,7 +19,7 @@ use crate::{
         sched::{self, SchedSnapshot},
         syscalls::{self, SyscallsSnapshot},
         tcp::{self, ConnCounts, NetworkSnapshot, OVERFLOW_PEER},
-        throttle,
+        throttle, tls,
     },
 };
 
@@ -103,8 +103,14 @@ fn requests_snapshot() -> RequestsSnapshot {
     let mut served = Histogram::ZERO;
     observe(&mut served, 50_000_000);
     RequestsSnapshot {
-        server: vec![(labels(&["GET", "404", "/users/{id}"]), served)],
-        client: vec![(labels(&["_OTHER", "200", "example.com", "8080"]), served)],
+        server: vec![
+            (labels(&["GET", "404", "/users/{id}", "http"]), served),
+            (labels(&["GET", "200", "/health", "https"]), served),
+        ],
+        client: vec![(
+            labels(&["_OTHER", "200", "example.com", "8080", "https"]),
+            served,
+        )],
         connections: 3,
         chunks_dropped: 0,
     }
@@ -202,6 +208,14 @@ fn published(policy: &LabelPolicy, probes: &[ProbeState], build: &BuildInfo) -> 
     let mut published = syscalls::published(&syscalls_snapshot(), policy);
     published.extend(tcp::published(&network, policy, &counter));
     published.extend(http::published(&requests_snapshot(), policy, 0));
+    published.extend(tls::published(
+        &probes::tls::TlsStatus {
+            libraries: 2,
+            uninstrumented: [(probes::tls::reason::GO, 3), (probes::tls::reason::NSS, 0)].into(),
+            enabled: true,
+        },
+        5,
+    ));
     let mut operated = Histogram::ZERO;
     observe(&mut operated, 120_000);
     published.extend(db::published(

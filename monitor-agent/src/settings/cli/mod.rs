@@ -365,6 +365,22 @@ pub struct Config {
     #[arg(long = "probes.databases", env = "MONITOR_PROBES_DATABASES")]
     pub databases: bool,
 
+    /// See HTTPS: uprobes on OpenSSL's SSL_read and SSL_write (1.1.1 and 3, and their _ex
+    /// forms) in every libssl file the processes map, the host's and each container's own
+    /// copy, found in /proc/PID/maps every 2 s. The plaintext is framed like cleartext
+    /// HTTP, with url_scheme="https". Go's crypto/tls, GnuTLS and NSS are not seen: they are
+    /// counted in monitor_tls_uninstrumented_processes. Each SSL_read/SSL_write call then
+    /// takes two breakpoint traps (docs/benchmarks.md: a saturated nginx over TLS served far
+    /// fewer requests/s). false: no uprobes at all.
+    #[arg(
+        long = "probes.tls",
+        env = "MONITOR_PROBES_TLS",
+        value_name = "BOOL",
+        action = clap::ArgAction::Set,
+        default_value_t = true
+    )]
+    pub tls: bool,
+
     /// Push the metrics with OTLP/HTTP (protobuf) to URL/v1/metrics as well, e.g.
     /// http://otel-collector:4318 (an OpenTelemetry Collector, Datadog's or New Relic's OTLP
     /// endpoint). http:// or https:// (checked against the system's CA bundle). Off when

@@ -39,7 +39,18 @@ pub struct Completed {
     pub owner: monitor_common::Owner,
     /// The connection's peer (the server, for a client's request).
     pub remote: SocketAddr,
+    /// Read or written through a TLS library (`url_scheme="https"`).
+    pub tls: bool,
     pub http: HttpExchange,
+}
+
+/// The kernel keys a TLS connection's plaintext by its socket's address with the lowest
+/// bit set (`monitor-ebpf/src/sock.rs`, `TLS_TAG`): apart from the ciphertext, and marked.
+const TLS_TAG: u64 = 1;
+
+/// `url_scheme` of an exchange.
+fn scheme(tls: bool) -> &'static str {
+    if tls { "https" } else { "http" }
 }
 
 #[derive(Debug, Default)]
@@ -89,6 +100,7 @@ impl Requests {
         Some(Completed {
             owner: event.owner,
             remote: event.remote,
+            tls: event.sk & TLS_TAG != 0,
             http,
         })
     }
@@ -103,6 +115,7 @@ impl Requests {
                 completed.push(Completed {
                     owner: event.owner,
                     remote,
+                    tls: event.sk & TLS_TAG != 0,
                     http,
                 });
             }
@@ -111,7 +124,9 @@ impl Requests {
 
     /// Records a completed exchange of the process `who`.
     pub fn record(&mut self, completed: &Completed, who: &Workload, rec: &mut Recorder) {
-        let Completed { http, remote, .. } = completed;
+        let Completed {
+            http, remote, tls, ..
+        } = completed;
         let remote = *remote;
         use crate::series::families::family::{HTTP_CLIENT_DURATION, HTTP_SERVER_DURATION};
         let mut histogram = Histogram::ZERO;
@@ -126,7 +141,7 @@ impl Requests {
                 } else {
                     OVERFLOW_ROUTE.to_owned()
                 };
-                let values = vec![method, status, route];
+                let values = vec![method, status, route, scheme(*tls).to_owned()];
                 (HTTP_SERVER_DURATION.name, &mut self.server, values)
             }
             Role::Client => {
@@ -145,7 +160,7 @@ impl Requests {
                 } else {
                     (OVERFLOW_SERVER.to_owned(), OVERFLOW_SERVER.to_owned())
                 };
-                let values = vec![method, status, address, port];
+                let values = vec![method, status, address, port, scheme(*tls).to_owned()];
                 (HTTP_CLIENT_DURATION.name, &mut self.client, values)
             }
         };
@@ -163,7 +178,7 @@ impl Requests {
                 .map(|(labels, _)| (cap_key(&labels.who), value(&labels.values)))
                 .collect::<HashSet<_>>()
         };
-        // Values: method, status, route / method, status, address, port.
+        // Values: method, status, route, scheme / method, status, address, port, scheme.
         let routes = live(&server, |values| values[2].clone());
         let servers = live(&client, |values| server_key(&values[2], &values[3]));
         self.routes
@@ -211,6 +226,7 @@ mod tests {
                 generation: 0,
             },
             remote: SocketAddr::from(([10, 0, 0, 1], port)),
+            tls: false,
             http: HttpExchange {
                 role,
                 method: Method::Get,
@@ -227,7 +243,7 @@ mod tests {
         let mut found: Vec<Vec<String>> = series
             .iter()
             .filter(|(labels, _)| labels.who == *who)
-            .map(|(labels, _)| labels.values[2..].to_vec())
+            .map(|(labels, _)| labels.values[2..labels.values.len() - 1].to_vec())
             .collect();
         found.sort();
         found

@@ -14,16 +14,19 @@ pub enum Suite {
     Databases,
     /// nginx requests/s under wrk.
     Http,
+    /// nginx requests/s under wrk over TLS: the cost of the agent's OpenSSL uprobes.
+    Https,
 }
 
 impl Suite {
     /// Also the order of the report's sections (`appendix` follows the last one's).
-    pub const ALL: [Suite; 5] = [
+    pub const ALL: [Suite; 6] = [
         Suite::Syscalls,
         Suite::Series,
         Suite::Network,
         Suite::Databases,
         Suite::Http,
+        Suite::Https,
     ];
 
     pub fn name(self) -> &'static str {
@@ -33,6 +36,7 @@ impl Suite {
             Suite::Network => "network",
             Suite::Databases => "databases",
             Suite::Http => "http",
+            Suite::Https => "https",
         }
     }
 
@@ -43,14 +47,15 @@ impl Suite {
             Suite::Network => "Network overhead",
             Suite::Databases => "Databases (redis-benchmark, pgbench)",
             Suite::Http => "HTTP overhead (nginx and wrk)",
+            Suite::Https => "HTTPS overhead (nginx and wrk over TLS)",
         }
     }
 }
 
 const HEADER: &str = "# Benchmarks\n\n\
     Written by `cargo xtask bench` (as root). Each section names the command that produced \
-    its figures; `--only syscalls`, `--only series`, `--only network`, `--only databases` \
-    or `--only http` rewrites that section and keeps the others.\n";
+    its figures; `--only syscalls`, `--only series`, `--only network`, `--only databases`, \
+    `--only http` or `--only https` rewrites that section and keeps the others.\n";
 
 fn begin(suite: Suite) -> String {
     format!("<!-- bench:{} -->", suite.name())
@@ -77,11 +82,17 @@ fn placeholder(suite: Suite) -> String {
 }
 
 /// Hand-written text after the last generated section (figures from other commands, each
-/// with its own provenance): kept as it is by every run.
+/// with its own provenance): kept as it is by every run. The last section the document
+/// has, not the last suite: a document written before a suite was added lacks its markers.
 fn appendix(document: &str) -> Option<&str> {
-    let last_end = end(*Suite::ALL.last()?);
-    let after = &document[document.rfind(&last_end)? + last_end.len()..];
-    let after = after.trim();
+    let after = Suite::ALL
+        .into_iter()
+        .filter_map(|suite| {
+            let end = end(suite);
+            document.rfind(&end).map(|at| at + end.len())
+        })
+        .max()?;
+    let after = document[after..].trim();
     (!after.is_empty()).then_some(after)
 }
 
@@ -141,6 +152,21 @@ mod tests {
         );
         assert_eq!(second.matches("## By hand").count(), 1);
         assert_eq!(appendix(&first), None);
+    }
+
+    #[test]
+    fn the_appendix_survives_a_suite_added_after_the_document_was_written() {
+        let older = "# Benchmarks\n\n<!-- bench:http -->\n\n## HTTP overhead\n\nold\n\n\
+                     <!-- /bench:http -->\n\n## By hand\n\nmeasured otherwise\n";
+        let fresh = [(Suite::Https, "## HTTPS overhead\n\nnew".into())];
+        let doc = compose(&fresh, Some(older));
+        assert_eq!(section(&doc, Suite::Http), Some("## HTTP overhead\n\nold"));
+        assert_eq!(
+            section(&doc, Suite::Https),
+            Some("## HTTPS overhead\n\nnew")
+        );
+        assert!(doc.ends_with("<!-- /bench:https -->\n\n## By hand\n\nmeasured otherwise\n"));
+        assert_eq!(doc.matches("## By hand").count(), 1);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The HTTP suite's moving parts: an nginx of its own (config in a temp dir, stopped on
-//! drop), `wrk` runs against it, and parsers for wrk's report and the agent's request counts.
+//! drop; plain HTTP, or HTTPS with a self-signed certificate for the https suite), `wrk`
+//! runs against it, and parsers for wrk's report and the agent's request counts.
 use std::{
     env, fs,
     net::{Ipv4Addr, SocketAddr, TcpStream},
@@ -13,7 +14,7 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::{
     agent_http::{free_port, get},
-    process::{Supervised, display, find_program, log_tail},
+    process::{Supervised, display, find_program, log_tail, output},
 };
 
 /// wrk's threads and open connections: one client thread on its own CPU keeping 16
@@ -24,6 +25,9 @@ pub const WRK_CONNECTIONS: u32 = 16;
 /// spelled out so the report does not depend on the installed version).
 pub const KEEPALIVE_REQUESTS: u32 = 1000;
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// The TLS certificate and key nginx reads, in its own dir (made by `make_certificate`).
+const CERTIFICATE: &str = "cert.pem";
+const CERTIFICATE_KEY: &str = "key.pem";
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Where nginx and wrk run: on different CPUs when there are two or more, so the scheduler
@@ -66,9 +70,19 @@ pub fn pinned(cpu: Option<usize>, program: &Path) -> Command {
     }
 }
 
-/// The nginx configuration: one worker answering `GET /ok` from memory, no logging.
-pub fn nginx_config(root: &Path, port: u16) -> String {
+/// The nginx configuration: one worker answering `GET /ok` from memory, no logging. With
+/// `tls`, the port speaks TLS with the certificate and key in `root` (`make_certificate`).
+pub fn nginx_config(root: &Path, port: u16, tls: bool) -> String {
     let root = root.display();
+    let listen = if tls {
+        format!(
+            "listen 127.0.0.1:{port} ssl;\n\
+             \x20   ssl_certificate {root}/{CERTIFICATE};\n\
+             \x20   ssl_certificate_key {root}/{CERTIFICATE_KEY};"
+        )
+    } else {
+        format!("listen 127.0.0.1:{port};")
+    };
     format!(
         "daemon off;\nmaster_process on;\nworker_processes 1;\nuser root;\n\
          pid {root}/nginx.pid;\nerror_log {root}/error.log;\n\
@@ -77,10 +91,32 @@ pub fn nginx_config(root: &Path, port: u16) -> String {
          \x20 client_body_temp_path {root}/body;\n  proxy_temp_path {root}/proxy;\n\
          \x20 fastcgi_temp_path {root}/fastcgi;\n  uwsgi_temp_path {root}/uwsgi;\n\
          \x20 scgi_temp_path {root}/scgi;\n\
-         \x20 server {{\n    listen 127.0.0.1:{port};\n\
+         \x20 server {{\n    {listen}\n\
          \x20   location = /ok {{ return 200 \"ok\\n\"; }}\n\
          \x20   location / {{ return 404; }}\n  }}\n}}\n"
     )
+}
+
+/// Makes nginx's certificate and key in `dir`: a self-signed ECDSA P-256 certificate for
+/// `localhost`, valid one day, with an unencrypted key. Nothing outlives the run, and P-256
+/// is what a production server most likely uses, so the handshakes cost what they would there.
+fn make_certificate(dir: &Path) -> Result<()> {
+    let openssl = find_program("openssl").context("openssl is not installed")?;
+    let mut cmd = Command::new(openssl);
+    cmd.args(["req", "-x509", "-newkey", "ec"])
+        .args([
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+        ])
+        .args(["-subj", "/CN=localhost", "-keyout"])
+        .arg(dir.join(CERTIFICATE_KEY))
+        .arg("-out")
+        .arg(dir.join(CERTIFICATE));
+    output(&mut cmd).context("making a self-signed certificate for nginx")?;
+    Ok(())
 }
 
 /// A running nginx in a temp dir of its own. Dropping it stops nginx (master and worker)
@@ -88,12 +124,24 @@ pub fn nginx_config(root: &Path, port: u16) -> String {
 pub struct Nginx {
     process: Option<Supervised>,
     dir: PathBuf,
+    /// Whether the port speaks TLS.
+    tls: bool,
     pub port: u16,
     pub version: String,
 }
 
 impl Nginx {
+    /// nginx serving plain HTTP.
     pub fn start(placement: Placement) -> Result<Self> {
+        Self::start_with(placement, false)
+    }
+
+    /// nginx serving HTTPS with a self-signed certificate made for this run.
+    pub fn start_tls(placement: Placement) -> Result<Self> {
+        Self::start_with(placement, true)
+    }
+
+    fn start_with(placement: Placement, tls: bool) -> Result<Self> {
         let program = find_program("nginx")
             .context("nginx is not installed (`cargo xtask setup` installs it)")?;
         let version = version_line(Command::new(&program).arg("-v"));
@@ -104,11 +152,15 @@ impl Nginx {
         let mut nginx = Self {
             process: None,
             dir,
+            tls,
             port: free_port()?,
             version,
         };
+        if tls {
+            make_certificate(&nginx.dir)?;
+        }
         let config = nginx.dir.join("nginx.conf");
-        fs::write(&config, nginx_config(&nginx.dir, nginx.port))
+        fs::write(&config, nginx_config(&nginx.dir, nginx.port, tls))
             .with_context(|| format!("writing {}", config.display()))?;
         let error_log = nginx.dir.join("error.log");
         let mut cmd = pinned(placement.nginx, &program);
@@ -131,18 +183,26 @@ impl Nginx {
         Ok(nginx)
     }
 
+    /// Plain HTTP: until `GET /ok` answers 200. TLS: until the port accepts (this crate
+    /// speaks no TLS); the untimed warm-up's wrk run is the first request, and fails the
+    /// suite if it is not answered.
     fn wait_ready(&mut self) -> Result<()> {
         let deadline = Instant::now() + READY_TIMEOUT;
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
         loop {
             self.ensure_running()?;
             let listening = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok();
-            if listening && matches!(get(self.port, "/ok"), Some((200, _))) {
+            if listening && (self.tls || matches!(get(self.port, "/ok"), Some((200, _)))) {
                 return Ok(());
             }
             if Instant::now() >= deadline {
+                let what = if self.tls {
+                    "accept connections"
+                } else {
+                    "answer GET /ok with 200"
+                };
                 bail!(
-                    "GET /ok on port {} did not answer 200 within {READY_TIMEOUT:?}",
+                    "nginx on port {} did not {what} within {READY_TIMEOUT:?}",
                     self.port
                 );
             }
@@ -159,7 +219,12 @@ impl Nginx {
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/ok", self.port)
+        format!("{}://127.0.0.1:{}/ok", self.scheme(), self.port)
+    }
+
+    /// `http` or `https`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
     }
 
     /// SIGTERM makes the master stop its worker and exit. Should the master have to be
@@ -249,9 +314,10 @@ impl Wrk {
         cmd
     }
 
-    /// The command line as the report shows it, with a placeholder for nginx's free port.
-    pub fn shown(&self, seconds: u64) -> String {
-        let shown = display(&self.command("http://127.0.0.1:<port>/ok", seconds));
+    /// The command line as the report shows it, with a placeholder for nginx's free port;
+    /// `scheme` is `http` or `https`.
+    pub fn shown(&self, scheme: &str, seconds: u64) -> String {
+        let shown = display(&self.command(&format!("{scheme}://127.0.0.1:<port>/ok"), seconds));
         // The program's full path is noise in the report; its name is what matters.
         shown.replace(&self.program.display().to_string(), "wrk")
     }
@@ -361,6 +427,17 @@ pub struct AgentSaw {
 }
 
 pub fn agent_saw(metrics: &str) -> AgentSaw {
+    count_requests(metrics, |_| true)
+}
+
+/// `agent_saw` of the requests read or written through a TLS library only
+/// (`url_scheme="https"`); `lost` is all rings' still, TLS or not.
+pub fn agent_saw_https(metrics: &str) -> AgentSaw {
+    count_requests(metrics, |labels| labels.contains("url_scheme=\"https\""))
+}
+
+/// nginx's and wrk's request counts in the series whose labels `wanted` accepts.
+fn count_requests(metrics: &str, wanted: impl Fn(&str) -> bool) -> AgentSaw {
     let mut saw = AgentSaw::default();
     for line in metrics.lines().filter(|line| !line.starts_with('#')) {
         let Some((series, value)) = line.rsplit_once(' ') else {
@@ -371,10 +448,14 @@ pub fn agent_saw(metrics: &str) -> AgentSaw {
         };
         let (name, labels) = series.split_once('{').unwrap_or((series, ""));
         match name {
-            "http_server_request_duration_seconds_count" if labels.contains("comm=\"nginx\"") => {
+            "http_server_request_duration_seconds_count"
+                if labels.contains("comm=\"nginx\"") && wanted(labels) =>
+            {
                 saw.server += value;
             }
-            "http_client_request_duration_seconds_count" if labels.contains("comm=\"wrk\"") => {
+            "http_client_request_duration_seconds_count"
+                if labels.contains("comm=\"wrk\"") && wanted(labels) =>
+            {
                 saw.client += value;
             }
             "monitor_ringbuf_events_lost_total" => saw.lost += value,
@@ -500,11 +581,50 @@ Transfer/sec:      9.12MB
         );
         assert_eq!(Placement::for_cpus(8).wrk, Some(7));
         assert_eq!(Placement::for_cpus(1).nginx, None);
-        let config = nginx_config(Path::new("/tmp/x"), 8080);
+        let config = nginx_config(Path::new("/tmp/x"), 8080, false);
         assert!(config.contains("worker_processes 1;\n"));
         assert!(config.contains("    listen 127.0.0.1:8080;\n"));
         assert!(config.contains("    location = /ok { return 200 \"ok\\n\"; }\n"));
         assert!(config.contains("  access_log off;\n"));
         assert!(config.contains("pid /tmp/x/nginx.pid;\n"));
+        assert!(!config.contains("ssl"));
+    }
+
+    #[test]
+    fn the_tls_config_differs_only_in_the_listen_line_and_the_certificate() {
+        let plain = nginx_config(Path::new("/tmp/x"), 8080, false);
+        let tls = nginx_config(Path::new("/tmp/x"), 8080, true);
+        assert!(tls.contains(
+            "    listen 127.0.0.1:8080 ssl;\n    ssl_certificate /tmp/x/cert.pem;\n    \
+             ssl_certificate_key /tmp/x/key.pem;\n    location = /ok"
+        ));
+        let without_tls = tls
+            .replace(" ssl;", ";")
+            .replace("    ssl_certificate /tmp/x/cert.pem;\n", "")
+            .replace("    ssl_certificate_key /tmp/x/key.pem;\n", "");
+        assert_eq!(without_tls, plain);
+    }
+
+    #[test]
+    fn counts_what_the_agent_saw_through_tls_only() {
+        let metrics = "\
+            http_server_request_duration_seconds_count{comm=\"nginx\",http_route=\"/ok\",\
+            url_scheme=\"https\",pid=\"9\"} 100\n\
+            http_server_request_duration_seconds_count{comm=\"nginx\",http_route=\"/ok\",\
+            url_scheme=\"http\",pid=\"9\"} 5\n\
+            http_client_request_duration_seconds_count{comm=\"wrk\",server_port=\"443\",\
+            url_scheme=\"https\",pid=\"10\"} 98\n\
+            http_client_request_duration_seconds_count{comm=\"curl\",url_scheme=\"https\"} 4\n\
+            monitor_ringbuf_events_lost_total{ring=\"payload\"} 2\n";
+        assert_eq!(
+            agent_saw_https(metrics),
+            AgentSaw {
+                server: 100.0,
+                client: 98.0,
+                lost: 2.0
+            }
+        );
+        assert_eq!(agent_saw(metrics).server, 105.0);
+        assert_eq!(agent_saw_https("").server, 0.0);
     }
 }

@@ -5,10 +5,13 @@
 //! stands next to its target.
 use std::fmt::Write as _;
 
+use anyhow::{Context as _, Result};
+
 use super::{
     cpu::AgentCpu,
     families::{Family, ProbePlan},
-    http::{AgentSaw, KEEPALIVE_REQUESTS, Placement, WRK_CONNECTIONS, WrkResult},
+    http::{AgentSaw, KEEPALIVE_REQUESTS, Nginx, Placement, WRK_CONNECTIONS, Wrk, WrkResult},
+    lab::{Lab, interleave},
     prog_stats::KernelCost,
     report::{Condition, Environment, cell, median, runs_list},
 };
@@ -131,6 +134,115 @@ tracepoint:tcp:tcp_destroy_sock {
   delete(@role[(uint64)args->skaddr]); delete(@since[(uint64)args->skaddr]);
 }";
 
+/// What one rounds-of-wrk measurement runs: wrk against `url` on `nginx` for `seconds`,
+/// `runs` rounds of `conditions` (the bpftrace one runs `bpftrace_script`); `saw` reads what
+/// the agent counted of the `kind` requests (`""`, `"https "`) from its /metrics.
+pub struct Rounds<'a> {
+    pub lab: &'a Lab,
+    pub wrk: &'a Wrk,
+    pub url: &'a str,
+    pub seconds: u64,
+    pub runs: u32,
+    pub conditions: &'a [Condition],
+    pub bpftrace_script: &'a str,
+    pub saw: fn(&str) -> AgentSaw,
+    pub kind: &'a str,
+}
+
+impl Rounds<'_> {
+    /// Runs every round, printing each run as it ends; every condition's series, a missing
+    /// condition's with why.
+    pub fn measure(&self, nginx: &mut Nginx) -> Result<Vec<HttpSeries>> {
+        let mut series: Vec<HttpSeries> = self
+            .conditions
+            .iter()
+            .copied()
+            .map(HttpSeries::new)
+            .collect();
+        let unavailable = interleave(
+            self.runs,
+            self.conditions,
+            |condition| {
+                let measured = self
+                    .lab
+                    .under_observed(condition, self.bpftrace_script, || {
+                        self.wrk.run(self.url, self.seconds)
+                    })?;
+                nginx
+                    .ensure_running()
+                    .context("nginx died during the run")?;
+                Ok(measured)
+            },
+            |at, condition, observed| {
+                let result = observed.value;
+                let saw = observed.metrics.as_deref().map(self.saw);
+                let kind = self.kind;
+                let counted = saw.map_or(String::new(), |saw| {
+                    format!(
+                        "; agent counted {:.0} nginx / {:.0} wrk {kind}requests, {:.0} events lost",
+                        saw.server, saw.client, saw.lost
+                    )
+                });
+                let cpu = observed.cpu.map_or(String::new(), |cpu| {
+                    format!(
+                        "; agent CPU {:.1}% of a core, {:.2}% per 10k requests/s",
+                        cpu.core_share() * 100.0,
+                        cpu.per_10k(result.requests_per_sec) * 100.0
+                    )
+                });
+                println!(
+                    "bench: {at} {:<14} {:>9.0} requests/s  p50 {:>6.0} µs  p99 {:>6.0} µs \
+                     ({} requests{counted}{cpu})",
+                    condition.name(),
+                    result.requests_per_sec,
+                    result.p50_us,
+                    result.p99_us,
+                    result.requests
+                );
+                if let Some(s) = series.iter_mut().find(|s| s.condition == condition) {
+                    s.runs.push(result);
+                    if condition.is_agent() {
+                        s.saw.push(saw);
+                        s.cpu.push(observed.cpu);
+                    }
+                }
+            },
+        )?;
+        for (condition, reason) in unavailable {
+            if let Some(s) = series.iter_mut().find(|s| s.condition == condition) {
+                s.unavailable = Some(reason);
+            }
+        }
+        Ok(series)
+    }
+}
+
+/// Per agent run: the requests wrk completed against what the agent counted of the `kind`
+/// requests (`""`, `"https "`).
+pub fn coverage_table(series: &[HttpSeries], kind: &str) -> String {
+    let mut out = format!(
+        "| condition | run | requests wrk completed | nginx {kind}requests the agent counted | \
+         wrk {kind}requests the agent counted | ring-buffer events lost |\n\
+         |---|---:|---:|---:|---:|---:|\n",
+    );
+    for series in series.iter().filter(|s| s.condition.is_agent()) {
+        let name = series.condition.name();
+        for (index, (run, saw)) in series.runs.iter().zip(&series.saw).enumerate() {
+            let counted = match saw {
+                Some(saw) => format!("{:.0} | {:.0} | {:.0}", saw.server, saw.client, saw.lost),
+                None => "n/a | n/a | n/a".to_owned(),
+            };
+            let _ = writeln!(
+                out,
+                "| {name} | {} | {} | {counted} |",
+                index + 1,
+                run.requests
+            );
+        }
+    }
+    out
+}
+
 /// Every run of one condition.
 pub struct HttpSeries {
     pub condition: Condition,
@@ -176,14 +288,14 @@ impl HttpSeries {
         )
     }
 
-    fn median_by(&self, field: impl Fn(&WrkResult) -> f64) -> Option<f64> {
+    pub fn median_by(&self, field: impl Fn(&WrkResult) -> f64) -> Option<f64> {
         if self.unavailable.is_some() {
             return None;
         }
         median(&self.runs.iter().map(field).collect::<Vec<_>>())
     }
 
-    fn rps(&self) -> Option<f64> {
+    pub fn rps(&self) -> Option<f64> {
         self.median_by(|run| run.requests_per_sec)
     }
 }
@@ -209,8 +321,25 @@ pub struct HttpReport {
     pub kernel: Result<KernelCost, String>,
 }
 
-fn percent(fraction: f64) -> String {
+pub fn percent(fraction: f64) -> String {
     format!("{:.1}%", fraction * 100.0)
+}
+
+/// (none − condition) / none of the median requests/s in `series`: the share of nginx's
+/// throughput the condition costs.
+pub fn loss(series: &[HttpSeries], condition: Condition) -> Result<f64, String> {
+    let of = |condition| series.iter().find(|s| s.condition == condition);
+    let none = of(Condition::None)
+        .and_then(HttpSeries::rps)
+        .ok_or("no baseline")?;
+    let series = of(condition);
+    let value = series.and_then(HttpSeries::rps).ok_or_else(|| {
+        match series.and_then(|s| s.unavailable.as_deref()) {
+            Some(reason) => format!("{} unavailable: {reason}", condition.name()),
+            None => format!("no {} measurement", condition.name()),
+        }
+    })?;
+    Ok((none - value) / none)
 }
 
 impl HttpReport {
@@ -221,18 +350,7 @@ impl HttpReport {
     /// (none − condition) / none of the median requests/s: the share of nginx's throughput
     /// the condition costs.
     pub fn loss(&self, condition: Condition) -> Result<f64, String> {
-        let none = self
-            .series(Condition::None)
-            .and_then(HttpSeries::rps)
-            .ok_or("no baseline")?;
-        let series = self.series(condition);
-        let value = series.and_then(HttpSeries::rps).ok_or_else(|| {
-            match series.and_then(|s| s.unavailable.as_deref()) {
-                Some(reason) => format!("{} unavailable: {reason}", condition.name()),
-                None => format!("no {} measurement", condition.name()),
-            }
-        })?;
-        Ok((none - value) / none)
+        loss(&self.series, condition)
     }
 
     /// Medians and losses: the figures the section is for.
@@ -392,29 +510,7 @@ impl HttpReport {
 
     /// Per agent run: the requests wrk completed against what the agent counted.
     pub fn coverage_table(&self) -> String {
-        let mut out = String::from(
-            "| condition | run | requests wrk completed | nginx requests the agent counted | \
-             wrk requests the agent counted | ring-buffer events lost |\n\
-             |---|---:|---:|---:|---:|---:|\n",
-        );
-        for series in self.series.iter().filter(|s| s.condition.is_agent()) {
-            let name = series.condition.name();
-            for (index, (run, saw)) in series.runs.iter().zip(&series.saw).enumerate() {
-                let counted = match saw {
-                    Some(saw) => {
-                        format!("{:.0} | {:.0} | {:.0}", saw.server, saw.client, saw.lost)
-                    }
-                    None => "n/a | n/a | n/a".to_owned(),
-                };
-                let _ = writeln!(
-                    out,
-                    "| {name} | {} | {} | {counted} |",
-                    index + 1,
-                    run.requests
-                );
-            }
-        }
-        out
+        coverage_table(&self.series, "")
     }
 
     /// The whole agent's programs per request, or why not measured.

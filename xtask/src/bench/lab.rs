@@ -15,6 +15,8 @@ use anyhow::{Context as _, Result, bail};
 use super::{
     cpu::{AgentCpu, process_cpu},
     families::ProbePlan,
+    http::Wrk,
+    prog_stats::{self, KernelCost, StatsEnabled},
     report::Condition,
     worker::{WORKER_COMMAND, Workload},
 };
@@ -152,10 +154,33 @@ impl Lab {
             Condition::Agent
             | Condition::AgentOnly(_)
             | Condition::AgentUserFraming
-            | Condition::AgentDatabases => Ok(self
+            | Condition::AgentDatabases
+            | Condition::AgentNoTls => Ok(self
                 .with_agent(condition, work, false)?
                 .map(|observed| observed.value)),
             Condition::Bpftrace => self.with_bpftrace(bpftrace_script, work),
+        }
+    }
+
+    /// One more wrk run under the whole agent with the kernel's BPF statistics on: what every
+    /// program the agent holds ran during it, per request.
+    pub fn kernel_cost(&self, wrk: &Wrk, url: &str, seconds: u64) -> Result<KernelCost> {
+        let _stats = StatsEnabled::new()?;
+        match self.under(Condition::Agent, "", || {
+            let before = prog_stats::held_counters("monitor-agent")?;
+            let result = wrk.run(url, seconds)?;
+            let after = prog_stats::held_counters("monitor-agent")?;
+            if result.requests == 0 {
+                bail!("wrk completed no requests");
+            }
+            Ok(KernelCost {
+                requests: result.requests,
+                requests_per_sec: result.requests_per_sec,
+                programs: prog_stats::deltas(&before, &after),
+            })
+        })? {
+            Measured::Done(cost) => Ok(cost),
+            Measured::Unavailable(why) => bail!("agent unavailable: {why}"),
         }
     }
 
@@ -184,6 +209,7 @@ impl Lab {
                 vec!["--probes.request-framing".into(), "user".into()]
             }
             Condition::AgentDatabases => vec!["--probes.databases".into()],
+            Condition::AgentNoTls => vec!["--probes.tls=false".into()],
             _ => Vec::new(),
         })
     }

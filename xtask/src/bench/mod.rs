@@ -1,12 +1,14 @@
 //! `cargo xtask bench`: per-syscall overhead of the agent, in units of an empty hook, and
 //! its connection-rate and throughput overhead, and nginx's requests/s under wrk, against the
-//! no-monitor floor and bpftrace (and, for nginx, the agent with one probe family at a time).
+//! no-monitor floor and bpftrace (and, for nginx, the agent with one probe family at a time;
+//! over HTTPS, the agent with and without its OpenSSL uprobes).
 mod cpu;
 mod databases;
 mod doc;
 mod families;
 mod http;
 mod http_report;
+mod https;
 mod lab;
 mod net_report;
 mod prog_stats;
@@ -29,7 +31,7 @@ use crate::{
 pub use doc::Suite;
 use families::Family;
 use http::{Nginx, Placement, Wrk};
-use http_report::{HttpReport, HttpSeries};
+use http_report::HttpReport;
 use lab::{Lab, Measured, SyscallLoop, interleave, net_workload};
 use net_report::{NetReport, WorkloadSeries};
 use report::{Condition, Environment, Report, Series};
@@ -72,7 +74,8 @@ pub struct Options {
         value_parser = clap::value_parser!(u64).range(1..))]
     pub small_bytes: u64,
 
-    /// http: seconds of each measured wrk run (after one untimed warm-up of half as long).
+    /// http, https: seconds of each measured wrk run (after one untimed warm-up of half as
+    /// long).
     #[arg(long, default_value_t = 10, value_name = "SECS",
         value_parser = clap::value_parser!(u64).range(1..))]
     pub http_seconds: u64,
@@ -184,6 +187,23 @@ pub fn bench(options: &Options) -> Result<()> {
                 );
                 report.markdown()
             }
+            Suite::Https => {
+                let report = https::suite(
+                    &lab,
+                    options.runs,
+                    options.http_seconds,
+                    options.http_warmup_seconds(),
+                    environment.clone(),
+                )?;
+                println!(
+                    "\n{}\n{}\n{}\n{}",
+                    report.table(),
+                    report.verdict(),
+                    report.coverage_table(),
+                    report.uprobe_section()
+                );
+                report.markdown()
+            }
         };
         sections.push((suite, markdown));
     }
@@ -260,33 +280,6 @@ fn syscall_suite(lab: &Lab, options: &Options, environment: Environment) -> Resu
             series: switch_series,
         },
     })
-}
-
-/// One more wrk run under the whole agent with the kernel's BPF statistics on: what every
-/// program the agent holds ran during it, per request.
-fn http_kernel_cost(
-    lab: &Lab,
-    wrk: &Wrk,
-    url: &str,
-    seconds: u64,
-) -> Result<prog_stats::KernelCost> {
-    let _stats = prog_stats::StatsEnabled::new()?;
-    match lab.under(Condition::Agent, http_report::BPFTRACE_SCRIPT, || {
-        let before = prog_stats::held_counters("monitor-agent")?;
-        let result = wrk.run(url, seconds)?;
-        let after = prog_stats::held_counters("monitor-agent")?;
-        if result.requests == 0 {
-            bail!("wrk completed no requests");
-        }
-        Ok(prog_stats::KernelCost {
-            requests: result.requests,
-            requests_per_sec: result.requests_per_sec,
-            programs: prog_stats::deltas(&before, &after),
-        })
-    })? {
-        Measured::Done(cost) => Ok(cost),
-        Measured::Unavailable(why) => bail!("agent unavailable: {why}"),
-    }
 }
 
 /// One more loop under the empty hooks and one under the agent, with the kernel's BPF
@@ -392,72 +385,29 @@ fn http_suite(lab: &Lab, options: &Options, environment: Environment) -> Result<
     );
     println!("bench: http warm-up, {warmup} s");
     wrk.run(&url, warmup).context("warm-up")?;
-    let mut series: Vec<HttpSeries> = http_report::CONDITIONS
-        .into_iter()
-        .map(HttpSeries::new)
-        .collect();
-    let unavailable = interleave(
-        options.runs,
-        &http_report::CONDITIONS,
-        |condition| {
-            let measured = lab.under_observed(condition, http_report::BPFTRACE_SCRIPT, || {
-                wrk.run(&url, seconds)
-            })?;
-            nginx
-                .ensure_running()
-                .context("nginx died during the run")?;
-            Ok(measured)
-        },
-        |at, condition, observed| {
-            let result = observed.value;
-            let saw = observed.metrics.as_deref().map(http::agent_saw);
-            let counted = saw.map_or(String::new(), |saw| {
-                format!(
-                    "; agent counted {:.0} nginx / {:.0} wrk requests, {:.0} events lost",
-                    saw.server, saw.client, saw.lost
-                )
-            });
-            let cpu = observed.cpu.map_or(String::new(), |cpu| {
-                format!(
-                    "; agent CPU {:.1}% of a core, {:.2}% per 10k requests/s",
-                    cpu.core_share() * 100.0,
-                    cpu.per_10k(result.requests_per_sec) * 100.0
-                )
-            });
-            println!(
-                "bench: {at} {:<14} {:>9.0} requests/s  p50 {:>6.0} µs  p99 {:>6.0} µs \
-                 ({} requests{counted}{cpu})",
-                condition.name(),
-                result.requests_per_sec,
-                result.p50_us,
-                result.p99_us,
-                result.requests
-            );
-            if let Some(s) = series.iter_mut().find(|s| s.condition == condition) {
-                s.runs.push(result);
-                if condition.is_agent() {
-                    s.saw.push(saw);
-                    s.cpu.push(observed.cpu);
-                }
-            }
-        },
-    )?;
-    let kernel = http_kernel_cost(lab, &wrk, &url, seconds).map_err(|err| {
+    let series = http_report::Rounds {
+        lab,
+        wrk: &wrk,
+        url: &url,
+        seconds,
+        runs: options.runs,
+        conditions: &http_report::CONDITIONS,
+        bpftrace_script: http_report::BPFTRACE_SCRIPT,
+        saw: http::agent_saw,
+        kind: "",
+    }
+    .measure(&mut nginx)?;
+    let kernel = lab.kernel_cost(&wrk, &url, seconds).map_err(|err| {
         eprintln!("bench: warning: the probes' kernel time per request not measured: {err:#}");
         format!("{err:#}")
     });
     nginx.stop()?;
-    for (condition, reason) in unavailable {
-        if let Some(s) = series.iter_mut().find(|s| s.condition == condition) {
-            s.unavailable = Some(reason);
-        }
-    }
     Ok(HttpReport {
         environment,
         runs: options.runs,
         setup: http_report::Setup {
             warmup_seconds: warmup,
-            wrk_command: wrk.shown(seconds),
+            wrk_command: wrk.shown(nginx.scheme(), seconds),
             nginx_version: nginx.version.clone(),
             wrk_version: wrk.version.clone(),
             placement,
@@ -530,7 +480,7 @@ fn command_line(options: &Options) -> String {
             options.db_requests, options.db_seconds
         ));
     }
-    if suites.contains(&Suite::Http) {
+    if suites.contains(&Suite::Http) || suites.contains(&Suite::Https) {
         line.push_str(&format!(" --http-seconds {}", options.http_seconds));
     }
     if options.output.as_path() != Path::new(DEFAULT_OUTPUT) {
@@ -598,6 +548,10 @@ mod tests {
         assert_eq!(options.http_warmup_seconds(), 5);
         assert!(parse(&["--http-seconds", "0"]).is_err());
         assert_eq!(parse(&["--only", "http"]).unwrap().suites(), [Suite::Http]);
+        assert_eq!(
+            parse(&["--only", "https"]).unwrap().suites(),
+            [Suite::Https]
+        );
     }
 
     #[test]
@@ -636,6 +590,11 @@ mod tests {
         assert_eq!(
             command_line(&options.unwrap()),
             "cargo xtask bench --only databases --runs 3 --db-requests 200000 --db-seconds 2"
+        );
+        let options = parse(&["--only", "https", "--runs", "3", "--http-seconds", "5"]);
+        assert_eq!(
+            command_line(&options.unwrap()),
+            "cargo xtask bench --only https --runs 3 --http-seconds 5"
         );
     }
 }

@@ -16,6 +16,9 @@ pub enum Condition {
     AgentUserFraming,
     /// The whole agent following database connections too (`--probes.databases`).
     AgentDatabases,
+    /// The whole agent without its OpenSSL uprobes (`--probes.tls=false`): against `Agent`,
+    /// what the uprobes cost.
+    AgentNoTls,
     Bpftrace,
 }
 
@@ -36,6 +39,7 @@ impl Condition {
             Condition::AgentOnly(family) => family.condition_name(),
             Condition::AgentUserFraming => "agent:user-framing",
             Condition::AgentDatabases => "agent:databases",
+            Condition::AgentNoTls => "agent:no-tls",
             Condition::Bpftrace => "bpftrace",
         }
     }
@@ -48,10 +52,11 @@ impl Condition {
                 | Condition::AgentOnly(_)
                 | Condition::AgentUserFraming
                 | Condition::AgentDatabases
+                | Condition::AgentNoTls
         )
     }
 
-    fn description(self) -> &'static str {
+    pub fn description(self) -> &'static str {
         match self {
             Condition::None => "nothing attached.",
             Condition::Empty => {
@@ -69,6 +74,9 @@ impl Condition {
             }
             Condition::AgentDatabases => {
                 "the release agent following database connections too (`--probes.databases`)."
+            }
+            Condition::AgentNoTls => {
+                "the release agent without its OpenSSL uprobes (`--probes.tls=false`)."
             }
             Condition::Bpftrace => {
                 "a bpftrace script keeping a per-(comm, syscall) latency histogram, \

@@ -1,0 +1,527 @@
+//! The https suite: nginx serving HTTPS (a self-signed ECDSA P-256 certificate made for the
+//! run) under `wrk` over https, placed as in the http suite, in interleaved rounds of
+//! nothing, the agent as it ships (uprobes on OpenSSL's `SSL_read`/`SSL_write` and their
+//! `_ex` forms, the plaintext framed in the kernel) and the agent without those uprobes
+//! (`--probes.tls=false`): the two agents differ by the uprobes alone. Then one more agent
+//! run with the kernel's BPF statistics on, for the uprobe programs' runs and time per
+//! request.
+use std::{fmt::Write as _, process::Command};
+
+use anyhow::{Context as _, Result};
+
+use super::{
+    http::{self, KEEPALIVE_REQUESTS, Nginx, Placement, WRK_CONNECTIONS, Wrk},
+    http_report::{self, HttpSeries, loss, percent},
+    lab::Lab,
+    prog_stats::{KernelCost, ProgramCounters},
+    report::{Condition, Environment, cell, median, runs_list},
+};
+use crate::process::{display, find_program, output};
+
+/// Nothing; the agent as it ships; the agent without its OpenSSL uprobes. Also the order
+/// within each round.
+const CONDITIONS: [Condition; 3] = [Condition::None, Condition::Agent, Condition::AgentNoTls];
+
+/// The issue's target: at most this share of nginx's HTTPS requests/s lost to the agent.
+const TARGET_LOSS: f64 = 0.05;
+
+/// What the agent's OpenSSL uprobe programs are called start with. The kernel keeps 15
+/// characters of a name (`mon_ssl_read_re`), bpftool shows it whole where there is BTF;
+/// both start so.
+const UPROBE_PREFIX: &str = "mon_ssl";
+
+pub struct HttpsReport {
+    environment: Environment,
+    runs: u32,
+    warmup_seconds: u64,
+    wrk_command: String,
+    /// nginx's, wrk's and OpenSSL's versions, for the report.
+    versions: Vec<String>,
+    placement: Placement,
+    /// Every run of each condition; `saw` counts only the requests seen through TLS.
+    series: Vec<HttpSeries>,
+    /// Every program the agent holds, during one more agent run with BPF statistics on, or
+    /// why not measured.
+    kernel: Result<KernelCost, String>,
+}
+
+/// One nginx serves every run, as in the http suite; the conditions come and go around it.
+/// nginx is stopped when dropped, on success and on any error alike.
+pub fn suite(
+    lab: &Lab,
+    runs: u32,
+    seconds: u64,
+    warmup: u64,
+    environment: Environment,
+) -> Result<HttpsReport> {
+    let placement = Placement::detect();
+    let wrk = Wrk::new(placement)?;
+    let mut nginx = Nginx::start_tls(placement)?;
+    let url = nginx.url();
+    let openssl = find_program("openssl").context("openssl is not installed")?;
+    let openssl_version = output(Command::new(openssl).arg("version"))
+        .map_or_else(|_| "OpenSSL: unknown".to_owned(), |v| v.trim().to_owned());
+    println!("bench: $ {}", display(&wrk.command(&url, seconds)));
+    println!("bench: https warm-up, {warmup} s");
+    // The suite's first requests: nginx's readiness check only saw its port accept.
+    wrk.run(&url, warmup).context("warm-up")?;
+    let series = http_report::Rounds {
+        lab,
+        wrk: &wrk,
+        url: &url,
+        seconds,
+        runs,
+        conditions: &CONDITIONS,
+        bpftrace_script: "",
+        saw: http::agent_saw_https,
+        kind: "https ",
+    }
+    .measure(&mut nginx)?;
+    let kernel = lab.kernel_cost(&wrk, &url, seconds).map_err(|err| {
+        eprintln!("bench: warning: the uprobes' kernel time per request not measured: {err:#}");
+        format!("{err:#}")
+    });
+    nginx.stop()?;
+    Ok(HttpsReport {
+        environment,
+        runs,
+        warmup_seconds: warmup,
+        wrk_command: wrk.shown(nginx.scheme(), seconds),
+        versions: vec![nginx.version.clone(), wrk.version.clone(), openssl_version],
+        placement,
+        series,
+        kernel,
+    })
+}
+
+/// The median over a series' runs of the agent's share of a core.
+fn core_share(series: &HttpSeries) -> Option<f64> {
+    let shares: Vec<f64> = series
+        .cpu
+        .iter()
+        .flatten()
+        .map(|c| c.core_share())
+        .collect();
+    median(&shares)
+}
+
+/// The programs behind the OpenSSL uprobes, of all those the agent holds.
+fn uprobe_programs(cost: &KernelCost) -> Vec<&ProgramCounters> {
+    cost.programs
+        .iter()
+        .filter(|program| program.name.starts_with(UPROBE_PREFIX))
+        .collect()
+}
+
+impl HttpsReport {
+    fn series(&self, condition: Condition) -> Option<&HttpSeries> {
+        self.series.iter().find(|s| s.condition == condition)
+    }
+
+    /// Per condition: median requests/s, loss against `none`, latency, the agent's CPU.
+    pub fn table(&self) -> String {
+        let mut out = String::from(
+            "| condition | requests/s | loss vs none | p50 latency | p99 latency | \
+             agent CPU (share of a core) |\n|---|---:|---:|---:|---:|---:|\n",
+        );
+        for series in &self.series {
+            let name = series.condition.name();
+            let Some(rps) = series.rps() else {
+                let _ = writeln!(out, "| {name} | n/a | n/a | n/a | n/a | n/a |");
+                continue;
+            };
+            let loss = match (series.condition, loss(&self.series, series.condition)) {
+                (Condition::None, _) => "baseline".to_owned(),
+                (Condition::Agent, Ok(loss)) => format!("**{}**", percent(loss)),
+                (_, Ok(loss)) => percent(loss),
+                (_, Err(_)) => "n/a".to_owned(),
+            };
+            let p50 = series.median_by(|run| run.p50_us).unwrap_or(f64::NAN);
+            let p99 = series.median_by(|run| run.p99_us).unwrap_or(f64::NAN);
+            let cpu = if series.condition.is_agent() {
+                core_share(series).map_or("n/a".to_owned(), percent)
+            } else {
+                "–".to_owned()
+            };
+            let _ = writeln!(
+                out,
+                "| {name} | {rps:.0} | {loss} | {p50:.0} µs | {p99:.0} µs | {cpu} |"
+            );
+        }
+        out
+    }
+
+    /// The target against this run's loss, and the uprobes' part of it.
+    pub fn verdict(&self) -> String {
+        let mut out = match loss(&self.series, Condition::Agent) {
+            Ok(agent) => {
+                let verdict = if agent <= TARGET_LOSS {
+                    "met"
+                } else {
+                    "missed"
+                };
+                format!(
+                    "Target: at most {} of nginx's HTTPS requests/s lost to the agent; this run \
+                     lost **{}**: {verdict}.",
+                    percent(TARGET_LOSS),
+                    percent(agent)
+                )
+            }
+            Err(why) => format!(
+                "Target: at most {} of nginx's HTTPS requests/s lost to the agent; not \
+                 assessable in this run: {}.",
+                percent(TARGET_LOSS),
+                cell(&why)
+            ),
+        };
+        let rps = |condition| self.series(condition).and_then(HttpSeries::rps);
+        if let (Some(none), Some(agent), Some(no_tls)) = (
+            rps(Condition::None),
+            rps(Condition::Agent),
+            rps(Condition::AgentNoTls),
+        ) {
+            let _ = write!(
+                out,
+                " Of that, the agent without its uprobes (`agent:no-tls`) loses {}; the \
+                 uprobes account for the other {} of `none`'s requests/s, {:.1} µs more per \
+                 request (1 / requests/s) than without them.",
+                percent((none - no_tls) / none),
+                percent((no_tls - agent) / none),
+                (1.0 / agent - 1.0 / no_tls) * 1e6
+            );
+        }
+        out.push_str(" A measurement, not a test: nothing fails when the target is missed.\n");
+        out
+    }
+
+    /// Every run, so the spread behind each median can be judged.
+    fn runs_table(&self) -> String {
+        let mut out =
+            String::from("| condition | requests/s | agent CPU (% of a core) |\n|---|---|---|\n");
+        for series in &self.series {
+            let name = series.condition.name();
+            if let Some(reason) = &series.unavailable {
+                let _ = writeln!(out, "| {name} | n/a: {} | |", cell(reason));
+                continue;
+            }
+            let rps: Vec<f64> = series.runs.iter().map(|run| run.requests_per_sec).collect();
+            let cpu = if series.condition.is_agent() {
+                let shares: Vec<String> = series
+                    .cpu
+                    .iter()
+                    .map(|cpu| {
+                        cpu.map_or("n/a".to_owned(), |cpu| {
+                            format!("{:.1}", cpu.core_share() * 100.0)
+                        })
+                    })
+                    .collect();
+                shares.join(", ")
+            } else {
+                "–".to_owned()
+            };
+            let _ = writeln!(out, "| {name} | {} | {cpu} |", runs_list(&rps, 0));
+        }
+        out
+    }
+
+    /// Per agent run: the requests wrk completed against the HTTPS requests the agent counted.
+    pub fn coverage_table(&self) -> String {
+        http_report::coverage_table(&self.series, "https ")
+    }
+
+    /// The uprobe programs' runs and time per request, or why not measured.
+    pub fn uprobe_section(&self) -> String {
+        let cost = match &self.kernel {
+            Ok(cost) => cost,
+            Err(why) => return format!("Not measured in this run: {}.\n", cell(why)),
+        };
+        let programs = uprobe_programs(cost);
+        let mut out = format!(
+            "During one more run of `agent` ({} requests, {:.0} requests/s; the statistics \
+             cost every program a little, so this run is not one of the medians above), with \
+             the kernel's BPF statistics on (`kernel.bpf_stats_enabled=1`), `bpftool prog \
+             show` was read just before and just after wrk, for every program the agent \
+             holds. The `{UPROBE_PREFIX}*` ones:\n\n",
+            cost.requests, cost.requests_per_sec
+        );
+        if programs.is_empty() {
+            out.push_str("The agent held no `mon_ssl*` program: its uprobes were not loaded.\n");
+            return out;
+        }
+        out.push_str(
+            "| program | runs | runs per request | ns per run | ns per request |\n\
+             |---|---:|---:|---:|---:|\n",
+        );
+        for &program in &programs {
+            let ns_per_run =
+                KernelCost::ns_per_run(program).map_or("–".to_owned(), |ns| format!("{ns:.0}"));
+            let _ = writeln!(
+                out,
+                "| `{}` | {} | {:.2} | {ns_per_run} | {:.1} |",
+                program.name,
+                program.run_cnt,
+                cost.runs_per_request(program),
+                cost.ns_per_request(program)
+            );
+        }
+        let runs: u64 = programs.iter().map(|p| p.run_cnt).sum();
+        let time: u64 = programs.iter().map(|p| p.run_time_ns).sum();
+        let requests = cost.requests as f64;
+        let _ = writeln!(
+            out,
+            "| all `{UPROBE_PREFIX}*` | {runs} | {:.2} | {} | **{:.1}** |",
+            runs as f64 / requests,
+            if runs > 0 {
+                format!("{:.0}", time as f64 / runs as f64)
+            } else {
+                "–".to_owned()
+            },
+            time as f64 / requests
+        );
+        let _ = writeln!(
+            out,
+            "\nAll the agent's programs together ran {:.1} times and {:.0} ns per request in \
+             that run.",
+            cost.total_runs_per_request(),
+            cost.total_ns_per_request()
+        );
+        out
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut out = String::from("## HTTPS overhead (nginx and wrk over TLS)\n\n");
+        out.push_str(&self.environment.markdown());
+        let _ = writeln!(out, "- Versions: {}", self.versions.join("; "));
+        let placement = match self.placement {
+            Placement {
+                nginx: Some(nginx),
+                wrk: Some(wrk),
+            } => format!("nginx is pinned to CPU {nginx} and wrk to CPU {wrk} (`taskset`)"),
+            _ => "with a single CPU nothing is pinned".to_owned(),
+        };
+        let _ = write!(
+            out,
+            "\nThe same nginx as in the HTTP section (one worker, `access_log off`, \
+             `keepalive_requests {KEEPALIVE_REQUESTS}`, `GET /ok` answered from its config), \
+             listening with `ssl` and a certificate made for the run (`openssl req -x509 \
+             -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj \
+             /CN=localhost`); {placement}. nginx and wrk both use the system's libssl, so the \
+             agent's uprobes fire in both. After an untimed warm-up of {} s of the same load, \
+             each run is\n\n```\n{}\n```\n\n({WRK_CONNECTIONS} keep-alive TLS connections from \
+             one thread; a new handshake every {KEEPALIVE_REQUESTS} requests of a connection). \
+             Each condition was run {} times, interleaved round by round (the agent is started \
+             afresh for each run); the table shows medians. Loss is (none − condition) / none \
+             of the requests/s; the agent's CPU is its process's user + system time during the \
+             run over the run's wall time.\n\n",
+            self.warmup_seconds, self.wrk_command, self.runs
+        );
+        out.push_str(&self.table());
+        out.push('\n');
+        out.push_str(&self.verdict());
+        out.push_str("\nConditions:\n\n");
+        for condition in CONDITIONS {
+            let what = match condition {
+                Condition::Agent => {
+                    "the release agent with its default settings, which put uprobes on \
+                     OpenSSL's `SSL_read`, `SSL_write`, `SSL_read_ex` and `SSL_write_ex` in the \
+                     libssl files processes map, and frame the plaintext HTTP they see in the \
+                     kernel (`url_scheme=\"https\"`)."
+                }
+                _ => condition.description(),
+            };
+            let _ = writeln!(out, "- `{}`: {what}", condition.name());
+        }
+        out.push_str("\n### All runs\n\n");
+        out.push_str(&self.runs_table());
+        out.push_str(
+            "\n### What the agent counted\n\nThe HTTPS requests (`url_scheme=\"https\"`) in its \
+             `/metrics` a second after each agent run, as evidence that the uprobes saw the \
+             requests being measured. Each run starts a fresh agent, so its counts are that \
+             run's; they may exceed wrk's count by the requests still in flight when wrk \
+             stopped. Without its uprobes the agent sees only ciphertext, so `agent:no-tls` \
+             should count none.\n\n",
+        );
+        out.push_str(&self.coverage_table());
+        out.push_str(
+            "\n### The uprobes' kernel time per request\n\n`mon_ssl_call` and \
+             `mon_ssl_call_ex` run at each entry of `SSL_read`/`SSL_write` and of their `_ex` \
+             forms, the `mon_ssl_*_ret*` programs at each return, in nginx and in wrk alike; \
+             with the requests framed in the kernel the `_framed` returns are the ones \
+             attached. The BPF statistics count the programs' own run time only: the uprobe's \
+             breakpoint trap and the uretprobe's return trampoline are not in it, so the \
+             throughput difference between `agent` and `agent:no-tls` above is the fuller \
+             cost.\n\n",
+        );
+        out.push_str(&self.uprobe_section());
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{
+        super::{
+            cpu::AgentCpu,
+            http::{AgentSaw, WrkResult},
+        },
+        *,
+    };
+
+    fn run(rps: f64) -> WrkResult {
+        WrkResult {
+            requests_per_sec: rps,
+            requests: (rps * 5.0) as u64,
+            p50_us: 500.0,
+            p99_us: 1500.0,
+        }
+    }
+
+    /// The agent's CPU over a 5 s run: `share` of a core.
+    fn cpu(share: f64) -> Option<AgentCpu> {
+        Some(AgentCpu {
+            cpu: Duration::from_secs_f64(5.0 * share),
+            wall: Duration::from_secs(5),
+        })
+    }
+
+    fn series(condition: Condition, rps: &[f64], share: f64, counted: f64) -> HttpSeries {
+        let mut series = HttpSeries::new(condition);
+        series.runs = rps.iter().map(|&rps| run(rps)).collect();
+        if condition.is_agent() {
+            series.cpu = vec![cpu(share); rps.len()];
+            series.saw = vec![
+                Some(AgentSaw {
+                    server: counted,
+                    client: counted,
+                    lost: 0.0,
+                });
+                rps.len()
+            ];
+        }
+        series
+    }
+
+    fn program(id: u64, name: &str, run_cnt: u64, run_time_ns: u64) -> ProgramCounters {
+        ProgramCounters {
+            id,
+            name: name.into(),
+            run_time_ns,
+            run_cnt,
+        }
+    }
+
+    fn report() -> HttpsReport {
+        HttpsReport {
+            environment: Environment {
+                date: "Thu Nov 27 12:00:00 UTC 2025".into(),
+                kernel: "6.18.0".into(),
+                cpu: "Test CPU".into(),
+                nproc: "2".into(),
+                command: "cargo xtask bench --only https --runs 3 --http-seconds 5".into(),
+            },
+            runs: 3,
+            warmup_seconds: 2,
+            wrk_command: "taskset -c 1 wrk -t1 -c16 -d5s --latency https://127.0.0.1:<port>/ok"
+                .into(),
+            versions: vec![
+                "nginx/1.22.1".into(),
+                "wrk debian/4.1.0-3+b2 [epoll]".into(),
+                "OpenSSL 3.0.17 1 Jul 2025".into(),
+            ],
+            placement: Placement::for_cpus(2),
+            series: vec![
+                series(Condition::None, &[20_000.0, 21_000.0, 19_000.0], 0.0, 0.0),
+                // Median 19,000: 5.0% lost; 18,500: 7.5%.
+                series(
+                    Condition::Agent,
+                    &[19_000.0, 18_500.0, 19_500.0],
+                    0.04,
+                    95_000.0,
+                ),
+                series(Condition::AgentNoTls, &[19_800.0], 0.01, 0.0),
+            ],
+            kernel: Ok(KernelCost {
+                requests: 1000,
+                requests_per_sec: 200.0,
+                programs: vec![
+                    program(1, "mon_sys_enter", 8000, 400_000),
+                    program(2, "mon_ssl_call", 2000, 200_000),
+                    program(3, "mon_ssl_read_ret_framed", 1000, 300_000),
+                    program(4, "mon_ssl_read_re", 0, 0),
+                ],
+            }),
+        }
+    }
+
+    #[test]
+    fn table_shows_each_conditions_rate_loss_and_agent_cpu() {
+        let table = report().table();
+        assert!(table.contains("| none | 20000 | baseline | 500 µs | 1500 µs | – |\n"));
+        assert!(table.contains("| agent | 19000 | **5.0%** | 500 µs | 1500 µs | 4.0% |\n"));
+        assert!(table.contains("| agent:no-tls | 19800 | 1.0% | 500 µs | 1500 µs | 1.0% |\n"));
+    }
+
+    #[test]
+    fn the_verdict_states_the_target_and_the_uprobes_share() {
+        let verdict = report().verdict();
+        assert!(
+            verdict.contains("at most 5.0% of nginx's HTTPS requests/s lost to the agent; this run lost **5.0%**: met."),
+            "{verdict}"
+        );
+        assert!(
+            verdict.contains("(`agent:no-tls`) loses 1.0%; the uprobes account for the other 4.0%")
+        );
+        // 1/19000 − 1/19800 s.
+        assert!(verdict.contains("2.1 µs more per request"), "{verdict}");
+        let mut report = report();
+        report.series[1].runs = vec![run(18_000.0)];
+        assert!(
+            report
+                .verdict()
+                .contains("this run lost **10.0%**: missed.")
+        );
+        report.series[1].runs.clear();
+        report.series[1].unavailable = Some("no | agent".into());
+        let verdict = report.verdict();
+        assert!(verdict.contains("not assessable in this run: agent unavailable: no \\| agent."));
+        assert!(!verdict.contains("uprobes account"));
+    }
+
+    #[test]
+    fn the_uprobe_table_has_the_mon_ssl_programs_only_and_their_total() {
+        let section = report().uprobe_section();
+        assert!(section.contains("| `mon_ssl_call` | 2000 | 2.00 | 100 | 200.0 |\n"));
+        assert!(section.contains("| `mon_ssl_read_ret_framed` | 1000 | 1.00 | 300 | 300.0 |\n"));
+        assert!(section.contains("| `mon_ssl_read_re` | 0 | 0.00 | – | 0.0 |\n"));
+        assert!(section.contains("| all `mon_ssl*` | 3000 | 3.00 | 167 | **500.0** |\n"));
+        assert!(!section.contains("| `mon_sys_enter`"));
+        assert!(section.contains("ran 11.0 times and 900 ns per request"));
+        let mut report = report();
+        report.kernel = Err("bpftool | missing".into());
+        assert_eq!(
+            report.uprobe_section(),
+            "Not measured in this run: bpftool \\| missing.\n"
+        );
+    }
+
+    #[test]
+    fn markdown_names_the_command_the_load_and_what_the_agent_counted() {
+        let markdown = report().markdown();
+        assert!(markdown.starts_with("## HTTPS overhead (nginx and wrk over TLS)\n\n- Date: "));
+        assert!(
+            markdown
+                .contains("- Command: `cargo xtask bench --only https --runs 3 --http-seconds 5`")
+        );
+        assert!(markdown.contains(
+            "```\ntaskset -c 1 wrk -t1 -c16 -d5s --latency https://127.0.0.1:<port>/ok\n```"
+        ));
+        assert!(markdown.contains("nginx is pinned to CPU 0 and wrk to CPU 1"));
+        assert!(markdown.contains("| agent | 1 | 95000 | 95000 | 95000 | 0 |\n"));
+        assert!(markdown.contains("| agent:no-tls | 1 | 99000 | 0 | 0 | 0 |\n"));
+        assert!(markdown.contains("| agent | 19000, 18500, 19500 | 4.0, 4.0, 4.0 |\n"));
+        assert!(markdown.contains("| none | 20000, 21000, 19000 | – |\n"));
+        assert!(markdown.contains("- `agent:no-tls`: the release agent without its OpenSSL"));
+    }
+}

@@ -171,7 +171,9 @@ fn on_socket_io<const FRAMED: bool>(
         (0, u64::from(length))
     };
     add_bytes(owner, sent, received);
-    tls::note_socket(sk);
+    if tls::note_socket(sk) {
+        return;
+    }
     if remote_port(sk) == dns::PORT {
         dns::observe(sk, owner, family, true, length, direction, regs_at);
         return;

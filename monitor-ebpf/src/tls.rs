@@ -83,7 +83,8 @@ fn enter(ctx: &ProbeContext, moved_at: u64) -> u32 {
     0
 }
 
-/// `int SSL_read(SSL *ssl, void *buf, int num)`, and `SSL_write` likewise.
+/// `int SSL_read(SSL *ssl, void *buf, int num)`, and `SSL_write` likewise; also the entry
+/// of `SSL_do_handshake(SSL *ssl)`, whose second argument means nothing and is not used.
 #[uprobe]
 pub fn mon_ssl_call(ctx: ProbeContext) -> u32 {
     enter(&ctx, 0)
@@ -195,14 +196,19 @@ fn leave<const FRAMED: bool>(ctx: &RetProbeContext, direction: u32) -> u32 {
 }
 
 /// Called by the socket I/O probes for every TCP read/write: inside a TLS call, the socket
-/// is the call's.
+/// is the call's, and true is returned. Its bytes are then the library's (ciphertext, or
+/// with kTLS the plaintext this call frames already): not to be framed as the socket's own.
 #[inline(always)]
-pub fn note_socket(sk: u64) {
+pub fn note_socket(sk: u64) -> bool {
     if TLS.load() == 0 {
-        return;
+        return false;
     }
-    if let Some(call) = TLS_CALLS.get_ptr_mut(bpf_get_current_pid_tgid()) {
-        // SAFETY: this thread's own entry, written by it alone.
-        unsafe { (*call).sk = sk };
+    match TLS_CALLS.get_ptr_mut(bpf_get_current_pid_tgid()) {
+        Some(call) => {
+            // SAFETY: this thread's own entry, written by it alone.
+            unsafe { (*call).sk = sk };
+            true
+        }
+        None => false,
     }
 }

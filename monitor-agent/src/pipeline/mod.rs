@@ -101,6 +101,8 @@ pub struct Pipeline {
     full_maps_warned: HashMap<&'static str, (u64, Instant)>,
     probes: Vec<ProbeState>,
     build: BuildInfo,
+    /// Where exec'd processes are announced to the TLS library scans.
+    tls_notices: std::sync::mpsc::SyncSender<crate::probes::tls::Notice>,
 }
 
 impl Pipeline {
@@ -129,6 +131,7 @@ impl Pipeline {
             signals: signals::all(loaded, &settings.signals)?,
             maps,
             names: ProcessNames::new(settings.fold),
+            tls_notices: loaded.tls.notices.clone(),
             resolver,
             policy,
             budget: Budget::new(settings.series_max),
@@ -174,9 +177,14 @@ impl Pipeline {
         }
         let names = &mut self.names;
         let exits = &mut self.exits_since_sweep;
+        let tls_notices = &self.tls_notices;
         self.events.drain(|event| {
-            if event.kind == decode::ProcessEventKind::Exit {
-                *exits += 1;
+            match event.kind {
+                decode::ProcessEventKind::Exit => *exits += 1,
+                decode::ProcessEventKind::Exec => {
+                    crate::probes::tls::announce_exec(tls_notices, event.owner.tgid);
+                }
+                decode::ProcessEventKind::Seen => {}
             }
             names.apply(&event, now);
             // Read while the process runs: by the sweep it may be gone.

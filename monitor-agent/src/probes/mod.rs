@@ -355,8 +355,9 @@ pub struct Loaded {
     pub pid_slots: u32,
     /// `max_entries` of each sized map, as loaded.
     pub capacities: Vec<(&'static str, u64)>,
-    /// What the TLS library scans find (`tls::spawn` fills it, the `tls` room publishes it).
-    pub tls: tls::SharedStatus,
+    /// The TLS library scans' findings (the `tls` room publishes them) and notices (the
+    /// pipeline announces execs); `tls::spawn` starts the scans.
+    pub tls: tls::TlsLink,
 }
 
 /// Loads the object; attaches every probe independently, so one the kernel refuses is
@@ -468,7 +469,7 @@ pub fn load(settings: &LoadSettings) -> anyhow::Result<Loaded> {
         probes,
         pid_slots,
         capacities,
-        tls: tls::SharedStatus::default(),
+        tls: tls::TlsLink::new(),
     })
 }
 

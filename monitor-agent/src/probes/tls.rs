@@ -1,6 +1,7 @@
-//! TLS libraries found and instrumented. Every few seconds the running processes' memory
-//! maps are read; each OpenSSL `libssl` file not seen before (the host's, a container's own
-//! copy: told apart by device and inode) gets the `SSL_read`/`SSL_write` uprobes
+//! TLS libraries found and instrumented. A process's memory map is read soon after it calls
+//! exec (the pipeline announces it), and every process's every 10 s (those older than the
+//! agent, those that load libssl late); each OpenSSL `libssl` file not seen before (the
+//! host's, a container's own copy: told apart by device and inode) gets the `SSL_read`/`SSL_write` uprobes
 //! (`monitor-ebpf/src/tls.rs`), once per file, through `/proc/PID/root`, so a container's
 //! file is reached in its own mount namespace. A uprobe is on the file, not on a process:
 //! every process that maps the file later is covered from its first call. The host's own
@@ -19,7 +20,7 @@ use std::{
     path::{Path, PathBuf},
     sync::{Arc, Mutex, mpsc},
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
@@ -30,8 +31,13 @@ use aya::{
 use log::{debug, info, warn};
 use monitor_common::program;
 
-/// How often the processes' maps are read for new libraries.
-pub const SCAN_EVERY: Duration = Duration::from_secs(2);
+/// How often every process's maps are read: for new libraries in processes older than the
+/// agent or that load libssl late, and to count who goes unseen.
+pub const FULL_SCAN_EVERY: Duration = Duration::from_secs(10);
+/// When a process that called exec is looked at: once the dynamic loader has mapped its
+/// libraries, and again once a program that loads libssl on demand (Python's `import ssl`)
+/// has likely done so.
+const LOOK_AFTER_EXEC: [Duration; 2] = [Duration::from_millis(100), Duration::from_secs(1)];
 
 /// Where Debian, Ubuntu, RHEL and Alpine keep the system's libssl.
 const SYSTEM_LIBRARIES: &[&str] = &[
@@ -144,15 +150,57 @@ const FUNCTIONS: [(&str, &str, Returns); 5] = [
     ("SSL_do_handshake", program::SSL_CALL, Returns::Handshake),
 ];
 
+/// What the scan thread is told.
+pub enum Notice {
+    /// A process called exec: its libraries are looked at soon.
+    Exec(u32),
+    Stop,
+}
+
+/// Notices waiting at most; exec notices past it are dropped (the full scan finds those
+/// processes later).
+const NOTICES: usize = 4096;
+
+/// The agent's side of the TLS scans, made before the scan thread starts: what the scans
+/// find (for the `tls` room), and where new processes are announced (by the pipeline).
+pub struct TlsLink {
+    pub status: SharedStatus,
+    pub notices: mpsc::SyncSender<Notice>,
+    inbox: mpsc::Receiver<Notice>,
+}
+
+impl TlsLink {
+    pub fn new() -> Self {
+        let (notices, inbox) = mpsc::sync_channel(NOTICES);
+        Self {
+            status: SharedStatus::default(),
+            notices,
+            inbox,
+        }
+    }
+}
+
+impl Default for TlsLink {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Tells the scan thread of a process that called exec; never blocks (a full queue drops
+/// the notice).
+pub fn announce_exec(notices: &mpsc::SyncSender<Notice>, pid: u32) {
+    let _ = notices.try_send(Notice::Exec(pid));
+}
+
 /// The thread that scans and attaches; `stop` ends it, detaching every uprobe.
 pub struct Running {
-    stop: mpsc::Sender<()>,
+    stop: mpsc::SyncSender<Notice>,
     thread: thread::JoinHandle<()>,
 }
 
 impl Running {
     pub fn stop(self) {
-        let _ = self.stop.send(());
+        let _ = self.stop.send(Notice::Stop);
         if self.thread.join().is_err() {
             warn!("the TLS scan thread panicked");
         }
@@ -176,11 +224,7 @@ struct Attacher {
 /// picks the return programs that frame HTTP in the kernel (as the socket I/O programs do)
 /// over those that copy; `None` (`--probes.tls=false`) loads none. Programs the kernel
 /// refuses are logged: HTTPS goes unseen, the rest of the agent runs.
-pub fn spawn(
-    mut ebpf: Ebpf,
-    framed: Option<bool>,
-    status: SharedStatus,
-) -> anyhow::Result<Running> {
+pub fn spawn(mut ebpf: Ebpf, framed: Option<bool>, link: TlsLink) -> anyhow::Result<Running> {
     let returns = if framed == Some(true) {
         (program::SSL_READ_RET_FRAMED, program::SSL_WRITE_RET_FRAMED)
     } else {
@@ -202,8 +246,12 @@ pub fn spawn(
         .try_for_each(|name| load(&mut ebpf, name).with_context(|| format!("program {name}")))
         .inspect_err(|err| warn!("TLS: {err:#}; HTTPS goes unseen")),
     };
-    status.lock().expect("TLS status").enabled = loaded.is_ok();
-    let (stop, stopped) = mpsc::channel();
+    link.status.lock().expect("TLS status").enabled = loaded.is_ok();
+    let TlsLink {
+        status,
+        notices,
+        inbox,
+    } = link;
     let mut attacher = Attacher {
         ebpf,
         returns,
@@ -218,20 +266,40 @@ pub fn spawn(
     }
     let thread = thread::Builder::new()
         .name("tls-scan".into())
-        .spawn(move || {
-            loop {
-                if scans && !attacher.scan(&stopped) {
-                    return;
-                }
-                match stopped.recv_timeout(SCAN_EVERY) {
-                    Err(mpsc::RecvTimeoutError::Timeout) => {}
-                    // Stopped, or the agent is gone: the object (and every probe) with it.
-                    _ => return,
+        .spawn(move || attacher.run(scans, &inbox))
+        .context("starting the TLS scan thread")?;
+    Ok(Running {
+        stop: notices,
+        thread,
+    })
+}
+
+/// Takes the notices waiting: exec'd processes go to `execs`, to be looked at after each of
+/// `LOOK_AFTER_EXEC`; false on a stop.
+fn take_notices(inbox: &mpsc::Receiver<Notice>, execs: &mut Vec<(Instant, u32)>) -> bool {
+    loop {
+        match inbox.try_recv() {
+            Ok(notice) => {
+                if !note(notice, execs) {
+                    return false;
                 }
             }
-        })
-        .context("starting the TLS scan thread")?;
-    Ok(Running { stop, thread })
+            Err(mpsc::TryRecvError::Empty) => return true,
+            Err(mpsc::TryRecvError::Disconnected) => return false,
+        }
+    }
+}
+
+/// Files a notice; false on a stop.
+fn note(notice: Notice, execs: &mut Vec<(Instant, u32)>) -> bool {
+    match notice {
+        Notice::Stop => false,
+        Notice::Exec(pid) => {
+            let now = Instant::now();
+            execs.extend(LOOK_AFTER_EXEC.iter().map(|after| (now + *after, pid)));
+            true
+        }
+    }
 }
 
 fn load(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<()> {
@@ -244,6 +312,48 @@ fn load(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<()> {
 }
 
 impl Attacher {
+    /// The scan thread: a full scan every `FULL_SCAN_EVERY`, and a look at each process
+    /// the pipeline saw exec, soon after, until told to stop (then the object, and every
+    /// probe, goes with the thread). Without `scans` (the programs did not load) it only
+    /// holds the object.
+    fn run(&mut self, scans: bool, inbox: &mpsc::Receiver<Notice>) {
+        let mut execs: Vec<(Instant, u32)> = Vec::new();
+        let mut next_scan = Instant::now();
+        loop {
+            let now = Instant::now();
+            if scans && now >= next_scan {
+                if !self.scan(inbox, &mut execs) {
+                    return;
+                }
+                next_scan = Instant::now() + FULL_SCAN_EVERY;
+            }
+            let now = Instant::now();
+            let (due, later): (Vec<_>, Vec<_>) = execs.drain(..).partition(|(at, _)| *at <= now);
+            execs = later;
+            if scans {
+                for (_, pid) in due {
+                    self.look_at(pid, false);
+                }
+                self.publish_libraries();
+            }
+            let wake = execs
+                .iter()
+                .map(|(at, _)| *at)
+                .chain([next_scan])
+                .min()
+                .unwrap_or(next_scan);
+            match inbox.recv_timeout(wake.saturating_duration_since(Instant::now())) {
+                Ok(notice) => {
+                    if !note(notice, &mut execs) {
+                        return;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+
     /// The host's own libssl, before any process is seen with it: a process started later
     /// is then seen from its first call.
     fn system_libraries(&mut self) {
@@ -264,60 +374,58 @@ impl Attacher {
     }
 
     /// Reads every process's maps: attaches new libssl files, counts who goes unseen. Gives
-    /// up as soon as `stop` says so (false).
-    fn scan(&mut self, stop: &mpsc::Receiver<()>) -> bool {
+    /// up as soon as a notice says stop (false); exec notices wait for the next look.
+    fn scan(&mut self, inbox: &mpsc::Receiver<Notice>, execs: &mut Vec<(Instant, u32)>) -> bool {
         let Ok(entries) = fs::read_dir("/proc") else {
             return true;
         };
         let mut uninstrumented: BTreeMap<&'static str, u64> =
             reason::ALL.iter().map(|&reason| (reason, 0)).collect();
-        let own = std::process::id();
         for entry in entries.flatten() {
-            if !matches!(stop.try_recv(), Err(mpsc::TryRecvError::Empty)) {
+            if !take_notices(inbox, execs) {
                 return false;
             }
-            let Some(pid) = entry
+            let pid = entry
                 .file_name()
                 .to_str()
-                .and_then(|s| s.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            if pid == own {
-                continue;
-            }
-            // Gone since the listing, or a kernel thread (empty): nothing to see.
-            let Ok(maps) = fs::read_to_string(format!("/proc/{pid}/maps")) else {
-                continue;
-            };
-            if maps.is_empty() {
-                continue;
-            }
-            let libraries = tls_libraries(&maps);
-            let mut openssl = None;
-            for (library, mapped) in &libraries {
-                if *library != Library::OpenSsl {
-                    continue;
-                }
-                let attached = self.openssl(pid, &mapped.path);
-                openssl = Some(openssl.unwrap_or(false) || attached);
-            }
-            let has = |kind| libraries.iter().any(|(library, _)| *library == kind);
-            let unseen = match openssl {
-                Some(true) => None,
-                Some(false) => Some(reason::ATTACH_FAILED),
-                None if has(Library::GnuTls) => Some(reason::GNUTLS),
-                None if has(Library::Nss) => Some(reason::NSS),
-                None if self.is_go_with_tls(pid) => Some(reason::GO),
-                None => None,
-            };
-            if let Some(reason) = unseen {
+                .and_then(|s| s.parse::<u32>().ok());
+            if let Some(reason) = pid.and_then(|pid| self.look_at(pid, true)) {
                 *uninstrumented.entry(reason).or_default() += 1;
             }
         }
         self.status.lock().expect("TLS status").uninstrumented = uninstrumented;
         self.publish_libraries();
         true
+    }
+
+    /// Reads one process's maps and attaches the libssl files in them not seen before;
+    /// with `classify`, why its TLS goes unseen, if it does.
+    fn look_at(&mut self, pid: u32, classify: bool) -> Option<&'static str> {
+        if pid == std::process::id() {
+            return None;
+        }
+        // Gone since the listing, or a kernel thread (empty): nothing to see.
+        let maps = fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+        let libraries = tls_libraries(&maps);
+        let mut openssl = None;
+        for (library, mapped) in &libraries {
+            if *library == Library::OpenSsl {
+                let attached = self.openssl(pid, &mapped.path);
+                openssl = Some(openssl.unwrap_or(false) || attached);
+            }
+        }
+        if !classify || maps.is_empty() {
+            return None;
+        }
+        let has = |kind| libraries.iter().any(|(library, _)| *library == kind);
+        match openssl {
+            Some(true) => None,
+            Some(false) => Some(reason::ATTACH_FAILED),
+            None if has(Library::GnuTls) => Some(reason::GNUTLS),
+            None if has(Library::Nss) => Some(reason::NSS),
+            None if self.is_go_with_tls(pid) => Some(reason::GO),
+            None => None,
+        }
     }
 
     /// Whether the libssl that process `pid` maps at `path` (in its mount namespace) is
@@ -465,6 +573,32 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn an_exec_is_looked_at_twice_and_a_stop_ends_the_notices() {
+        let (notices, inbox) = mpsc::sync_channel(4);
+        announce_exec(&notices, 7);
+        announce_exec(&notices, 8);
+        let mut execs = Vec::new();
+        assert!(take_notices(&inbox, &mut execs));
+        let pids: Vec<u32> = execs.iter().map(|(_, pid)| *pid).collect();
+        assert_eq!(pids, [7, 7, 8, 8]);
+        let gap = execs[1].0 - execs[0].0;
+        assert_eq!(gap, LOOK_AFTER_EXEC[1] - LOOK_AFTER_EXEC[0]);
+        notices.send(Notice::Stop).unwrap();
+        assert!(!take_notices(&inbox, &mut execs));
+        // A full queue drops an exec notice rather than block the pipeline.
+        for pid in 0..10 {
+            announce_exec(&notices, pid);
+        }
+        drop(notices);
+        let mut execs = Vec::new();
+        assert!(
+            !take_notices(&inbox, &mut execs),
+            "disconnected ends it too"
+        );
+        assert_eq!(execs.len(), 2 * 4);
     }
 
     #[test]

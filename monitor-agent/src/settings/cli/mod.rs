@@ -367,8 +367,8 @@ pub struct Config {
 
     /// See HTTPS: uprobes on OpenSSL's SSL_read and SSL_write (1.1.1 and 3, and their _ex
     /// forms) in every libssl file the processes map, the host's and each container's own
-    /// copy, found in /proc/PID/maps every 2 s. The plaintext is framed like cleartext
-    /// HTTP, with url_scheme="https". Go's crypto/tls, GnuTLS and NSS are not seen: they are
+    /// copy, found in /proc/PID/maps after each exec and every 10 s. The plaintext is framed
+    /// like cleartext HTTP, with url_scheme="https". Go's crypto/tls, GnuTLS and NSS are not seen: they are
     /// counted in monitor_tls_uninstrumented_processes. Each SSL_read/SSL_write call then
     /// takes two breakpoint traps (docs/benchmarks.md: a saturated nginx over TLS served far
     /// fewer requests/s). false: no uprobes at all.

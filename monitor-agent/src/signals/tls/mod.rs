@@ -28,7 +28,7 @@ pub struct Tls {
 impl Tls {
     pub fn take(loaded: &Loaded) -> Self {
         Self {
-            status: loaded.tls.clone(),
+            status: loaded.tls.status.clone(),
         }
     }
 }

@@ -197,6 +197,20 @@ fn with_tls_probes_off_https_is_not_seen_and_not_mistaken_for_http() {
             .count(),
         0
     );
+    // The idle scan thread waits for its stop: it must not spin (a core per second).
+    std::thread::sleep(Duration::from_secs(3));
+    let scrape = agent.scrape();
+    let cpu = scrape.value("process_cpu_seconds_total", &[]).unwrap();
+    let alive = scrape.value("process_start_time_seconds", &[]).unwrap();
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        - alive;
+    assert!(
+        cpu < wall / 2.0,
+        "the agent used {cpu} s of CPU in {wall} s"
+    );
 }
 
 /// `python3 -c` that maps GnuTLS (and no libssl) and waits: a process whose TLS goes unseen.

@@ -317,11 +317,20 @@ impl Attacher {
     /// probe, goes with the thread). Without `scans` (the programs did not load) it only
     /// holds the object.
     fn run(&mut self, scans: bool, inbox: &mpsc::Receiver<Notice>) {
+        if !scans {
+            // Exec notices still come; only a stop (or the agent gone) matters.
+            while let Ok(notice) = inbox.recv() {
+                if matches!(notice, Notice::Stop) {
+                    return;
+                }
+            }
+            return;
+        }
         let mut execs: Vec<(Instant, u32)> = Vec::new();
         let mut next_scan = Instant::now();
         loop {
             let now = Instant::now();
-            if scans && now >= next_scan {
+            if now >= next_scan {
                 if !self.scan(inbox, &mut execs) {
                     return;
                 }
@@ -330,12 +339,10 @@ impl Attacher {
             let now = Instant::now();
             let (due, later): (Vec<_>, Vec<_>) = execs.drain(..).partition(|(at, _)| *at <= now);
             execs = later;
-            if scans {
-                for (_, pid) in due {
-                    self.look_at(pid, false);
-                }
-                self.publish_libraries();
+            for (_, pid) in due {
+                self.look_at(pid, false);
             }
+            self.publish_libraries();
             let wake = execs
                 .iter()
                 .map(|(at, _)| *at)

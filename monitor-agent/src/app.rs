@@ -124,9 +124,12 @@ pub async fn run(config: Config, web: WebConfig) -> anyhow::Result<()> {
     // The object goes to the TLS scan thread, which attaches uprobes to libraries as they
     // appear; it holds every probe attached until it stops.
     let probes::Loaded {
-        ebpf, probes, tls, ..
+        ebpf,
+        probes: probe_states,
+        tls,
+        ..
     } = loaded;
-    let framed = probes::frames_in_kernel(&probes);
+    let framed = probes::frames_in_kernel(&probe_states);
     let tls_scans = probes::tls::spawn(ebpf, config.tls.then_some(framed), tls)?;
 
     let mut tasks = tokio::task::JoinSet::new();
@@ -148,7 +151,7 @@ pub async fn run(config: Config, web: WebConfig) -> anyhow::Result<()> {
     };
     let endpoints = Arc::new(Endpoints {
         source: Box::new(snapshots),
-        probes,
+        probes: probe_states,
         metrics_path: config.web_telemetry_path.clone(),
         export,
     });

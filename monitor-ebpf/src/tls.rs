@@ -6,10 +6,10 @@
 //!
 //! Which socket: a call's entry notes the thread in `TLS_CALLS`; the socket I/O probes,
 //! which see the read/write the library makes inside the call, write the socket there
-//! (`note_socket`). A call that makes none (a read served from the library's buffer) finds
-//! the socket its `SSL *` last used, in `TLS_SOCKS`, which the handshake (`SSL_do_handshake`)
-//! fills first. A call on a memory BIO (no socket
-//! ever, e.g. Python's asyncio) is counted (`Counter::TlsNoSocket`) and not framed.
+//! (`note_socket`), and do not frame those bytes as the socket's own. A call that makes none
+//! (a read served from the library's buffer) finds the socket its `SSL *` last used, in
+//! `TLS_SOCKS`, which the handshake (`SSL_do_handshake`) fills first. A call on a memory BIO
+//! (no socket ever, e.g. Python's asyncio) is counted (`Counter::TlsNoSocket`), not framed.
 use aya_ebpf::{
     Global,
     bindings::BPF_ANY,

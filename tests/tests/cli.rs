@@ -137,8 +137,8 @@ fn sigterm_and_sigint_exit_cleanly_and_detach() {
         let ours = programs_held_by(agent.pid());
         assert_eq!(
             ours.len(),
-            monitor_agent::probes::PROBES.len(),
-            "every probe while running"
+            monitor_agent::probes::PROBES.len() + monitor_agent::probes::tls::LOADED_PROGRAMS,
+            "every probe, and the TLS uprobes, while running"
         );
         let (status, log) = agent.stop_with(signal);
         assert!(status.success(), "signal {signal}: {status}\n{log}");

@@ -235,16 +235,10 @@ pub fn spawn(mut ebpf: Ebpf, framed: Option<bool>, link: TlsLink) -> anyhow::Res
             info!("TLS: --probes.tls=false: HTTPS goes unseen");
             Err(anyhow::anyhow!("off"))
         }
-        Some(_) => [
-            program::SSL_CALL,
-            program::SSL_CALL_EX,
-            program::SSL_HANDSHAKE_RET,
-            returns.0,
-            returns.1,
-        ]
-        .into_iter()
-        .try_for_each(|name| load(&mut ebpf, name).with_context(|| format!("program {name}")))
-        .inspect_err(|err| warn!("TLS: {err:#}; HTTPS goes unseen")),
+        Some(_) => loaded_programs(returns)
+            .into_iter()
+            .try_for_each(|name| load(&mut ebpf, name).with_context(|| format!("program {name}")))
+            .inspect_err(|err| warn!("TLS: {err:#}; HTTPS goes unseen")),
     };
     link.status.lock().expect("TLS status").enabled = loaded.is_ok();
     let TlsLink {
@@ -301,6 +295,21 @@ fn note(notice: Notice, execs: &mut Vec<(Instant, u32)>) -> bool {
         }
     }
 }
+
+/// The programs loaded when the uprobes may run: the entries, the handshake's return, and
+/// the read and write returns of one kind (`returns`).
+fn loaded_programs(returns: (&'static str, &'static str)) -> [&'static str; LOADED_PROGRAMS] {
+    [
+        program::SSL_CALL,
+        program::SSL_CALL_EX,
+        program::SSL_HANDSHAKE_RET,
+        returns.0,
+        returns.1,
+    ]
+}
+
+/// How many programs the agent holds for TLS, besides `PROBES`' (unless `--probes.tls=false`).
+pub const LOADED_PROGRAMS: usize = 5;
 
 fn load(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<()> {
     let program: &mut UProbe = ebpf

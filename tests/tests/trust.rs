@@ -10,6 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use monitor_common::program;
 use tests::{Agent, agent_bin, eventually, free_port, ground_truth, http_get, unique_comm};
 
 const FLOOD: &str = env!("CARGO_BIN_EXE_fork-flood");
@@ -344,6 +345,12 @@ fn expected_objects(agent: &Agent) -> (BTreeSet<String>, BTreeSet<String>) {
     // The socket I/O probes are named after their copying programs; where requests are
     // framed in the kernel, the framing programs stand in for them.
     let framed = scrape.value("monitor_requests_framed_in_kernel", &[]) == Some(1.0);
+    // And the TLS uprobes' programs, loaded by default (attached per library file).
+    let tls = if framed {
+        [program::SSL_READ_RET_FRAMED, program::SSL_WRITE_RET_FRAMED]
+    } else {
+        [program::SSL_READ_RET, program::SSL_WRITE_RET]
+    };
     let programs = scrape
         .matching("monitor_probe_attached", &[])
         .filter(|sample| sample.value == 1.0)
@@ -355,6 +362,16 @@ fn expected_objects(agent: &Agent) -> (BTreeSet<String>, BTreeSet<String>) {
                 kernel_name(probe)
             }
         })
+        .chain(
+            [
+                program::SSL_CALL,
+                program::SSL_CALL_EX,
+                program::SSL_HANDSHAKE_RET,
+            ]
+            .into_iter()
+            .chain(tls)
+            .map(kernel_name),
+        )
         .collect();
     let maps = monitor_common::map::ALL
         .iter()

@@ -23,8 +23,39 @@ fn count(agent: &Agent, comm: &str, operation: &str) -> Option<f64> {
     )
 }
 
+/// Writes the machine's dirty pages back and waits (up to 60 s) until none are in flight:
+/// a device busy with writeback (a fresh build's gigabytes, in CI) queues the test's requests
+/// and the kernel's block workers issue them, under their own names, not the writer's.
+fn settle_writeback() {
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+    let in_flight = || {
+        std::fs::read_to_string("/proc/meminfo")
+            .unwrap()
+            .lines()
+            .find_map(|line| line.strip_prefix("Writeback:"))
+            .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    eventually(Duration::from_secs(60), "writeback to settle", || {
+        (in_flight() == 0).then_some(())
+    });
+}
+
+/// Every block series the agent reports, for a failure's message.
+fn block_series(agent: &Agent) -> String {
+    agent
+        .scrape()
+        .text
+        .lines()
+        .filter(|line| line.starts_with("monitor_block_io_duration_seconds_count"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 #[test]
 fn direct_writes_are_one_write_operation_each_under_the_writer() {
+    settle_writeback();
     let agent = Agent::start(&[]);
     // On the disk under the test's temporary directory; written and synced first, so the
     // direct writes overwrite allocated blocks and need no metadata (a journal write would
@@ -48,8 +79,16 @@ fn direct_writes_are_one_write_operation_each_under_the_writer() {
         .read_line(&mut line)
         .unwrap();
     assert_eq!(line, "written\n");
-    let writes = eventually(Duration::from_secs(10), "the direct writes", || {
-        count(&agent, &comm, "write").filter(|&writes| writes >= WRITES as f64)
+    let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        eventually(Duration::from_secs(10), "the direct writes", || {
+            count(&agent, &comm, "write").filter(|&writes| writes >= WRITES as f64)
+        })
+    }));
+    let writes = waited.unwrap_or_else(|_| {
+        panic!(
+            "{WRITES} direct writes of {comm} not all counted; the block series:\n{}",
+            block_series(&agent)
+        )
     });
     // Nothing comes late: exactly one request per write.
     std::thread::sleep(Duration::from_secs(1));

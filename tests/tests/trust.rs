@@ -219,9 +219,26 @@ fn full_kernel_maps_count_refusals_and_the_agent_keeps_working() {
     // Its key goes in when a sweep (every 500 ms) has emptied the map and it calls before
     // others fill the 8 places: a race it wins within seconds, unless the machine is busy
     // with processes the agent has not named (and excluded) yet.
-    eventually(Duration::from_secs(30), "the ticker's series", || {
-        getppid(&agent.scrape())
-    });
+    let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        eventually(Duration::from_secs(30), "the ticker's series", || {
+            getppid(&agent.scrape())
+        })
+    }));
+    if waited.is_err() {
+        // What holds the map's places: every syscall series and the map's own figures.
+        let text = agent.scrape().text;
+        let held: Vec<&str> = text
+            .lines()
+            .filter(|line| {
+                line.starts_with("monitor_syscalls_total") || line.contains("map=\"SYSCALL_STATS\"")
+            })
+            .collect();
+        panic!(
+            "no getppid series for {} in 30 s; the agent shows:\n{}",
+            ticker.comm,
+            held.join("\n")
+        );
+    }
     // The workload alone needs more than 8 (process, syscall) keys and 2 error keys.
     tests::run_as(
         format!("{prefix}w"),

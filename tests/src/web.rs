@@ -100,8 +100,13 @@ pub fn curl_as(comm: &str, urls: &[String]) -> Vec<u16> {
         }
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
     });
+    status_codes("curl", child)
+}
+
+/// The status codes a client that prints one per line saw, once it ended (successfully).
+pub fn status_codes(client: &str, child: std::process::Child) -> Vec<u16> {
     let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "curl failed: {output:?}");
+    assert!(output.status.success(), "{client} failed: {output:?}");
     String::from_utf8(output.stdout)
         .unwrap()
         .lines()

@@ -41,13 +41,7 @@ fn python_client(comm: &str, port: u16, paths: &[&str]) -> Vec<u16> {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
     });
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "python client failed: {output:?}");
-    String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(|code| code.parse().unwrap())
-        .collect()
+    web::status_codes("python client", child)
 }
 
 fn served<'a>(comm: &'a str, status: &'a str, route: &'a str) -> Vec<(&'a str, &'a str)> {

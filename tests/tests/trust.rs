@@ -201,13 +201,22 @@ fn full_kernel_maps_count_refusals_and_the_agent_keeps_working() {
             "{map}: {shown}"
         );
     }
-    // A process that keeps calling getppid, its key in the map before the map fills.
+    // A process that keeps calling getppid, its key in the map before the map fills. Python's
+    // start-up alone makes more than 8 distinct syscalls, and a live process keeps its keys:
+    // so the interpreter forks and exits, and its child, which only loops on getppid and
+    // poll, takes places the sweeps free once the parent has finished. The child leaves when
+    // the test drops its stdout (poll reports POLLERR on the pipe's write end).
     let ticker = tests::spawn_as(
         &format!("{prefix}t"),
         &tests::python3(),
         &[
             "-c".to_owned(),
-            "import os, sys, time\nprint('ready', flush=True)\nwhile True:\n    os.getppid()\n    time.sleep(0.01)\n".to_owned(),
+            "import os, select\n\
+             if os.fork():\n    os._exit(0)\n\
+             hangup = select.poll()\nhangup.register(1, 0)\n\
+             print('ready', flush=True)\n\
+             while True:\n    os.getppid()\n    if hangup.poll(10):\n        os._exit(0)\n"
+                .to_owned(),
         ],
     );
     let getppid = |scrape: &tests::Scrape| {
@@ -216,9 +225,9 @@ fn full_kernel_maps_count_refusals_and_the_agent_keeps_working() {
             &[("comm", ticker.comm.as_str()), ("syscall", "getppid")],
         )
     };
-    // Its key goes in when a sweep (every 500 ms) has emptied the map and it calls before
-    // others fill the 8 places: a race it wins within seconds, unless the machine is busy
-    // with processes the agent has not named (and excluded) yet.
+    // Its key goes in when a sweep (every 500 ms) has freed the parent's places and it calls
+    // before others fill them: a race it wins within seconds, unless the machine is busy with
+    // processes the agent has not named (and excluded) yet.
     let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         eventually(Duration::from_secs(30), "the ticker's series", || {
             getppid(&agent.scrape())

@@ -1,10 +1,10 @@
 use which::which;
 
 fn main() {
-    // Global BPF functions (`framing.rs`, `dns.rs`, `database.rs`): exported, so they keep global linkage and the
+    // Global BPF functions (`framing.rs`, `dns.rs`, `copied.rs`): exported, so they keep global linkage and the
     // verifier checks each once instead of at every call.
     println!(
-        "cargo:rustc-link-arg=--export=mon_frame_turn,mon_frame_byte,mon_dns_message,mon_db_capture"
+        "cargo:rustc-link-arg=--export=mon_frame_turn,mon_frame_byte,mon_dns_message,mon_copy,mon_copy_piece,mon_judge"
     );
     // Cargo does not notice a new `bpf-linker`; relinking with the old one would hide a fix.
     if let Ok(linker) = which("bpf-linker") {

@@ -92,6 +92,7 @@ pub mod map {
     pub const DNS_EVENTS: &str = "DNS_EVENTS";
     pub const DB_SCRATCH: &str = "DB_SCRATCH";
     pub const DB_EVENTS: &str = "DB_EVENTS";
+    pub const HTTP2_EVENTS: &str = "HTTP2_EVENTS";
     pub const SCHED_CPU: &str = "SCHED_CPU";
     pub const RUNQ_LATENCY: &str = "RUNQ_LATENCY";
     pub const CPU_TIME: &str = "CPU_TIME";
@@ -102,7 +103,7 @@ pub mod map {
     pub const TLS_SOCKS: &str = "TLS_SOCKS";
 
     /// Every map of the object, for tools that look for leftovers.
-    pub const ALL: [&str; 28] = [
+    pub const ALL: [&str; 29] = [
         THREAD_START,
         PROCESS_STATE,
         EXCLUDED,
@@ -123,6 +124,7 @@ pub mod map {
         DNS_EVENTS,
         DB_SCRATCH,
         DB_EVENTS,
+        HTTP2_EVENTS,
         SCHED_CPU,
         RUNQ_LATENCY,
         CPU_TIME,
@@ -183,6 +185,10 @@ pub mod global {
     /// 1 when the reads/writes of database connections are copied to the agent
     /// (`--probes.databases`), 0 when such connections are ignored like any other.
     pub const DATABASES: &str = "DATABASES";
+
+    /// 1 when the reads/writes of HTTP/2 connections are copied to the agent
+    /// (`--probes.http2`), which frames them and decodes their headers (HPACK).
+    pub const HTTP2: &str = "HTTP2";
 
     /// 1 when the TLS uprobes may run (`--probes.tls`): only then do the socket I/O probes
     /// look for a TLS call in progress on the thread.
@@ -249,6 +255,9 @@ pub mod capacity {
     /// Bytes of the database ring buffer: records are as long as what they carry, so about
     /// 40 000 small commands or replies (or 1 000 of the longest) in flight.
     pub const DB_EVENTS_BYTES: u32 = 4 * 1024 * 1024;
+    /// Bytes of the HTTP/2 ring buffer, whose records are `DB_EVENTS`' (up to `DB_CAPTURE`
+    /// bytes of a read/write): about 20 000 small frames' reads/writes in flight.
+    pub const HTTP2_EVENTS_BYTES: u32 = 2 * 1024 * 1024;
     /// Process incarnations with run-queue waits or CPU time between sweeps.
     pub const RUNQ_LATENCY: u32 = 4_096;
     pub const CPU_TIME: u32 = 4_096;
@@ -333,10 +342,18 @@ pub enum Counter {
     /// TLS reads/writes with no socket to tie them to (a memory BIO, or an `SSL *` whose
     /// socket was forgotten and that made no socket call this time): not framed.
     TlsNoSocket = 28,
+    /// HTTP/2 reads/writes the probes tried to write to `HTTP2_EVENTS` (read + dropped).
+    Http2EventsProduced = 29,
+    /// HTTP/2 reads/writes lost because `HTTP2_EVENTS` had no room.
+    Http2EventsDropped = 30,
+    /// Connections first seen in the middle of HTTP/2 (opened before the agent, or before
+    /// their socket was judged): without the start, the header tables cannot be followed,
+    /// so they are ignored and counted here.
+    Http2Unparseable = 31,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 29] = [
+    pub const ALL: [Counter; 32] = [
         Counter::ProcessEventsProduced,
         Counter::ProcessEventsDropped,
         Counter::SyscallStatsFull,
@@ -366,6 +383,9 @@ impl Counter {
         Counter::DbEventsProduced,
         Counter::DbEventsDropped,
         Counter::TlsNoSocket,
+        Counter::Http2EventsProduced,
+        Counter::Http2EventsDropped,
+        Counter::Http2Unparseable,
     ];
     pub const LEN: u32 = Self::ALL.len() as u32;
 }

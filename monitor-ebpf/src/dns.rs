@@ -61,7 +61,7 @@ impl Buffer {
     /// The buffer of a read/write/send/recv call, from its registers.
     #[inline(always)]
     fn of_call(regs: &SyscallRegs) -> Option<Self> {
-        let (address, size) = payload::user_buffer(regs)?;
+        let payload::UserBuffer { address, size, .. } = payload::user_buffer(regs)?;
         let name = match regs.nr() {
             NR_SENDTO => regs.arg4(),
             NR_SENDMSG => read_user(regs.arg1())?,

@@ -22,12 +22,12 @@ use monitor_framing::{
 };
 
 use crate::{
-    database,
+    copied,
     maps::{
         FRAME_SCRATCH, FrameScratch, HTTP_CONNS, HttpConn, PAYLOAD_SOCKS, REQUEST_EVENTS, Scratch,
         batched_wakeup, bump,
     },
-    payload,
+    payload::{self, UserBuffer},
     sock::{local_port, now_ns, remote},
 };
 
@@ -36,6 +36,10 @@ const _: () = assert!(monitor_framing::TEXT_CAP == REQUEST_TEXT);
 /// `global::DATABASES`: whether database connections are copied (set at load).
 #[unsafe(no_mangle)]
 static DATABASES: Global<u32> = Global::new(0);
+
+/// `global::HTTP2`: whether HTTP/2 connections are copied (set at load).
+#[unsafe(no_mangle)]
+static HTTP2: Global<u32> = Global::new(0);
 
 /// About 500 requests per wakeup of the agent.
 const WAKEUP_BATCH_BYTES: u64 = 64 * 1024;
@@ -253,6 +257,42 @@ pub extern "C" fn mon_frame_byte(_index: u64) -> i64 {
     0
 }
 
+/// The verdict on a socket from the first bytes of a read/write (`loaded` of them, in this
+/// CPU's `FRAME_SCRATCH` window), given its verdict so far: `verdict::HTTP` to frame it from
+/// this read/write, else the socket's next verdict. A global BPF function, checked once on
+/// its own: inside the framing programs, its branches took the 6.18 verifier past its limit.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn mon_judge(judged: u64, loaded: u64) -> i64 {
+    let Some(scratch) = FRAME_SCRATCH.get_ptr(0) else {
+        return i64::from(verdict::IGNORE);
+    };
+    // SAFETY: this CPU's scratch value, whose window the caller just filled.
+    let window = unsafe { &(*scratch).window };
+    let (judged, loaded) = (judged as u32, loaded as u32);
+    let http2 = HTTP2.load() != 0;
+    let next = if http2 && monitor_framing::starts_http2(window, loaded) {
+        verdict::HTTP2
+    } else if judged >= verdict::UPGRADED {
+        // Only HTTP/2's preface is looked for after an upgrade, twice at most.
+        if judged == verdict::UPGRADED {
+            verdict::UPGRADED + 1
+        } else {
+            verdict::IGNORE
+        }
+    } else if monitor_framing::starts_request(window, loaded) {
+        verdict::HTTP
+    } else if DATABASES.load() != 0 && monitor_framing::starts_database(window, loaded) {
+        verdict::DATABASE
+    } else if http2 && judged == 0 && monitor_framing::looks_like_http2_frame(window, loaded) {
+        bump(Counter::Http2Unparseable);
+        verdict::IGNORE
+    } else {
+        verdict::after_miss(judged)
+    };
+    i64::from(next)
+}
+
 /// Frames one socket read or write of `length` bytes, unless the socket was judged not to
 /// carry HTTP. `buffer` finds the caller's buffer (address, size); it is asked only for
 /// sockets still being framed or judged.
@@ -263,22 +303,31 @@ pub fn frame(
     family: u16,
     length: u32,
     direction: u32,
-    buffer: impl FnOnce() -> Option<(u64, u64)>,
+    buffer: impl FnOnce() -> Option<UserBuffer>,
 ) {
     // SAFETY: a copy is taken at once; a concurrent update only makes it stale.
     let mut judged = unsafe { PAYLOAD_SOCKS.get(sk) }.copied().unwrap_or(0);
     if judged == verdict::IGNORE {
         return;
     }
-    let Some((address, size)) = buffer() else {
-        if judged == verdict::HTTP {
+    let who = (sk, owner);
+    let Some(user) = buffer() else {
+        if judged == verdict::HTTP || judged == verdict::HTTP2 {
             bump(Counter::PayloadUnreadable);
+        }
+        if judged == verdict::HTTP2 {
+            // Bytes moved with no buffer to read (`sendfile`): counted, so that the agent
+            // skips them instead of taking what follows for them.
+            let nothing = UserBuffer::plain(0, 0);
+            copied::capture(true, false, who, (family, direction), length, &nothing);
         }
         return;
     };
+    let (address, size) = (user.address, user.size);
     let readable = size.min(u64::from(length)) as u32;
-    if judged == verdict::DATABASE {
-        database::capture(sk, owner, family, direction, (length, readable), address);
+    if judged == verdict::DATABASE || judged == verdict::HTTP2 {
+        let http2 = judged == verdict::HTTP2;
+        copied::capture(http2, false, who, (family, direction), length, &user);
         return;
     }
     let Some(mut wire) = KernelWire::here() else {
@@ -327,13 +376,13 @@ pub fn frame(
             if want > 0 {
                 loaded = wire.read(0, want, window);
             }
-            if !monitor_framing::starts_request(window, loaded) {
-                if DATABASES.load() != 0 && monitor_framing::starts_database(window, loaded) {
-                    let _ = PAYLOAD_SOCKS.insert(sk, verdict::DATABASE, BPF_ANY.into());
-                    database::capture(sk, owner, family, direction, (length, readable), address);
-                    return;
+            let next = mon_judge(u64::from(judged), u64::from(loaded)) as u32;
+            if next != verdict::HTTP {
+                let _ = PAYLOAD_SOCKS.insert(sk, next, BPF_ANY.into());
+                if next == verdict::DATABASE || next == verdict::HTTP2 {
+                    let http2 = next == verdict::HTTP2;
+                    copied::capture(http2, true, who, (family, direction), length, &user);
                 }
-                let _ = PAYLOAD_SOCKS.insert(sk, verdict::after_miss(judged), BPF_ANY.into());
                 return;
             }
             // SAFETY: as above; `blank` is never written, so all zeroes.
@@ -348,7 +397,13 @@ pub fn frame(
     // SAFETY: a plain read of this CPU's scratch value.
     let io = unsafe { core::ptr::read_volatile(&wire.state().io) };
     if work.conn.feed(&io, window, &mut wire) == Outcome::Done {
-        let _ = PAYLOAD_SOCKS.insert(sk, verdict::IGNORE, BPF_ANY.into());
+        // An upgrade may be to HTTP/2 (`h2c`): its preface comes next.
+        let next = if HTTP2.load() != 0 {
+            verdict::UPGRADED
+        } else {
+            verdict::IGNORE
+        };
+        let _ = PAYLOAD_SOCKS.insert(sk, next, BPF_ANY.into());
         if stored.is_some() {
             let _ = HTTP_CONNS.remove(sk);
         }

@@ -2,9 +2,13 @@
 //! `monitor-common`. Built for `bpfel-unknown-none` by `monitor-agent/build.rs`.
 #![no_std]
 #![no_main]
+// `#[inline(always)]` on closures: one left out of line becomes a BPF function whose
+// environment rustc describes in BTF with a member wider than the struct, and the kernel
+// then refuses the object's BTF (and with it the global functions the framing needs).
+#![feature(stmt_expr_attributes)]
 
 mod block;
-mod database;
+mod copied;
 mod dns;
 mod framing;
 mod maps;

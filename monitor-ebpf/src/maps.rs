@@ -189,6 +189,11 @@ pub static DB_SCRATCH: PerCpuArray<DbEvent> = PerCpuArray::with_max_entries(1, 0
 #[map]
 pub static DB_EVENTS: RingBuf = RingBuf::with_byte_size(capacity::DB_EVENTS_BYTES, 0);
 
+/// One record per read/write of an HTTP/2 connection, cleartext or a TLS library's
+/// plaintext (`DbEvent`'s head and bytes, copied by `database` too).
+#[map]
+pub static HTTP2_EVENTS: RingBuf = RingBuf::with_byte_size(capacity::HTTP2_EVENTS_BYTES, 0);
+
 /// Per CPU: the task on it since when, and how long it waited first (`SchedCpu`).
 #[map]
 pub static SCHED_CPU: PerCpuArray<SchedCpu> = PerCpuArray::with_max_entries(1, 0);

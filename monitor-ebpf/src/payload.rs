@@ -137,16 +137,50 @@ pub fn current_regs_at() -> u64 {
     unsafe { bpf_probe_read_kernel(core::ptr::from_ref(&regs).cast::<u64>()) }.unwrap_or(0)
 }
 
-/// The user buffer of a syscall and its size, from its arguments.
+/// A syscall's user buffer: its first (or only) piece, and for a vectored call (`readv`,
+/// `writev`, `sendmsg`, `recvmsg`) its `struct iovec` array and their count, 0 otherwise.
+#[derive(Clone, Copy)]
+pub struct UserBuffer {
+    pub address: u64,
+    pub size: u64,
+    pub iov: u64,
+    pub iov_count: u64,
+}
+
+impl UserBuffer {
+    pub fn plain(address: u64, size: u64) -> Self {
+        Self {
+            address,
+            size,
+            iov: 0,
+            iov_count: 0,
+        }
+    }
+}
+
+/// `struct user_msghdr`: `msg_iovlen` follows `msg_iov` (UAPI, stable).
+const MSGHDR_IOVLEN: u64 = 24;
+
+/// The user buffer of a syscall, from its arguments.
 #[inline(always)]
-pub fn user_buffer(regs: &SyscallRegs) -> Option<(u64, u64)> {
-    let iovec = |address: u64| -> Option<(u64, u64)> {
-        Some((read_user(address)?, read_user(address + 8)?))
+pub fn user_buffer(regs: &SyscallRegs) -> Option<UserBuffer> {
+    let vector = |iov: u64, iov_count: u64| -> Option<UserBuffer> {
+        Some(UserBuffer {
+            address: read_user(iov)?,
+            size: read_user(iov + 8)?,
+            iov,
+            iov_count,
+        })
     };
     match regs.nr() {
-        NR_READ | NR_WRITE | NR_SENDTO | NR_RECVFROM => Some((regs.arg1(), regs.arg2())),
-        NR_READV | NR_WRITEV => iovec(regs.arg1()),
-        NR_SENDMSG | NR_RECVMSG => iovec(read_user(regs.arg1() + MSGHDR_IOV)?),
+        NR_READ | NR_WRITE | NR_SENDTO | NR_RECVFROM => {
+            Some(UserBuffer::plain(regs.arg1(), regs.arg2()))
+        }
+        NR_READV | NR_WRITEV => vector(regs.arg1(), regs.arg2()),
+        NR_SENDMSG | NR_RECVMSG => vector(
+            read_user(regs.arg1() + MSGHDR_IOV)?,
+            read_user(regs.arg1() + MSGHDR_IOVLEN)?,
+        ),
         _ => None, // sendfile, splice, io_uring, sendmmsg: no single user buffer
     }
 }
@@ -234,14 +268,19 @@ pub fn capture(
     family: u16,
     length: u32,
     direction: u32,
-    buffer: impl FnOnce() -> Option<(u64, u64)>,
+    buffer: impl FnOnce() -> Option<UserBuffer>,
 ) {
     // SAFETY: a copy is taken at once; a concurrent update only makes it stale.
     let verdict = unsafe { PAYLOAD_SOCKS.get(sk) }.copied().unwrap_or(0);
     if verdict == IGNORE {
         return;
     }
-    let Some((buffer, size)) = buffer() else {
+    let Some(UserBuffer {
+        address: buffer,
+        size,
+        ..
+    }) = buffer()
+    else {
         if verdict == CAPTURE || verdict == CONNECTING {
             bump(Counter::PayloadUnreadable);
         }

@@ -178,7 +178,8 @@ fn on_socket_io<const FRAMED: bool>(
         dns::observe(sk, owner, family, true, length, direction, regs_at);
         return;
     }
-    let buffer = || regs().and_then(|regs| payload::user_buffer(&regs));
+    let buffer = #[inline(always)]
+    || regs().and_then(|regs| payload::user_buffer(&regs));
     if FRAMED {
         framing::frame(sk, owner, family, length, direction, buffer);
     } else {

@@ -186,7 +186,7 @@ fn leave<const FRAMED: bool>(ctx: &RetProbeContext, direction: u32) -> u32 {
         return 0;
     };
     let length = u32::try_from(length).unwrap_or(u32::MAX);
-    let buffer = || Some((call.buffer, u64::from(length)));
+    let buffer = || Some(payload::UserBuffer::plain(call.buffer, u64::from(length)));
     if FRAMED {
         framing::frame(sk | TLS_TAG, owner, family, length, direction, buffer);
     } else {

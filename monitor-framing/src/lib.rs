@@ -409,6 +409,60 @@ pub fn starts_database(window: &[u8; WINDOW], len: u32) -> bool {
     resp || startup || message
 }
 
+/// The client's connection preface of HTTP/2 (RFC 9113 §3.4), as far as a read/write's
+/// first bytes tell: `PRI * HTTP/2.0\r\n`. Looked at before [`starts_request`], which would
+/// take `PRI *` for an HTTP/1.x request line. Prior knowledge (cleartext `h2c`), ALPN `h2`
+/// inside TLS and the preface after an `h2c` upgrade all start so.
+pub fn starts_http2(window: &[u8; WINDOW], len: u32) -> bool {
+    const PREFACE: [u8; 16] = *b"PRI * HTTP/2.0\r\n";
+    if len < PREFACE.len() as u32 {
+        return false;
+    }
+    let mut i = 0;
+    while i < PREFACE.len() {
+        if window[i] != PREFACE[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Whether a read/write that starts no request looks like it starts in the middle of an
+/// HTTP/2 connection: a frame header (RFC 9113 §4.1) of a type, length, flags and stream
+/// that go together. A connection first seen so cannot be followed (its header tables
+/// started before), only counted. Strict, as a false match only costs a count.
+pub fn looks_like_http2_frame(window: &[u8; WINDOW], len: u32) -> bool {
+    if len < 9 {
+        return false;
+    }
+    let b = [
+        window[0], window[1], window[2], window[3], window[4], window[5], window[6], window[7],
+        window[8],
+    ];
+    let length = u32::from_be_bytes([0, b[0], b[1], b[2]]);
+    let (kind, flags) = (b[3], b[4]);
+    let stream = u32::from_be_bytes([b[5], b[6], b[7], b[8]]);
+    if length > 16_384 || stream & 0x8000_0000 != 0 {
+        return false;
+    }
+    match kind {
+        // DATA, HEADERS: on a stream, with only their defined flags.
+        0 => stream != 0 && flags & !0x09 == 0,
+        1 => stream != 0 && flags & !0x2d == 0 && length > 0,
+        // RST_STREAM, WINDOW_UPDATE: four bytes.
+        3 => stream != 0 && flags == 0 && length == 4,
+        8 => flags == 0 && length == 4,
+        // An acknowledged SETTINGS, PING, GOAWAY: on stream 0. Not a SETTINGS that is not an
+        // acknowledgement: a server may send its own (its preface) before it reads the
+        // client's, the start of a connection that can be followed.
+        4 => stream == 0 && flags == 1 && length == 0,
+        6 => stream == 0 && flags & !0x01 == 0 && length == 8,
+        7 => stream == 0 && flags == 0 && length >= 8,
+        _ => false,
+    }
+}
+
 /// PostgreSQL's startup codes (protocol 3.0, and the two encryption requests).
 const PG_PROTOCOL_3: u32 = 0x0003_0000;
 const PG_SSL_REQUEST: u32 = 80_877_103;
@@ -468,6 +522,11 @@ pub mod verdict {
     /// A database's wire protocol ([`starts_database`](super::starts_database)): its reads
     /// and writes are copied to the agent, which frames them.
     pub const DATABASE: u32 = 150;
+    /// HTTP/2 ([`starts_http2`](super::starts_http2)): copied to the agent like a database.
+    pub const HTTP2: u32 = 160;
+    /// After an upgrade (`101`): the next reads/writes are looked at for HTTP/2's preface
+    /// only, `UPGRADED + 1` for the second, then the socket is ignored.
+    pub const UPGRADED: u32 = 170;
     pub const IGNORE: u32 = 200;
 
     /// The verdict after a read/write that started no request.

@@ -46,7 +46,7 @@ use std::{collections::VecDeque, fmt};
 pub(crate) mod exchange;
 pub mod kernel;
 
-pub use exchange::{HttpExchange, Method, split_host_port};
+pub use exchange::{HttpExchange, HttpVersion, Method, split_host_port};
 
 use crate::{
     chunk::{Chunk, Direction, Role},
@@ -273,6 +273,7 @@ impl Pairing {
                 route: request.route,
                 duration_ns: now_ns.saturating_sub(request.start_ns),
                 host: request.host,
+                version: HttpVersion::Http1,
             }));
         }
     }

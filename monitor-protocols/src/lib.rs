@@ -53,6 +53,7 @@
 mod chunk;
 pub mod dns;
 pub mod http;
+pub mod http2;
 pub mod postgres;
 mod protocol;
 pub mod redis;
@@ -61,14 +62,20 @@ pub mod route;
 mod test_io;
 
 pub use chunk::{Chunk, Direction, Role};
-pub use http::{HttpExchange, Method};
+pub use http::{HttpExchange, HttpVersion, Method};
+pub use http2::exchange::{GrpcExchange, GrpcStatus};
 pub use postgres::PostgresExchange;
 pub use protocol::{Detection, Exchange, ParserStatus, Protocol, ProtocolParser};
 pub use redis::RedisExchange;
 pub use route::normalize_route;
 
 /// Every protocol this crate can recognise, in detection order.
-pub static PROTOCOLS: &[&dyn Protocol] = &[&http::Http1, &redis::Redis, &postgres::Postgres];
+pub static PROTOCOLS: &[&dyn Protocol] = &[
+    &http2::Http2,
+    &http::Http1,
+    &redis::Redis,
+    &postgres::Postgres,
+];
 
 /// Bound on the bytes a [`Connection`] keeps between chunks, for any input.
 pub const MAX_BUFFERED_BYTES: usize = 16 * 1024;

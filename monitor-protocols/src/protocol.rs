@@ -3,8 +3,8 @@
 //! types (which [`Exchange`] holds) and their parsers (which implement [`ProtocolParser`]):
 //! a protocol imports the contract, not the crate root that registers the protocol.
 use crate::{
-    chunk::Chunk, http::exchange::HttpExchange, postgres::exchange::PostgresExchange,
-    redis::exchange::RedisExchange,
+    chunk::Chunk, http::exchange::HttpExchange, http2::exchange::GrpcExchange,
+    postgres::exchange::PostgresExchange, redis::exchange::RedisExchange,
 };
 
 /// A detector's verdict on the start of a connection.
@@ -22,6 +22,7 @@ pub enum Detection {
 #[non_exhaustive]
 pub enum Exchange {
     Http(HttpExchange),
+    Grpc(GrpcExchange),
     Postgres(PostgresExchange),
     Redis(RedisExchange),
 }

@@ -595,6 +595,19 @@ pub fn python3() -> PathBuf {
     std::fs::canonicalize("/usr/bin/python3").expect("/usr/bin/python3 (Debian package python3)")
 }
 
+/// The `python3` on PATH, where `cargo xtask setup` installs the PyPI packages the tests
+/// import (`grpcio`), as the binary itself: a wrapper script (pyenv's shim) would exec it
+/// under another name than the test's `comm`.
+pub fn pip_python3() -> PathBuf {
+    let output = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .expect("python3 on PATH (cargo xtask setup)");
+    assert!(output.status.success(), "{output:?}");
+    let path = String::from_utf8(output.stdout).unwrap();
+    std::fs::canonicalize(path.trim()).unwrap()
+}
+
 /// Listens on a port of 127.0.0.1 with a backlog of 1 and never accepts, until killed; prints
 /// `ready PORT` once listening.
 pub const PYTHON_NEVER_ACCEPTS: &str = r#"

@@ -13,6 +13,12 @@ pub type Running = (Server, TempDir);
 /// nginx's configuration: one worker, `/ok` answered 200, anything else 404, everything it
 /// writes under `root`; with `tls`, the listener speaks TLS with `root`/cert.pem and key.pem.
 pub fn nginx_config(root: &str, port: u16, tls: bool) -> String {
+    nginx_config_with(root, port, tls, false)
+}
+
+/// `nginx_config`, HTTP/2 only with `http2` (cleartext: prior knowledge; TLS: ALPN `h2`).
+pub fn nginx_config_with(root: &str, port: u16, tls: bool, http2: bool) -> String {
+    let http2 = if http2 { " http2" } else { "" };
     let (ssl, certificates) = if tls {
         (
             " ssl",
@@ -29,7 +35,7 @@ pub fn nginx_config(root: &str, port: u16, tls: bool) -> String {
          http {{\n  access_log off;\n  client_body_temp_path {root}/body;\n\
          proxy_temp_path {root}/proxy;\n  fastcgi_temp_path {root}/fastcgi;\n\
          uwsgi_temp_path {root}/uwsgi;\n  scgi_temp_path {root}/scgi;\n  keepalive_requests 1000;\n\
-         server {{\n    listen 127.0.0.1:{port}{ssl};\n{certificates}\
+         server {{\n    listen 127.0.0.1:{port}{ssl}{http2};\n{certificates}\
          location = /ok {{ return 200 \"ok\\n\"; }}\n\
          location / {{ return 404; }}\n  }}\n}}\n"
     )
@@ -54,6 +60,11 @@ pub fn self_signed_certificate(dir: &Path) {
 
 /// nginx on the host as `comm`, on a free port (`tls`: over TLS); returns once it accepts.
 pub fn nginx(comm: &str, tls: bool) -> (Running, u16) {
+    nginx_with(comm, tls, false)
+}
+
+/// `nginx`, speaking HTTP/2 only with `http2`.
+pub fn nginx_with(comm: &str, tls: bool, http2: bool) -> (Running, u16) {
     let nginx = require_program("nginx", "nginx");
     let dir = TempDir::new("nginx");
     let port = crate::free_port();
@@ -62,7 +73,7 @@ pub fn nginx(comm: &str, tls: bool) -> (Running, u16) {
         self_signed_certificate(dir.path());
     }
     let config_path = dir.path().join("nginx.conf");
-    std::fs::write(&config_path, nginx_config(&root, port, tls)).unwrap();
+    std::fs::write(&config_path, nginx_config_with(&root, port, tls, http2)).unwrap();
     let child = spawn_named_with(comm, &nginx, |command| {
         command
             .args(["-e", &format!("{root}/error.log"), "-c"])
@@ -86,9 +97,14 @@ pub fn wait_listening(port: u16) {
 /// status codes curl itself saw (the client-side ground truth). Certificates are not
 /// checked: the tests' servers sign their own.
 pub fn curl_as(comm: &str, urls: &[String]) -> Vec<u16> {
+    curl_with(comm, &[], urls)
+}
+
+/// `curl_as` with more of curl's options (`--http2-prior-knowledge`).
+pub fn curl_with(comm: &str, options: &[&str], urls: &[String]) -> Vec<u16> {
     let curl = require_program("curl", "curl");
     let child = spawn_named_with(comm, &curl, |command| {
-        command.args([
+        command.args(options).args([
             "--silent",
             "--show-error",
             "--insecure",

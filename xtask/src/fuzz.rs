@@ -10,7 +10,7 @@ use crate::{
 
 /// Targets in fuzz/fuzz_targets/, each with seeds in fuzz/corpus/<target>/ and optionally a
 /// dictionary in fuzz/<target>.dict.
-const TARGETS: &[&str] = &["http", "dns", "postgres", "redis"];
+const TARGETS: &[&str] = &["http", "dns", "postgres", "redis", "http2", "hpack"];
 
 /// Runs every target for `seconds`; fails on the first crash (saved under fuzz/artifacts/).
 pub fn fuzz(seconds: u64) -> Result<()> {

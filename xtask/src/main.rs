@@ -89,7 +89,7 @@ enum Cmd {
         agent, its report written to target/kernels/kernels.md rather than docs/ so the work \
         tree stays clean; 3 to 4 minutes (the first run also downloads ~230 MB of kernels, \
         seconds here);\n\
-        6. without --filter: 60 s of fuzzing of the protocol parsers (`cargo xtask fuzz`).")]
+        6. without --filter: 45 s of fuzzing of each protocol parser (`cargo xtask fuzz`).")]
     Test {
         /// Only run integration tests whose name contains this substring.
         #[arg(long, value_name = "SUBSTRING")]

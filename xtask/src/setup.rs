@@ -65,6 +65,8 @@ const PYTHON_PACKAGES: &[(&str, &str)] = &[
     ("kubernetes_validate", "kubernetes-validate==1.37.0"),
     ("helm_python", "helm-python-sdk==0.2.2"),
     ("rotel", "rotel==0.0.1a15"),
+    // gRPC's own server and client (C-core) for the HTTP/2 tests.
+    ("grpc", "grpcio==1.85.3"),
 ];
 
 /// PyPI packages used as commands, pinned: (command, pip requirement). Checked by running
@@ -345,7 +347,7 @@ pub fn musl_target() -> Result<()> {
     run(Command::new("rustup").args(["target", "add", target]))
 }
 
-/// PyPI packages for the Kubernetes manifest and Helm chart tests, with `python3 -m pip`.
+/// PyPI packages the tests import (`PYTHON_PACKAGES`), with `python3 -m pip`.
 pub fn python_packages() -> Result<()> {
     let mut missing = Vec::new();
     for (module, requirement) in PYTHON_PACKAGES {

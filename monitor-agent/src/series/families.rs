@@ -31,6 +31,10 @@ pub mod label {
     pub const HTTP_STATUS: &str = "http_response_status_code";
     pub const HTTP_ROUTE: &str = "http_route";
     pub const URL_SCHEME: &str = "url_scheme";
+    pub const NETWORK_PROTOCOL_VERSION: &str = "network_protocol_version";
+    pub const RPC_SYSTEM_NAME: &str = "rpc_system_name";
+    pub const RPC_METHOD: &str = "rpc_method";
+    pub const RPC_RESPONSE_STATUS_CODE: &str = "rpc_response_status_code";
     pub const SERVER_ADDRESS: &str = "server_address";
     pub const SERVER_PORT: &str = "server_port";
     pub const DB_SYSTEM_NAME: &str = "db_system_name";
@@ -242,24 +246,27 @@ pub mod family {
     };
     pub const HTTP_SERVER_DURATION: Family = Family {
         name: "http_server_request_duration_seconds",
-        help: "HTTP/1.x requests served, seen on the wire: from the request's first byte read \
-               to the response's first byte written. http_route is the path without its query, \
-               identifiers replaced by {id}; url_scheme is https for requests read through a \
-               TLS library (OpenSSL).",
+        help: "HTTP requests served, seen on the wire: from the request's first byte read \
+               (HTTP/2: its headers) to the response's first byte written. http_route is the \
+               path without its query, identifiers replaced by {id}; url_scheme is https for \
+               requests read through a TLS library (OpenSSL); network_protocol_version is 1.1 \
+               (HTTP/1.x) or 2. gRPC calls are in rpc_server_call_duration_seconds instead.",
         kind: Kind::Histogram,
         labels: &[
             label::HTTP_METHOD,
             label::HTTP_STATUS,
             label::HTTP_ROUTE,
             label::URL_SCHEME,
+            label::NETWORK_PROTOCOL_VERSION,
         ],
         workload: true,
     };
     pub const HTTP_CLIENT_DURATION: Family = Family {
         name: "http_client_request_duration_seconds",
-        help: "HTTP/1.x requests made, seen on the wire: from the request's first byte written \
-               to the response's first byte read; url_scheme is https for requests written \
-               through a TLS library (OpenSSL).",
+        help: "HTTP requests made, seen on the wire: from the request's first byte written \
+               (HTTP/2: its headers) to the response's first byte read; url_scheme is https for \
+               requests written through a TLS library (OpenSSL); network_protocol_version is \
+               1.1 (HTTP/1.x) or 2. gRPC calls are in rpc_client_call_duration_seconds instead.",
         kind: Kind::Histogram,
         labels: &[
             label::HTTP_METHOD,
@@ -267,8 +274,55 @@ pub mod family {
             label::SERVER_ADDRESS,
             label::SERVER_PORT,
             label::URL_SCHEME,
+            label::NETWORK_PROTOCOL_VERSION,
         ],
         workload: true,
+    };
+    pub const RPC_SERVER_DURATION: Family = Family {
+        name: "rpc_server_call_duration_seconds",
+        help: "gRPC calls served, seen on the wire (HTTP/2, cleartext or through OpenSSL): from \
+               the request's headers read to the response's trailers written. rpc_method is \
+               /package.Service/Method (_OTHER for a path that is not one), \
+               rpc_response_status_code the grpc-status by name (OK, NOT_FOUND, ...).",
+        kind: Kind::Histogram,
+        labels: &[
+            label::RPC_SYSTEM_NAME,
+            label::RPC_METHOD,
+            label::RPC_RESPONSE_STATUS_CODE,
+        ],
+        workload: true,
+    };
+    pub const RPC_CLIENT_DURATION: Family = Family {
+        name: "rpc_client_call_duration_seconds",
+        help: "gRPC calls made, seen on the wire (HTTP/2, cleartext or through OpenSSL): from \
+               the request's headers written to the response's trailers read.",
+        kind: Kind::Histogram,
+        labels: &[
+            label::RPC_SYSTEM_NAME,
+            label::RPC_METHOD,
+            label::RPC_RESPONSE_STATUS_CODE,
+            label::SERVER_ADDRESS,
+            label::SERVER_PORT,
+        ],
+        workload: true,
+    };
+    pub const HTTP2_UNPARSEABLE: Family = Family {
+        name: "monitor_http2_unparseable_connections_total",
+        help: "Connections first seen in the middle of HTTP/2 (opened before the agent): their \
+               header compression started unseen, so their requests are not decoded, only \
+               counted here.",
+        kind: Kind::Counter,
+        labels: &[],
+        workload: false,
+    };
+    pub const HTTP2_LOST: Family = Family {
+        name: "monitor_http2_connections_lost_total",
+        help: "HTTP/2 connections given up part-way: a frame head or header block past the \
+               4 KiB of a read/write copied, or one that could not be decoded. Their later \
+               requests are not counted.",
+        kind: Kind::Counter,
+        labels: &[],
+        workload: false,
     };
     pub const DB_CLIENT_DURATION: Family = Family {
         name: "db_client_operation_duration_seconds",
@@ -598,6 +652,10 @@ pub mod family {
         SERIES_BUDGET,
         HTTP_SERVER_DURATION,
         HTTP_CLIENT_DURATION,
+        RPC_SERVER_DURATION,
+        RPC_CLIENT_DURATION,
+        HTTP2_UNPARSEABLE,
+        HTTP2_LOST,
         DB_CLIENT_DURATION,
         DB_SERVER_DURATION,
         DNS_LOOKUP_DURATION,

@@ -31,6 +31,8 @@ struct Followed {
 pub struct Connections {
     followed: HashMap<(u32, u64), Followed>,
     chunks_dropped: u64,
+    /// Connections a protocol's parser gave up part-way, by protocol.
+    lost: HashMap<&'static str, u64>,
     exchanges: Vec<Exchange>,
 }
 
@@ -39,6 +41,7 @@ impl Connections {
         Self {
             followed: HashMap::new(),
             chunks_dropped: 0,
+            lost: HashMap::new(),
             exchanges: Vec::new(),
         }
     }
@@ -72,7 +75,11 @@ impl Connections {
             data: &event.data,
             timestamp_ns: event.timestamp_ns,
         };
+        let parsing = followed.connection.protocol();
         followed.connection.feed(&chunk, &mut self.exchanges);
+        if let Some(protocol) = parsing.filter(|_| followed.connection.is_ignored()) {
+            *self.lost.entry(protocol).or_default() += 1;
+        }
         let remote = followed.remote;
         for exchange in self.exchanges.drain(..) {
             completed(exchange, remote);
@@ -88,6 +95,12 @@ impl Connections {
     /// Connections followed now.
     pub fn followed(&self) -> usize {
         self.followed.len()
+    }
+
+    /// Connections `protocol`'s parser gave up part-way (HTTP/2's, when it lost its place
+    /// in a connection's frames or header tables). HTTP/1.x upgrades and tunnels count too.
+    pub fn lost(&self, protocol: &str) -> u64 {
+        self.lost.get(protocol).copied().unwrap_or(0)
     }
 
     /// Chunks dropped because `MAX_CONNECTIONS` were followed.

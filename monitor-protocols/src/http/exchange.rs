@@ -74,6 +74,24 @@ pub struct HttpExchange {
     /// Client side only: the `Host` header (or the authority of an absolute-form target),
     /// as sent, possibly with a port: see [`split_host_port`].
     pub host: Option<String>,
+    pub version: HttpVersion,
+}
+
+/// The protocol version an exchange was framed in (`network_protocol_version`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HttpVersion {
+    /// HTTP/1.0 and HTTP/1.1: the framings read the message heads, not their minor version.
+    Http1,
+    Http2,
+}
+
+impl HttpVersion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http1 => "1.1",
+            Self::Http2 => "2",
+        }
+    }
 }
 
 /// `example.com:8080` → (`example.com`, Some(8080)); `[::1]:80` → (`::1`, Some(80));

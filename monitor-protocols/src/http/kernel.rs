@@ -6,7 +6,11 @@ use monitor_framing::{
     Conn, Io, Outcome, Pending, WINDOW, Wire, method, role, text_flags, verdict,
 };
 
-use super::{Method, exchange::HttpExchange, request_route, valid_host};
+use super::{
+    Method,
+    exchange::{HttpExchange, HttpVersion},
+    request_route, valid_host,
+};
 use crate::chunk::{Chunk, Direction, Role};
 
 fn method_of(code: u8) -> Method {
@@ -55,6 +59,7 @@ pub fn exchange(
         route,
         duration_ns,
         host,
+        version: HttpVersion::Http1,
     })
 }
 

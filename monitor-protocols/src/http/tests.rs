@@ -81,6 +81,7 @@ fn simple_get_server_side() {
             route: "/users/{id}".into(),
             duration_ns: 2_500,
             host: None,
+            version: HttpVersion::Http1,
         }]
     );
 }
@@ -484,6 +485,7 @@ fn client_side_reports_the_host() {
             route: "/v1/items".into(),
             duration_ns: 3_000,
             host: Some("api.example.com:8080".into()),
+            version: HttpVersion::Http1,
         }]
     );
     assert_eq!(

@@ -11,6 +11,8 @@
 const METRICS: &[&str] = &[
     "http.server.request.duration",
     "http.client.request.duration",
+    "rpc.server.call.duration",
+    "rpc.client.call.duration",
     "db.client.operation.duration",
     "dns.lookup.duration",
 ];
@@ -25,6 +27,18 @@ const ATTRIBUTES: &[(&str, &str, bool)] = &[
     ),
     ("http_route", "http.route", false),
     ("url_scheme", "url.scheme", false),
+    (
+        "network_protocol_version",
+        "network.protocol.version",
+        false,
+    ),
+    ("rpc_system_name", "rpc.system.name", false),
+    ("rpc_method", "rpc.method", false),
+    (
+        "rpc_response_status_code",
+        "rpc.response.status_code",
+        false,
+    ),
     ("server_address", "server.address", false),
     ("server_port", "server.port", true),
     ("db_system_name", "db.system.name", false),

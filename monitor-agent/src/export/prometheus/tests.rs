@@ -104,15 +104,24 @@ fn requests_snapshot() -> RequestsSnapshot {
     observe(&mut served, 50_000_000);
     RequestsSnapshot {
         server: vec![
-            (labels(&["GET", "404", "/users/{id}", "http"]), served),
-            (labels(&["GET", "200", "/health", "https"]), served),
+            (
+                labels(&["GET", "404", "/users/{id}", "http", "1.1"]),
+                served,
+            ),
+            (labels(&["GET", "200", "/health", "https", "2"]), served),
         ],
         client: vec![(
-            labels(&["_OTHER", "200", "example.com", "8080", "https"]),
+            labels(&["_OTHER", "200", "example.com", "8080", "https", "1.1"]),
+            served,
+        )],
+        rpc_server: vec![(labels(&["grpc", "/shop.Cart/Add", "NOT_FOUND"]), served)],
+        rpc_client: vec![(
+            labels(&["grpc", "/shop.Cart/Add", "OK", "cart", "50051"]),
             served,
         )],
         connections: 3,
         chunks_dropped: 0,
+        http2_lost: 1,
     }
 }
 
@@ -207,7 +216,7 @@ fn published(policy: &LabelPolicy, probes: &[ProbeState], build: &BuildInfo) -> 
     }
     let mut published = syscalls::published(&syscalls_snapshot(), policy);
     published.extend(tcp::published(&network, policy, &counter));
-    published.extend(http::published(&requests_snapshot(), policy, 0));
+    published.extend(http::published(&requests_snapshot(), policy, 0, 0));
     published.extend(tls::published(
         &probes::tls::TlsStatus {
             libraries: 2,

@@ -365,6 +365,23 @@ pub struct Config {
     #[arg(long = "probes.databases", env = "MONITOR_PROBES_DATABASES")]
     pub databases: bool,
 
+    /// Follow HTTP/2 (cleartext with prior knowledge or after an h2c upgrade, and inside TLS
+    /// with --probes.tls) into the HTTP families with network_protocol_version="2", and gRPC
+    /// calls into rpc_server_call_duration_seconds and rpc_client_call_duration_seconds. A
+    /// connection is found by the client's preface in the kernel; each of its reads and
+    /// writes (up to 4 KiB) is then copied to the agent, which frames it and decodes its
+    /// headers (HPACK), keeping only :method, :path, :status, content-type and grpc-status.
+    /// Connections opened before the agent cannot be decoded: they are counted in
+    /// monitor_http2_unparseable_connections_total.
+    #[arg(
+        long = "probes.http2",
+        env = "MONITOR_PROBES_HTTP2",
+        value_name = "BOOL",
+        action = clap::ArgAction::Set,
+        default_value_t = true
+    )]
+    pub http2: bool,
+
     /// See HTTPS: uprobes on OpenSSL's SSL_read and SSL_write (1.1.1 and 3, and their _ex
     /// forms) in every libssl file the processes map, the host's and each container's own
     /// copy, found in /proc/PID/maps after each exec and every 10 s. The plaintext is framed

@@ -1,6 +1,7 @@
 //! Captured socket payloads → per-connection protocol parsers (`monitor-protocols`) →
-//! request series (HTTP server and client RED metrics), with caps per service on the label
-//! values a request chooses: routes (server) and server addresses (client).
+//! request series (HTTP and gRPC, server and client RED metrics), with caps per service on
+//! the label values a request chooses: routes and gRPC methods (both sides), server
+//! addresses (client).
 //!
 //! Pure: events arrive decoded and already named. Connection state is bounded: idle
 //! connections are forgotten, and at most `MAX_CONNECTIONS` are followed at once.
@@ -11,7 +12,7 @@ use std::{
 
 use foldhash::{HashMap, HashMapExt, HashSet};
 
-use monitor_protocols::{Exchange, HttpExchange, Role, http::split_host_port};
+use monitor_protocols::{Exchange, Role, http::split_host_port};
 
 use crate::{
     probes::decode::{PayloadRecord, RequestRecord},
@@ -41,7 +42,8 @@ pub struct Completed {
     pub remote: SocketAddr,
     /// Read or written through a TLS library (`url_scheme="https"`).
     pub tls: bool,
-    pub http: HttpExchange,
+    /// An HTTP exchange or a gRPC call.
+    pub exchange: Exchange,
 }
 
 /// The kernel keys a TLS connection's plaintext by its socket's address with the lowest
@@ -57,9 +59,13 @@ fn scheme(tls: bool) -> &'static str {
 pub struct RequestsSnapshot {
     pub server: Vec<(WorkloadLabels, Histogram)>,
     pub client: Vec<(WorkloadLabels, Histogram)>,
-    /// Connections being followed, and chunks dropped because too many were.
+    pub rpc_server: Vec<(WorkloadLabels, Histogram)>,
+    pub rpc_client: Vec<(WorkloadLabels, Histogram)>,
+    /// Connections being followed, chunks dropped because too many were, and HTTP/2
+    /// connections given up part-way.
     pub connections: u64,
     pub chunks_dropped: u64,
+    pub http2_lost: u64,
 }
 
 pub struct Requests {
@@ -68,10 +74,14 @@ pub struct Requests {
     /// normalisation misses cannot grow the series count without bound, and one tenant's
     /// junk cannot crowd out another's routes.
     routes: ValueCap,
+    /// Distinct gRPC methods per service, as routes are.
+    methods: ValueCap,
     /// Distinct servers (`address:port`) per service a client reaches.
     servers: ValueCap,
     server: SeriesTable<WorkloadLabels, Histogram>,
     client: SeriesTable<WorkloadLabels, Histogram>,
+    rpc_server: SeriesTable<WorkloadLabels, Histogram>,
+    rpc_client: SeriesTable<WorkloadLabels, Histogram>,
 }
 
 impl Requests {
@@ -79,9 +89,12 @@ impl Requests {
         Self {
             connections: Connections::new(),
             routes: ValueCap::new(routes_per_service),
+            methods: ValueCap::new(routes_per_service),
             servers: ValueCap::new(servers_per_service),
             server: SeriesTable::default(),
             client: SeriesTable::default(),
+            rpc_server: SeriesTable::default(),
+            rpc_client: SeriesTable::default(),
         }
     }
 
@@ -101,7 +114,7 @@ impl Requests {
             owner: event.owner,
             remote: event.remote,
             tls: event.sk & TLS_TAG != 0,
-            http,
+            exchange: Exchange::Http(http),
         })
     }
 
@@ -111,12 +124,12 @@ impl Requests {
     pub fn feed(&mut self, event: &PayloadRecord, now: Instant, completed: &mut Vec<Completed>) {
         self.connections.feed(event, now, |exchange, remote| {
             // The databases' exchanges are the `db` room's: it reads their own ring.
-            if let Exchange::Http(http) = exchange {
+            if matches!(exchange, Exchange::Http(_) | Exchange::Grpc(_)) {
                 completed.push(Completed {
                     owner: event.owner,
                     remote,
                     tls: event.sk & TLS_TAG != 0,
-                    http,
+                    exchange,
                 });
             }
         });
@@ -124,45 +137,76 @@ impl Requests {
 
     /// Records a completed exchange of the process `who`.
     pub fn record(&mut self, completed: &Completed, who: &Workload, rec: &mut Recorder) {
-        let Completed {
-            http, remote, tls, ..
-        } = completed;
-        let remote = *remote;
-        use crate::series::families::family::{HTTP_CLIENT_DURATION, HTTP_SERVER_DURATION};
+        use crate::series::families::family::{
+            HTTP_CLIENT_DURATION, HTTP_SERVER_DURATION, RPC_CLIENT_DURATION, RPC_SERVER_DURATION,
+        };
+        let remote = completed.remote;
+        let (role, duration_ns, host) = match &completed.exchange {
+            Exchange::Http(http) => (http.role, http.duration_ns, http.host.as_deref()),
+            Exchange::Grpc(call) => (call.role, call.duration_ns, call.authority.as_deref()),
+            _ => return,
+        };
         let mut histogram = Histogram::ZERO;
-        observe(&mut histogram, http.duration_ns);
-        let method = http.method.as_str().to_owned();
-        let status = http.status.to_string();
-        let (family, table, values) = match http.role {
-            Role::Server => {
-                let owner = cap_key(&rec.policy.project(HTTP_SERVER_DURATION.name, who));
-                let route = if self.routes.admit(&owner, &http.route) {
-                    http.route.clone()
+        observe(&mut histogram, duration_ns);
+        let families = match &completed.exchange {
+            Exchange::Grpc(_) => (RPC_SERVER_DURATION.name, RPC_CLIENT_DURATION.name),
+            _ => (HTTP_SERVER_DURATION.name, HTTP_CLIENT_DURATION.name),
+        };
+        let family = match role {
+            Role::Server => families.0,
+            Role::Client => families.1,
+        };
+        let owner = cap_key(&rec.policy.project(family, who));
+        // The values a request chooses, capped per service: its route or method first.
+        let mut values = match &completed.exchange {
+            Exchange::Http(http) => {
+                let mut route = String::new();
+                if role == Role::Server {
+                    route = if self.routes.admit(&owner, &http.route) {
+                        http.route.clone()
+                    } else {
+                        OVERFLOW_ROUTE.to_owned()
+                    };
+                }
+                let mut values = vec![http.method.as_str().to_owned(), http.status.to_string()];
+                if role == Role::Server {
+                    values.push(route);
+                }
+                values
+            }
+            Exchange::Grpc(call) => {
+                let method = if self.methods.admit(&owner, &call.method) {
+                    call.method.clone()
                 } else {
                     OVERFLOW_ROUTE.to_owned()
                 };
-                let values = vec![method, status, route, scheme(*tls).to_owned()];
-                (HTTP_SERVER_DURATION.name, &mut self.server, values)
+                vec!["grpc".to_owned(), method, call.status.as_str().to_owned()]
             }
-            Role::Client => {
-                // OpenTelemetry's server.address: the name the client asked for when it
-                // sent one (no reverse DNS), else the peer's IP; the port is the socket's.
-                let address = http
-                    .host
-                    .as_deref()
-                    .map(|host| split_host_port(host).0.to_owned())
-                    .filter(|host| !host.is_empty())
-                    .unwrap_or_else(|| remote.ip().to_string());
-                let port = remote.port().to_string();
-                let owner = cap_key(&rec.policy.project(HTTP_CLIENT_DURATION.name, who));
-                let (address, port) = if self.servers.admit(&owner, &server_key(&address, &port)) {
-                    (address, port)
-                } else {
-                    (OVERFLOW_SERVER.to_owned(), OVERFLOW_SERVER.to_owned())
-                };
-                let values = vec![method, status, address, port, scheme(*tls).to_owned()];
-                (HTTP_CLIENT_DURATION.name, &mut self.client, values)
+            _ => return,
+        };
+        if role == Role::Client {
+            // OpenTelemetry's server.address: the name the client asked for when it sent
+            // one (no reverse DNS), else the peer's IP; the port is the socket's.
+            let address = host
+                .map(|host| split_host_port(host).0.to_owned())
+                .filter(|host| !host.is_empty())
+                .unwrap_or_else(|| remote.ip().to_string());
+            let port = remote.port().to_string();
+            if self.servers.admit(&owner, &server_key(&address, &port)) {
+                values.extend([address, port]);
+            } else {
+                values.extend([OVERFLOW_SERVER.to_owned(), OVERFLOW_SERVER.to_owned()]);
             }
+        }
+        if let Exchange::Http(http) = &completed.exchange {
+            values.push(scheme(completed.tls).to_owned());
+            values.push(http.version.as_str().to_owned());
+        }
+        let table = match (&completed.exchange, role) {
+            (Exchange::Grpc(_), Role::Server) => &mut self.rpc_server,
+            (Exchange::Grpc(_), Role::Client) => &mut self.rpc_client,
+            (_, Role::Server) => &mut self.server,
+            (_, Role::Client) => &mut self.client,
         };
         rec.record(family, table, who, values, &histogram);
     }
@@ -171,6 +215,8 @@ impl Requests {
         self.connections.forget_idle(now);
         let server = self.server.publish(HashMap::new(), now, ttl);
         let client = self.client.publish(HashMap::new(), now, ttl);
+        let rpc_server = self.rpc_server.publish(HashMap::new(), now, ttl);
+        let rpc_client = self.rpc_client.publish(HashMap::new(), now, ttl);
         // Each place in a cap is freed when the last series that holds its value expires.
         let live = |series: &[(WorkloadLabels, Histogram)], value: fn(&[String]) -> String| {
             series
@@ -178,26 +224,39 @@ impl Requests {
                 .map(|(labels, _)| (cap_key(&labels.who), value(&labels.values)))
                 .collect::<HashSet<_>>()
         };
-        // Values: method, status, route, scheme / method, status, address, port, scheme.
+        // Values: method, status, route, scheme, version / method, status, address, port,
+        // scheme, version; gRPC: system, method, status[, address, port].
         let routes = live(&server, |values| values[2].clone());
-        let servers = live(&client, |values| server_key(&values[2], &values[3]));
+        let mut servers = live(&client, |values| server_key(&values[2], &values[3]));
+        servers.extend(live(&rpc_client, |values| {
+            server_key(&values[3], &values[4])
+        }));
+        let mut methods = live(&rpc_server, |values| values[1].clone());
+        methods.extend(live(&rpc_client, |values| values[1].clone()));
         self.routes
             .retain(|owner, route| routes.contains(&(owner.to_owned(), route.to_owned())));
+        self.methods
+            .retain(|owner, method| methods.contains(&(owner.to_owned(), method.to_owned())));
         self.servers
             .retain(|owner, server| servers.contains(&(owner.to_owned(), server.to_owned())));
         RequestsSnapshot {
             server,
             client,
+            rpc_server,
+            rpc_client,
             connections: self.connections.followed() as u64,
             chunks_dropped: self.connections.chunks_dropped(),
+            http2_lost: self.connections.lost("http2"),
         }
     }
 
     pub fn series_counts(&self) -> Vec<SeriesCount> {
-        use crate::series::families::family::{HTTP_CLIENT_DURATION, HTTP_SERVER_DURATION};
+        use crate::series::families::family::*;
         vec![
             series_count(&HTTP_SERVER_DURATION, &self.server),
             series_count(&HTTP_CLIENT_DURATION, &self.client),
+            series_count(&RPC_SERVER_DURATION, &self.rpc_server),
+            series_count(&RPC_CLIENT_DURATION, &self.rpc_client),
         ]
     }
 }
@@ -227,14 +286,15 @@ mod tests {
             },
             remote: SocketAddr::from(([10, 0, 0, 1], port)),
             tls: false,
-            http: HttpExchange {
+            exchange: Exchange::Http(monitor_protocols::HttpExchange {
                 role,
                 method: Method::Get,
                 status: 200,
                 route: route.into(),
                 duration_ns: 1_000,
                 host: host.map(str::to_owned),
-            },
+                version: monitor_protocols::http::HttpVersion::Http1,
+            }),
         }
     }
 
@@ -243,7 +303,7 @@ mod tests {
         let mut found: Vec<Vec<String>> = series
             .iter()
             .filter(|(labels, _)| labels.who == *who)
-            .map(|(labels, _)| labels.values[2..labels.values.len() - 1].to_vec())
+            .map(|(labels, _)| labels.values[2..labels.values.len() - 2].to_vec())
             .collect();
         found.sort();
         found

@@ -1,0 +1,208 @@
+//! HTTP/2 and gRPC: nginx speaking HTTP/2 in cleartext (prior knowledge) and over TLS (ALPN
+//! `h2`) to curl, and a gRPC server and client (Python `grpcio`, gRPC's C core), each under a
+//! unique `comm`. The agent must count exactly the requests and calls each side made, by
+//! status, with `network_protocol_version="2"` (and only there: no HTTP/1.1 series for them).
+use std::{process::Stdio, time::Duration};
+
+use tests::{
+    Agent, eventually, pip_python3, spawn_as, spawn_named_with, unique_comm,
+    web::{self, curl_with, nginx_with, scrape_when, urls},
+};
+
+const SERVER: &str = "http_server_request_duration_seconds";
+const CLIENT: &str = "http_client_request_duration_seconds";
+const RPC_SERVER: &str = "rpc_server_call_duration_seconds";
+const RPC_CLIENT: &str = "rpc_client_call_duration_seconds";
+const LIBRARIES: &str = "monitor_tls_libraries_instrumented";
+
+fn served<'a>(comm: &'a str, status: &'a str, route: &'a str, scheme: &'a str) -> Labels<'a> {
+    vec![
+        ("comm", comm),
+        ("http_request_method", "GET"),
+        ("http_response_status_code", status),
+        ("http_route", route),
+        ("url_scheme", scheme),
+        ("network_protocol_version", "2"),
+    ]
+}
+
+fn made<'a>(comm: &'a str, status: &'a str, port: &'a str, scheme: &'a str) -> Labels<'a> {
+    vec![
+        ("comm", comm),
+        ("http_request_method", "GET"),
+        ("http_response_status_code", status),
+        ("server_address", "127.0.0.1"),
+        ("server_port", port),
+        ("url_scheme", scheme),
+        ("network_protocol_version", "2"),
+    ]
+}
+
+type Labels<'a> = Vec<(&'a str, &'a str)>;
+
+/// nginx with `http2` on its listener and curl over one connection: cleartext with prior
+/// knowledge, then TLS where ALPN picks `h2` (the plaintext from OpenSSL's uprobes).
+#[test]
+fn nginx_http2_in_cleartext_and_over_tls_exact_on_both_sides() {
+    const OK: usize = 5;
+    const MISSING: usize = 3;
+    let agent = Agent::start(&[]);
+    for tls in [false, true] {
+        let (scheme, option) = if tls {
+            ("https", "--http2")
+        } else {
+            ("http", "--http2-prior-knowledge")
+        };
+        let server = unique_comm(&format!("h2{scheme}n"));
+        let client = unique_comm(&format!("h2{scheme}c"));
+        if tls {
+            // The host's libssl is instrumented at start-up, before any process maps it.
+            eventually(
+                Duration::from_secs(20),
+                "TLS libraries instrumented",
+                || (agent.scrape().value(LIBRARIES, &[]) >= Some(1.0)).then_some(()),
+            );
+        }
+        let (_nginx, port) = nginx_with(&server, tls, true);
+        let mut requests = urls(scheme, port, "/ok", OK);
+        requests.extend(urls(scheme, port, "/missing", MISSING));
+        // curl 7.88 loses HTTP/2 prior-knowledge connections to nginx after their first
+        // request ("Error in the HTTP2 framing layer", with or without the agent): in
+        // cleartext, a connection per request.
+        let codes: Vec<u16> = if tls {
+            curl_with(&client, &[option], &requests)
+        } else {
+            requests
+                .iter()
+                .flat_map(|url| curl_with(&client, &[option], std::slice::from_ref(url)))
+                .collect()
+        };
+        assert_eq!(codes.iter().filter(|&&c| c == 200).count(), OK);
+        assert_eq!(codes.iter().filter(|&&c| c == 404).count(), MISSING);
+
+        let port = port.to_string();
+        scrape_when(
+            &agent,
+            SERVER,
+            &[
+                (served(&server, "200", "/ok", scheme), OK as f64),
+                (served(&server, "404", "/missing", scheme), MISSING as f64),
+            ],
+        );
+        let scrape = scrape_when(
+            &agent,
+            CLIENT,
+            &[
+                (made(&client, "200", &port, scheme), OK as f64),
+                (made(&client, "404", &port, scheme), MISSING as f64),
+            ],
+        );
+        for (family, comm) in [(SERVER, &server), (CLIENT, &client)] {
+            let http1 = scrape
+                .matching(
+                    &format!("{family}_count"),
+                    &[("comm", comm), ("network_protocol_version", "1.1")],
+                )
+                .count();
+            assert_eq!(http1, 0, "{comm}'s HTTP/2 taken for HTTP/1.1");
+        }
+    }
+}
+
+/// `python -c SERVER`: a gRPC server of `/shop.Cart/Add` (raw bytes, no protobuf): `missing`
+/// is answered NOT_FOUND, anything else OK; prints `ready PORT`.
+const GRPC_SERVER: &str = r#"
+import grpc
+from concurrent import futures
+def add(request, context):
+    if request == b"missing":
+        context.abort(grpc.StatusCode.NOT_FOUND, "no such cart")
+    return b"added"
+server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+    "shop.Cart", {"Add": grpc.unary_unary_rpc_method_handler(add)}),))
+port = server.add_insecure_port("127.0.0.1:0")
+server.start()
+print("ready", port, flush=True)
+server.wait_for_termination()
+"#;
+
+/// `python -c CLIENT PORT OK MISSING`: OK calls then MISSING ones over one channel; prints
+/// each call's status code name.
+const GRPC_CLIENT: &str = r#"
+import grpc, sys
+port, ok, missing = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+with grpc.insecure_channel("127.0.0.1:" + port) as channel:
+    add = channel.unary_unary("/shop.Cart/Add")
+    for body in [b"cart"] * ok + [b"missing"] * missing:
+        try:
+            add(body, timeout=10)
+            print("OK", flush=True)
+        except grpc.RpcError as error:
+            print(error.code().name, flush=True)
+"#;
+
+#[test]
+fn grpc_calls_exact_on_both_sides_by_status() {
+    const OK: usize = 6;
+    const NOT_FOUND: usize = 4;
+    let agent = Agent::start(&[]);
+    let python = pip_python3();
+    let server = unique_comm("grpcsrv");
+    let client = unique_comm("grpccli");
+    let running = spawn_as(&server, &python, &["-c".to_owned(), GRPC_SERVER.to_owned()]);
+    let port = running.port().to_string();
+    let child = spawn_named_with(&client, &python, |command| {
+        command
+            .args(["-c", GRPC_CLIENT, &port, &OK.to_string()])
+            .arg(NOT_FOUND.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+    });
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "gRPC client: {output:?}");
+    let codes = String::from_utf8(output.stdout).unwrap();
+    let seen = |code| codes.lines().filter(|line| *line == code).count();
+    assert_eq!((seen("OK"), seen("NOT_FOUND")), (OK, NOT_FOUND), "{codes}");
+
+    let call = |comm, status| {
+        vec![
+            ("comm", comm),
+            ("rpc_system_name", "grpc"),
+            ("rpc_method", "/shop.Cart/Add"),
+            ("rpc_response_status_code", status),
+        ]
+    };
+    scrape_when(
+        &agent,
+        RPC_SERVER,
+        &[
+            (call(&server, "OK"), OK as f64),
+            (call(&server, "NOT_FOUND"), NOT_FOUND as f64),
+        ],
+    );
+    let with_server = |status| {
+        let mut labels = call(&client, status);
+        labels.extend([("server_address", "127.0.0.1"), ("server_port", &port)]);
+        labels
+    };
+    let scrape = scrape_when(
+        &agent,
+        RPC_CLIENT,
+        &[
+            (with_server("OK"), OK as f64),
+            (with_server("NOT_FOUND"), NOT_FOUND as f64),
+        ],
+    );
+    // A gRPC call is counted as a call, not also as an HTTP request.
+    for family in [SERVER, CLIENT] {
+        for comm in [&server, &client] {
+            let http = scrape
+                .matching(&format!("{family}_count"), &[("comm", comm)])
+                .count();
+            assert_eq!(http, 0, "{comm}'s calls in {family}");
+        }
+    }
+    web::count(&scrape, RPC_SERVER, &call(&server, "OK")).unwrap();
+    drop(running);
+}

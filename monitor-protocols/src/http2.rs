@@ -430,13 +430,13 @@ impl Http2Parser {
         let Some(method) = fields.method else {
             return;
         };
-        let route = fields.path.as_deref().map_or_else(String::new, |path| {
-            if fields.grpc {
-                grpc_method(path)
-            } else {
-                normalize_route(path)
-            }
-        });
+        // A request without `:path` (CONNECT) gets what an empty path gets.
+        let path = fields.path.as_deref().unwrap_or_default();
+        let route = if fields.grpc {
+            grpc_method(path)
+        } else {
+            normalize_route(path)
+        };
         self.streams.insert(
             stream,
             Stream {

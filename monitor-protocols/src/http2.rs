@@ -196,6 +196,15 @@ impl Http2Parser {
         }
     }
 
+    /// The direction of requests, or of responses.
+    fn side(&mut self, is_request: bool) -> &mut Side {
+        if is_request {
+            &mut self.requests
+        } else {
+            &mut self.responses
+        }
+    }
+
     /// Streams awaiting their answer now.
     pub fn open_streams(&self) -> usize {
         self.streams.len()
@@ -208,20 +217,12 @@ impl Http2Parser {
         });
         let is_request = chunk.direction == role.request_direction();
         let mut data = chunk.data;
-        let side = if is_request {
-            &mut self.requests
-        } else {
-            &mut self.responses
-        };
+        let side = self.side(is_request);
         let skip = side.preface.min(data.len());
         side.preface -= skip;
         data = &data[skip..];
         while !data.is_empty() {
-            let side = if is_request {
-                &mut self.requests
-            } else {
-                &mut self.responses
-            };
+            let side = self.side(is_request);
             let Some((kind, ..)) = side.frame else {
                 let take = (FRAME_HEAD - side.head_len).min(data.len());
                 side.head[side.head_len..side.head_len + take].copy_from_slice(&data[..take]);
@@ -262,11 +263,7 @@ impl Http2Parser {
         // anything else is lost.
         let uncaptured = usize::try_from(chunk.uncaptured()).unwrap_or(usize::MAX);
         if uncaptured > 0 {
-            let side = if is_request {
-                &mut self.requests
-            } else {
-                &mut self.responses
-            };
+            let side = self.side(is_request);
             match side.frame {
                 Some((kind, _, _)) if !Side::reads_payload(kind) && uncaptured < side.remaining => {
                     side.remaining -= uncaptured;
@@ -289,21 +286,13 @@ impl Http2Parser {
         now_ns: u64,
         out: &mut Vec<Exchange>,
     ) -> Result<(), Lost> {
-        let side = if is_request {
-            &mut self.requests
-        } else {
-            &mut self.responses
-        };
+        let side = self.side(is_request);
         let Some((kind, flags, stream)) = side.frame.take() else {
             return Ok(());
         };
         let payload = std::mem::take(&mut side.payload);
         let result = self.frame(is_request, (kind, flags, stream), &payload, now_ns, out);
-        let side = if is_request {
-            &mut self.requests
-        } else {
-            &mut self.responses
-        };
+        let side = self.side(is_request);
         // The buffer is reused; a large one is not kept.
         if payload.capacity() <= 1024 {
             side.payload = payload;
@@ -320,11 +309,7 @@ impl Http2Parser {
         now_ns: u64,
         out: &mut Vec<Exchange>,
     ) -> Result<(), Lost> {
-        let side = if is_request {
-            &mut self.requests
-        } else {
-            &mut self.responses
-        };
+        let side = self.side(is_request);
         if side.block.is_some() && kind != CONTINUATION {
             // A header block must be continued by the very next frame.
             return Err(Lost);
@@ -395,11 +380,7 @@ impl Http2Parser {
         now_ns: u64,
         out: &mut Vec<Exchange>,
     ) -> Result<(), Lost> {
-        let side = if is_request {
-            &mut self.requests
-        } else {
-            &mut self.responses
-        };
+        let side = self.side(is_request);
         let mut fields = Fields::default();
         let block = std::mem::take(&mut side.fragments);
         let decoded = side

@@ -11,7 +11,7 @@ use monitor_common::{Counter, DbEvent, Owner, capacity::DB_CAPTURE, payload_flag
 
 use crate::{
     maps::{DB_EVENTS, DB_SCRATCH, HTTP2_EVENTS, batched_wakeup, bump},
-    payload::{UserBuffer, copy_prefix, read_user},
+    payload::{MSGHDR, MSGHDR_IOV, MSGHDR_IOVLEN, UserBuffer, copy_prefix, read_user},
     sock::{local_port, now_ns, remote},
 };
 
@@ -26,6 +26,8 @@ const SHAPE_HTTP2: u64 = 1 << 32;
 const SHAPE_FIRST: u64 = 1 << 33;
 /// `address` is a `struct iovec` array and `lengths` the bytes moved and, << 32, its count.
 const SHAPE_VECTOR: u64 = 1 << 34;
+/// With `SHAPE_VECTOR`: `address` is a `struct user_msghdr`, whose array and count are read.
+const SHAPE_MSGHDR: u64 = 1 << 35;
 
 /// One read/write of `length` bytes by `owner` on socket `sk`, in `user`'s buffer, copied
 /// to `DB_EVENTS` or, for `http2`, `HTTP2_EVENTS`; `first` when the socket was judged on
@@ -38,7 +40,7 @@ pub fn capture(
     (sk, owner): (u64, Owner),
     (family, direction): (u16, u32),
     length: u32,
-    user: &UserBuffer,
+    user: UserBuffer,
 ) {
     let owner = u64::from(owner.tgid) | u64::from(owner.generation) << 32;
     let mut shape = u64::from(family) | u64::from(direction & 0xffff) << 16;
@@ -51,10 +53,15 @@ pub fn capture(
     );
     if http2 {
         shape |= SHAPE_HTTP2;
-        if user.iov_count > 1 {
+        if user.pieces > 1 {
             shape |= SHAPE_VECTOR;
-            lengths = u64::from(length) | user.iov_count.min(MAX_PIECES) << 32;
-            address = user.iov;
+            if user.pieces == MSGHDR {
+                shape |= SHAPE_MSGHDR;
+                lengths = u64::from(length);
+            } else {
+                lengths = u64::from(length) | user.pieces.min(MAX_PIECES) << 32;
+            }
+            address = user.vector;
         }
     }
     mon_copy(sk, owner, shape, lengths, address);
@@ -68,30 +75,47 @@ const MAX_PIECES: u64 = 32;
 /// checked once on its own, not inside the framing programs that call it, which are near
 /// their limits. `owner` is (TGID, generation << 32), `shape` the family, direction << 16
 /// and the `SHAPE_*` bits, `lengths` the bytes moved and, << 32, those readable at
-/// `address` (or, `SHAPE_VECTOR`, the pieces of the iovec array at `address`).
+/// `address` (or, `SHAPE_VECTOR`, the pieces of the iovec array at `address`). Each
+/// piece's copy is a global function of its own (`mon_copy_piece`): inlined in the loop, the
+/// 6.1 verifier walked a million instructions and gave up.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn mon_copy(sk: u64, owner: u64, shape: u64, lengths: u64, address: u64) -> i64 {
-    if shape & SHAPE_VECTOR == 0 {
-        return mon_copy_piece(sk, owner, shape, lengths, address);
+    let vector = shape & SHAPE_VECTOR != 0;
+    let (mut pieces, mut address) = (lengths >> 32, address);
+    if vector && shape & SHAPE_MSGHDR != 0 {
+        let (Some(iov), Some(count)) = (
+            read_user::<u64>(address + MSGHDR_IOV),
+            read_user::<u64>(address + MSGHDR_IOVLEN),
+        ) else {
+            return 0;
+        };
+        (pieces, address) = (count.min(MAX_PIECES), iov);
     }
     let mut left = lengths & 0xffff_ffff;
-    let pieces = lengths >> 32;
     let mut shape = shape & !SHAPE_VECTOR;
     let mut piece = 0;
-    while piece < MAX_PIECES && piece < pieces && left > 0 {
-        let at = address + piece * 16;
-        let (Some(base), Some(size)) = (read_user::<u64>(at), read_user::<u64>(at + 8)) else {
-            break;
+    // One more turn than pieces: the bytes of pieces past them, as a record of their count.
+    while piece <= MAX_PIECES {
+        let (moved, readable, base) = if !vector {
+            (left, pieces, address)
+        } else if piece < pieces {
+            let at = address + piece * 16;
+            let (Some(base), Some(size)) = (read_user::<u64>(at), read_user::<u64>(at + 8)) else {
+                return 0;
+            };
+            let moved = size.min(left);
+            (moved, moved, base)
+        } else {
+            (left, 0, 0)
         };
-        let moved = size.min(left);
-        mon_copy_piece(sk, owner, shape, moved | moved << 32, base);
+        mon_copy_piece(sk, owner, shape, moved | readable << 32, base);
+        left -= moved.min(left);
+        if !vector || left == 0 {
+            break;
+        }
         shape &= !SHAPE_FIRST;
-        left -= moved;
         piece += 1;
-    }
-    if left > 0 {
-        mon_copy_piece(sk, owner, shape, left, 0);
     }
     0
 }

@@ -319,17 +319,17 @@ pub fn frame(
             // Bytes moved with no buffer to read (`sendfile`): counted, so that the agent
             // skips them instead of taking what follows for them.
             let nothing = UserBuffer::plain(0, 0);
-            copied::capture(true, false, who, (family, direction), length, &nothing);
+            copied::capture(true, false, who, (family, direction), length, nothing);
         }
         return;
     };
-    let (address, size) = (user.address, user.size);
-    let readable = size.min(u64::from(length)) as u32;
     if judged == verdict::DATABASE || judged == verdict::HTTP2 {
         let http2 = judged == verdict::HTTP2;
-        copied::capture(http2, false, who, (family, direction), length, &user);
+        copied::capture(http2, false, who, (family, direction), length, user);
         return;
     }
+    let (address, size) = (user.address, user.size);
+    let readable = size.min(u64::from(length)) as u32;
     let Some(mut wire) = KernelWire::here() else {
         return;
     };
@@ -346,6 +346,8 @@ pub fn frame(
         state.sk = sk;
         state.owner = owner;
         state.buffer = address;
+        state.vector = user.vector;
+        state.pieces = user.pieces;
         state.io = Io {
             direction: direction as u8,
             length,
@@ -381,7 +383,18 @@ pub fn frame(
                 let _ = PAYLOAD_SOCKS.insert(sk, next, BPF_ANY.into());
                 if next == verdict::DATABASE || next == verdict::HTTP2 {
                     let http2 = next == verdict::HTTP2;
-                    copied::capture(http2, true, who, (family, direction), length, &user);
+                    // SAFETY: plain reads of this CPU's scratch value, from memory: the
+                    // pieces' place was not kept on the stack across the calls above.
+                    let user = unsafe {
+                        let state = &(*scratch).state;
+                        UserBuffer {
+                            address,
+                            size,
+                            vector: core::ptr::read_volatile(&state.vector),
+                            pieces: core::ptr::read_volatile(&state.pieces),
+                        }
+                    };
+                    copied::capture(http2, true, who, (family, direction), length, user);
                 }
                 return;
             }

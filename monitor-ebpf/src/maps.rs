@@ -148,6 +148,10 @@ pub struct Scratch {
     pub sk: u64,
     pub owner: Owner,
     pub buffer: u64,
+    /// Where a vectored read/write's pieces are (`payload::UserBuffer`): kept here, not on
+    /// the framing programs' stack, for an HTTP/2 socket's first copy after its judgement.
+    pub vector: u64,
+    pub pieces: u64,
 }
 
 /// Per CPU: where the framing copies a window of a read/write, keeps what it changes while

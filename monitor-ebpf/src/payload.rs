@@ -44,8 +44,10 @@ pub const NR_SENDMSG: u64 = 46;
 pub const NR_RECVMSG: u64 = 47;
 pub const NR_RECVMMSG: u32 = 299;
 pub const NR_SENDMMSG: u32 = 307;
-/// `struct user_msghdr`: `msg_iov` follows `msg_name` and `msg_namelen` (UAPI, stable).
-const MSGHDR_IOV: u64 = 16;
+/// `struct user_msghdr`: `msg_iov` follows `msg_name` and `msg_namelen`, and `msg_iovlen`
+/// follows it (UAPI, stable).
+pub const MSGHDR_IOV: u64 = 16;
+pub const MSGHDR_IOVLEN: u64 = 24;
 
 /// The first four bytes of an HTTP/1.x request or response. Values, not references: a
 /// table of pointers would need relocations inside `.rodata`, which BPF loaders lack.
@@ -137,50 +139,53 @@ pub fn current_regs_at() -> u64 {
     unsafe { bpf_probe_read_kernel(core::ptr::from_ref(&regs).cast::<u64>()) }.unwrap_or(0)
 }
 
-/// A syscall's user buffer: its first (or only) piece, and for a vectored call (`readv`,
-/// `writev`, `sendmsg`, `recvmsg`) its `struct iovec` array and their count, 0 otherwise.
+/// A syscall's user buffer: its first (or only) piece, and where a vectored call's pieces
+/// are. Only what the call's arguments say without reading more of the user's memory: the
+/// framing programs' stack has no room for another read (5.10 counts it against 512 bytes
+/// with their callees'), and only HTTP/2's copies need the pieces (`copied::mon_copy` reads
+/// them).
 #[derive(Clone, Copy)]
 pub struct UserBuffer {
     pub address: u64,
     pub size: u64,
-    pub iov: u64,
-    pub iov_count: u64,
+    /// `readv`/`writev`: the `struct iovec` array; `sendmsg`/`recvmsg`: the `struct
+    /// user_msghdr`; 0 for a plain buffer.
+    pub vector: u64,
+    /// `readv`/`writev`: the pieces; `sendmsg`/`recvmsg`: `MSGHDR`; 0 for a plain buffer.
+    pub pieces: u64,
 }
+
+/// `UserBuffer::pieces` of a `struct user_msghdr`, whose `msg_iovlen` was not read.
+pub const MSGHDR: u64 = u64::MAX;
 
 impl UserBuffer {
     pub fn plain(address: u64, size: u64) -> Self {
         Self {
             address,
             size,
-            iov: 0,
-            iov_count: 0,
+            vector: 0,
+            pieces: 0,
         }
     }
 }
 
-/// `struct user_msghdr`: `msg_iovlen` follows `msg_iov` (UAPI, stable).
-const MSGHDR_IOVLEN: u64 = 24;
-
 /// The user buffer of a syscall, from its arguments.
 #[inline(always)]
 pub fn user_buffer(regs: &SyscallRegs) -> Option<UserBuffer> {
-    let vector = |iov: u64, iov_count: u64| -> Option<UserBuffer> {
+    let first = |iov: u64, vector: u64, pieces: u64| -> Option<UserBuffer> {
         Some(UserBuffer {
             address: read_user(iov)?,
             size: read_user(iov + 8)?,
-            iov,
-            iov_count,
+            vector,
+            pieces,
         })
     };
     match regs.nr() {
         NR_READ | NR_WRITE | NR_SENDTO | NR_RECVFROM => {
             Some(UserBuffer::plain(regs.arg1(), regs.arg2()))
         }
-        NR_READV | NR_WRITEV => vector(regs.arg1(), regs.arg2()),
-        NR_SENDMSG | NR_RECVMSG => vector(
-            read_user(regs.arg1() + MSGHDR_IOV)?,
-            read_user(regs.arg1() + MSGHDR_IOVLEN)?,
-        ),
+        NR_READV | NR_WRITEV => first(regs.arg1(), regs.arg1(), regs.arg2()),
+        NR_SENDMSG | NR_RECVMSG => first(read_user(regs.arg1() + MSGHDR_IOV)?, regs.arg1(), MSGHDR),
         _ => None, // sendfile, splice, io_uring, sendmmsg: no single user buffer
     }
 }

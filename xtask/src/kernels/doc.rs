@@ -61,10 +61,11 @@ pub fn markdown(provenance: &Provenance, runs: &[Run]) -> String {
          the same smoke test on this machine's own kernel. The smoke test starts the agent, \
          runs workloads whose outcome is known exactly, each under a process name of its own \
          (failing syscalls, TCP connects accepted and refused, HTTP/1.1 requests over one \
-         keep-alive connection between Python's http.server and http.client, two CPU-bound \
-         processes sharing one CPU, a process allocating beyond its memory cgroup's limit, a \
-         shell loop running 20 short programs under distinct names), and compares what the \
-         agent exports with the truth.\n"
+         keep-alive connection between Python's http.server and http.client, the same over \
+         TLS, DNS lookups, Redis commands, gRPC calls between gRPC's own server and client \
+         (HTTP/2), two CPU-bound processes sharing one CPU, a process allocating beyond its \
+         memory cgroup's limit, a shell loop running 28 short programs under distinct names), \
+         and compares what the agent exports with the truth.\n"
     );
     let _ = writeln!(text, "## Verdict\n\n{}", verdict(runs));
     let _ = writeln!(

@@ -205,6 +205,8 @@ struct Binaries {
     agent: PathBuf,
     bins: PathBuf,
     description: String,
+    /// The Python with `grpcio` the gRPC workload runs, if there is one.
+    python: Option<PathBuf>,
 }
 
 fn binaries(options: &Options) -> Result<Binaries> {
@@ -246,10 +248,17 @@ fn binaries(options: &Options) -> Result<Binaries> {
         (None, None) => format!("{} build of this checkout", options.profile()),
     };
     let bins = absolute(options.bins.as_deref().unwrap_or(&profile_dir))?;
+    // The interpreter itself, not a version manager's shim (a script that would exec it
+    // under another name).
+    let python =
+        output(Command::new("python3").args(["-c", "import grpc, sys; print(sys.executable)"]))
+            .ok()
+            .map(|path| PathBuf::from(path.trim()));
     Ok(Binaries {
         agent,
         bins,
         description,
+        python,
     })
 }
 
@@ -276,6 +285,7 @@ fn host_run(binaries: &Binaries, out: &Path) -> Result<Run> {
         out: out.to_path_buf(),
         agent: binaries.agent.clone(),
         bins: binaries.bins.clone(),
+        python: binaries.python.clone(),
         settle_seconds: smoke::DEFAULT_SETTLE_SECONDS,
     };
     smoke::run(&options)?;
@@ -391,8 +401,15 @@ fn boot_and_test(kernel: &debian::Kernel, out: &Path, plan: &VmPlan) -> Result<v
     fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let path = |path: &Path| vm::shell_quote(&path.to_string_lossy());
     // The guest's loopback starts down; everything else the test needs is shared in.
+    let python = plan
+        .binaries
+        .python
+        .as_deref()
+        .map(|python| format!(" --python {}", path(python)))
+        .unwrap_or_default();
     let script = format!(
-        "ip link set lo up; exec {} {GUEST_COMMAND} --out {} --agent {} --bins {} >{} 2>&1",
+        "ip link set lo up; exec {} {GUEST_COMMAND} --out {} --agent {} --bins {}{python} >{} \
+         2>&1",
         path(plan.guest),
         path(out),
         path(&plan.binaries.agent),

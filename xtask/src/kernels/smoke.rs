@@ -41,6 +41,9 @@ const TCP_BYTES: u64 = 1000;
 /// Requests over one keep-alive connection: answered 200 on /ok, 404 on /missing.
 const HTTP_OK: u64 = 7;
 const HTTP_MISSING: u64 = 3;
+/// gRPC calls answered OK and NOT_FOUND (HTTP/2, gRPC's C core on both ends).
+const GRPC_OK: u64 = 5;
+const GRPC_NOT_FOUND: u64 = 2;
 /// DNS lookups to a server on port 53 of DNS_SERVER: A questions answered (connected UDP),
 /// A questions for names that do not exist (connected UDP), AAAA questions sent with
 /// `sendto` on an unconnected socket, MX questions over TCP, and SRV questions by dig
@@ -68,11 +71,14 @@ const SPIN_SECONDS: f64 = 3.0;
 const CPU_TOLERANCE: f64 = 0.05;
 const WAIT_TOLERANCE: f64 = 0.10;
 /// One shell runs CHURN_PROGRAMS short gt-workloads, each under a name of its own, each
-/// failing CHURN_OPENAT openat(2)s: past the agent's default 16 names per parent
-/// (`--processes.names-per-parent`), they are counted as comm="[short-lived]". The parent
+/// failing CHURN_OPENAT openat(2)s: past NAMES_PER_PARENT names per parent (the agent's
+/// `--processes.names-per-parent`), they are counted as comm="[short-lived]". The parent
 /// comes from the exec probe (`real_parent`, at offsets from BTF): exact on every kernel.
-const CHURN_PROGRAMS: u64 = 20;
-const CHURN_KEPT: u64 = 16;
+/// Set above the default 16: the workloads' own parent (this process) runs more programs
+/// than that, and each must keep its name.
+const NAMES_PER_PARENT: u64 = 24;
+const CHURN_PROGRAMS: u64 = NAMES_PER_PARENT + 4;
+const CHURN_KEPT: u64 = NAMES_PER_PARENT;
 const CHURN_OPENAT: u64 = 3;
 /// A hog allocating HOG_MIB in a memory cgroup limited to LIMIT_MIB: one OOM kill.
 const HOG_MIB: u64 = 200;
@@ -128,6 +134,10 @@ pub struct GuestOptions {
     /// Folder holding the `tests` crate's gt-workload and net-workload.
     #[arg(long, value_name = "DIR")]
     pub bins: PathBuf,
+
+    /// A Python with `grpcio` (`cargo xtask setup` installs it) for the gRPC workload.
+    #[arg(long, value_name = "PATH")]
+    pub python: Option<PathBuf>,
 
     /// How long to wait for the counts to match after the workloads.
     #[arg(long, default_value_t = DEFAULT_SETTLE_SECONDS, value_name = "SECONDS")]
@@ -198,6 +208,41 @@ connection.sendall(b"".join(command(b"SET", b"p%d" % i, b"v") for i in range(pip
 assert replies(pipelined) == b"+OK\r\n" * pipelined
 "#;
 
+/// `python -c GRPC_SERVER`: a gRPC server of `/shop.Cart/Add` (raw bytes, no protobuf):
+/// `missing` is answered NOT_FOUND, anything else OK; prints its port.
+const GRPC_SERVER: &str = r#"
+import grpc
+from concurrent import futures
+def add(request, context):
+    if request == b"missing":
+        context.abort(grpc.StatusCode.NOT_FOUND, "no such cart")
+    return b"added"
+server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+    "shop.Cart", {"Add": grpc.unary_unary_rpc_method_handler(add)}),))
+port = server.add_insecure_port("127.0.0.1:0")
+server.start()
+print(port, flush=True)
+server.wait_for_termination()
+"#;
+
+/// `python -c GRPC_CLIENT PORT OK NOT_FOUND`: the calls over one channel, each status
+/// checked.
+const GRPC_CLIENT: &str = r#"
+import grpc, sys
+port, ok, missing = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+with grpc.insecure_channel("127.0.0.1:" + port) as channel:
+    add = channel.unary_unary("/shop.Cart/Add")
+    for _ in range(ok):
+        add(b"cart", timeout=30)
+    for _ in range(missing):
+        try:
+            add(b"missing", timeout=30)
+            raise SystemExit("NOT_FOUND expected")
+        except grpc.RpcError as error:
+            assert error.code() == grpc.StatusCode.NOT_FOUND, error
+"#;
+
 /// The unique process names of one run: a prefix plus this process's PID (at most 15 bytes,
 /// the kernel's limit).
 struct Comms {
@@ -215,6 +260,8 @@ struct Comms {
     dig: String,
     redis_server: String,
     redis_client: String,
+    grpc_server: String,
+    grpc_client: String,
     /// The churn loop's programs are `{churn}-1` … `{churn}-CHURN_PROGRAMS`.
     churn: String,
 }
@@ -237,6 +284,8 @@ impl Comms {
             dig: comm("kgdig"),
             redis_server: comm("kgrds"),
             redis_client: comm("kgrdc"),
+            grpc_server: comm("kggrps"),
+            grpc_client: comm("kggrpc"),
             churn: comm("kgch"),
         }
     }
@@ -251,6 +300,8 @@ struct Facts {
     http: u16,
     https: u16,
     redis: u16,
+    /// The gRPC server's port, once its calls were made (0: the workload did not run).
+    grpc: u16,
     spin_cpu_seconds: f64,
     spin_wait_seconds: f64,
 }
@@ -319,7 +370,7 @@ fn expectations(comms: &Comms, facts: &Facts) -> Vec<Expectation> {
         ]
     };
     let (dns_client, dig) = (comms.dns_client.as_str(), comms.dig.as_str());
-    vec![
+    let mut expected = vec![
         Expectation::new(
             "folding: a parent's first program names are kept",
             ERRORS,
@@ -331,7 +382,7 @@ fn expectations(comms: &Comms, facts: &Facts) -> Vec<Expectation> {
             CHURN_OPENAT,
         ),
         Expectation::new(
-            "folding: short-lived programs past 16 names share [short-lived]",
+            "folding: short-lived programs past 24 names share [short-lived]",
             ERRORS,
             &[
                 ("comm", "[short-lived]"),
@@ -535,6 +586,49 @@ fn expectations(comms: &Comms, facts: &Facts) -> Vec<Expectation> {
             &[("comm", &comms.hog)],
             1,
         ),
+    ];
+    expected.extend(grpc_expectations(comms, facts));
+    expected
+}
+
+/// The gRPC calls, on both sides (HTTP/2 framed in the agent from the copies of every piece
+/// of gRPC's vectored reads and writes).
+fn grpc_expectations(comms: &Comms, facts: &Facts) -> Vec<Expectation> {
+    const SERVED: &str = "rpc_server_call_duration_seconds_count";
+    const MADE: &str = "rpc_client_call_duration_seconds_count";
+    if facts.grpc == 0 {
+        return Vec::new();
+    }
+    let port = facts.grpc.to_string();
+    let call = |comm, status| {
+        vec![
+            ("comm", comm),
+            ("rpc_system_name", "grpc"),
+            ("rpc_method", "/shop.Cart/Add"),
+            ("rpc_response_status_code", status),
+        ]
+    };
+    let made = |status| {
+        let mut labels = call(comms.grpc_client.as_str(), status);
+        labels.push(("server_port", port.as_str()));
+        labels
+    };
+    let server = comms.grpc_server.as_str();
+    vec![
+        Expectation::new("gRPC server: OK", SERVED, &call(server, "OK"), GRPC_OK),
+        Expectation::new(
+            "gRPC server: NOT_FOUND",
+            SERVED,
+            &call(server, "NOT_FOUND"),
+            GRPC_NOT_FOUND,
+        ),
+        Expectation::new("gRPC client: OK", MADE, &made("OK"), GRPC_OK),
+        Expectation::new(
+            "gRPC client: NOT_FOUND",
+            MADE,
+            &made("NOT_FOUND"),
+            GRPC_NOT_FOUND,
+        ),
     ]
 }
 
@@ -590,6 +684,7 @@ fn smoke(options: &GuestOptions, work: &Path, result: &mut SmokeResult) -> Resul
             .arg("--probes.databases")
             // Exited workloads are folded at each sweep: sooner here than the 5 s default.
             .args(["--kernel.sweep-interval", SWEEP_INTERVAL])
+            .args(["--processes.names-per-parent", &NAMES_PER_PARENT.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log),
@@ -605,16 +700,18 @@ fn smoke(options: &GuestOptions, work: &Path, result: &mut SmokeResult) -> Resul
     let workloads = Workloads {
         work,
         bins: &options.bins,
+        python: options.python.as_deref(),
     };
     let mut facts = Facts::default();
     // Each workload on its own: one failing does not hide what the others show.
-    let steps: [(&str, &WorkloadStep); 9] = [
+    let steps: [(&str, &WorkloadStep); 10] = [
         ("syscall workload", &|_| workloads.syscalls(&comms)),
         ("TCP workload", &|facts| workloads.tcp(&comms, facts)),
         ("HTTP workload", &|facts| workloads.http(&comms, facts)),
         ("HTTPS workload", &|facts| workloads.https(&comms, facts)),
         ("DNS workload", &|_| workloads.dns(&comms)),
         ("Redis workload", &|facts| workloads.redis(&comms, facts)),
+        ("gRPC workload", &|facts| workloads.grpc(&comms, facts)),
         ("scheduler workload", &|facts| {
             workloads.sched(&comms, facts)
         }),
@@ -772,6 +869,8 @@ struct Workloads<'a> {
     /// Scratch folder for the symlinks and scripts.
     work: &'a Path,
     bins: &'a Path,
+    /// A Python with `grpcio`.
+    python: Option<&'a Path>,
 }
 
 impl Workloads<'_> {
@@ -997,6 +1096,30 @@ impl Workloads<'_> {
         let outcome = run_to_end(&comms.redis_client, &mut client).map(drop);
         server.stop(libc::SIGTERM, Duration::from_secs(5))?;
         outcome
+    }
+
+    /// A gRPC server and client (gRPC's C core, HTTP/2 in cleartext): GRPC_OK calls answered
+    /// OK and GRPC_NOT_FOUND answered NOT_FOUND, over one channel.
+    fn grpc(&self, comms: &Comms, facts: &mut Facts) -> Result<()> {
+        let python = self
+            .python
+            .context("no Python with grpcio was given (--python; `cargo xtask setup`)")?;
+        let mut server = self.named(&comms.grpc_server, python)?;
+        server.args(["-c", GRPC_SERVER]);
+        let (mut server, ready) = start_until_line(&comms.grpc_server, &mut server)?;
+        let port: u16 = ready
+            .trim()
+            .parse()
+            .with_context(|| format!("the gRPC server printed {ready:?}, not its port"))?;
+        let mut client = self.named(&comms.grpc_client, python)?;
+        client
+            .args(["-c", GRPC_CLIENT, &port.to_string()])
+            .args([GRPC_OK, GRPC_NOT_FOUND].map(|n| n.to_string()));
+        let outcome = run_to_end(&comms.grpc_client, &mut client).map(drop);
+        server.stop(libc::SIGTERM, Duration::from_secs(5))?;
+        outcome?;
+        facts.grpc = port;
+        Ok(())
     }
 
     /// spin: SPINNERS processes pinned to the last CPU for SPIN_SECONDS, each printing its
@@ -1265,6 +1388,7 @@ mod tests {
             http: 4002,
             https: 4004,
             redis: 4003,
+            grpc: 0,
             spin_cpu_seconds: 3.0,
             spin_wait_seconds: 3.0,
         };

@@ -206,3 +206,73 @@ fn grpc_calls_exact_on_both_sides_by_status() {
     web::count(&scrape, RPC_SERVER, &call(&server, "OK")).unwrap();
     drop(running);
 }
+
+/// `python -c CLIENT PORT N`: one call on a new channel, `ready`, then, after a line on
+/// stdin, N more calls on that same connection, and `done`.
+const GRPC_OLD_CLIENT: &str = r#"
+import grpc, sys
+channel = grpc.insecure_channel("127.0.0.1:" + sys.argv[1])
+add = channel.unary_unary("/shop.Cart/Add")
+add(b"cart", timeout=10)
+print("ready", flush=True)
+sys.stdin.readline()
+for _ in range(int(sys.argv[2])):
+    add(b"cart", timeout=10)
+print("done", flush=True)
+"#;
+
+/// A gRPC connection opened before the agent started: its header tables began unseen, so
+/// its later calls are not decoded (nor guessed) but the connection is counted.
+#[test]
+fn a_connection_older_than_the_agent_is_counted_as_unparseable_not_guessed() {
+    use std::io::{BufRead as _, Write as _};
+    const LATER_CALLS: usize = 4;
+    let python = pip_python3();
+    let server = unique_comm("grpcolds");
+    let client = unique_comm("grpcoldc");
+    let running = spawn_as(&server, &python, &["-c".to_owned(), GRPC_SERVER.to_owned()]);
+    let port = running.port().to_string();
+    let mut child = spawn_named_with(&client, &python, |command| {
+        command
+            .args(["-c", GRPC_OLD_CLIENT, &port, &LATER_CALLS.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+    });
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready", "the client's first call");
+
+    let agent = Agent::start(&[]);
+    writeln!(child.stdin.take().unwrap(), "go").unwrap();
+    line.clear();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "done", "the client's later calls");
+    assert!(child.wait().unwrap().success());
+
+    // Both ends' sockets are first seen in the middle of HTTP/2: each is counted once.
+    let scrape = eventually(
+        Duration::from_secs(15),
+        "the unparseable connections",
+        || {
+            let scrape = agent.scrape();
+            let counted = scrape.value("monitor_http2_unparseable_connections_total", &[])?;
+            (counted >= 2.0).then_some(scrape)
+        },
+    );
+    assert_eq!(
+        scrape.value("monitor_http2_unparseable_connections_total", &[]),
+        Some(2.0),
+        "one per socket of the connection"
+    );
+    for family in [RPC_SERVER, RPC_CLIENT, SERVER, CLIENT] {
+        for comm in [&server, &client] {
+            let guessed = scrape
+                .matching(&format!("{family}_count"), &[("comm", comm)])
+                .count();
+            assert_eq!(guessed, 0, "{comm}'s calls guessed in {family}");
+        }
+    }
+    drop(running);
+}

@@ -684,7 +684,10 @@ fn smoke(options: &GuestOptions, work: &Path, result: &mut SmokeResult) -> Resul
             .arg("--probes.databases")
             // Exited workloads are folded at each sweep: sooner here than the 5 s default.
             .args(["--kernel.sweep-interval", SWEEP_INTERVAL])
-            .args(["--processes.names-per-parent", &NAMES_PER_PARENT.to_string()])
+            .args([
+                "--processes.names-per-parent",
+                &NAMES_PER_PARENT.to_string(),
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log),

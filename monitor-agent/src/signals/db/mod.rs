@@ -1,6 +1,6 @@
 //! Database operations served and made: the reads/writes of connections the probes found to
 //! speak a database's wire protocol (records of the `DB_EVENTS` ring, from
-//! `monitor-ebpf/src/database.rs`), framed here by the parsers of `monitor-protocols`
+//! `monitor-ebpf/src/copied.rs`), framed here by the parsers of `monitor-protocols`
 //! (Redis RESP2/3, PostgreSQL v3), with caps per service on the servers a client names and
 //! on the error codes a server chooses.
 use std::{net::SocketAddr, time::Instant};

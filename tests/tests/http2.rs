@@ -109,23 +109,8 @@ fn nginx_http2_in_cleartext_and_over_tls_exact_on_both_sides() {
     }
 }
 
-/// `python -c SERVER`: a gRPC server of `/shop.Cart/Add` (raw bytes, no protobuf): `missing`
-/// is answered NOT_FOUND, anything else OK; prints `ready PORT`.
-const GRPC_SERVER: &str = r#"
-import grpc
-from concurrent import futures
-def add(request, context):
-    if request == b"missing":
-        context.abort(grpc.StatusCode.NOT_FOUND, "no such cart")
-    return b"added"
-server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
-    "shop.Cart", {"Add": grpc.unary_unary_rpc_method_handler(add)}),))
-port = server.add_insecure_port("127.0.0.1:0")
-server.start()
-print("ready", port, flush=True)
-server.wait_for_termination()
-"#;
+/// `python -c GRPC_SERVER`: see the script.
+const GRPC_SERVER: &str = include_str!("../scripts/grpc_server.py");
 
 /// `python -c CLIENT PORT OK MISSING`: OK calls then MISSING ones over one channel; prints
 /// each call's status code name.

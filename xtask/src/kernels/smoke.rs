@@ -208,23 +208,8 @@ connection.sendall(b"".join(command(b"SET", b"p%d" % i, b"v") for i in range(pip
 assert replies(pipelined) == b"+OK\r\n" * pipelined
 "#;
 
-/// `python -c GRPC_SERVER`: a gRPC server of `/shop.Cart/Add` (raw bytes, no protobuf):
-/// `missing` is answered NOT_FOUND, anything else OK; prints its port.
-const GRPC_SERVER: &str = r#"
-import grpc
-from concurrent import futures
-def add(request, context):
-    if request == b"missing":
-        context.abort(grpc.StatusCode.NOT_FOUND, "no such cart")
-    return b"added"
-server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
-    "shop.Cart", {"Add": grpc.unary_unary_rpc_method_handler(add)}),))
-port = server.add_insecure_port("127.0.0.1:0")
-server.start()
-print(port, flush=True)
-server.wait_for_termination()
-"#;
+/// `python -c GRPC_SERVER`: a gRPC server of `/shop.Cart/Add`, the one the tests run.
+const GRPC_SERVER: &str = include_str!("../../../tests/scripts/grpc_server.py");
 
 /// `python -c GRPC_CLIENT PORT OK NOT_FOUND`: the calls over one channel, each status
 /// checked.
@@ -1112,7 +1097,8 @@ impl Workloads<'_> {
         let (mut server, ready) = start_until_line(&comms.grpc_server, &mut server)?;
         let port: u16 = ready
             .trim()
-            .parse()
+            .strip_prefix("ready ")
+            .and_then(|port| port.parse().ok())
             .with_context(|| format!("the gRPC server printed {ready:?}, not its port"))?;
         let mut client = self.named(&comms.grpc_client, python)?;
         client

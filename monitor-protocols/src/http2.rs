@@ -205,11 +205,6 @@ impl Http2Parser {
         }
     }
 
-    /// Streams awaiting their answer now.
-    pub fn open_streams(&self) -> usize {
-        self.streams.len()
-    }
-
     fn feed_side(&mut self, chunk: &Chunk<'_>, out: &mut Vec<Exchange>) -> Result<(), Lost> {
         let role = *self.role.get_or_insert(match chunk.direction {
             Direction::Egress => Role::Client,

@@ -274,8 +274,11 @@ pub extern "C" fn mon_judge(judged: u64, loaded: u64) -> i64 {
     let next = if http2 && monitor_framing::starts_http2(window, loaded) {
         verdict::HTTP2
     } else if judged >= verdict::UPGRADED {
-        // Only HTTP/2's preface is looked for after an upgrade, twice at most.
-        if judged == verdict::UPGRADED {
+        // Only HTTP/2's prefaces are looked for after an upgrade, twice at most: the
+        // server may write its own before it reads the client's.
+        if monitor_framing::starts_server_settings(window, loaded) {
+            verdict::HTTP2
+        } else if judged == verdict::UPGRADED {
             verdict::UPGRADED + 1
         } else {
             verdict::IGNORE
@@ -409,13 +412,19 @@ pub fn frame(
     // volatile read, or the compiler would reuse the values just stored.
     // SAFETY: a plain read of this CPU's scratch value.
     let io = unsafe { core::ptr::read_volatile(&wire.state().io) };
-    if work.conn.feed(&io, window, &mut wire) == Outcome::Done {
-        // An upgrade may be to HTTP/2 (`h2c`): its preface comes next.
-        let next = if HTTP2.load() != 0 {
-            verdict::UPGRADED
-        } else {
-            verdict::IGNORE
-        };
+    let (outcome, at) = work.conn.feed(&io, window, &mut wire);
+    if outcome == Outcome::Done {
+        // An upgrade may be to HTTP/2 (`h2c`): its prefaces come next, the server's maybe
+        // in the same read/write as the `101`.
+        let mut next = verdict::IGNORE;
+        if HTTP2.load() != 0 {
+            next = verdict::UPGRADED;
+            if at > 0 && at < readable && upgraded_to_http2(&mut wire, window, at) {
+                next = verdict::HTTP2;
+                let rest = UserBuffer::plain(address + u64::from(at), size - u64::from(at));
+                copied::capture(true, true, who, (family, direction), length - at, rest);
+            }
+        }
         let _ = PAYLOAD_SOCKS.insert(sk, next, BPF_ANY.into());
         if stored.is_some() {
             let _ = HTTP_CONNS.remove(sk);
@@ -433,6 +442,14 @@ pub fn frame(
             let _ = PAYLOAD_SOCKS.insert(sk, verdict::HTTP, BPF_ANY.into());
         }
     }
+}
+
+/// Whether the bytes at `at` of a read/write (of its first piece, if vectored), after the
+/// `101` that ended its HTTP/1.x, are the server's HTTP/2 preface.
+#[inline(always)]
+fn upgraded_to_http2(wire: &mut KernelWire, window: &mut [u8; WINDOW], at: u32) -> bool {
+    let got = wire.read(at, 9, window);
+    monitor_framing::starts_server_settings(window, got)
 }
 
 /// Copies a connection's framing state a word at a time. A plain assignment compiles to a

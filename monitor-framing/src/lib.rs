@@ -30,7 +30,8 @@
 //! by the first final (non-1xx) response after it, in order (pipelining), when that
 //! response's status code is read: [`Wire::completed`] gets the request, the status and the
 //! time the status line's first byte was seen. `101 Switching Protocols` and a `2xx` answer
-//! to `CONNECT` end the framing ([`Outcome::Done`]): the caller stops looking at the socket.
+//! to `CONNECT` end the framing at their head's end ([`Outcome::Done`], with where it
+//! ended): the caller stops framing the socket.
 //!
 //! The request target is kept up to [`TEXT_CAP`] bytes and never past `?` or `#` (servers:
 //! query strings never leave the kernel); clients keep the `Host` header instead, as that
@@ -85,6 +86,8 @@ pub mod text_flags {
     pub const TRUNCATED: u8 = 1;
     /// A `?` or `#` ended the target: nothing after it is kept.
     pub const ENDED: u8 = 2;
+    /// The request line's version is `HTTP/1.0` (`network_protocol_version`).
+    pub const HTTP_1_0: u8 = 4;
 }
 
 /// One read or write (BPF functions take at most five arguments: hence a struct).
@@ -463,6 +466,18 @@ pub fn looks_like_http2_frame(window: &[u8; WINDOW], len: u32) -> bool {
     }
 }
 
+/// Whether a read/write starts with a server's connection preface (RFC 9113 §3.4): a
+/// SETTINGS frame that is not an acknowledgement. Looked for only after an `h2c` upgrade,
+/// where the server may send it before it reads the client's preface.
+pub fn starts_server_settings(window: &[u8; WINDOW], len: u32) -> bool {
+    if len < 9 {
+        return false;
+    }
+    let length = u32::from_be_bytes([0, window[0], window[1], window[2]]);
+    let stream = u32::from_be_bytes([window[5], window[6], window[7], window[8]]);
+    window[3] == 4 && window[4] == 0 && stream == 0 && length.is_multiple_of(6) && length <= 16_384
+}
+
 /// PostgreSQL's startup codes (protocol 3.0, and the two encryption requests).
 const PG_PROTOCOL_3: u32 = 0x0003_0000;
 const PG_SSL_REQUEST: u32 = 80_877_103;
@@ -524,8 +539,9 @@ pub mod verdict {
     pub const DATABASE: u32 = 150;
     /// HTTP/2 ([`starts_http2`](super::starts_http2)): copied to the agent like a database.
     pub const HTTP2: u32 = 160;
-    /// After an upgrade (`101`): the next reads/writes are looked at for HTTP/2's preface
-    /// only, `UPGRADED + 1` for the second, then the socket is ignored.
+    /// After an upgrade (`101`): the next reads/writes are looked at for HTTP/2's
+    /// prefaces only (the client's, or the server's SETTINGS), `UPGRADED + 1` for the
+    /// second, then the socket is ignored.
     pub const UPGRADED: u32 = 170;
     pub const IGNORE: u32 = 200;
 
@@ -643,8 +659,14 @@ impl Conn {
     }
 
     /// Frames one read or write; `window` is scratch space, of which `io.loaded` bytes may
-    /// already hold the read/write's start.
-    pub fn feed<W: Wire>(&mut self, io: &Io, window: &mut [u8; WINDOW], wire: &mut W) -> Outcome {
+    /// already hold the read/write's start. With [`Outcome::Done`], the bytes of the
+    /// read/write that were HTTP's: what follows is the new protocol's (0 if unknown).
+    pub fn feed<W: Wire>(
+        &mut self,
+        io: &Io,
+        window: &mut [u8; WINDOW],
+        wire: &mut W,
+    ) -> (Outcome, u32) {
         let k = side_of(self.role, io.direction);
         let mut cursor = Cursor {
             offset: 0,
@@ -654,7 +676,7 @@ impl Conn {
         };
         let outcome = self.frame(k, io, &mut cursor, window, wire);
         self.sides[k].state = cursor.st;
-        outcome
+        (outcome, cursor.offset)
     }
 
     fn frame<W: Wire>(
@@ -684,6 +706,11 @@ impl Conn {
         if cursor.offset < io.length && !matches!(cursor.st, BODY | CHUNK_DATA | UNTIL_CLOSE | LOST)
         {
             cursor.st = LOST;
+        }
+        if cursor.st == LOST && self.leaves_http() {
+            // Lost in the head of the response that leaves HTTP (or in what came with it):
+            // HTTP ends all the same, where exactly is unknown.
+            return Outcome::Done;
         }
         Outcome::Framing
     }
@@ -742,10 +769,10 @@ impl Conn {
         self.sides[k].state = cursor.st;
         let (used, step) = wire.scan(self, k, window, got);
         cursor.st = self.sides[k].state;
+        cursor.offset += used;
         if step == Step::Done {
             return Turn::Done;
         }
-        cursor.offset += used;
         Turn::Again
     }
 
@@ -892,7 +919,13 @@ impl Conn {
                 self.proven = 1;
                 Step::Next
             }
-            STATUS_CODE if side.pos == 3 => self.status_code(st, b' ', wire),
+            // The response leaving HTTP (its status read), its head's end past the capture:
+            // the framing ends here all the same.
+            _ if k == RESPONSES && self.leaves_http() => Step::Done,
+            STATUS_CODE if side.pos == 3 => match self.status_code(st, b' ', wire) {
+                Step::Next if self.leaves_http() => Step::Done,
+                step => step,
+            },
             _ => Step::Next,
         }
     }
@@ -1033,6 +1066,10 @@ impl Conn {
             return lose(st);
         }
         side.pos = pos + 1;
+        if pos == 7 && byte == b'0' {
+            let tail = self.tail();
+            self.pending[tail].flags |= text_flags::HTTP_1_0;
+        }
         if byte == b'\n' {
             // The request line is whole: the request counts from now on.
             *st = LINE_START;
@@ -1120,10 +1157,16 @@ impl Conn {
             self.head = (self.head + 1) & (MAX_PENDING as u8 - 1);
             self.count -= 1;
         }
-        if status == 101 || (method == method::CONNECT && (200..300).contains(&status)) {
-            return Step::Done;
-        }
+        // Leaving HTTP (`leaves_http`) ends the framing at the head's end, where what
+        // follows (an `h2c` server's preface) begins.
         Step::Next
+    }
+
+    /// Whether the response being read ends HTTP on the connection: `101 Switching
+    /// Protocols`, or a `2xx` answer to `CONNECT`.
+    fn leaves_http(&self) -> bool {
+        self.status == 101
+            || (self.answering == method::CONNECT && (200..300).contains(&self.status))
     }
 
     fn line_start(&mut self, st: &mut u8, k: usize, byte: u8) -> Step {
@@ -1284,6 +1327,9 @@ impl Conn {
     }
 
     fn head_done(&mut self, st: &mut u8, k: usize) -> Step {
+        if k == RESPONSES && self.leaves_http() {
+            return Step::Done;
+        }
         let side = &mut self.sides[k];
         let flags = side.framing;
         let length = side.remaining;

@@ -192,6 +192,7 @@ struct Request {
     route: String,
     host: Option<String>,
     start_ns: u64,
+    version: HttpVersion,
 }
 
 impl Request {
@@ -273,7 +274,7 @@ impl Pairing {
                 route: request.route,
                 duration_ns: now_ns.saturating_sub(request.start_ns),
                 host: request.host,
-                version: HttpVersion::Http1,
+                version: request.version,
             }));
         }
     }
@@ -511,7 +512,7 @@ impl Side {
     ) -> bool {
         match self.kind {
             Kind::Request => {
-                let Some((method, target)) = parse_request_line(line, truncated) else {
+                let Some((method, target, version)) = parse_request_line(line, truncated) else {
                     return false;
                 };
                 let target = String::from_utf8_lossy(target);
@@ -526,6 +527,7 @@ impl Side {
                     route: request_route(&target, truncated),
                     host,
                     start_ns: self.message_start_ns,
+                    version,
                 });
                 true
             }
@@ -793,8 +795,8 @@ fn starts_request(data: &[u8]) -> bool {
 }
 
 /// `METHOD SP target SP HTTP/1.x`; when truncated, the version (or the target's end) may be
-/// missing. Returns the method and the raw target.
-fn parse_request_line(line: &[u8], truncated: bool) -> Option<(Method, &[u8])> {
+/// missing (then it counts as 1.1). Returns the method, the raw target and the version.
+fn parse_request_line(line: &[u8], truncated: bool) -> Option<(Method, &[u8], HttpVersion)> {
     let method_len = method_len(line);
     if !(1..=MAX_METHOD_LEN).contains(&method_len) || line.get(method_len) != Some(&b' ') {
         return None;
@@ -811,7 +813,11 @@ fn parse_request_line(line: &[u8], truncated: bool) -> Option<(Method, &[u8])> {
         Some(version) => is_http1(version) || (truncated && b"HTTP/1.1".starts_with(version)),
         None => truncated,
     };
-    version_ok.then(|| (Method::from_token(&line[..method_len]), target))
+    let version = match version {
+        Some(b"HTTP/1.0") => HttpVersion::Http10,
+        _ => HttpVersion::Http11,
+    };
+    version_ok.then(|| (Method::from_token(&line[..method_len]), target, version))
 }
 
 fn is_http1(version: &[u8]) -> bool {

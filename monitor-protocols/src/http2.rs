@@ -60,6 +60,9 @@ impl Protocol for Http2 {
 
     fn detect(&self, first: &Chunk<'_>) -> Detection {
         let data = first.data;
+        if starts_server_preface(data) {
+            return Detection::Match;
+        }
         let seen = data.len().min(PREFACE.len());
         if data[..seen] != PREFACE[..seen] {
             Detection::NoMatch
@@ -169,8 +172,19 @@ impl Fields {
     }
 }
 
+/// A server's connection preface: a SETTINGS frame on stream 0 that is not an
+/// acknowledgement. After an `h2c` upgrade the kernel may copy it before the client's
+/// preface (`monitor_framing::starts_server_settings`, which it looks for only then).
+fn starts_server_preface(data: &[u8]) -> bool {
+    let mut window = [0; monitor_framing::WINDOW];
+    let len = data.len().min(FRAME_HEAD);
+    window[..len].copy_from_slice(&data[..len]);
+    monitor_framing::starts_server_settings(&window, len as u32)
+}
+
 pub struct Http2Parser {
-    /// Set by the direction of the preface: the first chunk fed.
+    /// Set by the first chunk fed: the client's preface is in the requests' direction, the
+    /// server's in the responses'.
     role: Option<Role>,
     requests: Side,
     responses: Side,
@@ -206,9 +220,11 @@ impl Http2Parser {
     }
 
     fn feed_side(&mut self, chunk: &Chunk<'_>, out: &mut Vec<Exchange>) -> Result<(), Lost> {
-        let role = *self.role.get_or_insert(match chunk.direction {
-            Direction::Egress => Role::Client,
-            Direction::Ingress => Role::Server,
+        let role = *self.role.get_or_insert_with(|| {
+            match (chunk.direction, starts_server_preface(chunk.data)) {
+                (Direction::Egress, false) | (Direction::Ingress, true) => Role::Client,
+                (Direction::Ingress, false) | (Direction::Egress, true) => Role::Server,
+            }
         });
         let is_request = chunk.direction == role.request_direction();
         let mut data = chunk.data;

@@ -15,18 +15,20 @@ const RPC_SERVER: &str = "rpc_server_call_duration_seconds";
 const RPC_CLIENT: &str = "rpc_client_call_duration_seconds";
 const LIBRARIES: &str = "monitor_tls_libraries_instrumented";
 
-fn served<'a>(comm: &'a str, status: &'a str, route: &'a str, scheme: &'a str) -> Labels<'a> {
+/// A GET `comm` served: (status, route, `url_scheme`, `network_protocol_version`).
+fn served<'a>(comm: &'a str, (status, route, scheme, version): Answer<'a>) -> Labels<'a> {
     vec![
         ("comm", comm),
         ("http_request_method", "GET"),
         ("http_response_status_code", status),
         ("http_route", route),
         ("url_scheme", scheme),
-        ("network_protocol_version", "2"),
+        ("network_protocol_version", version),
     ]
 }
 
-fn made<'a>(comm: &'a str, status: &'a str, port: &'a str, scheme: &'a str) -> Labels<'a> {
+/// A GET `comm` made to 127.0.0.1: (status, port, `url_scheme`, `network_protocol_version`).
+fn made<'a>(comm: &'a str, (status, port, scheme, version): Answer<'a>) -> Labels<'a> {
     vec![
         ("comm", comm),
         ("http_request_method", "GET"),
@@ -34,9 +36,11 @@ fn made<'a>(comm: &'a str, status: &'a str, port: &'a str, scheme: &'a str) -> L
         ("server_address", "127.0.0.1"),
         ("server_port", port),
         ("url_scheme", scheme),
-        ("network_protocol_version", "2"),
+        ("network_protocol_version", version),
     ]
 }
+
+type Answer<'a> = (&'a str, &'a str, &'a str, &'a str);
 
 type Labels<'a> = Vec<(&'a str, &'a str)>;
 
@@ -85,16 +89,19 @@ fn nginx_http2_in_cleartext_and_over_tls_exact_on_both_sides() {
             &agent,
             SERVER,
             &[
-                (served(&server, "200", "/ok", scheme), OK as f64),
-                (served(&server, "404", "/missing", scheme), MISSING as f64),
+                (served(&server, ("200", "/ok", scheme, "2")), OK as f64),
+                (
+                    served(&server, ("404", "/missing", scheme, "2")),
+                    MISSING as f64,
+                ),
             ],
         );
         let scrape = scrape_when(
             &agent,
             CLIENT,
             &[
-                (made(&client, "200", &port, scheme), OK as f64),
-                (made(&client, "404", &port, scheme), MISSING as f64),
+                (made(&client, ("200", &port, scheme, "2")), OK as f64),
+                (made(&client, ("404", &port, scheme, "2")), MISSING as f64),
             ],
         );
         for (family, comm) in [(SERVER, &server), (CLIENT, &client)] {
@@ -106,6 +113,77 @@ fn nginx_http2_in_cleartext_and_over_tls_exact_on_both_sides() {
                 .count();
             assert_eq!(http1, 0, "{comm}'s HTTP/2 taken for HTTP/1.1");
         }
+    }
+}
+
+/// `python -c H2C_SERVER CONNECTIONS`: see the script.
+const H2C_SERVER: &str = include_str!("../scripts/h2c_server.py");
+
+/// curl asks for HTTP/2 with `Upgrade: h2c` on its first request, a hyper-h2 server answers
+/// `101` and then HTTP/2 on the same connection, where curl makes its other requests. The
+/// upgrade request is HTTP/1.1 as sent and answered (its `101`); every later one is
+/// HTTP/2's, exact on both sides. Two connections: on the first the server writes its
+/// `101` alone, and its SETTINGS before it reads the client's preface; on the second it
+/// writes them in one write, which the client reads at once.
+#[test]
+fn after_an_h2c_upgrade_requests_are_http2_exact_on_both_sides() {
+    const OK: usize = 5;
+    const MISSING: usize = 3;
+    let agent = Agent::start(&[]);
+    let python = pip_python3();
+    let server = unique_comm("h2cupsv");
+    let client = unique_comm("h2cupcl");
+    const CONNECTIONS: usize = 2;
+    let script = ["-c", H2C_SERVER, &CONNECTIONS.to_string()].map(str::to_owned);
+    let running = spawn_as(&server, &python, &script);
+    let port = running.port();
+    let mut requests = urls("http", port, "/ok/upgrade", 1);
+    requests.extend(urls("http", port, "/ok", OK));
+    requests.extend(urls("http", port, "/missing", MISSING));
+    for _ in 0..CONNECTIONS {
+        let codes = curl_with(&client, &["--http2"], &requests);
+        assert_eq!(codes.iter().filter(|&&c| c == 200).count(), 1 + OK);
+        assert_eq!(codes.iter().filter(|&&c| c == 404).count(), MISSING);
+    }
+    drop(running);
+    let (ok, missing, upgrades) = (
+        (OK * CONNECTIONS) as f64,
+        (MISSING * CONNECTIONS) as f64,
+        CONNECTIONS as f64,
+    );
+
+    let port = port.to_string();
+    let expected = [
+        (
+            SERVER,
+            &server,
+            vec![
+                (
+                    served(&server, ("101", "/ok/upgrade", "http", "1.1")),
+                    upgrades,
+                ),
+                (served(&server, ("200", "/ok", "http", "2")), ok),
+                (served(&server, ("404", "/missing", "http", "2")), missing),
+            ],
+        ),
+        (
+            CLIENT,
+            &client,
+            vec![
+                (made(&client, ("101", &port, "http", "1.1")), upgrades),
+                (made(&client, ("200", &port, "http", "2")), ok),
+                (made(&client, ("404", &port, "http", "2")), missing),
+            ],
+        ),
+    ];
+    for (family, comm, series) in expected {
+        let scrape = scrape_when(&agent, family, &series);
+        // Nothing more: no guessed stream 1, no request counted twice.
+        let total: f64 = scrape
+            .matching(&format!("{family}_count"), &[("comm", comm)])
+            .map(|sample| sample.value)
+            .sum();
+        assert_eq!(total, upgrades + ok + missing, "{comm} in {family}");
     }
 }
 

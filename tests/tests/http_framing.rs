@@ -16,16 +16,18 @@ use tests::{Agent, Scrape, Spawned, eventually, python3, spawn_as, spawn_named_w
 
 const SERVER: &str = "http_server_request_duration_seconds_count";
 const CLIENT: &str = "http_client_request_duration_seconds_count";
-const SERVER_LABELS: [&str; 3] = [
+const SERVER_LABELS: [&str; 4] = [
     "http_request_method",
     "http_response_status_code",
     "http_route",
+    "network_protocol_version",
 ];
-const CLIENT_LABELS: [&str; 4] = [
+const CLIENT_LABELS: [&str; 5] = [
     "http_request_method",
     "http_response_status_code",
     "server_address",
     "server_port",
+    "network_protocol_version",
 ];
 /// How long a workload may take (10,000 WebSocket round trips included).
 const WORKLOAD_TIMEOUT: Duration = Duration::from_secs(120);
@@ -303,6 +305,8 @@ struct Sides<'a> {
     port: u16,
     /// The client's `server_address`: the host of the `Host` header it sent.
     server_address: &'a str,
+    /// `network_protocol_version`: the clients' request lines say which.
+    version: &'a str,
 }
 
 impl<'a> Sides<'a> {
@@ -313,6 +317,7 @@ impl<'a> Sides<'a> {
             client,
             port,
             server_address: "127.0.0.1",
+            version: "1.1",
         }
     }
 }
@@ -340,7 +345,12 @@ fn expected<'a>(
     for s in seen {
         let status = s.status.to_string();
         *server
-            .entry(vec![s.method.clone(), status.clone(), s.route().to_owned()])
+            .entry(vec![
+                s.method.clone(),
+                status.clone(),
+                s.route().to_owned(),
+                sides.version.to_owned(),
+            ])
             .or_default() += 1.0;
         *client
             .entry(vec![
@@ -348,6 +358,7 @@ fn expected<'a>(
                 status,
                 sides.server_address.to_owned(),
                 sides.port.to_string(),
+                sides.version.to_owned(),
             ])
             .or_default() += 1.0;
     }
@@ -692,7 +703,10 @@ fn http_1_0_responses_delimited_by_the_close_are_counted_per_connection() {
     );
     assert_counted(
         &agent,
-        &Sides::loopback(&server_comm, &client_comm, port),
+        &Sides {
+            version: "1.0",
+            ..Sides::loopback(&server_comm, &client_comm, port)
+        },
         &seen_by_client,
     );
 }
@@ -815,6 +829,7 @@ fn websocket_upgrade_stops_the_capture(framing: &str) {
         client: &client_comm,
         port,
         server_address: "127.0.0.1",
+        version: "1.1",
     };
     assert_counted(&agent, &sides, &upgrade);
 
@@ -923,6 +938,7 @@ fn a_connect_tunnel_is_one_request_and_http_inside_it_is_not_counted() {
         port,
         // The host of the Host header the client sent, as for any request.
         server_address: "upstream.test",
+        version: "1.1",
     };
     assert_counted(&agent, &sides, &seen_by_client);
 }

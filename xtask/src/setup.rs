@@ -31,6 +31,8 @@ const SYSTEM_TOOLS: &[(&str, &str)] = &[
     // The request tests (tests/tests/http.rs): an unmodified web server and load generator.
     ("nginx", "nginx"),
     ("wrk", "wrk"),
+    // The HTTP/2 benchmark's load generator (`bench --only http2`).
+    ("h2load", "nghttp2-client"),
     // The DNS tests (tests/tests/dns.rs): an unmodified server answering a test zone, and
     // an unmodified client.
     ("dnsmasq", "dnsmasq-base"),
@@ -67,6 +69,10 @@ const PYTHON_PACKAGES: &[(&str, &str)] = &[
     ("rotel", "rotel==0.0.1a15"),
     // gRPC's own server and client (C-core) for the HTTP/2 tests.
     ("grpc", "grpcio==1.85.3"),
+    // hyper-h2, an HTTP/2 server reached through the `h2c` upgrade, for the HTTP/2 tests.
+    ("hpack", "hpack==4.2.0"),
+    ("hyperframe", "hyperframe==6.1.0"),
+    ("h2", "h2==4.1.0"),
 ];
 
 /// PyPI packages used as commands, pinned: (command, pip requirement). Checked by running

@@ -80,15 +80,18 @@ pub struct HttpExchange {
 /// The protocol version an exchange was framed in (`network_protocol_version`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum HttpVersion {
-    /// HTTP/1.0 and HTTP/1.1: the framings read the message heads, not their minor version.
-    Http1,
+    /// From the request line: `HTTP/1.0`.
+    Http10,
+    /// Any other `HTTP/1.x` request line.
+    Http11,
     Http2,
 }
 
 impl HttpVersion {
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::Http1 => "1.1",
+            Self::Http10 => "1.0",
+            Self::Http11 => "1.1",
             Self::Http2 => "2",
         }
     }

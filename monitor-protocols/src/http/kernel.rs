@@ -59,7 +59,11 @@ pub fn exchange(
         route,
         duration_ns,
         host,
-        version: HttpVersion::Http1,
+        version: if flags & text_flags::HTTP_1_0 != 0 {
+            HttpVersion::Http10
+        } else {
+            HttpVersion::Http11
+        },
     })
 }
 
@@ -158,9 +162,70 @@ impl KernelTwin {
             readable,
             loaded,
         };
-        if conn.feed(&io, &mut self.window, &mut wire) == Outcome::Done {
+        if conn.feed(&io, &mut self.window, &mut wire).0 == Outcome::Done {
             self.conn = None;
             self.verdict = verdict::IGNORE;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_io::io;
+
+    /// Frames `ios` (direction, bytes readable, bytes moved) of one connection; the
+    /// outcome of each.
+    fn framed(ios: &[(Direction, &[u8], usize)]) -> Vec<(Outcome, u32)> {
+        let mut conn = Box::new(Conn::ZERO);
+        let mut window = Box::new([0; WINDOW]);
+        let mut out = Vec::new();
+        conn.begin(monitor_framing::direction::INGRESS);
+        ios.iter()
+            .map(|&(direction, data, moved)| {
+                let chunk = io(direction, data, 1).chunk();
+                let io = Io {
+                    direction: match direction {
+                        Direction::Egress => monitor_framing::direction::EGRESS,
+                        Direction::Ingress => monitor_framing::direction::INGRESS,
+                    },
+                    length: moved as u32,
+                    readable: data.len() as u32,
+                    loaded: 0,
+                };
+                let mut wire = ChunkWire {
+                    chunk: &chunk,
+                    out: &mut out,
+                };
+                conn.feed(&io, &mut window, &mut wire)
+            })
+            .collect()
+    }
+
+    /// A `101` ends the framing where its head ends, also when its head spans two writes:
+    /// the probes look there for an `h2c` server's preface. A head past what can be read
+    /// ends it there.
+    #[test]
+    fn an_upgrade_ends_the_framing_at_the_end_of_its_head() {
+        const UPGRADE: &[u8] = b"GET / HTTP/1.1\r\nUpgrade: h2c\r\n\r\n";
+        const SWITCHING: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n";
+        let settings: &[u8] = &[0, 0, 0, 4, 0, 0, 0, 0, 0];
+        let whole = [SWITCHING, settings].concat();
+        let upgrade = (Direction::Ingress, UPGRADE, UPGRADE.len());
+        let outcomes = framed(&[upgrade, (Direction::Egress, &whole, whole.len())]);
+        assert_eq!(outcomes[1], (Outcome::Done, SWITCHING.len() as u32));
+
+        let (start, end) = SWITCHING.split_at(20);
+        let rest = [end, settings].concat();
+        let outcomes = framed(&[
+            upgrade,
+            (Direction::Egress, start, start.len()),
+            (Direction::Egress, &rest, rest.len()),
+        ]);
+        assert_eq!(outcomes[1].0, Outcome::Framing);
+        assert_eq!(outcomes[2], (Outcome::Done, end.len() as u32));
+
+        let outcomes = framed(&[upgrade, (Direction::Egress, start, whole.len())]);
+        assert_eq!(outcomes[1], (Outcome::Done, start.len() as u32));
     }
 }

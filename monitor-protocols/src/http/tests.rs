@@ -81,7 +81,7 @@ fn simple_get_server_side() {
             route: "/users/{id}".into(),
             duration_ns: 2_500,
             host: None,
-            version: HttpVersion::Http1,
+            version: HttpVersion::Http11,
         }]
     );
 }
@@ -485,7 +485,7 @@ fn client_side_reports_the_host() {
             route: "/v1/items".into(),
             duration_ns: 3_000,
             host: Some("api.example.com:8080".into()),
-            version: HttpVersion::Http1,
+            version: HttpVersion::Http11,
         }]
     );
     assert_eq!(
@@ -653,6 +653,32 @@ fn a_response_without_length_lasts_until_the_close() {
         ),
     ]);
     assert_eq!(summary(&exchanges), [("GET", 200, "/old", 1)]);
+    assert_eq!(exchanges[0].version, HttpVersion::Http10);
+}
+
+/// `network_protocol_version` is the request line's, whatever the response's says: servers
+/// answer a 1.0 request with their own version.
+#[test]
+fn the_version_is_the_request_lines() {
+    // (requests, responses): a server reads the requests, a client writes them.
+    for (requests, responses) in [(Ingress, Egress), (Egress, Ingress)] {
+        let exchanges = run(&[
+            io(
+                requests,
+                b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+                1,
+            ),
+            io(
+                responses,
+                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+                2,
+            ),
+            io(requests, b"GET /b HTTP/1.1\r\nHost: h\r\n\r\n", 3),
+            io(responses, b"HTTP/1.1 204 No Content\r\n\r\n", 4),
+        ]);
+        let versions: Vec<_> = exchanges.iter().map(|e| e.version.as_str()).collect();
+        assert_eq!(versions, ["1.0", "1.1"], "requests {requests:?}");
+    }
 }
 
 #[test]

@@ -344,6 +344,43 @@ fn secrets_are_neither_passed_on_nor_kept() {
     }
 }
 
+/// After an `h2c` upgrade the server may send its SETTINGS, and answer the upgraded
+/// request on stream 1, before it reads the client's preface: the kernel then copies from
+/// the server's SETTINGS. Each side's role comes from which preface it saw first, and the
+/// answer to stream 1 (the HTTP/1.1 request, counted as such) keeps the response table in
+/// step without being reported.
+#[test]
+fn after_an_h2c_upgrade_the_servers_preface_may_come_first() {
+    // :status 200 (8), and `server` added to the responses' table (62).
+    let mut answer_1 = SETTINGS_EMPTY.to_vec();
+    answer_1.extend(headers(
+        1,
+        0,
+        &[Field::Indexed(8), Field::Indexing("server", "h2c-test")],
+    ));
+    answer_1.extend(frame(DATA, END_STREAM, 1, b"ok\n"));
+    let mut request_3 = preface_and_settings();
+    request_3.extend(get(3, "/missing"));
+    // :status 404 (13), and `server` by its place in the table.
+    let answer_3 = headers(3, END_STREAM, &[Field::Indexed(13), Field::Indexed(62)]);
+    for (responses, requests, role) in [
+        (Egress, Ingress, Role::Server),
+        (Ingress, Egress, Role::Client),
+    ] {
+        let exchanges = run(&[
+            (responses, answer_1.clone(), 0),
+            (requests, request_3.clone(), 10),
+            (responses, answer_3.clone(), 30),
+        ]);
+        assert_eq!(exchanges.len(), 1, "{exchanges:?}");
+        let http = http(&exchanges[0]);
+        assert_eq!(
+            (http.role, http.status, http.duration_ns, http.version),
+            (role, 404, 20, HttpVersion::Http2)
+        );
+    }
+}
+
 #[test]
 fn the_preface_is_detected_and_nothing_else() {
     let detect = |data: &[u8]| Http2.detect(&chunk(Ingress, data, 0));
@@ -351,6 +388,10 @@ fn the_preface_is_detected_and_nothing_else() {
     assert_eq!(detect(&PREFACE[..10]), Detection::NeedMore);
     assert_eq!(detect(b"PRI * HTTP/1.1\r\n"), Detection::NoMatch);
     assert_eq!(detect(b"GET / HTTP/1.1\r\n\r\n"), Detection::NoMatch);
+    // A server's own preface (after an upgrade, the kernel's judgement), not its
+    // acknowledgement of the client's.
+    assert_eq!(detect(SETTINGS_EMPTY), Detection::Match);
+    assert_eq!(detect(&frame(4, 1, 0, &[])), Detection::NoMatch);
 }
 
 #[test]
@@ -376,7 +417,7 @@ fn garbage_after_the_preface_never_panics() {
 /// SETTINGS, which may come before it reads the client's preface.
 #[test]
 fn the_kernel_tells_a_preface_from_a_connection_seen_midway() {
-    use monitor_framing::{WINDOW, looks_like_http2_frame, starts_http2};
+    use monitor_framing::{WINDOW, looks_like_http2_frame, starts_http2, starts_server_settings};
     let window = |bytes: &[u8]| {
         let mut window = [0u8; WINDOW];
         window[..bytes.len()].copy_from_slice(bytes);
@@ -407,5 +448,24 @@ fn the_kernel_tells_a_preface_from_a_connection_seen_midway() {
     for bytes in others {
         let (bytes, len) = window(bytes);
         assert!(!looks_like_http2_frame(&bytes, len), "{:?}", &bytes[..9]);
+    }
+    // After an upgrade: the server's SETTINGS (empty, or with settings of 6 bytes each),
+    // never an acknowledgement or another frame.
+    let settings = frame(4, 0, 0, &[0, 3, 0, 0, 0, 100]);
+    for (bytes, server_preface) in [
+        (SETTINGS_EMPTY, true),
+        (&settings[..], true),
+        (&frame(4, 1, 0, &[])[..], false),
+        (&frame(4, 0, 0, &[0, 3, 0])[..], false),
+        (&get(1, "/")[..], false),
+        (&preface_and_settings()[..], false),
+    ] {
+        let (bytes, len) = window(bytes);
+        assert_eq!(
+            starts_server_settings(&bytes, len),
+            server_preface,
+            "{:?}",
+            &bytes[..9]
+        );
     }
 }

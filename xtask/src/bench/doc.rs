@@ -16,17 +16,20 @@ pub enum Suite {
     Http,
     /// nginx requests/s under wrk over TLS: the cost of the agent's OpenSSL uprobes.
     Https,
+    /// nginx requests/s under h2load over cleartext HTTP/2: the cost of following HTTP/2.
+    Http2,
 }
 
 impl Suite {
     /// Also the order of the report's sections (`appendix` follows the last one's).
-    pub const ALL: [Suite; 6] = [
+    pub const ALL: [Suite; 7] = [
         Suite::Syscalls,
         Suite::Series,
         Suite::Network,
         Suite::Databases,
         Suite::Http,
         Suite::Https,
+        Suite::Http2,
     ];
 
     pub fn name(self) -> &'static str {
@@ -37,6 +40,7 @@ impl Suite {
             Suite::Databases => "databases",
             Suite::Http => "http",
             Suite::Https => "https",
+            Suite::Http2 => "http2",
         }
     }
 
@@ -48,6 +52,7 @@ impl Suite {
             Suite::Databases => "Databases (redis-benchmark, pgbench)",
             Suite::Http => "HTTP overhead (nginx and wrk)",
             Suite::Https => "HTTPS overhead (nginx and wrk over TLS)",
+            Suite::Http2 => "HTTP/2 overhead (nginx and h2load, cleartext)",
         }
     }
 }
@@ -55,7 +60,8 @@ impl Suite {
 const HEADER: &str = "# Benchmarks\n\n\
     Written by `cargo xtask bench` (as root). Each section names the command that produced \
     its figures; `--only syscalls`, `--only series`, `--only network`, `--only databases`, \
-    `--only http` or `--only https` rewrites that section and keeps the others.\n";
+    `--only http`, `--only https` or `--only http2` rewrites that section and keeps the \
+    others.\n";
 
 fn begin(suite: Suite) -> String {
     format!("<!-- bench:{} -->", suite.name())
@@ -165,7 +171,9 @@ mod tests {
             section(&doc, Suite::Https),
             Some("## HTTPS overhead\n\nnew")
         );
-        assert!(doc.ends_with("<!-- /bench:https -->\n\n## By hand\n\nmeasured otherwise\n"));
+        // After the last suite's section, whichever that is now.
+        let last = end(*Suite::ALL.last().unwrap());
+        assert!(doc.ends_with(&format!("{last}\n\n## By hand\n\nmeasured otherwise\n")));
         assert_eq!(doc.matches("## By hand").count(), 1);
     }
 

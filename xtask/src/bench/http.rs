@@ -24,6 +24,9 @@ pub const WRK_CONNECTIONS: u32 = 16;
 /// Requests per keep-alive connection before nginx closes it (nginx's default since 1.19.10,
 /// spelled out so the report does not depend on the installed version).
 pub const KEEPALIVE_REQUESTS: u32 = 1000;
+/// The same for HTTP/2: h2load does not open a new connection when nginx ends one (its
+/// GOAWAY fails the client), so its connections last the whole run.
+pub const H2_KEEPALIVE_REQUESTS: u32 = 100_000_000;
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The TLS certificate and key nginx reads, in its own dir (made by `make_certificate`).
 const CERTIFICATE: &str = "cert.pem";
@@ -70,24 +73,40 @@ pub fn pinned(cpu: Option<usize>, program: &Path) -> Command {
     }
 }
 
+/// What nginx's port speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listener {
+    Http,
+    /// TLS, with the certificate and key `make_certificate` made.
+    Https,
+    /// HTTP/2 in cleartext, with prior knowledge (nginx before 1.25 answers no HTTP/1.x
+    /// there).
+    H2c,
+}
+
 /// The nginx configuration: one worker answering `GET /ok` from memory, no logging. With
-/// `tls`, the port speaks TLS with the certificate and key in `root` (`make_certificate`).
-pub fn nginx_config(root: &Path, port: u16, tls: bool) -> String {
+/// `Listener::Https`, the certificate and key are in `root` (`make_certificate`).
+pub fn nginx_config(root: &Path, port: u16, listener: Listener) -> String {
     let root = root.display();
-    let listen = if tls {
-        format!(
+    let listen = match listener {
+        Listener::Https => format!(
             "listen 127.0.0.1:{port} ssl;\n\
              \x20   ssl_certificate {root}/{CERTIFICATE};\n\
              \x20   ssl_certificate_key {root}/{CERTIFICATE_KEY};"
-        )
+        ),
+        Listener::H2c => format!("listen 127.0.0.1:{port} http2;"),
+        Listener::Http => format!("listen 127.0.0.1:{port};"),
+    };
+    let keepalive = if listener == Listener::H2c {
+        H2_KEEPALIVE_REQUESTS
     } else {
-        format!("listen 127.0.0.1:{port};")
+        KEEPALIVE_REQUESTS
     };
     format!(
         "daemon off;\nmaster_process on;\nworker_processes 1;\nuser root;\n\
          pid {root}/nginx.pid;\nerror_log {root}/error.log;\n\
          events {{ worker_connections 256; }}\n\
-         http {{\n  access_log off;\n  keepalive_requests {KEEPALIVE_REQUESTS};\n\
+         http {{\n  access_log off;\n  keepalive_requests {keepalive};\n\
          \x20 client_body_temp_path {root}/body;\n  proxy_temp_path {root}/proxy;\n\
          \x20 fastcgi_temp_path {root}/fastcgi;\n  uwsgi_temp_path {root}/uwsgi;\n\
          \x20 scgi_temp_path {root}/scgi;\n\
@@ -124,8 +143,7 @@ fn make_certificate(dir: &Path) -> Result<()> {
 pub struct Nginx {
     process: Option<Supervised>,
     dir: PathBuf,
-    /// Whether the port speaks TLS.
-    tls: bool,
+    listener: Listener,
     pub port: u16,
     pub version: String,
 }
@@ -133,15 +151,12 @@ pub struct Nginx {
 impl Nginx {
     /// nginx serving plain HTTP.
     pub fn start(placement: Placement) -> Result<Self> {
-        Self::start_with(placement, false)
+        Self::start_with(placement, Listener::Http)
     }
 
-    /// nginx serving HTTPS with a self-signed certificate made for this run.
-    pub fn start_tls(placement: Placement) -> Result<Self> {
-        Self::start_with(placement, true)
-    }
-
-    fn start_with(placement: Placement, tls: bool) -> Result<Self> {
+    /// nginx serving HTTPS with a self-signed certificate made for this run, or HTTP/2 in
+    /// cleartext.
+    pub fn start_with(placement: Placement, listener: Listener) -> Result<Self> {
         let program = find_program("nginx")
             .context("nginx is not installed (`cargo xtask setup` installs it)")?;
         let version = version_line(Command::new(&program).arg("-v"));
@@ -152,15 +167,15 @@ impl Nginx {
         let mut nginx = Self {
             process: None,
             dir,
-            tls,
+            listener,
             port: free_port()?,
             version,
         };
-        if tls {
+        if listener == Listener::Https {
             make_certificate(&nginx.dir)?;
         }
         let config = nginx.dir.join("nginx.conf");
-        fs::write(&config, nginx_config(&nginx.dir, nginx.port, tls))
+        fs::write(&config, nginx_config(&nginx.dir, nginx.port, listener))
             .with_context(|| format!("writing {}", config.display()))?;
         let error_log = nginx.dir.join("error.log");
         let mut cmd = pinned(placement.nginx, &program);
@@ -183,23 +198,24 @@ impl Nginx {
         Ok(nginx)
     }
 
-    /// Plain HTTP: until `GET /ok` answers 200. TLS: until the port accepts (this crate
-    /// speaks no TLS); the untimed warm-up's wrk run is the first request, and fails the
-    /// suite if it is not answered.
+    /// Plain HTTP: until `GET /ok` answers 200. TLS and HTTP/2: until the port accepts
+    /// (this crate speaks neither); the untimed warm-up's run is the first request, and
+    /// fails the suite if it is not answered.
     fn wait_ready(&mut self) -> Result<()> {
         let deadline = Instant::now() + READY_TIMEOUT;
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
         loop {
             self.ensure_running()?;
             let listening = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok();
-            if listening && (self.tls || matches!(get(self.port, "/ok"), Some((200, _)))) {
+            let plain = self.listener == Listener::Http;
+            if listening && (!plain || matches!(get(self.port, "/ok"), Some((200, _)))) {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                let what = if self.tls {
-                    "accept connections"
-                } else {
+                let what = if plain {
                     "answer GET /ok with 200"
+                } else {
+                    "accept connections"
                 };
                 bail!(
                     "nginx on port {} did not {what} within {READY_TIMEOUT:?}",
@@ -224,7 +240,11 @@ impl Nginx {
 
     /// `http` or `https`.
     pub fn scheme(&self) -> &'static str {
-        if self.tls { "https" } else { "http" }
+        if self.listener == Listener::Https {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// SIGTERM makes the master stop its worker and exit. Should the master have to be
@@ -285,32 +305,80 @@ fn version_line(cmd: &mut Command) -> String {
     }
 }
 
-/// The load generator: `wrk` with a fixed shape, pinned by `placement`.
+/// Which program loads nginx.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tool {
+    Wrk,
+    /// nghttp2's `h2load`, for HTTP/2: the same shape as wrk's (one thread, WRK_CONNECTIONS
+    /// connections, one request at a time on each), each request's latency in a log file.
+    H2load,
+}
+
+impl Tool {
+    pub fn name(self) -> &'static str {
+        match self {
+            Tool::Wrk => "wrk",
+            Tool::H2load => "h2load",
+        }
+    }
+}
+
+/// The load generator: `wrk` (or `h2load`) with a fixed shape, pinned by `placement`.
 pub struct Wrk {
+    tool: Tool,
     program: PathBuf,
     cpu: Option<usize>,
     pub version: String,
+    /// `h2load`'s per-request log, read and removed after each run.
+    log: PathBuf,
 }
 
 impl Wrk {
     pub fn new(placement: Placement) -> Result<Self> {
-        let program = find_program("wrk")
-            .context("wrk is not installed (`cargo xtask setup` installs it)")?;
-        let version = version_line(Command::new(&program).arg("--version"));
+        Self::of(Tool::Wrk, placement)
+    }
+
+    pub fn of(tool: Tool, placement: Placement) -> Result<Self> {
+        let (program, version_flag) = match tool {
+            Tool::Wrk => (
+                find_program("wrk")
+                    .context("wrk is not installed (`cargo xtask setup` installs it)")?,
+                "--version",
+            ),
+            Tool::H2load => (
+                find_program("h2load").context(
+                    "h2load is not installed (Debian package nghttp2-client; `cargo xtask \
+                     setup` installs it)",
+                )?,
+                "--version",
+            ),
+        };
+        let version = version_line(Command::new(&program).arg(version_flag));
         Ok(Self {
+            tool,
             program,
             cpu: placement.wrk,
             version,
+            log: env::temp_dir().join(format!("xtask-bench-h2load-{}.log", std::process::id())),
         })
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.tool.name()
     }
 
     pub fn command(&self, url: &str, seconds: u64) -> Command {
         let mut cmd = pinned(self.cpu, &self.program);
         cmd.arg(format!("-t{WRK_THREADS}"))
-            .arg(format!("-c{WRK_CONNECTIONS}"))
-            .arg(format!("-d{seconds}s"))
-            .arg("--latency")
-            .arg(url);
+            .arg(format!("-c{WRK_CONNECTIONS}"));
+        match self.tool {
+            Tool::Wrk => cmd.arg(format!("-d{seconds}s")).arg("--latency"),
+            Tool::H2load => cmd
+                .arg("-m1")
+                .arg(format!("-D{seconds}"))
+                .arg(format!("--log-file={}", self.log.display())),
+        };
+        cmd.arg(url);
         cmd
     }
 
@@ -319,10 +387,13 @@ impl Wrk {
     pub fn shown(&self, scheme: &str, seconds: u64) -> String {
         let shown = display(&self.command(&format!("{scheme}://127.0.0.1:<port>/ok"), seconds));
         // The program's full path is noise in the report; its name is what matters.
-        shown.replace(&self.program.display().to_string(), "wrk")
+        shown
+            .replace(&self.program.display().to_string(), self.name())
+            .replace(&self.log.display().to_string(), "<file>")
     }
 
     pub fn run(&self, url: &str, seconds: u64) -> Result<WrkResult> {
+        let _ = fs::remove_file(&self.log);
         let mut cmd = self.command(url, seconds);
         let shown = display(&cmd);
         let out = cmd
@@ -338,8 +409,66 @@ impl Wrk {
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
-        parse_wrk(&stdout).with_context(|| format!("`{shown}` printed:\n{stdout}"))
+        match self.tool {
+            Tool::Wrk => parse_wrk(&stdout),
+            Tool::H2load => {
+                let log = fs::read_to_string(&self.log)
+                    .with_context(|| format!("reading {}", self.log.display()));
+                let _ = fs::remove_file(&self.log);
+                parse_h2load(&stdout, &log?)
+            }
+        }
+        .with_context(|| format!("`{shown}` printed:\n{stdout}"))
     }
+}
+
+/// h2load's report and its per-request log (start µs, status, µs to the response's end;
+/// tab-separated). As with wrk, a run with failures or non-2xx answers is an error.
+pub fn parse_h2load(stdout: &str, log: &str) -> Result<WrkResult> {
+    let mut requests_per_sec = None;
+    let mut requests = None;
+    for line in stdout.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("finished in ") {
+            requests_per_sec = rest
+                .split(", ")
+                .find_map(|part| part.strip_suffix(" req/s"))
+                .and_then(|rate| rate.parse::<f64>().ok());
+        } else if let Some(rest) = line.strip_prefix("requests: ") {
+            let count = |what: &str| {
+                rest.split(", ")
+                    .find_map(|part| part.strip_suffix(what))
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+            };
+            let bad = ["failed", "errored", "timeout"].map(|what| count(&format!(" {what}")));
+            if bad.iter().any(|n| *n != Some(0)) {
+                bail!("h2load counted failed, errored or timed-out requests");
+            }
+            requests = count(" succeeded");
+        } else if let Some(rest) = line.strip_prefix("status codes: ") {
+            let others = rest
+                .split(", ")
+                .filter(|part| !part.ends_with(" 2xx"))
+                .any(|part| !part.starts_with("0 "));
+            if others {
+                bail!("h2load got answers other than 2xx");
+            }
+        }
+    }
+    let mut latencies: Vec<f64> = log
+        .lines()
+        .filter_map(|line| line.split('\t').nth(2)?.trim().parse().ok())
+        .collect();
+    if latencies.is_empty() {
+        bail!("h2load logged no request");
+    }
+    latencies.sort_by(f64::total_cmp);
+    let percentile = |p: f64| latencies[((latencies.len() as f64 * p).ceil() as usize).max(1) - 1];
+    Ok(WrkResult {
+        requests_per_sec: requests_per_sec.context("no `finished in …, N req/s` line")?,
+        requests: requests.context("no `requests: … N succeeded` line")?,
+        p50_us: percentile(0.50),
+        p99_us: percentile(0.99),
+    })
 }
 
 /// What one wrk run measured.
@@ -427,17 +556,27 @@ pub struct AgentSaw {
 }
 
 pub fn agent_saw(metrics: &str) -> AgentSaw {
-    count_requests(metrics, |_| true)
+    count_requests(metrics, "wrk", |_| true)
 }
 
 /// `agent_saw` of the requests read or written through a TLS library only
 /// (`url_scheme="https"`); `lost` is all rings' still, TLS or not.
 pub fn agent_saw_https(metrics: &str) -> AgentSaw {
-    count_requests(metrics, |labels| labels.contains("url_scheme=\"https\""))
+    count_requests(metrics, "wrk", |labels| {
+        labels.contains("url_scheme=\"https\"")
+    })
 }
 
-/// nginx's and wrk's request counts in the series whose labels `wanted` accepts.
-fn count_requests(metrics: &str, wanted: impl Fn(&str) -> bool) -> AgentSaw {
+/// `agent_saw` of nginx's and h2load's HTTP/2 requests (`network_protocol_version="2"`).
+pub fn agent_saw_http2(metrics: &str) -> AgentSaw {
+    count_requests(metrics, "h2load", |labels| {
+        labels.contains("network_protocol_version=\"2\"")
+    })
+}
+
+/// nginx's and the `client`'s request counts in the series whose labels `wanted` accepts.
+fn count_requests(metrics: &str, client: &str, wanted: impl Fn(&str) -> bool) -> AgentSaw {
+    let client = format!("comm=\"{client}\"");
     let mut saw = AgentSaw::default();
     for line in metrics.lines().filter(|line| !line.starts_with('#')) {
         let Some((series, value)) = line.rsplit_once(' ') else {
@@ -454,7 +593,7 @@ fn count_requests(metrics: &str, wanted: impl Fn(&str) -> bool) -> AgentSaw {
                 saw.server += value;
             }
             "http_client_request_duration_seconds_count"
-                if labels.contains("comm=\"wrk\"") && wanted(labels) =>
+                if labels.contains(&client) && wanted(labels) =>
             {
                 saw.client += value;
             }
@@ -581,7 +720,7 @@ Transfer/sec:      9.12MB
         );
         assert_eq!(Placement::for_cpus(8).wrk, Some(7));
         assert_eq!(Placement::for_cpus(1).nginx, None);
-        let config = nginx_config(Path::new("/tmp/x"), 8080, false);
+        let config = nginx_config(Path::new("/tmp/x"), 8080, Listener::Http);
         assert!(config.contains("worker_processes 1;\n"));
         assert!(config.contains("    listen 127.0.0.1:8080;\n"));
         assert!(config.contains("    location = /ok { return 200 \"ok\\n\"; }\n"));
@@ -592,8 +731,8 @@ Transfer/sec:      9.12MB
 
     #[test]
     fn the_tls_config_differs_only_in_the_listen_line_and_the_certificate() {
-        let plain = nginx_config(Path::new("/tmp/x"), 8080, false);
-        let tls = nginx_config(Path::new("/tmp/x"), 8080, true);
+        let plain = nginx_config(Path::new("/tmp/x"), 8080, Listener::Http);
+        let tls = nginx_config(Path::new("/tmp/x"), 8080, Listener::Https);
         assert!(tls.contains(
             "    listen 127.0.0.1:8080 ssl;\n    ssl_certificate /tmp/x/cert.pem;\n    \
              ssl_certificate_key /tmp/x/key.pem;\n    location = /ok"
@@ -603,6 +742,72 @@ Transfer/sec:      9.12MB
             .replace("    ssl_certificate /tmp/x/cert.pem;\n", "")
             .replace("    ssl_certificate_key /tmp/x/key.pem;\n", "");
         assert_eq!(without_tls, plain);
+    }
+
+    #[test]
+    fn the_h2c_config_speaks_http2_and_keeps_connections_for_the_run() {
+        let plain = nginx_config(Path::new("/tmp/x"), 8080, Listener::Http);
+        let h2c = nginx_config(Path::new("/tmp/x"), 8080, Listener::H2c);
+        assert!(h2c.contains("    listen 127.0.0.1:8080 http2;\n"));
+        assert!(h2c.contains("  keepalive_requests 100000000;\n"));
+        let as_plain = h2c
+            .replace(" http2;", ";")
+            .replace("keepalive_requests 100000000;", "keepalive_requests 1000;");
+        assert_eq!(as_plain, plain);
+    }
+
+    /// A real `h2load -t1 -c16 -m1 -D3 --log-file=…` report (nghttp2 1.52.0), its progress
+    /// lines left out, and lines of its log.
+    const H2LOAD: &str = "starting benchmark...
+Application protocol: h2c
+
+finished in 3.00s, 43171.00 req/s, 2.84MB/s
+requests: 129513 total, 129529 started, 129513 done, 129513 succeeded, 0 failed, 0 errored, 0 timeout
+status codes: 129513 2xx, 0 3xx, 0 4xx, 0 5xx
+traffic: 8.52MB (8937181) total, 5.93MB (6216624) headers (space savings 51.02%), 379.43KB (388539) data
+                     min         max         mean         sd        +/- sd
+time for request:      109us      2.19ms       226us        92us    89.66%
+";
+
+    #[test]
+    fn parses_h2loads_rate_count_and_the_percentiles_of_its_log() {
+        let log: String = (1..=200)
+            .map(|us| format!("1796518297796341\t200\t{us}\n"))
+            .collect();
+        assert_eq!(
+            parse_h2load(H2LOAD, &log).unwrap(),
+            WrkResult {
+                requests_per_sec: 43171.0,
+                requests: 129513,
+                p50_us: 100.0,
+                p99_us: 198.0,
+            }
+        );
+        let failed = H2LOAD.replace("0 failed", "3 failed");
+        assert!(parse_h2load(&failed, &log).is_err());
+        let not_found = H2LOAD.replace("0 4xx", "7 4xx");
+        assert!(parse_h2load(&not_found, &log).is_err());
+        assert!(parse_h2load(H2LOAD, "").is_err(), "no latencies");
+        assert!(parse_h2load("finished in 3.00s\n", &log).is_err());
+    }
+
+    #[test]
+    fn counts_what_the_agent_saw_of_http2_only() {
+        let metrics = "\
+http_server_request_duration_seconds_count{comm=\"nginx\",network_protocol_version=\"2\"} 40
+http_server_request_duration_seconds_count{comm=\"nginx\",network_protocol_version=\"1.1\"} 5
+http_client_request_duration_seconds_count{comm=\"h2load\",network_protocol_version=\"2\"} 39
+http_client_request_duration_seconds_count{comm=\"wrk\",network_protocol_version=\"2\"} 7
+monitor_ringbuf_events_lost_total{ringbuf=\"http2_events\"} 2
+";
+        assert_eq!(
+            agent_saw_http2(metrics),
+            AgentSaw {
+                server: 40.0,
+                client: 39.0,
+                lost: 2.0
+            }
+        );
     }
 
     #[test]

@@ -176,10 +176,11 @@ impl Rounds<'_> {
             |at, condition, observed| {
                 let result = observed.value;
                 let saw = observed.metrics.as_deref().map(self.saw);
-                let kind = self.kind;
+                let (kind, load) = (self.kind, self.wrk.name());
                 let counted = saw.map_or(String::new(), |saw| {
                     format!(
-                        "; agent counted {:.0} nginx / {:.0} wrk {kind}requests, {:.0} events lost",
+                        "; agent counted {:.0} nginx / {:.0} {load} {kind}requests, {:.0} events \
+                         lost",
                         saw.server, saw.client, saw.lost
                     )
                 });
@@ -217,12 +218,12 @@ impl Rounds<'_> {
     }
 }
 
-/// Per agent run: the requests wrk completed against what the agent counted of the `kind`
-/// requests (`""`, `"https "`).
-pub fn coverage_table(series: &[HttpSeries], kind: &str) -> String {
+/// Per agent run: the requests the `load` generator completed against what the agent
+/// counted of the `kind` requests (`""`, `"https "`).
+pub fn coverage_table(series: &[HttpSeries], kind: &str, load: &str) -> String {
     let mut out = format!(
-        "| condition | run | requests wrk completed | nginx {kind}requests the agent counted | \
-         wrk {kind}requests the agent counted | ring-buffer events lost |\n\
+        "| condition | run | requests {load} completed | nginx {kind}requests the agent counted \
+         | {load} {kind}requests the agent counted | ring-buffer events lost |\n\
          |---|---:|---:|---:|---:|---:|\n",
     );
     for series in series.iter().filter(|s| s.condition.is_agent()) {
@@ -240,6 +241,133 @@ pub fn coverage_table(series: &[HttpSeries], kind: &str) -> String {
             );
         }
     }
+    out
+}
+
+/// The median over a series' runs of the agent's share of a core.
+fn core_share(series: &HttpSeries) -> Option<f64> {
+    let shares: Vec<f64> = series
+        .cpu
+        .iter()
+        .flatten()
+        .map(|c| c.core_share())
+        .collect();
+    median(&shares)
+}
+
+/// Per condition: median requests/s, loss against `none`, latency, the agent's share of a
+/// core (the https and http2 sections).
+pub fn rate_table(series: &[HttpSeries]) -> String {
+    let mut out = String::from(
+        "| condition | requests/s | loss vs none | p50 latency | p99 latency | \
+         agent CPU (share of a core) |\n|---|---:|---:|---:|---:|---:|\n",
+    );
+    for one in series {
+        let name = one.condition.name();
+        let Some(rps) = one.rps() else {
+            let _ = writeln!(out, "| {name} | n/a | n/a | n/a | n/a | n/a |");
+            continue;
+        };
+        let loss = match (one.condition, loss(series, one.condition)) {
+            (Condition::None, _) => "baseline".to_owned(),
+            (Condition::Agent, Ok(loss)) => format!("**{}**", percent(loss)),
+            (_, Ok(loss)) => percent(loss),
+            (_, Err(_)) => "n/a".to_owned(),
+        };
+        let p50 = one.median_by(|run| run.p50_us).unwrap_or(f64::NAN);
+        let p99 = one.median_by(|run| run.p99_us).unwrap_or(f64::NAN);
+        let cpu = if one.condition.is_agent() {
+            core_share(one).map_or("n/a".to_owned(), percent)
+        } else {
+            "–".to_owned()
+        };
+        let _ = writeln!(
+            out,
+            "| {name} | {rps:.0} | {loss} | {p50:.0} µs | {p99:.0} µs | {cpu} |"
+        );
+    }
+    out
+}
+
+/// Every run's requests/s and agent CPU, so the spread behind each median of `rate_table`
+/// can be judged.
+pub fn rate_runs_table(series: &[HttpSeries]) -> String {
+    let mut out =
+        String::from("| condition | requests/s | agent CPU (% of a core) |\n|---|---|---|\n");
+    for one in series {
+        let name = one.condition.name();
+        if let Some(reason) = &one.unavailable {
+            let _ = writeln!(out, "| {name} | n/a: {} | |", cell(reason));
+            continue;
+        }
+        let rps: Vec<f64> = one.runs.iter().map(|run| run.requests_per_sec).collect();
+        let cpu = if one.condition.is_agent() {
+            let shares: Vec<String> = one
+                .cpu
+                .iter()
+                .map(|cpu| {
+                    cpu.map_or("n/a".to_owned(), |cpu| {
+                        format!("{:.1}", cpu.core_share() * 100.0)
+                    })
+                })
+                .collect();
+            shares.join(", ")
+        } else {
+            "–".to_owned()
+        };
+        let _ = writeln!(out, "| {name} | {} | {cpu} |", runs_list(&rps, 0));
+    }
+    out
+}
+
+/// The programs of `cost` whose names start with `prefix`: runs and time per request, and
+/// their total; then all the agent's programs' total.
+pub fn programs_table(cost: &KernelCost, prefix: &str) -> String {
+    let programs: Vec<_> = cost
+        .programs
+        .iter()
+        .filter(|program| program.name.starts_with(prefix))
+        .collect();
+    if programs.is_empty() {
+        return format!("The agent held no `{prefix}*` program: they were not loaded.\n");
+    }
+    let mut out = String::from(
+        "| program | runs | runs per request | ns per run | ns per request |\n\
+         |---|---:|---:|---:|---:|\n",
+    );
+    for &program in &programs {
+        let ns_per_run =
+            KernelCost::ns_per_run(program).map_or("–".to_owned(), |ns| format!("{ns:.0}"));
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | {:.2} | {ns_per_run} | {:.1} |",
+            program.name,
+            program.run_cnt,
+            cost.runs_per_request(program),
+            cost.ns_per_request(program)
+        );
+    }
+    let runs: u64 = programs.iter().map(|p| p.run_cnt).sum();
+    let time: u64 = programs.iter().map(|p| p.run_time_ns).sum();
+    let requests = cost.requests as f64;
+    let _ = writeln!(
+        out,
+        "| all `{prefix}*` | {runs} | {:.2} | {} | **{:.1}** |",
+        runs as f64 / requests,
+        if runs > 0 {
+            format!("{:.0}", time as f64 / runs as f64)
+        } else {
+            "–".to_owned()
+        },
+        time as f64 / requests
+    );
+    let _ = writeln!(
+        out,
+        "\nAll the agent's programs together ran {:.1} times and {:.0} ns per request in \
+         that run.",
+        cost.total_runs_per_request(),
+        cost.total_ns_per_request()
+    );
     out
 }
 
@@ -510,7 +638,7 @@ impl HttpReport {
 
     /// Per agent run: the requests wrk completed against what the agent counted.
     pub fn coverage_table(&self) -> String {
-        coverage_table(&self.series, "")
+        coverage_table(&self.series, "", "wrk")
     }
 
     /// The whole agent's programs per request, or why not measured.

@@ -10,11 +10,11 @@ use std::{fmt::Write as _, process::Command};
 use anyhow::{Context as _, Result};
 
 use super::{
-    http::{self, KEEPALIVE_REQUESTS, Nginx, Placement, WRK_CONNECTIONS, Wrk},
+    http::{self, KEEPALIVE_REQUESTS, Listener, Nginx, Placement, WRK_CONNECTIONS, Wrk},
     http_report::{self, HttpSeries, loss, percent},
     lab::Lab,
-    prog_stats::{KernelCost, ProgramCounters},
-    report::{Condition, Environment, cell, median, runs_list},
+    prog_stats::KernelCost,
+    report::{Condition, Environment, cell},
 };
 use crate::process::{display, find_program, output};
 
@@ -56,7 +56,7 @@ pub fn suite(
 ) -> Result<HttpsReport> {
     let placement = Placement::detect();
     let wrk = Wrk::new(placement)?;
-    let mut nginx = Nginx::start_tls(placement)?;
+    let mut nginx = Nginx::start_with(placement, Listener::Https)?;
     let url = nginx.url();
     let openssl = find_program("openssl").context("openssl is not installed")?;
     let openssl_version = output(Command::new(openssl).arg("version"))
@@ -94,25 +94,6 @@ pub fn suite(
     })
 }
 
-/// The median over a series' runs of the agent's share of a core.
-fn core_share(series: &HttpSeries) -> Option<f64> {
-    let shares: Vec<f64> = series
-        .cpu
-        .iter()
-        .flatten()
-        .map(|c| c.core_share())
-        .collect();
-    median(&shares)
-}
-
-/// The programs behind the OpenSSL uprobes, of all those the agent holds.
-fn uprobe_programs(cost: &KernelCost) -> Vec<&ProgramCounters> {
-    cost.programs
-        .iter()
-        .filter(|program| program.name.starts_with(UPROBE_PREFIX))
-        .collect()
-}
-
 impl HttpsReport {
     fn series(&self, condition: Condition) -> Option<&HttpSeries> {
         self.series.iter().find(|s| s.condition == condition)
@@ -120,35 +101,7 @@ impl HttpsReport {
 
     /// Per condition: median requests/s, loss against `none`, latency, the agent's CPU.
     pub fn table(&self) -> String {
-        let mut out = String::from(
-            "| condition | requests/s | loss vs none | p50 latency | p99 latency | \
-             agent CPU (share of a core) |\n|---|---:|---:|---:|---:|---:|\n",
-        );
-        for series in &self.series {
-            let name = series.condition.name();
-            let Some(rps) = series.rps() else {
-                let _ = writeln!(out, "| {name} | n/a | n/a | n/a | n/a | n/a |");
-                continue;
-            };
-            let loss = match (series.condition, loss(&self.series, series.condition)) {
-                (Condition::None, _) => "baseline".to_owned(),
-                (Condition::Agent, Ok(loss)) => format!("**{}**", percent(loss)),
-                (_, Ok(loss)) => percent(loss),
-                (_, Err(_)) => "n/a".to_owned(),
-            };
-            let p50 = series.median_by(|run| run.p50_us).unwrap_or(f64::NAN);
-            let p99 = series.median_by(|run| run.p99_us).unwrap_or(f64::NAN);
-            let cpu = if series.condition.is_agent() {
-                core_share(series).map_or("n/a".to_owned(), percent)
-            } else {
-                "–".to_owned()
-            };
-            let _ = writeln!(
-                out,
-                "| {name} | {rps:.0} | {loss} | {p50:.0} µs | {p99:.0} µs | {cpu} |"
-            );
-        }
-        out
+        http_report::rate_table(&self.series)
     }
 
     /// The target against this run's loss, and the uprobes' part of it.
@@ -194,39 +147,9 @@ impl HttpsReport {
         out
     }
 
-    /// Every run, so the spread behind each median can be judged.
-    fn runs_table(&self) -> String {
-        let mut out =
-            String::from("| condition | requests/s | agent CPU (% of a core) |\n|---|---|---|\n");
-        for series in &self.series {
-            let name = series.condition.name();
-            if let Some(reason) = &series.unavailable {
-                let _ = writeln!(out, "| {name} | n/a: {} | |", cell(reason));
-                continue;
-            }
-            let rps: Vec<f64> = series.runs.iter().map(|run| run.requests_per_sec).collect();
-            let cpu = if series.condition.is_agent() {
-                let shares: Vec<String> = series
-                    .cpu
-                    .iter()
-                    .map(|cpu| {
-                        cpu.map_or("n/a".to_owned(), |cpu| {
-                            format!("{:.1}", cpu.core_share() * 100.0)
-                        })
-                    })
-                    .collect();
-                shares.join(", ")
-            } else {
-                "–".to_owned()
-            };
-            let _ = writeln!(out, "| {name} | {} | {cpu} |", runs_list(&rps, 0));
-        }
-        out
-    }
-
     /// Per agent run: the requests wrk completed against the HTTPS requests the agent counted.
     pub fn coverage_table(&self) -> String {
-        http_report::coverage_table(&self.series, "https ")
+        http_report::coverage_table(&self.series, "https ", "wrk")
     }
 
     /// The uprobe programs' runs and time per request, or why not measured.
@@ -235,57 +158,16 @@ impl HttpsReport {
             Ok(cost) => cost,
             Err(why) => return format!("Not measured in this run: {}.\n", cell(why)),
         };
-        let programs = uprobe_programs(cost);
-        let mut out = format!(
+        format!(
             "During one more run of `agent` ({} requests, {:.0} requests/s; the statistics \
              cost every program a little, so this run is not one of the medians above), with \
              the kernel's BPF statistics on (`kernel.bpf_stats_enabled=1`), `bpftool prog \
              show` was read just before and just after wrk, for every program the agent \
-             holds. The `{UPROBE_PREFIX}*` ones:\n\n",
-            cost.requests, cost.requests_per_sec
-        );
-        if programs.is_empty() {
-            out.push_str("The agent held no `mon_ssl*` program: its uprobes were not loaded.\n");
-            return out;
-        }
-        out.push_str(
-            "| program | runs | runs per request | ns per run | ns per request |\n\
-             |---|---:|---:|---:|---:|\n",
-        );
-        for &program in &programs {
-            let ns_per_run =
-                KernelCost::ns_per_run(program).map_or("–".to_owned(), |ns| format!("{ns:.0}"));
-            let _ = writeln!(
-                out,
-                "| `{}` | {} | {:.2} | {ns_per_run} | {:.1} |",
-                program.name,
-                program.run_cnt,
-                cost.runs_per_request(program),
-                cost.ns_per_request(program)
-            );
-        }
-        let runs: u64 = programs.iter().map(|p| p.run_cnt).sum();
-        let time: u64 = programs.iter().map(|p| p.run_time_ns).sum();
-        let requests = cost.requests as f64;
-        let _ = writeln!(
-            out,
-            "| all `{UPROBE_PREFIX}*` | {runs} | {:.2} | {} | **{:.1}** |",
-            runs as f64 / requests,
-            if runs > 0 {
-                format!("{:.0}", time as f64 / runs as f64)
-            } else {
-                "–".to_owned()
-            },
-            time as f64 / requests
-        );
-        let _ = writeln!(
-            out,
-            "\nAll the agent's programs together ran {:.1} times and {:.0} ns per request in \
-             that run.",
-            cost.total_runs_per_request(),
-            cost.total_ns_per_request()
-        );
-        out
+             holds. The `{UPROBE_PREFIX}*` ones:\n\n{}",
+            cost.requests,
+            cost.requests_per_sec,
+            http_report::programs_table(cost, UPROBE_PREFIX)
+        )
     }
 
     pub fn markdown(&self) -> String {
@@ -332,7 +214,7 @@ impl HttpsReport {
             let _ = writeln!(out, "- `{}`: {what}", condition.name());
         }
         out.push_str("\n### All runs\n\n");
-        out.push_str(&self.runs_table());
+        out.push_str(&http_report::rate_runs_table(&self.series));
         out.push_str(
             "\n### What the agent counted\n\nThe HTTPS requests (`url_scheme=\"https\"`) in its \
              `/metrics` a second after each agent run, as evidence that the uprobes saw the \
@@ -365,6 +247,7 @@ mod tests {
         super::{
             cpu::AgentCpu,
             http::{AgentSaw, WrkResult},
+            prog_stats::ProgramCounters,
         },
         *,
     };

@@ -155,14 +155,15 @@ impl Lab {
             | Condition::AgentOnly(_)
             | Condition::AgentUserFraming
             | Condition::AgentDatabases
-            | Condition::AgentNoTls => Ok(self
+            | Condition::AgentNoTls
+            | Condition::AgentNoHttp2 => Ok(self
                 .with_agent(condition, work, false)?
                 .map(|observed| observed.value)),
             Condition::Bpftrace => self.with_bpftrace(bpftrace_script, work),
         }
     }
 
-    /// One more wrk run under the whole agent with the kernel's BPF statistics on: what every
+    /// One more load run under the whole agent with the kernel's BPF statistics on: what every
     /// program the agent holds ran during it, per request.
     pub fn kernel_cost(&self, wrk: &Wrk, url: &str, seconds: u64) -> Result<KernelCost> {
         let _stats = StatsEnabled::new()?;
@@ -171,7 +172,7 @@ impl Lab {
             let result = wrk.run(url, seconds)?;
             let after = prog_stats::held_counters("monitor-agent")?;
             if result.requests == 0 {
-                bail!("wrk completed no requests");
+                bail!("{} completed no requests", wrk.name());
             }
             Ok(KernelCost {
                 requests: result.requests,
@@ -210,6 +211,7 @@ impl Lab {
             }
             Condition::AgentDatabases => vec!["--probes.databases".into()],
             Condition::AgentNoTls => vec!["--probes.tls=false".into()],
+            Condition::AgentNoHttp2 => vec!["--probes.http2=false".into()],
             _ => Vec::new(),
         })
     }

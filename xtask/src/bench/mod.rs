@@ -7,6 +7,7 @@ mod databases;
 mod doc;
 mod families;
 mod http;
+mod http2;
 mod http_report;
 mod https;
 mod lab;
@@ -74,8 +75,8 @@ pub struct Options {
         value_parser = clap::value_parser!(u64).range(1..))]
     pub small_bytes: u64,
 
-    /// http, https: seconds of each measured wrk run (after one untimed warm-up of half as
-    /// long).
+    /// http, https, http2: seconds of each measured wrk (h2load) run (after one untimed
+    /// warm-up of half as long).
     #[arg(long, default_value_t = 10, value_name = "SECS",
         value_parser = clap::value_parser!(u64).range(1..))]
     pub http_seconds: u64,
@@ -139,7 +140,7 @@ pub fn bench(options: &Options) -> Result<()> {
     if suites.contains(&Suite::Syscalls) {
         build_release_bins()?;
     } else {
-        // The network workloads are this binary, the HTTP ones nginx and wrk; only the
+        // The network workloads are this binary, the HTTP ones nginx, wrk, h2load; only the
         // agent needs building.
         run(cargo()?.args(["build", "--release", "-p", "monitor-agent"]))?;
     }
@@ -201,6 +202,23 @@ pub fn bench(options: &Options) -> Result<()> {
                     report.verdict(),
                     report.coverage_table(),
                     report.uprobe_section()
+                );
+                report.markdown()
+            }
+            Suite::Http2 => {
+                let report = http2::suite(
+                    &lab,
+                    options.runs,
+                    options.http_seconds,
+                    options.http_warmup_seconds(),
+                    environment.clone(),
+                )?;
+                println!(
+                    "\n{}\n{}\n{}\n{}",
+                    report.table(),
+                    report.verdict(),
+                    report.coverage_table(),
+                    report.programs_section()
                 );
                 report.markdown()
             }
@@ -480,7 +498,10 @@ fn command_line(options: &Options) -> String {
             options.db_requests, options.db_seconds
         ));
     }
-    if suites.contains(&Suite::Http) || suites.contains(&Suite::Https) {
+    if [Suite::Http, Suite::Https, Suite::Http2]
+        .iter()
+        .any(|suite| suites.contains(suite))
+    {
         line.push_str(&format!(" --http-seconds {}", options.http_seconds));
     }
     if options.output.as_path() != Path::new(DEFAULT_OUTPUT) {

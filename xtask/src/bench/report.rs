@@ -19,6 +19,9 @@ pub enum Condition {
     /// The whole agent without its OpenSSL uprobes (`--probes.tls=false`): against `Agent`,
     /// what the uprobes cost.
     AgentNoTls,
+    /// The whole agent ignoring HTTP/2 connections (`--probes.http2=false`): against
+    /// `Agent`, what following them costs.
+    AgentNoHttp2,
     Bpftrace,
 }
 
@@ -40,6 +43,7 @@ impl Condition {
             Condition::AgentUserFraming => "agent:user-framing",
             Condition::AgentDatabases => "agent:databases",
             Condition::AgentNoTls => "agent:no-tls",
+            Condition::AgentNoHttp2 => "agent:no-http2",
             Condition::Bpftrace => "bpftrace",
         }
     }
@@ -53,6 +57,7 @@ impl Condition {
                 | Condition::AgentUserFraming
                 | Condition::AgentDatabases
                 | Condition::AgentNoTls
+                | Condition::AgentNoHttp2
         )
     }
 
@@ -77,6 +82,10 @@ impl Condition {
             }
             Condition::AgentNoTls => {
                 "the release agent without its OpenSSL uprobes (`--probes.tls=false`)."
+            }
+            Condition::AgentNoHttp2 => {
+                "the release agent ignoring HTTP/2 connections (`--probes.http2=false`): a \
+                 socket that starts with HTTP/2's preface is judged once and left alone."
             }
             Condition::Bpftrace => {
                 "a bpftrace script keeping a per-(comm, syscall) latency histogram, \

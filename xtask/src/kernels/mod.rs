@@ -205,7 +205,7 @@ struct Binaries {
     agent: PathBuf,
     bins: PathBuf,
     description: String,
-    /// The Python with `grpcio` the gRPC workload runs, if there is one.
+    /// The Python with `grpcio` and `h2` the gRPC and `h2c` workloads run, if there is one.
     python: Option<PathBuf>,
 }
 
@@ -251,7 +251,7 @@ fn binaries(options: &Options) -> Result<Binaries> {
     // The interpreter itself, not a version manager's shim (a script that would exec it
     // under another name).
     let python =
-        output(Command::new("python3").args(["-c", "import grpc, sys; print(sys.executable)"]))
+        output(Command::new("python3").args(["-c", "import grpc, h2, sys; print(sys.executable)"]))
             .ok()
             .map(|path| PathBuf::from(path.trim()));
     Ok(Binaries {

@@ -17,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, Result, anyhow, bail};
+use anyhow::{Context as _, Result, anyhow, bail, ensure};
 
 use super::outcome::{
     Expectation, REFUSED_PROBES, RESULT_FILE, RefusalLog, SmokeResult, is_verifier_instruction,
@@ -44,6 +44,13 @@ const HTTP_MISSING: u64 = 3;
 /// gRPC calls answered OK and NOT_FOUND (HTTP/2, gRPC's C core on both ends).
 const GRPC_OK: u64 = 5;
 const GRPC_NOT_FOUND: u64 = 2;
+/// curl's connections to an HTTP/2 server reached by the `h2c` upgrade (hyper-h2): the
+/// upgrade request (HTTP/1.1, its `101`), then H2C_OK requests answered 200 and H2C_MISSING
+/// answered 404 over HTTP/2, on each. The server writes its `101` alone on the first and
+/// with its SETTINGS on the second: both ways the probes find HTTP/2's start.
+const H2C_CONNECTIONS: u64 = 2;
+const H2C_OK: u64 = 3;
+const H2C_MISSING: u64 = 2;
 /// DNS lookups to a server on port 53 of DNS_SERVER: A questions answered (connected UDP),
 /// A questions for names that do not exist (connected UDP), AAAA questions sent with
 /// `sendto` on an unconnected socket, MX questions over TCP, and SRV questions by dig
@@ -135,7 +142,8 @@ pub struct GuestOptions {
     #[arg(long, value_name = "DIR")]
     pub bins: PathBuf,
 
-    /// A Python with `grpcio` (`cargo xtask setup` installs it) for the gRPC workload.
+    /// A Python with `grpcio` and `h2`.and `h2` (`cargo xtask setup` installs them) for the gRPC and
+    /// `h2c` workloads.
     #[arg(long, value_name = "PATH")]
     pub python: Option<PathBuf>,
 
@@ -228,6 +236,9 @@ with grpc.insecure_channel("127.0.0.1:" + port) as channel:
             assert error.code() == grpc.StatusCode.NOT_FOUND, error
 "#;
 
+/// `python -c H2C_SERVER CONNECTIONS`: the tests' `h2c` upgrade server.
+const H2C_SERVER: &str = include_str!("../../../tests/scripts/h2c_server.py");
+
 /// The unique process names of one run: a prefix plus this process's PID (at most 15 bytes,
 /// the kernel's limit).
 struct Comms {
@@ -247,6 +258,8 @@ struct Comms {
     redis_client: String,
     grpc_server: String,
     grpc_client: String,
+    h2c_server: String,
+    h2c_client: String,
     /// The churn loop's programs are `{churn}-1` … `{churn}-CHURN_PROGRAMS`.
     churn: String,
 }
@@ -271,6 +284,8 @@ impl Comms {
             redis_client: comm("kgrdc"),
             grpc_server: comm("kggrps"),
             grpc_client: comm("kggrpc"),
+            h2c_server: comm("kgh2cs"),
+            h2c_client: comm("kgh2cc"),
             churn: comm("kgch"),
         }
     }
@@ -287,6 +302,8 @@ struct Facts {
     redis: u16,
     /// The gRPC server's port, once its calls were made (0: the workload did not run).
     grpc: u16,
+    /// The `h2c` server's port, likewise.
+    h2c: u16,
     spin_cpu_seconds: f64,
     spin_wait_seconds: f64,
 }
@@ -573,6 +590,53 @@ fn expectations(comms: &Comms, facts: &Facts) -> Vec<Expectation> {
         ),
     ];
     expected.extend(grpc_expectations(comms, facts));
+    expected.extend(h2c_expectations(comms, facts));
+    expected
+}
+
+/// The `h2c` workload's requests, on both sides: the upgrade as HTTP/1.1, then HTTP/2.
+fn h2c_expectations(comms: &Comms, facts: &Facts) -> Vec<Expectation> {
+    const SERVED: &str = "http_server_request_duration_seconds_count";
+    const MADE: &str = "http_client_request_duration_seconds_count";
+    if facts.h2c == 0 {
+        return Vec::new();
+    }
+    let port = facts.h2c.to_string();
+    let (server, client) = (comms.h2c_server.as_str(), comms.h2c_client.as_str());
+    let answers = [
+        ("101", "/ok/upgrade", "1.1", H2C_CONNECTIONS),
+        ("200", "/ok", "2", H2C_OK * H2C_CONNECTIONS),
+        ("404", "/missing", "2", H2C_MISSING * H2C_CONNECTIONS),
+    ];
+    let mut expected = Vec::new();
+    for (status, route, version, count) in answers {
+        let labels = |comm| {
+            vec![
+                ("comm", comm),
+                ("http_request_method", "GET"),
+                ("http_response_status_code", status),
+                ("network_protocol_version", version),
+            ]
+        };
+        let mut served = labels(server);
+        served.push(("http_route", route));
+        let mut made = labels(client);
+        made.push(("server_port", port.as_str()));
+        expected.extend([
+            Expectation::new(
+                &format!("h2c upgrade server: GET {status} HTTP/{version}"),
+                SERVED,
+                &served,
+                count,
+            ),
+            Expectation::new(
+                &format!("h2c upgrade client: GET {status} HTTP/{version}"),
+                MADE,
+                &made,
+                count,
+            ),
+        ]);
+    }
     expected
 }
 
@@ -692,7 +756,7 @@ fn smoke(options: &GuestOptions, work: &Path, result: &mut SmokeResult) -> Resul
     };
     let mut facts = Facts::default();
     // Each workload on its own: one failing does not hide what the others show.
-    let steps: [(&str, &WorkloadStep); 10] = [
+    let steps: [(&str, &WorkloadStep); 11] = [
         ("syscall workload", &|_| workloads.syscalls(&comms)),
         ("TCP workload", &|facts| workloads.tcp(&comms, facts)),
         ("HTTP workload", &|facts| workloads.http(&comms, facts)),
@@ -700,6 +764,7 @@ fn smoke(options: &GuestOptions, work: &Path, result: &mut SmokeResult) -> Resul
         ("DNS workload", &|_| workloads.dns(&comms)),
         ("Redis workload", &|facts| workloads.redis(&comms, facts)),
         ("gRPC workload", &|facts| workloads.grpc(&comms, facts)),
+        ("h2c workload", &|facts| workloads.h2c(&comms, facts)),
         ("scheduler workload", &|facts| {
             workloads.sched(&comms, facts)
         }),
@@ -857,7 +922,7 @@ struct Workloads<'a> {
     /// Scratch folder for the symlinks and scripts.
     work: &'a Path,
     bins: &'a Path,
-    /// A Python with `grpcio`.
+    /// A Python with `grpcio` and `h2`.
     python: Option<&'a Path>,
 }
 
@@ -1095,11 +1160,7 @@ impl Workloads<'_> {
         let mut server = self.named(&comms.grpc_server, python)?;
         server.args(["-c", GRPC_SERVER]);
         let (mut server, ready) = start_until_line(&comms.grpc_server, &mut server)?;
-        let port: u16 = ready
-            .trim()
-            .strip_prefix("ready ")
-            .and_then(|port| port.parse().ok())
-            .with_context(|| format!("the gRPC server printed {ready:?}, not its port"))?;
+        let port = ready_port("the gRPC server", &ready)?;
         let mut client = self.named(&comms.grpc_client, python)?;
         client
             .args(["-c", GRPC_CLIENT, &port.to_string()])
@@ -1108,6 +1169,45 @@ impl Workloads<'_> {
         server.stop(libc::SIGTERM, Duration::from_secs(5))?;
         outcome?;
         facts.grpc = port;
+        Ok(())
+    }
+
+    /// curl asking for HTTP/2 by the `h2c` upgrade, H2C_CONNECTIONS times, from the tests'
+    /// hyper-h2 server (see H2C_CONNECTIONS); each status checked.
+    fn h2c(&self, comms: &Comms, facts: &mut Facts) -> Result<()> {
+        let python = self
+            .python
+            .context("no Python with h2 was given (--python; `cargo xtask setup`)")?;
+        let curl =
+            crate::process::find_program("curl").context("curl not found (Debian package curl)")?;
+        let mut server = self.named(&comms.h2c_server, python)?;
+        server.args(["-c", H2C_SERVER, &H2C_CONNECTIONS.to_string()]);
+        let (mut server, ready) = start_until_line(&comms.h2c_server, &mut server)?;
+        let port = ready_port("the h2c server", &ready)?;
+        let url = |path| format!("http://127.0.0.1:{port}{path}");
+        let mut paths = vec![("/ok/upgrade", "200")];
+        paths.extend((0..H2C_OK).map(|_| ("/ok", "200")));
+        paths.extend((0..H2C_MISSING).map(|_| ("/missing", "404")));
+        let expected: String = paths.iter().map(|(_, code)| format!("{code}\n")).collect();
+        let mut outcome = Ok(());
+        for _ in 0..H2C_CONNECTIONS {
+            let mut client = self.named(&comms.h2c_client, &curl)?;
+            client.args(["--silent", "--show-error", "--http2"]);
+            client.args(["--write-out", "%{http_code}\\n"]);
+            for (path, _) in &paths {
+                client.args(["--output", "/dev/null", &url(path)]);
+            }
+            outcome = run_to_end(&comms.h2c_client, &mut client).and_then(|codes| {
+                ensure!(codes == expected, "curl saw {codes:?}, not {expected:?}");
+                Ok(())
+            });
+            if outcome.is_err() {
+                break;
+            }
+        }
+        server.stop(libc::SIGTERM, Duration::from_secs(5))?;
+        outcome?;
+        facts.h2c = port;
         Ok(())
     }
 
@@ -1207,6 +1307,14 @@ fn run_to_end(comm: &str, command: &mut Command) -> Result<String> {
     stdout
         .join()
         .map_err(|_| anyhow!("reading the output of {comm} panicked"))
+}
+
+/// The port of a server's readiness line, `ready PORT`.
+fn ready_port(server: &str, line: &str) -> Result<u16> {
+    line.trim()
+        .strip_prefix("ready ")
+        .and_then(|port| port.parse().ok())
+        .with_context(|| format!("{server} printed {line:?}, not its port"))
 }
 
 /// Starts a server and returns it with the first line it printed (its readiness signal).
@@ -1378,6 +1486,7 @@ mod tests {
             https: 4004,
             redis: 4003,
             grpc: 0,
+            h2c: 0,
             spin_cpu_seconds: 3.0,
             spin_wait_seconds: 3.0,
         };

@@ -293,7 +293,7 @@ mod tests {
                 route: route.into(),
                 duration_ns: 1_000,
                 host: host.map(str::to_owned),
-                version: monitor_protocols::http::HttpVersion::Http1,
+                version: monitor_protocols::http::HttpVersion::Http11,
             }),
         }
     }

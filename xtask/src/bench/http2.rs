@@ -10,13 +10,11 @@ use std::fmt::Write as _;
 use anyhow::Result;
 
 use super::{
-    http::{self, H2_KEEPALIVE_REQUESTS, Listener, Nginx, Placement, Tool, WRK_CONNECTIONS, Wrk},
-    http_report::{self, HttpSeries, loss, percent},
+    http::{self, H2_KEEPALIVE_REQUESTS, Listener, Placement, Tool, WRK_CONNECTIONS},
+    http_report::{self, NginxSection, SectionRuns},
     lab::Lab,
-    prog_stats::KernelCost,
     report::{Condition, Environment, cell},
 };
-use crate::process::display;
 
 /// Nothing; the agent as it ships; the agent ignoring HTTP/2. Also the order within each
 /// round.
@@ -29,123 +27,59 @@ const TARGET_LOSS: f64 = 0.05;
 const SOCKET_PREFIX: &str = "mon_sock";
 
 pub struct Http2Report {
-    environment: Environment,
-    runs: u32,
-    warmup_seconds: u64,
-    load_command: String,
-    /// nginx's and h2load's versions, for the report.
-    versions: Vec<String>,
-    placement: Placement,
-    series: Vec<HttpSeries>,
-    /// Every program the agent holds, during one more agent run with BPF statistics on, or
-    /// why not measured.
-    kernel: Result<KernelCost, String>,
+    pub measured: SectionRuns,
 }
 
-/// One nginx serves every run; the conditions come and go around it. nginx is stopped when
-/// dropped, on success and on any error alike.
 pub fn suite(
     lab: &Lab,
     runs: u32,
-    seconds: u64,
-    warmup: u64,
+    (seconds, warmup): (u64, u64),
     environment: Environment,
 ) -> Result<Http2Report> {
-    let placement = Placement::detect();
-    let load = Wrk::of(Tool::H2load, placement)?;
-    let mut nginx = Nginx::start_with(placement, Listener::H2c)?;
-    let url = nginx.url();
-    println!("bench: $ {}", display(&load.command(&url, seconds)));
-    println!("bench: http2 warm-up, {warmup} s");
-    load.run(&url, warmup)?;
-    let series = http_report::Rounds {
+    let measured = http_report::Section {
         lab,
-        wrk: &load,
-        url: &url,
-        seconds,
+        environment,
         runs,
+        seconds,
+        warmup,
+        tool: Tool::H2load,
+        listener: Listener::H2c,
         conditions: &CONDITIONS,
-        bpftrace_script: "",
         saw: http::agent_saw_http2,
         kind: "HTTP/2 ",
     }
-    .measure(&mut nginx)?;
-    let kernel = lab.kernel_cost(&load, &url, seconds).map_err(|err| {
-        eprintln!("bench: warning: the socket programs' time per request not measured: {err:#}");
-        format!("{err:#}")
-    });
-    nginx.stop()?;
-    Ok(Http2Report {
-        environment,
-        runs,
-        warmup_seconds: warmup,
-        load_command: load.shown(nginx.scheme(), seconds),
-        versions: vec![nginx.version.clone(), load.version.clone()],
-        placement,
-        series,
-        kernel,
-    })
+    .measure()?;
+    Ok(Http2Report { measured })
 }
 
 impl Http2Report {
-    fn series(&self, condition: Condition) -> Option<&HttpSeries> {
-        self.series.iter().find(|s| s.condition == condition)
-    }
-
     /// Per condition: median requests/s, loss against `none`, latency, the agent's CPU.
     pub fn table(&self) -> String {
-        http_report::rate_table(&self.series)
+        http_report::rate_table(&self.measured.series)
     }
 
     /// The target against this run's loss, and the HTTP/2 copies' part of it.
     pub fn verdict(&self) -> String {
-        let target = percent(TARGET_LOSS);
-        let mut out = match loss(&self.series, Condition::Agent) {
-            Ok(agent) => format!(
-                "Target: at most {target} of nginx's HTTP/2 requests/s lost to the agent; this \
-                 run lost **{}**: {}.",
-                percent(agent),
-                if agent <= TARGET_LOSS {
-                    "met"
-                } else {
-                    "missed"
-                }
+        http_report::verdict(
+            &self.measured.series,
+            ("HTTP/2", TARGET_LOSS),
+            Condition::AgentNoHttp2,
+            (
+                "the agent ignoring HTTP/2",
+                "following HTTP/2 (the copies, and their framing in the agent) accounts",
             ),
-            Err(why) => format!(
-                "Target: at most {target} of nginx's HTTP/2 requests/s lost to the agent; not \
-                 assessable in this run: {}.",
-                cell(&why)
-            ),
-        };
-        let rps = |condition| self.series(condition).and_then(HttpSeries::rps);
-        if let (Some(none), Some(agent), Some(without)) = (
-            rps(Condition::None),
-            rps(Condition::Agent),
-            rps(Condition::AgentNoHttp2),
-        ) {
-            let _ = write!(
-                out,
-                " Of that, the agent ignoring HTTP/2 (`agent:no-http2`) loses {}; following \
-                 HTTP/2 (the copies, and their framing in the agent) accounts for the other {} \
-                 of `none`'s requests/s, {:.1} µs more per request (1 / requests/s).",
-                percent((none - without) / none),
-                percent((without - agent) / none),
-                (1.0 / agent - 1.0 / without) * 1e6
-            );
-        }
-        out.push_str(" A measurement, not a test: nothing fails when the target is missed.\n");
-        out
+        )
     }
 
     /// Per agent run: the requests h2load completed against the HTTP/2 requests the agent
     /// counted.
     pub fn coverage_table(&self) -> String {
-        http_report::coverage_table(&self.series, "HTTP/2 ", "h2load")
+        http_report::coverage_table(&self.measured.series, "HTTP/2 ", "h2load")
     }
 
     /// The socket programs' runs and time per request, or why not measured.
     pub fn programs_section(&self) -> String {
-        match &self.kernel {
+        match &self.measured.kernel {
             Ok(cost) => format!(
                 "During one more run of `agent` ({} requests, {:.0} requests/s; the \
                  statistics cost every program a little, so this run is not one of the \
@@ -160,12 +94,24 @@ impl Http2Report {
             Err(why) => format!("Not measured in this run: {}.\n", cell(why)),
         }
     }
+}
 
-    pub fn markdown(&self) -> String {
+impl NginxSection for Http2Report {
+    fn console(&self) -> String {
+        format!(
+            "{}\n{}\n{}\n{}",
+            self.table(),
+            self.verdict(),
+            self.coverage_table(),
+            self.programs_section()
+        )
+    }
+
+    fn markdown(&self) -> String {
         let mut out = String::from("## HTTP/2 overhead (nginx and h2load, cleartext)\n\n");
-        out.push_str(&self.environment.markdown());
-        let _ = writeln!(out, "- Versions: {}", self.versions.join("; "));
-        let placement = match self.placement {
+        out.push_str(&self.measured.environment.markdown());
+        let _ = writeln!(out, "- Versions: {}", self.measured.versions.join("; "));
+        let placement = match self.measured.placement {
             Placement {
                 nginx: Some(nginx),
                 wrk: Some(load),
@@ -185,7 +131,7 @@ impl Http2Report {
              round (the agent is started afresh for each run); the table shows medians. Loss \
              is (none − condition) / none of the requests/s; the agent's CPU is its process's \
              user + system time during the run over the run's wall time.\n\n",
-            self.warmup_seconds, self.load_command, self.runs
+            self.measured.warmup_seconds, self.measured.load_command, self.measured.runs
         );
         out.push_str(&self.table());
         out.push('\n');
@@ -204,7 +150,7 @@ impl Http2Report {
             let _ = writeln!(out, "- `{}`: {what}", condition.name());
         }
         out.push_str("\n### All runs\n\n");
-        out.push_str(&http_report::rate_runs_table(&self.series));
+        out.push_str(&http_report::rate_runs_table(&self.measured.series));
         out.push_str(
             "\n### What the agent counted\n\nThe HTTP/2 requests \
              (`network_protocol_version=\"2\"`) in its `/metrics` a second after each agent \
@@ -227,81 +173,33 @@ impl Http2Report {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::{
-        super::{
-            cpu::AgentCpu,
-            http::{AgentSaw, WrkResult},
-            prog_stats::ProgramCounters,
-        },
+        super::http_report::fixtures::{cost, section, series},
         *,
     };
 
-    fn series(condition: Condition, rps: &[f64], counted: f64) -> HttpSeries {
-        let mut series = HttpSeries::new(condition);
-        series.runs = rps
-            .iter()
-            .map(|&rps| WrkResult {
-                requests_per_sec: rps,
-                requests: (rps * 5.0) as u64,
-                p50_us: 400.0,
-                p99_us: 900.0,
-            })
-            .collect();
-        if condition.is_agent() {
-            let cpu = AgentCpu {
-                cpu: Duration::from_millis(250),
-                wall: Duration::from_secs(5),
-            };
-            series.cpu = vec![Some(cpu); rps.len()];
-            let saw = AgentSaw {
-                server: counted,
-                client: counted,
-                lost: 0.0,
-            };
-            series.saw = vec![Some(saw); rps.len()];
-        }
-        series
-    }
-
     fn report() -> Http2Report {
-        let program = |id, name: &str, run_cnt, run_time_ns| ProgramCounters {
-            id,
-            name: name.into(),
-            run_time_ns,
-            run_cnt,
-        };
-        Http2Report {
-            environment: Environment {
-                date: "Thu Nov 27 12:00:00 UTC 2025".into(),
-                kernel: "6.18.0".into(),
-                cpu: "Test CPU".into(),
-                nproc: "2".into(),
-                command: "cargo xtask bench --only http2 --runs 3 --http-seconds 5".into(),
-            },
-            runs: 3,
-            warmup_seconds: 2,
-            load_command: "taskset -c 1 h2load -t1 -c16 -m1 -D5 --log-file=<file> \
-                           http://127.0.0.1:<port>/ok"
-                .into(),
-            versions: vec!["nginx/1.22.1".into(), "h2load nghttp2/1.52.0".into()],
-            placement: Placement::for_cpus(2),
-            series: vec![
-                series(Condition::None, &[40_000.0, 42_000.0, 38_000.0], 0.0),
-                series(Condition::Agent, &[30_000.0, 29_000.0, 31_000.0], 150_000.0),
-                series(Condition::AgentNoHttp2, &[36_000.0], 0.0),
+        let measured = section(
+            "cargo xtask bench --only http2 --runs 3 --http-seconds 5",
+            "taskset -c 1 h2load -t1 -c16 -m1 -D5 --log-file=<file> http://127.0.0.1:<port>/ok",
+            &["nginx/1.22.1", "h2load nghttp2/1.52.0"],
+            vec![
+                series(Condition::None, &[40_000.0, 42_000.0, 38_000.0], 0.0, 0.0),
+                series(
+                    Condition::Agent,
+                    &[30_000.0, 29_000.0, 31_000.0],
+                    0.05,
+                    150_000.0,
+                ),
+                series(Condition::AgentNoHttp2, &[36_000.0], 0.0, 0.0),
             ],
-            kernel: Ok(KernelCost {
-                requests: 1000,
-                requests_per_sec: 200.0,
-                programs: vec![
-                    program(1, "mon_sys_enter", 8000, 400_000),
-                    program(2, "mon_sock_send_framed", 2000, 3_000_000),
-                    program(3, "mon_sock_recv_framed", 2000, 2_000_000),
-                ],
-            }),
-        }
+            cost(&[
+                ("mon_sys_enter", 8000, 400_000),
+                ("mon_sock_send_framed", 2000, 3_000_000),
+                ("mon_sock_recv_framed", 2000, 2_000_000),
+            ]),
+        );
+        Http2Report { measured }
     }
 
     #[test]
@@ -329,7 +227,7 @@ mod tests {
         let markdown = report().markdown();
         assert!(markdown.starts_with("## HTTP/2 overhead (nginx and h2load, cleartext)\n\n"));
         assert!(markdown.contains("nginx is pinned to CPU 0 and h2load to CPU 1"));
-        assert!(markdown.contains("| agent | 30000 | **25.0%** | 400 µs | 900 µs | 5.0% |\n"));
+        assert!(markdown.contains("| agent | 30000 | **25.0%** | 500 µs | 1500 µs | 5.0% |\n"));
         assert!(markdown.contains(
             "| condition | run | requests h2load completed | nginx HTTP/2 requests the agent \
              counted | h2load HTTP/2 requests the agent counted |"

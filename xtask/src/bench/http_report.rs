@@ -10,11 +10,15 @@ use anyhow::{Context as _, Result};
 use super::{
     cpu::AgentCpu,
     families::{Family, ProbePlan},
-    http::{AgentSaw, KEEPALIVE_REQUESTS, Nginx, Placement, WRK_CONNECTIONS, Wrk, WrkResult},
+    http::{
+        AgentSaw, KEEPALIVE_REQUESTS, Listener, Nginx, Placement, Tool, WRK_CONNECTIONS, Wrk,
+        WrkResult,
+    },
     lab::{Lab, interleave},
     prog_stats::KernelCost,
     report::{Condition, Environment, cell, median, runs_list},
 };
+use crate::process::display;
 
 /// Also the order within each round.
 pub const CONDITIONS: [Condition; 7] = [
@@ -241,6 +245,135 @@ pub fn coverage_table(series: &[HttpSeries], kind: &str, load: &str) -> String {
             );
         }
     }
+    out
+}
+
+/// One section's measurements against its own nginx (https, http2): `runs` interleaved
+/// rounds of `conditions` under the `tool`'s load, then one more agent run with the
+/// kernel's BPF statistics on.
+pub struct Section<'a> {
+    pub lab: &'a Lab,
+    pub environment: Environment,
+    pub runs: u32,
+    pub seconds: u64,
+    pub warmup: u64,
+    pub tool: Tool,
+    pub listener: Listener,
+    pub conditions: &'a [Condition],
+    /// What the agent counted of the section's requests, and what they are (`"https "`).
+    pub saw: fn(&str) -> AgentSaw,
+    pub kind: &'a str,
+}
+
+/// A section measured against its own nginx, as `cargo xtask bench` prints and writes it.
+pub trait NginxSection {
+    /// The section's figures, for the console.
+    fn console(&self) -> String;
+    fn markdown(&self) -> String;
+}
+
+/// What a `Section` measured, and with what.
+pub struct SectionRuns {
+    pub environment: Environment,
+    pub runs: u32,
+    pub warmup_seconds: u64,
+    /// Every run of each condition; `saw` counts only the section's kind of requests.
+    pub series: Vec<HttpSeries>,
+    /// Every program the agent holds, during the extra agent run, or why not measured.
+    pub kernel: Result<KernelCost, String>,
+    /// The load's command line as the report shows it.
+    pub load_command: String,
+    /// nginx's and the load generator's versions.
+    pub versions: Vec<String>,
+    pub placement: Placement,
+}
+
+impl Section<'_> {
+    /// One nginx serves every run; the conditions come and go around it. nginx is stopped
+    /// when dropped, on success and on any error alike.
+    pub fn measure(&self) -> Result<SectionRuns> {
+        let placement = Placement::detect();
+        let load = Wrk::of(self.tool, placement)?;
+        let mut nginx = Nginx::start_with(placement, self.listener)?;
+        let url = nginx.url();
+        println!("bench: $ {}", display(&load.command(&url, self.seconds)));
+        println!("bench: {}warm-up, {} s", self.kind, self.warmup);
+        // The section's first requests: nginx's readiness check only saw its port accept.
+        load.run(&url, self.warmup).context("warm-up")?;
+        let series = Rounds {
+            lab: self.lab,
+            wrk: &load,
+            url: &url,
+            seconds: self.seconds,
+            runs: self.runs,
+            conditions: self.conditions,
+            bpftrace_script: "",
+            saw: self.saw,
+            kind: self.kind,
+        }
+        .measure(&mut nginx)?;
+        let kernel = self
+            .lab
+            .kernel_cost(&load, &url, self.seconds)
+            .map_err(|err| {
+                eprintln!("bench: warning: the programs' time per request not measured: {err:#}");
+                format!("{err:#}")
+            });
+        nginx.stop()?;
+        Ok(SectionRuns {
+            environment: self.environment.clone(),
+            runs: self.runs,
+            warmup_seconds: self.warmup,
+            series,
+            kernel,
+            load_command: load.shown(nginx.scheme(), self.seconds),
+            versions: vec![nginx.version.clone(), load.version.clone()],
+            placement,
+        })
+    }
+}
+
+/// The loss target against `series`' agent run, then how much of the loss `without` (the
+/// agent without one part: `without_what`, e.g. "the agent without its uprobes") does not
+/// have: `part` (e.g. "the uprobes account") for the rest.
+pub fn verdict(
+    series: &[HttpSeries],
+    (requests, target): (&str, f64),
+    without: Condition,
+    (without_what, part): (&str, &str),
+) -> String {
+    let at_most = format!(
+        "Target: at most {} of nginx's {requests} requests/s lost to the agent;",
+        percent(target)
+    );
+    let mut out = match loss(series, Condition::Agent) {
+        Ok(agent) => format!(
+            "{at_most} this run lost **{}**: {}.",
+            percent(agent),
+            if agent <= target { "met" } else { "missed" }
+        ),
+        Err(why) => format!("{at_most} not assessable in this run: {}.", cell(&why)),
+    };
+    let rps = |condition| {
+        series
+            .iter()
+            .find(|s| s.condition == condition)
+            .and_then(HttpSeries::rps)
+    };
+    if let (Some(none), Some(agent), Some(less)) =
+        (rps(Condition::None), rps(Condition::Agent), rps(without))
+    {
+        let _ = write!(
+            out,
+            " Of that, {without_what} (`{}`) loses {}; {part} for the other {} of `none`'s \
+             requests/s, {:.1} µs more per request (1 / requests/s) than without.",
+            without.name(),
+            percent((none - less) / none),
+            percent((less - agent) / none),
+            (1.0 / agent - 1.0 / less) * 1e6
+        );
+    }
+    out.push_str(" A measurement, not a test: nothing fails when the target is missed.\n");
     out
 }
 
@@ -797,6 +930,90 @@ directly on any machine. The request is the cheapest nginx can answer, so the ag
 per-request cost is as large a share of it as it will ever be. These are measurements on a
 shared virtual machine, not a test: nothing fails when a run lands elsewhere.
 ";
+
+/// Made-up measurements for the sections' report tests.
+#[cfg(test)]
+pub mod fixtures {
+    use std::time::Duration;
+
+    use super::{
+        super::{prog_stats::ProgramCounters, report::Environment},
+        *,
+    };
+
+    /// Runs of 5 s at `rps` each (p50 500 µs, p99 1500 µs); under the agent, `share` of a
+    /// core and `counted` requests on each side.
+    pub fn series(condition: Condition, rps: &[f64], share: f64, counted: f64) -> HttpSeries {
+        let mut series = HttpSeries::new(condition);
+        series.runs = rps
+            .iter()
+            .map(|&rps| WrkResult {
+                requests_per_sec: rps,
+                requests: (rps * 5.0) as u64,
+                p50_us: 500.0,
+                p99_us: 1500.0,
+            })
+            .collect();
+        if condition.is_agent() {
+            let cpu = AgentCpu {
+                cpu: Duration::from_secs_f64(5.0 * share),
+                wall: Duration::from_secs(5),
+            };
+            series.cpu = vec![Some(cpu); rps.len()];
+            let saw = AgentSaw {
+                server: counted,
+                client: counted,
+                lost: 0.0,
+            };
+            series.saw = vec![Some(saw); rps.len()];
+        }
+        series
+    }
+
+    /// A thousand requests at 200/s, and these programs (name, runs, run time in ns).
+    pub fn cost(programs: &[(&str, u64, u64)]) -> KernelCost {
+        KernelCost {
+            requests: 1000,
+            requests_per_sec: 200.0,
+            programs: programs
+                .iter()
+                .zip(1..)
+                .map(|(&(name, run_cnt, run_time_ns), id)| ProgramCounters {
+                    id,
+                    name: name.into(),
+                    run_time_ns,
+                    run_cnt,
+                })
+                .collect(),
+        }
+    }
+
+    /// Three runs of `series` on two CPUs, run by `command`, with `load`'s command line.
+    pub fn section(
+        command: &str,
+        load: &str,
+        versions: &[&str],
+        series: Vec<HttpSeries>,
+        kernel: KernelCost,
+    ) -> SectionRuns {
+        SectionRuns {
+            environment: Environment {
+                date: "Thu Nov 27 12:00:00 UTC 2025".into(),
+                kernel: "6.18.0".into(),
+                cpu: "Test CPU".into(),
+                nproc: "2".into(),
+                command: command.into(),
+            },
+            runs: 3,
+            warmup_seconds: 2,
+            series,
+            kernel: Ok(kernel),
+            load_command: load.into(),
+            versions: versions.iter().map(|&v| v.to_owned()).collect(),
+            placement: Placement::for_cpus(2),
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -10,13 +10,12 @@ use std::{fmt::Write as _, process::Command};
 use anyhow::{Context as _, Result};
 
 use super::{
-    http::{self, KEEPALIVE_REQUESTS, Listener, Nginx, Placement, WRK_CONNECTIONS, Wrk},
-    http_report::{self, HttpSeries, loss, percent},
+    http::{self, KEEPALIVE_REQUESTS, Listener, Placement, Tool, WRK_CONNECTIONS},
+    http_report::{self, NginxSection, SectionRuns},
     lab::Lab,
-    prog_stats::KernelCost,
     report::{Condition, Environment, cell},
 };
-use crate::process::{display, find_program, output};
+use crate::process::{find_program, output};
 
 /// Nothing; the agent as it ships; the agent without its OpenSSL uprobes. Also the order
 /// within each round.
@@ -31,130 +30,60 @@ const TARGET_LOSS: f64 = 0.05;
 const UPROBE_PREFIX: &str = "mon_ssl";
 
 pub struct HttpsReport {
-    environment: Environment,
-    runs: u32,
-    warmup_seconds: u64,
-    wrk_command: String,
-    /// nginx's, wrk's and OpenSSL's versions, for the report.
-    versions: Vec<String>,
-    placement: Placement,
-    /// Every run of each condition; `saw` counts only the requests seen through TLS.
-    series: Vec<HttpSeries>,
-    /// Every program the agent holds, during one more agent run with BPF statistics on, or
-    /// why not measured.
-    kernel: Result<KernelCost, String>,
+    pub measured: SectionRuns,
 }
 
-/// One nginx serves every run, as in the http suite; the conditions come and go around it.
-/// nginx is stopped when dropped, on success and on any error alike.
+/// The https section's measurements; the openssl binary's version goes into the report.
 pub fn suite(
     lab: &Lab,
     runs: u32,
-    seconds: u64,
-    warmup: u64,
+    (seconds, warmup): (u64, u64),
     environment: Environment,
 ) -> Result<HttpsReport> {
-    let placement = Placement::detect();
-    let wrk = Wrk::new(placement)?;
-    let mut nginx = Nginx::start_with(placement, Listener::Https)?;
-    let url = nginx.url();
     let openssl = find_program("openssl").context("openssl is not installed")?;
     let openssl_version = output(Command::new(openssl).arg("version"))
         .map_or_else(|_| "OpenSSL: unknown".to_owned(), |v| v.trim().to_owned());
-    println!("bench: $ {}", display(&wrk.command(&url, seconds)));
-    println!("bench: https warm-up, {warmup} s");
-    // The suite's first requests: nginx's readiness check only saw its port accept.
-    wrk.run(&url, warmup).context("warm-up")?;
-    let series = http_report::Rounds {
+    let mut measured = http_report::Section {
         lab,
-        wrk: &wrk,
-        url: &url,
-        seconds,
+        environment,
         runs,
+        seconds,
+        warmup,
+        tool: Tool::Wrk,
+        listener: Listener::Https,
         conditions: &CONDITIONS,
-        bpftrace_script: "",
         saw: http::agent_saw_https,
         kind: "https ",
     }
-    .measure(&mut nginx)?;
-    let kernel = lab.kernel_cost(&wrk, &url, seconds).map_err(|err| {
-        eprintln!("bench: warning: the uprobes' kernel time per request not measured: {err:#}");
-        format!("{err:#}")
-    });
-    nginx.stop()?;
-    Ok(HttpsReport {
-        environment,
-        runs,
-        warmup_seconds: warmup,
-        wrk_command: wrk.shown(nginx.scheme(), seconds),
-        versions: vec![nginx.version.clone(), wrk.version.clone(), openssl_version],
-        placement,
-        series,
-        kernel,
-    })
+    .measure()?;
+    measured.versions.push(openssl_version);
+    Ok(HttpsReport { measured })
 }
 
 impl HttpsReport {
-    fn series(&self, condition: Condition) -> Option<&HttpSeries> {
-        self.series.iter().find(|s| s.condition == condition)
-    }
-
     /// Per condition: median requests/s, loss against `none`, latency, the agent's CPU.
     pub fn table(&self) -> String {
-        http_report::rate_table(&self.series)
+        http_report::rate_table(&self.measured.series)
     }
 
     /// The target against this run's loss, and the uprobes' part of it.
     pub fn verdict(&self) -> String {
-        let mut out = match loss(&self.series, Condition::Agent) {
-            Ok(agent) => {
-                let verdict = if agent <= TARGET_LOSS {
-                    "met"
-                } else {
-                    "missed"
-                };
-                format!(
-                    "Target: at most {} of nginx's HTTPS requests/s lost to the agent; this run \
-                     lost **{}**: {verdict}.",
-                    percent(TARGET_LOSS),
-                    percent(agent)
-                )
-            }
-            Err(why) => format!(
-                "Target: at most {} of nginx's HTTPS requests/s lost to the agent; not \
-                 assessable in this run: {}.",
-                percent(TARGET_LOSS),
-                cell(&why)
-            ),
-        };
-        let rps = |condition| self.series(condition).and_then(HttpSeries::rps);
-        if let (Some(none), Some(agent), Some(no_tls)) = (
-            rps(Condition::None),
-            rps(Condition::Agent),
-            rps(Condition::AgentNoTls),
-        ) {
-            let _ = write!(
-                out,
-                " Of that, the agent without its uprobes (`agent:no-tls`) loses {}; the \
-                 uprobes account for the other {} of `none`'s requests/s, {:.1} µs more per \
-                 request (1 / requests/s) than without them.",
-                percent((none - no_tls) / none),
-                percent((no_tls - agent) / none),
-                (1.0 / agent - 1.0 / no_tls) * 1e6
-            );
-        }
-        out.push_str(" A measurement, not a test: nothing fails when the target is missed.\n");
-        out
+        http_report::verdict(
+            &self.measured.series,
+            ("HTTPS", TARGET_LOSS),
+            Condition::AgentNoTls,
+            ("the agent without its uprobes", "the uprobes account"),
+        )
     }
 
     /// Per agent run: the requests wrk completed against the HTTPS requests the agent counted.
     pub fn coverage_table(&self) -> String {
-        http_report::coverage_table(&self.series, "https ", "wrk")
+        http_report::coverage_table(&self.measured.series, "https ", "wrk")
     }
 
     /// The uprobe programs' runs and time per request, or why not measured.
     pub fn uprobe_section(&self) -> String {
-        let cost = match &self.kernel {
+        let cost = match &self.measured.kernel {
             Ok(cost) => cost,
             Err(why) => return format!("Not measured in this run: {}.\n", cell(why)),
         };
@@ -169,12 +98,24 @@ impl HttpsReport {
             http_report::programs_table(cost, UPROBE_PREFIX)
         )
     }
+}
 
-    pub fn markdown(&self) -> String {
+impl NginxSection for HttpsReport {
+    fn console(&self) -> String {
+        format!(
+            "{}\n{}\n{}\n{}",
+            self.table(),
+            self.verdict(),
+            self.coverage_table(),
+            self.uprobe_section()
+        )
+    }
+
+    fn markdown(&self) -> String {
         let mut out = String::from("## HTTPS overhead (nginx and wrk over TLS)\n\n");
-        out.push_str(&self.environment.markdown());
-        let _ = writeln!(out, "- Versions: {}", self.versions.join("; "));
-        let placement = match self.placement {
+        out.push_str(&self.measured.environment.markdown());
+        let _ = writeln!(out, "- Versions: {}", self.measured.versions.join("; "));
+        let placement = match self.measured.placement {
             Placement {
                 nginx: Some(nginx),
                 wrk: Some(wrk),
@@ -195,7 +136,7 @@ impl HttpsReport {
              afresh for each run); the table shows medians. Loss is (none − condition) / none \
              of the requests/s; the agent's CPU is its process's user + system time during the \
              run over the run's wall time.\n\n",
-            self.warmup_seconds, self.wrk_command, self.runs
+            self.measured.warmup_seconds, self.measured.load_command, self.measured.runs
         );
         out.push_str(&self.table());
         out.push('\n');
@@ -214,7 +155,7 @@ impl HttpsReport {
             let _ = writeln!(out, "- `{}`: {what}", condition.name());
         }
         out.push_str("\n### All runs\n\n");
-        out.push_str(&http_report::rate_runs_table(&self.series));
+        out.push_str(&http_report::rate_runs_table(&self.measured.series));
         out.push_str(
             "\n### What the agent counted\n\nThe HTTPS requests (`url_scheme=\"https\"`) in its \
              `/metrics` a second after each agent run, as evidence that the uprobes saw the \
@@ -241,13 +182,10 @@ impl HttpsReport {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::{
         super::{
-            cpu::AgentCpu,
-            http::{AgentSaw, WrkResult},
-            prog_stats::ProgramCounters,
+            http::WrkResult,
+            http_report::fixtures::{cost, section, series},
         },
         *,
     };
@@ -261,60 +199,16 @@ mod tests {
         }
     }
 
-    /// The agent's CPU over a 5 s run: `share` of a core.
-    fn cpu(share: f64) -> Option<AgentCpu> {
-        Some(AgentCpu {
-            cpu: Duration::from_secs_f64(5.0 * share),
-            wall: Duration::from_secs(5),
-        })
-    }
-
-    fn series(condition: Condition, rps: &[f64], share: f64, counted: f64) -> HttpSeries {
-        let mut series = HttpSeries::new(condition);
-        series.runs = rps.iter().map(|&rps| run(rps)).collect();
-        if condition.is_agent() {
-            series.cpu = vec![cpu(share); rps.len()];
-            series.saw = vec![
-                Some(AgentSaw {
-                    server: counted,
-                    client: counted,
-                    lost: 0.0,
-                });
-                rps.len()
-            ];
-        }
-        series
-    }
-
-    fn program(id: u64, name: &str, run_cnt: u64, run_time_ns: u64) -> ProgramCounters {
-        ProgramCounters {
-            id,
-            name: name.into(),
-            run_time_ns,
-            run_cnt,
-        }
-    }
-
     fn report() -> HttpsReport {
-        HttpsReport {
-            environment: Environment {
-                date: "Thu Nov 27 12:00:00 UTC 2025".into(),
-                kernel: "6.18.0".into(),
-                cpu: "Test CPU".into(),
-                nproc: "2".into(),
-                command: "cargo xtask bench --only https --runs 3 --http-seconds 5".into(),
-            },
-            runs: 3,
-            warmup_seconds: 2,
-            wrk_command: "taskset -c 1 wrk -t1 -c16 -d5s --latency https://127.0.0.1:<port>/ok"
-                .into(),
-            versions: vec![
-                "nginx/1.22.1".into(),
-                "wrk debian/4.1.0-3+b2 [epoll]".into(),
-                "OpenSSL 3.0.17 1 Jul 2025".into(),
+        let measured = section(
+            "cargo xtask bench --only https --runs 3 --http-seconds 5",
+            "taskset -c 1 wrk -t1 -c16 -d5s --latency https://127.0.0.1:<port>/ok",
+            &[
+                "nginx/1.22.1",
+                "wrk debian/4.1.0-3+b2 [epoll]",
+                "OpenSSL 3.0.17 1 Jul 2025",
             ],
-            placement: Placement::for_cpus(2),
-            series: vec![
+            vec![
                 series(Condition::None, &[20_000.0, 21_000.0, 19_000.0], 0.0, 0.0),
                 // Median 19,000: 5.0% lost; 18,500: 7.5%.
                 series(
@@ -325,17 +219,14 @@ mod tests {
                 ),
                 series(Condition::AgentNoTls, &[19_800.0], 0.01, 0.0),
             ],
-            kernel: Ok(KernelCost {
-                requests: 1000,
-                requests_per_sec: 200.0,
-                programs: vec![
-                    program(1, "mon_sys_enter", 8000, 400_000),
-                    program(2, "mon_ssl_call", 2000, 200_000),
-                    program(3, "mon_ssl_read_ret_framed", 1000, 300_000),
-                    program(4, "mon_ssl_read_re", 0, 0),
-                ],
-            }),
-        }
+            cost(&[
+                ("mon_sys_enter", 8000, 400_000),
+                ("mon_ssl_call", 2000, 200_000),
+                ("mon_ssl_read_ret_framed", 1000, 300_000),
+                ("mon_ssl_read_re", 0, 0),
+            ]),
+        );
+        HttpsReport { measured }
     }
 
     #[test]
@@ -359,14 +250,14 @@ mod tests {
         // 1/19000 − 1/19800 s.
         assert!(verdict.contains("2.1 µs more per request"), "{verdict}");
         let mut report = report();
-        report.series[1].runs = vec![run(18_000.0)];
+        report.measured.series[1].runs = vec![run(18_000.0)];
         assert!(
             report
                 .verdict()
                 .contains("this run lost **10.0%**: missed.")
         );
-        report.series[1].runs.clear();
-        report.series[1].unavailable = Some("no | agent".into());
+        report.measured.series[1].runs.clear();
+        report.measured.series[1].unavailable = Some("no | agent".into());
         let verdict = report.verdict();
         assert!(verdict.contains("not assessable in this run: agent unavailable: no \\| agent."));
         assert!(!verdict.contains("uprobes account"));
@@ -382,7 +273,7 @@ mod tests {
         assert!(!section.contains("| `mon_sys_enter`"));
         assert!(section.contains("ran 11.0 times and 900 ns per request"));
         let mut report = report();
-        report.kernel = Err("bpftool | missing".into());
+        report.measured.kernel = Err("bpftool | missing".into());
         assert_eq!(
             report.uprobe_section(),
             "Not measured in this run: bpftool \\| missing.\n"

@@ -32,7 +32,7 @@ use crate::{
 pub use doc::Suite;
 use families::Family;
 use http::{Nginx, Placement, Wrk};
-use http_report::HttpReport;
+use http_report::{HttpReport, NginxSection};
 use lab::{Lab, Measured, SyscallLoop, interleave, net_workload};
 use net_report::{NetReport, WorkloadSeries};
 use report::{Condition, Environment, Report, Series};
@@ -188,40 +188,8 @@ pub fn bench(options: &Options) -> Result<()> {
                 );
                 report.markdown()
             }
-            Suite::Https => {
-                let report = https::suite(
-                    &lab,
-                    options.runs,
-                    options.http_seconds,
-                    options.http_warmup_seconds(),
-                    environment.clone(),
-                )?;
-                println!(
-                    "\n{}\n{}\n{}\n{}",
-                    report.table(),
-                    report.verdict(),
-                    report.coverage_table(),
-                    report.uprobe_section()
-                );
-                report.markdown()
-            }
-            Suite::Http2 => {
-                let report = http2::suite(
-                    &lab,
-                    options.runs,
-                    options.http_seconds,
-                    options.http_warmup_seconds(),
-                    environment.clone(),
-                )?;
-                println!(
-                    "\n{}\n{}\n{}\n{}",
-                    report.table(),
-                    report.verdict(),
-                    report.coverage_table(),
-                    report.programs_section()
-                );
-                report.markdown()
-            }
+            Suite::Https => nginx_section(https::suite, &lab, options, environment.clone())?,
+            Suite::Http2 => nginx_section(http2::suite, &lab, options, environment.clone())?,
         };
         sections.push((suite, markdown));
     }
@@ -473,6 +441,22 @@ fn cpu_model(cpuinfo: &str) -> Option<&str> {
         let (key, value) = line.split_once(':')?;
         (key.trim() == "model name").then(|| value.trim())
     })
+}
+
+/// How an https or http2 section is measured: see `http_report::Section`.
+type NginxSuite<R> = fn(&Lab, u32, (u64, u64), Environment) -> Result<R>;
+
+/// Measures a section against its own nginx, prints its figures and returns its markdown.
+fn nginx_section<R: NginxSection>(
+    suite: NginxSuite<R>,
+    lab: &Lab,
+    options: &Options,
+    environment: Environment,
+) -> Result<String> {
+    let timing = (options.http_seconds, options.http_warmup_seconds());
+    let report = suite(lab, options.runs, timing, environment)?;
+    println!("\n{}", report.console());
+    Ok(report.markdown())
 }
 
 /// The command that reproduces the report: every option that shaped it, none that did not.

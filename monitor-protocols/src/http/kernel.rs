@@ -227,5 +227,10 @@ mod tests {
 
         let outcomes = framed(&[upgrade, (Direction::Egress, start, whole.len())]);
         assert_eq!(outcomes[1], (Outcome::Done, start.len() as u32));
+
+        // A head garbled after its status: HTTP ends there all the same.
+        let garbled = b"HTTP/1.1 101 Switching Protocols\r\nUp\x01grade: h2c\r\n\r\n";
+        let outcomes = framed(&[upgrade, (Direction::Egress, garbled, garbled.len())]);
+        assert_eq!(outcomes[1].0, Outcome::Done);
     }
 }

@@ -327,6 +327,28 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> O
     }
 }
 
+/// Observes until `done` holds of an observation, for `timeout` at most, and returns it;
+/// past that, panics with `report` of the last one (what was seen, not only that it timed
+/// out).
+pub fn settles<T>(
+    timeout: Duration,
+    mut observe: impl FnMut() -> T,
+    done: impl Fn(&T) -> bool,
+    report: impl FnOnce(&T) -> String,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let seen = observe();
+        if done(&seen) {
+            return seen;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?}: {}", report(&seen));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// The ground-truth workload (`gt-workload`) and what the agent must report for it.
 pub mod ground_truth {
     use std::{path::Path, time::Duration};

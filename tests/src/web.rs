@@ -2,7 +2,9 @@
 //! in a container's own root), curl, and the scrape that waits for exact request counts.
 use std::{path::Path, process::Stdio, time::Duration};
 
-use crate::{Agent, Scrape, Server, TempDir, eventually, require_program, spawn_named_with};
+use crate::{
+    Agent, Scrape, Server, TempDir, eventually, require_program, settles, spawn_named_with,
+};
 
 /// How long a server gets to stop on SIGTERM before it is killed.
 pub const GRACE: Duration = Duration::from_secs(5);
@@ -142,27 +144,22 @@ pub fn count(scrape: &Scrape, family: &str, labels: &[(&str, &str)]) -> Option<f
 
 /// Waits until every (labels, count) pair is reported exactly, then returns the scrape.
 pub fn scrape_when(agent: &Agent, family: &str, expected: &[(Vec<(&str, &str)>, f64)]) -> Scrape {
-    let mut last = None;
-    let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        eventually(
-            Duration::from_secs(15),
-            "the expected request counts",
-            || {
-                let scrape = agent.scrape();
-                let done = expected
-                    .iter()
-                    .all(|(labels, n)| count(&scrape, family, labels) == Some(*n));
-                last = Some(scrape.text.clone());
-                done.then_some(scrape)
-            },
-        )
-    }));
-    waited.unwrap_or_else(|_| {
-        let text = last.unwrap_or_default();
-        let seen: Vec<&str> = text.lines().filter(|l| l.starts_with(family)).collect();
-        panic!(
-            "expected {expected:?} in {family}; the agent reported:\n{}",
-            seen.join("\n")
-        )
-    })
+    settles(
+        Duration::from_secs(15),
+        || agent.scrape(),
+        |scrape| {
+            expected
+                .iter()
+                .all(|(labels, n)| count(scrape, family, labels) == Some(*n))
+        },
+        |scrape| {
+            let seen: Vec<&str> = (scrape.text.lines())
+                .filter(|l| l.starts_with(family))
+                .collect();
+            format!(
+                "expected {expected:?} in {family}; the agent reported:\n{}",
+                seen.join("\n")
+            )
+        },
+    )
 }

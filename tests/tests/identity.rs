@@ -15,7 +15,7 @@ use std::{
 use tests::{
     Agent, Scrape, TempDir,
     docker::{self, Container, Docker, text},
-    eventually, ground_truth, promtool_check, run_as, unique_comm, workspace_root,
+    eventually, ground_truth, promtool_check, run_as, settles, unique_comm, workspace_root,
 };
 
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_gt-workload");
@@ -400,34 +400,27 @@ fn churn_of_5000_process_names_stays_within_the_series_budget() {
         (named, own_calls, overflow.unwrap_or(0.0))
     };
     // Until every child's calls are in (the per-CPU counts are folded at each sweep, and the
-    // budget overflows long before the last child ends); if they never are, the assertion
-    // below says how many.
-    let mut last = None;
-    let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        eventually(
-            Duration::from_secs(30),
-            "every child's calls counted",
-            || {
-                let scrape = agent.scrape();
-                let dropped: f64 = scrape
-                    .matching("monitor_series_dropped_total", &[])
-                    .map(|sample| sample.value)
-                    .sum();
-                let (_, own_calls, overflow) = calls(&scrape);
-                let done = dropped > 0.0 && own_calls + overflow >= 2.0 * f64::from(CHILDREN);
-                last = Some(scrape);
-                done.then_some(())
-            },
-        )
-    }));
-    let scrape = last.expect("at least one scrape");
-    if waited.is_err() {
-        let (_, own_calls, overflow) = calls(&scrape);
-        panic!(
-            "{own_calls} calls in the children's series + {overflow} in the overflow series, \
-             for {CHILDREN} children of two calls each"
-        );
-    }
+    // budget overflows long before the last child ends); if they never are, the failure
+    // says how many.
+    let scrape = settles(
+        Duration::from_secs(30),
+        || agent.scrape(),
+        |scrape| {
+            let dropped: f64 = scrape
+                .matching("monitor_series_dropped_total", &[])
+                .map(|sample| sample.value)
+                .sum();
+            let (_, own_calls, overflow) = calls(scrape);
+            dropped > 0.0 && own_calls + overflow >= 2.0 * f64::from(CHILDREN)
+        },
+        |scrape| {
+            let (_, own_calls, overflow) = calls(scrape);
+            format!(
+                "{own_calls} calls in the children's series + {overflow} in the overflow \
+                 series, for {CHILDREN} children of two calls each (or no series dropped)"
+            )
+        },
+    );
     let in_use: f64 = scrape
         .matching("monitor_series", &[])
         .map(|s| s.value)

@@ -1,6 +1,8 @@
-//! Arbitrary chunk sequences into the Redis parser: it must not panic, must keep its memory
-//! cap, and must never let a key, a value or any other wire bytes out: commands are name
-//! tokens (1 to 32 of `[A-Z0-9_.|-]`) or `_OTHER`, error prefixes uppercase tokens or `_OTHER`.
+//! Arbitrary chunk sequences into the Redis parser, and into the framing the probes run
+//! (its user-space twin, `redis::kernel::KernelTwin`): neither may panic, the parser must
+//! keep its memory cap, and neither may let a key, a value or any other wire bytes out:
+//! commands are name tokens (1 to 32 of `[A-Z0-9_.|-]`) or `_OTHER`, error prefixes
+//! uppercase tokens or `_OTHER`.
 //!
 //! The input is the record list of every protocol target (`common/chunks.rs`): flags (direction, gap,
 //! nanoseconds), captured length, optional gap byte, data. The seeds in `fuzz/corpus/redis/`
@@ -13,7 +15,7 @@ mod chunks;
 use libfuzzer_sys::fuzz_target;
 use monitor_protocols::{
     Connection, Exchange, MAX_BUFFERED_BYTES, ProtocolParser,
-    redis::{RedisParser, is_command_label, is_error_label},
+    redis::{RedisParser, is_command_label, is_error_label, kernel::KernelTwin},
 };
 
 fuzz_target!(|input: &[u8]| {
@@ -21,10 +23,12 @@ fuzz_target!(|input: &[u8]| {
     // detection rejects still exercise it.
     let mut connection = Connection::new();
     let mut parser = RedisParser::new();
+    let mut twin = KernelTwin::new();
     let mut out = Vec::new();
     let timestamp_ns = chunks::for_each_chunk(input, |chunk| {
         connection.feed(chunk, &mut out);
         parser.feed(chunk, &mut out);
+        twin.feed(chunk, &mut out);
         assert!(connection.buffered_bytes() <= MAX_BUFFERED_BYTES);
         assert!(parser.buffered_bytes() <= MAX_BUFFERED_BYTES);
     });

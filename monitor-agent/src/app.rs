@@ -60,6 +60,7 @@ pub async fn run(config: Config, web: WebConfig) -> anyhow::Result<()> {
         socket_io: config.socket_io,
         request_framing: config.request_framing,
         databases: config.databases,
+        redis: config.redis,
         http2: config.http2,
         tls: config.tls,
         timed_syscalls: monitor_common::global::timed_syscalls(|nr| {

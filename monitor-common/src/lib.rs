@@ -93,6 +93,9 @@ pub mod map {
     pub const DB_SCRATCH: &str = "DB_SCRATCH";
     pub const DB_EVENTS: &str = "DB_EVENTS";
     pub const HTTP2_EVENTS: &str = "HTTP2_EVENTS";
+    pub const REDIS_CONNS: &str = "REDIS_CONNS";
+    pub const REDIS_SCRATCH: &str = "REDIS_SCRATCH";
+    pub const REDIS_EVENTS: &str = "REDIS_EVENTS";
     pub const SCHED_CPU: &str = "SCHED_CPU";
     pub const RUNQ_LATENCY: &str = "RUNQ_LATENCY";
     pub const CPU_TIME: &str = "CPU_TIME";
@@ -103,7 +106,7 @@ pub mod map {
     pub const TLS_SOCKS: &str = "TLS_SOCKS";
 
     /// Every map of the object, for tools that look for leftovers.
-    pub const ALL: [&str; 29] = [
+    pub const ALL: [&str; 32] = [
         THREAD_START,
         PROCESS_STATE,
         EXCLUDED,
@@ -125,6 +128,9 @@ pub mod map {
         DB_SCRATCH,
         DB_EVENTS,
         HTTP2_EVENTS,
+        REDIS_CONNS,
+        REDIS_SCRATCH,
+        REDIS_EVENTS,
         SCHED_CPU,
         RUNQ_LATENCY,
         CPU_TIME,
@@ -185,6 +191,10 @@ pub mod global {
     /// 1 when the reads/writes of database connections are copied to the agent
     /// (`--probes.databases`), 0 when such connections are ignored like any other.
     pub const DATABASES: &str = "DATABASES";
+
+    /// 1 when Redis connections are framed in the kernel (`--probes.redis`), one
+    /// `REDIS_EVENTS` record per command and reply.
+    pub const REDIS: &str = "REDIS";
 
     /// 1 when the reads/writes of HTTP/2 connections are copied to the agent
     /// (`--probes.http2`), which frames them and decodes their headers (HPACK).
@@ -258,6 +268,14 @@ pub mod capacity {
     /// Bytes of the HTTP/2 ring buffer, whose records are `DB_EVENTS`' (up to `DB_CAPTURE`
     /// bytes of a read/write): about 20 000 small frames' reads/writes in flight.
     pub const HTTP2_EVENTS_BYTES: u32 = 2 * 1024 * 1024;
+    /// Redis connections framed in the kernel at once (LRU, about 400 bytes each: a
+    /// forgotten connection is judged again at its next command).
+    pub const REDIS_CONNS: u32 = 8_192;
+    /// Bytes of the Redis ring buffer: about 18 000 commands and replies (104 bytes and an
+    /// 8-byte header each) in flight, a tenth of a second of a pipelined benchmark.
+    pub const REDIS_EVENTS_BYTES: u32 = 2 * 1024 * 1024;
+    /// Bytes of a Redis command's name, or a reply's word, a record carries.
+    pub const REDIS_WORD: usize = 32;
     /// Process incarnations with run-queue waits or CPU time between sweeps.
     pub const RUNQ_LATENCY: u32 = 4_096;
     pub const CPU_TIME: u32 = 4_096;
@@ -350,10 +368,18 @@ pub enum Counter {
     /// their socket was judged): without the start, the header tables cannot be followed,
     /// so they are ignored and counted here.
     Http2Unparseable = 31,
+    /// Redis commands and replies the probes tried to write to `REDIS_EVENTS` (read +
+    /// dropped).
+    RedisEventsProduced = 32,
+    /// Redis commands and replies lost because `REDIS_EVENTS` had no room.
+    RedisEventsDropped = 33,
+    /// `REDIS_CONNS` refused a new connection: its commands go uncounted until it is
+    /// judged again.
+    RedisConnsFull = 34,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 32] = [
+    pub const ALL: [Counter; 35] = [
         Counter::ProcessEventsProduced,
         Counter::ProcessEventsDropped,
         Counter::SyscallStatsFull,
@@ -386,6 +412,9 @@ impl Counter {
         Counter::Http2EventsProduced,
         Counter::Http2EventsDropped,
         Counter::Http2Unparseable,
+        Counter::RedisEventsProduced,
+        Counter::RedisEventsDropped,
+        Counter::RedisConnsFull,
     ];
     pub const LEN: u32 = Self::ALL.len() as u32;
 }
@@ -743,7 +772,39 @@ pub struct RequestEvent {
     pub text: [u8; capacity::REQUEST_TEXT],
 }
 
+/// A Redis command or reply framed by the probes (`REDIS_EVENTS`): where it went, and what
+/// `monitor_framing::resp::Message` says of it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct RedisEvent {
+    pub owner: Owner,
+    /// The socket's kernel address.
+    pub sk: u64,
+    /// When its first byte was seen.
+    pub start_ns: u64,
+    /// A RESP2 subscription confirmation's count (`resp::flags::COUNT`).
+    pub count: i64,
+    pub remote: Endpoint,
+    pub local_port: u16,
+    /// `monitor_framing::role` of the connection.
+    pub role: u8,
+    /// 0: a command; 1: a reply (or a loss of the replies' framing).
+    pub side: u8,
+    /// A top-level aggregate's elements; an inline command's words.
+    pub elements: u32,
+    /// The connection's read/write that carried its first byte.
+    pub seq: u32,
+    /// Its type byte; `monitor_framing::resp::flags`; bytes of `word` used.
+    pub kind: u8,
+    pub flags: u8,
+    pub word_len: u8,
+    pub _pad: [u8; 5],
+    /// A command's name, or a reply's error word or first element.
+    pub word: [u8; capacity::REDIS_WORD],
+}
+
 const _: () = {
+    assert!(core::mem::size_of::<RedisEvent>() == 72 + capacity::REDIS_WORD);
     assert!(core::mem::size_of::<RequestEvent>() == 64 + capacity::REQUEST_TEXT);
     assert!(core::mem::size_of::<PayloadEvent>() == 64 + capacity::PAYLOAD_CAPTURE);
     assert!(core::mem::size_of::<DbEvent>() == 64 + capacity::DB_CAPTURE);
@@ -782,6 +843,7 @@ mod pod {
     unsafe impl aya::Pod for super::PayloadEvent {}
     unsafe impl aya::Pod for super::DbEvent {}
     unsafe impl aya::Pod for super::RequestEvent {}
+    unsafe impl aya::Pod for super::RedisEvent {}
     unsafe impl aya::Pod for super::SchedCpu {}
     unsafe impl aya::Pod for super::BlockStart {}
     unsafe impl aya::Pod for super::BlockKey {}

@@ -8,10 +8,12 @@
 //! `framing`, where HTTP/1.x is. Records are as long as what they carry: the copy is made
 //! in this CPU's `DB_SCRATCH` and output from there.
 use monitor_common::{Counter, DbEvent, Owner, capacity::DB_CAPTURE, payload_flags};
+use monitor_framing::verdict;
 
 use crate::{
-    maps::{DB_EVENTS, DB_SCRATCH, HTTP2_EVENTS, batched_wakeup, bump},
+    maps::{DB_EVENTS, DB_SCRATCH, HTTP2_EVENTS, PAYLOAD_SOCKS, batched_wakeup, bump},
     payload::{MSGHDR, MSGHDR_IOV, MSGHDR_IOVLEN, UserBuffer, copy_prefix, read_user},
+    redis,
     sock::{local_port, now_ns, remote},
 };
 
@@ -29,10 +31,20 @@ const SHAPE_VECTOR: u64 = 1 << 34;
 /// With `SHAPE_VECTOR`: `address` is a `struct user_msghdr`, whose array and count are read.
 const SHAPE_MSGHDR: u64 = 1 << 35;
 
-/// One read/write of `length` bytes by `owner` on socket `sk`, in `user`'s buffer, copied
-/// to `DB_EVENTS` or, for `http2`, `HTTP2_EVENTS`; `first` when the socket was judged on
-/// it. HTTP/2 is framed across the whole read/write, so a vectored one has every piece
-/// copied; a database's first piece is enough to find its messages.
+/// Whether a socket's verdict sends its reads/writes here: a database's, HTTP/2's (copied)
+/// or Redis's (framed by `redis`, which `mon_copy` hands them to). Three comparisons, not a
+/// range: the range took 5.10's system-call exit program to 200 bytes of stack, and its
+/// chain of calls past 512.
+#[inline(always)]
+pub fn is_copied(judged: u32) -> bool {
+    judged == verdict::DATABASE || judged == verdict::HTTP2 || judged == verdict::REDIS
+}
+
+/// One read/write of `length` bytes by `owner` on socket `sk`, in `user`'s buffer, of a
+/// socket that [`is_copied`]: copied to `DB_EVENTS` or, for `http2`, `HTTP2_EVENTS`, or
+/// framed (Redis, see `mon_copy`); `first` when the socket was judged on it. HTTP/2 is
+/// framed across the whole read/write, so a vectored one has every piece copied; a
+/// database's first piece is enough to find its messages.
 #[inline(always)]
 pub fn capture(
     http2: bool,
@@ -81,6 +93,20 @@ const MAX_PIECES: u64 = 32;
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn mon_copy(sk: u64, owner: u64, shape: u64, lengths: u64, address: u64) -> i64 {
+    // A Redis socket's read/write is framed, not copied. Told apart here by its verdict,
+    // not by the caller: any more code in the framing programs took one of them (5.10's
+    // system-call exit path) past 512 bytes of stack, across its chain of calls.
+    // SAFETY: a copy is taken at once.
+    if shape & SHAPE_HTTP2 == 0 && unsafe { PAYLOAD_SOCKS.get(sk) }.copied() == Some(verdict::REDIS)
+    {
+        let first = if shape & SHAPE_FIRST != 0 {
+            redis::FIRST
+        } else {
+            0
+        };
+        let shape = (shape & 0xffff_ffff) | first;
+        return redis::mon_redis(sk, owner, shape, lengths, address);
+    }
     let vector = shape & SHAPE_VECTOR != 0;
     let (mut pieces, mut address) = (lengths >> 32, address);
     if vector && shape & SHAPE_MSGHDR != 0 {

@@ -18,14 +18,14 @@
 use aya_ebpf::{Global, bindings::BPF_ANY};
 use monitor_common::{Counter, Owner, RequestEvent, capacity::REQUEST_TEXT};
 use monitor_framing::{
-    Conn, Cursor, Io, MAX_TURNS, Outcome, Pending, Step, Turn, WINDOW, Wire, verdict,
+    Conn, Cursor, Io, MAX_TURNS, Outcome, Pending, Step, Turn, WINDOW, Wire, resp, verdict,
 };
 
 use crate::{
     copied,
     maps::{
-        FRAME_SCRATCH, FrameScratch, HTTP_CONNS, HttpConn, PAYLOAD_SOCKS, REQUEST_EVENTS, Scratch,
-        batched_wakeup, bump,
+        FRAME_SCRATCH, FrameScratch, HTTP_CONNS, PAYLOAD_SOCKS, REQUEST_EVENTS, Scratch,
+        batched_wakeup, bump, copy_words,
     },
     payload::{self, UserBuffer},
     sock::{local_port, now_ns, remote},
@@ -36,6 +36,10 @@ const _: () = assert!(monitor_framing::TEXT_CAP == REQUEST_TEXT);
 /// `global::DATABASES`: whether database connections are copied (set at load).
 #[unsafe(no_mangle)]
 static DATABASES: Global<u32> = Global::new(0);
+
+/// `global::REDIS`: whether Redis connections are framed (set at load).
+#[unsafe(no_mangle)]
+static REDIS: Global<u32> = Global::new(0);
 
 /// `global::HTTP2`: whether HTTP/2 connections are copied (set at load).
 #[unsafe(no_mangle)]
@@ -285,6 +289,10 @@ pub extern "C" fn mon_judge(judged: u64, loaded: u64) -> i64 {
         }
     } else if monitor_framing::starts_request(window, loaded) {
         verdict::HTTP
+    } else if REDIS.load() != 0
+        && (resp::starts_command(window, loaded) || resp::starts_inline(window, loaded))
+    {
+        verdict::REDIS
     } else if DATABASES.load() != 0 && monitor_framing::starts_database(window, loaded) {
         verdict::DATABASE
     } else if http2 && judged == 0 && monitor_framing::looks_like_http2_frame(window, loaded) {
@@ -326,7 +334,7 @@ pub fn frame(
         }
         return;
     };
-    if judged == verdict::DATABASE || judged == verdict::HTTP2 {
+    if copied::is_copied(judged) {
         let http2 = judged == verdict::HTTP2;
         copied::capture(http2, false, who, (family, direction), length, user);
         return;
@@ -375,7 +383,7 @@ pub fn frame(
         // SAFETY: a value of HTTP_CONNS; a concurrent read/write of the same socket on
         // another CPU (rare: one thread per connection) can only garble that connection's
         // framing, which resynchronises at its next message.
-        Some(entry) => unsafe { copy_conn(work, entry) },
+        Some(entry) => unsafe { copy_words(work, entry) },
         None => {
             let want = readable.min(WINDOW as u32);
             if want > 0 {
@@ -384,7 +392,7 @@ pub fn frame(
             let next = mon_judge(u64::from(judged), u64::from(loaded)) as u32;
             if next != verdict::HTTP {
                 let _ = PAYLOAD_SOCKS.insert(sk, next, BPF_ANY.into());
-                if next == verdict::DATABASE || next == verdict::HTTP2 {
+                if copied::is_copied(next) {
                     let http2 = next == verdict::HTTP2;
                     // SAFETY: plain reads of this CPU's scratch value, from memory: the
                     // pieces' place was not kept on the stack across the calls above.
@@ -402,7 +410,7 @@ pub fn frame(
                 return;
             }
             // SAFETY: as above; `blank` is never written, so all zeroes.
-            unsafe { copy_conn(work, &(*scratch).blank) };
+            unsafe { copy_words(work, &(*scratch).blank) };
             work.tgid = owner.tgid;
             work.conn.begin(direction as u8);
         }
@@ -433,7 +441,7 @@ pub fn frame(
     }
     match stored {
         // SAFETY: as above.
-        Some(entry) => unsafe { copy_conn(entry, work) },
+        Some(entry) => unsafe { copy_words(entry, work) },
         None => {
             if HTTP_CONNS.insert(sk, work, BPF_ANY.into()).is_err() {
                 bump(Counter::HttpConnsFull);
@@ -450,26 +458,4 @@ pub fn frame(
 fn upgraded_to_http2(wire: &mut KernelWire, window: &mut [u8; WINDOW], at: u32) -> bool {
     let got = wire.read(at, 9, window);
     monitor_framing::starts_server_settings(window, got)
-}
-
-/// Copies a connection's framing state a word at a time. A plain assignment compiles to a
-/// call of the linker's `memcpy`, which copies byte by byte: 3,300 instructions a read/write.
-///
-/// # Safety
-/// `dst` and `src` are valid, aligned and do not overlap.
-#[inline(always)]
-unsafe fn copy_conn(dst: *mut HttpConn, src: *const HttpConn) {
-    const WORDS: usize = core::mem::size_of::<HttpConn>() / 8;
-    const {
-        assert!(core::mem::size_of::<HttpConn>().is_multiple_of(8));
-        assert!(core::mem::align_of::<HttpConn>() == 8);
-    };
-    let (dst, src) = (dst.cast::<u64>(), src.cast::<u64>());
-    for word in 0..WORDS {
-        // SAFETY: by the caller; `word` < WORDS stays inside both values. Volatile, or the
-        // compiler turns the loop back into a call of `memcpy`.
-        unsafe {
-            core::ptr::write_volatile(dst.add(word), core::ptr::read_volatile(src.add(word)))
-        };
-    }
 }

@@ -17,6 +17,7 @@ mod noop;
 mod oom;
 mod payload;
 mod process;
+mod redis;
 mod sched;
 mod sock;
 mod socket_io;

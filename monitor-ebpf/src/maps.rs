@@ -198,6 +198,83 @@ pub static DB_EVENTS: RingBuf = RingBuf::with_byte_size(capacity::DB_EVENTS_BYTE
 #[map]
 pub static HTTP2_EVENTS: RingBuf = RingBuf::with_byte_size(capacity::HTTP2_EVENTS_BYTES, 0);
 
+/// Redis framing state per socket judged Redis (`redis`). LRU: a connection forgotten under
+/// pressure is judged again at its next command.
+#[map]
+pub static REDIS_CONNS: LruHashMap<u64, RedisConn> =
+    LruHashMap::with_max_entries(capacity::REDIS_CONNS, 0);
+
+/// Value of `REDIS_CONNS`: a connection's framing, and whose it is (see `HttpConn`).
+#[repr(C)]
+pub struct RedisConn {
+    pub conn: monitor_framing::resp::RespConn,
+    pub tgid: u32,
+    pub _pad: u32,
+}
+
+/// What a Redis read/write's framing works on besides its connection (see `Scratch`).
+#[repr(C)]
+pub struct RedisState {
+    pub io: monitor_framing::Io,
+    pub cursor: monitor_framing::Cursor,
+    /// The side being read (commands or replies).
+    pub side: u64,
+    /// The time of the read/write, once asked (0: not yet).
+    pub now: u64,
+    /// The window's next byte to step, how many it holds, and where a run stopped.
+    pub at: u32,
+    pub got: u32,
+    pub used: u32,
+    pub step: u8,
+    pub turn: u8,
+    pub family: u16,
+    pub sk: u64,
+    pub owner: Owner,
+    pub buffer: u64,
+    /// The socket's peer and local port, read once per read/write for its records.
+    pub remote: monitor_common::Endpoint,
+    pub local_port: u16,
+    /// A message to write (its side + 1; 0: none): see `redis::mon_redis_emit`.
+    pub emit: u8,
+    pub _pad: u8,
+}
+
+/// Per CPU: the window, the state and the connection a Redis read/write is framed with,
+/// and the all-zero connection new entries are made from.
+#[repr(C)]
+pub struct RedisScratch {
+    pub window: [u8; monitor_framing::WINDOW],
+    pub state: RedisState,
+    pub conn: RedisConn,
+    pub blank: RedisConn,
+}
+
+#[map]
+pub static REDIS_SCRATCH: PerCpuArray<RedisScratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// One record per Redis command or reply framed by `redis` (`RedisEvent`).
+#[map]
+pub static REDIS_EVENTS: RingBuf = RingBuf::with_byte_size(capacity::REDIS_EVENTS_BYTES, 0);
+
+/// Copies a value a word at a time. A plain assignment compiles to a call of the linker's
+/// `memcpy`, which copies byte by byte: thousands of instructions per read/write.
+///
+/// # Safety
+/// `dst` and `src` are valid, 8-byte aligned and do not overlap.
+#[inline(always)]
+pub unsafe fn copy_words<T>(dst: *mut T, src: *const T) {
+    const { assert!(core::mem::size_of::<T>().is_multiple_of(8)) };
+    let words = core::mem::size_of::<T>() / 8;
+    let (dst, src) = (dst.cast::<u64>(), src.cast::<u64>());
+    for word in 0..words {
+        // SAFETY: by the caller; `word` < words stays inside both values. Volatile, or the
+        // compiler turns the loop back into a call of `memcpy`.
+        unsafe {
+            core::ptr::write_volatile(dst.add(word), core::ptr::read_volatile(src.add(word)))
+        };
+    }
+}
+
 /// Per CPU: the task on it since when, and how long it waited first (`SchedCpu`).
 #[map]
 pub static SCHED_CPU: PerCpuArray<SchedCpu> = PerCpuArray::with_max_entries(1, 0);

@@ -38,6 +38,8 @@
 //! is what names the server they asked.
 #![no_std]
 
+pub mod resp;
+
 /// Bytes examined per copy from the syscall's buffer (a power of two: indexes are masked).
 pub const WINDOW: usize = 256;
 /// Windows read per read/write at most: 16 KiB of heads or chunk-size lines (long cookies;
@@ -537,6 +539,9 @@ pub mod verdict {
     /// A database's wire protocol ([`starts_database`](super::starts_database)): its reads
     /// and writes are copied to the agent, which frames them.
     pub const DATABASE: u32 = 150;
+    /// Redis ([`resp::starts_command`](super::resp::starts_command)): framed by the probes
+    /// ([`resp`](super::resp)), one record per command and reply.
+    pub const REDIS: u32 = 155;
     /// HTTP/2 ([`starts_http2`](super::starts_http2)): copied to the agent like a database.
     pub const HTTP2: u32 = 160;
     /// After an upgrade (`101`): the next reads/writes are looked at for HTTP/2's

@@ -62,6 +62,7 @@
 use std::{collections::VecDeque, fmt, mem::size_of};
 
 pub(crate) mod exchange;
+pub mod kernel;
 
 pub use exchange::{OTHER, RedisExchange, is_command_label, is_error_label};
 

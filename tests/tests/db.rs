@@ -121,7 +121,7 @@ print("done")
 
 #[test]
 fn redis_commands_are_counted_exactly_on_both_sides() {
-    let agent = Agent::start(&["--probes.databases"]);
+    let agent = Agent::start(&[]);
     let server_comm = unique_comm("rdss");
     let port = free_port();
     let redis = require_program("redis-server", "redis-server");
@@ -221,6 +221,52 @@ fn redis_commands_are_counted_exactly_on_both_sides() {
     // Keys and values are users' data.
     for secret in ["user:", "secret-value", "piped:", "news", "hello"] {
         assert!(!scrape.text.contains(secret), "{secret} in the exposition");
+    }
+    server.stop();
+}
+
+/// `--probes.redis=false`: the same commands are not followed. The wait is for the client's
+/// system calls, which are folded at a sweep, long after any Redis record was read.
+#[test]
+fn redis_is_not_followed_with_probes_redis_false() {
+    let agent = Agent::start(&["--probes.redis=false"]);
+    let server_comm = unique_comm("rdoff");
+    let port = free_port();
+    let redis = require_program("redis-server", "redis-server");
+    let child = spawn_named_with(&server_comm, &redis, |command| {
+        command
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .stdout(Stdio::null());
+    });
+    let mut server = Server::adopt("redis-server", child, Duration::from_secs(5));
+    eventually(Duration::from_secs(10), "redis-server listening", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    let cli = unique_comm("rdocli");
+    let redis_cli = require_program("redis-cli", "redis-tools");
+    let set = [
+        "-p".into(),
+        port.to_string(),
+        "SET".into(),
+        "k".into(),
+        "1".into(),
+    ];
+    run_as(&cli, &redis_cli, &set);
+    let scrape = eventually(Duration::from_secs(20), "redis-cli's system calls", || {
+        let scrape = agent.scrape();
+        let seen = scrape
+            .matching("monitor_syscall_duration_seconds_count", &[("comm", &cli)])
+            .next()
+            .is_some();
+        seen.then_some(scrape)
+    });
+    for comm in [&cli, &server_comm] {
+        assert!(
+            operations_of(&scrape, CLIENT, comm).is_empty()
+                && operations_of(&scrape, SERVER, comm).is_empty(),
+            "{comm}'s Redis operations counted with --probes.redis=false"
+        );
     }
     server.stop();
 }

@@ -8,10 +8,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use bytes::Buf as _;
 use monitor_common::{
     Owner,
-    capacity::{DB_CAPTURE, PAYLOAD_CAPTURE},
+    capacity::{DB_CAPTURE, PAYLOAD_CAPTURE, REDIS_WORD},
     direction, event_kind, payload_direction, payload_flags, tcp_event,
 };
 pub use monitor_protocols::Direction as Flow;
+use monitor_protocols::redis::kernel::RedisMessage;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProcessEventKind {
@@ -99,6 +100,20 @@ pub struct RequestRecord {
     pub flags: u8,
     /// The request target's start (server) or the `Host` value (client).
     pub text: Vec<u8>,
+}
+
+/// `monitor_common::RedisEvent`, typed: one Redis command or reply framed in the kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedisRecord {
+    pub owner: Owner,
+    pub sk: u64,
+    pub remote: SocketAddr,
+    pub local_port: u16,
+    /// `monitor_framing::role` of the connection.
+    pub role: u8,
+    /// A command (else a reply, or the loss of the replies' framing).
+    pub command: bool,
+    pub message: RedisMessage,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -272,6 +287,50 @@ fn payload(record: &[u8], capacity: usize) -> Result<PayloadRecord, DecodeError>
         remote,
         local_port,
         data: buf[..captured as usize].to_vec(),
+    })
+}
+
+pub fn redis_event(record: &[u8]) -> Result<RedisRecord, DecodeError> {
+    check_length::<monitor_common::RedisEvent>(record)?;
+    let mut buf = record;
+    let tgid = buf.get_u32_ne();
+    let generation = buf.get_u32_ne();
+    let sk = buf.get_u64_ne();
+    let start_ns = buf.get_u64_ne();
+    let count = buf.get_i64_ne();
+    let remote = endpoint(&mut buf)?;
+    let local_port = buf.get_u16_ne();
+    let role = buf.get_u8();
+    let side = buf.get_u8();
+    let elements = buf.get_u32_ne();
+    let seq = buf.get_u32_ne();
+    let kind = buf.get_u8();
+    let flags = buf.get_u8();
+    let word_len = buf.get_u8();
+    buf.advance(5);
+    if usize::from(word_len) > buf.len() {
+        return Err(DecodeError::Captured(u32::from(word_len)));
+    }
+    let mut word = [0; REDIS_WORD];
+    buf.copy_to_slice(&mut word);
+    Ok(RedisRecord {
+        owner: Owner { tgid, generation },
+        sk,
+        remote,
+        local_port,
+        role,
+        command: side == 0,
+        message: RedisMessage {
+            start_ns,
+            count,
+            elements,
+            seq,
+            kind,
+            flags,
+            word_len,
+            _pad: [0; 5],
+            word,
+        },
     })
 }
 
@@ -512,6 +571,45 @@ mod tests {
         assert_eq!(request_event(&record), Err(DecodeError::Captured(65)));
         assert!(matches!(
             request_event(&record[..10]),
+            Err(DecodeError::Length { .. })
+        ));
+    }
+
+    #[test]
+    fn redis_events_decode_their_message() {
+        let mut record = Vec::new();
+        record.extend_from_slice(&7u32.to_ne_bytes());
+        record.extend_from_slice(&1u32.to_ne_bytes());
+        record.extend_from_slice(&0xffff_8880_0000_1000u64.to_ne_bytes());
+        record.extend_from_slice(&5_000u64.to_ne_bytes());
+        record.extend_from_slice(&(-3i64).to_ne_bytes());
+        record.extend_from_slice(&2u16.to_ne_bytes());
+        record.extend_from_slice(&6379u16.to_ne_bytes());
+        record.extend_from_slice(&[127, 0, 0, 1]);
+        record.extend_from_slice(&[0; 12]);
+        record.extend_from_slice(&51_000u16.to_ne_bytes());
+        record.extend_from_slice(&[2, 1]);
+        record.extend_from_slice(&3u32.to_ne_bytes());
+        record.extend_from_slice(&9u32.to_ne_bytes());
+        record.extend_from_slice(&[b'-', 2, 9, 0, 0, 0, 0, 0]);
+        record.extend_from_slice(b"WRONGTYPE");
+        record.resize(size_of::<monitor_common::RedisEvent>(), 0);
+        let event = redis_event(&record).unwrap();
+        assert_eq!((event.owner.tgid, event.owner.generation), (7, 1));
+        assert_eq!(event.remote.to_string(), "127.0.0.1:6379");
+        assert_eq!(
+            (event.local_port, event.role, event.command),
+            (51_000, 2, false)
+        );
+        let message = event.message;
+        assert_eq!((message.start_ns, message.count), (5_000, -3));
+        assert_eq!((message.elements, message.seq), (3, 9));
+        assert_eq!((message.kind, message.flags), (b'-', 2));
+        assert_eq!(&message.word[..usize::from(message.word_len)], b"WRONGTYPE");
+        record[66] = 33;
+        assert_eq!(redis_event(&record), Err(DecodeError::Captured(33)));
+        assert!(matches!(
+            redis_event(&record[..100]),
             Err(DecodeError::Length { .. })
         ));
     }

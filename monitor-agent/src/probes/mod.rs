@@ -340,6 +340,8 @@ pub struct LoadSettings {
     pub request_framing: RequestFraming,
     /// Copy database connections' reads/writes to the agent (`--probes.databases`).
     pub databases: bool,
+    /// Frame Redis connections in the kernel (`--probes.redis`).
+    pub redis: bool,
     /// Copy HTTP/2 connections' reads/writes to the agent (`--probes.http2`).
     pub http2: bool,
     /// The TLS uprobes may run (`--probes.tls`).
@@ -371,6 +373,7 @@ pub fn load(settings: &LoadSettings) -> anyhow::Result<Loaded> {
     let socket_io_directions = socket_io_directions(&settings.disabled);
     let databases = u32::from(settings.databases);
     let http2 = u32::from(settings.http2);
+    let redis = u32::from(settings.redis);
     let tls = u32::from(settings.tls);
     let mut loader = EbpfLoader::new();
     loader
@@ -378,6 +381,7 @@ pub fn load(settings: &LoadSettings) -> anyhow::Result<Loaded> {
         .override_global(global::SOCK_IO_DIRECTIONS, &socket_io_directions, true)
         .override_global(global::DATABASES, &databases, true)
         .override_global(global::HTTP2, &http2, true)
+        .override_global(global::REDIS, &redis, true)
         .override_global(global::TLS, &tls, true)
         .override_global(global::TIMED_SYSCALLS, &settings.timed_syscalls, true)
         .override_global("AYA_LOG_LEVEL", &settings.kernel_log_level, false)
@@ -433,6 +437,8 @@ pub fn load(settings: &LoadSettings) -> anyhow::Result<Loaded> {
         (map::DNS_EVENTS, u64::from(capacity::DNS_EVENTS_BYTES)),
         (map::DB_EVENTS, u64::from(capacity::DB_EVENTS_BYTES)),
         (map::HTTP2_EVENTS, u64::from(capacity::HTTP2_EVENTS_BYTES)),
+        (map::REDIS_CONNS, u64::from(capacity::REDIS_CONNS)),
+        (map::REDIS_EVENTS, u64::from(capacity::REDIS_EVENTS_BYTES)),
         (map::TLS_CALLS, u64::from(capacity::TLS_CALLS)),
         (map::TLS_SOCKS, u64::from(capacity::TLS_SOCKS)),
     ];

@@ -52,8 +52,30 @@ fn run_on(connection: &mut Connection, ios: &[Io<'_>]) -> Vec<RedisExchange> {
         .collect()
 }
 
+/// The parser's exchanges, which the kernel's framing ([`kernel::KernelTwin`]) must agree
+/// with.
 fn run(ios: &[Io<'_>]) -> Vec<RedisExchange> {
-    run_on(&mut Connection::new(), ios)
+    let parsed = run_on(&mut Connection::new(), ios);
+    assert_eq!(
+        twin(ios),
+        parsed,
+        "the kernel's framing disagrees with the parser"
+    );
+    parsed
+}
+
+fn twin(ios: &[Io<'_>]) -> Vec<RedisExchange> {
+    let mut twin = kernel::KernelTwin::new();
+    let mut out = Vec::new();
+    for io in ios {
+        twin.feed(&io.chunk(), &mut out);
+    }
+    out.into_iter()
+        .map(|exchange| match exchange {
+            Exchange::Redis(redis) => redis,
+            other => panic!("not Redis: {other:?}"),
+        })
+        .collect()
 }
 
 /// (command, error, duration) of each exchange.
@@ -585,8 +607,16 @@ fn commands_and_replies_split_anywhere() {
                             Io(direction, (data.len() - at) as u64, &data[at..], ts),
                         ],
                     );
+                    // The probes judge a socket on its first read/write alone: an inline
+                    // command's first word split is not followed (clients send arrays).
+                    let exchanges = if std::ptr::eq(capture, INLINE) && i == 0 && at <= 4 {
+                        assert!(twin(&split).is_empty());
+                        run_on(&mut Connection::new(), &split)
+                    } else {
+                        run(&split)
+                    };
                     assert_eq!(
-                        summary(&run(&split)),
+                        summary(&exchanges),
                         expected,
                         "{role:?}: record {i} split at {at}"
                     );

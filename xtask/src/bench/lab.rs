@@ -156,7 +156,8 @@ impl Lab {
             | Condition::AgentUserFraming
             | Condition::AgentDatabases
             | Condition::AgentNoTls
-            | Condition::AgentNoHttp2 => Ok(self
+            | Condition::AgentNoHttp2
+            | Condition::AgentNoRedis => Ok(self
                 .with_agent(condition, work, false)?
                 .map(|observed| observed.value)),
             Condition::Bpftrace => self.with_bpftrace(bpftrace_script, work),
@@ -212,6 +213,7 @@ impl Lab {
             Condition::AgentDatabases => vec!["--probes.databases".into()],
             Condition::AgentNoTls => vec!["--probes.tls=false".into()],
             Condition::AgentNoHttp2 => vec!["--probes.http2=false".into()],
+            Condition::AgentNoRedis => vec!["--probes.redis=false".into()],
             _ => Vec::new(),
         })
     }

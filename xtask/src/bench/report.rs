@@ -22,6 +22,9 @@ pub enum Condition {
     /// The whole agent ignoring HTTP/2 connections (`--probes.http2=false`): against
     /// `Agent`, what following them costs.
     AgentNoHttp2,
+    /// The whole agent not framing Redis (`--probes.redis=false`): against `Agent`, what
+    /// framing it in the kernel costs.
+    AgentNoRedis,
     Bpftrace,
 }
 
@@ -44,6 +47,7 @@ impl Condition {
             Condition::AgentDatabases => "agent:databases",
             Condition::AgentNoTls => "agent:no-tls",
             Condition::AgentNoHttp2 => "agent:no-http2",
+            Condition::AgentNoRedis => "agent:no-redis",
             Condition::Bpftrace => "bpftrace",
         }
     }
@@ -58,6 +62,7 @@ impl Condition {
                 | Condition::AgentDatabases
                 | Condition::AgentNoTls
                 | Condition::AgentNoHttp2
+                | Condition::AgentNoRedis
         )
     }
 
@@ -86,6 +91,10 @@ impl Condition {
             Condition::AgentNoHttp2 => {
                 "the release agent ignoring HTTP/2 connections (`--probes.http2=false`): a \
                  socket that starts with HTTP/2's preface is judged once and left alone."
+            }
+            Condition::AgentNoRedis => {
+                "the release agent not framing Redis (`--probes.redis=false`): a socket that \
+                 starts with a Redis command is judged once and left alone."
             }
             Condition::Bpftrace => {
                 "a bpftrace script keeping a per-(comm, syscall) latency histogram, \

@@ -729,8 +729,6 @@ fn smoke(options: &GuestOptions, work: &Path, result: &mut SmokeResult) -> Resul
         Command::new(&options.agent)
             .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
             .args(["--log.level", "info"])
-            // The Redis workload's connections are followed (off by default: its cost).
-            .arg("--probes.databases")
             // Exited workloads are folded at each sweep: sooner here than the 5 s default.
             .args(["--kernel.sweep-interval", SWEEP_INTERVAL])
             .args([

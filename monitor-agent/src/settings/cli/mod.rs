@@ -356,14 +356,28 @@ pub struct Config {
     )]
     pub request_framing: crate::probes::RequestFraming,
 
-    /// Follow database connections (Redis RESP2/3, PostgreSQL v3, found by their first bytes
-    /// in the kernel) into db_client_operation_duration_seconds and
-    /// db_server_operation_duration_seconds. Off by default: each read and write of such a
-    /// connection (up to 4 KiB) is copied to the agent and framed there, which costs busy
-    /// Redis servers a third of their throughput or more (docs/benchmarks.md). Needs
-    /// requests framed in the kernel (--probes.request-framing auto or kernel).
+    /// Follow PostgreSQL connections (protocol v3, found by their first bytes in the kernel)
+    /// into db_client_operation_duration_seconds and db_server_operation_duration_seconds.
+    /// Off by default: each read and write of such a connection (up to 4 KiB) is copied to
+    /// the agent and framed there (docs/benchmarks.md). Needs requests framed in the kernel
+    /// (--probes.request-framing auto or kernel). Before Redis was framed in the kernel
+    /// (--probes.redis), this flag also copied Redis connections; it no longer needs to.
     #[arg(long = "probes.databases", env = "MONITOR_PROBES_DATABASES")]
     pub databases: bool,
+
+    /// Follow Redis connections (RESP2 and RESP3, found by their first command) into
+    /// db_client_operation_duration_seconds and db_server_operation_duration_seconds with
+    /// db_system_name="redis". They are framed in the kernel: one record per command and
+    /// reply, carrying the command's name or the error's prefix, never a key or a value.
+    /// Needs requests framed in the kernel (--probes.request-framing auto or kernel).
+    #[arg(
+        long = "probes.redis",
+        env = "MONITOR_PROBES_REDIS",
+        value_name = "BOOL",
+        action = clap::ArgAction::Set,
+        default_value_t = true
+    )]
+    pub redis: bool,
 
     /// Follow HTTP/2 (cleartext with prior knowledge or after an h2c upgrade, and inside TLS
     /// with --probes.tls) into the HTTP families with network_protocol_version="2", and gRPC

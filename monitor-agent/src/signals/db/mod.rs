@@ -1,13 +1,17 @@
-//! Database operations served and made: the reads/writes of connections the probes found to
-//! speak a database's wire protocol (records of the `DB_EVENTS` ring, from
-//! `monitor-ebpf/src/copied.rs`), framed here by the parsers of `monitor-protocols`
-//! (Redis RESP2/3, PostgreSQL v3), with caps per service on the servers a client names and
-//! on the error codes a server chooses.
+//! Database operations served and made, with caps per service on the servers a client names
+//! and on the error codes a server chooses. Two sources:
+//! - Redis, framed in the kernel (`monitor-ebpf/src/redis.rs`): a `REDIS_EVENTS` record per
+//!   command and reply, paired here (`redis`);
+//! - PostgreSQL (and Redis where `--probes.redis=false` and `--probes.databases`): the
+//!   reads/writes of connections the probes found to speak its wire protocol (`DB_EVENTS`,
+//!   from `monitor-ebpf/src/copied.rs`), framed here by the parsers of `monitor-protocols`.
 use std::{net::SocketAddr, time::Instant};
 
 use foldhash::{HashMap, HashMapExt, HashSet};
 use monitor_common::{Counter, Owner, map};
 use monitor_protocols::{Exchange, Role};
+
+mod redis;
 
 use super::{
     connections::Connections,
@@ -16,7 +20,7 @@ use super::{
 use crate::{
     probes::{
         Loaded,
-        decode::{self, PayloadRecord},
+        decode::{self, PayloadRecord, RedisRecord},
         event_ring::{EventRing, RingRead, RingSpec},
     },
     process::naming::OwnedEvent,
@@ -26,6 +30,13 @@ use crate::{
         publish::{self, Published},
         table::{Histogram, Recorder, SeriesTable, ValueCap, WorkloadLabels, observe},
     },
+};
+
+const REDIS_RING: RingSpec = RingSpec {
+    map: map::REDIS_EVENTS,
+    label: "redis_events",
+    produced: Counter::RedisEventsProduced,
+    dropped: Counter::RedisEventsDropped,
 };
 
 const FAMILIES: &[Family] = &[family::DB_CLIENT_DURATION, family::DB_SERVER_DURATION];
@@ -192,6 +203,8 @@ impl OperationSeries {
 pub struct Db {
     ring: EventRing<PayloadRecord>,
     connections: Connections,
+    redis_ring: EventRing<RedisRecord>,
+    redis: redis::RedisConnections,
     pending: Vec<(Operations, Instant)>,
     series: OperationSeries,
 }
@@ -201,6 +214,8 @@ impl Db {
         Ok(Self {
             ring: EventRing::take(loaded, RING, decode::db_event)?,
             connections: Connections::new(),
+            redis_ring: EventRing::take(loaded, REDIS_RING, decode::redis_event)?,
+            redis: redis::RedisConnections::new(),
             pending: Vec::new(),
             series: OperationSeries::new(settings.peers_per_comm),
         })
@@ -213,7 +228,7 @@ impl Signal for Db {
     }
 
     fn ring_fds(&self) -> anyhow::Result<Vec<std::os::fd::OwnedFd>> {
-        Ok(vec![self.ring.fd()?])
+        Ok(vec![self.ring.fd()?, self.redis_ring.fd()?])
     }
 
     /// Parsing needs no name: only the reads/writes that complete an operation wait for
@@ -222,11 +237,20 @@ impl Signal for Db {
         let now = ctx.now;
         let connections = &mut self.connections;
         let mut batches: HashMap<OperationKey, Histogram> = HashMap::new();
+        let mut batch = |exchange, owner, server| {
+            if let Some((key, duration_ns)) = OperationKey::of(exchange, owner, server) {
+                observe(batches.entry(key).or_insert(Histogram::ZERO), duration_ns);
+            }
+        };
         self.ring.drain(|event| {
             connections.feed(&event, now, |exchange, server| {
-                if let Some((key, duration_ns)) = OperationKey::of(exchange, event.owner, server) {
-                    observe(batches.entry(key).or_insert(Histogram::ZERO), duration_ns);
-                }
+                batch(exchange, event.owner, server)
+            })
+        });
+        let redis = &mut self.redis;
+        self.redis_ring.drain(|event| {
+            redis.feed(&event, now, |exchange, server| {
+                batch(exchange, event.owner, server)
             })
         });
         self.pending.extend(
@@ -243,6 +267,7 @@ impl Signal for Db {
 
     fn publish(&mut self, ctx: &mut Context) -> Vec<Published> {
         self.connections.forget_idle(ctx.now);
+        self.redis.forget_idle(ctx.now);
         published(&self.series.publish(ctx.now, ctx.ttl), ctx.recorder.policy)
     }
 
@@ -251,7 +276,11 @@ impl Signal for Db {
     }
 
     fn rings(&self) -> Vec<RingRead> {
-        vec![self.ring.status()]
+        vec![self.ring.status(), self.redis_ring.status()]
+    }
+
+    fn map_insert_failures(&self) -> &'static [(&'static str, Counter)] {
+        &[(map::REDIS_CONNS, Counter::RedisConnsFull)]
     }
 }
 

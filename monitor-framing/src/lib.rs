@@ -1,3 +1,5 @@
+//! Requests framed in the probes: HTTP/1.x here, Redis's RESP in [`resp`], built the same way.
+//!
 //! HTTP/1.x framing of one connection, fed one socket read or write at a time, written to be
 //! compiled twice: into the probes (`monitor-ebpf`), to run on every read and write of an
 //! HTTP connection and send one record per completed request, and natively, where the byte

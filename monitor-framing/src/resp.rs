@@ -1,5 +1,5 @@
 //! Redis's RESP (2 and 3) framed like HTTP/1.x: one connection fed one socket read or write
-//! at a time, compiled into the probes (`monitor-ebpf/src/resp.rs`) and natively
+//! at a time, compiled into the probes (`monitor-ebpf/src/redis.rs`) and natively
 //! (`monitor_protocols::redis::kernel`, where the fixtures and the fuzzer compare it with the
 //! user-space parser).
 //!

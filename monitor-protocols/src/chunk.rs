@@ -54,4 +54,16 @@ impl Chunk<'_> {
     pub fn is_fully_captured(&self) -> bool {
         self.uncaptured() == 0
     }
+
+    /// Copies up to `len` captured bytes from `offset` to the start of `window`, as the
+    /// probes copy a window of a read/write for the framing (the kernel twins' `read`): how
+    /// many were there.
+    pub(crate) fn copy_window(&self, offset: u32, len: u32, window: &mut [u8]) -> u32 {
+        let start = (offset as usize).min(self.data.len());
+        let end = (start + len as usize)
+            .min(self.data.len())
+            .min(start + window.len());
+        window[..end - start].copy_from_slice(&self.data[start..end]);
+        (end - start) as u32
+    }
 }

@@ -119,22 +119,28 @@ got = read_until(subscriber, b"", lambda data: data.count(b"message") >= 3)
 print("done")
 "#;
 
-#[test]
-fn redis_commands_are_counted_exactly_on_both_sides() {
-    let agent = Agent::start(&[]);
-    let server_comm = unique_comm("rdss");
+/// A redis-server under the comm `comm`, on a free port, listening: it and its port.
+fn start_redis(comm: &str) -> (Server, u16) {
     let port = free_port();
     let redis = require_program("redis-server", "redis-server");
-    let child = spawn_named_with(&server_comm, &redis, |command| {
+    let child = spawn_named_with(comm, &redis, |command| {
         command
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .stdout(Stdio::null());
     });
-    let mut server = Server::adopt("redis-server", child, Duration::from_secs(5));
+    let server = Server::adopt("redis-server", child, Duration::from_secs(5));
     eventually(Duration::from_secs(10), "redis-server listening", || {
         std::net::TcpStream::connect(("127.0.0.1", port)).ok()
     });
+    (server, port)
+}
+
+#[test]
+fn redis_commands_are_counted_exactly_on_both_sides() {
+    let agent = Agent::start(&[]);
+    let server_comm = unique_comm("rdss");
+    let (mut server, port) = start_redis(&server_comm);
 
     let client = unique_comm("rdsc");
     let cli = unique_comm("rdcli");
@@ -231,18 +237,7 @@ fn redis_commands_are_counted_exactly_on_both_sides() {
 fn redis_is_not_followed_with_probes_redis_false() {
     let agent = Agent::start(&["--probes.redis=false"]);
     let server_comm = unique_comm("rdoff");
-    let port = free_port();
-    let redis = require_program("redis-server", "redis-server");
-    let child = spawn_named_with(&server_comm, &redis, |command| {
-        command
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .stdout(Stdio::null());
-    });
-    let mut server = Server::adopt("redis-server", child, Duration::from_secs(5));
-    eventually(Duration::from_secs(10), "redis-server listening", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-    });
+    let (mut server, port) = start_redis(&server_comm);
     let cli = unique_comm("rdocli");
     let redis_cli = require_program("redis-cli", "redis-tools");
     let set = [

@@ -161,11 +161,7 @@ struct ChunkWire<'a> {
 
 impl RespWire for ChunkWire<'_> {
     fn read(&mut self, offset: u32, len: u32, window: &mut [u8; WINDOW]) -> u32 {
-        let data = self.chunk.data;
-        let start = (offset as usize).min(data.len());
-        let end = (start + len as usize).min(data.len());
-        window[..end - start].copy_from_slice(&data[start..end]);
-        (end - start) as u32
+        self.chunk.copy_window(offset, len, window)
     }
 
     fn now_ns(&mut self) -> u64 {

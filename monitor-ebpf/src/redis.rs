@@ -8,6 +8,10 @@
 //! per read/write (`mon_redis`), per turn (`mon_redis_turn`) and per run of bytes
 //! (`mon_redis_byte`), each checked once by the verifier, every state in this CPU's
 //! `REDIS_SCRATCH` value (the connection's included, copied from `REDIS_CONNS` and back).
+//! Two more keep the deepest frames small, for the 512 bytes of stack a chain of calls may
+//! use under the framing programs: `mon_redis_emit` writes a record once the function that
+//! framed its message returned, and `mon_redis_peer` reads the socket's peer once per
+//! read/write.
 use aya_ebpf::bindings::BPF_ANY;
 use monitor_common::{Counter, Owner, RedisEvent, capacity::REDIS_WORD};
 use monitor_framing::{

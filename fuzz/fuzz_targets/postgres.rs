@@ -1,5 +1,7 @@
-//! Arbitrary chunk sequences into the PostgreSQL parser: it must not panic, must keep its
-//! memory cap, and must never let statement text out: operations are command keywords or
+//! Arbitrary chunk sequences into the PostgreSQL parser, and into the framing the probes run
+//! (its user-space twin, `postgres::kernel::KernelTwin`, whose records feed a parser as the
+//! agent's do): neither may panic, the parsers must keep their memory cap, and none may let
+//! statement text out: operations are command keywords or
 //! `_OTHER`, SQLSTATEs five characters of `[0-9A-Z]` or `_OTHER`.
 //!
 //! The input is the record list of every protocol target (`common/chunks.rs`): flags (direction, gap,
@@ -13,7 +15,7 @@ mod chunks;
 use libfuzzer_sys::fuzz_target;
 use monitor_protocols::{
     Connection, Exchange, MAX_BUFFERED_BYTES, ProtocolParser,
-    postgres::{OTHER, PostgresParser, operation_keyword},
+    postgres::{OTHER, PostgresParser, kernel::KernelTwin, operation_keyword},
 };
 
 fuzz_target!(|input: &[u8]| {
@@ -21,11 +23,14 @@ fuzz_target!(|input: &[u8]| {
     // detection rejects still exercise it.
     let mut connection = Connection::new();
     let mut parser = PostgresParser::new();
+    let mut twin = KernelTwin::new();
     let mut out = Vec::new();
     let timestamp_ns = chunks::for_each_chunk(input, |chunk| {
         connection.feed(chunk, &mut out);
         parser.feed(chunk, &mut out);
+        twin.feed(chunk, &mut out);
         assert!(connection.buffered_bytes() <= MAX_BUFFERED_BYTES);
+        assert!(twin.connection().buffered_bytes() <= MAX_BUFFERED_BYTES);
         assert!(parser.buffered_bytes() <= MAX_BUFFERED_BYTES);
     });
     for exchange in &out {

@@ -61,6 +61,7 @@ pub async fn run(config: Config, web: WebConfig) -> anyhow::Result<()> {
         request_framing: config.request_framing,
         databases: config.databases,
         redis: config.redis,
+        postgres: config.postgres,
         http2: config.http2,
         tls: config.tls,
         timed_syscalls: monitor_common::global::timed_syscalls(|nr| {

@@ -96,6 +96,8 @@ pub mod map {
     pub const REDIS_CONNS: &str = "REDIS_CONNS";
     pub const REDIS_SCRATCH: &str = "REDIS_SCRATCH";
     pub const REDIS_EVENTS: &str = "REDIS_EVENTS";
+    pub const PG_CONNS: &str = "PG_CONNS";
+    pub const PG_SCRATCH: &str = "PG_SCRATCH";
     pub const SCHED_CPU: &str = "SCHED_CPU";
     pub const RUNQ_LATENCY: &str = "RUNQ_LATENCY";
     pub const CPU_TIME: &str = "CPU_TIME";
@@ -106,7 +108,7 @@ pub mod map {
     pub const TLS_SOCKS: &str = "TLS_SOCKS";
 
     /// Every map of the object, for tools that look for leftovers.
-    pub const ALL: [&str; 32] = [
+    pub const ALL: [&str; 34] = [
         THREAD_START,
         PROCESS_STATE,
         EXCLUDED,
@@ -131,6 +133,8 @@ pub mod map {
         REDIS_CONNS,
         REDIS_SCRATCH,
         REDIS_EVENTS,
+        PG_CONNS,
+        PG_SCRATCH,
         SCHED_CPU,
         RUNQ_LATENCY,
         CPU_TIME,
@@ -195,6 +199,10 @@ pub mod global {
     /// 1 when Redis connections are framed in the kernel (`--probes.redis`), one
     /// `REDIS_EVENTS` record per command and reply.
     pub const REDIS: &str = "REDIS";
+
+    /// 1 when PostgreSQL connections are framed in the kernel (`--probes.postgres`): a
+    /// `DB_EVENTS` record per message that starts, names or answers an operation.
+    pub const POSTGRES: &str = "POSTGRES";
 
     /// 1 when the reads/writes of HTTP/2 connections are copied to the agent
     /// (`--probes.http2`), which frames them and decodes their headers (HPACK).
@@ -276,6 +284,9 @@ pub mod capacity {
     pub const REDIS_EVENTS_BYTES: u32 = 2 * 1024 * 1024;
     /// Bytes of a Redis command's name, or a reply's word, a record carries.
     pub const REDIS_WORD: usize = 32;
+    /// PostgreSQL connections framed in the kernel at once (LRU, 64 bytes each: a forgotten
+    /// connection is judged again at its next query).
+    pub const PG_CONNS: u32 = 8_192;
     /// Process incarnations with run-queue waits or CPU time between sweeps.
     pub const RUNQ_LATENCY: u32 = 4_096;
     pub const CPU_TIME: u32 = 4_096;
@@ -376,10 +387,13 @@ pub enum Counter {
     /// `REDIS_CONNS` refused a new connection: its commands go uncounted until it is
     /// judged again.
     RedisConnsFull = 34,
+    /// `PG_CONNS` refused a new connection: its operations go uncounted until it is
+    /// judged again.
+    PgConnsFull = 35,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 35] = [
+    pub const ALL: [Counter; 36] = [
         Counter::ProcessEventsProduced,
         Counter::ProcessEventsDropped,
         Counter::SyscallStatsFull,
@@ -415,6 +429,7 @@ impl Counter {
         Counter::RedisEventsProduced,
         Counter::RedisEventsDropped,
         Counter::RedisConnsFull,
+        Counter::PgConnsFull,
     ];
     pub const LEN: u32 = Self::ALL.len() as u32;
 }

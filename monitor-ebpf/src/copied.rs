@@ -1,7 +1,9 @@
 //! Connections framed by the agent, not here: each read/write is copied, up to `DB_CAPTURE`
-//! bytes, to the agent. Databases' wire protocols (Redis, PostgreSQL), whose first
-//! read/write starts like a client's message (`monitor_framing::starts_database`), go to
-//! `DB_EVENTS` (`monitor_protocols::redis`, `postgres`); HTTP/2, whose first starts with the
+//! bytes, to the agent. Databases' wire protocols (Redis, PostgreSQL) where the probes do
+//! not frame them (`--probes.databases`), whose first read/write starts like a client's
+//! message (`monitor_framing::starts_database`), go to `DB_EVENTS`
+//! (`monitor_protocols::redis`, `postgres`); those the probes frame pass through here too,
+//! and `mon_copy` hands them to `redis` and `postgres`. HTTP/2, whose first starts with the
 //! client's preface (`monitor_framing::starts_http2`), goes to `HTTP2_EVENTS`
 //! (`monitor_protocols::http2`: its header compression needs every header block from the
 //! connection's start, more state than a BPF map value should hold). Both are judged by
@@ -12,8 +14,10 @@ use monitor_framing::verdict;
 
 use crate::{
     maps::{DB_EVENTS, DB_SCRATCH, HTTP2_EVENTS, PAYLOAD_SOCKS, batched_wakeup, bump},
-    payload::{MSGHDR, MSGHDR_IOV, MSGHDR_IOVLEN, UserBuffer, copy_prefix, read_user},
-    redis,
+    payload::{
+        FRAMED_FIRST, MSGHDR, MSGHDR_IOV, MSGHDR_IOVLEN, UserBuffer, copy_prefix, read_user,
+    },
+    postgres, redis,
     sock::{local_port, now_ns, remote},
 };
 
@@ -31,18 +35,9 @@ const SHAPE_VECTOR: u64 = 1 << 34;
 /// With `SHAPE_VECTOR`: `address` is a `struct user_msghdr`, whose array and count are read.
 const SHAPE_MSGHDR: u64 = 1 << 35;
 
-/// Whether a socket's verdict sends its reads/writes here: a database's, HTTP/2's (copied)
-/// or Redis's (framed by `redis`, which `mon_copy` hands them to). Three comparisons, not a
-/// range: the range took 5.10's system-call exit program to 200 bytes of stack, and its
-/// chain of calls past 512.
-#[inline(always)]
-pub fn is_copied(judged: u32) -> bool {
-    judged == verdict::DATABASE || judged == verdict::HTTP2 || judged == verdict::REDIS
-}
-
 /// One read/write of `length` bytes by `owner` on socket `sk`, in `user`'s buffer, of a
-/// socket that [`is_copied`]: copied to `DB_EVENTS` or, for `http2`, `HTTP2_EVENTS`, or
-/// framed (Redis, see `mon_copy`); `first` when the socket was judged on it. HTTP/2 is
+/// socket whose verdict `verdict::is_copied`: copied to `DB_EVENTS` or, for `http2`,
+/// `HTTP2_EVENTS`, or framed (Redis, PostgreSQL: see `mon_copy`); `first` when the socket was judged on it. HTTP/2 is
 /// framed across the whole read/write, so a vectored one has every piece copied; a
 /// database's first piece is enough to find its messages.
 #[inline(always)]
@@ -93,19 +88,24 @@ const MAX_PIECES: u64 = 32;
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn mon_copy(sk: u64, owner: u64, shape: u64, lengths: u64, address: u64) -> i64 {
-    // A Redis socket's read/write is framed, not copied. Told apart here by its verdict,
-    // not by the caller: any more code in the framing programs took one of them (5.10's
-    // system-call exit path) past 512 bytes of stack, across its chain of calls.
-    // SAFETY: a copy is taken at once.
-    if shape & SHAPE_HTTP2 == 0 && unsafe { PAYLOAD_SOCKS.get(sk) }.copied() == Some(verdict::REDIS)
-    {
-        let first = if shape & SHAPE_FIRST != 0 {
-            redis::FIRST
-        } else {
-            0
-        };
-        let shape = (shape & 0xffff_ffff) | first;
-        return redis::mon_redis(sk, owner, shape, lengths, address);
+    // A Redis or PostgreSQL socket's read/write is framed, not copied. Told apart here by
+    // its verdict, not by the caller: any more code in the framing programs took one of
+    // them (5.10's system-call exit path) past 512 bytes of stack, across its chain of calls.
+    if shape & SHAPE_HTTP2 == 0 {
+        // SAFETY: a copy is taken at once.
+        let judged = unsafe { PAYLOAD_SOCKS.get(sk) }.copied().unwrap_or(0);
+        if judged == verdict::REDIS || judged == verdict::POSTGRES {
+            let first = if shape & SHAPE_FIRST != 0 {
+                FRAMED_FIRST
+            } else {
+                0
+            };
+            let shape = (shape & 0xffff_ffff) | first;
+            if judged == verdict::REDIS {
+                return redis::mon_redis(sk, owner, shape, lengths, address);
+            }
+            return postgres::frame(sk, owner, shape, lengths, address);
+        }
     }
     let vector = shape & SHAPE_VECTOR != 0;
     let (mut pieces, mut address) = (lengths >> 32, address);

@@ -41,6 +41,10 @@ static DATABASES: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
 static REDIS: Global<u32> = Global::new(0);
 
+/// `global::POSTGRES`: whether PostgreSQL connections are framed (set at load).
+#[unsafe(no_mangle)]
+static POSTGRES: Global<u32> = Global::new(0);
+
 /// `global::HTTP2`: whether HTTP/2 connections are copied (set at load).
 #[unsafe(no_mangle)]
 static HTTP2: Global<u32> = Global::new(0);
@@ -293,6 +297,8 @@ pub extern "C" fn mon_judge(judged: u64, loaded: u64) -> i64 {
         && (resp::starts_command(window, loaded) || resp::starts_inline(window, loaded))
     {
         verdict::REDIS
+    } else if POSTGRES.load() != 0 && monitor_framing::starts_postgres(window, loaded) {
+        verdict::POSTGRES
     } else if DATABASES.load() != 0 && monitor_framing::starts_database(window, loaded) {
         verdict::DATABASE
     } else if http2 && judged == 0 && monitor_framing::looks_like_http2_frame(window, loaded) {
@@ -334,7 +340,7 @@ pub fn frame(
         }
         return;
     };
-    if copied::is_copied(judged) {
+    if verdict::is_copied(judged) {
         let http2 = judged == verdict::HTTP2;
         copied::capture(http2, false, who, (family, direction), length, user);
         return;
@@ -392,7 +398,7 @@ pub fn frame(
             let next = mon_judge(u64::from(judged), u64::from(loaded)) as u32;
             if next != verdict::HTTP {
                 let _ = PAYLOAD_SOCKS.insert(sk, next, BPF_ANY.into());
-                if copied::is_copied(next) {
+                if verdict::is_copied(next) {
                     let http2 = next == verdict::HTTP2;
                     // SAFETY: plain reads of this CPU's scratch value, from memory: the
                     // pieces' place was not kept on the stack across the calls above.

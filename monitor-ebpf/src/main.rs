@@ -16,6 +16,7 @@ mod network;
 mod noop;
 mod oom;
 mod payload;
+mod postgres;
 mod process;
 mod redis;
 mod sched;

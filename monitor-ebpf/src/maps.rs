@@ -256,6 +256,47 @@ pub static REDIS_SCRATCH: PerCpuArray<RedisScratch> = PerCpuArray::with_max_entr
 #[map]
 pub static REDIS_EVENTS: RingBuf = RingBuf::with_byte_size(capacity::REDIS_EVENTS_BYTES, 0);
 
+/// PostgreSQL framing state per socket judged PostgreSQL (`postgres`). LRU: a connection
+/// forgotten under pressure is judged again at its next query.
+#[map]
+pub static PG_CONNS: LruHashMap<u64, PgConnEntry> =
+    LruHashMap::with_max_entries(capacity::PG_CONNS, 0);
+
+/// Value of `PG_CONNS`: a connection's framing, and whose it is (see `HttpConn`).
+#[repr(C)]
+pub struct PgConnEntry {
+    pub conn: monitor_framing::pg::PgConn,
+    pub tgid: u32,
+    pub _pad: u32,
+}
+
+/// The read/write a PostgreSQL connection's framing works on (see `Scratch`).
+#[repr(C)]
+pub struct PgState {
+    /// The caller's buffer.
+    pub address: u64,
+    /// The time of the read/write, once asked (0: not yet).
+    pub now: u64,
+    /// Bytes moved, and those of them readable at `address`.
+    pub length: u32,
+    pub readable: u32,
+    /// The side being framed (`monitor_framing::pg::side`).
+    pub side: u32,
+    pub _pad: u32,
+}
+
+/// Per CPU: the state and the connection a PostgreSQL read/write is framed with, and the
+/// all-zero connection new entries are made from. Records are built in `DB_SCRATCH`.
+#[repr(C)]
+pub struct PgScratch {
+    pub state: PgState,
+    pub conn: PgConnEntry,
+    pub blank: PgConnEntry,
+}
+
+#[map]
+pub static PG_SCRATCH: PerCpuArray<PgScratch> = PerCpuArray::with_max_entries(1, 0);
+
 /// Copies a value a word at a time. A plain assignment compiles to a call of the linker's
 /// `memcpy`, which copies byte by byte: thousands of instructions per read/write.
 ///

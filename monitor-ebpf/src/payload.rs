@@ -56,6 +56,10 @@ const MESSAGE_STARTS: [[u8; 4]; 10] = [
     *b"HTTP",
 ];
 
+/// The `shape` bit `copied::mon_copy` hands `redis::mon_redis` and `postgres::frame`: the
+/// socket was judged on this read/write.
+pub const FRAMED_FIRST: u64 = 1 << 32;
+
 #[inline(always)]
 pub fn read_user<T>(address: u64) -> Option<T> {
     // SAFETY: bpf_probe_read_user checks the address and fails instead of faulting; the

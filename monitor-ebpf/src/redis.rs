@@ -25,14 +25,11 @@ use crate::{
         PAYLOAD_SOCKS, REDIS_CONNS, REDIS_EVENTS, REDIS_SCRATCH, RedisScratch, RedisState,
         batched_wakeup, bump, copy_words,
     },
-    payload::copy_prefix,
+    payload::{FRAMED_FIRST, copy_prefix},
     sock::{local_port, now_ns, remote},
 };
 
 const _: () = assert!(resp::WORD == REDIS_WORD);
-
-/// `mon_redis`'s `shape` bit: the socket was judged on this read/write.
-pub const FIRST: u64 = 1 << 32;
 
 /// About 600 commands and replies per wakeup of the agent.
 const WAKEUP_BATCH_BYTES: u64 = 64 * 1024;
@@ -168,8 +165,8 @@ fn changed_elsewhere(conn: &mut RespConn) {
 
 /// Frames one read/write of a Redis connection, as a global BPF function (scalar arguments,
 /// as `copied::mon_copy`'s): `owner` is (TGID, generation << 32), `shape` the family and
-/// direction << 16 (and [`FIRST`] when the socket was judged on this read/write), `lengths`
-/// the bytes moved and, << 32, those readable at `address`.
+/// direction << 16 (and `payload::FRAMED_FIRST` when the socket was judged on this
+/// read/write), `lengths` the bytes moved and, << 32, those readable at `address`.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn mon_redis(sk: u64, owner: u64, shape: u64, lengths: u64, address: u64) -> i64 {
@@ -190,7 +187,7 @@ pub extern "C" fn mon_redis(sk: u64, owner: u64, shape: u64, lengths: u64, addre
         // SAFETY: a value of REDIS_CONNS; a concurrent read/write of the same socket on
         // another CPU can only garble its framing, which resynchronises.
         Some(entry) => unsafe { copy_words(work, &*entry) },
-        None if shape & FIRST != 0 => {
+        None if shape & FRAMED_FIRST != 0 => {
             // SAFETY: as above; `blank` is never written, so all zeroes.
             unsafe { copy_words(work, &(*scratch).blank) };
             work.tgid = tgid;

@@ -1,4 +1,5 @@
-//! Requests framed in the probes: HTTP/1.x here, Redis's RESP in [`resp`], built the same way.
+//! Requests framed in the probes: HTTP/1.x here, Redis's RESP in [`resp`], built the same way,
+//! and PostgreSQL's messages in [`pg`].
 //!
 //! HTTP/1.x framing of one connection, fed one socket read or write at a time, written to be
 //! compiled twice: into the probes (`monitor-ebpf`), to run on every read and write of an
@@ -40,6 +41,7 @@
 //! is what names the server they asked.
 #![no_std]
 
+pub mod pg;
 pub mod resp;
 
 /// Bytes examined per copy from the syscall's buffer (a power of two: indexes are masked).
@@ -407,13 +409,17 @@ pub fn starts_database(window: &[u8; WINDOW], len: u32) -> bool {
         && digit(b[1])
         && ((b[2] == b'\r' && b[3] == b'\n' && b[4] == b'$')
             || (digit(b[2]) && b[3] == b'\r' && b[4] == b'\n' && b[5] == b'$'));
-    let length = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-    let code = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
-    let startup = (code == PG_PROTOCOL_3 && (8..=PG_MAX_STARTUP).contains(&length))
-        || (length == 8 && (code == PG_SSL_REQUEST || code == PG_GSSENC_REQUEST));
-    let message_length = u32::from_be_bytes([b[1], b[2], b[3], b[4]]);
-    let message = (b[0] == b'Q' || b[0] == b'P') && (5..PG_MAX_MESSAGE).contains(&message_length);
-    resp || startup || message
+    resp || starts_postgres(window, len)
+}
+
+/// Whether a read/write whose first `len` bytes are in `window` starts like a PostgreSQL
+/// client's ([`pg::starts_client`]).
+pub fn starts_postgres(window: &[u8; WINDOW], len: u32) -> bool {
+    // Constant indexes only: every access is then in bounds for the verifier.
+    let b = [
+        window[0], window[1], window[2], window[3], window[4], window[5], window[6], window[7],
+    ];
+    pg::starts_client(&b, len)
 }
 
 /// The client's connection preface of HTTP/2 (RFC 9113 §3.4), as far as a read/write's
@@ -482,15 +488,6 @@ pub fn starts_server_settings(window: &[u8; WINDOW], len: u32) -> bool {
     window[3] == 4 && window[4] == 0 && stream == 0 && length.is_multiple_of(6) && length <= 16_384
 }
 
-/// PostgreSQL's startup codes (protocol 3.0, and the two encryption requests).
-const PG_PROTOCOL_3: u32 = 0x0003_0000;
-const PG_SSL_REQUEST: u32 = 80_877_103;
-const PG_GSSENC_REQUEST: u32 = 80_877_104;
-/// Longest startup packet the server accepts (`MAX_STARTUP_PACKET_LENGTH`).
-const PG_MAX_STARTUP: u32 = 10_000;
-/// Longer query or statement messages than this are not taken for a start.
-const PG_MAX_MESSAGE: u32 = 1 << 24;
-
 /// Whether a read/write whose first `len` bytes are in `window` may start an HTTP request:
 /// a standard method's first four bytes, or fewer that begin one (a client that writes `GE`
 /// then `T / HTTP/1.1`), or any method token followed by an origin-form target (`PROPFIND
@@ -538,19 +535,38 @@ pub fn starts_request(window: &[u8; WINDOW], len: u32) -> bool {
 /// [`verdict::IGNORE`] (never looked at again).
 pub mod verdict {
     pub const HTTP: u32 = 100;
-    /// A database's wire protocol ([`starts_database`](super::starts_database)): its reads
-    /// and writes are copied to the agent, which frames them.
-    pub const DATABASE: u32 = 150;
+    /// A database's wire protocol ([`starts_database`](super::starts_database)) not framed
+    /// by the probes: its reads and writes are copied to the agent, which frames them.
+    pub const DATABASE: u32 = 152;
     /// Redis ([`resp::starts_command`](super::resp::starts_command)): framed by the probes
     /// ([`resp`](super::resp)), one record per command and reply.
-    pub const REDIS: u32 = 155;
+    pub const REDIS: u32 = 153;
+    /// PostgreSQL ([`pg::starts_client`](super::pg::starts_client)): framed by the probes
+    /// ([`pg`](super::pg)), one record per message that starts, names or answers an
+    /// operation.
+    pub const POSTGRES: u32 = 154;
     /// HTTP/2 ([`starts_http2`](super::starts_http2)): copied to the agent like a database.
-    pub const HTTP2: u32 = 160;
+    pub const HTTP2: u32 = 155;
     /// After an upgrade (`101`): the next reads/writes are looked at for HTTP/2's
     /// prefaces only (the client's, or the server's SETTINGS), `UPGRADED + 1` for the
     /// second, then the socket is ignored.
     pub const UPGRADED: u32 = 170;
     pub const IGNORE: u32 = 200;
+
+    /// Whether a socket's reads/writes go to the probes' copy (and, from there, to the
+    /// Redis or PostgreSQL framing): the four verdicts that differ only in their last two
+    /// bits. One mask and one comparison: the framing programs' stack has no room for more
+    /// (a range check took one of them past 5.10's 512 bytes).
+    pub fn is_copied(verdict: u32) -> bool {
+        verdict & !3 == DATABASE
+    }
+
+    const _: () = assert!(
+        DATABASE & 3 == 0
+            && REDIS & !3 == DATABASE
+            && POSTGRES & !3 == DATABASE
+            && HTTP2 & !3 == DATABASE
+    );
 
     /// The verdict after a read/write that started no request.
     pub fn after_miss(verdict: u32) -> u32 {

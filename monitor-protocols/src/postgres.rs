@@ -68,6 +68,7 @@
 use std::{collections::VecDeque, fmt, mem::size_of};
 
 pub(crate) mod exchange;
+pub mod kernel;
 
 pub use exchange::{OTHER, PostgresExchange};
 
@@ -86,15 +87,10 @@ pub const MAX_PENDING: usize = 64;
 /// make their statements unknown.
 pub const MAX_NAME_LEN: usize = 64;
 /// Longest plausible message (the server's own limit on a field is 1 GiB).
-pub const MAX_MESSAGE_LEN: u32 = 1 << 30;
+pub const MAX_MESSAGE_LEN: u32 = monitor_framing::pg::MAX_MESSAGE_LEN;
 /// Longest keyword an operation can have (`REFRESH`, `CHECKPOINT`... are shorter).
 pub const MAX_KEYWORD_LEN: usize = 16;
-/// Longest StartupMessage the server accepts.
-const MAX_STARTUP_LEN: u32 = 10_000;
-
-const SSL_REQUEST: u32 = 80_877_103;
-const GSSENC_REQUEST: u32 = 80_877_104;
-const CANCEL_REQUEST: u32 = 80_877_102;
+use monitor_framing::pg::{CANCEL_REQUEST, GSSENC_REQUEST, MAX_STARTUP_LEN, SSL_REQUEST};
 
 /// The PostgreSQL protocol, for [`crate::PROTOCOLS`].
 pub struct Postgres;
@@ -969,26 +965,9 @@ impl Reader {
 }
 
 /// The body length of a message with this type and length field, if it is plausible for
-/// this direction.
+/// this direction: the probes' own test (`monitor_framing::pg`).
 fn header_length(side: Side, tag: u8, len: u32) -> Option<u32> {
-    let fixed = match (side, tag) {
-        (Side::Client, b'S' | b'H' | b'X' | b'c') => Some(4),
-        (Side::Client, b'Q' | b'P' | b'B' | b'E' | b'D' | b'C' | b'F' | b'd' | b'f' | b'p') => None,
-        (Side::Server, b'1' | b'2' | b'3' | b'I' | b's' | b'n' | b'c') => Some(4),
-        (Side::Server, b'Z') => Some(5),
-        (Side::Server, b'K') => Some(12),
-        (
-            Side::Server,
-            b'R' | b'S' | b'E' | b'N' | b'A' | b'C' | b'T' | b'D' | b't' | b'G' | b'H' | b'W'
-            | b'd' | b'v' | b'V',
-        ) => None,
-        _ => return None,
-    };
-    let plausible = match fixed {
-        Some(fixed) => len == fixed,
-        None => (4..=MAX_MESSAGE_LEN).contains(&len),
-    };
-    plausible.then(|| len - 4)
+    monitor_framing::pg::body_length(side == Side::Server, tag, len)
 }
 
 impl Session {

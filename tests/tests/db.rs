@@ -231,8 +231,7 @@ fn redis_commands_are_counted_exactly_on_both_sides() {
     server.stop();
 }
 
-/// `--probes.redis=false`: the same commands are not followed. The wait is for the client's
-/// system calls, which are folded at a sweep, long after any Redis record was read.
+/// `--probes.redis=false`: the same commands are not followed.
 #[test]
 fn redis_is_not_followed_with_probes_redis_false() {
     let agent = Agent::start(&["--probes.redis=false"]);
@@ -248,22 +247,43 @@ fn redis_is_not_followed_with_probes_redis_false() {
         "1".into(),
     ];
     run_as(&cli, &redis_cli, &set);
-    let scrape = eventually(Duration::from_secs(20), "redis-cli's system calls", || {
+    assert_not_followed(&agent, &cli, &[&cli, &server_comm], "--probes.redis=false");
+    server.stop();
+}
+
+/// That none of `comms` has database operations, once `waited`'s system calls are seen:
+/// those are folded at a sweep, long after any database record was read.
+fn assert_not_followed(agent: &Agent, waited: &str, comms: &[&str], flags: &str) {
+    let scrape = eventually(Duration::from_secs(20), "the system calls", || {
         let scrape = agent.scrape();
         let seen = scrape
-            .matching("monitor_syscall_duration_seconds_count", &[("comm", &cli)])
+            .matching(
+                "monitor_syscall_duration_seconds_count",
+                &[("comm", waited)],
+            )
             .next()
             .is_some();
         seen.then_some(scrape)
     });
-    for comm in [&cli, &server_comm] {
+    for comm in comms {
         assert!(
             operations_of(&scrape, CLIENT, comm).is_empty()
                 && operations_of(&scrape, SERVER, comm).is_empty(),
-            "{comm}'s Redis operations counted with --probes.redis=false"
+            "{comm}'s operations counted with {flags}"
         );
     }
-    server.stop();
+}
+
+/// `--probes.postgres=false`: the server's queries (the start's readiness checks) are not
+/// followed.
+#[test]
+fn postgresql_is_not_followed_with_probes_postgres_false() {
+    let agent = Agent::start(&["--probes.postgres=false"]);
+    let server_comm = unique_comm("pgoff");
+    let mut postgres = Postgres::start(&server_comm);
+    let flags = "--probes.postgres=false";
+    assert_not_followed(&agent, &server_comm, &[&server_comm], flags);
+    postgres.server.stop();
 }
 
 /// The newest PostgreSQL server binaries Debian installed (`/usr/lib/postgresql/N/bin`).
@@ -377,9 +397,22 @@ impl Postgres {
     }
 }
 
+/// PostgreSQL framed in the kernel, the agent's default.
 #[test]
 fn postgresql_queries_are_counted_exactly_on_both_sides() {
-    let agent = Agent::start(&["--probes.databases"]);
+    postgresql_counted_exactly(&[]);
+}
+
+/// PostgreSQL copied to the agent and framed there, as before it was framed in the kernel.
+#[test]
+fn postgresql_copied_to_the_agent_is_counted_exactly_too() {
+    postgresql_counted_exactly(&["--probes.postgres=false", "--probes.databases"]);
+}
+
+/// psql (the simple protocol, an SSLRequest refused first) and pgbench (prepared
+/// statements, a failing pipeline), each operation counted on both sides.
+fn postgresql_counted_exactly(flags: &[&str]) {
+    let agent = Agent::start(flags);
     let server_comm = unique_comm("pgs");
     let mut postgres = Postgres::start(&server_comm);
     let psql_comm = unique_comm("pgpsql");

@@ -1,6 +1,6 @@
 //! Running commands and supervising long-lived helper processes.
 use std::{
-    env,
+    env, fs,
     io::{BufRead as _, BufReader, Read},
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
@@ -107,6 +107,27 @@ pub fn find_program(name: &str) -> Option<PathBuf> {
         .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from))
         .map(|dir| dir.join(name))
         .find(|candidate| is_executable(candidate))
+}
+
+/// The newest PostgreSQL binaries Debian installed (`/usr/lib/postgresql/N/bin`).
+pub fn postgres_bin() -> Result<PathBuf> {
+    let mut found: Vec<PathBuf> = fs::read_dir("/usr/lib/postgresql")
+        .context("/usr/lib/postgresql: `cargo xtask setup` installs postgresql-15")?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path().join("bin")))
+        .filter(|bin| bin.join("postgres").is_file())
+        .collect();
+    found.sort();
+    found
+        .pop()
+        .context("no PostgreSQL server under /usr/lib/postgresql")
+}
+
+/// `program` run by the unprivileged user 65534 (nobody): PostgreSQL refuses root.
+pub fn as_nobody(program: &Path) -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(program);
+    cmd
 }
 
 fn is_executable(path: &Path) -> bool {

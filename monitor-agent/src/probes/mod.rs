@@ -342,6 +342,8 @@ pub struct LoadSettings {
     pub databases: bool,
     /// Frame Redis connections in the kernel (`--probes.redis`).
     pub redis: bool,
+    /// Frame PostgreSQL connections in the kernel (`--probes.postgres`).
+    pub postgres: bool,
     /// Copy HTTP/2 connections' reads/writes to the agent (`--probes.http2`).
     pub http2: bool,
     /// The TLS uprobes may run (`--probes.tls`).
@@ -374,6 +376,7 @@ pub fn load(settings: &LoadSettings) -> anyhow::Result<Loaded> {
     let databases = u32::from(settings.databases);
     let http2 = u32::from(settings.http2);
     let redis = u32::from(settings.redis);
+    let postgres = u32::from(settings.postgres);
     let tls = u32::from(settings.tls);
     let mut loader = EbpfLoader::new();
     loader
@@ -382,6 +385,7 @@ pub fn load(settings: &LoadSettings) -> anyhow::Result<Loaded> {
         .override_global(global::DATABASES, &databases, true)
         .override_global(global::HTTP2, &http2, true)
         .override_global(global::REDIS, &redis, true)
+        .override_global(global::POSTGRES, &postgres, true)
         .override_global(global::TLS, &tls, true)
         .override_global(global::TIMED_SYSCALLS, &settings.timed_syscalls, true)
         .override_global("AYA_LOG_LEVEL", &settings.kernel_log_level, false)
@@ -439,6 +443,7 @@ pub fn load(settings: &LoadSettings) -> anyhow::Result<Loaded> {
         (map::HTTP2_EVENTS, u64::from(capacity::HTTP2_EVENTS_BYTES)),
         (map::REDIS_CONNS, u64::from(capacity::REDIS_CONNS)),
         (map::REDIS_EVENTS, u64::from(capacity::REDIS_EVENTS_BYTES)),
+        (map::PG_CONNS, u64::from(capacity::PG_CONNS)),
         (map::TLS_CALLS, u64::from(capacity::TLS_CALLS)),
         (map::TLS_SOCKS, u64::from(capacity::TLS_SOCKS)),
     ];

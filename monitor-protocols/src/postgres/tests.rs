@@ -18,11 +18,10 @@ fn cut(direction: Direction, data: &[u8], total: u64, ts: u64) -> Io<'_> {
     Io(direction, total, data, ts)
 }
 
-/// The exchanges of `ios` (captured syscalls as the client sees them), fed as the client's
-/// or, `flip`ped, as the server's.
-fn feed_all(connection: &mut Connection, ios: &[Io<'_>], flip: bool) -> Vec<PostgresExchange> {
-    let flipped: Vec<Io<'_>> = ios
-        .iter()
+/// `ios` (captured syscalls as the client sees them) as the client's or, `flip`ped, as the
+/// server's.
+fn flipped<'a>(ios: &[Io<'a>], flip: bool) -> Vec<Io<'a>> {
+    ios.iter()
         .map(|&Io(direction, total, data, ts)| {
             let direction = match (direction, flip) {
                 (direction, false) => direction,
@@ -31,8 +30,11 @@ fn feed_all(connection: &mut Connection, ios: &[Io<'_>], flip: bool) -> Vec<Post
             };
             Io(direction, total, data, ts)
         })
-        .collect();
-    feed(connection, &flipped)
+        .collect()
+}
+
+fn postgres_only(exchanges: Vec<Exchange>) -> Vec<PostgresExchange> {
+    exchanges
         .into_iter()
         .map(|exchange| match exchange {
             Exchange::Postgres(postgres) => postgres,
@@ -41,8 +43,47 @@ fn feed_all(connection: &mut Connection, ios: &[Io<'_>], flip: bool) -> Vec<Post
         .collect()
 }
 
-/// The exchanges as the client sees them, after checking that the server sees the same.
+/// The exchanges of `ios`, fed as the client's or, `flip`ped, as the server's.
+fn feed_all(connection: &mut Connection, ios: &[Io<'_>], flip: bool) -> Vec<PostgresExchange> {
+    postgres_only(feed(connection, &flipped(ios, flip)))
+}
+
+/// The exchanges of `ios` framed as the probes do ([`kernel::KernelTwin`]), then parsed
+/// from the records as the agent does.
+fn twin_all(ios: &[Io<'_>], flip: bool) -> Vec<PostgresExchange> {
+    let mut twin = kernel::KernelTwin::new();
+    let mut out = Vec::new();
+    for io in flipped(ios, flip) {
+        twin.feed(&io.chunk(), &mut out);
+        assert!(twin.connection().buffered_bytes() <= MAX_BUFFERED_BYTES);
+    }
+    postgres_only(out)
+}
+
+/// The exchanges as the client sees them, after checking that the server sees the same, and
+/// that the probes' twin gives them too.
 fn run(ios: &[Io<'_>]) -> Vec<PostgresExchange> {
+    let exchanges = parsed(ios);
+    assert_framed(ios, &summary(&exchanges));
+    exchanges
+}
+
+/// That the probes' twin, as the client and as the server, gives `expected`.
+fn assert_framed(ios: &[Io<'_>], expected: &[(&str, Option<&str>, u64)]) {
+    for flip in [false, true] {
+        let framed = twin_all(ios, flip);
+        assert_eq!(
+            summary(&framed),
+            expected,
+            "framed by the probes' twin, as the {}",
+            if flip { "server" } else { "client" }
+        );
+    }
+}
+
+/// The exchanges as the client sees them, after checking that the server sees the same
+/// (the parser alone, fed the captures).
+fn parsed(ios: &[Io<'_>]) -> Vec<PostgresExchange> {
     let mut client = Connection::new();
     let as_client = feed_all(&mut client, ios, false);
     assert!(as_client.iter().all(|e| e.role == Role::Client));
@@ -200,6 +241,15 @@ fn messages_split_anywhere_give_the_same_exchanges() {
             let mut connection = Connection::new();
             let exchanges = feed_all(&mut connection, &ios, false);
             assert_eq!(summary(&exchanges), PSQL_EXPECTED, "{index} at {at}");
+            // The probes put a split header, and a split head, together. They judge a socket
+            // on its first read/write whole (clients write a startup packet whole).
+            if index == 0 {
+                continue;
+            }
+            for flip in [false, true] {
+                let framed = twin_all(&ios, flip);
+                assert_eq!(summary(&framed), PSQL_EXPECTED, "framed: {index} at {at}");
+            }
         }
     }
 }
@@ -595,4 +645,53 @@ fn memory_stays_bounded() {
     assert!(parser.session.statements.len() <= MAX_STATEMENTS);
     assert!(parser.session.portals.len() <= MAX_PORTALS);
     assert!(parser.session.pending.len() <= MAX_PENDING);
+}
+
+#[test]
+fn a_read_of_more_messages_than_the_probes_frame_loses_its_query_not_the_next() {
+    // R_SELECT_1 is a RowDescription, one DataRow, CommandComplete and ReadyForQuery: the
+    // same with more DataRows than `pg::MAX_MESSAGES`, in one read.
+    let (description, rest) = R_SELECT_1.split_at(34);
+    let (row, end) = rest.split_at(12);
+    assert_eq!((description[0], row[0], end[0]), (b'T', b'D', b'C'));
+    let rows = monitor_framing::pg::MAX_MESSAGES as usize + 100;
+    let mut big = description.to_vec();
+    big.extend(row.repeat(rows));
+    big.extend_from_slice(end);
+    let ios = [
+        io(Egress, Q_SELECT_1, 10),
+        io(Ingress, &big, 20),
+        io(Egress, Q_SELECT_1, 30),
+        io(Ingress, R_SELECT_1, 33),
+    ];
+    assert_eq!(
+        summary(&parsed(&ios)),
+        [("SELECT", None, 10), ("SELECT", None, 3)]
+    );
+    // The probes lose the server's framing past their bound: the query it answered is
+    // dropped, not paired with a later answer; the next read starts with a message.
+    assert_framed(&ios, &[("SELECT", None, 3)]);
+}
+
+#[test]
+fn only_what_starts_names_or_answers_an_operation_leaves_the_kernel() {
+    let mut records = Vec::new();
+    for session in [psql_session(), pipeline_session()] {
+        let mut twin = kernel::KernelTwin::new();
+        let mut out = Vec::new();
+        for io in session {
+            twin.feed(&io.chunk(), &mut out);
+        }
+        records.extend(twin.records);
+    }
+    for record in &records {
+        let kind = record.data.first().copied().unwrap_or(b'-');
+        // Startup messages (untyped), the refused SSL answer, and the operations' messages.
+        assert!(
+            b"\0NQPBESFZCIs".contains(&kind),
+            "{:?} left the kernel",
+            char::from(kind)
+        );
+        assert!(record.data.len() <= 5 + monitor_framing::pg::HEAD as usize);
+    }
 }

@@ -21,7 +21,7 @@ use super::{
 };
 use crate::{
     agent_http::free_port,
-    process::{Supervised, find_program, output},
+    process::{Supervised, as_nobody, find_program, output, postgres_bin},
 };
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -30,13 +30,13 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 const REDIS_CLIENTS: u32 = 16;
 /// pgbench's clients (one thread).
 const PGBENCH_CLIENTS: u32 = 4;
-/// Nothing; the agent as it ships (Redis framed in the kernel, PostgreSQL judged and
-/// ignored); the agent not framing Redis (`--probes.redis=false`); and the agent copying
-/// PostgreSQL connections too (`--probes.databases`).
+/// Nothing; the agent as it ships (Redis and PostgreSQL framed in the kernel); the agent
+/// framing neither (`--probes.redis=false --probes.postgres=false`); and the agent copying
+/// both to user space instead (`--probes.databases`).
 const CONDITIONS: [Condition; 4] = [
     Condition::None,
     Condition::Agent,
-    Condition::AgentNoRedis,
+    Condition::AgentNoDbFraming,
     Condition::AgentDatabases,
 ];
 
@@ -357,24 +357,7 @@ impl Drop for PostgresServer {
     }
 }
 
-/// The newest PostgreSQL server binaries Debian installed (`/usr/lib/postgresql/N/bin`).
-fn postgres_bin() -> Result<PathBuf> {
-    let mut found: Vec<PathBuf> = fs::read_dir("/usr/lib/postgresql")
-        .context("/usr/lib/postgresql: `cargo xtask setup` installs postgresql-15")?
-        .filter_map(|entry| entry.ok().map(|entry| entry.path().join("bin")))
-        .filter(|bin| bin.join("postgres").is_file())
-        .collect();
-    found.sort();
-    found
-        .pop()
-        .context("no PostgreSQL server under /usr/lib/postgresql")
-}
-
-/// `program` run by the unprivileged user 65534 (nobody).
-fn as_nobody(program: &Path) -> Command {
-    as_nobody_pinned(None, program)
-}
-
+/// `program` run by the unprivileged user 65534 (nobody), on `cpu` if given.
 fn as_nobody_pinned(cpu: Option<usize>, program: &Path) -> Command {
     let mut cmd = match cpu {
         Some(cpu) => {
@@ -399,7 +382,7 @@ impl DatabasesReport {
 
     pub fn table(&self) -> String {
         let mut out = String::from(
-            "| workload | none (ops/s) | agent (ops/s) | loss | agent:no-redis (ops/s) | loss | \
+            "| workload | none (ops/s) | agent (ops/s) | loss | agent:no-db-framing (ops/s) | loss | \
              agent:databases (ops/s) | loss | target ≤ 5% |\n\
              |---|---:|---:|---:|---:|---:|---:|---:|---|\n",
         );
@@ -417,25 +400,21 @@ impl DatabasesReport {
             };
             let percent = |loss: Option<f64>| loss.map_or("n/a".into(), |l| format!("{l:.1}%"));
             let (agent, agent_loss) = loss(Condition::Agent);
-            let (no_redis, no_redis_loss) = loss(Condition::AgentNoRedis);
+            let (unframed, unframed_loss) = loss(Condition::AgentNoDbFraming);
             let (databases, databases_loss) = loss(Condition::AgentDatabases);
-            // Judged where the workload is followed: Redis by default, PostgreSQL with
-            // --probes.databases.
-            let (judged, under) = match workload {
-                Workload::Pgbench => (databases_loss, Condition::AgentDatabases),
-                _ => (agent_loss, Condition::Agent),
-            };
+            // Judged as the agent ships: both followed, framed in the kernel.
+            let (judged, under) = (agent_loss, Condition::Agent);
             let verdict = match judged {
                 Some(loss) if loss <= 5.0 => format!("met (`{}`)", under.name()),
                 Some(_) => format!("missed (`{}`)", under.name()),
                 None => String::new(),
             };
             out.push_str(&format!(
-                "| `{}` | {} | {agent} | {} | {no_redis} | {} | {databases} | {} | {verdict} |\n",
+                "| `{}` | {} | {agent} | {} | {unframed} | {} | {databases} | {} | {verdict} |\n",
                 workload.name(),
                 cell(none),
                 percent(agent_loss),
-                percent(no_redis_loss),
+                percent(unframed_loss),
                 percent(databases_loss),
             ));
         }
@@ -451,11 +430,11 @@ impl DatabasesReport {
              {PGBENCH_CLIENTS} clients, one thread, {} s per run, scale 1, `-S` (one SELECT \
              per transaction, the simple query protocol)\n\
              - Medians of {} interleaved rounds: `none`; `agent`, the whole agent with its \
-             defaults (Redis framed in the kernel; a PostgreSQL connection judged on its \
-             first reads/writes and then ignored); `agent:no-redis`, the same with \
-             `--probes.redis=false` (a Redis connection judged and ignored); \
-             `agent:databases`, the agent copying PostgreSQL connections too \
-             (`--probes.databases`)\n\n",
+             defaults (Redis and PostgreSQL framed in the kernel); `agent:no-db-framing`, \
+             the same with `--probes.redis=false --probes.postgres=false` (a database \
+             connection judged on its first read/write, then ignored); `agent:databases`, \
+             the agent copying both to user space instead and framing them there \
+             (`--probes.databases`, as before they were framed in the kernel)\n\n",
             self.versions.join(", "),
             self.requests,
             self.seconds,
@@ -480,11 +459,13 @@ impl DatabasesReport {
         out.push_str(
             "\nHow: the agent finds a database connection by its first bytes in the kernel. \
              Redis is framed there (`mon_redis`): one 104-byte `REDIS_EVENTS` record per \
-             command and per reply, paired in the agent; `agent` against `agent:no-redis` is \
-             what that costs. PostgreSQL's reads and writes are copied (up to 4 KiB each) to \
-             user space, where its parser frames them (`DB_EVENTS`). Most of `agent:no-redis`'s \
-             loss is the rest of the agent: every read and write is a system call, timed at \
-             its entry and exit, and a socket send and receive.\n",
+             command and per reply, paired in the agent. So is PostgreSQL (`mon_pg_step`): each \
+             message's header read and its body skipped, a `DB_EVENTS` record (its header and \
+             at most 64 bytes of its body) per message that starts, names or answers an \
+             operation, parsed in the agent. `agent` against `agent:no-db-framing` is what \
+             framing costs; most of `agent:no-db-framing`'s loss is the rest of the agent: \
+             every read and write is a system call, timed at its entry and exit, and a socket \
+             send and receive.\n",
         );
         out
     }

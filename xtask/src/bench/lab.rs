@@ -157,7 +157,7 @@ impl Lab {
             | Condition::AgentDatabases
             | Condition::AgentNoTls
             | Condition::AgentNoHttp2
-            | Condition::AgentNoRedis => Ok(self
+            | Condition::AgentNoDbFraming => Ok(self
                 .with_agent(condition, work, false)?
                 .map(|observed| observed.value)),
             Condition::Bpftrace => self.with_bpftrace(bpftrace_script, work),
@@ -210,10 +210,18 @@ impl Lab {
             Condition::AgentUserFraming => {
                 vec!["--probes.request-framing".into(), "user".into()]
             }
-            Condition::AgentDatabases => vec!["--probes.databases".into()],
+            Condition::AgentDatabases => [
+                "--probes.redis=false",
+                "--probes.postgres=false",
+                "--probes.databases",
+            ]
+            .map(String::from)
+            .to_vec(),
             Condition::AgentNoTls => vec!["--probes.tls=false".into()],
             Condition::AgentNoHttp2 => vec!["--probes.http2=false".into()],
-            Condition::AgentNoRedis => vec!["--probes.redis=false".into()],
+            Condition::AgentNoDbFraming => ["--probes.redis=false", "--probes.postgres=false"]
+                .map(String::from)
+                .to_vec(),
             _ => Vec::new(),
         })
     }

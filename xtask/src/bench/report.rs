@@ -14,7 +14,9 @@ pub enum Condition {
     /// The whole agent with requests framed in user space (`--probes.request-framing user`),
     /// as where a verifier refuses the framing programs: what framing in the kernel saves.
     AgentUserFraming,
-    /// The whole agent following database connections too (`--probes.databases`).
+    /// The whole agent copying database connections to user space and framing them there
+    /// (`--probes.databases`, Redis and PostgreSQL not framed in the kernel): the way
+    /// before they were.
     AgentDatabases,
     /// The whole agent without its OpenSSL uprobes (`--probes.tls=false`): against `Agent`,
     /// what the uprobes cost.
@@ -22,9 +24,9 @@ pub enum Condition {
     /// The whole agent ignoring HTTP/2 connections (`--probes.http2=false`): against
     /// `Agent`, what following them costs.
     AgentNoHttp2,
-    /// The whole agent not framing Redis (`--probes.redis=false`): against `Agent`, what
-    /// framing it in the kernel costs.
-    AgentNoRedis,
+    /// The whole agent framing no database (`--probes.redis=false --probes.postgres=false`):
+    /// against `Agent`, what framing them in the kernel costs.
+    AgentNoDbFraming,
     Bpftrace,
 }
 
@@ -47,7 +49,7 @@ impl Condition {
             Condition::AgentDatabases => "agent:databases",
             Condition::AgentNoTls => "agent:no-tls",
             Condition::AgentNoHttp2 => "agent:no-http2",
-            Condition::AgentNoRedis => "agent:no-redis",
+            Condition::AgentNoDbFraming => "agent:no-db-framing",
             Condition::Bpftrace => "bpftrace",
         }
     }
@@ -62,7 +64,7 @@ impl Condition {
                 | Condition::AgentDatabases
                 | Condition::AgentNoTls
                 | Condition::AgentNoHttp2
-                | Condition::AgentNoRedis
+                | Condition::AgentNoDbFraming
         )
     }
 
@@ -83,7 +85,8 @@ impl Condition {
                  (`--probes.request-framing user`)."
             }
             Condition::AgentDatabases => {
-                "the release agent following database connections too (`--probes.databases`)."
+                "the release agent copying Redis and PostgreSQL connections to user space \
+                 (`--probes.redis=false --probes.postgres=false --probes.databases`)."
             }
             Condition::AgentNoTls => {
                 "the release agent without its OpenSSL uprobes (`--probes.tls=false`)."
@@ -92,9 +95,10 @@ impl Condition {
                 "the release agent ignoring HTTP/2 connections (`--probes.http2=false`): a \
                  socket that starts with HTTP/2's preface is judged once and left alone."
             }
-            Condition::AgentNoRedis => {
-                "the release agent not framing Redis (`--probes.redis=false`): a socket that \
-                 starts with a Redis command is judged once and left alone."
+            Condition::AgentNoDbFraming => {
+                "the release agent framing no database (`--probes.redis=false \
+                 --probes.postgres=false`): a socket that starts like a Redis or PostgreSQL \
+                 client's is judged once and left alone."
             }
             Condition::Bpftrace => {
                 "a bpftrace script keeping a per-(comm, syscall) latency histogram, \

@@ -62,11 +62,13 @@ pub fn markdown(provenance: &Provenance, runs: &[Run]) -> String {
          runs workloads whose outcome is known exactly, each under a process name of its own \
          (failing syscalls, TCP connects accepted and refused, HTTP/1.1 requests over one \
          keep-alive connection between Python's http.server and http.client, the same over \
-         TLS, DNS lookups, Redis commands, gRPC calls between gRPC's own server and client \
-         (HTTP/2), curl's requests to a hyper-h2 server after an `h2c` upgrade, two CPU-bound \
+         TLS, DNS lookups, Redis commands, PostgreSQL queries (psql's, and pgbench's \
+         prepared statements) to a cluster made by initdb, gRPC calls between gRPC's own \
+         server and client (HTTP/2), curl's requests to a hyper-h2 server after an `h2c` upgrade, two CPU-bound \
          processes sharing one CPU, a process allocating beyond its \
-         memory cgroup's limit, a shell loop running 28 short programs under distinct names), \
-         and compares what the agent exports with the truth.\n"
+         memory cgroup's limit, a shell loop running {} short programs under distinct names), \
+         and compares what the agent exports with the truth.\n",
+        super::smoke::CHURN_PROGRAMS
     );
     let _ = writeln!(text, "## Verdict\n\n{}", verdict(runs));
     let _ = writeln!(

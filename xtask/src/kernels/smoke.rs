@@ -25,7 +25,7 @@ use super::outcome::{
 };
 use crate::{
     agent_http::{free_port, get},
-    process::{Supervised, display, log_tail, watch_lines},
+    process::{Supervised, as_nobody, display, log_tail, postgres_bin, watch_lines},
 };
 
 /// gt-workload's arguments: failing openat(2)s, close(-1)s, nanosleeps of SLEEP_MS.
@@ -67,6 +67,13 @@ const REDIS_SET: u64 = 5;
 const REDIS_GET: u64 = 4;
 const REDIS_WRONGTYPE: u64 = 3;
 const REDIS_PIPELINED: u64 = 100;
+/// PostgreSQL (a cluster made by initdb in the work folder, served as nobody): psql's
+/// simple queries, failing ones (42P01, no such table) first, after an SSLRequest the
+/// server refuses; then pgbench's prepared statements (Parse once, then Bind, Execute,
+/// Sync per transaction).
+const PG_MISSING: u64 = 3;
+const PG_SELECTS: u64 = 4;
+const PG_PREPARED: u64 = 5;
 /// Two spinners sharing one CPU for SPIN_SECONDS: each runs about half the time and waits
 /// the other half. The agent's CPU time must match their own clocks to 5 % (charged at each
 /// switch, nothing sampled), their run-queue wait to 10 % of the kernel's own figure for
@@ -82,9 +89,10 @@ const WAIT_TOLERANCE: f64 = 0.10;
 /// `--processes.names-per-parent`), they are counted as comm="[short-lived]". The parent
 /// comes from the exec probe (`real_parent`, at offsets from BTF): exact on every kernel.
 /// Set above the default 16: the workloads' own parent (this process) runs more programs
-/// than that, and each must keep its name.
-const NAMES_PER_PARENT: u64 = 24;
-const CHURN_PROGRAMS: u64 = NAMES_PER_PARENT + 4;
+/// than that (about 30, PostgreSQL's initdb, server and clients among them), and each must
+/// keep its name.
+const NAMES_PER_PARENT: u64 = 40;
+pub(super) const CHURN_PROGRAMS: u64 = NAMES_PER_PARENT + 4;
 const CHURN_KEPT: u64 = NAMES_PER_PARENT;
 const CHURN_OPENAT: u64 = 3;
 /// A hog allocating HOG_MIB in a memory cgroup limited to LIMIT_MIB: one OOM kill.
@@ -93,7 +101,8 @@ const LIMIT_MIB: u64 = 32;
 
 /// An emulated guest loads and verifies the probes slowly: minutes are not unusual on 5.10.
 const AGENT_START_TIMEOUT: Duration = Duration::from_secs(180);
-const WORKLOAD_TIMEOUT: Duration = Duration::from_secs(60);
+/// The PostgreSQL workload, the slowest (initdb), took 63 s emulated on 5.10.
+const WORKLOAD_TIMEOUT: Duration = Duration::from_secs(120);
 /// The agent folds exited processes at every sweep (1 s here) and the guest is slow: the
 /// counts may take a few seconds after the workloads end.
 pub(super) const DEFAULT_SETTLE_SECONDS: u64 = 30;
@@ -256,6 +265,9 @@ struct Comms {
     dig: String,
     redis_server: String,
     redis_client: String,
+    pg_server: String,
+    psql: String,
+    pgbench: String,
     grpc_server: String,
     grpc_client: String,
     h2c_server: String,
@@ -282,6 +294,9 @@ impl Comms {
             dig: comm("kgdig"),
             redis_server: comm("kgrds"),
             redis_client: comm("kgrdc"),
+            pg_server: comm("kgpgs"),
+            psql: comm("kgpsql"),
+            pgbench: comm("kgpgb"),
             grpc_server: comm("kggrps"),
             grpc_client: comm("kggrpc"),
             h2c_server: comm("kgh2cs"),
@@ -300,6 +315,7 @@ struct Facts {
     http: u16,
     https: u16,
     redis: u16,
+    postgres: u16,
     /// The gRPC server's port, once its calls were made (0: the workload did not run).
     grpc: u16,
     /// The `h2c` server's port, likewise.
@@ -384,7 +400,9 @@ fn expectations(comms: &Comms, facts: &Facts) -> Vec<Expectation> {
             CHURN_OPENAT,
         ),
         Expectation::new(
-            "folding: short-lived programs past 24 names share [short-lived]",
+            &format!(
+                "folding: short-lived programs past {NAMES_PER_PARENT} names share [short-lived]"
+            ),
             ERRORS,
             &[
                 ("comm", "[short-lived]"),
@@ -589,9 +607,60 @@ fn expectations(comms: &Comms, facts: &Facts) -> Vec<Expectation> {
             1,
         ),
     ];
+    expected.extend(postgres_expectations(comms, facts));
     expected.extend(grpc_expectations(comms, facts));
     expected.extend(h2c_expectations(comms, facts));
     expected
+}
+
+/// The PostgreSQL workload's operations: exact on the clients; on the server, its errors
+/// (its readiness checks add successes of no comm of the workload's).
+fn postgres_expectations(comms: &Comms, facts: &Facts) -> Vec<Expectation> {
+    const SERVED: &str = "db_server_operation_duration_seconds_count";
+    const SENT: &str = "db_client_operation_duration_seconds_count";
+    let port = facts.postgres.to_string();
+    let sent = |comm, status| {
+        [
+            ("comm", comm),
+            ("db_system_name", "postgresql"),
+            ("db_operation_name", "SELECT"),
+            ("db_response_status_code", status),
+            ("server_port", port.as_str()),
+        ]
+    };
+    let (psql, pgbench) = (comms.psql.as_str(), comms.pgbench.as_str());
+    let served = [
+        ("comm", comms.pg_server.as_str()),
+        ("db_system_name", "postgresql"),
+        ("db_operation_name", "SELECT"),
+        ("db_response_status_code", "42P01"),
+    ];
+    vec![
+        Expectation::new(
+            "PostgreSQL client (psql): SELECT",
+            SENT,
+            &sent(psql, ""),
+            PG_SELECTS,
+        ),
+        Expectation::new(
+            "PostgreSQL client (psql): SELECT, error undefined_table",
+            SENT,
+            &sent(psql, "42P01"),
+            PG_MISSING,
+        ),
+        Expectation::new(
+            "PostgreSQL client (pgbench, prepared): SELECT",
+            SENT,
+            &sent(pgbench, ""),
+            PG_PREPARED,
+        ),
+        Expectation::new(
+            "PostgreSQL server: SELECT, error undefined_table",
+            SERVED,
+            &served,
+            PG_MISSING,
+        ),
+    ]
 }
 
 /// The `h2c` workload's requests, on both sides: the upgrade as HTTP/1.1, then HTTP/2.
@@ -754,13 +823,16 @@ fn smoke(options: &GuestOptions, work: &Path, result: &mut SmokeResult) -> Resul
     };
     let mut facts = Facts::default();
     // Each workload on its own: one failing does not hide what the others show.
-    let steps: [(&str, &WorkloadStep); 11] = [
+    let steps: [(&str, &WorkloadStep); 12] = [
         ("syscall workload", &|_| workloads.syscalls(&comms)),
         ("TCP workload", &|facts| workloads.tcp(&comms, facts)),
         ("HTTP workload", &|facts| workloads.http(&comms, facts)),
         ("HTTPS workload", &|facts| workloads.https(&comms, facts)),
         ("DNS workload", &|_| workloads.dns(&comms)),
         ("Redis workload", &|facts| workloads.redis(&comms, facts)),
+        ("PostgreSQL workload", &|facts| {
+            workloads.postgres(&comms, facts)
+        }),
         ("gRPC workload", &|facts| workloads.grpc(&comms, facts)),
         ("h2c workload", &|facts| workloads.h2c(&comms, facts)),
         ("scheduler workload", &|facts| {
@@ -1149,6 +1221,86 @@ impl Workloads<'_> {
         outcome
     }
 
+    /// A PostgreSQL cluster made by initdb in the work folder and served as nobody on a free
+    /// port of 127.0.0.1, then psql and pgbench (see PG_SELECTS).
+    fn postgres(&self, comms: &Comms, facts: &mut Facts) -> Result<()> {
+        let bin = postgres_bin()?;
+        let dir = self.work.join("pg");
+        let data = dir.join("data");
+        fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
+        let nobody = |program: &Path| {
+            let mut command = as_nobody(program);
+            command
+                .env_remove("LD_LIBRARY_PATH")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            command
+        };
+        std::os::unix::fs::chown(&data, Some(65534), Some(65534))
+            .with_context(|| format!("giving {} to nobody", data.display()))?;
+        let data_arg = data.to_str().context("work folder not UTF-8")?;
+        let mut initdb = nobody(&bin.join("initdb"));
+        initdb.args(["-N", "-D", data_arg, "-A", "trust", "-U", "postgres"]);
+        run_to_end("initdb", &mut initdb)?;
+        facts.postgres = free_port()?;
+        let port = facts.postgres.to_string();
+        // The server runs as `comms.pg_server`: a link to it, exec'd as nobody.
+        let link = self.work.join(&comms.pg_server);
+        std::os::unix::fs::symlink(bin.join("postgres"), &link)
+            .with_context(|| format!("linking {}", link.display()))?;
+        let mut server = nobody(&link);
+        server
+            .args(["-D", data_arg, "-p", &port, "-k", data_arg])
+            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut server = Supervised::spawn(&comms.pg_server, &mut server)?;
+        let outcome = self.postgres_clients(comms, &bin, &port);
+        server.stop(libc::SIGTERM, Duration::from_secs(10))?;
+        outcome
+    }
+
+    fn postgres_clients(&self, comms: &Comms, bin: &Path, port: &str) -> Result<()> {
+        let connection = ["-h", "127.0.0.1", "-p", port, "-U", "postgres"];
+        // pg_isready sends a startup packet and no query: no operation.
+        let deadline = Instant::now() + WORKLOAD_TIMEOUT;
+        loop {
+            let ready = Command::new(bin.join("pg_isready"))
+                .args(connection)
+                .arg("-q")
+                .status()
+                .context("running pg_isready")?;
+            if ready.success() {
+                break;
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "postgres did not accept connections on port {port}"
+            );
+            thread::sleep(Duration::from_millis(300));
+        }
+        // psql's exit status is its last command's: the failing ones go first.
+        let mut psql = self.named(&comms.psql, &bin.join("psql"))?;
+        psql.args(connection).args(["-qAt", "-d", "sslmode=prefer"]);
+        for _ in 0..PG_MISSING {
+            psql.args(["-c", "SELECT * FROM missing_table"]);
+        }
+        for i in 0..PG_SELECTS {
+            psql.args(["-c", &format!("SELECT {i}")]);
+        }
+        run_to_end(&comms.psql, &mut psql)?;
+        let script = self.work.join("select.sql");
+        fs::write(&script, "SELECT 1;\n").context("writing pgbench's script")?;
+        let mut pgbench = self.named(&comms.pgbench, &bin.join("pgbench"))?;
+        pgbench
+            .args(connection)
+            .args(["-n", "-M", "prepared", "-t", &PG_PREPARED.to_string(), "-f"])
+            .arg(&script)
+            .arg("postgres");
+        run_to_end(&comms.pgbench, &mut pgbench).map(drop)
+    }
+
     /// A gRPC server and client (gRPC's C core, HTTP/2 in cleartext): GRPC_OK calls answered
     /// OK and GRPC_NOT_FOUND answered NOT_FOUND, over one channel.
     fn grpc(&self, comms: &Comms, facts: &mut Facts) -> Result<()> {
@@ -1483,6 +1635,7 @@ mod tests {
             http: 4002,
             https: 4004,
             redis: 4003,
+            postgres: 4005,
             grpc: 0,
             h2c: 0,
             spin_cpu_seconds: 3.0,

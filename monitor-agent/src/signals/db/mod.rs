@@ -280,7 +280,10 @@ impl Signal for Db {
     }
 
     fn map_insert_failures(&self) -> &'static [(&'static str, Counter)] {
-        &[(map::REDIS_CONNS, Counter::RedisConnsFull)]
+        &[
+            (map::REDIS_CONNS, Counter::RedisConnsFull),
+            (map::PG_CONNS, Counter::PgConnsFull),
+        ]
     }
 }
 

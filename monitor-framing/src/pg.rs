@@ -275,6 +275,11 @@ impl PgConn {
     /// server's reply to an encryption request, and a lost direction's resynchronisation.
     pub fn start(&mut self, side: usize, readable: u32, wire: &mut impl PgWire) -> PgStep {
         let side = side & 1;
+        let awaited = side == side::SERVER && self.awaiting != 0 && self.sides[side].have == 0;
+        if !awaited && self.sides[side].lost == 0 {
+            // The common case: `step` reads the first header itself.
+            return PgStep::Next(0);
+        }
         let mut buf = [0; 8];
         let mut got = if readable > 0 {
             wire.read(0, &mut buf)
@@ -282,7 +287,7 @@ impl PgConn {
             0
         };
         let mut at = 0;
-        if side == side::SERVER && self.awaiting != 0 && self.sides[side].have == 0 {
+        if awaited {
             let awaited = self.awaiting;
             self.awaiting = 0;
             if got == 0 {

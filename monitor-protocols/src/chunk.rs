@@ -11,6 +11,17 @@ pub enum Direction {
     Ingress,
 }
 
+impl Direction {
+    /// The direction as the probes' framing names it (`monitor_framing::direction`), for
+    /// the kernel twins.
+    pub(crate) fn framing_way(self) -> u8 {
+        match self {
+            Direction::Egress => monitor_framing::direction::EGRESS,
+            Direction::Ingress => monitor_framing::direction::INGRESS,
+        }
+    }
+}
+
 /// Which end of the connection the monitored process is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Role {
@@ -53,6 +64,16 @@ impl Chunk<'_> {
 
     pub fn is_fully_captured(&self) -> bool {
         self.uncaptured() == 0
+    }
+
+    /// The bytes moved and those the probes can read, as the kernel twins hand them to the
+    /// framing: a total shorter than what was captured counts as fully captured.
+    pub(crate) fn framed_sizes(&self) -> (u32, u32) {
+        let length = self.total_len.max(self.data.len() as u64);
+        (
+            u32::try_from(length).unwrap_or(u32::MAX),
+            u32::try_from(self.data.len()).unwrap_or(u32::MAX),
+        )
     }
 
     /// Copies up to `len` captured bytes from `offset` to the start of `window`, as the

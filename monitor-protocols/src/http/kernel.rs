@@ -11,7 +11,7 @@ use super::{
     exchange::{HttpExchange, HttpVersion},
     request_route, valid_host,
 };
-use crate::chunk::{Chunk, Direction, Role};
+use crate::chunk::{Chunk, Role};
 
 fn method_of(code: u8) -> Method {
     match code {
@@ -127,10 +127,7 @@ impl KernelTwin {
         if self.verdict == verdict::IGNORE || chunk.total_len == 0 {
             return;
         }
-        let direction = match chunk.direction {
-            Direction::Egress => monitor_framing::direction::EGRESS,
-            Direction::Ingress => monitor_framing::direction::INGRESS,
-        };
+        let direction = chunk.direction.framing_way();
         let length = u32::try_from(chunk.total_len).unwrap_or(u32::MAX);
         let readable = u32::try_from(chunk.data.len()).unwrap_or(u32::MAX);
         let mut wire = ChunkWire { chunk, out };
@@ -168,7 +165,7 @@ impl KernelTwin {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_io::io;
+    use crate::{chunk::Direction, test_io::io};
 
     /// Frames `ios` (direction, bytes readable, bytes moved) of one connection; the
     /// outcome of each.
@@ -181,10 +178,7 @@ mod tests {
             .map(|&(direction, data, moved)| {
                 let chunk = io(direction, data, 1).chunk();
                 let io = Io {
-                    direction: match direction {
-                        Direction::Egress => monitor_framing::direction::EGRESS,
-                        Direction::Ingress => monitor_framing::direction::INGRESS,
-                    },
+                    direction: direction.framing_way(),
                     length: moved as u32,
                     readable: data.len() as u32,
                     loaded: 0,

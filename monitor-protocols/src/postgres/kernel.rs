@@ -39,13 +39,6 @@ impl Framed {
     }
 }
 
-fn way_of(direction: Direction) -> u8 {
-    match direction {
-        Egress => direction::EGRESS,
-        Ingress => direction::INGRESS,
-    }
-}
-
 /// The twin's side of one chunk.
 struct ChunkWire<'a> {
     chunk: &'a Chunk<'a>,
@@ -140,7 +133,7 @@ impl KernelTwin {
         if self.ignored {
             return;
         }
-        let way = way_of(chunk.direction);
+        let way = chunk.direction.framing_way();
         let conn = match &mut self.conn {
             Some(conn) => conn,
             None => {
@@ -160,10 +153,7 @@ impl KernelTwin {
             chunk,
             records: Vec::new(),
         };
-        // A total shorter than what was captured counts as fully captured (`Chunk`).
-        let length =
-            u32::try_from(chunk.total_len.max(chunk.data.len() as u64)).unwrap_or(u32::MAX);
-        let readable = u32::try_from(chunk.data.len()).unwrap_or(u32::MAX);
+        let (length, readable) = chunk.framed_sizes();
         if conn.feed(way, length, readable, &mut wire) == PgStep::Done {
             self.ignored = true;
         }

@@ -5,7 +5,7 @@
 //! the byte fixtures and the fuzzer exercise what the probes run, without root, and compare
 //! it with the parser.
 use monitor_framing::{
-    Io, MAX_MISSES, Outcome, WINDOW, direction,
+    Io, MAX_MISSES, Outcome, WINDOW,
     resp::{self, Message, RespConn, RespWire, flags},
     role,
 };
@@ -15,7 +15,7 @@ pub use monitor_framing::resp::Message as RedisMessage;
 
 use super::{Pairing, Pending, Special, Word, confirmation_kind, is_message};
 use crate::{
-    chunk::{Chunk, Direction, Role},
+    chunk::{Chunk, Role},
     protocol::Exchange,
 };
 
@@ -200,15 +200,12 @@ impl KernelTwin {
         if self.ignored {
             return;
         }
-        let way = match chunk.direction {
-            Direction::Egress => direction::EGRESS,
-            Direction::Ingress => direction::INGRESS,
-        };
+        let way = chunk.direction.framing_way();
+        let (length, readable) = chunk.framed_sizes();
         let io = Io {
             direction: way,
-            // A total shorter than what was captured counts as fully captured (`Chunk`).
-            length: u32::try_from(chunk.total_len.max(chunk.data.len() as u64)).unwrap_or(u32::MAX),
-            readable: u32::try_from(chunk.data.len()).unwrap_or(u32::MAX),
+            length,
+            readable,
             loaded: 0,
         };
         let mut wire = ChunkWire {
